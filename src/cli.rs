@@ -1,0 +1,334 @@
+//! The `poolscope` command line: `poolscope run` drives the executor headless.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::executor::{EventKind, Executor, HaltPolicy, PoolConfig, Stream, TaskId, TaskSpec};
+use crate::model::{RunRecord, TaskState, joblog, taskfile, trace};
+
+#[derive(Parser, Debug)]
+#[command(name = "poolscope", version, about = "A visual, hands-on process pool")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a task file (or shell commands read from stdin, one per line) without the GUI.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// A task file (TOML). Without it, each line of stdin is a shell command.
+    pub file: Option<PathBuf>,
+    /// Pool size: most tasks running at once [default: the file's, else the CPU count].
+    #[arg(short = 'j', long = "jobs")]
+    pub jobs: Option<usize>,
+    /// Write a GNU parallel joblog here, one line per finished attempt.
+    #[arg(long, value_name = "PATH")]
+    pub joblog: Option<PathBuf>,
+    /// Write a Chrome trace (Perfetto, `chrome://tracing`) here when the run ends.
+    #[arg(long, value_name = "PATH")]
+    pub trace: Option<PathBuf>,
+    /// Save every attempt's full stdout and stderr in this folder (ID.ATTEMPT.stdout).
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// Kill a task that runs longer than this many seconds (for tasks without their own).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Run a failing task up to this many more times.
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Stop on failure: never, soon,fail=N (start nothing new) or now,fail=N (kill all).
+    #[arg(long, value_name = "WHEN")]
+    pub halt: Option<HaltPolicy>,
+    /// Prefix each output line with the task id and a TAB.
+    #[arg(long)]
+    pub tag: bool,
+    /// Seconds between SIGTERM and SIGKILL when a task is killed.
+    #[arg(long, value_name = "SECS")]
+    pub kill_grace: Option<f64>,
+}
+
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Run(args)) => run(&args),
+        None => {
+            eprintln!("poolscope: the GUI is not built yet; use `poolscope run FILE` (see --help)");
+            Ok(2)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("poolscope: {e:#}");
+            ExitCode::from(255)
+        }
+    }
+}
+
+fn positive_seconds(value: f64, flag: &str) -> Result<Duration> {
+    if !(value.is_finite() && value >= 0.0) {
+        bail!("--{flag} must be a number of seconds, 0 or more; got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn read_stdin_commands() -> Result<Vec<TaskSpec>> {
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        bail!(
+            "no task file given, and stdin is a terminal: pass FILE, or pipe one command per line"
+        );
+    }
+    let mut specs = Vec::new();
+    for line in stdin.lock().lines() {
+        let line = line.context("reading commands from stdin")?;
+        if !line.trim().is_empty() {
+            specs.push(TaskSpec::shell(line));
+        }
+    }
+    Ok(specs)
+}
+
+/// The pool settings and tasks of a run: the file's, overridden by the flags.
+fn plan(args: &RunArgs) -> Result<(PoolConfig, Vec<TaskSpec>)> {
+    let (mut config, mut specs) = match &args.file {
+        Some(path) => {
+            let file = taskfile::load(path)?;
+            let mut config = PoolConfig {
+                retries: file.retries,
+                halt: file.halt,
+                ..PoolConfig::default()
+            };
+            if let Some(size) = file.pool_size {
+                config.size = size;
+            }
+            if let Some(grace) = file.kill_grace {
+                config.kill_grace = grace;
+            }
+            (config, file.tasks)
+        }
+        None => (PoolConfig::default(), read_stdin_commands()?),
+    };
+    if let Some(jobs) = args.jobs {
+        if jobs == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        config.size = jobs;
+    }
+    if let Some(retries) = args.retries {
+        config.retries = retries;
+    }
+    if let Some(halt) = args.halt {
+        config.halt = halt;
+    }
+    if let Some(grace) = args.kill_grace {
+        config.kill_grace = positive_seconds(grace, "kill-grace")?;
+    }
+    if let Some(timeout) = args.timeout {
+        let timeout = positive_seconds(timeout, "timeout")?;
+        for spec in specs.iter_mut().filter(|s| s.timeout.is_none()) {
+            spec.timeout = Some(timeout);
+        }
+    }
+    config.output_dir.clone_from(&args.results);
+    Ok((config, specs))
+}
+
+/// Runs tasks headless; returns the process exit code: 0 only when every task succeeded.
+pub fn run(args: &RunArgs) -> Result<u8> {
+    let (config, specs) = plan(args)?;
+    let mut joblog_out = args
+        .joblog
+        .as_deref()
+        .map(|p| create(p).map(BufWriter::new))
+        .transpose()?;
+    if let Some(out) = &mut joblog_out {
+        writeln!(out, "{}", joblog::HEADER)?;
+        out.flush()?;
+    }
+
+    let total = specs.len();
+    let (executor, events) = Executor::start(config, None);
+    let interrupted = watch_signals(&executor)?;
+    executor.submit(specs)?;
+    executor.close();
+
+    let bar = progress_bar(total);
+    let mut printer = Printer::new(args.tag);
+    let mut record = RunRecord::default();
+    while let Some(event) = events.recv() {
+        record.apply(&event);
+        match &event.kind {
+            EventKind::Output {
+                task,
+                stream,
+                bytes,
+                ..
+            } => bar.suspend(|| printer.output(*task, *stream, bytes)),
+            EventKind::Finished {
+                task,
+                attempt,
+                will_retry,
+                ..
+            } => {
+                bar.suspend(|| printer.flush_task(*task));
+                if let (Some(out), Some(t), Some(a)) = (
+                    &mut joblog_out,
+                    record.task(*task),
+                    record.attempt(*task, *attempt),
+                ) {
+                    writeln!(out, "{}", joblog::line(&record, t, a))?;
+                    out.flush()?;
+                }
+                if !will_retry {
+                    bar.inc(1);
+                }
+            }
+            EventKind::Cancelled { .. } => bar.inc(1),
+            EventKind::Drained => break,
+            _ => {}
+        }
+    }
+    bar.finish_and_clear();
+    drop(executor);
+
+    if let Some(path) = &args.trace {
+        let mut out = BufWriter::new(create(path)?);
+        trace::write(&record, &mut out)?;
+        out.flush()?;
+    }
+    let failed = record
+        .tasks
+        .iter()
+        .filter(|t| !matches!(&t.state, TaskState::Done(o) if o.is_success()))
+        .count();
+    if interrupted.load(Ordering::Acquire) {
+        eprintln!("poolscope: interrupted; {failed} of {total} tasks did not succeed");
+        return Ok(130);
+    }
+    if failed > 0 {
+        eprintln!("poolscope: {failed} of {total} tasks did not succeed");
+    }
+    // GNU parallel's convention: the number of failed tasks, capped at 101.
+    Ok(failed.min(101) as u8)
+}
+
+fn create(path: &Path) -> Result<File> {
+    File::create(path).with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Ctrl-C or SIGTERM: kill every task group; the run then ends normally, so the joblog
+/// and trace still hold what ran.
+fn watch_signals(executor: &Executor) -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let handle = executor.handle();
+    let flag = Arc::clone(&interrupted);
+    std::thread::Builder::new()
+        .name("poolscope-signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                flag.store(true, Ordering::Release);
+                handle.terminate();
+            }
+        })?;
+    Ok(interrupted)
+}
+
+fn progress_bar(total: usize) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} tasks  {elapsed_precise} elapsed, ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Prints task output line by line (lines of different tasks never mix), like GNU
+/// parallel's `--line-buffer`; `--tag` prefixes each line with the task id.
+struct Printer {
+    tag: bool,
+    partial: HashMap<(TaskId, Stream), Vec<u8>>,
+}
+
+impl Printer {
+    fn new(tag: bool) -> Self {
+        Self {
+            tag,
+            partial: HashMap::new(),
+        }
+    }
+
+    fn write(&self, task: TaskId, stream: Stream, line: &[u8]) {
+        let result = match stream {
+            Stream::Stdout => self.write_to(&mut io::stdout().lock(), task, line),
+            Stream::Stderr => self.write_to(&mut io::stderr().lock(), task, line),
+        };
+        if let Err(e) = result
+            && e.kind() != io::ErrorKind::BrokenPipe
+        {
+            log::warn!("cannot print task output: {e}");
+        }
+    }
+
+    fn write_to(&self, out: &mut impl Write, task: TaskId, line: &[u8]) -> io::Result<()> {
+        if self.tag {
+            write!(out, "{task}\t")?;
+        }
+        out.write_all(line)?;
+        out.flush()
+    }
+
+    fn output(&mut self, task: TaskId, stream: Stream, bytes: &[u8]) {
+        let mut pending = self.partial.remove(&(task, stream)).unwrap_or_default();
+        pending.extend_from_slice(bytes);
+        let complete = pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        if complete > 0 {
+            if self.tag {
+                for line in pending[..complete].split_inclusive(|&b| b == b'\n') {
+                    self.write(task, stream, line);
+                }
+            } else {
+                self.write(task, stream, &pending[..complete]);
+            }
+            pending.drain(..complete);
+        }
+        if !pending.is_empty() {
+            self.partial.insert((task, stream), pending);
+        }
+    }
+
+    fn flush_task(&mut self, task: TaskId) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            if let Some(rest) = self.partial.remove(&(task, stream)) {
+                let mut line = rest;
+                line.push(b'\n');
+                self.write(task, stream, &line);
+            }
+        }
+    }
+}

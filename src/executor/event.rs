@@ -1,0 +1,158 @@
+//! What the executor reports: every event is stamped with the time since the run started.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::task::{TaskId, TaskSpec};
+
+/// Which output stream a chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How one attempt of a task ended. Kept apart, never collapsed into "failed".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The process exited by itself with this code.
+    Exited(i32),
+    /// The process was ended by a signal nobody in poolscope sent (or one sent with
+    /// "send signal", like SIGINT).
+    Signaled(i32),
+    /// Ended by the user (kill, terminate, or a halt policy).
+    Killed,
+    /// Ended because it ran past its timeout.
+    TimedOut,
+    /// The process could not be started; the OS reason.
+    FailedToSpawn(String),
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Exited(0))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Exited(code) => write!(f, "exit {code}"),
+            Outcome::Signaled(sig) => write!(f, "signal {}", signal_name(*sig)),
+            Outcome::Killed => f.write_str("killed"),
+            Outcome::TimedOut => f.write_str("timed out"),
+            Outcome::FailedToSpawn(reason) => write!(f, "failed to start: {reason}"),
+        }
+    }
+}
+
+/// `SIGTERM`-style name of a signal number, or the number when unknown.
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map_or_else(|_| sig.to_string(), |s| s.as_str().to_owned())
+}
+
+/// Why the pool stopped starting tasks before the queue was empty.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HaltReason {
+    /// The stop-on-failure policy was triggered after this many failed tasks.
+    Failures(u32),
+}
+
+/// One thing that happened, `at` this long after the run started.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub at: Duration,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum EventKind {
+    /// The first event of every run: when it started on the wall clock, and the pool size.
+    PoolStarted {
+        wall_clock: SystemTime,
+        size: usize,
+    },
+    Queued {
+        task: TaskId,
+        spec: Arc<TaskSpec>,
+    },
+    Started {
+        task: TaskId,
+        attempt: u32,
+        slot: usize,
+        pid: u32,
+    },
+    Output {
+        task: TaskId,
+        attempt: u32,
+        stream: Stream,
+        bytes: Vec<u8>,
+    },
+    /// The task's stdin is closed (by request, after preset text, or because the task
+    /// stopped reading). `error` says why a write failed, if one did.
+    StdinClosed {
+        task: TaskId,
+        attempt: u32,
+        error: Option<String>,
+    },
+    /// The attempt is over: the process is reaped and its output pipes are drained.
+    Finished {
+        task: TaskId,
+        attempt: u32,
+        outcome: Outcome,
+        /// Bytes written to the task's stdin.
+        stdin_bytes: u64,
+        /// Another attempt of the same task has been queued.
+        will_retry: bool,
+    },
+    /// A queued task that will never run (terminate, halt).
+    Cancelled {
+        task: TaskId,
+    },
+    Resized {
+        size: usize,
+    },
+    Paused,
+    Resumed,
+    /// No more tasks are accepted; the queue drains.
+    Closed,
+    /// Running tasks were killed and the queue dropped.
+    Terminated,
+    Halted {
+        reason: HaltReason,
+    },
+    /// The pool is closed and every task is over: nothing more will happen.
+    Drained,
+}
+
+impl EventKind {
+    /// The task an event is about, if any.
+    pub fn task(&self) -> Option<TaskId> {
+        match self {
+            EventKind::Queued { task, .. }
+            | EventKind::Started { task, .. }
+            | EventKind::Output { task, .. }
+            | EventKind::StdinClosed { task, .. }
+            | EventKind::Finished { task, .. }
+            | EventKind::Cancelled { task } => Some(*task),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_read_as_words() {
+        assert_eq!(Outcome::Signaled(15).to_string(), "signal SIGTERM");
+        assert_eq!(Outcome::Exited(3).to_string(), "exit 3");
+        assert_eq!(Outcome::TimedOut.to_string(), "timed out");
+        assert!(!Outcome::Killed.is_success());
+    }
+}

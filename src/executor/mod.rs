@@ -1,0 +1,328 @@
+//! The executor: a bounded pool of child processes. No GUI code here; it is driven only
+//! by typed commands (through [`Handle`]) and reports only typed [`Event`]s.
+
+pub mod backend;
+mod dispatcher;
+pub mod event;
+pub mod scheduler;
+pub mod sink;
+pub mod task;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+pub use backend::Backend;
+pub use backend::local::LocalBackend;
+pub use event::{Event, EventKind, HaltReason, Outcome, Stream, signal_name};
+pub use nix::sys::signal::Signal;
+pub use sink::{Events, Waker};
+pub use task::{Invocation, StdinMode, TaskId, TaskSpec};
+
+use dispatcher::{Dispatcher, Msg};
+use sink::EventSink;
+
+/// When to stop the pool because tasks fail (GNU parallel's `--halt`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HaltPolicy {
+    #[default]
+    Never,
+    /// After `fail` failed tasks, start no new task; running ones finish.
+    Soon { fail: u32 },
+    /// After `fail` failed tasks, kill the running ones too.
+    Now { fail: u32 },
+}
+
+impl FromStr for HaltPolicy {
+    type Err = String;
+
+    /// `never`, `soon,fail=N`, `now,fail=N` (GNU parallel's spelling).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "never" {
+            return Ok(HaltPolicy::Never);
+        }
+        let bad =
+            || format!("invalid halt policy `{s}`: expected never, soon,fail=N or now,fail=N");
+        let (when, cond) = s.split_once(',').ok_or_else(bad)?;
+        let count = cond
+            .strip_prefix("fail=")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(bad)?;
+        match when {
+            "soon" => Ok(HaltPolicy::Soon { fail: count }),
+            "now" => Ok(HaltPolicy::Now { fail: count }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Settings of one run of the pool.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Most tasks running at once. Default: the number of CPUs.
+    pub size: usize,
+    /// Time between SIGTERM and SIGKILL when a task is killed.
+    pub kill_grace: Duration,
+    /// Extra attempts for a task that fails (not for one the user killed).
+    pub retries: u32,
+    pub halt: HaltPolicy,
+    /// Where each attempt's full stdout and stderr are saved (`ID.ATTEMPT.stdout`).
+    pub output_dir: Option<PathBuf>,
+    /// Most output bytes waiting in the event channel before readers wait for the consumer.
+    pub output_in_flight: usize,
+    /// Start with dispatch paused (tasks queue up until resume).
+    pub start_paused: bool,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            size: num_cpus::get(),
+            kill_grace: Duration::from_secs(1),
+            retries: 0,
+            halt: HaltPolicy::Never,
+            output_dir: None,
+            output_in_flight: 64 * 1024 * 1024,
+            start_paused: false,
+        }
+    }
+}
+
+/// What a command to the pool can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("the pool is closed: it accepts no more tasks")]
+    PoolClosed,
+    #[error("the pool is still open: close it before joining")]
+    PoolStillOpen,
+    #[error("there is no task {0}")]
+    UnknownTask(TaskId),
+    #[error("task {0} is not running")]
+    NotRunning(TaskId),
+    #[error("task {0} has no open stdin")]
+    StdinNotOpen(TaskId),
+    #[error("cannot signal task {0}: {1}")]
+    Signal(TaskId, String),
+    #[error("the executor has stopped")]
+    ExecutorGone,
+}
+
+/// State shared with handles without a round trip to the dispatcher.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    closed: AtomicBool,
+    drained: Mutex<bool>,
+    drained_cv: Condvar,
+}
+
+impl Shared {
+    fn set_drained(&self) {
+        *self
+            .drained
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.drained_cv.notify_all();
+    }
+}
+
+/// Sends commands to a running pool. Cheap to clone; usable from any thread.
+#[derive(Clone)]
+pub struct Handle {
+    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    fn ask<T>(
+        &self,
+        make: impl FnOnce(Sender<Result<T, CommandError>>) -> Msg,
+    ) -> Result<T, CommandError> {
+        let (reply, answer) = mpsc::channel();
+        self.tx
+            .send(make(reply))
+            .map_err(|_| CommandError::ExecutorGone)?;
+        answer.recv().map_err(|_| CommandError::ExecutorGone)?
+    }
+
+    fn tell(&self, msg: Msg) {
+        let _ = self.tx.send(msg);
+    }
+
+    /// Queue tasks (also while others run). Refused once the pool is closed.
+    pub fn submit(&self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, CommandError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(CommandError::PoolClosed);
+        }
+        self.ask(|reply| Msg::Submit { specs, reply })
+    }
+
+    pub fn submit_one(&self, spec: TaskSpec) -> Result<TaskId, CommandError> {
+        Ok(self.submit(vec![spec])?[0])
+    }
+
+    /// Accept no more tasks; the queue drains.
+    pub fn close(&self) {
+        self.tell(Msg::Close);
+    }
+
+    /// Kill every running task and drop the queue.
+    pub fn terminate(&self) {
+        self.tell(Msg::Terminate);
+    }
+
+    /// Kill one task's process group (TERM, then KILL after the grace period).
+    pub fn kill(&self, task: TaskId) -> Result<(), CommandError> {
+        self.ask(|reply| Msg::Kill { task, reply })
+    }
+
+    /// Queue bytes for a running task's stdin. Write failures (the task stopped reading)
+    /// arrive as a `StdinClosed` event with an error.
+    pub fn write_stdin(&self, task: TaskId, bytes: Vec<u8>) -> Result<(), CommandError> {
+        self.ask(|reply| Msg::WriteStdin { task, bytes, reply })
+    }
+
+    /// Close a running task's stdin (the task reads EOF).
+    pub fn close_stdin(&self, task: TaskId) -> Result<(), CommandError> {
+        self.ask(|reply| Msg::CloseStdin { task, reply })
+    }
+
+    /// Send a signal (SIGINT for Ctrl-C) to a running task's whole process group.
+    pub fn signal(&self, task: TaskId, signal: Signal) -> Result<(), CommandError> {
+        self.ask(|reply| Msg::Signal {
+            task,
+            signal,
+            reply,
+        })
+    }
+
+    /// Change the pool size. Growing starts queued tasks at once; shrinking kills nothing.
+    pub fn resize(&self, size: usize) {
+        self.tell(Msg::Resize(size));
+    }
+
+    pub fn pause(&self) {
+        self.tell(Msg::Pause);
+    }
+
+    pub fn resume(&self) {
+        self.tell(Msg::Resume);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Wait until the closed pool has finished every task. Joining an open pool is an
+    /// error, as in Python's `Pool.join()`.
+    pub fn join(&self) -> Result<(), CommandError> {
+        self.join_timeout(Duration::MAX).map(|_| ())
+    }
+
+    /// Like [`join`](Self::join), waiting at most `timeout`; `Ok(false)` when it ran out.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, CommandError> {
+        if !self.is_closed() {
+            return Err(CommandError::PoolStillOpen);
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let mut drained = self
+            .shared
+            .drained
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !*drained {
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_hours(1),
+            };
+            if wait.is_zero() {
+                return Ok(false);
+            }
+            drained = self
+                .shared
+                .drained_cv
+                .wait_timeout(drained, wait)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        Ok(true)
+    }
+}
+
+/// A running pool. Dropping it terminates every task and waits until all are reaped.
+pub struct Executor {
+    handle: Handle,
+    start: Instant,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Executor {
+    /// Start a pool of local child processes.
+    pub fn start(config: PoolConfig, waker: Option<Waker>) -> (Self, Events) {
+        Self::with_backend(LocalBackend, config, waker)
+    }
+
+    pub fn with_backend<B: Backend>(
+        backend: B,
+        config: PoolConfig,
+        waker: Option<Waker>,
+    ) -> (Self, Events) {
+        ignore_sigpipe();
+        let start = Instant::now();
+        let (sink, events) = EventSink::new(start, waker, config.output_in_flight);
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let dispatcher = Dispatcher::new(backend, config, sink, tx.clone(), Arc::clone(&shared));
+        let thread = thread::Builder::new()
+            .name("poolscope-dispatch".into())
+            .spawn(move || dispatcher.run(&rx))
+            .expect("cannot start the dispatcher thread");
+        let executor = Self {
+            handle: Handle { tx, shared },
+            start,
+            thread: Some(thread),
+        };
+        (executor, events)
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// The instant every event's `at` is measured from.
+    pub fn started_at(&self) -> Instant {
+        self.start
+    }
+}
+
+impl std::ops::Deref for Executor {
+    type Target = Handle;
+    fn deref(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.handle.tell(Msg::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writing to a task that has exited must be an error (EPIPE), never a process-killing
+/// SIGPIPE. Rust binaries already ignore it; a host embedding the library might not.
+#[allow(unsafe_code)]
+fn ignore_sigpipe() {
+    use nix::sys::signal::{SigHandler, signal};
+    // SAFETY: SIG_IGN installs no handler code, so no async-signal-safety rule applies.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) } {
+        log::warn!("cannot ignore SIGPIPE: {e}");
+    }
+}

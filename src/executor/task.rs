@@ -1,0 +1,165 @@
+//! What a task is: the description a user submits, independent of how it is run.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Task identity, assigned by the executor at submit time, 1-based and in submit order
+/// (GNU parallel's `Seq`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskId(pub u64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// How the task's process is started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Invocation {
+    /// A command line run by `sh -c` (pipes, `;`, `$$` work as in a shell).
+    Shell(String),
+    /// A program and its arguments, started directly with no shell in between.
+    Program { program: String, args: Vec<String> },
+}
+
+impl Invocation {
+    /// The command as a user would type it (shell line, or program and quoted args).
+    pub fn display_line(&self) -> String {
+        match self {
+            Invocation::Shell(line) => line.clone(),
+            Invocation::Program { program, args } => {
+                let mut out = shell_quote(program);
+                for arg in args {
+                    out.push(' ');
+                    out.push_str(&shell_quote(arg));
+                }
+                out
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Invocation::Shell(line) => line.trim().is_empty(),
+            Invocation::Program { program, .. } => program.trim().is_empty(),
+        }
+    }
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// What the task's standard input is connected to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StdinMode {
+    /// `/dev/null`: the task reads EOF at once.
+    #[default]
+    Null,
+    /// A pipe kept open for later writes until closed by a command (an interactive session).
+    Pipe,
+    /// This text is written, then stdin is closed (Python's `communicate()`).
+    Preset(Vec<u8>),
+}
+
+/// Everything needed to run one task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub name: String,
+    pub invocation: Invocation,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub stdin: StdinMode,
+    pub timeout: Option<Duration>,
+}
+
+impl TaskSpec {
+    /// A shell command line with default settings; the name is the command itself.
+    pub fn shell(line: impl Into<String>) -> Self {
+        let line = line.into();
+        Self {
+            name: line.clone(),
+            invocation: Invocation::Shell(line),
+            cwd: None,
+            env: Vec::new(),
+            stdin: StdinMode::Null,
+            timeout: None,
+        }
+    }
+
+    /// A program with arguments, started without a shell.
+    pub fn program<I, S>(program: impl Into<String>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let invocation = Invocation::Program {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+        };
+        Self {
+            name: invocation.display_line(),
+            invocation,
+            cwd: None,
+            env: Vec::new(),
+            stdin: StdinMode::Null,
+            timeout: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    #[must_use]
+    pub fn with_stdin(mut self, stdin: StdinMode) -> Self {
+        self.stdin = stdin;
+        self
+    }
+
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    #[must_use]
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    #[must_use]
+    pub fn with_cwd(mut self, cwd: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_lines_quote_what_a_shell_would_split() {
+        let spec = TaskSpec::program("echo", ["a b", "it's", "plain"]);
+        assert_eq!(
+            spec.invocation.display_line(),
+            r"echo 'a b' 'it'\''s' plain"
+        );
+    }
+}

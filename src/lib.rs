@@ -1,0 +1,9 @@
+//! poolscope: a visual, hands-on process pool.
+//!
+//! - [`executor`]: runs tasks as child processes under a pool limit (no GUI code).
+//! - [`model`]: the run record built from executor events, task files, joblogs, traces.
+//! - [`cli`]: the `poolscope` command line.
+
+pub mod cli;
+pub mod executor;
+pub mod model;

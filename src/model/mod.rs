@@ -1,0 +1,11 @@
+//! The run record and the file formats. No GUI code here.
+
+pub mod joblog;
+pub mod run;
+pub mod tail;
+pub mod taskfile;
+pub mod trace;
+
+pub use run::{Attempt, PoolPhase, RunRecord, TaskRecord, TaskState};
+pub use tail::OutputTail;
+pub use taskfile::{TaskFile, TaskFileError};

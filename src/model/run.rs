@@ -1,0 +1,276 @@
+//! The record of a run, built only from executor events, so the GUI, the CLI and the
+//! exports all see the same facts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::executor::{Event, EventKind, Outcome, Stream, TaskId, TaskSpec};
+
+use super::tail::OutputTail;
+
+/// Default bytes of output kept in memory per task (the full output is on disk).
+pub const DEFAULT_TAIL_BYTES: usize = 4 * 1024 * 1024;
+
+/// One attempt to run a task.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub number: u32,
+    pub slot: Option<usize>,
+    pub pid: Option<u32>,
+    pub started: Duration,
+    pub ended: Option<Duration>,
+    pub outcome: Option<Outcome>,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub stdin_bytes: u64,
+}
+
+impl Attempt {
+    pub fn runtime(&self, now: Duration) -> Duration {
+        self.ended.unwrap_or(now).saturating_sub(self.started)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    Queued,
+    Running,
+    /// Between a failed attempt and its retry.
+    Retrying,
+    Done(Outcome),
+    /// Never ran: the pool was terminated or halted first.
+    Cancelled,
+}
+
+#[derive(Clone, Debug)]
+pub struct TaskRecord {
+    pub id: TaskId,
+    pub spec: Arc<TaskSpec>,
+    pub queued: Duration,
+    pub attempts: Vec<Attempt>,
+    pub state: TaskState,
+    pub stdin_open: bool,
+    pub output: OutputTail,
+}
+
+impl TaskRecord {
+    pub fn last_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match &self.state {
+            TaskState::Done(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+/// Where the pool is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolPhase {
+    Running,
+    Paused,
+    /// Closed: accepts no more tasks, the queue drains.
+    Closed,
+    Finished,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub wall_clock_start: Option<SystemTime>,
+    /// (when, size): the pool size over time.
+    pub pool_sizes: Vec<(Duration, usize)>,
+    pub phase: PoolPhase,
+    pub tasks: Vec<TaskRecord>,
+    index: HashMap<TaskId, usize>,
+    /// (task, attempt number) in completion order: the joblog's order.
+    pub completions: Vec<(TaskId, u32)>,
+    pub last_event: Duration,
+    tail_bytes: usize,
+}
+
+impl Default for RunRecord {
+    fn default() -> Self {
+        Self::new(DEFAULT_TAIL_BYTES)
+    }
+}
+
+impl RunRecord {
+    pub fn new(tail_bytes: usize) -> Self {
+        Self {
+            wall_clock_start: None,
+            pool_sizes: Vec::new(),
+            phase: PoolPhase::Running,
+            tasks: Vec::new(),
+            index: HashMap::new(),
+            completions: Vec::new(),
+            last_event: Duration::ZERO,
+            tail_bytes,
+        }
+    }
+
+    pub fn task(&self, id: TaskId) -> Option<&TaskRecord> {
+        self.index.get(&id).map(|&i| &self.tasks[i])
+    }
+
+    fn task_mut(&mut self, id: TaskId) -> Option<&mut TaskRecord> {
+        self.index.get(&id).map(|&i| &mut self.tasks[i])
+    }
+
+    pub fn attempt(&self, id: TaskId, number: u32) -> Option<&Attempt> {
+        self.task(id)?.attempts.iter().find(|a| a.number == number)
+    }
+
+    pub fn count(&self, pred: impl Fn(&TaskState) -> bool) -> usize {
+        self.tasks.iter().filter(|t| pred(&t.state)).count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.count(|s| matches!(s, TaskState::Done(o) if !o.is_success()))
+    }
+
+    pub fn apply(&mut self, event: &Event) {
+        let at = event.at;
+        self.last_event = self.last_event.max(at);
+        match &event.kind {
+            EventKind::PoolStarted { wall_clock, size } => {
+                self.wall_clock_start = Some(*wall_clock);
+                self.pool_sizes.push((at, *size));
+            }
+            EventKind::Queued { task, spec } => {
+                self.index.insert(*task, self.tasks.len());
+                self.tasks.push(TaskRecord {
+                    id: *task,
+                    spec: Arc::clone(spec),
+                    queued: at,
+                    attempts: Vec::new(),
+                    state: TaskState::Queued,
+                    stdin_open: false,
+                    output: OutputTail::new(self.tail_bytes),
+                });
+            }
+            EventKind::Started {
+                task,
+                attempt,
+                slot,
+                pid,
+            } => {
+                if let Some(t) = self.task_mut(*task) {
+                    t.state = TaskState::Running;
+                    t.stdin_open = matches!(t.spec.stdin, crate::executor::StdinMode::Pipe);
+                    t.attempts.push(Attempt {
+                        number: *attempt,
+                        slot: Some(*slot),
+                        pid: Some(*pid),
+                        started: at,
+                        ended: None,
+                        outcome: None,
+                        stdout_bytes: 0,
+                        stderr_bytes: 0,
+                        stdin_bytes: 0,
+                    });
+                }
+            }
+            EventKind::Output {
+                task,
+                attempt,
+                stream,
+                bytes,
+            } => {
+                if let Some(t) = self.task_mut(*task) {
+                    t.output.push(*stream, bytes);
+                    if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == *attempt) {
+                        match stream {
+                            Stream::Stdout => a.stdout_bytes += bytes.len() as u64,
+                            Stream::Stderr => a.stderr_bytes += bytes.len() as u64,
+                        }
+                    }
+                }
+            }
+            EventKind::StdinClosed { task, .. } => {
+                if let Some(t) = self.task_mut(*task) {
+                    t.stdin_open = false;
+                }
+            }
+            EventKind::Finished {
+                task,
+                attempt,
+                outcome,
+                stdin_bytes,
+                will_retry,
+            } => self.finish(at, *task, *attempt, outcome, *stdin_bytes, *will_retry),
+            EventKind::Cancelled { task } => {
+                if let Some(t) = self.task_mut(*task) {
+                    t.state = TaskState::Cancelled;
+                }
+            }
+            EventKind::Resized { size } => self.pool_sizes.push((at, *size)),
+            EventKind::Paused => self.phase = PoolPhase::Paused,
+            EventKind::Resumed => self.phase = PoolPhase::Running,
+            EventKind::Closed => self.phase = PoolPhase::Closed,
+            EventKind::Drained => self.phase = PoolPhase::Finished,
+            EventKind::Terminated | EventKind::Halted { .. } => {}
+        }
+    }
+
+    fn finish(
+        &mut self,
+        at: Duration,
+        task: TaskId,
+        attempt: u32,
+        outcome: &Outcome,
+        stdin_bytes: u64,
+        will_retry: bool,
+    ) {
+        let Some(t) = self.task_mut(task) else {
+            return;
+        };
+        if !t.attempts.iter().any(|a| a.number == attempt) {
+            // Failed to start: the attempt never got a Started event.
+            t.attempts.push(Attempt {
+                number: attempt,
+                slot: None,
+                pid: None,
+                started: at,
+                ended: None,
+                outcome: None,
+                stdout_bytes: 0,
+                stderr_bytes: 0,
+                stdin_bytes: 0,
+            });
+        }
+        if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == attempt) {
+            a.ended = Some(at);
+            a.outcome = Some(outcome.clone());
+            a.stdin_bytes = stdin_bytes;
+        }
+        t.stdin_open = false;
+        t.state = if will_retry {
+            TaskState::Retrying
+        } else {
+            TaskState::Done(outcome.clone())
+        };
+        self.completions.push((task, attempt));
+    }
+
+    /// The largest number of attempts running at the same instant.
+    pub fn max_concurrency(&self) -> usize {
+        let mut edges: Vec<(Duration, i32)> = Vec::new();
+        for a in self.tasks.iter().flat_map(|t| &t.attempts) {
+            if a.pid.is_some() {
+                edges.push((a.started, 1));
+                edges.push((a.ended.unwrap_or(self.last_event), -1));
+            }
+        }
+        // Ends before starts at the same instant: a slot handed over is not an overlap.
+        edges.sort();
+        let (mut now, mut max) = (0i32, 0i32);
+        for (_, d) in edges {
+            now += d;
+            max = max.max(now);
+        }
+        max as usize
+    }
+}

@@ -1,0 +1,489 @@
+//! Task files (TOML): pool settings, defaults, and a list of tasks, where a task may be a
+//! template expanded over a list or a range (GNU parallel's `:::`, Python's
+//! `for i in range(5)`). Every error names the file, the line and the field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::executor::{HaltPolicy, Invocation, StdinMode, TaskSpec};
+
+/// A loaded task file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskFile {
+    /// `None`: the number of CPUs.
+    pub pool_size: Option<usize>,
+    pub retries: u32,
+    pub halt: HaltPolicy,
+    pub kill_grace: Option<Duration>,
+    pub tasks: Vec<TaskSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct TaskFileError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for TaskFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    pool: Option<RawPool>,
+    defaults: Option<RawDefaults>,
+    #[serde(default, rename = "task")]
+    tasks: Vec<Spanned<RawTask>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    size: Option<Spanned<i64>>,
+    retries: Option<Spanned<i64>>,
+    halt: Option<Spanned<String>>,
+    kill_grace: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    timeout: Option<Spanned<f64>>,
+    cwd: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    stdin: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    name: Option<String>,
+    command: Option<Spanned<String>>,
+    program: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<String>,
+    inputs: Option<Spanned<Vec<toml::Value>>>,
+    range: Option<Spanned<Vec<i64>>>,
+    stdin: Option<Spanned<String>>,
+    input: Option<String>,
+    timeout: Option<Spanned<f64>>,
+    cwd: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn error(
+        &self,
+        offset: Option<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> TaskFileError {
+        TaskFileError {
+            path: self.path.to_owned(),
+            line: offset.map(|o| self.line_of(o)),
+            field: (!field.is_empty()).then(|| field.to_owned()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Read and parse a task file.
+pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TaskFileError {
+        path: path.to_owned(),
+        line: None,
+        field: None,
+        message: format!("cannot read the file: {e}"),
+    })?;
+    parse(&text, path)
+}
+
+/// Parse task file text; `path` is used in error messages.
+pub fn parse(text: &str, path: &Path) -> Result<TaskFile, TaskFileError> {
+    let ctx = Ctx { path, text };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().to_owned();
+        // serde names the offending key between backticks: "unknown field `comand`, …".
+        let field = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or("");
+        ctx.error(e.span().map(|s| s.start), field, message.clone())
+    })?;
+
+    let mut file = TaskFile::default();
+    if let Some(pool) = &raw.pool {
+        if let Some(size) = &pool.size {
+            if *size.get_ref() < 1 {
+                return Err(ctx.error(
+                    Some(size.span().start),
+                    "pool.size",
+                    format!("pool size must be at least 1, got {}", size.get_ref()),
+                ));
+            }
+            file.pool_size = Some(*size.get_ref() as usize);
+        }
+        if let Some(retries) = &pool.retries {
+            file.retries = u32::try_from(*retries.get_ref()).map_err(|_| {
+                ctx.error(
+                    Some(retries.span().start),
+                    "pool.retries",
+                    "retries must be 0 or more",
+                )
+            })?;
+        }
+        if let Some(halt) = &pool.halt {
+            file.halt = halt
+                .get_ref()
+                .parse()
+                .map_err(|e: String| ctx.error(Some(halt.span().start), "pool.halt", e))?;
+        }
+        if let Some(grace) = &pool.kill_grace {
+            file.kill_grace = Some(seconds(&ctx, grace, "pool.kill_grace", true)?);
+        }
+    }
+    let defaults = raw.defaults.unwrap_or_default();
+    let default_timeout = defaults
+        .timeout
+        .as_ref()
+        .map(|t| seconds(&ctx, t, "defaults.timeout", false))
+        .transpose()?;
+    let default_stdin = defaults
+        .stdin
+        .as_ref()
+        .map(|s| stdin_kind(&ctx, s, "defaults.stdin"))
+        .transpose()?;
+
+    let defaults = Defaults {
+        timeout: default_timeout,
+        stdin: default_stdin,
+        cwd: defaults.cwd,
+        env: defaults.env,
+    };
+    for (index, task) in raw.tasks.iter().enumerate() {
+        file.tasks.extend(parse_task(&ctx, index, task, &defaults)?);
+    }
+    if file.tasks.is_empty() {
+        return Err(ctx.error(
+            None,
+            "task",
+            "the file has no tasks: add at least one [[task]]",
+        ));
+    }
+    Ok(file)
+}
+
+/// `[defaults]`, already checked.
+struct Defaults {
+    timeout: Option<Duration>,
+    stdin: Option<StdinKind>,
+    cwd: Option<String>,
+    env: BTreeMap<String, String>,
+}
+
+/// One `[[task]]` entry: one task, or several when it is a template.
+fn parse_task(
+    ctx: &Ctx<'_>,
+    index: usize,
+    task: &Spanned<RawTask>,
+    defaults: &Defaults,
+) -> Result<Vec<TaskSpec>, TaskFileError> {
+    let at = Some(task.span().start);
+    let field = |name: &str| format!("task[{index}].{name}");
+    let task = task.get_ref();
+    let invocation = match (&task.command, &task.program) {
+        (Some(_), Some(p)) => {
+            return Err(ctx.error(
+                Some(p.span().start),
+                &field("program"),
+                "a task has either `command` (run by sh -c) or `program`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ctx.error(
+                at,
+                &field("command"),
+                "the task has no `command` (or `program`)",
+            ));
+        }
+        (Some(c), None) => {
+            if c.get_ref().trim().is_empty() {
+                return Err(ctx.error(
+                    Some(c.span().start),
+                    &field("command"),
+                    "the command is empty",
+                ));
+            }
+            Invocation::Shell(c.get_ref().clone())
+        }
+        (None, Some(p)) => {
+            if p.get_ref().trim().is_empty() {
+                return Err(ctx.error(
+                    Some(p.span().start),
+                    &field("program"),
+                    "the program is empty",
+                ));
+            }
+            Invocation::Program {
+                program: p.get_ref().clone(),
+                args: task.args.clone(),
+            }
+        }
+    };
+    let timeout = match &task.timeout {
+        Some(t) => Some(seconds(ctx, t, &field("timeout"), false)?),
+        None => defaults.timeout,
+    };
+    let stdin_kind = match &task.stdin {
+        Some(s) => Some(stdin_kind(ctx, s, &field("stdin"))?),
+        None => defaults.stdin,
+    };
+    let stdin = match (&task.input, stdin_kind) {
+        (Some(_), Some(StdinKind::Null)) => {
+            return Err(ctx.error(
+                task.stdin.as_ref().map(|s| s.span().start).or(at),
+                &field("input"),
+                "`input` is written to stdin, so `stdin` cannot be \"null\"",
+            ));
+        }
+        (Some(text), _) => StdinMode::Preset(text.clone().into_bytes()),
+        (None, Some(StdinKind::Pipe)) => StdinMode::Pipe,
+        (None, _) => StdinMode::Null,
+    };
+    let mut env: Vec<(String, String)> = defaults.env.clone().into_iter().collect();
+    env.extend(task.env.clone());
+    let base = TaskSpec {
+        name: task
+            .name
+            .clone()
+            .unwrap_or_else(|| invocation.display_line()),
+        invocation,
+        cwd: task
+            .cwd
+            .clone()
+            .or_else(|| defaults.cwd.clone())
+            .map(PathBuf::from),
+        env,
+        stdin,
+        timeout,
+    };
+    Ok(match inputs(ctx, task, index)? {
+        None => vec![base],
+        Some(values) => values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| expand(&base, value, i + 1, task.name.is_some()))
+            .collect(),
+    })
+}
+
+#[derive(Clone, Copy)]
+enum StdinKind {
+    Null,
+    Pipe,
+}
+
+fn stdin_kind(
+    ctx: &Ctx<'_>,
+    value: &Spanned<String>,
+    field: &str,
+) -> Result<StdinKind, TaskFileError> {
+    match value.get_ref().as_str() {
+        "null" => Ok(StdinKind::Null),
+        "pipe" => Ok(StdinKind::Pipe),
+        other => Err(ctx.error(
+            Some(value.span().start),
+            field,
+            format!("stdin must be \"null\" or \"pipe\" (use `input = \"...\"` for preset text), got \"{other}\""),
+        )),
+    }
+}
+
+fn seconds(
+    ctx: &Ctx<'_>,
+    value: &Spanned<f64>,
+    field: &str,
+    zero_ok: bool,
+) -> Result<Duration, TaskFileError> {
+    let v = *value.get_ref();
+    let valid = v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0)) && v < 1e9;
+    if !valid {
+        return Err(ctx.error(
+            Some(value.span().start),
+            field,
+            format!("expected a positive number of seconds, got {v}"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// The values a template task is expanded over, if it is a template.
+fn inputs(
+    ctx: &Ctx<'_>,
+    task: &RawTask,
+    index: usize,
+) -> Result<Option<Vec<String>>, TaskFileError> {
+    match (&task.inputs, &task.range) {
+        (Some(_), Some(r)) => Err(ctx.error(
+            Some(r.span().start),
+            &format!("task[{index}].range"),
+            "use either `inputs` or `range`, not both",
+        )),
+        (Some(list), None) => {
+            if list.get_ref().is_empty() {
+                return Err(ctx.error(
+                    Some(list.span().start),
+                    &format!("task[{index}].inputs"),
+                    "the list is empty",
+                ));
+            }
+            Ok(Some(
+                list.get_ref()
+                    .iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect(),
+            ))
+        }
+        (None, Some(range)) => {
+            let field = format!("task[{index}].range");
+            let bad = |msg: &str| ctx.error(Some(range.span().start), &field, msg.to_owned());
+            let (start, end, step) = match range.get_ref().as_slice() {
+                [end] => (0, *end, 1),
+                [start, end] => (*start, *end, 1),
+                [start, end, step] => (*start, *end, *step),
+                _ => {
+                    return Err(bad(
+                        "expected [end], [start, end] or [start, end, step] (end excluded, as in Python)",
+                    ));
+                }
+            };
+            if step == 0 {
+                return Err(bad("the step cannot be 0"));
+            }
+            let values: Vec<String> = std::iter::successors(Some(start), |v| Some(v + step))
+                .take_while(|v| if step > 0 { *v < end } else { *v > end })
+                .take(1_000_001)
+                .map(|v| v.to_string())
+                .collect();
+            if values.is_empty() {
+                return Err(bad("the range is empty"));
+            }
+            if values.len() > 1_000_000 {
+                return Err(bad("the range has more than a million values"));
+            }
+            Ok(Some(values))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `{}` becomes the input, `{#}` its 1-based position; a command with no `{}` gets the
+/// input appended, as GNU parallel does.
+fn expand(base: &TaskSpec, value: &str, seq: usize, explicit_name: bool) -> TaskSpec {
+    let fill = |s: &str| s.replace("{#}", &seq.to_string()).replace("{}", value);
+    let invocation = match &base.invocation {
+        Invocation::Shell(line) if line.contains("{}") => Invocation::Shell(fill(line)),
+        Invocation::Shell(line) => Invocation::Shell(format!("{} {value}", fill(line))),
+        Invocation::Program { program, args } => {
+            let mut args: Vec<String> = args.iter().map(|a| fill(a)).collect();
+            if !base.invocation.display_line().contains("{}") {
+                args.push(value.to_owned());
+            }
+            Invocation::Program {
+                program: fill(program),
+                args,
+            }
+        }
+    };
+    let name = if explicit_name {
+        fill(&base.name)
+    } else {
+        invocation.display_line()
+    };
+    let stdin = match &base.stdin {
+        StdinMode::Preset(text) => {
+            StdinMode::Preset(fill(&String::from_utf8_lossy(text)).into_bytes())
+        }
+        other => other.clone(),
+    };
+    TaskSpec {
+        name,
+        invocation,
+        stdin,
+        ..base.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<TaskFile, TaskFileError> {
+        parse(text, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn range_template_expands_like_python_range() {
+        let file = parse_str(
+            "[pool]\nsize = 4\n[[task]]\nname = \"task {}\"\ncommand = \"echo {} of {#}\"\nrange = [0, 5]\n",
+        )
+        .expect("valid");
+        assert_eq!(file.pool_size, Some(4));
+        assert_eq!(file.tasks.len(), 5);
+        assert_eq!(file.tasks[0].name, "task 0");
+        assert_eq!(
+            file.tasks[4].invocation,
+            Invocation::Shell("echo 4 of 5".into())
+        );
+    }
+
+    #[test]
+    fn inputs_without_placeholder_are_appended() {
+        let file =
+            parse_str("[[task]]\ncommand = \"sleep\"\ninputs = [1, \"2\"]\n").expect("valid");
+        assert_eq!(
+            file.tasks[1].invocation,
+            Invocation::Shell("sleep 2".into())
+        );
+    }
+
+    #[test]
+    fn input_text_means_preset_stdin() {
+        let file = parse_str("[[task]]\nprogram = \"cat\"\ninput = \"hi\\n\"\n").expect("valid");
+        assert_eq!(file.tasks[0].stdin, StdinMode::Preset(b"hi\n".to_vec()));
+    }
+}
