@@ -13,7 +13,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::executor::{EventKind, Executor, HaltPolicy, PoolConfig, Stream, TaskId, TaskSpec};
+use crate::executor::{
+    EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec,
+};
 use crate::model::{RunRecord, TaskState, joblog, taskfile, trace};
 
 #[derive(Parser, Debug)]
@@ -185,9 +187,14 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 task,
                 attempt,
                 will_retry,
+                outcome,
                 ..
             } => {
                 bar.suspend(|| printer.flush_task(*task));
+                if matches!(outcome, Outcome::FailedToSpawn(_) | Outcome::TimedOut) {
+                    let name = record.task(*task).map_or("", |t| t.spec.name.as_str());
+                    bar.suspend(|| eprintln!("poolscope: task {task} ({name}): {outcome}"));
+                }
                 if let (Some(out), Some(t), Some(a)) = (
                     &mut joblog_out,
                     record.task(*task),

@@ -168,11 +168,14 @@ impl Handle {
 
     /// Accept no more tasks; the queue drains.
     pub fn close(&self) {
+        // Set here too, so a submit or join right after this call already sees it.
+        self.shared.closed.store(true, Ordering::Release);
         self.tell(Msg::Close);
     }
 
     /// Kill every running task and drop the queue.
     pub fn terminate(&self) {
+        self.shared.closed.store(true, Ordering::Release);
         self.tell(Msg::Terminate);
     }
 

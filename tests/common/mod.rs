@@ -1,0 +1,74 @@
+//! Helpers shared by the integration tests: every wait is bounded.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use poolscope::executor::{Event, EventKind, Events, PoolConfig};
+use poolscope::model::RunRecord;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn config(size: usize) -> PoolConfig {
+    PoolConfig {
+        size,
+        kill_grace: Duration::from_millis(300),
+        ..PoolConfig::default()
+    }
+}
+
+/// Apply events until `done` says so; panics if that takes longer than [`WAIT`].
+pub fn until(
+    events: &Events,
+    record: &mut RunRecord,
+    what: &str,
+    mut done: impl FnMut(&Event, &RunRecord) -> bool,
+) -> Event {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(event) = events.recv_timeout(left) else {
+            panic!("timed out after {WAIT:?} waiting for {what}");
+        };
+        record.apply(&event);
+        if done(&event, record) {
+            return event;
+        }
+    }
+}
+
+/// Apply events until the pool reports it has drained.
+pub fn drain(events: &Events, record: &mut RunRecord) {
+    until(events, record, "the pool to drain", |e, _| {
+        matches!(e.kind, EventKind::Drained)
+    });
+}
+
+/// All of a task's stdout held in the record.
+pub fn stdout_of(record: &RunRecord, task: poolscope::executor::TaskId) -> String {
+    record.task(task).map_or_else(String::new, |t| {
+        String::from_utf8_lossy(&t.output.stream_bytes(poolscope::executor::Stream::Stdout))
+            .into_owned()
+    })
+}
+
+/// Whether a process is gone: no /proc entry, or a zombie waiting for someone else
+/// (a reparented grandchild); bounded poll because no event exists for a non-child.
+pub fn wait_gone(pid: u32) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat) => {
+                let state = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|s| s.split_whitespace().next());
+                if state == Some("Z") || state == Some("X") {
+                    return true;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
