@@ -30,7 +30,7 @@ fn max_overlap(intervals: &[(u128, u128)]) -> usize {
         .iter()
         .flat_map(|&(s, e)| [(s, 1), (e, -1)])
         .collect();
-    edges.sort();
+    edges.sort_unstable();
     let (mut now, mut max) = (0, 0);
     for (_, d) in edges {
         now += d;
@@ -225,7 +225,7 @@ fn a_missing_program_fails_to_spawn_and_the_pool_goes_on() {
     drain(&events, &mut record);
     match outcome(&record, missing) {
         Outcome::FailedToSpawn(reason) => {
-            assert!(reason.contains("No such file"), "reason: {reason}")
+            assert!(reason.contains("No such file"), "reason: {reason}");
         }
         other => panic!("expected FailedToSpawn, got {other:?}"),
     }

@@ -31,7 +31,7 @@ impl OutputTail {
         // Merge with the previous chunk of the same stream so many tiny writes stay cheap.
         match self.chunks.back_mut() {
             Some((s, last)) if *s == stream && last.len() < 64 * 1024 => {
-                last.extend_from_slice(bytes)
+                last.extend_from_slice(bytes);
             }
             _ => self.chunks.push_back((stream, bytes.to_vec())),
         }

@@ -1,0 +1,29 @@
+//! The executor and the model must never depend on the GUI toolkit.
+
+use std::path::Path;
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("source folder") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn executor_and_model_have_no_egui() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root.join("executor"), &mut files);
+    rust_files(&root.join("model"), &mut files);
+    assert!(files.len() > 5, "found the sources");
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        for word in ["egui", "eframe"] {
+            assert!(!text.contains(word), "{} mentions {word}", file.display());
+        }
+    }
+}

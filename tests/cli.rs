@@ -1,0 +1,284 @@
+//! `poolscope run` as a shell user runs it.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{WAIT, wait_gone};
+
+fn poolscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_poolscope"))
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = poolscope()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start poolscope");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("wait")
+}
+
+/// Checks one line against GNU parallel's joblog columns and number formats.
+fn assert_joblog_line(line: &str) {
+    let cols: Vec<&str> = line.splitn(9, '\t').collect();
+    assert_eq!(cols.len(), 9, "9 columns: {line:?}");
+    assert!(cols[0].parse::<u64>().is_ok(), "Seq: {line:?}");
+    assert_eq!(cols[1], ":", "Host: {line:?}");
+    let (secs, millis) = cols[2].split_once('.').expect("Starttime has decimals");
+    assert!(
+        secs.len() >= 10 && secs.parse::<u64>().is_ok() && millis.len() == 3,
+        "Starttime: {line:?}"
+    );
+    assert_eq!(
+        cols[3].len(),
+        10,
+        "JobRuntime is right-aligned in 10: {line:?}"
+    );
+    let runtime = cols[3].trim_start();
+    assert!(
+        runtime.split_once('.').is_some_and(|(_, d)| d.len() == 3),
+        "JobRuntime: {line:?}"
+    );
+    assert!(runtime.parse::<f64>().is_ok(), "JobRuntime: {line:?}");
+    for (i, name) in [(4, "Send"), (5, "Receive"), (7, "Signal")] {
+        assert!(cols[i].parse::<u64>().is_ok(), "{name}: {line:?}");
+    }
+    assert!(cols[6].parse::<i32>().is_ok(), "Exitval: {line:?}");
+}
+
+#[test]
+fn the_joblog_checker_accepts_real_gnu_parallel_joblogs() {
+    for name in ["parallel-joblog-basic.tsv", "parallel-joblog-timeout.tsv"] {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data")
+                .join(name),
+        )
+        .expect("sample");
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some(poolscope::model::joblog::HEADER));
+        lines.for_each(assert_joblog_line);
+    }
+}
+
+#[test]
+fn stdin_commands_run_and_the_joblog_matches_gnu_parallel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("log.tsv");
+    let trace = dir.path().join("trace.json");
+    let out = run_with_stdin(
+        &[
+            "run",
+            "-j",
+            "2",
+            "--joblog",
+            joblog.to_str().expect("utf8"),
+            "--trace",
+            trace.to_str().expect("utf8"),
+        ],
+        "echo one\necho two\nprintf 'x\\ty'\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in ["one\n", "two\n", "x\ty\n"] {
+        assert!(stdout.contains(expected), "{stdout:?}");
+    }
+    let log = std::fs::read_to_string(&joblog).expect("joblog");
+    let mut lines = log.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 3);
+    for l in &rows {
+        assert_joblog_line(l);
+    }
+    let one = rows
+        .iter()
+        .find(|l| l.ends_with("\techo one"))
+        .expect("row for echo one");
+    assert!(
+        one.contains("\t0\t4\t0\t0\techo one"),
+        "Send 0, Receive 4 bytes, exit 0: {one:?}"
+    );
+
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("JSON");
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let complete: Vec<_> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert_eq!(complete.len(), 3, "one X event per attempt");
+    for e in complete {
+        assert!(e["ts"].is_number() && e["dur"].is_number());
+        assert!(e["args"]["os_pid"].as_u64().is_some_and(|p| p > 0));
+        assert!(e["args"]["command"].is_string());
+        assert!(e["tid"].as_u64().is_some_and(|t| t < 2), "tid is the slot");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "M" && e["name"] == "thread_name")
+    );
+}
+
+#[test]
+fn failures_make_the_exit_status_nonzero_and_retries_are_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("log.tsv");
+    let trace = dir.path().join("trace.json");
+    let out = run_with_stdin(
+        &[
+            "run",
+            "-j",
+            "1",
+            "--retries",
+            "1",
+            "--joblog",
+            joblog.to_str().expect("utf8"),
+            "--trace",
+            trace.to_str().expect("utf8"),
+        ],
+        "true\nexit 4\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "one task failed");
+    let log = std::fs::read_to_string(&joblog).expect("joblog");
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\t4\t0\texit 4"))
+        .collect();
+    assert_eq!(failed.len(), 2, "both attempts logged: {log}");
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("JSON");
+    let x = trace["traceEvents"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .count();
+    assert_eq!(x, 3, "one X event per attempt");
+}
+
+#[test]
+fn tag_prefixes_each_line_with_the_task_id() {
+    let out = run_with_stdin(&["run", "-j", "1", "--tag"], "printf 'a\\nb\\n'\necho c\n");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\ta\n1\tb\n2\tc\n");
+}
+
+#[test]
+fn a_task_file_runs_with_its_pool_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(&file, "[pool]\nsize = 2\n\n[[task]]\ncommand = \"echo slot=$POOLSCOPE_SLOT item={}\"\ninputs = [\"a\"]\n").expect("write");
+    let out = poolscope()
+        .args(["run", file.to_str().expect("utf8")])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "slot=0 item=a\n");
+}
+
+#[test]
+fn a_malformed_task_file_is_reported_with_file_line_and_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.toml");
+    std::fs::write(&file, "[pool]\nsize = 0\n[[task]]\ncommand = \"true\"\n").expect("write");
+    let out = poolscope()
+        .args(["run", file.to_str().expect("utf8")])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2: field `pool.size`", file.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_kills_every_task_and_still_writes_the_joblog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("log.tsv");
+    let d = dir.path().display();
+    let mut child = poolscope()
+        .args([
+            "run",
+            "-j",
+            "2",
+            "--kill-grace",
+            "0.2",
+            "--joblog",
+            joblog.to_str().expect("utf8"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let script = format!(
+        "echo $$ > {d}/pid.1; exec sleep 100\necho $$ > {d}/pid.2; exec sleep 100\necho never\n"
+    );
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("write");
+    let pid_file = |i: u32| dir.path().join(format!("pid.{i}"));
+    let deadline = Instant::now() + WAIT;
+    // No event reaches this test from another process: poll the files, bounded.
+    while !(pid_file(1).exists() && pid_file(2).exists()) {
+        assert!(Instant::now() < deadline, "tasks never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pids: Vec<u32> = (1..=2)
+        .map(|i| {
+            std::fs::read_to_string(pid_file(i))
+                .expect("pid")
+                .trim()
+                .parse()
+                .expect("number")
+        })
+        .collect();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for pid in pids {
+        assert!(wait_gone(pid), "task {pid} outlived poolscope");
+    }
+    let log = std::fs::read_to_string(&joblog).expect("joblog");
+    let killed = log
+        .lines()
+        .filter(|l| l.contains("\t-1\t15\texec sleep 100") || l.contains("\t-1\t15\techo $$"))
+        .count();
+    assert_eq!(killed, 2, "{log}");
+}
