@@ -267,7 +267,7 @@ pub struct Executor {
 impl Executor {
     /// Start a pool of local child processes.
     pub fn start(config: PoolConfig, waker: Option<Waker>) -> (Self, Events) {
-        Self::with_backend(LocalBackend, config, waker)
+        Self::with_backend(LocalBackend::default(), config, waker)
     }
 
     pub fn with_backend<B: Backend>(

@@ -2,6 +2,7 @@
 //! are read by one monitor thread (poll on both pipes), and it is reaped by that same
 //! thread, so an exit is noticed by `waitpid`, never by a timer.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -24,7 +25,57 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Runs tasks as local child processes.
 #[derive(Debug, Default)]
-pub struct LocalBackend;
+pub struct LocalBackend {
+    /// Whether a bare program name resolves on `PATH` (looked up once per name).
+    on_path: HashMap<String, bool>,
+}
+
+/// Builtins and keywords whose meaning in `sh` differs from (or has no) program on `PATH`.
+const SHELL_ONLY: &[&str] = &[
+    "!", ".", ":", "[", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done",
+    "echo", "elif", "else", "esac", "eval", "exec", "exit", "export", "false", "fc", "fg", "fi",
+    "for", "getopts", "hash", "if", "jobs", "kill", "local", "printf", "pwd", "read", "readonly",
+    "return", "set", "shift", "test", "then", "time", "times", "trap", "type", "ulimit", "umask",
+    "unalias", "unset", "until", "wait", "while",
+];
+
+impl LocalBackend {
+    /// The argv `sh -c LINE` would exec, when the line is only plain words (no quoting,
+    /// expansion, redirection or control operators) naming a program rather than a
+    /// builtin. Starting it directly saves a shell per task and changes nothing else:
+    /// it is exactly what `sh` would run.
+    fn direct_argv(&mut self, line: &str) -> Option<Vec<String>> {
+        let plain = |w: &str| {
+            w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@".contains(&b))
+        };
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let program = *words.first()?;
+        if !words.iter().all(|w| plain(w)) || program.contains('=') || SHELL_ONLY.contains(&program)
+        {
+            return None;
+        }
+        let runnable = if program.contains('/') {
+            true
+        } else {
+            *self
+                .on_path
+                .entry(program.to_owned())
+                .or_insert_with(|| on_path(program))
+        };
+        runnable.then(|| words.iter().map(|w| (*w).to_owned()).collect())
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
 
 struct GroupControl {
     pgid: Pid,
@@ -47,9 +98,17 @@ impl Backend for LocalBackend {
         reporter: &Reporter,
     ) -> Result<Launched, String> {
         let spec = request.spec;
-        let (program, args): (&str, Vec<&str>) = match &spec.invocation {
-            Invocation::Shell(line) => ("/bin/sh", vec!["-c", line.as_str()]),
-            Invocation::Program { program, args } => {
+        let direct = match &spec.invocation {
+            Invocation::Shell(line) => self.direct_argv(line),
+            Invocation::Program { .. } => None,
+        };
+        let (program, args): (&str, Vec<&str>) = match (&spec.invocation, &direct) {
+            (_, Some(argv)) => (
+                argv[0].as_str(),
+                argv[1..].iter().map(String::as_str).collect(),
+            ),
+            (Invocation::Shell(line), None) => ("/bin/sh", vec!["-c", line.as_str()]),
+            (Invocation::Program { program, args }, None) => {
                 (program.as_str(), args.iter().map(String::as_str).collect())
             }
         };
@@ -294,5 +353,37 @@ fn raw_exit(status: std::process::ExitStatus) -> RawExit {
         (Some(code), _) => RawExit::Code(code),
         (None, Some(sig)) => RawExit::Signal(sig),
         (None, None) => RawExit::Code(-1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_program_lines_skip_the_shell() {
+        let mut b = LocalBackend::default();
+        assert_eq!(
+            b.direct_argv("/bin/true"),
+            Some(vec!["/bin/true".to_owned()])
+        );
+        assert_eq!(
+            b.direct_argv("sleep  0.1"),
+            Some(vec!["sleep".to_owned(), "0.1".to_owned()])
+        );
+        for shell_line in [
+            "exit 3",
+            "echo hi",
+            "sleep 1; echo x",
+            "cat $HOME",
+            "ls *",
+            "FOO=1 env",
+            "true > out",
+            "a 'quoted'",
+            "sleep 1 &",
+            "no-such-program-poolscope",
+        ] {
+            assert_eq!(b.direct_argv(shell_line), None, "{shell_line}");
+        }
     }
 }
