@@ -19,10 +19,39 @@ use crate::executor::{
 use crate::model::{RunRecord, TaskState, joblog, taskfile, trace};
 
 #[derive(Parser, Debug)]
-#[command(name = "poolscope", version, about = "A visual, hands-on process pool")]
+#[command(
+    name = "poolscope",
+    version,
+    about = "A visual, hands-on process pool",
+    long_about = "A visual, hands-on process pool.\n\nWith no subcommand, opens the window (the given task file, else the last list, else the seed's Pool demo)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub gui: GuiArgs,
+}
+
+/// Options of the window (no subcommand).
+#[derive(Args, Debug, Default)]
+pub struct GuiArgs {
+    /// Task file to open.
+    pub file: Option<PathBuf>,
+    /// Press Start as soon as the window opens.
+    #[arg(long)]
+    pub autostart: bool,
+    /// Close the pool and quit when every task is over (exit status 1 if any failed).
+    #[arg(long)]
+    pub exit_when_done: bool,
+    /// Save a PNG of the window, then quit: when the run is done, or after --screenshot-after.
+    #[arg(long, value_name = "PNG")]
+    pub screenshot: Option<PathBuf>,
+    /// Seconds after opening at which --screenshot is taken.
+    #[arg(long, value_name = "SECS")]
+    pub screenshot_after: Option<f64>,
+    /// Window size in points, `WIDTHxHEIGHT`.
+    #[arg(long, value_name = "WxH", default_value = "1280x800")]
+    pub size: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,10 +98,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Run(args)) => run(&args),
-        None => {
-            eprintln!("poolscope: the GUI is not built yet; use `poolscope run FILE` (see --help)");
-            Ok(2)
-        }
+        None => gui(&cli.gui),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -338,4 +364,51 @@ impl Printer {
             }
         }
     }
+}
+
+fn parse_size(text: &str) -> Result<[f32; 2]> {
+    let parsed = text
+        .split_once('x')
+        .and_then(|(w, h)| Some([w.trim().parse::<f32>().ok()?, h.trim().parse::<f32>().ok()?]));
+    match parsed {
+        Some([w, h]) if w >= 300.0 && h >= 200.0 => Ok([w, h]),
+        _ => bail!("--size must look like 1280x800 (at least 300x200), got {text:?}"),
+    }
+}
+
+/// Opens the window; returns the exit status once it closes.
+fn gui(args: &GuiArgs) -> Result<u8> {
+    use crate::app::{AppOptions, PoolscopeApp};
+    let options = AppOptions {
+        file: args.file.clone(),
+        autostart: args.autostart,
+        exit_when_done: args.exit_when_done,
+        screenshot: args.screenshot.clone(),
+        screenshot_after: args
+            .screenshot_after
+            .map(|s| positive_seconds(s, "screenshot-after"))
+            .transpose()?,
+    };
+    let size = parse_size(&args.size)?;
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("poolscope")
+            .with_inner_size(size)
+            .with_min_inner_size([640.0, 400.0]),
+        renderer: eframe::Renderer::Glow,
+        ..eframe::NativeOptions::default()
+    };
+    let exit_code = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let app_exit_code = Arc::clone(&exit_code);
+    eframe::run_native(
+        "poolscope",
+        native,
+        Box::new(move |cc| {
+            let mut app = PoolscopeApp::with_storage(options, cc.storage);
+            app.exit_code = app_exit_code;
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
+    Ok(exit_code.load(Ordering::Acquire))
 }

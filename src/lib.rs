@@ -2,8 +2,11 @@
 //!
 //! - [`executor`]: runs tasks as child processes under a pool limit (no GUI code).
 //! - [`model`]: the run record built from executor events, task files, joblogs, traces.
+//! - [`app`] and [`ui`]: the egui workbench window.
 //! - [`cli`]: the `poolscope` command line.
 
+pub mod app;
 pub mod cli;
 pub mod executor;
 pub mod model;
+pub mod ui;

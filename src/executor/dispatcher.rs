@@ -181,6 +181,9 @@ impl<B: Backend> Dispatcher<B> {
             Msg::Terminate => self.terminate(),
             Msg::Shutdown => {
                 self.shutting_down = true;
+                // Whoever reads events may be going away too: never let a reader wait on
+                // them while we wait for the readers' tasks to end.
+                self.sink.budget().disable();
                 self.terminate();
             }
             Msg::Kill { task, reply } => {

@@ -1,11 +1,14 @@
 //! The run record and the file formats. No GUI code here.
 
+pub mod draft;
 pub mod joblog;
+pub mod presets;
 pub mod run;
 pub mod tail;
 pub mod taskfile;
 pub mod trace;
 
+pub use draft::{DraftStdin, TaskDraft};
 pub use run::{Attempt, PoolPhase, RunRecord, TaskRecord, TaskState};
 pub use tail::OutputTail;
 pub use taskfile::{TaskFile, TaskFileError};

@@ -487,3 +487,130 @@ mod tests {
         assert_eq!(file.tasks[0].stdin, StdinMode::Preset(b"hi\n".to_vec()));
     }
 }
+
+#[derive(serde::Serialize)]
+struct OutFile<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<OutPool>,
+    task: Vec<OutTask<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct OutPool {
+    size: usize,
+}
+
+#[derive(serde::Serialize)]
+struct OutTask<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    command: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stdin: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cwd: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    env: BTreeMap<&'a str, &'a str>,
+}
+
+/// A task file for the editor's tasks, readable by [`parse`]. Drafts must be valid.
+pub fn to_toml(
+    pool_size: Option<usize>,
+    drafts: &[crate::model::TaskDraft],
+) -> Result<String, String> {
+    use crate::model::DraftStdin;
+    let mut tasks = Vec::with_capacity(drafts.len());
+    for (i, d) in drafts.iter().enumerate() {
+        let spec = d.to_spec().map_err(|e| format!("task {}: {e}", i + 1))?;
+        tasks.push(OutTask {
+            name: d.name.trim(),
+            command: &d.command,
+            stdin: (d.stdin == DraftStdin::Pipe).then_some("pipe"),
+            input: (d.stdin == DraftStdin::Preset).then_some(d.input.as_str()),
+            timeout: spec.timeout.map(|t| t.as_secs_f64()),
+            cwd: d.cwd.as_ref().map(|c| c.display().to_string()),
+            env: d
+                .env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        });
+    }
+    let file = OutFile {
+        pool: pool_size.map(|size| OutPool { size }),
+        task: tasks,
+    };
+    toml::to_string(&file).map_err(|e| e.to_string())
+}
+
+/// Write a file so that a crash never leaves it half written: a temporary file in the
+/// same folder, then a rename over the target.
+pub fn save_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "tasks".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+    use crate::model::{DraftStdin, TaskDraft};
+
+    #[test]
+    fn saved_drafts_load_back_the_same() {
+        let drafts = vec![
+            TaskDraft {
+                name: "greet".into(),
+                timeout: "2.5".into(),
+                ..TaskDraft::shell("echo 'hi \"there\"'")
+            },
+            TaskDraft {
+                stdin: DraftStdin::Preset,
+                input: "2^10\nquit\n".into(),
+                ..TaskDraft::shell("bc -q")
+            },
+            TaskDraft {
+                stdin: DraftStdin::Pipe,
+                ..TaskDraft::shell("cat")
+            },
+        ];
+        let text = to_toml(Some(3), &drafts).expect("valid");
+        let file = parse(&text, Path::new("saved.toml")).expect("loads back");
+        assert_eq!(file.pool_size, Some(3));
+        let back: Vec<TaskDraft> = file.tasks.iter().map(TaskDraft::from_spec).collect();
+        assert_eq!(back, drafts);
+    }
+
+    #[test]
+    fn atomic_save_replaces_the_file_whole() {
+        let dir = std::env::temp_dir().join(format!("poolscope-save-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("t.toml");
+        save_atomic(&path, "one").expect("save");
+        save_atomic(&path, "two").expect("save");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "two");
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("dir").count(),
+            1,
+            "no temporary file left"
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

@@ -1,0 +1,849 @@
+//! The workbench application: its state, what the user's actions do, and the eframe glue.
+//! Panels live in `ui/`; they read this state and return [`Action`]s, applied here.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::executor::{Events, Executor, PoolConfig, Signal, TaskId};
+use crate::model::presets::{DEFAULT_PRESET, PRESETS};
+use crate::model::{PoolPhase, RunRecord, TaskDraft, TaskState, taskfile};
+
+/// Time per frame spent applying executor events; the rest waits for the next frame.
+const EVENT_BUDGET: Duration = Duration::from_millis(8);
+/// While tasks run, runtimes tick at this rate.
+const TICK: Duration = Duration::from_millis(100);
+const MAX_RECENT: usize = 8;
+
+/// Command-line options of the GUI.
+#[derive(Clone, Debug, Default)]
+pub struct AppOptions {
+    /// Load this task file instead of the last list.
+    pub file: Option<PathBuf>,
+    /// Press Start as soon as the window opens.
+    pub autostart: bool,
+    /// Close the pool and quit when every task is over.
+    pub exit_when_done: bool,
+    /// Save a PNG of the window (when the run is done, or after `screenshot_after`), then quit.
+    pub screenshot: Option<PathBuf>,
+    pub screenshot_after: Option<Duration>,
+}
+
+/// One editor row, and the task it became once submitted.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Row {
+    pub draft: TaskDraft,
+    #[serde(skip)]
+    pub task: Option<TaskId>,
+}
+
+/// A pool that has been started: its executor and what it reported.
+pub struct Run {
+    pub executor: Executor,
+    events: Events,
+    pub record: RunRecord,
+    pub started: Instant,
+    /// Run time at which the pool drained.
+    pub finished: Option<Duration>,
+}
+
+impl Run {
+    pub fn now(&self) -> Duration {
+        self.finished.unwrap_or_else(|| self.started.elapsed())
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.record.phase != PoolPhase::Finished
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.executor.is_closed()
+    }
+
+    pub fn active(&self) -> usize {
+        self.record.count(|s| {
+            matches!(
+                s,
+                TaskState::Queued | TaskState::Running | TaskState::Retrying
+            )
+        })
+    }
+}
+
+/// What the pool is doing, as shown to the user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolStatus {
+    Idle,
+    Running,
+    /// Open, every task done: more can be added.
+    Waiting,
+    Paused,
+    /// Closed, still draining.
+    Closed,
+    Finished,
+}
+
+impl PoolStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            PoolStatus::Idle => "idle",
+            PoolStatus::Running => "running",
+            PoolStatus::Waiting => "open, all done: add tasks or Close",
+            PoolStatus::Paused => "paused",
+            PoolStatus::Closed => "closed, draining",
+            PoolStatus::Finished => "finished",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    pub is_error: bool,
+}
+
+/// A user's request, collected while drawing and applied afterwards.
+#[must_use]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Start,
+    SubmitPending,
+    SubmitRow(usize),
+    Pause,
+    Resume,
+    Close,
+    Terminate,
+    Resize(usize),
+    Kill(TaskId),
+    Interrupt(TaskId),
+    Retry(TaskId),
+    Select(TaskId),
+    AddRow,
+    DuplicateRow(usize),
+    RemoveRow(usize),
+    MoveRow(usize, isize),
+    AddFromTemplate,
+    LoadPreset(usize),
+    OpenDialog,
+    Open(PathBuf),
+    Save,
+    SaveAsDialog,
+    SaveAs(PathBuf),
+    ConfirmQuit,
+    CancelDialog,
+    Dismiss,
+}
+
+/// Which modal is open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dialog {
+    QuitWhileRunning,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TemplateForm {
+    pub command: String,
+    pub over: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StateFilter {
+    #[default]
+    All,
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl StateFilter {
+    pub const ALL: [StateFilter; 5] = [
+        StateFilter::All,
+        StateFilter::Pending,
+        StateFilter::Running,
+        StateFilter::Succeeded,
+        StateFilter::Failed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            StateFilter::All => "all",
+            StateFilter::Pending => "not started",
+            StateFilter::Running => "running",
+            StateFilter::Succeeded => "succeeded",
+            StateFilter::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortKey {
+    #[default]
+    Order,
+    Started,
+    Runtime,
+    State,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 4] = [
+        SortKey::Order,
+        SortKey::Started,
+        SortKey::Runtime,
+        SortKey::State,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Order => "list order",
+            SortKey::Started => "start time",
+            SortKey::Runtime => "runtime",
+            SortKey::State => "state",
+        }
+    }
+}
+
+/// What eframe persists between sessions.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Saved {
+    rows: Vec<Row>,
+    pool_size: Option<usize>,
+    recent: Vec<PathBuf>,
+    file: Option<PathBuf>,
+}
+
+const STORAGE_KEY: &str = "poolscope";
+
+pub struct PoolscopeApp {
+    pub rows: Vec<Row>,
+    pub pool_size: usize,
+    pub cpu_count: usize,
+    pub run: Option<Run>,
+    pub selected: Option<TaskId>,
+    pub notice: Option<Notice>,
+    pub file: Option<PathBuf>,
+    pub recent: Vec<PathBuf>,
+    pub template: TemplateForm,
+    pub filter: StateFilter,
+    pub sort: SortKey,
+    pub dialog: Option<Dialog>,
+    file_dialog: Option<Receiver<FileChoice>>,
+    options: AppOptions,
+    autostarted: bool,
+    quitting: bool,
+    screenshot_requested: bool,
+    screenshot_saved: Arc<AtomicBool>,
+    opened: Instant,
+    /// The process exit code once the app quits by itself (`--exit-when-done`).
+    pub exit_code: Arc<AtomicU8>,
+}
+
+enum FileChoice {
+    Open(Option<PathBuf>),
+    SaveAs(Option<PathBuf>),
+}
+
+impl PoolscopeApp {
+    /// A fresh app: the given file, else the seed's Pool demo.
+    pub fn new(options: AppOptions) -> Self {
+        let cpu_count = num_cpus::get();
+        let mut app = Self {
+            rows: Vec::new(),
+            pool_size: cpu_count,
+            cpu_count,
+            run: None,
+            selected: None,
+            notice: None,
+            file: None,
+            recent: Vec::new(),
+            template: TemplateForm {
+                command: "sleep {}".into(),
+                over: "1..4".into(),
+            },
+            filter: StateFilter::All,
+            sort: SortKey::Order,
+            dialog: None,
+            file_dialog: None,
+            options,
+            autostarted: false,
+            quitting: false,
+            screenshot_requested: false,
+            screenshot_saved: Arc::new(AtomicBool::new(false)),
+            opened: Instant::now(),
+            exit_code: Arc::new(AtomicU8::new(0)),
+        };
+        match app.options.file.clone() {
+            Some(path) => app.open(&path),
+            None => app.load_preset(DEFAULT_PRESET),
+        }
+        app
+    }
+
+    /// Like [`new`](Self::new), restoring the last list, pool size and recent files
+    /// unless a file was given on the command line.
+    pub fn with_storage(options: AppOptions, storage: Option<&dyn eframe::Storage>) -> Self {
+        let restore = options.file.is_none();
+        let mut app = Self::new(options);
+        if let Some(saved) = storage.and_then(|s| eframe::get_value::<Saved>(s, STORAGE_KEY)) {
+            app.recent = saved.recent;
+            if restore && !saved.rows.is_empty() {
+                app.rows = saved.rows;
+                app.file = saved.file;
+                if let Some(size) = saved.pool_size {
+                    app.pool_size = size.max(1);
+                }
+            }
+        }
+        app
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        let Some(run) = &self.run else {
+            return PoolStatus::Idle;
+        };
+        match run.record.phase {
+            PoolPhase::Finished => PoolStatus::Finished,
+            PoolPhase::Closed => PoolStatus::Closed,
+            PoolPhase::Paused => PoolStatus::Paused,
+            PoolPhase::Running if run.active() == 0 => PoolStatus::Waiting,
+            PoolPhase::Running => PoolStatus::Running,
+        }
+    }
+
+    pub fn live_run(&self) -> Option<&Run> {
+        self.run.as_ref().filter(|r| r.is_live())
+    }
+
+    /// Rows not yet handed to the pool.
+    pub fn pending_rows(&self) -> usize {
+        self.rows.iter().filter(|r| r.task.is_none()).count()
+    }
+
+    /// Why Start cannot run now, in words.
+    pub fn start_blocker(&self) -> Option<String> {
+        if self.live_run().is_some() {
+            return Some("a run is in progress: add tasks to it, or Terminate it first".into());
+        }
+        if self.rows.is_empty() {
+            return Some("there are no tasks: add one first".into());
+        }
+        self.rows.iter().enumerate().find_map(|(i, r)| {
+            r.draft
+                .problem()
+                .map(|p| format!("task {} cannot run: {p}", i + 1))
+        })
+    }
+
+    fn notify(&mut self, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            text: text.into(),
+            is_error: false,
+        });
+    }
+
+    fn error(&mut self, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            text: text.into(),
+            is_error: true,
+        });
+    }
+
+    /// Drain executor events within the frame budget. Returns whether events remain.
+    pub fn pump_events(&mut self) -> bool {
+        let Some(run) = &mut self.run else {
+            return false;
+        };
+        let deadline = Instant::now() + EVENT_BUDGET;
+        while Instant::now() < deadline {
+            let Some(event) = run.events.try_recv() else {
+                return false;
+            };
+            run.record.apply(&event);
+            if matches!(event.kind, crate::executor::EventKind::Drained) {
+                run.finished = Some(event.at);
+            }
+        }
+        true
+    }
+
+    /// Wait at most `timeout` for the next executor event and apply it (for tests and
+    /// headless drivers that have nothing else to do meanwhile).
+    pub fn wait_for_event(&mut self, timeout: Duration) -> bool {
+        let Some(run) = &mut self.run else {
+            return false;
+        };
+        let Some(event) = run.events.recv_timeout(timeout) else {
+            return false;
+        };
+        run.record.apply(&event);
+        if matches!(event.kind, crate::executor::EventKind::Drained) {
+            run.finished = Some(event.at);
+        }
+        true
+    }
+
+    pub fn apply(&mut self, action: Action, ctx: &egui::Context) {
+        match action {
+            Action::Start => self.start(ctx),
+            Action::SubmitPending => {
+                let rows: Vec<usize> = (0..self.rows.len())
+                    .filter(|&i| self.rows[i].task.is_none())
+                    .collect();
+                self.submit_rows(&rows);
+            }
+            Action::SubmitRow(i) => self.submit_rows(&[i]),
+            Action::Pause => self.with_run(|r| r.executor.pause()),
+            Action::Resume => self.with_run(|r| r.executor.resume()),
+            Action::Close => self.with_run(|r| r.executor.close()),
+            Action::Terminate => self.with_run(|r| r.executor.terminate()),
+            Action::Resize(size) => {
+                self.pool_size = size.max(1);
+                let size = self.pool_size;
+                if let Some(run) = self.run.as_ref().filter(|r| r.is_live()) {
+                    run.executor.resize(size);
+                }
+            }
+            Action::Kill(task) => self.task_command(task, |e| e.kill(task)),
+            Action::Interrupt(task) => self.task_command(task, |e| e.signal(task, Signal::SIGINT)),
+            Action::Retry(task) => self.retry(task),
+            Action::Select(task) => self.selected = Some(task),
+            Action::AddRow => self.rows.push(Row::default()),
+            Action::DuplicateRow(i) => {
+                if let Some(row) = self.rows.get(i) {
+                    let copy = Row {
+                        draft: row.draft.clone(),
+                        task: None,
+                    };
+                    self.rows.insert(i + 1, copy);
+                }
+            }
+            Action::RemoveRow(i) => {
+                if i < self.rows.len() && self.rows[i].task.is_none() {
+                    self.rows.remove(i);
+                }
+            }
+            Action::MoveRow(i, delta) => {
+                let j = i.checked_add_signed(delta).filter(|&j| j < self.rows.len());
+                if let Some(j) = j {
+                    self.rows.swap(i, j);
+                }
+            }
+            Action::AddFromTemplate => {
+                match crate::model::draft::expand_template(
+                    &self.template.command,
+                    &self.template.over,
+                ) {
+                    Ok(drafts) => {
+                        let n = drafts.len();
+                        self.rows
+                            .extend(drafts.into_iter().map(|draft| Row { draft, task: None }));
+                        self.notify(format!("added {n} tasks from the template"));
+                    }
+                    Err(e) => self.error(format!("template: {e}")),
+                }
+            }
+            Action::LoadPreset(i) => self.load_preset(i),
+            Action::OpenDialog => self.file_dialog(true),
+            Action::Open(path) => self.open(&path),
+            Action::Save => match self.file.clone() {
+                Some(path) => self.save(&path),
+                None => self.file_dialog(false),
+            },
+            Action::SaveAsDialog => self.file_dialog(false),
+            Action::SaveAs(path) => self.save(&path),
+            Action::ConfirmQuit => {
+                self.dialog = None;
+                self.quit(ctx);
+            }
+            Action::CancelDialog => self.dialog = None,
+            Action::Dismiss => self.notice = None,
+        }
+    }
+
+    fn with_run(&self, f: impl FnOnce(&Run)) {
+        if let Some(run) = self.run.as_ref().filter(|r| r.is_live()) {
+            f(run);
+        }
+    }
+
+    fn task_command(
+        &mut self,
+        task: TaskId,
+        f: impl FnOnce(&Executor) -> Result<(), crate::executor::CommandError>,
+    ) {
+        if let Some(run) = &self.run
+            && let Err(e) = f(&run.executor)
+        {
+            self.error(e.to_string());
+        }
+        self.selected = Some(task);
+    }
+
+    fn start(&mut self, ctx: &egui::Context) {
+        if let Some(reason) = self.start_blocker() {
+            self.error(format!("Cannot start: {reason}"));
+            return;
+        }
+        let waker_ctx = ctx.clone();
+        let config = PoolConfig {
+            size: self.pool_size,
+            output_dir: Some(run_directory()),
+            ..PoolConfig::default()
+        };
+        let (executor, events) =
+            Executor::start(config, Some(Arc::new(move || waker_ctx.request_repaint())));
+        self.run = Some(Run {
+            executor,
+            events,
+            record: RunRecord::default(),
+            started: Instant::now(),
+            finished: None,
+        });
+        for row in &mut self.rows {
+            row.task = None;
+        }
+        self.selected = None;
+        self.notice = None;
+        let all: Vec<usize> = (0..self.rows.len()).collect();
+        self.submit_rows(&all);
+        // Show the first task's output at once: the demo then speaks for itself.
+        self.selected = self.rows.first().and_then(|r| r.task);
+    }
+
+    fn submit_rows(&mut self, rows: &[usize]) {
+        let Some(run) = self.run.as_ref().filter(|r| r.is_live()) else {
+            self.error("No pool is running: press Start");
+            return;
+        };
+        let mut specs = Vec::new();
+        for &i in rows {
+            let Some(row) = self.rows.get(i).filter(|r| r.task.is_none()) else {
+                continue;
+            };
+            match row.draft.to_spec() {
+                Ok(spec) => specs.push((i, spec)),
+                Err(e) => {
+                    self.error(format!("Task {} cannot run: {e}", i + 1));
+                    return;
+                }
+            }
+        }
+        if specs.is_empty() {
+            return;
+        }
+        match run
+            .executor
+            .submit(specs.iter().map(|(_, s)| s.clone()).collect())
+        {
+            Ok(ids) => {
+                for ((i, _), id) in specs.iter().zip(ids) {
+                    self.rows[*i].task = Some(id);
+                }
+            }
+            Err(e) => self.error(format!("Cannot add tasks: {e}. Press Start for a new run.")),
+        }
+    }
+
+    fn retry(&mut self, task: TaskId) {
+        let Some(spec) = self
+            .run
+            .as_ref()
+            .and_then(|r| r.record.task(task))
+            .map(|t| Arc::clone(&t.spec))
+        else {
+            return;
+        };
+        self.rows.push(Row {
+            draft: TaskDraft::from_spec(&spec),
+            task: None,
+        });
+        let last = self.rows.len() - 1;
+        if self.live_run().is_some_and(Run::is_open) {
+            self.submit_rows(&[last]);
+        } else {
+            self.notify("Added a copy of the task; press Start to run it");
+        }
+    }
+
+    fn replace_rows(&mut self, drafts: Vec<TaskDraft>, pool_size: Option<usize>) {
+        self.rows = drafts
+            .into_iter()
+            .map(|draft| Row { draft, task: None })
+            .collect();
+        self.pool_size = pool_size.unwrap_or(self.cpu_count).max(1);
+        self.selected = None;
+        if self.run.as_ref().is_some_and(|r| !r.is_live()) {
+            self.run = None;
+        }
+    }
+
+    fn load_preset(&mut self, index: usize) {
+        let Some(&(label, name, text)) = PRESETS.get(index) else {
+            return;
+        };
+        if self.live_run().is_some() {
+            self.error(
+                "A run is in progress: wait for it or Terminate it before loading another list",
+            );
+            return;
+        }
+        match taskfile::parse(text, Path::new(name)) {
+            Ok(file) => {
+                self.replace_rows(
+                    file.tasks.iter().map(TaskDraft::from_spec).collect(),
+                    file.pool_size,
+                );
+                self.file = None;
+                self.notify(format!("Loaded preset: {label}"));
+            }
+            Err(e) => self.error(e.to_string()),
+        }
+    }
+
+    /// Load a task file; on error the current list stays as it is.
+    pub fn open(&mut self, path: &Path) {
+        if self.live_run().is_some() {
+            self.error(
+                "A run is in progress: wait for it or Terminate it before opening another list",
+            );
+            return;
+        }
+        match taskfile::load(path) {
+            Ok(file) => {
+                self.replace_rows(
+                    file.tasks.iter().map(TaskDraft::from_spec).collect(),
+                    file.pool_size,
+                );
+                self.file = Some(path.to_owned());
+                self.remember(path);
+                self.notify(format!("Opened {}", path.display()));
+            }
+            Err(e) => self.error(format!(
+                "Could not open the file; the list is unchanged. {e}"
+            )),
+        }
+    }
+
+    fn save(&mut self, path: &Path) {
+        let drafts: Vec<TaskDraft> = self.rows.iter().map(|r| r.draft.clone()).collect();
+        let size = (self.pool_size != self.cpu_count).then_some(self.pool_size);
+        let result = taskfile::to_toml(size, &drafts)
+            .and_then(|text| taskfile::save_atomic(path, &text).map_err(|e| e.to_string()));
+        match result {
+            Ok(()) => {
+                self.file = Some(path.to_owned());
+                self.remember(path);
+                self.notify(format!("Saved {}", path.display()));
+            }
+            Err(e) => self.error(format!("Could not save {}: {e}", path.display())),
+        }
+    }
+
+    fn remember(&mut self, path: &Path) {
+        self.recent.retain(|p| p != path);
+        self.recent.insert(0, path.to_owned());
+        self.recent.truncate(MAX_RECENT);
+    }
+
+    /// Native file dialogs block, so they run on their own thread.
+    fn file_dialog(&mut self, open: bool) {
+        if self.file_dialog.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let start_dir = self
+            .file
+            .as_ref()
+            .and_then(|f| f.parent().map(Path::to_owned));
+        let spawned = std::thread::Builder::new()
+            .name("poolscope-file-dialog".into())
+            .spawn(move || {
+                let mut dialog = rfd::FileDialog::new().add_filter("Task files", &["toml"]);
+                if let Some(dir) = start_dir {
+                    dialog = dialog.set_directory(dir);
+                }
+                let choice = if open {
+                    FileChoice::Open(dialog.pick_file())
+                } else {
+                    FileChoice::SaveAs(dialog.set_file_name("tasks.toml").save_file())
+                };
+                let _ = tx.send(choice);
+            });
+        match spawned {
+            Ok(_) => self.file_dialog = Some(rx),
+            Err(e) => self.error(format!("Cannot open a file dialog: {e}")),
+        }
+    }
+
+    fn poll_file_dialog(&mut self) {
+        let Some(rx) = &self.file_dialog else {
+            return;
+        };
+        match rx.try_recv() {
+            Ok(FileChoice::Open(Some(path))) => {
+                self.file_dialog = None;
+                self.open(&path);
+            }
+            Ok(FileChoice::SaveAs(Some(path))) => {
+                self.file_dialog = None;
+                self.save(&path);
+            }
+            Ok(_) | Err(mpsc::TryRecvError::Disconnected) => self.file_dialog = None,
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+    }
+
+    /// Terminate whatever runs and close the window.
+    fn quit(&mut self, ctx: &egui::Context) {
+        self.quitting = true;
+        if let Some(run) = &self.run {
+            run.executor.terminate();
+        }
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+    }
+
+    /// Everything that is not drawing: events, dialogs, window close, automation.
+    pub fn logic(&mut self, ctx: &egui::Context) {
+        if self.pump_events() {
+            ctx.request_repaint();
+        }
+        self.poll_file_dialog();
+        if self.options.autostart && !self.autostarted {
+            self.autostarted = true;
+            self.start(ctx);
+        }
+        let running = self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.is_live() && r.active() > 0);
+        if running {
+            ctx.request_repaint_after(TICK);
+        }
+        if ctx.input(|i| i.viewport().close_requested()) && running && !self.quitting {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.dialog = Some(Dialog::QuitWhileRunning);
+        }
+        self.automation(ctx);
+    }
+
+    /// `--exit-when-done` and `--screenshot`.
+    fn automation(&mut self, ctx: &egui::Context) {
+        if self.screenshot_saved.load(Ordering::Acquire) {
+            self.screenshot_saved.store(false, Ordering::Release);
+            self.quit(ctx);
+            return;
+        }
+        let done = self.run.as_ref().is_some_and(|r| r.active() == 0) && self.pending_rows() == 0;
+        if self.options.exit_when_done
+            && let Some(run) = &self.run
+            && done
+            && run.is_open()
+        {
+            run.executor.close();
+        }
+        let finished = self.run.as_ref().is_some_and(|r| !r.is_live());
+        if let Some(path) = self.options.screenshot.clone() {
+            let due = match self.options.screenshot_after {
+                Some(after) => self.opened.elapsed() >= after,
+                None => finished,
+            };
+            if due && !self.screenshot_requested {
+                self.screenshot_requested = true;
+                self.request_screenshot(ctx, path);
+            } else if !due {
+                ctx.request_repaint_after(TICK);
+            }
+            return;
+        }
+        if self.options.exit_when_done && finished && !self.quitting {
+            let failed = self.run.as_ref().map_or(0, |r| r.record.failed());
+            self.exit_code
+                .store(u8::from(failed > 0), Ordering::Release);
+            self.quit(ctx);
+        }
+    }
+
+    fn request_screenshot(&self, ctx: &egui::Context, path: PathBuf) {
+        let saved = Arc::clone(&self.screenshot_saved);
+        let exit_code = Arc::clone(&self.exit_code);
+        let failed = self.run.as_ref().map_or(0, |r| r.record.failed());
+        let waker = ctx.clone();
+        let once = Mutex::new(Some(path));
+        ctx.request_screenshot(move |image| {
+            let Some(path) = once.lock().ok().and_then(|mut p| p.take()) else {
+                return;
+            };
+            let pixels: Vec<u8> = image
+                .pixels
+                .iter()
+                .flat_map(egui::Color32::to_srgba_unmultiplied)
+                .collect();
+            let [w, h] = image.size;
+            let result =
+                image::save_buffer(&path, &pixels, w as u32, h as u32, image::ColorType::Rgba8);
+            match result {
+                Ok(()) => {
+                    log::info!("screenshot saved to {}", path.display());
+                    exit_code.store(u8::from(failed > 0), Ordering::Release);
+                }
+                Err(e) => {
+                    log::error!("cannot save the screenshot to {}: {e}", path.display());
+                    exit_code.store(3, Ordering::Release);
+                }
+            }
+            saved.store(true, Ordering::Release);
+            waker.request_repaint();
+        });
+    }
+
+    fn to_saved(&self) -> Saved {
+        Saved {
+            rows: self
+                .rows
+                .iter()
+                .map(|r| Row {
+                    draft: r.draft.clone(),
+                    task: None,
+                })
+                .collect(),
+            pool_size: Some(self.pool_size),
+            recent: self.recent.clone(),
+            file: self.file.clone(),
+        }
+    }
+}
+
+/// Where a run's full output goes: a fresh folder under the system temp dir.
+fn run_directory() -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    std::env::temp_dir().join(format!("poolscope-runs/{}-{stamp}", std::process::id()))
+}
+
+impl eframe::App for PoolscopeApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        PoolscopeApp::logic(self, ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let actions = self.draw(ui);
+        for action in actions {
+            self.apply(action, ui.ctx());
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.to_saved());
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        // Dropping the executor kills every task group and reaps it before we exit.
+        self.run = None;
+    }
+}

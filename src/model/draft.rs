@@ -1,0 +1,244 @@
+//! Tasks as the editor holds them: text fields a user types into, checked on the way to
+//! a [`TaskSpec`]. Kept here (no GUI code) so task files and tests share them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::executor::{Invocation, StdinMode, TaskSpec};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DraftStdin {
+    /// `/dev/null`.
+    #[default]
+    Null,
+    /// Kept open: type to the task while it runs.
+    Pipe,
+    /// The `input` text is sent, then stdin is closed (`communicate()`).
+    Preset,
+}
+
+impl DraftStdin {
+    pub const ALL: [DraftStdin; 3] = [DraftStdin::Null, DraftStdin::Pipe, DraftStdin::Preset];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DraftStdin::Null => "none",
+            DraftStdin::Pipe => "interactive",
+            DraftStdin::Preset => "preset text",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskDraft {
+    pub name: String,
+    /// A shell command line (`sh -c`).
+    pub command: String,
+    pub stdin: DraftStdin,
+    /// Text for [`DraftStdin::Preset`].
+    pub input: String,
+    /// Seconds, empty for none.
+    pub timeout: String,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+impl TaskDraft {
+    pub fn shell(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn from_spec(spec: &TaskSpec) -> Self {
+        let command = spec.invocation.display_line();
+        let (stdin, input) = match &spec.stdin {
+            StdinMode::Null => (DraftStdin::Null, String::new()),
+            StdinMode::Pipe => (DraftStdin::Pipe, String::new()),
+            StdinMode::Preset(text) => (
+                DraftStdin::Preset,
+                String::from_utf8_lossy(text).into_owned(),
+            ),
+        };
+        Self {
+            name: if spec.name == command {
+                String::new()
+            } else {
+                spec.name.clone()
+            },
+            command,
+            stdin,
+            input,
+            timeout: spec
+                .timeout
+                .map(|t| format_seconds(t.as_secs_f64()))
+                .unwrap_or_default(),
+            cwd: spec.cwd.clone(),
+            env: spec.env.clone(),
+        }
+    }
+
+    fn timeout_value(&self) -> Result<Option<Duration>, String> {
+        let text = self.timeout.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        match text.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(Some(Duration::from_secs_f64(v))),
+            _ => Err(format!(
+                "timeout must be a positive number of seconds, not \"{text}\""
+            )),
+        }
+    }
+
+    /// What stops this task from running, in words; `None` when it is fine.
+    pub fn problem(&self) -> Option<String> {
+        self.to_spec().err()
+    }
+
+    pub fn to_spec(&self) -> Result<TaskSpec, String> {
+        if self.command.trim().is_empty() {
+            return Err("the command is empty".to_owned());
+        }
+        let timeout = self.timeout_value()?;
+        let command = self.command.clone();
+        Ok(TaskSpec {
+            name: if self.name.trim().is_empty() {
+                command.clone()
+            } else {
+                self.name.clone()
+            },
+            invocation: Invocation::Shell(command),
+            cwd: self.cwd.clone(),
+            env: self.env.clone(),
+            stdin: match self.stdin {
+                DraftStdin::Null => StdinMode::Null,
+                DraftStdin::Pipe => StdinMode::Pipe,
+                DraftStdin::Preset => StdinMode::Preset(self.input.clone().into_bytes()),
+            },
+            timeout,
+        })
+    }
+
+    /// The name shown in lists: the name, else the command.
+    pub fn title(&self) -> &str {
+        if self.name.trim().is_empty() {
+            &self.command
+        } else {
+            &self.name
+        }
+    }
+}
+
+fn format_seconds(v: f64) -> String {
+    let text = format!("{v:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Values to expand a template over: `1..10` (end excluded), `1..=10`, or `a, b, c`.
+pub fn template_values(over: &str) -> Result<Vec<String>, String> {
+    let over = over.trim();
+    if over.is_empty() {
+        return Err("give a range like 1..10 or a list like a, b, c".to_owned());
+    }
+    if let Some((start, end)) = over.split_once("..") {
+        let (end, inclusive) = match end.strip_prefix('=') {
+            Some(e) => (e, true),
+            None => (end, false),
+        };
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("\"{}\" is not a whole number", s.trim()))
+        };
+        let (start, end) = (parse(start)?, parse(end)?);
+        let end = if inclusive { end + 1 } else { end };
+        if end <= start {
+            return Err(format!("the range {over} is empty"));
+        }
+        if end - start > 100_000 {
+            return Err(format!("the range {over} has more than 100 000 values"));
+        }
+        return Ok((start..end).map(|v| v.to_string()).collect());
+    }
+    Ok(over
+        .split(',')
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect())
+}
+
+/// One draft per value: `{}` is the value, `{#}` its 1-based position.
+pub fn expand_template(command: &str, over: &str) -> Result<Vec<TaskDraft>, String> {
+    if command.trim().is_empty() {
+        return Err("the template command is empty".to_owned());
+    }
+    let values = template_values(over)?;
+    Ok(values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let filled = command.replace("{#}", &(i + 1).to_string());
+            let line = if filled.contains("{}") {
+                filled.replace("{}", v)
+            } else {
+                format!("{filled} {v}")
+            };
+            TaskDraft::shell(line)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_expand_over_ranges_and_lists() {
+        let drafts = expand_template("sleep {}", "1..4").expect("valid");
+        let commands: Vec<&str> = drafts.iter().map(|d| d.command.as_str()).collect();
+        assert_eq!(commands, ["sleep 1", "sleep 2", "sleep 3"]);
+        assert_eq!(
+            expand_template("echo", "a, b").expect("valid")[1].command,
+            "echo b"
+        );
+        assert_eq!(template_values("1..=3").expect("valid"), ["1", "2", "3"]);
+        assert!(template_values("5..1").is_err());
+        assert!(template_values("x..3").expect_err("bad").contains("\"x\""));
+    }
+
+    #[test]
+    fn invalid_drafts_say_why() {
+        assert_eq!(
+            TaskDraft::shell("  ").problem().as_deref(),
+            Some("the command is empty")
+        );
+        let d = TaskDraft {
+            timeout: "soon".into(),
+            ..TaskDraft::shell("true")
+        };
+        assert!(d.problem().expect("invalid").contains("timeout"));
+        assert!(
+            TaskDraft {
+                timeout: "2.5".into(),
+                ..TaskDraft::shell("true")
+            }
+            .problem()
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn specs_round_trip_through_drafts() {
+        let spec = TaskSpec::shell("echo hi")
+            .with_name("greet")
+            .with_timeout(Duration::from_millis(1500));
+        let draft = TaskDraft::from_spec(&spec);
+        assert_eq!(draft.timeout, "1.5");
+        assert_eq!(draft.to_spec().expect("valid"), spec);
+    }
+}

@@ -1,0 +1,33 @@
+//! The seed's scenarios, built into the binary so they work from any folder.
+
+/// (menu label, file name, TOML text)
+pub const PRESETS: &[(&str, &str, &str)] = &[
+    (
+        "Process: one child prints its PID",
+        "process.toml",
+        include_str!("../../assets/presets/process.toml"),
+    ),
+    (
+        "Pool(4) × 5 tasks",
+        "pool4.toml",
+        include_str!("../../assets/presets/pool4.toml"),
+    ),
+    (
+        "Pool(20) × 30 tasks",
+        "pool20.toml",
+        include_str!("../../assets/presets/pool20.toml"),
+    ),
+    (
+        "subprocess.call: exit code",
+        "subprocess_call.toml",
+        include_str!("../../assets/presets/subprocess_call.toml"),
+    ),
+    (
+        "communicate: preset stdin",
+        "communicate.toml",
+        include_str!("../../assets/presets/communicate.toml"),
+    ),
+];
+
+/// The demo a first-time user sees: the seed's Pool(4) × 5.
+pub const DEFAULT_PRESET: usize = 1;

@@ -1,0 +1,109 @@
+//! Pool size, Start / Pause / Close / Terminate, the pool's state and the last notice.
+
+use crate::app::{Action, PoolStatus, PoolscopeApp};
+
+impl PoolscopeApp {
+    pub(super) fn controls(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        ui.add_space(4.0);
+        ui.horizontal_wrapped(|ui| {
+            let label = ui.label("Pool size");
+            let mut size = self.pool_size;
+            let response = ui
+                .add(egui::DragValue::new(&mut size).range(1..=4096).speed(0.1))
+                .labelled_by(label.id)
+                .on_hover_text(
+                    "Most tasks running at once. Changing it while running never kills a task.",
+                );
+            if response.changed() {
+                actions.push(Action::Resize(size));
+            }
+            if self.pool_size == self.cpu_count {
+                ui.weak(format!("(= CPU count, {})", self.cpu_count));
+            } else if ui
+                .small_button(format!("use CPU count ({})", self.cpu_count))
+                .clicked()
+            {
+                actions.push(Action::Resize(self.cpu_count));
+            }
+            ui.separator();
+
+            let status = self.status();
+            let live = self.live_run().is_some();
+            if live {
+                let pending = self.pending_rows();
+                let open = self.live_run().is_some_and(crate::app::Run::is_open);
+                if ui
+                    .add_enabled(
+                        pending > 0,
+                        egui::Button::new(format!("Submit {pending} new")),
+                    )
+                    .on_hover_text("Add the tasks not yet in the pool (Ctrl+Enter)")
+                    .clicked()
+                {
+                    actions.push(Action::SubmitPending);
+                }
+                if status == PoolStatus::Paused {
+                    if ui.button("Resume").clicked() {
+                        actions.push(Action::Resume);
+                    }
+                } else if ui
+                    .add_enabled(open, egui::Button::new("Pause"))
+                    .on_hover_text("Start no new task; running ones go on")
+                    .clicked()
+                {
+                    actions.push(Action::Pause);
+                }
+                if ui
+                    .add_enabled(open, egui::Button::new("Close"))
+                    .on_hover_text("Accept no more tasks; the queue drains (Pool.close())")
+                    .clicked()
+                {
+                    actions.push(Action::Close);
+                }
+                if ui
+                    .button("Terminate")
+                    .on_hover_text("Kill every running task and drop the queue (Pool.terminate())")
+                    .clicked()
+                {
+                    actions.push(Action::Terminate);
+                }
+            } else {
+                let blocker = self.start_blocker();
+                let start = ui.add(egui::Button::new("Start"));
+                let start = match &blocker {
+                    Some(reason) => start.on_hover_text(format!("Cannot start: {reason}")),
+                    None => start.on_hover_text("Run the tasks (Ctrl+Enter)"),
+                };
+                if start.clicked() {
+                    // Start explains itself when blocked rather than doing nothing.
+                    actions.push(Action::Start);
+                }
+            }
+            ui.separator();
+            let colour = match status {
+                PoolStatus::Running => ui.visuals().hyperlink_color,
+                PoolStatus::Paused | PoolStatus::Closed => ui.visuals().warn_fg_color,
+                _ => ui.visuals().text_color(),
+            };
+            ui.label(
+                egui::RichText::new(format!("Pool: {}", status.label()))
+                    .color(colour)
+                    .strong(),
+            );
+        });
+        if let Some(notice) = self.notice.clone() {
+            ui.horizontal(|ui| {
+                let colour = if notice.is_error {
+                    ui.visuals().error_fg_color
+                } else {
+                    ui.visuals().weak_text_color()
+                };
+                ui.label(egui::RichText::new(&notice.text).color(colour));
+                if ui.small_button("dismiss").clicked() {
+                    actions.push(Action::Dismiss);
+                }
+            });
+        }
+        ui.add_space(2.0);
+    }
+}

@@ -1,0 +1,118 @@
+//! The window's panels. Each reads the app state and returns the user's [`Action`]s;
+//! nothing here blocks or talks to processes directly.
+
+mod controls;
+mod output;
+mod status;
+mod table;
+pub mod theme;
+
+use egui::{Key, KeyboardShortcut, Modifiers};
+
+use crate::app::{Action, Dialog, PoolscopeApp};
+use crate::model::presets::PRESETS;
+
+impl PoolscopeApp {
+    /// Lay out the whole window; the actions are applied by the caller.
+    pub fn draw(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
+        let mut actions = Vec::new();
+        shortcuts(ui, self, &mut actions);
+        egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui, &mut actions));
+        egui::Panel::top("controls").show(ui, |ui| self.controls(ui, &mut actions));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui, &mut actions));
+        egui::Panel::bottom("output")
+            .resizable(true)
+            .default_size(220.0)
+            .min_size(80.0)
+            .show(ui, |ui| self.output_panel(ui, &mut actions));
+        egui::CentralPanel::default().show(ui, |ui| self.task_table(ui, &mut actions));
+        if let Some(dialog) = self.dialog.clone() {
+            self.dialog_ui(ui.ctx(), &dialog, &mut actions);
+        }
+        actions
+    }
+
+    fn menu_bar(&self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("Open…  (Ctrl+O)").clicked() {
+                    actions.push(Action::OpenDialog);
+                }
+                if ui.button("Save  (Ctrl+S)").clicked() {
+                    actions.push(Action::Save);
+                }
+                if ui.button("Save as…").clicked() {
+                    actions.push(Action::SaveAsDialog);
+                }
+                ui.menu_button("Recent files", |ui| {
+                    if self.recent.is_empty() {
+                        ui.label("none yet");
+                    }
+                    for path in &self.recent {
+                        if ui.button(path.display().to_string()).clicked() {
+                            actions.push(Action::Open(path.clone()));
+                        }
+                    }
+                });
+            });
+            ui.menu_button("Presets", |ui| {
+                for (i, (label, _, _)) in PRESETS.iter().enumerate() {
+                    if ui.button(*label).clicked() {
+                        actions.push(Action::LoadPreset(i));
+                    }
+                }
+            });
+            if let Some(file) = &self.file {
+                ui.separator();
+                ui.weak(file.display().to_string());
+            }
+        });
+    }
+
+    fn dialog_ui(&self, ctx: &egui::Context, dialog: &Dialog, actions: &mut Vec<Action>) {
+        match dialog {
+            Dialog::QuitWhileRunning => {
+                let running = self.run.as_ref().map_or(0, crate::app::Run::active);
+                let modal = egui::Modal::new(egui::Id::unique("quit-while-running")).show(ctx, |ui| {
+                    ui.heading("Tasks are still running");
+                    ui.label(format!(
+                        "{running} task(s) are running or queued. Quitting terminates them all (and their child processes)."
+                    ));
+                    ui.horizontal(|ui| {
+                        if ui.button("Terminate and quit").clicked() {
+                            actions.push(Action::ConfirmQuit);
+                        }
+                        if ui.button("Cancel").clicked() {
+                            actions.push(Action::CancelDialog);
+                        }
+                    });
+                });
+                if modal.should_close() {
+                    actions.push(Action::CancelDialog);
+                }
+            }
+        }
+    }
+}
+
+fn shortcuts(ui: &egui::Ui, app: &PoolscopeApp, actions: &mut Vec<Action>) {
+    let ctrl = |key| KeyboardShortcut::new(Modifiers::COMMAND, key);
+    ui.input_mut(|i| {
+        if i.consume_shortcut(&ctrl(Key::O)) {
+            actions.push(Action::OpenDialog);
+        }
+        if i.consume_shortcut(&ctrl(Key::S)) {
+            actions.push(Action::Save);
+        }
+        if i.consume_shortcut(&ctrl(Key::Enter)) {
+            if app.live_run().is_some() {
+                actions.push(Action::SubmitPending);
+            } else {
+                actions.push(Action::Start);
+            }
+        }
+        if app.dialog.is_some() && i.consume_key(Modifiers::NONE, Key::Escape) {
+            actions.push(Action::CancelDialog);
+        }
+    });
+}

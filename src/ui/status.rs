@@ -1,0 +1,77 @@
+//! Counts, elapsed time, throughput and ETA (GNU parallel's `--eta`: median runtime).
+
+use std::time::Duration;
+
+use super::theme::duration;
+use crate::app::{Action, PoolscopeApp, Run};
+use crate::model::TaskState;
+
+/// Remaining time: median runtime of finished tasks × the waves still to run.
+pub fn eta(run: &Run, pool_size: usize) -> Option<Duration> {
+    let mut runtimes: Vec<Duration> = run
+        .record
+        .tasks
+        .iter()
+        .filter(|t| matches!(t.state, TaskState::Done(_)))
+        .filter_map(|t| t.last_attempt().map(|a| a.runtime(a.started)))
+        .collect();
+    if runtimes.is_empty() {
+        return None;
+    }
+    runtimes.sort_unstable();
+    let median = runtimes[runtimes.len() / 2];
+    let queued = run
+        .record
+        .count(|s| matches!(s, TaskState::Queued | TaskState::Retrying));
+    let running = run.record.count(|s| *s == TaskState::Running);
+    let waves = (queued + running).div_ceil(pool_size.max(1));
+    Some(median * waves as u32)
+}
+
+impl PoolscopeApp {
+    pub(super) fn status_bar(&self, ui: &mut egui::Ui, _actions: &mut [Action]) {
+        ui.horizontal(|ui| {
+            let Some(run) = &self.run else {
+                ui.weak(format!(
+                    "{} tasks in the list · press Start to run them",
+                    self.rows.len()
+                ));
+                return;
+            };
+            let r = &run.record;
+            let running = r.count(|s| *s == TaskState::Running);
+            let queued = r.count(|s| matches!(s, TaskState::Queued | TaskState::Retrying));
+            let done = r.count(|s| matches!(s, TaskState::Done(o) if o.is_success()));
+            let failed = r.failed();
+            let cancelled = r.count(|s| *s == TaskState::Cancelled);
+            let elapsed = run.now();
+            ui.label(format!("Running {running}"));
+            ui.label(format!("Queued {queued}"));
+            ui.label(format!("Done {done}"));
+            let failed_text = egui::RichText::new(format!("Failed {failed}"));
+            ui.label(if failed > 0 {
+                failed_text.color(ui.visuals().error_fg_color)
+            } else {
+                failed_text
+            });
+            if cancelled > 0 {
+                ui.label(format!("Cancelled {cancelled}"));
+            }
+            ui.separator();
+            ui.label(format!("Elapsed {}", duration(elapsed)));
+            let finished = done + failed;
+            if elapsed.as_secs_f64() > 0.0 && finished > 0 {
+                ui.label(format!(
+                    "{:.1} tasks/s",
+                    finished as f64 / elapsed.as_secs_f64()
+                ));
+            }
+            if run.is_live()
+                && queued + running > 0
+                && let Some(eta) = eta(run, self.pool_size)
+            {
+                ui.label(format!("ETA {}", duration(eta)));
+            }
+        });
+    }
+}

@@ -1,0 +1,52 @@
+//! Colours for task states, readable on dark and light themes.
+
+use egui::{Color32, Visuals};
+
+use crate::executor::Outcome;
+use crate::model::TaskState;
+
+pub fn state_colour(visuals: &Visuals, state: Option<&TaskState>) -> Color32 {
+    let dark = visuals.dark_mode;
+    let pick = |d: (u8, u8, u8), l: (u8, u8, u8)| {
+        let (r, g, b) = if dark { d } else { l };
+        Color32::from_rgb(r, g, b)
+    };
+    match state {
+        None | Some(TaskState::Cancelled) => visuals.weak_text_color(),
+        Some(TaskState::Queued) => visuals.text_color(),
+        Some(TaskState::Running | TaskState::Retrying) => pick((100, 170, 255), (20, 90, 200)),
+        Some(TaskState::Done(outcome)) => match outcome {
+            Outcome::Exited(0) => pick((110, 200, 120), (20, 130, 40)),
+            Outcome::Exited(_) | Outcome::Signaled(_) => pick((240, 100, 90), (190, 30, 30)),
+            Outcome::Killed | Outcome::TimedOut => pick((240, 170, 70), (180, 100, 0)),
+            Outcome::FailedToSpawn(_) => pick((200, 130, 240), (130, 40, 170)),
+        },
+    }
+}
+
+pub fn state_text(state: &TaskState) -> String {
+    match state {
+        TaskState::Queued => "queued".into(),
+        TaskState::Running => "running".into(),
+        TaskState::Retrying => "retrying".into(),
+        TaskState::Cancelled => "cancelled".into(),
+        TaskState::Done(outcome) if outcome.is_success() => "done".into(),
+        TaskState::Done(_) => "failed".into(),
+    }
+}
+
+/// `1.23 s`, `2 min 05 s`, `1 h 02 min`.
+pub fn duration(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.2} s")
+    } else if s < 3600.0 {
+        format!("{} min {:02} s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!(
+            "{} h {:02} min",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
+    }
+}

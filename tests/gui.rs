@@ -1,0 +1,242 @@
+//! The workbench window driven as a user would, through its accessibility tree.
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+use poolscope::app::{AppOptions, PoolscopeApp, Row};
+use poolscope::model::TaskDraft;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn app_with(commands: &[&str]) -> PoolscopeApp {
+    let mut app = PoolscopeApp::new(AppOptions::default());
+    app.rows = commands
+        .iter()
+        .map(|c| Row {
+            draft: TaskDraft::shell(*c),
+            task: None,
+        })
+        .collect();
+    app.pool_size = 2;
+    app
+}
+
+fn harness(app: PoolscopeApp) -> Harness<'static, PoolscopeApp> {
+    // Glyphs come from system fonts in the real app; these tests check text, not pixels
+    // (the CI screenshot checks pixels), so a missing font must not fail them.
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .allow_missing_glyphs()
+        .build_ui_state(
+            |ui, app: &mut PoolscopeApp| {
+                app.logic(ui.ctx());
+                for action in app.draw(ui) {
+                    app.apply(action, ui.ctx());
+                }
+            },
+            app,
+        )
+}
+
+/// Step the UI, waiting (bounded) on executor events between frames, until `done`.
+fn run_until(
+    h: &mut Harness<'static, PoolscopeApp>,
+    what: &str,
+    done: impl Fn(&Harness<'static, PoolscopeApp>) -> bool,
+) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        h.run_steps(2);
+        if done(h) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let labels: Vec<String> = h
+                .query_all_by(|_| true)
+                .map(|n| {
+                    let a = n.accesskit_node();
+                    format!("{:?}|{:?}|{:?}", a.role(), a.label(), a.value())
+                })
+                .collect();
+            panic!("timed out waiting for {what}; the window shows: {labels:?}");
+        }
+        h.state_mut().wait_for_event(Duration::from_millis(200));
+    }
+}
+
+/// Click into the last row's command field and type, as a user would.
+fn type_into_last_command(h: &mut Harness<'static, PoolscopeApp>, text: &str) {
+    let role = egui::accesskit::Role::MultilineTextInput;
+    let rect = h
+        .get_all_by_role(role)
+        .last()
+        .map(|n| n.rect())
+        .expect("a command field");
+    h.get_all_by_role(role)
+        .find(|n| n.rect() == rect)
+        .expect("field")
+        .focus();
+    h.run_steps(1);
+    h.get_all_by_role(role)
+        .find(|n| n.rect() == rect)
+        .expect("field")
+        .type_text(text);
+}
+
+fn shows(h: &Harness<'static, PoolscopeApp>, text: &str) -> usize {
+    h.query_all_by_label(text).count()
+}
+
+#[test]
+fn set_pool_size_add_a_task_start_and_see_outcomes() {
+    let mut h = harness(app_with(&["echo first", "exit 3"]));
+    h.run_steps(2);
+    h.get_by_label("Pool size").set_value_accesskit(3.0);
+    h.run_steps(2);
+    assert_eq!(h.state().pool_size, 3);
+
+    h.get_by_label("+ Add task").click();
+    h.run_steps(2);
+    type_into_last_command(&mut h, "echo added by hand");
+    h.run_steps(2);
+    assert_eq!(h.state().rows[2].draft.command, "echo added by hand");
+
+    h.get_by_label("Start").click();
+    run_until(&mut h, "three tasks to finish", |h| {
+        h.query_by_label_contains("Done 2").is_some()
+            && h.query_by_label_contains("Failed 1").is_some()
+    });
+    assert!(
+        shows(&h, "exit 3") >= 1,
+        "the failure is shown with its exit code"
+    );
+    assert_eq!(shows(&h, "failed"), 1, "one row in the failed state");
+    assert!(shows(&h, "done") >= 2);
+}
+
+#[test]
+fn an_invalid_task_blocks_start_with_a_visible_reason() {
+    let mut h = harness(app_with(&["echo ok", "   "]));
+    h.run_steps(2);
+    assert!(
+        h.query_by_label("invalid: the command is empty").is_some(),
+        "marked inline"
+    );
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("Cannot start: task 2 cannot run: the command is empty")
+            .is_some(),
+        "Start explains what blocks it"
+    );
+    assert!(h.state().run.is_none(), "nothing started");
+}
+
+#[test]
+fn a_malformed_file_shows_the_error_and_keeps_the_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[task]]\ncommand = \"echo\"\ncomand = \"typo\"\n").expect("write");
+    let mut h = harness(app_with(&["echo keep me"]));
+    h.run_steps(2);
+    h.state_mut().open(&bad);
+    h.run_steps(2);
+    let expected = format!("{}:3: field `comand`", bad.display());
+    assert!(
+        h.query_by_label_contains(&expected).is_some(),
+        "the error names file, line and field"
+    );
+    assert_eq!(h.state().rows.len(), 1);
+    assert_eq!(h.state().rows[0].draft.command, "echo keep me");
+}
+
+#[test]
+fn a_task_added_while_running_runs_and_close_refuses_more() {
+    let mut h = harness(app_with(&["sleep 0.3"]));
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    run_until(&mut h, "the first task to run", |h| {
+        shows(h, "running") >= 1
+    });
+
+    h.get_by_label("+ Add task").click();
+    h.run_steps(2);
+    type_into_last_command(&mut h, "echo late arrival");
+    h.run_steps(2);
+    h.get_by_label("Run").click();
+    run_until(&mut h, "both tasks to finish", |h| {
+        h.query_by_label_contains("Done 2").is_some()
+    });
+
+    h.get_by_label("Close").click();
+    run_until(&mut h, "the pool to finish", |h| {
+        h.query_by_label_contains("Pool: finished").is_some()
+    });
+    // A closed, finished pool takes nothing more; Start begins a new run instead.
+    h.state_mut().rows.push(Row {
+        draft: TaskDraft::shell("echo too late"),
+        task: None,
+    });
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .apply(poolscope::app::Action::SubmitPending, &ctx);
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("No pool is running: press Start")
+            .is_some()
+    );
+}
+
+#[test]
+fn close_while_running_refuses_adds_with_a_message() {
+    let mut h = harness(app_with(&["sleep 0.5"]));
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    run_until(&mut h, "start", |h| shows(h, "running") >= 1);
+    h.get_by_label("Close").click();
+    h.run_steps(2);
+    h.state_mut().rows.push(Row {
+        draft: TaskDraft::shell("echo refused"),
+        task: None,
+    });
+    h.run_steps(2);
+    h.get_by_label("Submit 1 new").click();
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("the pool is closed: it accepts no more tasks")
+            .is_some(),
+        "visible refusal"
+    );
+    run_until(&mut h, "drain", |h| {
+        h.query_by_label_contains("Pool: finished").is_some()
+    });
+}
+
+#[test]
+fn selecting_a_task_shows_its_output_including_non_latin_text() {
+    let mut h = harness(app_with(&["echo 子进程要执行的代码; echo oops >&2"]));
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    run_until(&mut h, "finish", |h| {
+        h.query_by_label_contains("Done 1").is_some()
+    });
+    assert!(h.query_by_label_contains("Output of task 1").is_some());
+    let output = h
+        .query_by(|n| {
+            n.value()
+                .is_some_and(|l| l.contains("子进程要执行的代码\n") && l.contains("oops"))
+        })
+        .is_some();
+    let labels: Vec<String> = h
+        .query_all_by(|_| true)
+        .map(|n| {
+            let a = n.accesskit_node();
+            format!("{:?}|{:?}|{:?}", a.role(), a.label(), a.value())
+        })
+        .collect();
+    assert!(
+        output,
+        "stdout (non-Latin) and stderr shown together in the output panel: {labels:?}"
+    );
+}
