@@ -241,6 +241,8 @@ pub struct PoolscopeApp {
     opened: Instant,
     /// The process exit code once the app quits by itself (`--exit-when-done`).
     pub exit_code: Arc<AtomicU8>,
+    /// Set from a signal handler: terminate the tasks and quit.
+    pub interrupted: Arc<AtomicBool>,
 }
 
 enum FileChoice {
@@ -276,6 +278,7 @@ impl PoolscopeApp {
             screenshot_saved: Arc::new(AtomicBool::new(false)),
             opened: Instant::now(),
             exit_code: Arc::new(AtomicU8::new(0)),
+            interrupted: Arc::new(AtomicBool::new(false)),
         };
         match app.options.file.clone() {
             Some(path) => app.open(&path),
@@ -709,6 +712,10 @@ impl PoolscopeApp {
 
     /// Everything that is not drawing: events, dialogs, window close, automation.
     pub fn logic(&mut self, ctx: &egui::Context) {
+        if self.interrupted.load(Ordering::Acquire) && !self.quitting {
+            self.exit_code.store(130, Ordering::Release);
+            self.quit(ctx);
+        }
         if self.pump_events() {
             ctx.request_repaint();
         }

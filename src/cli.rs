@@ -406,9 +406,31 @@ fn gui(args: &GuiArgs) -> Result<u8> {
         Box::new(move |cc| {
             let mut app = PoolscopeApp::with_storage(options, cc.storage);
             app.exit_code = app_exit_code;
+            quit_on_signals(&cc.egui_ctx, &app.interrupted)?;
             Ok(Box::new(app))
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))?;
     Ok(exit_code.load(Ordering::Acquire))
+}
+
+/// Ctrl-C in the terminal, SIGTERM or SIGHUP: the tasks lead their own process groups,
+/// so the terminal's signal never reaches them. Ask the app to terminate them and quit.
+fn quit_on_signals(
+    ctx: &egui::Context,
+    interrupted: &Arc<AtomicBool>,
+) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let ctx = ctx.clone();
+    let flag = Arc::clone(interrupted);
+    std::thread::Builder::new()
+        .name("poolscope-signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                flag.store(true, Ordering::Release);
+                ctx.request_repaint();
+            }
+        })?;
+    Ok(())
 }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The real binary in a real (virtual) X display:
+#  1. runs the seed's Pool(4) preset to completion, saves a screenshot, exits 0;
+#  2. quits while tasks run (screenshot mid-run) and leaves no task process behind;
+#  3. gets SIGTERM while tasks run and leaves no task process behind.
+# Needs xvfb-run; `scripts/test.sh` installs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${POOLSCOPE_BIN:-target/debug/poolscope}
+out=${SMOKE_OUT:-target/smoke}
+mkdir -p "$out"
+rm -f "$out"/*.png "$out"/pid.*
+# A private settings folder: the smoke run must not restore or overwrite a user's list.
+export XDG_DATA_HOME="$PWD/$out/xdg" XDG_CONFIG_HOME="$PWD/$out/xdg"
+xvfb() { xvfb-run -a -s '-screen 0 1280x800x24' "$@"; }
+fail() { echo "gui smoke: FAIL: $*" >&2; exit 1; }
+
+png_is_not_blank() { # a PNG with more than a handful of distinct colours
+  python3 - "$1" <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], 'rb').read()
+assert data[:8] == b'\x89PNG\r\n\x1a\n', 'not a PNG'
+pos, idat, width, height = 8, b'', 0, 0
+while pos < len(data):
+    length, kind = struct.unpack('>I4s', data[pos:pos + 8])
+    body = data[pos + 8:pos + 8 + length]
+    if kind == b'IHDR':
+        width, height, depth, colour = struct.unpack('>IIBB', body[:10])
+        assert depth == 8 and colour == 6, 'expected 8-bit RGBA'
+    elif kind == b'IDAT':
+        idat += body
+    pos += 12 + length
+raw = zlib.decompress(idat)
+stride = width * 4 + 1
+colours = {raw[r * stride + 1 + c * 4: r * stride + 1 + c * 4 + 3]
+           for r in range(0, height, 7) for c in range(0, width, 7)}
+print(f'{width}x{height}, {len(colours)} distinct colours sampled')
+sys.exit(0 if width >= 640 and len(colours) > 8 else 1)
+PY
+}
+
+leftovers() { # task processes still alive, by the pids the tasks wrote
+  local alive=0
+  for f in "$out"/pid.*; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    if [ -e "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
+      echo "task process $pid is still running" >&2; alive=1
+    fi
+  done
+  return $alive
+}
+
+echo "== 1. Pool(4) preset to completion, screenshot, exit 0"
+xvfb "$bin" assets/presets/pool4.toml --autostart --exit-when-done --screenshot "$out/pool-done.png" \
+  || fail "exit status $?"
+[ -s "$out/pool-done.png" ] || fail "no screenshot"
+png_is_not_blank "$out/pool-done.png" || fail "the screenshot is blank"
+
+echo "== 2. quit while tasks run"
+cat >"$out/long.toml" <<TOML
+[pool]
+size = 3
+[[task]]
+name = "long {}"
+command = 'echo \$\$ > $PWD/$out/pid.{}; exec sleep 100'
+range = [0, 5]
+TOML
+xvfb "$bin" "$out/long.toml" --autostart --screenshot "$out/quit-mid-run.png" --screenshot-after 1.5 \
+  || fail "exit status $?"
+[ "$(ls "$out"/pid.* | wc -l)" -eq 3 ] || fail "expected 3 running tasks"
+leftovers || fail "tasks outlived the window"
+rm -f "$out"/pid.*
+
+echo "== 3. SIGTERM while tasks run"
+xvfb "$bin" "$out/long.toml" --autostart &
+runner=$!
+for _ in $(seq 100); do [ "$(ls "$out"/pid.* 2>/dev/null | wc -l)" -eq 3 ] && break; sleep 0.1; done
+[ "$(ls "$out"/pid.* 2>/dev/null | wc -l)" -eq 3 ] || fail "tasks never started"
+pkill -TERM -x poolscope || fail "poolscope not found"
+wait "$runner" || true
+leftovers || fail "tasks outlived a SIGTERM to the window"
+echo "gui smoke: 3 passed, 0 failed"
