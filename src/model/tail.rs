@@ -75,6 +75,109 @@ impl OutputTail {
     }
 }
 
+/// The newest output split into lines, for a view that lays out only visible rows.
+#[derive(Debug, Default)]
+pub struct TailLines {
+    pub bytes: Vec<u8>,
+    /// Each line's byte range (without its newline) and the stream it came from.
+    pub lines: Vec<(std::ops::Range<usize>, Stream)>,
+    /// Bytes before `bytes` that are not included (in the tail or only on disk).
+    pub hidden: u64,
+}
+
+impl TailLines {
+    pub fn line(&self, i: usize) -> (std::borrow::Cow<'_, str>, Stream) {
+        let (range, stream) = &self.lines[i];
+        (String::from_utf8_lossy(&self.bytes[range.clone()]), *stream)
+    }
+}
+
+impl OutputTail {
+    /// The newest output split into lines: at most `max_lines` lines and `max_bytes`
+    /// bytes, starting at a line boundary. The last line may be partial (a prompt with
+    /// no newline yet).
+    pub fn tail_lines(&self, max_bytes: usize, max_lines: usize) -> TailLines {
+        // Copy the newest bytes into one buffer, noting where each chunk's stream begins.
+        let mut first = self.chunks.len();
+        let mut taken = 0usize;
+        while first > 0 && taken < max_bytes {
+            first -= 1;
+            taken += self.chunks[first].1.len();
+        }
+        let skip_in_first = taken.saturating_sub(max_bytes);
+        let mut bytes = Vec::with_capacity(taken - skip_in_first);
+        let mut starts: Vec<(usize, Stream)> = Vec::new();
+        for (i, (stream, chunk)) in self.chunks.iter().enumerate().skip(first) {
+            let chunk = if i == first {
+                &chunk[skip_in_first..]
+            } else {
+                &chunk[..]
+            };
+            starts.push((bytes.len(), *stream));
+            bytes.extend_from_slice(chunk);
+        }
+        // Back up to at most `max_lines` line starts.
+        let mut start = bytes.len();
+        let mut lines_seen = 0usize;
+        let body_end = if bytes.last() == Some(&b'\n') {
+            bytes.len() - 1
+        } else {
+            bytes.len()
+        };
+        start = start.min(body_end);
+        while let Some(nl) = bytes[..start].iter().rposition(|&b| b == b'\n') {
+            lines_seen += 1;
+            if lines_seen >= max_lines {
+                start = nl + 1;
+                break;
+            }
+            start = nl;
+        }
+        if lines_seen < max_lines {
+            // Reached the buffer's beginning: keep it only if it is a real line start.
+            start = if skip_in_first == 0 && first == 0 {
+                0
+            } else {
+                bytes
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |p| p + 1)
+            };
+        }
+        let stream_at = |offset: usize| {
+            let k = starts.partition_point(|&(o, _)| o <= offset);
+            starts
+                .get(k.saturating_sub(1))
+                .map_or(Stream::Stdout, |&(_, s)| s)
+        };
+        let mut lines = Vec::new();
+        let mut line_start = start;
+        for (offset, _) in bytes[start..]
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'\n')
+        {
+            let end = start + offset;
+            lines.push((line_start..end, stream_at(line_start)));
+            line_start = end + 1;
+        }
+        if line_start < bytes.len() {
+            lines.push((line_start..bytes.len(), stream_at(line_start)));
+        }
+        let before: u64 = self
+            .chunks
+            .iter()
+            .take(first)
+            .map(|(_, c)| c.len() as u64)
+            .sum();
+        TailLines {
+            hidden: self.dropped + before + (skip_in_first + start) as u64,
+            bytes,
+            lines,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +193,33 @@ mod tests {
         assert_eq!(tail.stream_bytes(Stream::Stderr), b"abc");
         let order: Vec<Stream> = tail.chunks().map(|(s, _)| s).collect();
         assert_eq!(order, vec![Stream::Stdout, Stream::Stderr]);
+    }
+
+    #[test]
+    fn tail_lines_split_streams_and_keep_a_partial_last_line() {
+        let mut tail = OutputTail::new(1024);
+        tail.push(Stream::Stdout, b"one\ntw");
+        tail.push(Stream::Stdout, b"o\n");
+        tail.push(Stream::Stderr, b"oops\n>>> ");
+        let lines = tail.tail_lines(1024, 100);
+        let text: Vec<(String, Stream)> = (0..lines.lines.len())
+            .map(|i| (lines.line(i).0.into_owned(), lines.line(i).1))
+            .collect();
+        assert_eq!(
+            text,
+            vec![
+                ("one".into(), Stream::Stdout),
+                ("two".into(), Stream::Stdout),
+                ("oops".into(), Stream::Stderr),
+                (">>> ".into(), Stream::Stderr),
+            ]
+        );
+        let newest = tail.tail_lines(10, 100);
+        assert_eq!(newest.line(0).0, "oops", "starts at a line boundary");
+        assert_eq!(newest.hidden, 8);
+        let two = tail.tail_lines(1024, 2);
+        assert_eq!(two.lines.len(), 2);
+        assert_eq!(two.line(0).0, "oops");
+        assert_eq!(two.line(1).0, ">>> ");
     }
 }

@@ -9,7 +9,8 @@ use crate::app::{Action, PoolscopeApp};
 use crate::executor::Stream;
 
 /// Most bytes laid out at once; the rest is in the run's output files.
-const SHOWN_BYTES: usize = 256 * 1024;
+const SHOWN_BYTES: usize = 1024 * 1024;
+const SHOWN_LINES: usize = 5000;
 
 impl PoolscopeApp {
     pub(super) fn output_panel(&self, ui: &mut egui::Ui, _actions: &mut [Action]) {
@@ -28,53 +29,39 @@ impl PoolscopeApp {
                 ui.weak(outcome.to_string());
             }
         });
-        let mut job = LayoutJob::default();
+        let lines = task.output.tail_lines(SHOWN_BYTES, SHOWN_LINES);
+        if lines.hidden > 0 {
+            ui.weak(format!(
+                "… {} earlier bytes are in the run's output files",
+                lines.hidden
+            ));
+        }
+        if lines.lines.is_empty() {
+            ui.weak("(no output yet)");
+            return;
+        }
         let font = FontId::monospace(12.0);
+        let row_height = ui.fonts_mut(|f| f.row_height(&font));
         let normal = ui.visuals().text_color();
         let error = ui.visuals().error_fg_color;
-        let total = task.output.held();
-        let mut skip = total.saturating_sub(SHOWN_BYTES);
-        if task.output.dropped() > 0 || skip > 0 {
-            let hidden = task.output.dropped() + skip as u64;
-            job.append(
-                &format!("… {hidden} earlier bytes are in the run's output files …\n"),
-                0.0,
-                TextFormat::simple(font.clone(), ui.visuals().weak_text_color()),
-            );
-        }
-        for (stream, bytes) in task.output.chunks() {
-            let bytes = if skip >= bytes.len() {
-                skip -= bytes.len();
-                continue;
-            } else {
-                let b = &bytes[skip..];
-                skip = 0;
-                b
-            };
-            let colour = if stream == Stream::Stderr {
-                error
-            } else {
-                normal
-            };
-            job.append(
-                &String::from_utf8_lossy(bytes),
-                0.0,
-                TextFormat::simple(font.clone(), colour),
-            );
-        }
-        if total == 0 {
-            job.append(
-                "(no output yet)",
-                0.0,
-                TextFormat::simple(font, ui.visuals().weak_text_color()),
-            );
-        }
+        // Only the visible rows are laid out, so megabytes of output stay smooth.
         egui::ScrollArea::both()
             .id_salt(("output", task.id.0))
             .auto_shrink(false)
             .stick_to_bottom(true)
-            .show(ui, |ui| {
-                ui.add(egui::Label::new(job).selectable(true));
+            .show_rows(ui, row_height, lines.lines.len(), |ui, rows| {
+                let mut job = LayoutJob::default();
+                for i in rows {
+                    let (text, stream) = lines.line(i);
+                    let colour = if stream == Stream::Stderr {
+                        error
+                    } else {
+                        normal
+                    };
+                    job.append(&text, 0.0, TextFormat::simple(font.clone(), colour));
+                    job.append("\n", 0.0, TextFormat::simple(font.clone(), colour));
+                }
+                ui.add(egui::Label::new(job).selectable(true).extend());
             });
     }
 }
