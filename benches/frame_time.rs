@@ -4,6 +4,8 @@
 //! (an egui `Context` with no window), and prints median, p99 and max.
 //!   `cargo bench --bench frame_time`
 
+#![allow(clippy::print_stdout)] // a benchmark reports on stdout
+
 use std::time::{Duration, Instant};
 
 use poolscope::app::{Action, AppOptions, PoolscopeApp, Row};
@@ -68,21 +70,16 @@ fn main() {
         );
     }
     let wall = started.elapsed();
-    drop(frame);
     logic_times.sort_unstable();
     cpu_times.sort_unstable();
-    let total: u64 = app
-        .run
-        .as_ref()
-        .map(|r| {
-            r.record
-                .tasks
-                .iter()
-                .flat_map(|t| &t.attempts)
-                .map(|a| a.stdout_bytes)
-                .sum()
-        })
-        .unwrap_or(0);
+    let total: u64 = app.run.as_ref().map_or(0, |r| {
+        r.record
+            .tasks
+            .iter()
+            .flat_map(|t| &t.attempts)
+            .map(|a| a.stdout_bytes)
+            .sum()
+    });
     times.sort_unstable();
     let pick = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     println!(
