@@ -75,49 +75,54 @@ impl PoolscopeApp {
         let selected = self.selected;
         let rows = &mut self.rows;
         let available = ui.available_height();
-        TableBuilder::new(ui)
-            .id_salt("tasks")
-            .striped(true)
-            .sense(Sense::click())
-            .resizable(true)
-            .auto_shrink(false)
-            .max_scroll_height(available)
-            .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
-            .column(Column::exact(30.0))
-            .column(Column::initial(130.0).at_least(60.0).clip(true))
-            .column(Column::initial(230.0).at_least(80.0).clip(true))
-            .column(Column::initial(90.0).clip(true))
-            .column(Column::exact(56.0))
-            .column(Column::initial(120.0).at_least(60.0).clip(true))
-            .column(Column::exact(34.0))
-            .column(Column::exact(56.0))
-            .column(Column::exact(62.0))
-            .column(Column::exact(70.0))
-            .column(Column::initial(110.0).clip(true))
-            .column(Column::remainder().at_least(150.0))
-            .header(20.0, |mut header| {
-                for title in [
-                    "#", "Name", "Command", "Stdin", "Timeout", "State", "Slot", "PID", "Started",
-                    "Runtime", "Outcome", "Actions",
-                ] {
-                    header.col(|ui| {
-                        ui.strong(title);
+        // Narrow windows scroll sideways rather than hiding the status columns.
+        egui::ScrollArea::horizontal()
+            .id_salt("tasks-h")
+            .show(ui, |ui| {
+                TableBuilder::new(ui)
+                    .id_salt("tasks")
+                    .striped(true)
+                    .sense(Sense::click())
+                    .resizable(true)
+                    .auto_shrink(false)
+                    .max_scroll_height(available)
+                    .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
+                    .column(Column::exact(30.0))
+                    .column(Column::initial(130.0).at_least(60.0).clip(true))
+                    .column(Column::initial(220.0).at_least(80.0).clip(true))
+                    .column(Column::initial(84.0).clip(true))
+                    .column(Column::exact(56.0))
+                    .column(Column::initial(120.0).at_least(60.0).clip(true))
+                    .column(Column::exact(34.0))
+                    .column(Column::exact(56.0))
+                    .column(Column::exact(62.0))
+                    .column(Column::exact(70.0))
+                    .column(Column::initial(110.0).clip(true))
+                    .column(Column::remainder().at_least(150.0))
+                    .header(20.0, |mut header| {
+                        for title in [
+                            "#", "Name", "Command", "Stdin", "Timeout", "State", "Slot", "PID",
+                            "Started", "Runtime", "Outcome", "Actions",
+                        ] {
+                            header.col(|ui| {
+                                ui.strong(title);
+                            });
+                        }
+                    })
+                    .body(|body| {
+                        body.rows(ROW_HEIGHT, order.len(), |mut table_row| {
+                            let i = order[table_row.index()];
+                            draw_row(
+                                &mut table_row,
+                                i,
+                                &mut rows[i],
+                                run,
+                                selected,
+                                live_open,
+                                actions,
+                            );
+                        });
                     });
-                }
-            })
-            .body(|body| {
-                body.rows(ROW_HEIGHT, order.len(), |mut table_row| {
-                    let i = order[table_row.index()];
-                    draw_row(
-                        &mut table_row,
-                        i,
-                        &mut rows[i],
-                        run,
-                        selected,
-                        live_open,
-                        actions,
-                    );
-                });
             });
     }
 
