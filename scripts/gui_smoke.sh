@@ -80,4 +80,4 @@ for _ in $(seq 100); do [ "$(ls "$out"/pid.* 2>/dev/null | wc -l)" -eq 3 ] && br
 pkill -TERM -x poolscope || fail "poolscope not found"
 wait "$runner" || true
 leftovers || fail "tasks outlived a SIGTERM to the window"
-echo "gui smoke: 3 passed, 0 failed"
+echo "smoke: 3 passed, 0 failed"
