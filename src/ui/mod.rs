@@ -6,6 +6,7 @@ mod output;
 mod status;
 mod table;
 pub mod theme;
+pub mod timeline;
 
 use egui::{Key, KeyboardShortcut, Modifiers};
 
@@ -25,11 +26,33 @@ impl PoolscopeApp {
             .default_size(220.0)
             .min_size(80.0)
             .show(ui, |ui| self.output_panel(ui, &mut actions));
-        egui::CentralPanel::default().show(ui, |ui| self.task_table(ui, &mut actions));
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::Panel::top("timeline")
+                .resizable(true)
+                .default_size(330.0)
+                .min_size(140.0)
+                .show(ui, |ui| self.timeline_panel(ui, &mut actions));
+            self.task_table(ui, &mut actions);
+        });
         if let Some(dialog) = self.dialog.clone() {
             self.dialog_ui(ui.ctx(), &dialog, &mut actions);
         }
         actions
+    }
+
+    fn timeline_panel(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        let Some(run) = &self.run else {
+            ui.add_space(8.0);
+            ui.weak("Timeline: press Start to watch the pool at work. Each lane is a worker slot; each bar a task.");
+            return;
+        };
+        let live = run.is_live();
+        let clicked = self
+            .timeline
+            .show(ui, &run.record, run.now(), live, self.selected);
+        if let Some(task) = clicked {
+            actions.push(Action::Select(task));
+        }
     }
 
     fn menu_bar(&self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {

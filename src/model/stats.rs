@@ -1,0 +1,122 @@
+//! Numbers about a run as a whole: running and waiting counts over time, makespan,
+//! utilisation, queue wait.
+
+use std::time::Duration;
+
+use super::run::{RunRecord, TaskState};
+
+/// A step of the concurrency graph: from `at` on, this many run and this many wait.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Level {
+    pub at: f64,
+    pub running: u32,
+    pub waiting: u32,
+}
+
+/// Running and waiting counts over time, one step per change.
+pub fn concurrency(record: &RunRecord, now: Duration) -> Vec<Level> {
+    // (time, Δrunning, Δwaiting)
+    let mut edges: Vec<(Duration, i32, i32)> = Vec::new();
+    for task in &record.tasks {
+        let first_start = task
+            .attempts
+            .iter()
+            .find(|a| a.pid.is_some())
+            .map(|a| a.started);
+        let wait_end = match (&task.state, first_start) {
+            (_, Some(start)) => Some(start),
+            (TaskState::Queued, None) => None,
+            // Cancelled or failed to start: it stopped waiting when it was settled.
+            (_, None) => task
+                .attempts
+                .last()
+                .and_then(|a| a.ended)
+                .or(Some(task.queued)),
+        };
+        edges.push((task.queued, 0, 1));
+        if let Some(end) = wait_end {
+            edges.push((end, 0, -1));
+        }
+        for a in task.attempts.iter().filter(|a| a.pid.is_some()) {
+            edges.push((a.started, 1, 0));
+            edges.push((a.ended.unwrap_or(now), -1, 0));
+        }
+    }
+    edges.sort_by_key(|e| e.0);
+    let mut levels: Vec<Level> = Vec::with_capacity(edges.len() / 2 + 1);
+    let (mut running, mut waiting) = (0i32, 0i32);
+    for (at, dr, dw) in edges {
+        running += dr;
+        waiting += dw;
+        let level = Level {
+            at: at.as_secs_f64(),
+            running: running.max(0) as u32,
+            waiting: waiting.max(0) as u32,
+        };
+        match levels.last_mut() {
+            Some(last) if (last.at - level.at).abs() < 1e-9 => *last = level,
+            _ => levels.push(level),
+        }
+    }
+    levels
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// First start to last end.
+    pub makespan: Duration,
+    pub max_concurrency: usize,
+    /// Busy slot time over (makespan × pool size), 0..1.
+    pub utilisation: f64,
+    /// Sum over tasks of (first start − submitted).
+    pub total_queue_wait: Duration,
+}
+
+pub fn summary(record: &RunRecord, now: Duration) -> Summary {
+    let attempts = || {
+        record
+            .tasks
+            .iter()
+            .flat_map(|t| &t.attempts)
+            .filter(|a| a.pid.is_some())
+    };
+    let first = attempts().map(|a| a.started).min();
+    let last = attempts().map(|a| a.ended.unwrap_or(now)).max();
+    let makespan = match (first, last) {
+        (Some(f), Some(l)) => l.saturating_sub(f),
+        _ => Duration::ZERO,
+    };
+    let busy: Duration = attempts().map(|a| a.runtime(now)).sum();
+    // The pool size in force over the run, weighted by how long it held.
+    let mut capacity = 0.0;
+    if let (Some(f), Some(l)) = (first, last) {
+        let sizes = &record.pool_sizes;
+        for (i, &(at, size)) in sizes.iter().enumerate() {
+            let from = at.max(f);
+            let to = sizes.get(i + 1).map_or(l, |&(next, _)| next.min(l));
+            if to > from {
+                capacity += to.saturating_sub(from).as_secs_f64() * size as f64;
+            }
+        }
+    }
+    let total_queue_wait = record
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            t.attempts
+                .iter()
+                .find(|a| a.pid.is_some())
+                .map(|a| a.started.saturating_sub(t.queued))
+        })
+        .sum();
+    Summary {
+        makespan,
+        max_concurrency: record.max_concurrency(),
+        utilisation: if capacity > 0.0 {
+            (busy.as_secs_f64() / capacity).min(1.0)
+        } else {
+            0.0
+        },
+        total_queue_wait,
+    }
+}

@@ -1,0 +1,645 @@
+//! What the timeline draws, as a pure function of the run record and the view: lanes,
+//! bars in pixels (culled to what is visible, tiny neighbours merged), and axis ticks.
+//! No painting here, so every rule is unit-tested without a window.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::ops::Range;
+use std::time::Duration;
+
+use crate::executor::{Outcome, TaskId};
+use crate::model::{RunRecord, TaskState};
+
+/// Narrowest bar drawn, in pixels: a 1 ms task on an hour-long run stays visible.
+pub const MIN_BAR_PX: f32 = 2.0;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LaneMode {
+    /// One lane per worker slot (GNU parallel `{%}`, pueue worker id).
+    #[default]
+    Slot,
+    /// One lane per OS PID: shows worker reuse where PIDs repeat.
+    Pid,
+    /// One row per task, with its queued segment.
+    Task,
+}
+
+impl LaneMode {
+    pub const ALL: [LaneMode; 3] = [LaneMode::Slot, LaneMode::Pid, LaneMode::Task];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LaneMode::Slot => "by slot",
+            LaneMode::Pid => "by PID",
+            LaneMode::Task => "by task",
+        }
+    }
+}
+
+/// The visible time range, in seconds since the run started.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimeView {
+    pub start: f64,
+    pub end: f64,
+}
+
+impl TimeView {
+    /// Narrowest range a user can zoom to: one microsecond.
+    pub const MIN_SPAN: f64 = 1e-6;
+
+    /// The whole run, with a little room on both sides.
+    pub fn fit(total: f64) -> Self {
+        let total = total.max(1e-3);
+        let pad = total * 0.02;
+        Self {
+            start: -pad,
+            end: total + pad,
+        }
+    }
+
+    pub fn span(&self) -> f64 {
+        self.end - self.start
+    }
+
+    pub fn x_of(&self, t: f64, width_px: f32) -> f32 {
+        ((t - self.start) / self.span() * f64::from(width_px)) as f32
+    }
+
+    pub fn t_of(&self, x: f32, width_px: f32) -> f64 {
+        self.start + f64::from(x) / f64::from(width_px) * self.span()
+    }
+
+    /// Zoom by `factor` (< 1 zooms in) keeping the instant `anchor` where it is.
+    pub fn zoom_about(&mut self, factor: f64, anchor: f64) {
+        let factor = factor.max(Self::MIN_SPAN / self.span());
+        self.start = anchor - (anchor - self.start) * factor;
+        self.end = anchor + (self.end - anchor) * factor;
+    }
+
+    pub fn pan_by(&mut self, seconds: f64) {
+        self.start += seconds;
+        self.end += seconds;
+    }
+
+    /// Keep the span, move so that `t` is at the right edge (follow live).
+    pub fn follow(&mut self, t: f64) {
+        let span = self.span();
+        self.end = t + span * 0.05;
+        self.start = self.end - span;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarKind {
+    /// Submitted, waiting for a slot.
+    Queued,
+    Run,
+}
+
+/// What a bar's colour says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BarStatus {
+    Queued,
+    Running,
+    Success,
+    Killed,
+    TimedOut,
+    Failed,
+    SpawnError,
+}
+
+impl BarStatus {
+    pub fn of(outcome: Option<&Outcome>) -> Self {
+        match outcome {
+            None => BarStatus::Running,
+            Some(Outcome::Exited(0)) => BarStatus::Success,
+            Some(Outcome::Exited(_) | Outcome::Signaled(_)) => BarStatus::Failed,
+            Some(Outcome::Killed) => BarStatus::Killed,
+            Some(Outcome::TimedOut) => BarStatus::TimedOut,
+            Some(Outcome::FailedToSpawn(_)) => BarStatus::SpawnError,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bar {
+    pub lane: usize,
+    pub x0: f32,
+    pub x1: f32,
+    pub kind: BarKind,
+    pub task: TaskId,
+    pub attempt: u32,
+    pub status: BarStatus,
+    /// A stable hash of the command, for colour-by-command.
+    pub command_hash: u64,
+    /// How many more bars were merged into this one (too narrow to tell apart).
+    pub merged: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TimelineLayout {
+    /// How many lanes there are in all.
+    pub lane_count: usize,
+    /// Labels of the lanes shown: (lane, label).
+    pub lane_labels: Vec<(usize, String)>,
+    pub bars: Vec<Bar>,
+}
+
+impl TimelineLayout {
+    /// The bar under a point, preferring run segments over queued ones.
+    pub fn bar_at(&self, lane: usize, x: f32) -> Option<&Bar> {
+        let hits = self
+            .bars
+            .iter()
+            .filter(|b| b.lane == lane && b.x0 - 1.0 <= x && x <= b.x1 + 1.0);
+        hits.max_by_key(|b| (b.kind == BarKind::Run, b.merged == 0))
+    }
+}
+
+fn command_hash(command: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    command.hash(&mut h);
+    h.finish()
+}
+
+/// Lane of each attempt in PID mode: PIDs in the order they first started.
+fn pid_lanes(record: &RunRecord) -> (HashMap<u32, usize>, Vec<u32>) {
+    let mut firsts: Vec<(Duration, u32)> = Vec::new();
+    let mut seen = HashMap::new();
+    for a in record.tasks.iter().flat_map(|t| &t.attempts) {
+        if let Some(pid) = a.pid {
+            let e = seen.entry(pid).or_insert(a.started);
+            *e = (*e).min(a.started);
+        }
+    }
+    firsts.extend(seen.iter().map(|(&pid, &t)| (t, pid)));
+    firsts.sort_unstable();
+    let lanes = firsts
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, pid))| (pid, i))
+        .collect();
+    let pids = firsts.iter().map(|&(_, pid)| pid).collect();
+    (lanes, pids)
+}
+
+/// How many lanes, the labels of those shown, and (PID mode) each PID's lane.
+fn lanes(
+    record: &RunRecord,
+    mode: LaneMode,
+    lanes_shown: &Range<usize>,
+) -> (usize, Vec<(usize, String)>, HashMap<u32, usize>) {
+    let shown = |n: usize| lanes_shown.start.min(n)..lanes_shown.end.min(n);
+    match mode {
+        LaneMode::Slot => {
+            let slots = record
+                .tasks
+                .iter()
+                .flat_map(|t| t.attempts.iter().filter_map(|a| a.slot))
+                .max()
+                .map_or(0, |m| m + 1)
+                .max(record.pool_sizes.iter().map(|&(_, s)| s).max().unwrap_or(0));
+            (
+                slots,
+                shown(slots).map(|s| (s, format!("slot {s}"))).collect(),
+                HashMap::new(),
+            )
+        }
+        LaneMode::Pid => {
+            let (lanes, pids) = pid_lanes(record);
+            let labels = shown(pids.len())
+                .map(|i| (i, format!("PID {}", pids[i])))
+                .collect();
+            (pids.len(), labels, lanes)
+        }
+        LaneMode::Task => {
+            let n = record.tasks.len();
+            let labels = shown(n)
+                .map(|i| {
+                    (
+                        i,
+                        format!("{} {}", record.tasks[i].id, record.tasks[i].spec.name),
+                    )
+                })
+                .collect();
+            (n, labels, HashMap::new())
+        }
+    }
+}
+
+/// Collects bars, merging a bar into its lane's previous one when both are too narrow
+/// to tell apart.
+struct BarSink {
+    out: TimelineLayout,
+    last_in_lane: HashMap<usize, usize>,
+}
+
+impl BarSink {
+    fn push(&mut self, bar: Bar) {
+        if let Some(&i) = self.last_in_lane.get(&bar.lane) {
+            let prev = &mut self.out.bars[i];
+            let tiny = bar.x1 - bar.x0 <= MIN_BAR_PX && prev.x1 - prev.x0 <= 2.0 * MIN_BAR_PX;
+            if prev.kind == bar.kind && bar.x0 <= prev.x1 + 1.0 && tiny {
+                prev.x1 = prev.x1.max(bar.x1);
+                prev.merged += 1 + bar.merged;
+                prev.status = prev.status.max(bar.status);
+                return;
+            }
+        }
+        self.last_in_lane.insert(bar.lane, self.out.bars.len());
+        self.out.bars.push(bar);
+    }
+}
+
+/// Everything to draw in `view` on a strip `width_px` wide, for lanes in `lanes_shown`.
+pub fn layout(
+    record: &RunRecord,
+    now: Duration,
+    mode: LaneMode,
+    view: TimeView,
+    width_px: f32,
+    lanes_shown: Range<usize>,
+) -> TimelineLayout {
+    let now_s = now.as_secs_f64();
+    let (lane_count, lane_labels, pid_lane) = lanes(record, mode, &lanes_shown);
+    let mut sink = BarSink {
+        out: TimelineLayout {
+            lane_count,
+            lane_labels,
+            bars: Vec::new(),
+        },
+        last_in_lane: HashMap::new(),
+    };
+    let visible = |t0: f64, t1: f64| t1 >= view.start && t0 <= view.end;
+    let to_px = |t0: f64, t1: f64| {
+        let x0 = view.x_of(t0, width_px);
+        let x1 = view.x_of(t1, width_px).max(x0 + MIN_BAR_PX);
+        (x0, x1)
+    };
+    let tasks: Box<dyn Iterator<Item = (usize, &crate::model::TaskRecord)>> = match mode {
+        // One lane per task: only the rows on screen are looked at.
+        LaneMode::Task => Box::new(
+            record
+                .tasks
+                .iter()
+                .enumerate()
+                .skip(lanes_shown.start)
+                .take(lanes_shown.len()),
+        ),
+        _ => Box::new(record.tasks.iter().enumerate()),
+    };
+    for (index, task) in tasks {
+        let hash = command_hash(&task.spec.invocation.display_line());
+        if mode == LaneMode::Task {
+            let waited_until = task.attempts.first().map_or_else(
+                || {
+                    if task.state == TaskState::Queued {
+                        now_s
+                    } else {
+                        task.queued.as_secs_f64()
+                    }
+                },
+                |a| a.started.as_secs_f64(),
+            );
+            let queued = task.queued.as_secs_f64();
+            if waited_until > queued && visible(queued, waited_until) {
+                let (x0, x1) = to_px(queued, waited_until);
+                sink.push(Bar {
+                    lane: index,
+                    x0,
+                    x1,
+                    kind: BarKind::Queued,
+                    task: task.id,
+                    attempt: 1,
+                    status: BarStatus::Queued,
+                    command_hash: hash,
+                    merged: 0,
+                });
+            }
+        }
+        for a in &task.attempts {
+            let lane = match mode {
+                LaneMode::Slot => a.slot,
+                LaneMode::Pid => a.pid.and_then(|p| pid_lane.get(&p).copied()),
+                LaneMode::Task => Some(index),
+            };
+            let Some(lane) = lane.filter(|l| lanes_shown.contains(l)) else {
+                continue;
+            };
+            let (t0, t1) = (
+                a.started.as_secs_f64(),
+                a.ended.map_or(now_s, |e| e.as_secs_f64()),
+            );
+            if !visible(t0, t1) {
+                continue;
+            }
+            let (x0, x1) = to_px(t0, t1);
+            sink.push(Bar {
+                lane,
+                x0,
+                x1,
+                kind: BarKind::Run,
+                task: task.id,
+                attempt: a.number,
+                status: BarStatus::of(a.outcome.as_ref()),
+                command_hash: hash,
+                merged: 0,
+            });
+        }
+    }
+    sink.out
+}
+
+/// Axis ticks: (time in seconds, label), at a 1-2-5 step at least `min_px` apart.
+pub fn ticks(view: TimeView, width_px: f32, min_px: f32) -> Vec<(f64, String)> {
+    let min_step = view.span() * f64::from(min_px) / f64::from(width_px.max(1.0));
+    let mut step = 1e-6;
+    'search: for exp in -6..=6 {
+        for m in [1.0, 2.0, 5.0] {
+            let s = m * 10f64.powi(exp);
+            if s >= min_step {
+                step = s;
+                break 'search;
+            }
+        }
+        step = 10f64.powi(exp + 1);
+    }
+    // Past a minute, steps of whole minutes and hours read better.
+    for s in [
+        60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 18000.0, 36000.0,
+    ] {
+        if step > 30.0 && s >= min_step {
+            step = s;
+            break;
+        }
+    }
+    let first = (view.start / step).ceil() as i64;
+    let last = (view.end / step).floor() as i64;
+    (first..=last)
+        .take(1000)
+        .map(|i| {
+            let t = i as f64 * step;
+            (t, time_label(t, step))
+        })
+        .collect()
+}
+
+/// `250 µs`, `1.5 ms`, `2 s`, `1:30`, `1:02:00`, with the precision the step needs.
+pub fn time_label(t: f64, step: f64) -> String {
+    let sign = if t < 0.0 { "-" } else { "" };
+    let a = t.abs();
+    if step < 1e-3 {
+        format!("{sign}{:.0} µs", a * 1e6)
+    } else if step < 1.0 {
+        let decimals = usize::from(step < 1e-2);
+        if a < 1.0 {
+            format!("{sign}{:.*} ms", decimals, a * 1e3)
+        } else {
+            format!("{sign}{:.*} s", (-step.log10()).ceil() as usize, a)
+        }
+    } else if step < 60.0 && a < 60.0 {
+        format!("{sign}{a:.0} s")
+    } else if a < 3600.0 {
+        format!("{sign}{}:{:02}", (a / 60.0) as u64, (a % 60.0) as u64)
+    } else {
+        format!(
+            "{sign}{}:{:02}:{:02}",
+            (a / 3600.0) as u64,
+            ((a % 3600.0) / 60.0) as u64,
+            (a % 60.0) as u64
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::{Event, EventKind, TaskSpec};
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    /// A record built from events: (slot, pid, start ms, end ms) per task.
+    fn record(runs: &[(usize, u32, u64, u64)]) -> RunRecord {
+        let mut r = RunRecord::default();
+        let mut apply = |at: Duration, kind| r.apply(&Event { at, kind });
+        apply(
+            Duration::ZERO,
+            EventKind::PoolStarted {
+                wall_clock: SystemTime::now(),
+                size: 2,
+            },
+        );
+        for (i, &(slot, pid, start, end)) in runs.iter().enumerate() {
+            let task = TaskId(i as u64 + 1);
+            apply(
+                Duration::ZERO,
+                EventKind::Queued {
+                    task,
+                    spec: Arc::new(TaskSpec::shell(format!("job {i}"))),
+                },
+            );
+            apply(
+                ms(start),
+                EventKind::Started {
+                    task,
+                    attempt: 1,
+                    slot,
+                    pid,
+                },
+            );
+            apply(
+                ms(end),
+                EventKind::Finished {
+                    task,
+                    attempt: 1,
+                    outcome: Outcome::Exited(0),
+                    stdin_bytes: 0,
+                    will_retry: false,
+                },
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn lanes_by_slot_never_overlap() {
+        let r = record(&[
+            (0, 10, 0, 100),
+            (1, 11, 0, 300),
+            (0, 12, 100, 250),
+            (0, 13, 250, 400),
+            (1, 14, 300, 320),
+        ]);
+        let view = TimeView {
+            start: 0.0,
+            end: 0.4,
+        };
+        let l = layout(&r, ms(400), LaneMode::Slot, view, 4000.0, 0..10);
+        assert_eq!(l.lane_count, 2);
+        assert_eq!(
+            l.lane_labels,
+            [(0, "slot 0".to_owned()), (1, "slot 1".to_owned())]
+        );
+        for lane in 0..2 {
+            let mut bars: Vec<&Bar> = l.bars.iter().filter(|b| b.lane == lane).collect();
+            bars.sort_by(|a, b| a.x0.total_cmp(&b.x0));
+            for pair in bars.windows(2) {
+                assert!(
+                    pair[0].x1 <= pair[1].x0 + 0.01,
+                    "overlap in lane {lane}: {pair:?}"
+                );
+            }
+        }
+        assert_eq!(l.bars.len(), 5);
+    }
+
+    #[test]
+    fn lanes_by_pid_put_a_reused_worker_on_one_lane() {
+        // Python Pool(2) style: two PIDs run four tasks.
+        let r = record(&[
+            (0, 100, 0, 100),
+            (1, 200, 0, 100),
+            (0, 100, 100, 200),
+            (1, 200, 100, 200),
+        ]);
+        let l = layout(
+            &r,
+            ms(200),
+            LaneMode::Pid,
+            TimeView::fit(0.2),
+            1000.0,
+            0..10,
+        );
+        assert_eq!(
+            l.lane_labels,
+            [(0, "PID 100".to_owned()), (1, "PID 200".to_owned())]
+        );
+        assert_eq!(l.bars.iter().filter(|b| b.lane == 0).count(), 2);
+        assert_eq!(l.bars.iter().filter(|b| b.lane == 1).count(), 2);
+    }
+
+    #[test]
+    fn culling_returns_only_bars_in_view() {
+        let r = record(&[(0, 1, 0, 100), (0, 2, 1000, 1100), (0, 3, 2000, 2100)]);
+        let view = TimeView {
+            start: 0.9,
+            end: 1.2,
+        };
+        let l = layout(&r, ms(2100), LaneMode::Slot, view, 1000.0, 0..10);
+        assert_eq!(l.bars.len(), 1);
+        assert_eq!(l.bars[0].task, TaskId(2));
+        let hidden_lane = layout(
+            &r,
+            ms(2100),
+            LaneMode::Task,
+            TimeView::fit(2.1),
+            1000.0,
+            1..2,
+        );
+        assert!(
+            hidden_lane.bars.iter().all(|b| b.lane == 1),
+            "rows off screen are not laid out"
+        );
+    }
+
+    #[test]
+    fn tiny_bars_get_a_minimum_width_and_neighbours_merge() {
+        let runs: Vec<(usize, u32, u64, u64)> =
+            (0..1000).map(|i| (0, i as u32 + 1, i, i + 1)).collect();
+        let r = record(&runs);
+        let l = layout(
+            &r,
+            ms(1000),
+            LaneMode::Slot,
+            TimeView {
+                start: 0.0,
+                end: 1.0,
+            },
+            100.0,
+            0..10,
+        );
+        assert!(
+            l.bars.len() < 100,
+            "1000 sub-pixel bars merge into few: {}",
+            l.bars.len()
+        );
+        assert!(l.bars.iter().all(|b| b.x1 - b.x0 >= MIN_BAR_PX - 1e-3));
+        let total: u32 = l.bars.iter().map(|b| b.merged + 1).sum();
+        assert_eq!(total, 1000, "nothing lost in merging");
+    }
+
+    #[test]
+    fn zoom_about_a_point_keeps_that_point_fixed() {
+        let mut view = TimeView {
+            start: 0.0,
+            end: 10.0,
+        };
+        let width = 800.0;
+        let x = 200.0;
+        let anchor = view.t_of(x, width);
+        view.zoom_about(0.5, anchor);
+        assert!((view.x_of(anchor, width) - x).abs() < 1e-3);
+        assert!((view.span() - 5.0).abs() < 1e-9);
+        view.zoom_about(1e-12, anchor);
+        assert!(
+            view.span() >= TimeView::MIN_SPAN * 0.999,
+            "zoom stops at a microsecond"
+        );
+    }
+
+    #[test]
+    fn task_mode_draws_the_queued_segment() {
+        let r = record(&[(0, 1, 500, 600)]);
+        let l = layout(
+            &r,
+            ms(600),
+            LaneMode::Task,
+            TimeView {
+                start: 0.0,
+                end: 1.0,
+            },
+            1000.0,
+            0..10,
+        );
+        let queued = l
+            .bars
+            .iter()
+            .find(|b| b.kind == BarKind::Queued)
+            .expect("queued segment");
+        assert!((queued.x1 - 500.0).abs() < 0.5);
+        assert_eq!(l.bar_at(0, 550.0).map(|b| b.kind), Some(BarKind::Run));
+    }
+
+    #[test]
+    fn ticks_are_readable_from_microseconds_to_hours() {
+        for (span, expect) in [
+            (2e-5, "µs"),
+            (0.02, "ms"),
+            (20.0, " s"),
+            (3000.0, ":"),
+            (40000.0, ":"),
+        ] {
+            let t = ticks(
+                TimeView {
+                    start: 0.0,
+                    end: span,
+                },
+                1000.0,
+                80.0,
+            );
+            assert!(
+                (3..=13).contains(&t.len()),
+                "span {span}: {} ticks",
+                t.len()
+            );
+            assert!(
+                t.iter().skip(1).all(|(_, l)| l.contains(expect)),
+                "span {span}: {t:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,612 @@
+//! The timeline: a live Gantt chart of the pool (lanes by slot, PID or task), with a
+//! concurrency strip and a summary. Layout is a pure function (`layout.rs`); this file
+//! paints it and turns pointer and keys into view changes.
+
+pub mod layout;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2, pos2, vec2};
+
+use crate::executor::TaskId;
+use crate::model::stats::{self, Level, Summary};
+use crate::model::{RunRecord, TaskRecord};
+use layout::{Bar, BarKind, BarStatus, LaneMode, TimeView, TimelineLayout};
+
+use super::theme::duration;
+
+const GUTTER: f32 = 96.0;
+const LANE_HEIGHT: f32 = 22.0;
+const AXIS_HEIGHT: f32 = 18.0;
+const STRIP_HEIGHT: f32 = 56.0;
+
+/// What the user has chosen about the timeline; kept across frames.
+#[derive(Clone, Debug)]
+pub struct TimelineState {
+    pub mode: LaneMode,
+    /// `None`: fit the whole run.
+    pub view: Option<TimeView>,
+    pub follow_live: bool,
+    pub colour_by_command: bool,
+    cache: Option<(CacheKey, Vec<Level>, Summary)>,
+}
+
+type CacheKey = (usize, usize, Duration, usize);
+
+impl Default for TimelineState {
+    fn default() -> Self {
+        Self {
+            mode: LaneMode::Slot,
+            view: None,
+            follow_live: true,
+            colour_by_command: false,
+            cache: None,
+        }
+    }
+}
+
+/// Colours of bar states, readable on dark and light backgrounds.
+pub fn status_colour(status: BarStatus, dark: bool) -> Color32 {
+    let (on_dark, on_light) = match status {
+        BarStatus::Queued => ((120, 120, 130), (170, 170, 180)),
+        BarStatus::Running => ((70, 140, 230), (40, 110, 210)),
+        BarStatus::Success => ((70, 170, 90), (60, 160, 80)),
+        BarStatus::Failed => ((220, 70, 60), (210, 50, 40)),
+        BarStatus::Killed | BarStatus::TimedOut => ((230, 150, 40), (220, 130, 20)),
+        BarStatus::SpawnError => ((170, 90, 220), (140, 60, 200)),
+    };
+    let (r, g, b) = if dark { on_dark } else { on_light };
+    Color32::from_rgb(r, g, b)
+}
+
+fn command_colour(hash: u64) -> Color32 {
+    let hue = (hash % 360) as f32 / 360.0;
+    egui::ecolor::Hsva::new(hue, 0.55, 0.8, 1.0).into()
+}
+
+/// `12:03:04.567 UTC` for an offset from the run's wall-clock start.
+fn wall_clock(record: &RunRecord, at: Duration) -> String {
+    let Some(start) = record.wall_clock_start else {
+        return String::new();
+    };
+    let t = (start + at).duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = t.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        t.subsec_millis()
+    )
+}
+
+fn tooltip(ui: &mut egui::Ui, record: &RunRecord, task: &TaskRecord, attempt: u32, now: Duration) {
+    ui.strong(format!("Task {}: {}", task.id, task.spec.name));
+    ui.monospace(task.spec.invocation.display_line());
+    let a = task.attempts.iter().find(|a| a.number == attempt);
+    egui::Grid::new("timeline-tooltip")
+        .num_columns(2)
+        .show(ui, |ui| {
+            let mut row = |k: &str, v: String| {
+                ui.weak(k);
+                ui.label(v);
+                ui.end_row();
+            };
+            row(
+                "queued at",
+                format!(
+                    "+{}  ({})",
+                    duration(task.queued),
+                    wall_clock(record, task.queued)
+                ),
+            );
+            if let Some(a) = a {
+                if let Some(slot) = a.slot {
+                    row("slot", slot.to_string());
+                }
+                if let Some(pid) = a.pid {
+                    row("PID", pid.to_string());
+                }
+                row(
+                    "started",
+                    format!(
+                        "+{}  ({})",
+                        duration(a.started),
+                        wall_clock(record, a.started)
+                    ),
+                );
+                if let Some(end) = a.ended {
+                    row(
+                        "ended",
+                        format!("+{}  ({})", duration(end), wall_clock(record, end)),
+                    );
+                }
+                if a.number == 1 {
+                    row(
+                        "queue wait",
+                        duration(a.started.saturating_sub(task.queued)),
+                    );
+                }
+                row("runtime", duration(a.runtime(now)));
+                row(
+                    "outcome",
+                    a.outcome
+                        .as_ref()
+                        .map_or_else(|| "running".to_owned(), ToString::to_string),
+                );
+                row(
+                    "attempt",
+                    format!("{} of {}", a.number, task.attempts.len()),
+                );
+            } else {
+                row("state", "waiting for a slot".to_owned());
+            }
+        });
+}
+
+impl TimelineState {
+    fn cached(&mut self, record: &RunRecord, now: Duration, live: bool) -> (Vec<Level>, Summary) {
+        let key = (
+            record.tasks.len(),
+            record.completions.len(),
+            if live { now } else { record.last_event },
+            record.pool_sizes.len(),
+        );
+        match &self.cache {
+            Some((k, levels, summary)) if *k == key => (levels.clone(), *summary),
+            _ => {
+                let levels = stats::concurrency(record, now);
+                let summary = stats::summary(record, now);
+                self.cache = Some((key, levels.clone(), summary));
+                (levels, summary)
+            }
+        }
+    }
+
+    /// Draw the timeline; returns the task the user clicked, if any.
+    pub fn show(
+        &mut self,
+        ui: &mut egui::Ui,
+        record: &RunRecord,
+        now: Duration,
+        live: bool,
+        selected: Option<TaskId>,
+    ) -> Option<TaskId> {
+        let (levels, summary) = self.cached(record, now, live);
+        self.toolbar(ui, &summary, live);
+        let total = record.last_event.max(now).as_secs_f64();
+        let mut view = self.view.unwrap_or_else(|| TimeView::fit(total));
+        if live && self.follow_live && self.view.is_some() {
+            view.follow(now.as_secs_f64());
+        }
+        let width = (ui.available_width() - GUTTER).max(50.0);
+        let strip_and_axis = AXIS_HEIGHT + STRIP_HEIGHT + 8.0;
+        let lanes_height = (ui.available_height() - strip_and_axis).max(LANE_HEIGHT * 2.0);
+
+        let mut clicked = None;
+        let mut view_changed = false;
+        let (mut fit, mut panned) = (false, false);
+        let dark = ui.visuals().dark_mode;
+        egui::ScrollArea::vertical()
+            .id_salt("timeline-lanes")
+            .max_height(lanes_height)
+            .auto_shrink([false, false])
+            .scroll_source(egui::containers::scroll_area::ScrollSource {
+                mouse_wheel: false,
+                ..egui::containers::scroll_area::ScrollSource::ALL
+            })
+            .show_viewport(ui, |ui, viewport| {
+                let first = (viewport.min.y / LANE_HEIGHT).floor().max(0.0) as usize;
+                let last = (viewport.max.y / LANE_HEIGHT).ceil() as usize;
+                let items =
+                    layout::layout(record, now, self.mode, view, width, first..last.max(first));
+                let lanes = items.lane_count.max(1);
+                let last = last.min(lanes);
+                let (rect, response) = ui.allocate_exact_size(
+                    vec2(ui.available_width(), lanes as f32 * LANE_HEIGHT),
+                    Sense::click_and_drag(),
+                );
+                let plot = Rect::from_min_max(pos2(rect.left() + GUTTER, rect.top()), rect.max);
+                self.paint_lanes(ui, rect, plot, &items, first..last, selected, dark);
+                if live {
+                    let x = plot.left() + view.x_of(now.as_secs_f64(), width);
+                    ui.painter().vline(
+                        x,
+                        rect.y_range(),
+                        Stroke::new(1.0, ui.visuals().warn_fg_color),
+                    );
+                }
+                let hovered_bar = response.hover_pos().and_then(|p| {
+                    let lane = ((p.y - rect.top()) / LANE_HEIGHT) as usize;
+                    items.bar_at(lane, p.x - plot.left()).cloned()
+                });
+                if let Some(bar) = &hovered_bar
+                    && let Some(task) = record.task(bar.task)
+                {
+                    response
+                        .clone()
+                        .on_hover_ui_at_pointer(|ui| tooltip(ui, record, task, bar.attempt, now));
+                }
+                if response.clicked()
+                    && let Some(bar) = &hovered_bar
+                {
+                    clicked = Some(bar.task);
+                }
+                view_changed |= interact(ui, &response, plot, &mut view, width);
+                fit |= response.double_clicked();
+                panned |= response.dragged();
+            });
+        let (axis_rect, axis_response) = ui.allocate_exact_size(
+            vec2(ui.available_width(), AXIS_HEIGHT),
+            Sense::click_and_drag(),
+        );
+        let axis_plot = Rect::from_min_max(
+            pos2(axis_rect.left() + GUTTER, axis_rect.top()),
+            axis_rect.max,
+        );
+        paint_axis(ui, axis_plot, view, width);
+        view_changed |= interact(ui, &axis_response, axis_plot, &mut view, width);
+        let (strip_rect, strip_response) = ui.allocate_exact_size(
+            vec2(ui.available_width(), STRIP_HEIGHT),
+            Sense::click_and_drag(),
+        );
+        paint_strip(ui, strip_rect, &levels, record, view, width, now);
+        view_changed |= interact(ui, &strip_response, strip_rect, &mut view, width);
+
+        if view_changed || self.view.is_some() {
+            self.view = Some(view);
+        }
+        if panned || axis_response.dragged() || strip_response.dragged() {
+            // A user looking back in time does not want to be yanked to the present.
+            self.follow_live = false;
+        }
+        if fit
+            || [&axis_response, &strip_response]
+                .iter()
+                .any(|r| r.double_clicked())
+        {
+            self.view = None;
+        }
+        clicked
+    }
+
+    fn toolbar(&mut self, ui: &mut egui::Ui, summary: &Summary, live: bool) {
+        ui.horizontal_wrapped(|ui| {
+            ui.strong("Timeline");
+            for mode in LaneMode::ALL {
+                ui.selectable_value(&mut self.mode, mode, mode.label());
+            }
+            ui.separator();
+            ui.checkbox(&mut self.colour_by_command, "colour by command");
+            if ui
+                .add_enabled(
+                    live,
+                    egui::Checkbox::new(&mut self.follow_live, "follow live"),
+                )
+                .on_hover_text("Keep the present in view while the run goes on")
+                .changed()
+                && self.follow_live
+                && self.view.is_none()
+            {
+                self.view = None;
+            }
+            if ui
+                .button("Fit")
+                .on_hover_text("Show the whole run (double-click the axis)")
+                .clicked()
+            {
+                self.view = None;
+            }
+            ui.separator();
+            ui.weak(format!(
+                "makespan {} · max {} at once · slots {:.0}% busy · total queue wait {}",
+                duration(summary.makespan),
+                summary.max_concurrency,
+                summary.utilisation * 100.0,
+                duration(summary.total_queue_wait)
+            ));
+        });
+        ui.weak("Wheel: zoom · drag: pan · double-click: fit · +/−/←/→ keys while hovering");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn paint_lanes(
+        &self,
+        ui: &egui::Ui,
+        rect: Rect,
+        plot: Rect,
+        items: &TimelineLayout,
+        lanes: std::ops::Range<usize>,
+        selected: Option<TaskId>,
+        dark: bool,
+    ) {
+        let painter = ui.painter_at(rect);
+        let visuals = ui.visuals();
+        let font = FontId::proportional(11.0);
+        for lane in lanes {
+            let y = rect.top() + lane as f32 * LANE_HEIGHT;
+            if lane % 2 == 1 {
+                painter.rect_filled(
+                    Rect::from_min_size(pos2(rect.left(), y), vec2(rect.width(), LANE_HEIGHT)),
+                    0.0,
+                    visuals.faint_bg_color,
+                );
+            }
+            if let Some((_, label)) = items.lane_labels.iter().find(|(l, _)| *l == lane) {
+                painter
+                    .with_clip_rect(Rect::from_min_size(
+                        pos2(rect.left(), y),
+                        vec2(GUTTER - 4.0, LANE_HEIGHT),
+                    ))
+                    .text(
+                        pos2(rect.left() + 4.0, y + LANE_HEIGHT / 2.0),
+                        Align2::LEFT_CENTER,
+                        label,
+                        font.clone(),
+                        visuals.weak_text_color(),
+                    );
+            }
+        }
+        let bar_painter = painter.with_clip_rect(plot.intersect(painter.clip_rect()));
+        for bar in &items.bars {
+            paint_bar(
+                &bar_painter,
+                plot,
+                bar,
+                selected,
+                self.colour_by_command,
+                dark,
+                visuals,
+            );
+        }
+    }
+}
+
+fn paint_axis(ui: &egui::Ui, plot: Rect, view: TimeView, width: f32) {
+    let painter = ui.painter_at(plot.expand2(vec2(0.0, 2.0)));
+    let visuals = ui.visuals();
+    painter.hline(
+        plot.x_range(),
+        plot.top(),
+        Stroke::new(1.0, visuals.weak_text_color()),
+    );
+    for (t, label) in layout::ticks(view, width, 90.0) {
+        let x = plot.left() + view.x_of(t, width);
+        painter.vline(
+            x,
+            plot.top()..=plot.top() + 4.0,
+            Stroke::new(1.0, visuals.weak_text_color()),
+        );
+        painter.text(
+            pos2(x + 2.0, plot.top() + 3.0),
+            Align2::LEFT_TOP,
+            label,
+            FontId::proportional(10.0),
+            visuals.weak_text_color(),
+        );
+    }
+}
+
+fn paint_bar(
+    painter: &egui::Painter,
+    plot: Rect,
+    bar: &Bar,
+    selected: Option<TaskId>,
+    by_command: bool,
+    dark: bool,
+    visuals: &egui::Visuals,
+) {
+    let y = plot.top() + bar.lane as f32 * LANE_HEIGHT;
+    let r = Rect::from_min_max(
+        pos2(plot.left() + bar.x0, y + 3.0),
+        pos2(plot.left() + bar.x1, y + LANE_HEIGHT - 3.0),
+    );
+    let base = if by_command && bar.kind == BarKind::Run {
+        command_colour(bar.command_hash)
+    } else {
+        status_colour(bar.status, dark)
+    };
+    let fill = if bar.kind == BarKind::Queued {
+        base.gamma_multiply(0.35)
+    } else {
+        base
+    };
+    painter.rect_filled(r, 2.0, fill);
+    if by_command && bar.kind == BarKind::Run && bar.status != BarStatus::Success {
+        // Keep the outcome readable when colouring by command: a status edge.
+        painter.rect_stroke(
+            r,
+            2.0,
+            Stroke::new(1.5, status_colour(bar.status, dark)),
+            StrokeKind::Inside,
+        );
+    }
+    if selected == Some(bar.task) {
+        painter.rect_stroke(
+            r.expand(1.0),
+            2.0,
+            Stroke::new(2.0, visuals.strong_text_color()),
+            StrokeKind::Outside,
+        );
+    }
+    if bar.kind == BarKind::Run && r.width() > 28.0 {
+        let text = if bar.merged > 0 {
+            format!("{} tasks", bar.merged + 1)
+        } else {
+            bar.task.to_string()
+        };
+        painter
+            .with_clip_rect(r.shrink(2.0).intersect(painter.clip_rect()))
+            .text(
+                pos2(r.left() + 4.0, r.center().y),
+                Align2::LEFT_CENTER,
+                text,
+                FontId::proportional(11.0),
+                Color32::BLACK,
+            );
+    }
+}
+
+/// Running (filled) and waiting (line) counts over time, with the pool size as a line.
+fn paint_strip(
+    ui: &egui::Ui,
+    rect: Rect,
+    levels: &[Level],
+    record: &RunRecord,
+    view: TimeView,
+    width: f32,
+    now: Duration,
+) {
+    let painter = ui.painter_at(rect);
+    let visuals = ui.visuals();
+    let plot = Rect::from_min_max(
+        pos2(rect.left() + GUTTER, rect.top() + 4.0),
+        rect.max - Vec2::new(0.0, 2.0),
+    );
+    let max_pool = record
+        .pool_sizes
+        .iter()
+        .map(|&(_, s)| s as u32)
+        .max()
+        .unwrap_or(1);
+    let max_level = levels
+        .iter()
+        .map(|l| l.running.max(l.waiting))
+        .max()
+        .unwrap_or(0);
+    let top = max_pool.max(max_level).max(1) as f32;
+    let y_of = |v: u32| plot.bottom() - v as f32 / top * plot.height();
+    let x_of = |t: f64| (plot.left() + view.x_of(t, width)).clamp(plot.left(), plot.right());
+    painter.text(
+        pos2(rect.left() + 4.0, rect.top() + 4.0),
+        Align2::LEFT_TOP,
+        "running",
+        FontId::proportional(10.0),
+        status_colour(BarStatus::Success, visuals.dark_mode),
+    );
+    painter.text(
+        pos2(rect.left() + 4.0, rect.top() + 18.0),
+        Align2::LEFT_TOP,
+        "waiting",
+        FontId::proportional(10.0),
+        status_colour(BarStatus::Failed, visuals.dark_mode),
+    );
+    painter.text(
+        pos2(rect.left() + 4.0, rect.top() + 32.0),
+        Align2::LEFT_TOP,
+        format!("pool size ≤ {max_pool}"),
+        FontId::proportional(10.0),
+        visuals.warn_fg_color,
+    );
+    let end_t = now.as_secs_f64().max(record.last_event.as_secs_f64());
+    let running_fill = status_colour(BarStatus::Success, visuals.dark_mode).gamma_multiply(0.6);
+    let waiting_stroke = Stroke::new(1.5, status_colour(BarStatus::Failed, visuals.dark_mode));
+    // Only the steps that reach into the view; one step before it for the left edge.
+    let from = levels
+        .partition_point(|l| l.at < view.start)
+        .saturating_sub(1);
+    let mut prev_wait: Option<Pos2> = None;
+    for (i, level) in levels.iter().enumerate().skip(from) {
+        if level.at > view.end {
+            break;
+        }
+        let next_t = levels.get(i + 1).map_or(end_t, |n| n.at);
+        let (x0, x1) = (x_of(level.at), x_of(next_t));
+        if x1 - x0 < 0.1 && level.running == 0 {
+            continue;
+        }
+        if level.running > 0 {
+            painter.rect_filled(
+                Rect::from_min_max(
+                    pos2(x0, y_of(level.running)),
+                    pos2(x1.max(x0 + 0.5), plot.bottom()),
+                ),
+                0.0,
+                running_fill,
+            );
+        }
+        let p0 = pos2(x0, y_of(level.waiting));
+        if let Some(prev) = prev_wait {
+            painter.line_segment([prev, p0], waiting_stroke);
+        }
+        let p1 = pos2(x1, y_of(level.waiting));
+        painter.line_segment([p0, p1], waiting_stroke);
+        prev_wait = Some(p1);
+    }
+    let pool_stroke = Stroke::new(1.0, visuals.warn_fg_color);
+    for (i, &(at, size)) in record.pool_sizes.iter().enumerate() {
+        let next = record
+            .pool_sizes
+            .get(i + 1)
+            .map_or(end_t, |&(n, _)| n.as_secs_f64());
+        painter.hline(
+            x_of(at.as_secs_f64())..=x_of(next),
+            y_of(size as u32),
+            pool_stroke,
+        );
+    }
+    painter.hline(
+        plot.x_range(),
+        plot.bottom(),
+        Stroke::new(1.0, visuals.weak_text_color()),
+    );
+}
+
+/// Wheel zooms about the pointer, drag pans, keys zoom and pan. Returns whether the view moved.
+fn interact(
+    ui: &egui::Ui,
+    response: &egui::Response,
+    plot: Rect,
+    view: &mut TimeView,
+    width: f32,
+) -> bool {
+    let mut changed = false;
+    if response.dragged() && response.drag_delta().x != 0.0 {
+        view.pan_by(-f64::from(response.drag_delta().x) / f64::from(width) * view.span());
+        changed = true;
+    }
+    if !response.hovered() {
+        return changed;
+    }
+    let (scroll, zoom, keys) = ui.input(|i| {
+        let keys = (
+            i.key_pressed(egui::Key::Plus) || i.key_pressed(egui::Key::Equals),
+            i.key_pressed(egui::Key::Minus),
+            i.key_pressed(egui::Key::ArrowLeft),
+            i.key_pressed(egui::Key::ArrowRight),
+        );
+        (i.smooth_scroll_delta, i.zoom_delta(), keys)
+    });
+    let anchor = response
+        .hover_pos()
+        .map_or(f64::midpoint(view.start, view.end), |p| {
+            view.t_of(p.x - plot.left(), width)
+        });
+    if scroll.y != 0.0 {
+        view.zoom_about((-f64::from(scroll.y) * 0.003).exp(), anchor);
+        changed = true;
+    }
+    if scroll.x != 0.0 {
+        view.pan_by(-f64::from(scroll.x) / f64::from(width) * view.span());
+        changed = true;
+    }
+    if (zoom - 1.0).abs() > f32::EPSILON {
+        view.zoom_about(1.0 / f64::from(zoom), anchor);
+        changed = true;
+    }
+    let (zoom_in, zoom_out, left, right) = keys;
+    if zoom_in || zoom_out {
+        view.zoom_about(if zoom_in { 0.8 } else { 1.25 }, anchor);
+        changed = true;
+    }
+    if left || right {
+        view.pan_by(if left { -0.1 } else { 0.1 } * view.span());
+        changed = true;
+    }
+    changed
+}
+
+/// Time since the epoch of the run's start, for labels elsewhere.
+pub fn epoch_of(record: &RunRecord) -> Option<SystemTime> {
+    record.wall_clock_start
+}
