@@ -67,3 +67,176 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// One line of a joblog.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JoblogEntry {
+    pub seq: u64,
+    pub start: f64,
+    pub runtime: f64,
+    pub send: u64,
+    pub receive: u64,
+    pub exitval: i32,
+    pub signal: i32,
+    pub command: String,
+}
+
+impl JoblogEntry {
+    /// Parallel writes `-1` with the signal for a job it killed on `--timeout`.
+    pub fn outcome(&self) -> Outcome {
+        match (self.exitval, self.signal) {
+            (-1, s) if s != 0 => Outcome::TimedOut,
+            (_, s) if s != 0 => Outcome::Signaled(s),
+            (code, _) => Outcome::Exited(code),
+        }
+    }
+}
+
+/// Parse a GNU parallel joblog; errors name the file, line and column.
+pub fn parse(text: &str, path: &std::path::Path) -> Result<Vec<JoblogEntry>, super::TaskFileError> {
+    let error = |line: usize, field: &str, message: String| super::TaskFileError {
+        path: path.to_owned(),
+        line: Some(line),
+        field: (!field.is_empty()).then(|| field.to_owned()),
+        message,
+    };
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, header)) if header.trim_end() == HEADER => {}
+        _ => {
+            return Err(error(
+                1,
+                "",
+                format!(
+                    "not a GNU parallel joblog: the first line must be the header `{}`",
+                    HEADER.replace('\t', " ")
+                ),
+            ));
+        }
+    }
+    let mut entries = Vec::new();
+    for (i, line) in lines {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cols: Vec<&str> = line.splitn(9, '\t').collect();
+        if cols.len() < 9 {
+            return Err(error(
+                n,
+                "",
+                format!("expected 9 TAB-separated columns, found {}", cols.len()),
+            ));
+        }
+        fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
+            s.trim().parse().ok()
+        }
+        let field = |idx: usize, name: &str| {
+            error(n, name, format!("`{}` is not a number", cols[idx].trim()))
+        };
+        entries.push(JoblogEntry {
+            seq: num(cols[0]).ok_or_else(|| field(0, "Seq"))?,
+            start: num(cols[2]).ok_or_else(|| field(2, "Starttime"))?,
+            runtime: num(cols[3])
+                .filter(|r: &f64| *r >= 0.0)
+                .ok_or_else(|| field(3, "JobRuntime"))?,
+            send: num(cols[4]).ok_or_else(|| field(4, "Send"))?,
+            receive: num(cols[5]).ok_or_else(|| field(5, "Receive"))?,
+            exitval: num(cols[6]).ok_or_else(|| field(6, "Exitval"))?,
+            signal: num(cols[7]).ok_or_else(|| field(7, "Signal"))?,
+            command: cols[8].to_owned(),
+        });
+    }
+    Ok(entries)
+}
+
+/// Lanes for jobs that have no slot column: each job, in start order, takes the first
+/// lane free at its start (as ninjatracing does). Returns one lane per entry.
+pub fn first_free_lanes(entries: &[JoblogEntry]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| entries[a].start.total_cmp(&entries[b].start));
+    let mut lane_ends: Vec<f64> = Vec::new();
+    let mut lanes = vec![0; entries.len()];
+    for i in order {
+        let e = &entries[i];
+        // A lane freed at the very instant this job starts is free (ms rounding).
+        let lane = lane_ends
+            .iter()
+            .position(|&end| end <= e.start + 1e-6)
+            .unwrap_or(lane_ends.len());
+        if lane == lane_ends.len() {
+            lane_ends.push(0.0);
+        }
+        lane_ends[lane] = e.start + e.runtime;
+        lanes[i] = lane;
+    }
+    lanes
+}
+
+/// A finished run record from a joblog: lanes by first free lane, outcomes from
+/// Exitval/Signal, times relative to the earliest start.
+pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
+    use std::sync::Arc;
+
+    use super::run::{Attempt, TaskState};
+    use super::tail::OutputTail;
+    use crate::executor::{TaskId, TaskSpec};
+
+    let lanes = first_free_lanes(entries);
+    let t0 = entries
+        .iter()
+        .map(|e| e.start)
+        .fold(f64::INFINITY, f64::min);
+    let t0 = if t0.is_finite() { t0 } else { 0.0 };
+    let at = |t: f64| Duration::from_secs_f64((t - t0).max(0.0));
+    let mut tasks = Vec::with_capacity(entries.len());
+    let mut by_seq: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+    for (e, &lane) in entries.iter().zip(&lanes) {
+        let outcome = e.outcome();
+        let attempt = Attempt {
+            number: 1,
+            slot: Some(lane),
+            pid: None,
+            started: at(e.start),
+            ended: Some(at(e.start + e.runtime)),
+            outcome: Some(outcome.clone()),
+            stdout_bytes: e.receive,
+            stderr_bytes: 0,
+            stdin_bytes: e.send,
+        };
+        // A retried job appears once per attempt, under the same Seq.
+        if let Some(&i) = by_seq.get(&e.seq) {
+            let task: &mut super::TaskRecord = &mut tasks[i];
+            let number = task.attempts.len() as u32 + 1;
+            task.attempts.push(Attempt { number, ..attempt });
+            task.state = TaskState::Done(outcome);
+            continue;
+        }
+        by_seq.insert(e.seq, tasks.len());
+        tasks.push(super::TaskRecord {
+            id: TaskId(e.seq),
+            spec: Arc::new(TaskSpec::shell(e.command.clone())),
+            queued: at(e.start),
+            attempts: vec![attempt],
+            state: TaskState::Done(outcome),
+            stdin_open: false,
+            output: OutputTail::new(0),
+        });
+    }
+    let completions = entries
+        .iter()
+        .scan(std::collections::HashMap::<u64, u32>::new(), |seen, e| {
+            let n = seen.entry(e.seq).or_insert(0);
+            *n += 1;
+            Some((TaskId(e.seq), *n))
+        })
+        .collect();
+    let lane_count = lanes.iter().max().map_or(0, |m| m + 1);
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t0.max(0.0));
+    RunRecord::from_parts(
+        Some(wall),
+        vec![(Duration::ZERO, lane_count)],
+        tasks,
+        completions,
+    )
+}

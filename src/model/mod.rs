@@ -4,6 +4,7 @@ pub mod draft;
 pub mod joblog;
 pub mod presets;
 pub mod run;
+pub mod runfile;
 pub mod stats;
 pub mod tail;
 pub mod taskfile;

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use serde::{Deserialize, Serialize};
+
 use crate::executor::{Event, EventKind, Outcome, Stream, TaskId, TaskSpec};
 
 use super::tail::OutputTail;
@@ -13,7 +15,7 @@ use super::tail::OutputTail;
 pub const DEFAULT_TAIL_BYTES: usize = 4 * 1024 * 1024;
 
 /// One attempt to run a task.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Attempt {
     pub number: u32,
     pub slot: Option<usize>,
@@ -27,12 +29,17 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// Whether a process really ran (it had a slot); false for a failed start.
+    pub fn ran(&self) -> bool {
+        self.slot.is_some()
+    }
+
     pub fn runtime(&self, now: Duration) -> Duration {
         self.ended.unwrap_or(now).saturating_sub(self.started)
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskState {
     Queued,
     Running,
@@ -43,7 +50,7 @@ pub enum TaskState {
     Cancelled,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: TaskId,
     pub spec: Arc<TaskSpec>,
@@ -68,7 +75,7 @@ impl TaskRecord {
 }
 
 /// Where the pool is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PoolPhase {
     Running,
     Paused,
@@ -77,13 +84,14 @@ pub enum PoolPhase {
     Finished,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunRecord {
     pub wall_clock_start: Option<SystemTime>,
     /// (when, size): the pool size over time.
     pub pool_sizes: Vec<(Duration, usize)>,
     pub phase: PoolPhase,
     pub tasks: Vec<TaskRecord>,
+    #[serde(skip)]
     index: HashMap<TaskId, usize>,
     /// (task, attempt number) in completion order: the joblog's order.
     pub completions: Vec<(TaskId, u32)>,
@@ -109,6 +117,42 @@ impl RunRecord {
             last_event: Duration::ZERO,
             tail_bytes,
         }
+    }
+
+    /// A finished record made elsewhere (an imported joblog, a saved run).
+    pub fn from_parts(
+        wall_clock_start: Option<SystemTime>,
+        pool_sizes: Vec<(Duration, usize)>,
+        tasks: Vec<TaskRecord>,
+        completions: Vec<(TaskId, u32)>,
+    ) -> Self {
+        let last_event = tasks
+            .iter()
+            .flat_map(|t| t.attempts.iter().filter_map(|a| a.ended))
+            .max()
+            .unwrap_or_default();
+        let mut record = Self {
+            wall_clock_start,
+            pool_sizes,
+            phase: PoolPhase::Finished,
+            tasks,
+            index: HashMap::new(),
+            completions,
+            last_event,
+            tail_bytes: DEFAULT_TAIL_BYTES,
+        };
+        record.reindex();
+        record
+    }
+
+    /// Rebuild the id → position index (after deserialising).
+    pub fn reindex(&mut self) {
+        self.index = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i))
+            .collect();
     }
 
     pub fn task(&self, id: TaskId) -> Option<&TaskRecord> {
@@ -259,7 +303,7 @@ impl RunRecord {
     pub fn max_concurrency(&self) -> usize {
         let mut edges: Vec<(Duration, i32)> = Vec::new();
         for a in self.tasks.iter().flat_map(|t| &t.attempts) {
-            if a.pid.is_some() {
+            if a.ran() {
                 edges.push((a.started, 1));
                 edges.push((a.ended.unwrap_or(self.last_event), -1));
             }

@@ -18,11 +18,7 @@ pub fn concurrency(record: &RunRecord, now: Duration) -> Vec<Level> {
     // (time, Δrunning, Δwaiting)
     let mut edges: Vec<(Duration, i32, i32)> = Vec::new();
     for task in &record.tasks {
-        let first_start = task
-            .attempts
-            .iter()
-            .find(|a| a.pid.is_some())
-            .map(|a| a.started);
+        let first_start = task.attempts.iter().find(|a| a.ran()).map(|a| a.started);
         let wait_end = match (&task.state, first_start) {
             (_, Some(start)) => Some(start),
             (TaskState::Queued, None) => None,
@@ -37,7 +33,7 @@ pub fn concurrency(record: &RunRecord, now: Duration) -> Vec<Level> {
         if let Some(end) = wait_end {
             edges.push((end, 0, -1));
         }
-        for a in task.attempts.iter().filter(|a| a.pid.is_some()) {
+        for a in task.attempts.iter().filter(|a| a.ran()) {
             edges.push((a.started, 1, 0));
             edges.push((a.ended.unwrap_or(now), -1, 0));
         }
@@ -78,7 +74,7 @@ pub fn summary(record: &RunRecord, now: Duration) -> Summary {
             .tasks
             .iter()
             .flat_map(|t| &t.attempts)
-            .filter(|a| a.pid.is_some())
+            .filter(|a| a.ran())
     };
     let first = attempts().map(|a| a.started).min();
     let last = attempts().map(|a| a.ended.unwrap_or(now)).max();
@@ -105,7 +101,7 @@ pub fn summary(record: &RunRecord, now: Duration) -> Summary {
         .filter_map(|t| {
             t.attempts
                 .iter()
-                .find(|a| a.pid.is_some())
+                .find(|a| a.ran())
                 .map(|a| a.started.saturating_sub(t.queued))
         })
         .sum();

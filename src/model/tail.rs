@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use crate::executor::Stream;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OutputTail {
     limit: usize,
     chunks: VecDeque<(Stream, Vec<u8>)>,

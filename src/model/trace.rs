@@ -69,7 +69,7 @@ pub fn to_json(run: &RunRecord) -> Value {
                     "queued_us": micros(task.queued),
                 }
             }));
-            if attempt.pid.is_some() {
+            if attempt.ran() {
                 edges.push((attempt.started, 1, -1));
                 edges.push((end, -1, 0));
             } else if attempt.number == 1 {

@@ -1,0 +1,122 @@
+//! A finished run saved whole (tasks, attempts, outputs held in memory) so it can be
+//! opened again later, and CSV export.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::run::RunRecord;
+use super::{TaskFileError, joblog};
+
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct RunFile {
+    poolscope_run: u32,
+    record: RunRecord,
+}
+
+pub fn write(record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
+    let file = RunFile {
+        poolscope_run: FORMAT,
+        record: record.clone(),
+    };
+    serde_json::to_writer(&mut *out, &file)?;
+    out.write_all(b"\n")
+}
+
+/// What kind of record a file holds, from its first bytes.
+pub fn looks_like_run(text: &str) -> bool {
+    text.trim_start().starts_with('{') && text.contains("\"poolscope_run\"")
+}
+
+pub fn looks_like_joblog(text: &str) -> bool {
+    text.lines()
+        .next()
+        .is_some_and(|l| l.trim_end() == joblog::HEADER)
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<RunRecord, TaskFileError> {
+    let file: RunFile = serde_json::from_str(text).map_err(|e| TaskFileError {
+        path: path.to_owned(),
+        line: Some(e.line()),
+        field: None,
+        message: format!("not a saved poolscope run: {e}"),
+    })?;
+    if file.poolscope_run != FORMAT {
+        return Err(TaskFileError {
+            path: path.to_owned(),
+            line: None,
+            field: Some("poolscope_run".into()),
+            message: format!("saved by a newer poolscope (format {})", file.poolscope_run),
+        });
+    }
+    let mut record = file.record;
+    record.reindex();
+    Ok(record)
+}
+
+/// Open a saved run or a GNU parallel joblog.
+pub fn load(path: &Path) -> Result<RunRecord, TaskFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TaskFileError {
+        path: path.to_owned(),
+        line: None,
+        field: None,
+        message: format!("cannot read the file: {e}"),
+    })?;
+    if looks_like_run(&text) {
+        parse(&text, path)
+    } else {
+        joblog::parse(&text, path).map(|entries| joblog::to_record(&entries))
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// One row per attempt, times in seconds since the run started.
+pub fn write_csv(record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "task,attempt,name,command,slot,pid,queued_s,started_s,ended_s,runtime_s,outcome,exit_code,signal"
+    )?;
+    for task in &record.tasks {
+        for a in &task.attempts {
+            let (exit, signal) = match &a.outcome {
+                Some(crate::executor::Outcome::Exited(c)) => (c.to_string(), String::new()),
+                Some(crate::executor::Outcome::Signaled(s)) => (String::new(), s.to_string()),
+                _ => (String::new(), String::new()),
+            };
+            writeln!(
+                out,
+                "{},{},{},{},{},{},{:.6},{:.6},{},{:.6},{},{},{}",
+                task.id,
+                a.number,
+                csv_field(&task.spec.name),
+                csv_field(&task.spec.invocation.display_line()),
+                a.slot.map(|s| s.to_string()).unwrap_or_default(),
+                a.pid.map(|p| p.to_string()).unwrap_or_default(),
+                task.queued.as_secs_f64(),
+                a.started.as_secs_f64(),
+                a.ended
+                    .map(|e| format!("{:.6}", e.as_secs_f64()))
+                    .unwrap_or_default(),
+                a.runtime(record.last_event).as_secs_f64(),
+                csv_field(
+                    &a.outcome
+                        .as_ref()
+                        .map_or_else(|| "running".to_owned(), ToString::to_string)
+                ),
+                exit,
+                signal
+            )?;
+        }
+    }
+    Ok(())
+}
