@@ -92,6 +92,10 @@ impl JoblogEntry {
     }
 }
 
+fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
+    s.trim().parse().ok()
+}
+
 /// Parse a GNU parallel joblog; errors name the file, line and column.
 pub fn parse(text: &str, path: &std::path::Path) -> Result<Vec<JoblogEntry>, super::TaskFileError> {
     let error = |line: usize, field: &str, message: String| super::TaskFileError {
@@ -127,9 +131,6 @@ pub fn parse(text: &str, path: &std::path::Path) -> Result<Vec<JoblogEntry>, sup
                 "",
                 format!("expected 9 TAB-separated columns, found {}", cols.len()),
             ));
-        }
-        fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
-            s.trim().parse().ok()
         }
         let field = |idx: usize, name: &str| {
             error(n, name, format!("`{}` is not a number", cols[idx].trim()))
