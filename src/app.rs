@@ -41,10 +41,10 @@ pub struct Row {
     pub task: Option<TaskId>,
 }
 
-/// A pool that has been started: its executor and what it reported.
+/// A run on screen: a pool started here (with its executor), or a record opened from a
+/// file (a saved run, a GNU parallel joblog), which has none.
 pub struct Run {
-    pub executor: Executor,
-    events: Events,
+    pool: Option<(Executor, Events)>,
     pub record: RunRecord,
     pub started: Instant,
     /// Run time at which the pool drained.
@@ -52,16 +52,30 @@ pub struct Run {
 }
 
 impl Run {
+    /// A finished record opened from a file.
+    pub fn opened(record: RunRecord) -> Self {
+        Self {
+            pool: None,
+            finished: Some(record.last_event),
+            record,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn executor(&self) -> Option<&Executor> {
+        self.pool.as_ref().map(|(e, _)| e)
+    }
+
     pub fn now(&self) -> Duration {
         self.finished.unwrap_or_else(|| self.started.elapsed())
     }
 
     pub fn is_live(&self) -> bool {
-        self.record.phase != PoolPhase::Finished
+        self.pool.is_some() && self.record.phase != PoolPhase::Finished
     }
 
     pub fn is_open(&self) -> bool {
-        !self.executor.is_closed()
+        self.executor().is_some_and(|e| !e.is_closed())
     }
 
     pub fn active(&self) -> usize {
@@ -133,6 +147,8 @@ pub enum Action {
     Save,
     SaveAsDialog,
     SaveAs(PathBuf),
+    ExportDialog(ExportKind),
+    Export(ExportKind, PathBuf),
     ConfirmQuit,
     CancelDialog,
     Dismiss,
@@ -246,9 +262,60 @@ pub struct PoolscopeApp {
     pub interrupted: Arc<AtomicBool>,
 }
 
-enum FileChoice {
-    Open(Option<PathBuf>),
-    SaveAs(Option<PathBuf>),
+/// What a file dialog was opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilePurpose {
+    /// A task file, a saved run or a GNU parallel joblog.
+    Open,
+    SaveTasks,
+    Export(ExportKind),
+}
+
+/// Ways to write the current run out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    /// The full record, to open again later.
+    Run,
+    ChromeTrace,
+    Joblog,
+    Csv,
+    /// A picture of the timeline.
+    TimelinePng,
+}
+
+impl ExportKind {
+    pub const ALL: [ExportKind; 5] = [
+        ExportKind::Run,
+        ExportKind::ChromeTrace,
+        ExportKind::Joblog,
+        ExportKind::Csv,
+        ExportKind::TimelinePng,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ExportKind::Run => "Save run (to open later)…",
+            ExportKind::ChromeTrace => "Chrome trace (Perfetto)…",
+            ExportKind::Joblog => "GNU parallel joblog…",
+            ExportKind::Csv => "CSV…",
+            ExportKind::TimelinePng => "Timeline as PNG…",
+        }
+    }
+
+    fn file_name(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            ExportKind::Run => ("run.poolscope.json", "poolscope run", "json"),
+            ExportKind::ChromeTrace => ("trace.json", "Chrome trace", "json"),
+            ExportKind::Joblog => ("joblog.tsv", "Joblog", "tsv"),
+            ExportKind::Csv => ("run.csv", "CSV", "csv"),
+            ExportKind::TimelinePng => ("timeline.png", "PNG image", "png"),
+        }
+    }
+}
+
+struct FileChoice {
+    purpose: FilePurpose,
+    path: Option<PathBuf>,
 }
 
 impl PoolscopeApp {
@@ -365,7 +432,7 @@ impl PoolscopeApp {
         };
         let deadline = Instant::now() + EVENT_BUDGET;
         while Instant::now() < deadline {
-            let Some(event) = run.events.try_recv() else {
+            let Some(event) = run.pool.as_ref().and_then(|(_, events)| events.try_recv()) else {
                 return false;
             };
             run.record.apply(&event);
@@ -382,7 +449,11 @@ impl PoolscopeApp {
         let Some(run) = &mut self.run else {
             return false;
         };
-        let Some(event) = run.events.recv_timeout(timeout) else {
+        let Some(event) = run
+            .pool
+            .as_ref()
+            .and_then(|(_, events)| events.recv_timeout(timeout))
+        else {
             return false;
         };
         run.record.apply(&event);
@@ -402,16 +473,14 @@ impl PoolscopeApp {
                 self.submit_rows(&rows);
             }
             Action::SubmitRow(i) => self.submit_rows(&[i]),
-            Action::Pause => self.with_run(|r| r.executor.pause()),
-            Action::Resume => self.with_run(|r| r.executor.resume()),
-            Action::Close => self.with_run(|r| r.executor.close()),
-            Action::Terminate => self.with_run(|r| r.executor.terminate()),
+            Action::Pause => self.with_pool(|e| e.pause()),
+            Action::Resume => self.with_pool(|e| e.resume()),
+            Action::Close => self.with_pool(|e| e.close()),
+            Action::Terminate => self.with_pool(|e| e.terminate()),
             Action::Resize(size) => {
                 self.pool_size = size.max(1);
                 let size = self.pool_size;
-                if let Some(run) = self.run.as_ref().filter(|r| r.is_live()) {
-                    run.executor.resize(size);
-                }
+                self.with_pool(|e| e.resize(size));
             }
             Action::Kill(task) => self.task_command(task, |e| e.kill(task)),
             Action::Interrupt(task) => self.task_command(task, |e| e.signal(task, Signal::SIGINT)),
@@ -453,13 +522,15 @@ impl PoolscopeApp {
                 }
             }
             Action::LoadPreset(i) => self.load_preset(i),
-            Action::OpenDialog => self.file_dialog(true),
+            Action::OpenDialog => self.file_dialog(FilePurpose::Open),
             Action::Open(path) => self.open(&path),
             Action::Save => match self.file.clone() {
                 Some(path) => self.save(&path),
-                None => self.file_dialog(false),
+                None => self.file_dialog(FilePurpose::SaveTasks),
             },
-            Action::SaveAsDialog => self.file_dialog(false),
+            Action::SaveAsDialog => self.file_dialog(FilePurpose::SaveTasks),
+            Action::ExportDialog(kind) => self.file_dialog(FilePurpose::Export(kind)),
+            Action::Export(kind, path) => self.export(kind, &path, ctx),
             Action::SaveAs(path) => self.save(&path),
             Action::ConfirmQuit => {
                 self.dialog = None;
@@ -470,9 +541,10 @@ impl PoolscopeApp {
         }
     }
 
-    fn with_run(&self, f: impl FnOnce(&Run)) {
-        if let Some(run) = self.run.as_ref().filter(|r| r.is_live()) {
-            f(run);
+    /// Act on the live pool, if there is one.
+    fn with_pool(&self, f: impl FnOnce(&Executor)) {
+        if let Some(executor) = self.live_run().and_then(Run::executor) {
+            f(executor);
         }
     }
 
@@ -481,8 +553,8 @@ impl PoolscopeApp {
         task: TaskId,
         f: impl FnOnce(&Executor) -> Result<(), crate::executor::CommandError>,
     ) {
-        if let Some(run) = &self.run
-            && let Err(e) = f(&run.executor)
+        if let Some(executor) = self.run.as_ref().and_then(Run::executor)
+            && let Err(e) = f(executor)
         {
             self.error(e.to_string());
         }
@@ -503,8 +575,7 @@ impl PoolscopeApp {
         let (executor, events) =
             Executor::start(config, Some(Arc::new(move || waker_ctx.request_repaint())));
         self.run = Some(Run {
-            executor,
-            events,
+            pool: Some((executor, events)),
             record: RunRecord::default(),
             started: Instant::now(),
             finished: None,
@@ -541,10 +612,10 @@ impl PoolscopeApp {
         if specs.is_empty() {
             return;
         }
-        match run
-            .executor
-            .submit(specs.iter().map(|(_, s)| s.clone()).collect())
-        {
+        let Some(executor) = run.executor() else {
+            return;
+        };
+        match executor.submit(specs.iter().map(|(_, s)| s.clone()).collect()) {
             Ok(ids) => {
                 for ((i, _), id) in specs.iter().zip(ids) {
                     self.rows[*i].task = Some(id);
@@ -610,15 +681,36 @@ impl PoolscopeApp {
         }
     }
 
-    /// Load a task file; on error the current list stays as it is.
+    /// Open a task file, a saved run or a GNU parallel joblog; on error the current
+    /// list stays as it is.
     pub fn open(&mut self, path: &Path) {
+        use crate::model::runfile;
         if self.live_run().is_some() {
             self.error(
                 "A run is in progress: wait for it or Terminate it before opening another list",
             );
             return;
         }
-        match taskfile::load(path) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                self.error(format!(
+                    "Could not open {}; the list is unchanged: {e}",
+                    path.display()
+                ));
+                return;
+            }
+        };
+        if runfile::looks_like_run(&text) || runfile::looks_like_joblog(&text) {
+            match runfile::load(path) {
+                Ok(record) => self.show_record(record, path),
+                Err(e) => self.error(format!(
+                    "Could not open the file; the list is unchanged. {e}"
+                )),
+            }
+            return;
+        }
+        match taskfile::parse(&text, path) {
             Ok(file) => {
                 self.replace_rows(
                     file.tasks.iter().map(TaskDraft::from_spec).collect(),
@@ -632,6 +724,32 @@ impl PoolscopeApp {
                 "Could not open the file; the list is unchanged. {e}"
             )),
         }
+    }
+
+    /// Show a finished record from a file: its timeline, and its tasks as rows (Start
+    /// runs them again).
+    fn show_record(&mut self, record: RunRecord, path: &Path) {
+        self.rows = record
+            .tasks
+            .iter()
+            .map(|t| Row {
+                draft: TaskDraft::from_spec(&t.spec),
+                task: Some(t.id),
+            })
+            .collect();
+        if let Some(&(_, size)) = record.pool_sizes.iter().max_by_key(|(_, s)| *s) {
+            self.pool_size = size.max(1);
+        }
+        let (tasks, failed) = (record.tasks.len(), record.failed());
+        self.selected = record.tasks.first().map(|t| t.id);
+        self.run = Some(Run::opened(record));
+        self.timeline.view = None;
+        self.file = None;
+        self.remember(path);
+        self.notify(format!(
+            "Opened the run in {}: {tasks} tasks, {failed} failed",
+            path.display()
+        ));
     }
 
     fn save(&mut self, path: &Path) {
@@ -656,7 +774,7 @@ impl PoolscopeApp {
     }
 
     /// Native file dialogs block, so they run on their own thread.
-    fn file_dialog(&mut self, open: bool) {
+    fn file_dialog(&mut self, purpose: FilePurpose) {
         if self.file_dialog.is_some() {
             return;
         }
@@ -668,16 +786,31 @@ impl PoolscopeApp {
         let spawned = std::thread::Builder::new()
             .name("poolscope-file-dialog".into())
             .spawn(move || {
-                let mut dialog = rfd::FileDialog::new().add_filter("Task files", &["toml"]);
+                let mut dialog = rfd::FileDialog::new();
                 if let Some(dir) = start_dir {
                     dialog = dialog.set_directory(dir);
                 }
-                let choice = if open {
-                    FileChoice::Open(dialog.pick_file())
-                } else {
-                    FileChoice::SaveAs(dialog.set_file_name("tasks.toml").save_file())
+                let path = match purpose {
+                    FilePurpose::Open => dialog
+                        .add_filter(
+                            "Task files, runs, joblogs",
+                            &["toml", "json", "tsv", "log", "txt"],
+                        )
+                        .add_filter("All files", &["*"])
+                        .pick_file(),
+                    FilePurpose::SaveTasks => dialog
+                        .add_filter("Task files", &["toml"])
+                        .set_file_name("tasks.toml")
+                        .save_file(),
+                    FilePurpose::Export(kind) => {
+                        let (name, what, ext) = kind.file_name();
+                        dialog
+                            .add_filter(what, &[ext])
+                            .set_file_name(name)
+                            .save_file()
+                    }
                 };
-                let _ = tx.send(choice);
+                let _ = tx.send(FileChoice { purpose, path });
             });
         match spawned {
             Ok(_) => self.file_dialog = Some(rx),
@@ -685,29 +818,62 @@ impl PoolscopeApp {
         }
     }
 
-    fn poll_file_dialog(&mut self) {
+    fn poll_file_dialog(&mut self, ctx: &egui::Context) {
         let Some(rx) = &self.file_dialog else {
             return;
         };
         match rx.try_recv() {
-            Ok(FileChoice::Open(Some(path))) => {
+            Ok(FileChoice { purpose, path }) => {
                 self.file_dialog = None;
-                self.open(&path);
+                let Some(path) = path else { return };
+                match purpose {
+                    FilePurpose::Open => self.open(&path),
+                    FilePurpose::SaveTasks => self.save(&path),
+                    FilePurpose::Export(kind) => self.export(kind, &path, ctx),
+                }
             }
-            Ok(FileChoice::SaveAs(Some(path))) => {
-                self.file_dialog = None;
-                self.save(&path);
-            }
-            Ok(_) | Err(mpsc::TryRecvError::Disconnected) => self.file_dialog = None,
+            Err(mpsc::TryRecvError::Disconnected) => self.file_dialog = None,
             Err(mpsc::TryRecvError::Empty) => {}
+        }
+    }
+
+    /// Write the current run out in one of the export formats.
+    pub fn export(&mut self, kind: ExportKind, path: &Path, ctx: &egui::Context) {
+        use crate::model::{joblog, runfile, trace};
+        let Some(run) = &self.run else {
+            self.error("Nothing to export yet: start a run or open one");
+            return;
+        };
+        if kind == ExportKind::TimelinePng {
+            let Some(rect) = self.timeline.last_rect else {
+                self.error("The timeline is not on screen");
+                return;
+            };
+            save_png(ctx, path.to_owned(), Some(rect), None);
+            self.notify(format!("Saving the timeline to {}", path.display()));
+            return;
+        }
+        let record = &run.record;
+        let mut bytes = Vec::new();
+        let written = match kind {
+            ExportKind::Run => runfile::write(record, &mut bytes),
+            ExportKind::ChromeTrace => trace::write(record, &mut bytes),
+            ExportKind::Joblog => joblog::write(record, &mut bytes),
+            ExportKind::Csv => runfile::write_csv(record, &mut bytes),
+            ExportKind::TimelinePng => Ok(()),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        match written.and_then(|()| taskfile::save_atomic(path, &text)) {
+            Ok(()) => self.notify(format!("Exported {}", path.display())),
+            Err(e) => self.error(format!("Could not write {}: {e}", path.display())),
         }
     }
 
     /// Terminate whatever runs and close the window.
     fn quit(&mut self, ctx: &egui::Context) {
         self.quitting = true;
-        if let Some(run) = &self.run {
-            run.executor.terminate();
+        if let Some(executor) = self.run.as_ref().and_then(Run::executor) {
+            executor.terminate();
         }
         ctx.send_viewport_cmd(egui::ViewportCommand::Close);
     }
@@ -721,7 +887,7 @@ impl PoolscopeApp {
         if self.pump_events() {
             ctx.request_repaint();
         }
-        self.poll_file_dialog();
+        self.poll_file_dialog(ctx);
         if self.options.autostart && !self.autostarted {
             self.autostarted = true;
             self.start(ctx);
@@ -753,7 +919,9 @@ impl PoolscopeApp {
             && done
             && run.is_open()
         {
-            run.executor.close();
+            if let Some(executor) = run.executor() {
+                executor.close();
+            }
         }
         let finished = self.run.as_ref().is_some_and(|r| !r.is_live());
         if let Some(path) = self.options.screenshot.clone() {
@@ -781,33 +949,15 @@ impl PoolscopeApp {
         let saved = Arc::clone(&self.screenshot_saved);
         let exit_code = Arc::clone(&self.exit_code);
         let failed = self.run.as_ref().map_or(0, |r| r.record.failed());
-        let waker = ctx.clone();
-        let once = Mutex::new(Some(path));
-        ctx.request_screenshot(move |image| {
-            let Some(path) = once.lock().ok().and_then(|mut p| p.take()) else {
-                return;
+        let done = move |result: Result<(), String>| {
+            let code = match result {
+                Ok(()) => u8::from(failed > 0),
+                Err(_) => 3,
             };
-            let pixels: Vec<u8> = image
-                .pixels
-                .iter()
-                .flat_map(egui::Color32::to_srgba_unmultiplied)
-                .collect();
-            let [w, h] = image.size;
-            let result =
-                image::save_buffer(&path, &pixels, w as u32, h as u32, image::ColorType::Rgba8);
-            match result {
-                Ok(()) => {
-                    log::info!("screenshot saved to {}", path.display());
-                    exit_code.store(u8::from(failed > 0), Ordering::Release);
-                }
-                Err(e) => {
-                    log::error!("cannot save the screenshot to {}: {e}", path.display());
-                    exit_code.store(3, Ordering::Release);
-                }
-            }
+            exit_code.store(code, Ordering::Release);
             saved.store(true, Ordering::Release);
-            waker.request_repaint();
-        });
+        };
+        save_png(ctx, path, None, Some(Box::new(done)));
     }
 
     fn to_saved(&self) -> Saved {
@@ -825,6 +975,42 @@ impl PoolscopeApp {
             file: self.file.clone(),
         }
     }
+}
+
+type PngDone = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Save what the window shows (or the `crop` part of it, in points) as a PNG once the
+/// next frame is rendered; `done` hears how it went.
+fn save_png(ctx: &egui::Context, path: PathBuf, crop: Option<egui::Rect>, done: Option<PngDone>) {
+    let waker = ctx.clone();
+    let pixels_per_point = ctx.pixels_per_point();
+    let once = Mutex::new(Some((path, done)));
+    ctx.request_screenshot(move |image| {
+        let Some((path, done)) = once.lock().ok().and_then(|mut p| p.take()) else {
+            return;
+        };
+        let image = match crop {
+            Some(rect) => Arc::new(image.region(&rect, Some(pixels_per_point))),
+            None => image,
+        };
+        let pixels: Vec<u8> = image
+            .pixels
+            .iter()
+            .flat_map(egui::Color32::to_srgba_unmultiplied)
+            .collect();
+        let [w, h] = image.size;
+        let result =
+            image::save_buffer(&path, &pixels, w as u32, h as u32, image::ColorType::Rgba8)
+                .map_err(|e| e.to_string());
+        match &result {
+            Ok(()) => log::info!("saved {}", path.display()),
+            Err(e) => log::error!("cannot save {}: {e}", path.display()),
+        }
+        if let Some(done) = done {
+            done(result);
+        }
+        waker.request_repaint();
+    });
 }
 
 /// Where a run's full output goes: a fresh folder under the system temp dir.

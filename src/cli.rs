@@ -58,6 +58,11 @@ pub struct GuiArgs {
 pub enum Command {
     /// Run a task file (or shell commands read from stdin, one per line) without the GUI.
     Run(RunArgs),
+    /// Open a GNU parallel joblog or a saved run in the window, to see its timeline.
+    View {
+        /// A joblog (`parallel --joblog`, `poolscope run --joblog`) or a saved run.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -98,6 +103,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Run(args)) => run(&args),
+        // Check the file first so a bad one is reported on the terminal too.
+        Some(Command::View { file }) => crate::model::runfile::load(&file)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| {
+                gui(&GuiArgs {
+                    file: Some(file),
+                    ..cli.gui
+                })
+            }),
         None => gui(&cli.gui),
     };
     match result {

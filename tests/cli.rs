@@ -282,3 +282,20 @@ fn sigterm_kills_every_task_and_still_writes_the_joblog() {
         .count();
     assert_eq!(killed, 2, "{log}");
 }
+
+#[test]
+fn view_rejects_a_file_that_is_not_a_joblog_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "hello\n").expect("write");
+    let out = poolscope()
+        .args(["view", file.to_str().expect("utf8")])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("notes.txt:1: not a GNU parallel joblog"),
+        "{stderr}"
+    );
+}

@@ -58,7 +58,11 @@ impl PoolscopeApp {
     fn menu_bar(&self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
-                if ui.button("Open…  (Ctrl+O)").clicked() {
+                if ui
+                    .button("Open…  (Ctrl+O)")
+                    .on_hover_text("A task file (.toml), a saved run, or a GNU parallel joblog")
+                    .clicked()
+                {
                     actions.push(Action::OpenDialog);
                 }
                 if ui.button("Save  (Ctrl+S)").clicked() {
@@ -77,6 +81,17 @@ impl PoolscopeApp {
                         }
                     }
                 });
+            });
+            ui.menu_button("Export", |ui| {
+                let has_run = self.run.is_some();
+                for kind in crate::app::ExportKind::ALL {
+                    if ui
+                        .add_enabled(has_run, egui::Button::new(kind.label()))
+                        .clicked()
+                    {
+                        actions.push(Action::ExportDialog(kind));
+                    }
+                }
             });
             ui.menu_button("Presets", |ui| {
                 for (i, (label, _, _)) in PRESETS.iter().enumerate() {

@@ -37,7 +37,12 @@ impl PoolscopeApp {
             ));
         }
         if lines.lines.is_empty() {
-            ui.weak("(no output yet)");
+            let from_file = self.run.as_ref().is_some_and(|r| r.executor().is_none());
+            ui.weak(if from_file {
+                "(no output stored for this task)"
+            } else {
+                "(no output yet)"
+            });
             return;
         }
         let font = FontId::monospace(12.0);

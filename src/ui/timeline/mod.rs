@@ -28,6 +28,8 @@ pub struct TimelineState {
     pub view: Option<TimeView>,
     pub follow_live: bool,
     pub colour_by_command: bool,
+    /// Where the timeline was drawn last frame (for exporting it as a picture).
+    pub last_rect: Option<Rect>,
     cache: Option<(CacheKey, Vec<Level>, Summary)>,
 }
 
@@ -40,6 +42,7 @@ impl Default for TimelineState {
             view: None,
             follow_live: true,
             colour_by_command: false,
+            last_rect: None,
             cache: None,
         }
     }
@@ -173,6 +176,7 @@ impl TimelineState {
         selected: Option<TaskId>,
     ) -> Option<TaskId> {
         let (levels, summary) = self.cached(record, now, live);
+        let top_left = ui.cursor().min;
         self.toolbar(ui, &summary, live);
         let total = record.last_event.max(now).as_secs_f64();
         let mut view = self.view.unwrap_or_else(|| TimeView::fit(total));
@@ -253,6 +257,7 @@ impl TimelineState {
         paint_strip(ui, strip_rect, &levels, record, view, width, now);
         view_changed |= interact(ui, &strip_response, strip_rect, &mut view, width);
 
+        self.last_rect = Some(Rect::from_min_max(top_left, strip_rect.max));
         if view_changed || self.view.is_some() {
             self.view = Some(view);
         }
