@@ -915,13 +915,13 @@ impl PoolscopeApp {
         }
         let done = self.run.as_ref().is_some_and(|r| r.active() == 0) && self.pending_rows() == 0;
         if self.options.exit_when_done
-            && let Some(run) = &self.run
             && done
-            && run.is_open()
+            && let Some(executor) = self
+                .live_run()
+                .filter(|r| r.is_open())
+                .and_then(Run::executor)
         {
-            if let Some(executor) = run.executor() {
-                executor.close();
-            }
+            executor.close();
         }
         let finished = self.run.as_ref().is_some_and(|r| !r.is_live());
         if let Some(path) = self.options.screenshot.clone() {
