@@ -240,3 +240,58 @@ fn selecting_a_task_shows_its_output_including_non_latin_text() {
         "stdout (non-Latin) and stderr shown together in the output panel: {labels:?}"
     );
 }
+
+#[test]
+fn hovering_a_timeline_bar_explains_it_and_clicking_selects_the_task() {
+    let mut h = harness(app_with(&["echo one", "sleep 0.2; echo two"]));
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    run_until(&mut h, "both tasks", |h| {
+        h.query_by_label_contains("Done 2").is_some()
+    });
+    h.run_steps(2);
+    let task = poolscope::executor::TaskId(2);
+    let center = {
+        let app = h.state();
+        let run = app.run.as_ref().expect("a run");
+        app.timeline
+            .bar_center(&run.record, run.now(), task)
+            .expect("task 2 has a bar")
+    };
+    h.hover_at(center);
+    // Tooltips appear once the pointer has rested (egui's tooltip delay).
+    h.run_steps(12);
+    assert!(
+        h.query_by_label_contains("Task 2: sleep 0.2; echo two")
+            .is_some(),
+        "tooltip names the task"
+    );
+    let exact = |h: &Harness<'static, PoolscopeApp>, text: &str| {
+        h.query_all_by(|n| n.value().is_some_and(|v| v == text))
+            .count()
+    };
+    assert_eq!(exact(&h, "queue wait"), 1, "tooltip gives the queue wait");
+    assert_eq!(exact(&h, "runtime"), 1, "tooltip gives the runtime");
+
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos: center,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::NONE,
+        });
+        h.run_steps(1);
+    }
+    h.run_steps(2);
+    assert_eq!(h.state().selected, Some(task));
+    assert!(
+        h.query_by_label_contains("Output of task 2").is_some(),
+        "the output panel follows the click"
+    );
+    assert!(
+        h.query_all_by(|n| n.value().is_some_and(|v| v == "two\n"))
+            .count()
+            > 0,
+        "and shows that task's output"
+    );
+}

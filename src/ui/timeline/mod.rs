@@ -30,6 +30,8 @@ pub struct TimelineState {
     pub colour_by_command: bool,
     /// Where the timeline was drawn last frame (for exporting it as a picture).
     pub last_rect: Option<Rect>,
+    /// The lanes' rect (in content coordinates) and the view of the last frame.
+    last_lanes: Option<(Rect, TimeView)>,
     cache: Option<(CacheKey, Vec<Level>, Summary)>,
 }
 
@@ -43,6 +45,7 @@ impl Default for TimelineState {
             follow_live: true,
             colour_by_command: false,
             last_rect: None,
+            last_lanes: None,
             cache: None,
         }
     }
@@ -211,6 +214,7 @@ impl TimelineState {
                     Sense::click_and_drag(),
                 );
                 let plot = Rect::from_min_max(pos2(rect.left() + GUTTER, rect.top()), rect.max);
+                self.last_lanes = Some((rect, view));
                 self.paint_lanes(ui, rect, plot, &items, first..last, selected, dark);
                 if live {
                     let x = plot.left() + view.x_of(now.as_secs_f64(), width);
@@ -273,6 +277,21 @@ impl TimelineState {
             self.view = None;
         }
         clicked
+    }
+
+    /// Where the middle of a task's (first) run bar was drawn last frame.
+    pub fn bar_center(&self, record: &RunRecord, now: Duration, task: TaskId) -> Option<Pos2> {
+        let (rect, view) = self.last_lanes?;
+        let width = rect.width() - GUTTER;
+        let items = layout::layout(record, now, self.mode, view, width, 0..usize::MAX);
+        let bar = items
+            .bars
+            .iter()
+            .find(|b| b.task == task && b.kind == BarKind::Run)?;
+        Some(pos2(
+            rect.left() + GUTTER + (bar.x0 + bar.x1) / 2.0,
+            rect.top() + (bar.lane as f32 + 0.5) * LANE_HEIGHT,
+        ))
     }
 
     fn toolbar(&mut self, ui: &mut egui::Ui, summary: &Summary, live: bool) {
