@@ -289,7 +289,7 @@ impl TimelineState {
             .iter()
             .find(|b| b.task == task && b.kind == BarKind::Run)?;
         Some(pos2(
-            rect.left() + GUTTER + (bar.x0 + bar.x1) / 2.0,
+            rect.left() + GUTTER + f32::midpoint(bar.x0, bar.x1),
             rect.top() + (bar.lane as f32 + 0.5) * LANE_HEIGHT,
         ))
     }
