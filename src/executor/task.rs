@@ -18,7 +18,7 @@ impl fmt::Display for TaskId {
 }
 
 /// How the task's process is started.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Invocation {
     /// A command line run by `sh -c` (pipes, `;`, `$$` work as in a shell).
     Shell(String),

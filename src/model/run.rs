@@ -96,6 +96,10 @@ pub struct RunRecord {
     /// (task, attempt number) in completion order: the joblog's order.
     pub completions: Vec<(TaskId, u32)>,
     pub last_event: Duration,
+    /// Bumped by every event that changes tasks or attempts (not by output), so views
+    /// can cache what they derive from the record.
+    #[serde(default)]
+    pub revision: u64,
     tail_bytes: usize,
 }
 
@@ -115,6 +119,7 @@ impl RunRecord {
             index: HashMap::new(),
             completions: Vec::new(),
             last_event: Duration::ZERO,
+            revision: 0,
             tail_bytes,
         }
     }
@@ -139,6 +144,7 @@ impl RunRecord {
             index: HashMap::new(),
             completions,
             last_event,
+            revision: 1,
             tail_bytes: DEFAULT_TAIL_BYTES,
         };
         record.reindex();
@@ -178,6 +184,9 @@ impl RunRecord {
     pub fn apply(&mut self, event: &Event) {
         let at = event.at;
         self.last_event = self.last_event.max(at);
+        if !matches!(event.kind, EventKind::Output { .. }) {
+            self.revision += 1;
+        }
         match &event.kind {
             EventKind::PoolStarted { wall_clock, size } => {
                 self.wall_clock_start = Some(*wall_clock);

@@ -3,7 +3,6 @@
 //! No painting here, so every rule is unit-tested without a window.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -156,10 +155,28 @@ impl TimelineLayout {
     }
 }
 
-fn command_hash(command: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    command.hash(&mut h);
-    h.finish()
+/// FNV-1a over the command's words: cheap enough for every bar of every frame, and the
+/// same command always gets the same colour.
+fn command_hash(command: &crate::executor::Invocation) -> u64 {
+    use crate::executor::Invocation;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    match command {
+        Invocation::Shell(line) => eat(line.as_bytes()),
+        Invocation::Program { program, args } => {
+            eat(program.as_bytes());
+            for a in args {
+                eat(b" ");
+                eat(a.as_bytes());
+            }
+        }
+    }
+    h
 }
 
 /// Lane of each attempt in PID mode: PIDs in the order they first started.
@@ -231,12 +248,16 @@ fn lanes(
 /// to tell apart.
 struct BarSink {
     out: TimelineLayout,
-    last_in_lane: HashMap<usize, usize>,
+    /// Index in `out.bars` of each lane's last bar.
+    last_in_lane: Vec<Option<usize>>,
 }
 
 impl BarSink {
     fn push(&mut self, bar: Bar) {
-        if let Some(&i) = self.last_in_lane.get(&bar.lane) {
+        if self.last_in_lane.len() <= bar.lane {
+            self.last_in_lane.resize(bar.lane + 1, None);
+        }
+        if let Some(i) = self.last_in_lane[bar.lane] {
             let prev = &mut self.out.bars[i];
             let tiny = bar.x1 - bar.x0 <= MIN_BAR_PX && prev.x1 - prev.x0 <= 2.0 * MIN_BAR_PX;
             if prev.kind == bar.kind && bar.x0 <= prev.x1 + 1.0 && tiny {
@@ -246,9 +267,120 @@ impl BarSink {
                 return;
             }
         }
-        self.last_in_lane.insert(bar.lane, self.out.bars.len());
+        self.last_in_lane[bar.lane] = Some(self.out.bars.len());
         self.out.bars.push(bar);
     }
+}
+
+/// One run segment in a lane, kept compact and sorted by start so a view can find its
+/// first visible bar by binary search instead of walking every task.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: f64,
+    /// `INFINITY` while running: the bar grows to "now".
+    end: f64,
+    task: TaskId,
+    attempt: u32,
+    status: BarStatus,
+    command_hash: u64,
+}
+
+/// Lanes for slot and PID modes, built once per record revision.
+#[derive(Clone, Debug, Default)]
+pub struct LaneIndex {
+    key: Option<(u64, usize, LaneMode)>,
+    lanes: Vec<Vec<Span>>,
+    labels: Vec<String>,
+}
+
+impl LaneIndex {
+    /// Rebuild if the record or the mode changed since last time.
+    pub fn update(&mut self, record: &RunRecord, mode: LaneMode) {
+        let key = (record.revision, record.tasks.len(), mode);
+        if self.key == Some(key) {
+            return;
+        }
+        self.key = Some(key);
+        self.lanes.clear();
+        let (count, labels, pid_lane) = lanes(record, mode, &(0..usize::MAX));
+        self.labels = labels.into_iter().map(|(_, l)| l).collect();
+        self.lanes.resize_with(count, Vec::new);
+        for task in &record.tasks {
+            let hash = command_hash(&task.spec.invocation);
+            for a in &task.attempts {
+                let lane = match mode {
+                    LaneMode::Slot => a.slot,
+                    LaneMode::Pid => a.pid.and_then(|p| pid_lane.get(&p).copied()),
+                    LaneMode::Task => None,
+                };
+                let Some(lane) = lane.filter(|&l| l < count) else {
+                    continue;
+                };
+                self.lanes[lane].push(Span {
+                    start: a.started.as_secs_f64(),
+                    end: a.ended.map_or(f64::INFINITY, |e| e.as_secs_f64()),
+                    task: task.id,
+                    attempt: a.number,
+                    status: BarStatus::of(a.outcome.as_ref()),
+                    command_hash: hash,
+                });
+            }
+        }
+        for lane in &mut self.lanes {
+            lane.sort_by(|a, b| a.start.total_cmp(&b.start));
+        }
+    }
+}
+
+/// Like [`layout`], for slot and PID modes, from a prebuilt [`LaneIndex`]: only the
+/// bars in view are visited.
+pub fn layout_indexed(
+    index: &LaneIndex,
+    now: Duration,
+    view: TimeView,
+    width_px: f32,
+    lanes_shown: Range<usize>,
+) -> TimelineLayout {
+    let now_s = now.as_secs_f64();
+    let count = index.lanes.len();
+    let shown = lanes_shown.start.min(count)..lanes_shown.end.min(count);
+    let mut sink = BarSink {
+        out: TimelineLayout {
+            lane_count: count,
+            lane_labels: shown
+                .clone()
+                .map(|l| (l, index.labels[l].clone()))
+                .collect(),
+            bars: Vec::new(),
+        },
+        last_in_lane: Vec::new(),
+    };
+    for lane in shown {
+        let spans = &index.lanes[lane];
+        // Within a lane runs never overlap, so ends are sorted like starts.
+        let first = spans.partition_point(|s| s.end.min(now_s) < view.start);
+        for span in &spans[first..] {
+            if span.start > view.end {
+                break;
+            }
+            let x0 = view.x_of(span.start, width_px);
+            let x1 = view
+                .x_of(span.end.min(now_s), width_px)
+                .max(x0 + MIN_BAR_PX);
+            sink.push(Bar {
+                lane,
+                x0,
+                x1,
+                kind: BarKind::Run,
+                task: span.task,
+                attempt: span.attempt,
+                status: span.status,
+                command_hash: span.command_hash,
+                merged: 0,
+            });
+        }
+    }
+    sink.out
 }
 
 /// Everything to draw in `view` on a strip `width_px` wide, for lanes in `lanes_shown`.
@@ -260,6 +392,11 @@ pub fn layout(
     width_px: f32,
     lanes_shown: Range<usize>,
 ) -> TimelineLayout {
+    if mode != LaneMode::Task {
+        let mut index = LaneIndex::default();
+        index.update(record, mode);
+        return layout_indexed(&index, now, view, width_px, lanes_shown);
+    }
     let now_s = now.as_secs_f64();
     let (lane_count, lane_labels, pid_lane) = lanes(record, mode, &lanes_shown);
     let mut sink = BarSink {
@@ -268,7 +405,7 @@ pub fn layout(
             lane_labels,
             bars: Vec::new(),
         },
-        last_in_lane: HashMap::new(),
+        last_in_lane: Vec::new(),
     };
     let visible = |t0: f64, t1: f64| t1 >= view.start && t0 <= view.end;
     let to_px = |t0: f64, t1: f64| {
@@ -289,7 +426,7 @@ pub fn layout(
         _ => Box::new(record.tasks.iter().enumerate()),
     };
     for (index, task) in tasks {
-        let hash = command_hash(&task.spec.invocation.display_line());
+        let hash = command_hash(&task.spec.invocation);
         if mode == LaneMode::Task {
             let waited_until = task.attempts.first().map_or_else(
                 || {
@@ -348,6 +485,36 @@ pub fn layout(
         }
     }
     sink.out
+}
+
+/// The concurrency strip at one column per pixel: the most running and waiting seen
+/// in each column (`None` where the run has no data), so drawing costs the strip's width,
+/// not the number of steps.
+pub fn strip_columns(
+    levels: &[crate::model::stats::Level],
+    view: TimeView,
+    width_px: f32,
+    columns: usize,
+    end: f64,
+) -> Vec<Option<(u32, u32)>> {
+    let columns = columns.max(1);
+    let mut peak: Vec<Option<(u32, u32)>> = vec![None; columns];
+    let column_of = |t: f64| (view.x_of(t, width_px).max(0.0) as usize).min(columns - 1);
+    let from = levels
+        .partition_point(|l| l.at < view.start)
+        .saturating_sub(1);
+    for (i, level) in levels.iter().enumerate().skip(from) {
+        if level.at > view.end {
+            break;
+        }
+        let next = levels.get(i + 1).map_or(end, |n| n.at);
+        for slot in &mut peak[column_of(level.at)..=column_of(next).max(column_of(level.at))] {
+            *slot = Some(slot.map_or((level.running, level.waiting), |(r, w)| {
+                (r.max(level.running), w.max(level.waiting))
+            }));
+        }
+    }
+    peak
 }
 
 /// Axis ticks: (time in seconds, label), at a 1-2-5 step at least `min_px` apart.
@@ -612,6 +779,44 @@ mod tests {
             .expect("queued segment");
         assert!((queued.x1 - 500.0).abs() < 0.5);
         assert_eq!(l.bar_at(0, 550.0).map(|b| b.kind), Some(BarKind::Run));
+    }
+
+    #[test]
+    fn the_strip_keeps_each_columns_peak() {
+        use crate::model::stats::Level;
+        let levels = [
+            Level {
+                at: 0.0,
+                running: 1,
+                waiting: 3,
+            },
+            Level {
+                at: 0.001,
+                running: 4,
+                waiting: 0,
+            },
+            Level {
+                at: 0.002,
+                running: 2,
+                waiting: 0,
+            },
+        ];
+        let cols = strip_columns(
+            &levels,
+            TimeView {
+                start: 0.0,
+                end: 1.0,
+            },
+            10.0,
+            10,
+            1.0,
+        );
+        assert_eq!(
+            cols[0],
+            Some((4, 3)),
+            "a 1 ms spike is not lost at 100 ms per column"
+        );
+        assert_eq!(cols[9], Some((2, 0)));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod layout;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2, pos2, vec2};
@@ -32,7 +33,8 @@ pub struct TimelineState {
     pub last_rect: Option<Rect>,
     /// The lanes' rect (in content coordinates) and the view of the last frame.
     last_lanes: Option<(Rect, TimeView)>,
-    cache: Option<(CacheKey, Vec<Level>, Summary)>,
+    cache: Option<(CacheKey, Arc<Vec<Level>>, Summary)>,
+    index: layout::LaneIndex,
 }
 
 type CacheKey = (usize, usize, Duration, usize);
@@ -47,6 +49,7 @@ impl Default for TimelineState {
             last_rect: None,
             last_lanes: None,
             cache: None,
+            index: layout::LaneIndex::default(),
         }
     }
 }
@@ -151,7 +154,12 @@ fn tooltip(ui: &mut egui::Ui, record: &RunRecord, task: &TaskRecord, attempt: u3
 }
 
 impl TimelineState {
-    fn cached(&mut self, record: &RunRecord, now: Duration, live: bool) -> (Vec<Level>, Summary) {
+    fn cached(
+        &mut self,
+        record: &RunRecord,
+        now: Duration,
+        live: bool,
+    ) -> (Arc<Vec<Level>>, Summary) {
         let key = (
             record.tasks.len(),
             record.completions.len(),
@@ -159,11 +167,11 @@ impl TimelineState {
             record.pool_sizes.len(),
         );
         match &self.cache {
-            Some((k, levels, summary)) if *k == key => (levels.clone(), *summary),
+            Some((k, levels, summary)) if *k == key => (Arc::clone(levels), *summary),
             _ => {
-                let levels = stats::concurrency(record, now);
+                let levels = Arc::new(stats::concurrency(record, now));
                 let summary = stats::summary(record, now);
-                self.cache = Some((key, levels.clone(), summary));
+                self.cache = Some((key, Arc::clone(&levels), summary));
                 (levels, summary)
             }
         }
@@ -193,7 +201,6 @@ impl TimelineState {
         let mut clicked = None;
         let mut view_changed = false;
         let (mut fit, mut panned) = (false, false);
-        let dark = ui.visuals().dark_mode;
         egui::ScrollArea::vertical()
             .id_salt("timeline-lanes")
             .max_height(lanes_height)
@@ -205,8 +212,7 @@ impl TimelineState {
             .show_viewport(ui, |ui, viewport| {
                 let first = (viewport.min.y / LANE_HEIGHT).floor().max(0.0) as usize;
                 let last = (viewport.max.y / LANE_HEIGHT).ceil() as usize;
-                let items =
-                    layout::layout(record, now, self.mode, view, width, first..last.max(first));
+                let items = self.layout(record, now, view, width, first..last.max(first));
                 let lanes = items.lane_count.max(1);
                 let last = last.min(lanes);
                 let (rect, response) = ui.allocate_exact_size(
@@ -215,7 +221,7 @@ impl TimelineState {
                 );
                 let plot = Rect::from_min_max(pos2(rect.left() + GUTTER, rect.top()), rect.max);
                 self.last_lanes = Some((rect, view));
-                self.paint_lanes(ui, rect, plot, &items, first..last, selected, dark);
+                self.paint_lanes(ui, (rect, plot), &items, first..last, selected);
                 if live {
                     let x = plot.left() + view.x_of(now.as_secs_f64(), width);
                     ui.painter().vline(
@@ -279,11 +285,30 @@ impl TimelineState {
         clicked
     }
 
+    /// The frame's layout; slot and PID lanes come from an index rebuilt only when the
+    /// record changes.
+    fn layout(
+        &mut self,
+        record: &RunRecord,
+        now: Duration,
+        view: TimeView,
+        width: f32,
+        lanes: std::ops::Range<usize>,
+    ) -> TimelineLayout {
+        if self.mode == LaneMode::Task {
+            layout::layout(record, now, self.mode, view, width, lanes)
+        } else {
+            self.index.update(record, self.mode);
+            layout::layout_indexed(&self.index, now, view, width, lanes)
+        }
+    }
+
     /// Where the middle of a task's (first) run bar was drawn last frame.
     pub fn bar_center(&self, record: &RunRecord, now: Duration, task: TaskId) -> Option<Pos2> {
         let (rect, view) = self.last_lanes?;
         let width = rect.width() - GUTTER;
         let items = layout::layout(record, now, self.mode, view, width, 0..usize::MAX);
+        // (Rebuilt here rather than cached: this is for tests and tools, not frames.)
         let bar = items
             .bars
             .iter()
@@ -333,16 +358,13 @@ impl TimelineState {
         ui.weak("Wheel: zoom · drag: pan · double-click: fit · +/−/←/→ keys while hovering");
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn paint_lanes(
         &self,
         ui: &egui::Ui,
-        rect: Rect,
-        plot: Rect,
+        (rect, plot): (Rect, Rect),
         items: &TimelineLayout,
         lanes: std::ops::Range<usize>,
         selected: Option<TaskId>,
-        dark: bool,
     ) {
         let painter = ui.painter_at(rect);
         let visuals = ui.visuals();
@@ -372,17 +394,18 @@ impl TimelineState {
             }
         }
         let bar_painter = painter.with_clip_rect(plot.intersect(painter.clip_rect()));
+        // Fills first (under outlines and labels), in one mesh filled in below.
+        let fills_at = bar_painter.add(egui::Shape::Noop);
+        let style = BarStyle {
+            selected,
+            by_command: self.colour_by_command,
+            visuals,
+        };
+        let mut fills = egui::Mesh::default();
         for bar in &items.bars {
-            paint_bar(
-                &bar_painter,
-                plot,
-                bar,
-                selected,
-                self.colour_by_command,
-                dark,
-                visuals,
-            );
+            paint_bar(&bar_painter, &mut fills, plot, bar, &style);
         }
+        bar_painter.set(fills_at, egui::Shape::mesh(fills));
     }
 }
 
@@ -411,15 +434,26 @@ fn paint_axis(ui: &egui::Ui, plot: Rect, view: TimeView, width: f32) {
     }
 }
 
-fn paint_bar(
-    painter: &egui::Painter,
-    plot: Rect,
-    bar: &Bar,
+/// How bars are drawn this frame.
+struct BarStyle<'a> {
     selected: Option<TaskId>,
     by_command: bool,
-    dark: bool,
-    visuals: &egui::Visuals,
+    visuals: &'a egui::Visuals,
+}
+
+fn paint_bar(
+    painter: &egui::Painter,
+    fills: &mut egui::Mesh,
+    plot: Rect,
+    bar: &Bar,
+    style: &BarStyle<'_>,
 ) {
+    let BarStyle {
+        selected,
+        by_command,
+        visuals,
+    } = *style;
+    let dark = visuals.dark_mode;
     let y = plot.top() + bar.lane as f32 * LANE_HEIGHT;
     let r = Rect::from_min_max(
         pos2(plot.left() + bar.x0, y + 3.0),
@@ -435,7 +469,8 @@ fn paint_bar(
     } else {
         base
     };
-    painter.rect_filled(r, 2.0, fill);
+    // All fills go into one mesh: thousands of bars cost one shape, not thousands.
+    fills.add_colored_rect(r, fill);
     if by_command && bar.kind == BarKind::Run && bar.status != BarStatus::Success {
         // Keep the outcome readable when colouring by command: a status edge.
         painter.rect_stroke(
@@ -471,6 +506,30 @@ fn paint_bar(
     }
 }
 
+fn strip_legend(painter: &egui::Painter, rect: Rect, visuals: &egui::Visuals, max_pool: u32) {
+    painter.text(
+        pos2(rect.left() + 4.0, rect.top() + 4.0),
+        Align2::LEFT_TOP,
+        "running",
+        FontId::proportional(10.0),
+        status_colour(BarStatus::Success, visuals.dark_mode),
+    );
+    painter.text(
+        pos2(rect.left() + 4.0, rect.top() + 18.0),
+        Align2::LEFT_TOP,
+        "waiting",
+        FontId::proportional(10.0),
+        status_colour(BarStatus::Failed, visuals.dark_mode),
+    );
+    painter.text(
+        pos2(rect.left() + 4.0, rect.top() + 32.0),
+        Align2::LEFT_TOP,
+        format!("pool size ≤ {max_pool}"),
+        FontId::proportional(10.0),
+        visuals.warn_fg_color,
+    );
+}
+
 /// Running (filled) and waiting (line) counts over time, with the pool size as a line.
 fn paint_strip(
     ui: &egui::Ui,
@@ -501,61 +560,56 @@ fn paint_strip(
     let top = max_pool.max(max_level).max(1) as f32;
     let y_of = |v: u32| plot.bottom() - v as f32 / top * plot.height();
     let x_of = |t: f64| (plot.left() + view.x_of(t, width)).clamp(plot.left(), plot.right());
-    painter.text(
-        pos2(rect.left() + 4.0, rect.top() + 4.0),
-        Align2::LEFT_TOP,
-        "running",
-        FontId::proportional(10.0),
-        status_colour(BarStatus::Success, visuals.dark_mode),
-    );
-    painter.text(
-        pos2(rect.left() + 4.0, rect.top() + 18.0),
-        Align2::LEFT_TOP,
-        "waiting",
-        FontId::proportional(10.0),
-        status_colour(BarStatus::Failed, visuals.dark_mode),
-    );
-    painter.text(
-        pos2(rect.left() + 4.0, rect.top() + 32.0),
-        Align2::LEFT_TOP,
-        format!("pool size ≤ {max_pool}"),
-        FontId::proportional(10.0),
-        visuals.warn_fg_color,
-    );
+    strip_legend(&painter, rect, visuals, max_pool);
     let end_t = now.as_secs_f64().max(record.last_event.as_secs_f64());
     let running_fill = status_colour(BarStatus::Success, visuals.dark_mode).gamma_multiply(0.6);
     let waiting_stroke = Stroke::new(1.5, status_colour(BarStatus::Failed, visuals.dark_mode));
-    // Only the steps that reach into the view; one step before it for the left edge.
-    let from = levels
-        .partition_point(|l| l.at < view.start)
-        .saturating_sub(1);
-    let mut prev_wait: Option<Pos2> = None;
-    for (i, level) in levels.iter().enumerate().skip(from) {
-        if level.at > view.end {
-            break;
-        }
-        let next_t = levels.get(i + 1).map_or(end_t, |n| n.at);
-        let (x0, x1) = (x_of(level.at), x_of(next_t));
-        if x1 - x0 < 0.1 && level.running == 0 {
-            continue;
-        }
-        if level.running > 0 {
+    let columns = plot.width().max(1.0) as usize;
+    let peak = layout::strip_columns(levels, view, width, columns, end_t);
+    let mut waiting_line: Vec<Pos2> = Vec::with_capacity(columns);
+    let mut run_start: Option<(usize, u32)> = None;
+    let flush = |start: (usize, u32), end: usize| {
+        if start.1 > 0 {
+            let x0 = plot.left() + start.0 as f32;
             painter.rect_filled(
                 Rect::from_min_max(
-                    pos2(x0, y_of(level.running)),
-                    pos2(x1.max(x0 + 0.5), plot.bottom()),
+                    pos2(x0, y_of(start.1)),
+                    pos2(plot.left() + end as f32, plot.bottom()),
                 ),
                 0.0,
                 running_fill,
             );
         }
-        let p0 = pos2(x0, y_of(level.waiting));
-        if let Some(prev) = prev_wait {
-            painter.line_segment([prev, p0], waiting_stroke);
+    };
+    for (c, value) in peak.iter().enumerate() {
+        if let Some((running, waiting)) = value {
+            waiting_line.push(pos2(plot.left() + c as f32 + 0.5, y_of(*waiting)));
+            match run_start {
+                Some(start) if start.1 == *running => {}
+                Some(start) => {
+                    flush(start, c);
+                    run_start = Some((c, *running));
+                }
+                None => run_start = Some((c, *running)),
+            }
+        } else {
+            if let Some(start) = run_start.take() {
+                flush(start, c);
+            }
+            if waiting_line.len() > 1 {
+                painter.add(egui::Shape::line(
+                    std::mem::take(&mut waiting_line),
+                    waiting_stroke,
+                ));
+            }
+            waiting_line.clear();
         }
-        let p1 = pos2(x1, y_of(level.waiting));
-        painter.line_segment([p0, p1], waiting_stroke);
-        prev_wait = Some(p1);
+    }
+    if let Some(start) = run_start {
+        flush(start, columns);
+    }
+    if waiting_line.len() > 1 {
+        painter.add(egui::Shape::line(waiting_line, waiting_stroke));
     }
     let pool_stroke = Stroke::new(1.0, visuals.warn_fg_color);
     for (i, &(at, size)) in record.pool_sizes.iter().enumerate() {
