@@ -31,6 +31,8 @@ pub struct AppOptions {
     /// Save a PNG of the window (when the run is done, or after `screenshot_after`), then quit.
     pub screenshot: Option<PathBuf>,
     pub screenshot_after: Option<Duration>,
+    /// The screenshot shows only the timeline (the same crop as Export → Timeline as PNG).
+    pub screenshot_timeline: bool,
 }
 
 /// One editor row, and the task it became once submitted.
@@ -957,7 +959,12 @@ impl PoolscopeApp {
             exit_code.store(code, Ordering::Release);
             saved.store(true, Ordering::Release);
         };
-        save_png(ctx, path, None, Some(Box::new(done)));
+        let crop = if self.options.screenshot_timeline {
+            self.timeline.last_rect
+        } else {
+            None
+        };
+        save_png(ctx, path, crop, Some(Box::new(done)));
     }
 
     fn to_saved(&self) -> Saved {

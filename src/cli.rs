@@ -49,6 +49,9 @@ pub struct GuiArgs {
     /// Seconds after opening at which --screenshot is taken.
     #[arg(long, value_name = "SECS")]
     pub screenshot_after: Option<f64>,
+    /// --screenshot shows only the timeline.
+    #[arg(long)]
+    pub screenshot_timeline: bool,
     /// Window size in points, `WIDTHxHEIGHT`.
     #[arg(long, value_name = "WxH", default_value = "1280x800")]
     pub size: String,
@@ -402,6 +405,7 @@ fn gui(args: &GuiArgs) -> Result<u8> {
             .screenshot_after
             .map(|s| positive_seconds(s, "screenshot-after"))
             .transpose()?,
+        screenshot_timeline: args.screenshot_timeline,
     };
     let size = parse_size(&args.size)?;
     let native = eframe::NativeOptions {

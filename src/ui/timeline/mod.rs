@@ -18,6 +18,8 @@ use super::theme::duration;
 
 const GUTTER: f32 = 96.0;
 const LANE_HEIGHT: f32 = 22.0;
+/// Lanes shrink down to this to fit the panel before it has to scroll.
+const MIN_LANE_HEIGHT: f32 = 7.0;
 const AXIS_HEIGHT: f32 = 18.0;
 const STRIP_HEIGHT: f32 = 56.0;
 
@@ -33,6 +35,8 @@ pub struct TimelineState {
     pub last_rect: Option<Rect>,
     /// The lanes' rect (in content coordinates) and the view of the last frame.
     last_lanes: Option<(Rect, TimeView)>,
+    /// Height of one lane this frame: as tall as fits, between the min and the default.
+    lane_h: f32,
     cache: Option<(CacheKey, Arc<Vec<Level>>, Summary)>,
     index: layout::LaneIndex,
 }
@@ -48,6 +52,7 @@ impl Default for TimelineState {
             colour_by_command: false,
             last_rect: None,
             last_lanes: None,
+            lane_h: LANE_HEIGHT,
             cache: None,
             index: layout::LaneIndex::default(),
         }
@@ -197,6 +202,12 @@ impl TimelineState {
         let width = (ui.available_width() - GUTTER).max(50.0);
         let strip_and_axis = AXIS_HEIGHT + STRIP_HEIGHT + 8.0;
         let lanes_height = (ui.available_height() - strip_and_axis).max(LANE_HEIGHT * 2.0);
+        let lane_count = self
+            .layout(record, now, view, width, 0..0)
+            .lane_count
+            .max(1);
+        self.lane_h = (lanes_height / lane_count as f32).clamp(MIN_LANE_HEIGHT, LANE_HEIGHT);
+        let lane_h = self.lane_h;
 
         let mut clicked = None;
         let mut view_changed = false;
@@ -204,19 +215,20 @@ impl TimelineState {
         egui::ScrollArea::vertical()
             .id_salt("timeline-lanes")
             .max_height(lanes_height)
+            .min_scrolled_height(lanes_height)
             .auto_shrink([false, false])
             .scroll_source(egui::containers::scroll_area::ScrollSource {
                 mouse_wheel: false,
                 ..egui::containers::scroll_area::ScrollSource::ALL
             })
             .show_viewport(ui, |ui, viewport| {
-                let first = (viewport.min.y / LANE_HEIGHT).floor().max(0.0) as usize;
-                let last = (viewport.max.y / LANE_HEIGHT).ceil() as usize;
+                let first = (viewport.min.y / lane_h).floor().max(0.0) as usize;
+                let last = (viewport.max.y / lane_h).ceil() as usize;
                 let items = self.layout(record, now, view, width, first..last.max(first));
                 let lanes = items.lane_count.max(1);
                 let last = last.min(lanes);
                 let (rect, response) = ui.allocate_exact_size(
-                    vec2(ui.available_width(), lanes as f32 * LANE_HEIGHT),
+                    vec2(ui.available_width(), lanes as f32 * lane_h),
                     Sense::click_and_drag(),
                 );
                 let plot = Rect::from_min_max(pos2(rect.left() + GUTTER, rect.top()), rect.max);
@@ -231,7 +243,7 @@ impl TimelineState {
                     );
                 }
                 let hovered_bar = response.hover_pos().and_then(|p| {
-                    let lane = ((p.y - rect.top()) / LANE_HEIGHT) as usize;
+                    let lane = ((p.y - rect.top()) / lane_h) as usize;
                     items.bar_at(lane, p.x - plot.left()).cloned()
                 });
                 if let Some(bar) = &hovered_bar
@@ -250,36 +262,19 @@ impl TimelineState {
                 fit |= response.double_clicked();
                 panned |= response.dragged();
             });
-        let (axis_rect, axis_response) = ui.allocate_exact_size(
-            vec2(ui.available_width(), AXIS_HEIGHT),
-            Sense::click_and_drag(),
-        );
-        let axis_plot = Rect::from_min_max(
-            pos2(axis_rect.left() + GUTTER, axis_rect.top()),
-            axis_rect.max,
-        );
-        paint_axis(ui, axis_plot, view, width);
-        view_changed |= interact(ui, &axis_response, axis_plot, &mut view, width);
-        let (strip_rect, strip_response) = ui.allocate_exact_size(
-            vec2(ui.available_width(), STRIP_HEIGHT),
-            Sense::click_and_drag(),
-        );
-        paint_strip(ui, strip_rect, &levels, record, view, width, now);
-        view_changed |= interact(ui, &strip_response, strip_rect, &mut view, width);
-
+        let (strip_rect, below) = axis_and_strip(ui, &levels, record, &mut view, width, now);
+        view_changed |= below.moved;
+        fit |= below.fit;
+        panned |= below.panned;
         self.last_rect = Some(Rect::from_min_max(top_left, strip_rect.max));
         if view_changed || self.view.is_some() {
             self.view = Some(view);
         }
-        if panned || axis_response.dragged() || strip_response.dragged() {
+        if panned {
             // A user looking back in time does not want to be yanked to the present.
             self.follow_live = false;
         }
-        if fit
-            || [&axis_response, &strip_response]
-                .iter()
-                .any(|r| r.double_clicked())
-        {
+        if fit {
             self.view = None;
         }
         clicked
@@ -315,7 +310,7 @@ impl TimelineState {
             .find(|b| b.task == task && b.kind == BarKind::Run)?;
         Some(pos2(
             rect.left() + GUTTER + f32::midpoint(bar.x0, bar.x1),
-            rect.top() + (bar.lane as f32 + 0.5) * LANE_HEIGHT,
+            rect.top() + (bar.lane as f32 + 0.5) * self.lane_h,
         ))
     }
 
@@ -370,22 +365,28 @@ impl TimelineState {
         let visuals = ui.visuals();
         let font = FontId::proportional(11.0);
         for lane in lanes {
-            let y = rect.top() + lane as f32 * LANE_HEIGHT;
+            let lane_h = self.lane_h;
+            let y = rect.top() + lane as f32 * lane_h;
             if lane % 2 == 1 {
                 painter.rect_filled(
-                    Rect::from_min_size(pos2(rect.left(), y), vec2(rect.width(), LANE_HEIGHT)),
+                    Rect::from_min_size(pos2(rect.left(), y), vec2(rect.width(), lane_h)),
                     0.0,
                     visuals.faint_bg_color,
                 );
+            }
+            // Thin lanes label every few rows so the names stay readable.
+            let every = (12.0 / lane_h).ceil().max(1.0) as usize;
+            if lane % every != 0 {
+                continue;
             }
             if let Some((_, label)) = items.lane_labels.iter().find(|(l, _)| *l == lane) {
                 painter
                     .with_clip_rect(Rect::from_min_size(
                         pos2(rect.left(), y),
-                        vec2(GUTTER - 4.0, LANE_HEIGHT),
+                        vec2(GUTTER - 4.0, lane_h),
                     ))
                     .text(
-                        pos2(rect.left() + 4.0, y + LANE_HEIGHT / 2.0),
+                        pos2(rect.left() + 4.0, y + lane_h / 2.0),
                         Align2::LEFT_CENTER,
                         label,
                         font.clone(),
@@ -397,6 +398,7 @@ impl TimelineState {
         // Fills first (under outlines and labels), in one mesh filled in below.
         let fills_at = bar_painter.add(egui::Shape::Noop);
         let style = BarStyle {
+            lane_h: self.lane_h,
             selected,
             by_command: self.colour_by_command,
             visuals,
@@ -407,6 +409,47 @@ impl TimelineState {
         }
         bar_painter.set(fills_at, egui::Shape::mesh(fills));
     }
+}
+
+/// What the user did to the view with the pointer or keys this frame.
+#[derive(Default)]
+struct ViewInput {
+    moved: bool,
+    panned: bool,
+    fit: bool,
+}
+
+/// The time axis and the concurrency strip under the lanes; both pan and zoom too.
+fn axis_and_strip(
+    ui: &mut egui::Ui,
+    levels: &[Level],
+    record: &RunRecord,
+    view: &mut TimeView,
+    width: f32,
+    now: Duration,
+) -> (Rect, ViewInput) {
+    let mut input = ViewInput::default();
+    let (axis_rect, axis_response) = ui.allocate_exact_size(
+        vec2(ui.available_width(), AXIS_HEIGHT),
+        Sense::click_and_drag(),
+    );
+    let axis_plot = Rect::from_min_max(
+        pos2(axis_rect.left() + GUTTER, axis_rect.top()),
+        axis_rect.max,
+    );
+    paint_axis(ui, axis_plot, *view, width);
+    input.moved |= interact(ui, &axis_response, axis_plot, view, width);
+    let (strip_rect, strip_response) = ui.allocate_exact_size(
+        vec2(ui.available_width(), STRIP_HEIGHT),
+        Sense::click_and_drag(),
+    );
+    paint_strip(ui, strip_rect, levels, record, *view, width, now);
+    input.moved |= interact(ui, &strip_response, strip_rect, view, width);
+    for response in [&axis_response, &strip_response] {
+        input.panned |= response.dragged();
+        input.fit |= response.double_clicked();
+    }
+    (strip_rect, input)
 }
 
 fn paint_axis(ui: &egui::Ui, plot: Rect, view: TimeView, width: f32) {
@@ -436,6 +479,7 @@ fn paint_axis(ui: &egui::Ui, plot: Rect, view: TimeView, width: f32) {
 
 /// How bars are drawn this frame.
 struct BarStyle<'a> {
+    lane_h: f32,
     selected: Option<TaskId>,
     by_command: bool,
     visuals: &'a egui::Visuals,
@@ -449,15 +493,21 @@ fn paint_bar(
     style: &BarStyle<'_>,
 ) {
     let BarStyle {
+        lane_h,
         selected,
         by_command,
         visuals,
     } = *style;
     let dark = visuals.dark_mode;
-    let y = plot.top() + bar.lane as f32 * LANE_HEIGHT;
+    let y = plot.top() + bar.lane as f32 * lane_h;
+    let inset = (lane_h * 0.15).min(3.0);
     let r = Rect::from_min_max(
-        pos2(plot.left() + bar.x0, y + 3.0),
-        pos2(plot.left() + bar.x1, y + LANE_HEIGHT - 3.0),
+        pos2(plot.left() + bar.x0, y + inset),
+        // A pixel of air at the end, so a slot handed straight to the next task shows it.
+        pos2(
+            plot.left() + bar.x1 - if bar.x1 - bar.x0 > 3.0 { 1.0 } else { 0.0 },
+            y + lane_h - inset,
+        ),
     );
     let base = if by_command && bar.kind == BarKind::Run {
         command_colour(bar.command_hash)
@@ -488,7 +538,7 @@ fn paint_bar(
             StrokeKind::Outside,
         );
     }
-    if bar.kind == BarKind::Run && r.width() > 28.0 {
+    if bar.kind == BarKind::Run && r.width() > 28.0 && lane_h >= 14.0 {
         let text = if bar.merged > 0 {
             format!("{} tasks", bar.merged + 1)
         } else {
