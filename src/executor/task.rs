@@ -83,6 +83,10 @@ pub struct TaskSpec {
     pub env: Vec<(String, String)>,
     pub stdin: StdinMode,
     pub timeout: Option<Duration>,
+    /// Run in a pseudo-terminal: the program sees a terminal (prompts, line buffering),
+    /// stdout and stderr arrive merged, and stdin stays open for typing.
+    #[serde(default)]
+    pub pty: bool,
 }
 
 impl TaskSpec {
@@ -96,6 +100,7 @@ impl TaskSpec {
             env: Vec::new(),
             stdin: StdinMode::Null,
             timeout: None,
+            pty: false,
         }
     }
 
@@ -116,6 +121,7 @@ impl TaskSpec {
             env: Vec::new(),
             stdin: StdinMode::Null,
             timeout: None,
+            pty: false,
         }
     }
 
@@ -134,6 +140,13 @@ impl TaskSpec {
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Run in a pseudo-terminal (see [`TaskSpec::pty`]).
+    #[must_use]
+    pub fn with_pty(mut self) -> Self {
+        self.pty = true;
         self
     }
 

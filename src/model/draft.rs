@@ -44,6 +44,8 @@ pub struct TaskDraft {
     pub timeout: String,
     pub cwd: Option<PathBuf>,
     pub env: Vec<(String, String)>,
+    /// Run in a pseudo-terminal (interactive programs: prompts, line buffering).
+    pub pty: bool,
 }
 
 impl TaskDraft {
@@ -79,6 +81,7 @@ impl TaskDraft {
                 .unwrap_or_default(),
             cwd: spec.cwd.clone(),
             env: spec.env.clone(),
+            pty: spec.pty,
         }
     }
 
@@ -116,11 +119,14 @@ impl TaskDraft {
             cwd: self.cwd.clone(),
             env: self.env.clone(),
             stdin: match self.stdin {
+                // A terminal with nothing to type into is rarely what anyone wants.
+                DraftStdin::Null if self.pty => StdinMode::Pipe,
                 DraftStdin::Null => StdinMode::Null,
                 DraftStdin::Pipe => StdinMode::Pipe,
                 DraftStdin::Preset => StdinMode::Preset(self.input.clone().into_bytes()),
             },
             timeout,
+            pty: self.pty,
         })
     }
 

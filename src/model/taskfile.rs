@@ -88,6 +88,8 @@ struct RawTask {
     cwd: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    pty: bool,
 }
 
 struct Ctx<'a> {
@@ -295,8 +297,13 @@ fn parse_task(
             .or_else(|| defaults.cwd.clone())
             .map(PathBuf::from),
         env,
-        stdin,
+        stdin: if task.pty && stdin == StdinMode::Null {
+            StdinMode::Pipe
+        } else {
+            stdin
+        },
         timeout,
+        pty: task.pty,
     };
     Ok(match inputs(ctx, task, index)? {
         None => vec![base],
@@ -515,6 +522,8 @@ struct OutTask<'a> {
     cwd: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     env: BTreeMap<&'a str, &'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pty: bool,
 }
 
 /// A task file for the editor's tasks, readable by [`parse`]. Drafts must be valid.
@@ -538,6 +547,7 @@ pub fn to_toml(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
+            pty: d.pty,
         });
     }
     let file = OutFile {

@@ -77,8 +77,8 @@ fn on_path(program: &str) -> bool {
     })
 }
 
-struct GroupControl {
-    pgid: Pid,
+pub(super) struct GroupControl {
+    pub(super) pgid: Pid,
 }
 
 impl ProcessControl for GroupControl {
@@ -98,6 +98,9 @@ impl Backend for LocalBackend {
         reporter: &Reporter,
     ) -> Result<Launched, String> {
         let spec = request.spec;
+        if spec.pty {
+            return super::pty::launch(request, reporter);
+        }
         let direct = match &spec.invocation {
             Invocation::Shell(line) => self.direct_argv(line),
             Invocation::Program { .. } => None,
@@ -191,7 +194,7 @@ impl Backend for LocalBackend {
     }
 }
 
-fn open_output_files(
+pub(super) fn open_output_files(
     reporter: &Reporter,
     task: TaskId,
     attempt: u32,
@@ -246,7 +249,7 @@ fn spawn_stdin_writer(
     }
 }
 
-fn describe_write_error(e: &io::Error) -> String {
+pub(super) fn describe_write_error(e: &io::Error) -> String {
     if e.kind() == io::ErrorKind::BrokenPipe {
         "the task closed its input (broken pipe)".to_owned()
     } else {

@@ -3,6 +3,7 @@
 //! later, behind the same commands and events.
 
 pub mod local;
+mod pty;
 
 use std::io;
 use std::path::PathBuf;

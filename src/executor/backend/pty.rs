@@ -1,0 +1,181 @@
+//! Tasks in a pseudo-terminal (portable-pty): the program sees a terminal, so prompts
+//! appear and output is line-buffered as in a shell. stdout and stderr arrive merged as
+//! one stream. The child leads its own session, hence its own process group, so signals
+//! and kills reach everything it started.
+//!
+//! portable-pty starts the child with fork (it needs `setsid` and a controlling terminal
+//! before exec); pty tasks are interactive and few, so the fork cost of a large parent is
+//! paid rarely.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+use super::local::{GroupControl, describe_write_error, open_output_files};
+use super::{LaunchRequest, Launched, RawExit, Reporter, StdinCommand};
+use crate::executor::event::{EventKind, Stream};
+use crate::executor::task::{Invocation, StdinMode};
+
+/// A terminal of a sensible size: what most programs assume when they know nothing else.
+const SIZE: PtySize = PtySize {
+    rows: 40,
+    cols: 120,
+    pixel_width: 0,
+    pixel_height: 0,
+};
+
+pub(super) fn launch(request: LaunchRequest<'_>, reporter: &Reporter) -> Result<Launched, String> {
+    let spec = request.spec;
+    let pair = native_pty_system()
+        .openpty(SIZE)
+        .map_err(|e| format!("cannot open a terminal: {e}"))?;
+    let mut command = match &spec.invocation {
+        Invocation::Shell(line) => {
+            let mut c = CommandBuilder::new("/bin/sh");
+            c.args(["-c", line]);
+            c
+        }
+        Invocation::Program { program, args } => {
+            let mut c = CommandBuilder::new(program);
+            c.args(args);
+            c
+        }
+    };
+    // A plain terminal: fewer escape sequences to clean up, and no pager surprises.
+    command.env("TERM", "dumb");
+    command.env("PAGER", "cat");
+    command.env("POOLSCOPE_SLOT", request.slot.to_string());
+    command.env("POOLSCOPE_TASK_ID", request.task.0.to_string());
+    for (k, v) in &spec.env {
+        command.env(k, v);
+    }
+    match &spec.cwd {
+        Some(dir) => command.cwd(dir),
+        None => {
+            if let Ok(dir) = std::env::current_dir() {
+                command.cwd(dir);
+            }
+        }
+    }
+    let child = pair
+        .slave
+        .spawn_command(command)
+        .map_err(|e| e.to_string())?;
+    // Only the child keeps the terminal's slave side open, so the reader sees EOF
+    // (EIO on Linux) once it and everything it started are gone.
+    drop(pair.slave);
+    let pid = child
+        .process_id()
+        .ok_or("the terminal's child has no process id")?;
+    let files = open_output_files(reporter, request.task, request.attempt)
+        .map_err(|e| format!("cannot create output files: {e}"))?;
+    let reader = pair.master.try_clone_reader().map_err(|e| e.to_string())?;
+    let writer = pair.master.take_writer().map_err(|e| e.to_string())?;
+
+    let stdin_bytes = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = mpsc::channel::<StdinCommand>();
+    let (preset, keep_open) = match &spec.stdin {
+        StdinMode::Null => (None, false),
+        StdinMode::Pipe => (None, true),
+        StdinMode::Preset(text) => (Some(text.clone()), false),
+    };
+    let written = Arc::clone(&stdin_bytes);
+    let stdin_reporter = reporter.clone();
+    let (task, attempt) = (request.task, request.attempt);
+    thread::Builder::new()
+        .name(format!("poolscope-pty-in-{task}"))
+        .spawn(move || {
+            let mut writer = writer;
+            let mut write = |bytes: &[u8]| -> io::Result<()> {
+                writer.write_all(bytes)?;
+                writer.flush()?;
+                written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                Ok(())
+            };
+            let mut error = preset.and_then(|text| write(&text).err());
+            if error.is_none() {
+                for StdinCommand::Write(bytes) in &rx {
+                    if let Err(e) = write(&bytes) {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            // Dropping the writer types end-of-file (Ctrl-D) into the terminal.
+            drop(writer);
+            stdin_reporter.stdin_ended(task, attempt, error.map(|e| describe_write_error(&e)));
+        })
+        .map_err(|e| format!("cannot start the terminal writer: {e}"))?;
+
+    let out_reporter = reporter.clone();
+    let spawned = thread::Builder::new()
+        .name(format!("poolscope-pty-{task}"))
+        .spawn(move || {
+            let master = pair.master; // keep the terminal alive while reading
+            pump(reader, files, &out_reporter, task, attempt);
+            drop(master);
+            drop(child);
+            let exit = match waitpid(Pid::from_raw(pid as i32), None) {
+                Ok(WaitStatus::Exited(_, code)) => RawExit::Code(code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => RawExit::Signal(sig as i32),
+                other => {
+                    log::error!("task {task}: unexpected wait result {other:?}");
+                    RawExit::Code(-1)
+                }
+            };
+            out_reporter.ended(task, attempt, exit);
+        });
+    if let Err(e) = spawned {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        return Err(format!("cannot start the terminal reader: {e}"));
+    }
+    Ok(Launched {
+        pid,
+        control: Box::new(GroupControl {
+            pgid: Pid::from_raw(pid as i32),
+        }),
+        stdin: keep_open.then_some(tx),
+        stdin_bytes,
+    })
+}
+
+/// Forward everything the terminal prints until it closes.
+fn pump(
+    mut reader: Box<dyn Read + Send>,
+    mut files: Option<[File; 2]>,
+    reporter: &Reporter,
+    task: crate::executor::TaskId,
+    attempt: u32,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if let Some([out, _]) = &mut files
+                    && let Err(e) = out.write_all(&buf[..n])
+                {
+                    log::error!("task {task}: cannot save output: {e}");
+                    files = None;
+                }
+                reporter.output(EventKind::Output {
+                    task,
+                    attempt,
+                    stream: Stream::Stdout,
+                    bytes: buf[..n].to_vec(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // EIO: the last process holding the terminal is gone.
+            Err(_) => break,
+        }
+    }
+}
