@@ -150,10 +150,23 @@ pub enum Action {
     SaveAsDialog,
     SaveAs(PathBuf),
     ExportDialog(ExportKind),
+    /// Type a line (a newline is added) to a running task.
+    SendLine(TaskId, String),
+    CloseStdin(TaskId),
+    Rerun(TaskId, Rerun),
     Export(ExportKind, PathBuf),
     ConfirmQuit,
     CancelDialog,
     Dismiss,
+}
+
+/// How to run a task again when its output seems stuck in a pipe buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rerun {
+    /// With `PYTHONUNBUFFERED=1`.
+    Unbuffered,
+    /// In a pseudo-terminal.
+    InTerminal,
 }
 
 /// Which modal is open.
@@ -250,6 +263,7 @@ pub struct PoolscopeApp {
     pub filter: StateFilter,
     pub sort: SortKey,
     pub timeline: crate::ui::timeline::TimelineState,
+    pub console: crate::ui::console::ConsoleState,
     pub dialog: Option<Dialog>,
     file_dialog: Option<Receiver<FileChoice>>,
     options: AppOptions,
@@ -340,6 +354,7 @@ impl PoolscopeApp {
             filter: StateFilter::All,
             sort: SortKey::Order,
             timeline: crate::ui::timeline::TimelineState::default(),
+            console: crate::ui::console::ConsoleState::default(),
             dialog: None,
             file_dialog: None,
             options,
@@ -533,6 +548,9 @@ impl PoolscopeApp {
             Action::SaveAsDialog => self.file_dialog(FilePurpose::SaveTasks),
             Action::ExportDialog(kind) => self.file_dialog(FilePurpose::Export(kind)),
             Action::Export(kind, path) => self.export(kind, &path, ctx),
+            Action::SendLine(task, line) => self.send_line(task, line),
+            Action::CloseStdin(task) => self.task_command(task, |e| e.close_stdin(task)),
+            Action::Rerun(task, how) => self.rerun(task, how),
             Action::SaveAs(path) => self.save(&path),
             Action::ConfirmQuit => {
                 self.dialog = None;
@@ -624,6 +642,65 @@ impl PoolscopeApp {
                 }
             }
             Err(e) => self.error(format!("Cannot add tasks: {e}. Press Start for a new run.")),
+        }
+    }
+
+    /// Type a line to a running task; in a pipe it is echoed into the console as input
+    /// (a terminal echoes it by itself).
+    fn send_line(&mut self, task: TaskId, line: String) {
+        let Some(run) = self.run.as_mut() else { return };
+        let Some(executor) = run.executor() else {
+            return;
+        };
+        let mut bytes = line.clone().into_bytes();
+        bytes.push(b'\n');
+        match executor.write_stdin(task, bytes.clone()) {
+            Ok(()) => {
+                if run.record.task(task).is_some_and(|t| !t.spec.pty) {
+                    run.record.record_input(task, &bytes);
+                }
+                if self.console.history.last() != Some(&line) && !line.is_empty() {
+                    self.console.history.push(line);
+                }
+            }
+            Err(e) => {
+                // Keep what was typed so nothing is lost.
+                self.console.input = line;
+                self.error(format!("Could not send: {e}"));
+            }
+        }
+    }
+
+    /// Run a copy of a task with output unbuffered, or in a terminal.
+    fn rerun(&mut self, task: TaskId, how: Rerun) {
+        let Some(spec) = self
+            .run
+            .as_ref()
+            .and_then(|r| r.record.task(task))
+            .map(|t| (*t.spec).clone())
+        else {
+            return;
+        };
+        let spec = match how {
+            Rerun::Unbuffered => spec.with_env("PYTHONUNBUFFERED", "1"),
+            Rerun::InTerminal => {
+                let mut spec = spec.with_pty();
+                if spec.stdin == crate::executor::StdinMode::Null {
+                    spec.stdin = crate::executor::StdinMode::Pipe;
+                }
+                spec
+            }
+        };
+        self.rows.push(Row {
+            draft: TaskDraft::from_spec(&spec),
+            task: None,
+        });
+        let last = self.rows.len() - 1;
+        if self.live_run().is_some_and(Run::is_open) {
+            self.submit_rows(&[last]);
+            self.selected = self.rows[last].task;
+        } else {
+            self.notify("Added the changed task; press Start to run it");
         }
     }
 

@@ -221,7 +221,7 @@ fn selecting_a_task_shows_its_output_including_non_latin_text() {
     run_until(&mut h, "finish", |h| {
         h.query_by_label_contains("Done 1").is_some()
     });
-    assert!(h.query_by_label_contains("Output of task 1").is_some());
+    assert!(h.query_by_label_contains("Console of task 1").is_some());
     let output = h
         .query_by(|n| {
             n.value()
@@ -285,7 +285,7 @@ fn hovering_a_timeline_bar_explains_it_and_clicking_selects_the_task() {
     h.run_steps(2);
     assert_eq!(h.state().selected, Some(task));
     assert!(
-        h.query_by_label_contains("Output of task 2").is_some(),
+        h.query_by_label_contains("Console of task 2").is_some(),
         "the output panel follows the click"
     );
     assert!(
@@ -293,5 +293,60 @@ fn hovering_a_timeline_bar_explains_it_and_clicking_selects_the_task() {
             .count()
             > 0,
         "and shows that task's output"
+    );
+}
+
+#[test]
+fn typing_into_the_input_box_reaches_the_task_and_its_reply_shows() {
+    let mut app = app_with(&["cat"]);
+    app.rows[0].draft.stdin = poolscope::model::DraftStdin::Pipe;
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    run_until(&mut h, "cat to run", |h| {
+        h.query_by_label_contains("Running 1").is_some()
+    });
+    h.get_by_label("Input").focus();
+    h.run_steps(1);
+    h.get_by_label("Input").type_text("hello there");
+    h.run_steps(1);
+    h.key_press(egui::Key::Enter);
+    let console_has = |h: &Harness<'static, PoolscopeApp>, line: &str| {
+        h.query_all_by(|n| {
+            n.role() == egui::accesskit::Role::Label
+                && n.value()
+                    .is_some_and(|v| v.lines().filter(|l| *l == line).count() >= 2)
+        })
+        .count()
+            > 0
+    };
+    run_until(&mut h, "the echo of the input and cat's reply", |h| {
+        console_has(h, "hello there")
+    });
+    assert_eq!(
+        h.state().console.history,
+        vec!["hello there".to_owned()],
+        "Up/Down history remembers it"
+    );
+
+    h.get_by_label("EOF").click();
+    run_until(&mut h, "cat to end at EOF", |h| {
+        h.query_by_label_contains("Done 1").is_some()
+    });
+    assert!(
+        h.query_by_label_contains("the task is not running")
+            .is_some(),
+        "the input box says why it is off"
+    );
+    let ctx = h.ctx.clone();
+    h.state_mut().apply(
+        poolscope::app::Action::SendLine(poolscope::executor::TaskId(1), "late".into()),
+        &ctx,
+    );
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("Could not send: task 1 is not running")
+            .is_some(),
+        "sending to an exited task is a visible error"
     );
 }

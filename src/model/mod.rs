@@ -12,5 +12,5 @@ pub mod trace;
 
 pub use draft::{DraftStdin, TaskDraft};
 pub use run::{Attempt, PoolPhase, RunRecord, TaskRecord, TaskState};
-pub use tail::OutputTail;
+pub use tail::{Channel, OutputTail};
 pub use taskfile::{TaskFile, TaskFileError};

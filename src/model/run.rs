@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::{Event, EventKind, Outcome, Stream, TaskId, TaskSpec};
 
-use super::tail::OutputTail;
+use super::tail::{Channel, OutputTail};
 
 /// Default bytes of output kept in memory per task (the full output is on disk).
 pub const DEFAULT_TAIL_BYTES: usize = 4 * 1024 * 1024;
@@ -96,6 +96,9 @@ pub struct RunRecord {
     /// (task, attempt number) in completion order: the joblog's order.
     pub completions: Vec<(TaskId, u32)>,
     pub last_event: Duration,
+    /// Every task's output, whole lines in arrival order (GNU parallel's `--tag` view).
+    #[serde(skip)]
+    pub interleaved: Interleaved,
     /// Bumped by every event that changes tasks or attempts (not by output), so views
     /// can cache what they derive from the record.
     #[serde(default)]
@@ -119,6 +122,7 @@ impl RunRecord {
             index: HashMap::new(),
             completions: Vec::new(),
             last_event: Duration::ZERO,
+            interleaved: Interleaved::default(),
             revision: 0,
             tail_bytes,
         }
@@ -144,6 +148,7 @@ impl RunRecord {
             index: HashMap::new(),
             completions,
             last_event,
+            interleaved: Interleaved::default(),
             revision: 1,
             tail_bytes: DEFAULT_TAIL_BYTES,
         };
@@ -232,6 +237,7 @@ impl RunRecord {
                 stream,
                 bytes,
             } => {
+                self.interleaved.push(*task, (*stream).into(), bytes);
                 if let Some(t) = self.task_mut(*task) {
                     t.output.push(*stream, bytes);
                     if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == *attempt) {
@@ -268,6 +274,14 @@ impl RunRecord {
         }
     }
 
+    /// What the user typed to a task, shown in its console as input.
+    pub fn record_input(&mut self, task: TaskId, bytes: &[u8]) {
+        self.interleaved.push(task, Channel::Input, bytes);
+        if let Some(t) = self.task_mut(task) {
+            t.output.push(Channel::Input, bytes);
+        }
+    }
+
     fn finish(
         &mut self,
         at: Duration,
@@ -300,6 +314,10 @@ impl RunRecord {
             a.stdin_bytes = stdin_bytes;
         }
         t.stdin_open = false;
+        self.interleaved.flush(task);
+        let Some(t) = self.task_mut(task) else {
+            return;
+        };
         t.state = if will_retry {
             TaskState::Retrying
         } else {
@@ -325,5 +343,103 @@ impl RunRecord {
             max = max.max(now);
         }
         max as usize
+    }
+}
+
+/// Most bytes of whole lines kept in the all-tasks view.
+const INTERLEAVED_BYTES: usize = 2 * 1024 * 1024;
+/// Longest line kept in the all-tasks view; longer ones are cut.
+const MAX_LINE: usize = 4096;
+
+/// Whole lines from every task in arrival order; a partial line waits for its end (or
+/// its task's end) so lines of different tasks never mix.
+#[derive(Clone, Debug, Default)]
+pub struct Interleaved {
+    pub lines: std::collections::VecDeque<(TaskId, Channel, String)>,
+    bytes: usize,
+    partial: HashMap<(TaskId, Channel), Vec<u8>>,
+}
+
+impl Interleaved {
+    fn push(&mut self, task: TaskId, channel: Channel, bytes: &[u8]) {
+        let pending = self.partial.entry((task, channel)).or_default();
+        let Some(last_newline) = bytes.iter().rposition(|&b| b == b'\n') else {
+            pending.extend_from_slice(bytes);
+            if pending.len() > MAX_LINE {
+                // Output with no newline in sight (binary, a progress bar): show it in
+                // pieces rather than holding it all back.
+                let piece = std::mem::take(pending);
+                self.add(task, channel, &piece[..MAX_LINE.min(piece.len())]);
+            }
+            return;
+        };
+        let mut complete = std::mem::take(pending);
+        complete.extend_from_slice(&bytes[..last_newline]);
+        pending.extend_from_slice(&bytes[last_newline + 1..]);
+        for line in complete.split(|&b| b == b'\n') {
+            self.add(task, channel, &line[..line.len().min(MAX_LINE)]);
+        }
+    }
+
+    fn add(&mut self, task: TaskId, channel: Channel, line: &[u8]) {
+        let text = String::from_utf8_lossy(line).into_owned();
+        self.bytes += text.len();
+        self.lines.push_back((task, channel, text));
+        while self.bytes > INTERLEAVED_BYTES {
+            match self.lines.pop_front() {
+                Some((_, _, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The task is over: its unfinished lines are complete now.
+    fn flush(&mut self, task: TaskId) {
+        for channel in [Channel::Stdout, Channel::Stderr, Channel::Input] {
+            if let Some(rest) = self.partial.remove(&(task, channel))
+                && !rest.is_empty()
+            {
+                self.add(task, channel, &rest);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaved_lines_of_two_tasks_never_mix() {
+        let mut log = Interleaved::default();
+        let (a, b) = (TaskId(1), TaskId(2));
+        log.push(a, Channel::Stdout, b"one from a, ");
+        log.push(b, Channel::Stdout, b"one from b\nhalf ");
+        log.push(a, Channel::Stdout, b"still a\n");
+        log.flush(b);
+        let lines: Vec<(u64, &str)> = log
+            .lines
+            .iter()
+            .map(|(t, _, l)| (t.0, l.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![(2, "one from b"), (1, "one from a, still a"), (2, "half ")]
+        );
+    }
+
+    #[test]
+    fn output_without_newlines_stays_bounded_in_the_interleaved_view() {
+        let mut log = Interleaved::default();
+        let chunk = vec![b'y'; 64 * 1024];
+        for _ in 0..200 {
+            log.push(TaskId(1), Channel::Stdout, &chunk);
+        }
+        assert!(log.bytes <= INTERLEAVED_BYTES);
+        assert!(
+            log.partial
+                .values()
+                .all(|p| p.len() <= MAX_LINE + chunk.len())
+        );
     }
 }

@@ -3,12 +3,32 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use crate::executor::Stream;
+
+/// Where a piece of a task's console came from: its output streams, or what the user
+/// typed to it (echoed so the session reads like a terminal transcript).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Channel {
+    Stdout,
+    Stderr,
+    Input,
+}
+
+impl From<Stream> for Channel {
+    fn from(stream: Stream) -> Self {
+        match stream {
+            Stream::Stdout => Channel::Stdout,
+            Stream::Stderr => Channel::Stderr,
+        }
+    }
+}
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OutputTail {
     limit: usize,
-    chunks: VecDeque<(Stream, Vec<u8>)>,
+    chunks: VecDeque<(Channel, Vec<u8>)>,
     held: usize,
     /// Bytes dropped from the front to stay under the limit.
     dropped: u64,
@@ -24,7 +44,8 @@ impl OutputTail {
         }
     }
 
-    pub fn push(&mut self, stream: Stream, bytes: &[u8]) {
+    pub fn push(&mut self, channel: impl Into<Channel>, bytes: &[u8]) {
+        let stream = channel.into();
         if bytes.is_empty() {
             return;
         }
@@ -54,12 +75,13 @@ impl OutputTail {
         }
     }
 
-    pub fn chunks(&self) -> impl Iterator<Item = (Stream, &[u8])> {
+    pub fn chunks(&self) -> impl Iterator<Item = (Channel, &[u8])> {
         self.chunks.iter().map(|(s, b)| (*s, b.as_slice()))
     }
 
     /// All held bytes of one stream, concatenated.
-    pub fn stream_bytes(&self, stream: Stream) -> Vec<u8> {
+    pub fn stream_bytes(&self, channel: impl Into<Channel>) -> Vec<u8> {
+        let stream = channel.into();
         self.chunks()
             .filter(|(s, _)| *s == stream)
             .flat_map(|(_, b)| b.iter().copied())
@@ -80,13 +102,13 @@ impl OutputTail {
 pub struct TailLines {
     pub bytes: Vec<u8>,
     /// Each line's byte range (without its newline) and the stream it came from.
-    pub lines: Vec<(std::ops::Range<usize>, Stream)>,
+    pub lines: Vec<(std::ops::Range<usize>, Channel)>,
     /// Bytes before `bytes` that are not included (in the tail or only on disk).
     pub hidden: u64,
 }
 
 impl TailLines {
-    pub fn line(&self, i: usize) -> (std::borrow::Cow<'_, str>, Stream) {
+    pub fn line(&self, i: usize) -> (std::borrow::Cow<'_, str>, Channel) {
         let (range, stream) = &self.lines[i];
         (String::from_utf8_lossy(&self.bytes[range.clone()]), *stream)
     }
@@ -106,7 +128,7 @@ impl OutputTail {
         }
         let skip_in_first = taken.saturating_sub(max_bytes);
         let mut bytes = Vec::with_capacity(taken - skip_in_first);
-        let mut starts: Vec<(usize, Stream)> = Vec::new();
+        let mut starts: Vec<(usize, Channel)> = Vec::new();
         for (i, (stream, chunk)) in self.chunks.iter().enumerate().skip(first) {
             let chunk = if i == first {
                 &chunk[skip_in_first..]
@@ -148,7 +170,7 @@ impl OutputTail {
             let k = starts.partition_point(|&(o, _)| o <= offset);
             starts
                 .get(k.saturating_sub(1))
-                .map_or(Stream::Stdout, |&(_, s)| s)
+                .map_or(Channel::Stdout, |&(_, s)| s)
         };
         let mut lines = Vec::new();
         let mut line_start = start;
@@ -191,8 +213,8 @@ mod tests {
         assert_eq!(tail.dropped(), 3);
         assert_eq!(tail.stream_bytes(Stream::Stdout), b"3456789");
         assert_eq!(tail.stream_bytes(Stream::Stderr), b"abc");
-        let order: Vec<Stream> = tail.chunks().map(|(s, _)| s).collect();
-        assert_eq!(order, vec![Stream::Stdout, Stream::Stderr]);
+        let order: Vec<Channel> = tail.chunks().map(|(s, _)| s).collect();
+        assert_eq!(order, vec![Channel::Stdout, Channel::Stderr]);
     }
 
     #[test]
@@ -202,16 +224,16 @@ mod tests {
         tail.push(Stream::Stdout, b"o\n");
         tail.push(Stream::Stderr, b"oops\n>>> ");
         let lines = tail.tail_lines(1024, 100);
-        let text: Vec<(String, Stream)> = (0..lines.lines.len())
+        let text: Vec<(String, Channel)> = (0..lines.lines.len())
             .map(|i| (lines.line(i).0.into_owned(), lines.line(i).1))
             .collect();
         assert_eq!(
             text,
             vec![
-                ("one".into(), Stream::Stdout),
-                ("two".into(), Stream::Stdout),
-                ("oops".into(), Stream::Stderr),
-                (">>> ".into(), Stream::Stderr),
+                ("one".into(), Channel::Stdout),
+                ("two".into(), Channel::Stdout),
+                ("oops".into(), Channel::Stderr),
+                (">>> ".into(), Channel::Stderr),
             ]
         );
         let newest = tail.tail_lines(10, 100);

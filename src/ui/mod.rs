@@ -1,8 +1,8 @@
 //! The window's panels. Each reads the app state and returns the user's [`Action`]s;
 //! nothing here blocks or talks to processes directly.
 
+pub mod console;
 mod controls;
-mod output;
 mod status;
 mod table;
 pub mod theme;
@@ -25,7 +25,7 @@ impl PoolscopeApp {
             .resizable(true)
             .default_size(220.0)
             .min_size(80.0)
-            .show(ui, |ui| self.output_panel(ui, &mut actions));
+            .show(ui, |ui| self.console_panel(ui, &mut actions));
         egui::CentralPanel::default().show(ui, |ui| {
             // The timeline takes a fixed share of the central area; the task list the rest.
             let timeline_height = (ui.available_height() * 0.5).max(180.0);

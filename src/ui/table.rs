@@ -283,9 +283,16 @@ fn draw_row(
 
 fn stdin_cell(ui: &mut egui::Ui, draft: &mut crate::model::TaskDraft, editable: bool) {
     if !editable {
-        ui.label(draft.stdin.label());
+        ui.label(if draft.pty {
+            format!("{} (tty)", draft.stdin.label())
+        } else {
+            draft.stdin.label().to_owned()
+        });
         return;
     }
+    ui.toggle_value(&mut draft.pty, "tty").on_hover_text(
+        "Run in a terminal: prompts and line buffering as in a shell (python3 -i, bc, nslookup); stdout and stderr arrive merged",
+    );
     let next = DraftStdin::ALL[(DraftStdin::ALL
         .iter()
         .position(|s| *s == draft.stdin)

@@ -32,11 +32,9 @@ const SIZE: PtySize = PtySize {
     pixel_height: 0,
 };
 
-pub(super) fn launch(request: LaunchRequest<'_>, reporter: &Reporter) -> Result<Launched, String> {
+/// The command line, environment and folder of a terminal task.
+fn command(request: LaunchRequest<'_>) -> CommandBuilder {
     let spec = request.spec;
-    let pair = native_pty_system()
-        .openpty(SIZE)
-        .map_err(|e| format!("cannot open a terminal: {e}"))?;
     let mut command = match &spec.invocation {
         Invocation::Shell(line) => {
             let mut c = CommandBuilder::new("/bin/sh");
@@ -65,6 +63,15 @@ pub(super) fn launch(request: LaunchRequest<'_>, reporter: &Reporter) -> Result<
             }
         }
     }
+    command
+}
+
+pub(super) fn launch(request: LaunchRequest<'_>, reporter: &Reporter) -> Result<Launched, String> {
+    let spec = request.spec;
+    let pair = native_pty_system()
+        .openpty(SIZE)
+        .map_err(|e| format!("cannot open a terminal: {e}"))?;
+    let command = command(request);
     let child = pair
         .slave
         .spawn_command(command)
