@@ -5,11 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # xvfb: a display for the real window; fonts-noto-cjk: the seed's Chinese output
-# rendered in screenshots; bc, gawk: used by presets and tests.
+# rendered in screenshots; bc, gawk, python3: used by presets and tests.
 packages=()
 command -v xvfb-run >/dev/null || packages+=(xvfb xauth)
 command -v bc >/dev/null || packages+=(bc)
 command -v awk >/dev/null || packages+=(gawk)
+# The seed's nslookup session, answered offline by a dnsmasq the test starts itself.
+command -v nslookup >/dev/null || packages+=(dnsutils)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || packages+=(dnsmasq-base)
+command -v python3 >/dev/null || packages+=(python3)
 fc-list 2>/dev/null | grep -qi 'cjk' || packages+=(fonts-noto-cjk fontconfig)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -18,6 +22,7 @@ if [ ${#packages[@]} -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends "${packages[@]}"
 fi
 
+export PATH="$PATH:/usr/sbin"  # dnsmasq lives there
 cargo test --locked
 cargo build --locked
 bash scripts/gui_smoke.sh

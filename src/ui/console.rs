@@ -39,7 +39,12 @@ pub fn clean_line(text: &str) -> Cow<'_, str> {
     }
     let trimmed = text.trim_end_matches('\r');
     let last_write = trimmed.rsplit('\r').next().unwrap_or(trimmed);
-    Cow::Owned(strip_ansi_escapes::strip_str(last_write))
+    // The stripper drops every control character, TAB included: keep the TABs.
+    let pieces: Vec<String> = last_write
+        .split('\t')
+        .map(strip_ansi_escapes::strip_str)
+        .collect();
+    Cow::Owned(pieces.join("\t"))
 }
 
 /// Why the input box is off, in words; `None` when typing reaches the task.
@@ -299,6 +304,14 @@ mod tests {
         assert_eq!(clean_line("\u{1b}[1;32mok\u{1b}[0m"), "ok");
         assert_eq!(clean_line("10%\r50%\r100%"), "100%");
         assert_eq!(clean_line(">>> 42\r"), ">>> 42");
+        assert_eq!(
+            clean_line("example.test\tmail exchanger = 50 mail.example.test.\r"),
+            "example.test\tmail exchanger = 50 mail.example.test."
+        );
+        assert_eq!(
+            clean_line("\u{1b}[1mServer:\u{1b}[0m\t127.0.0.1"),
+            "Server:\t127.0.0.1"
+        );
         assert!(matches!(clean_line("plain"), Cow::Borrowed("plain")));
     }
 }
