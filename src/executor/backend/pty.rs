@@ -92,7 +92,10 @@ pub(super) fn launch(request: LaunchRequest<'_>, reporter: &Reporter) -> Result<
     let (preset, keep_open) = match &spec.stdin {
         StdinMode::Null => (None, false),
         StdinMode::Pipe => (None, true),
-        StdinMode::Preset(text) => (Some(text.clone()), false),
+        // Typed ahead, and the terminal stays open: an end-of-file typed before the
+        // program has set up its terminal can be lost, so end the text with the
+        // program's own quit command (`exit`, `quit`) or press EOF.
+        StdinMode::Preset(text) => (Some(text.clone()), true),
     };
     let written = Arc::clone(&stdin_bytes);
     let stdin_reporter = reporter.clone();
