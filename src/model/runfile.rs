@@ -59,12 +59,7 @@ pub fn parse(text: &str, path: &Path) -> Result<RunRecord, TaskFileError> {
 
 /// Open a saved run or a GNU parallel joblog.
 pub fn load(path: &Path) -> Result<RunRecord, TaskFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TaskFileError {
-        path: path.to_owned(),
-        line: None,
-        field: None,
-        message: format!("cannot read the file: {e}"),
-    })?;
+    let text = super::taskfile::read_text(path)?;
     if looks_like_run(&text) {
         parse(&text, path)
     } else {

@@ -120,15 +120,19 @@ impl Ctx<'_> {
     }
 }
 
-/// Read and parse a task file.
-pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TaskFileError {
+/// A file's text, or an error naming the file.
+pub fn read_text(path: &Path) -> Result<String, TaskFileError> {
+    std::fs::read_to_string(path).map_err(|e| TaskFileError {
         path: path.to_owned(),
         line: None,
         field: None,
         message: format!("cannot read the file: {e}"),
-    })?;
-    parse(&text, path)
+    })
+}
+
+/// Read and parse a task file.
+pub fn load(path: &Path) -> Result<TaskFile, TaskFileError> {
+    parse(&read_text(path)?, path)
 }
 
 /// Parse task file text; `path` is used in error messages.
