@@ -691,17 +691,7 @@ impl PoolscopeApp {
                 spec
             }
         };
-        self.rows.push(Row {
-            draft: TaskDraft::from_spec(&spec),
-            task: None,
-        });
-        let last = self.rows.len() - 1;
-        if self.live_run().is_some_and(Run::is_open) {
-            self.submit_rows(&[last]);
-            self.selected = self.rows[last].task;
-        } else {
-            self.notify("Added the changed task; press Start to run it");
-        }
+        self.add_and_run(&spec);
     }
 
     fn retry(&mut self, task: TaskId) {
@@ -709,17 +699,24 @@ impl PoolscopeApp {
             .run
             .as_ref()
             .and_then(|r| r.record.task(task))
-            .map(|t| Arc::clone(&t.spec))
+            .map(|t| (*t.spec).clone())
         else {
             return;
         };
+        self.add_and_run(&spec);
+    }
+
+    /// A new row for `spec`, run at once if the pool is open (else on the next Start);
+    /// the new task is selected.
+    fn add_and_run(&mut self, spec: &crate::executor::TaskSpec) {
         self.rows.push(Row {
-            draft: TaskDraft::from_spec(&spec),
+            draft: TaskDraft::from_spec(spec),
             task: None,
         });
         let last = self.rows.len() - 1;
         if self.live_run().is_some_and(Run::is_open) {
             self.submit_rows(&[last]);
+            self.selected = self.rows[last].task.or(self.selected);
         } else {
             self.notify("Added a copy of the task; press Start to run it");
         }
