@@ -49,6 +49,9 @@ fn run_until(
     loop {
         h.run_steps(2);
         if done(h) {
+            // One more frame, so what the last actions changed (a notice cleared, rows
+            // added) is laid out before the test clicks by position.
+            h.run_steps(1);
             return;
         }
         if Instant::now() >= deadline {

@@ -314,26 +314,21 @@ impl TimelineState {
         ))
     }
 
+    /// Two lines of fixed height (nothing wraps), so the rest of the window never moves
+    /// when the numbers change.
     fn toolbar(&mut self, ui: &mut egui::Ui, summary: &Summary, live: bool) {
-        ui.horizontal_wrapped(|ui| {
+        ui.horizontal(|ui| {
             ui.strong("Timeline");
             for mode in LaneMode::ALL {
                 ui.selectable_value(&mut self.mode, mode, mode.label());
             }
             ui.separator();
             ui.checkbox(&mut self.colour_by_command, "colour by command");
-            if ui
-                .add_enabled(
-                    live,
-                    egui::Checkbox::new(&mut self.follow_live, "follow live"),
-                )
-                .on_hover_text("Keep the present in view while the run goes on")
-                .changed()
-                && self.follow_live
-                && self.view.is_none()
-            {
-                self.view = None;
-            }
+            ui.add_enabled(
+                live,
+                egui::Checkbox::new(&mut self.follow_live, "follow live"),
+            )
+            .on_hover_text("Keep the present in view while the run goes on");
             if ui
                 .button("Fit")
                 .on_hover_text("Show the whole run (double-click the axis)")
@@ -341,16 +336,16 @@ impl TimelineState {
             {
                 self.view = None;
             }
-            ui.separator();
-            ui.weak(format!(
-                "makespan {} · max {} at once · slots {:.0}% busy · total queue wait {}",
-                duration(summary.makespan),
-                summary.max_concurrency,
-                summary.utilisation * 100.0,
-                duration(summary.total_queue_wait)
-            ));
         });
-        ui.weak("Wheel: zoom · drag: pan · double-click: fit · +/−/←/→ keys while hovering");
+        let text = format!(
+            "makespan {} · max {} at once · slots {:.0}% busy · total queue wait {}   \
+             (wheel: zoom · drag: pan · double-click: fit · +/−/←/→ keys)",
+            duration(summary.makespan),
+            summary.max_concurrency,
+            summary.utilisation * 100.0,
+            duration(summary.total_queue_wait)
+        );
+        ui.add(egui::Label::new(egui::RichText::new(text).weak()).truncate());
     }
 
     fn paint_lanes(
