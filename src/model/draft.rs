@@ -129,15 +129,6 @@ impl TaskDraft {
             pty: self.pty,
         })
     }
-
-    /// The name shown in lists: the name, else the command.
-    pub fn title(&self) -> &str {
-        if self.name.trim().is_empty() {
-            &self.command
-        } else {
-            &self.name
-        }
-    }
 }
 
 fn format_seconds(v: f64) -> String {

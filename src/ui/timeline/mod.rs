@@ -5,7 +5,7 @@
 pub mod layout;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2, pos2, vec2};
 
@@ -552,27 +552,24 @@ fn paint_bar(
 }
 
 fn strip_legend(painter: &egui::Painter, rect: Rect, visuals: &egui::Visuals, max_pool: u32) {
-    painter.text(
-        pos2(rect.left() + 4.0, rect.top() + 4.0),
-        Align2::LEFT_TOP,
-        "running",
-        FontId::proportional(10.0),
-        status_colour(BarStatus::Success, visuals.dark_mode),
-    );
-    painter.text(
-        pos2(rect.left() + 4.0, rect.top() + 18.0),
-        Align2::LEFT_TOP,
-        "waiting",
-        FontId::proportional(10.0),
-        status_colour(BarStatus::Failed, visuals.dark_mode),
-    );
-    painter.text(
-        pos2(rect.left() + 4.0, rect.top() + 32.0),
-        Align2::LEFT_TOP,
-        format!("pool size ≤ {max_pool}"),
-        FontId::proportional(10.0),
-        visuals.warn_fg_color,
-    );
+    let dark = visuals.dark_mode;
+    let entries = [
+        (
+            "running".to_owned(),
+            status_colour(BarStatus::Success, dark),
+        ),
+        ("waiting".to_owned(), status_colour(BarStatus::Failed, dark)),
+        (format!("pool size ≤ {max_pool}"), visuals.warn_fg_color),
+    ];
+    for (i, (label, colour)) in entries.into_iter().enumerate() {
+        painter.text(
+            pos2(rect.left() + 4.0, rect.top() + 4.0 + 14.0 * i as f32),
+            Align2::LEFT_TOP,
+            label,
+            FontId::proportional(10.0),
+            colour,
+        );
+    }
 }
 
 /// Running (filled) and waiting (line) counts over time, with the pool size as a line.
@@ -727,9 +724,4 @@ fn interact(
         changed = true;
     }
     changed
-}
-
-/// Time since the epoch of the run's start, for labels elsewhere.
-pub fn epoch_of(record: &RunRecord) -> Option<SystemTime> {
-    record.wall_clock_start
 }
