@@ -259,6 +259,8 @@ pub struct PoolscopeApp {
     pub notice: Option<Notice>,
     pub file: Option<PathBuf>,
     pub recent: Vec<PathBuf>,
+    /// The File menu's typed path (for desktops without a file-dialog portal).
+    pub path_input: String,
     pub template: TemplateForm,
     pub filter: StateFilter,
     pub sort: SortKey,
@@ -347,6 +349,7 @@ impl PoolscopeApp {
             notice: None,
             file: None,
             recent: Vec::new(),
+            path_input: String::new(),
             template: TemplateForm {
                 command: "sleep {}".into(),
                 over: "1..4".into(),

@@ -353,3 +353,46 @@ fn typing_into_the_input_box_reaches_the_task_and_its_reply_shows() {
         "sending to an exited task is a visible error"
     );
 }
+
+#[test]
+fn a_typed_path_saves_and_opens_and_a_bad_file_is_reported_in_the_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = dir.path().join("saved.toml");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[pool]\nsize = 0\n[[task]]\ncommand = \"true\"\n").expect("write");
+    let mut h = harness(app_with(&["echo saved by the window"]));
+    h.run_steps(2);
+    let use_path =
+        |h: &mut Harness<'static, PoolscopeApp>, path: &std::path::Path, button: &str| {
+            h.get_by_label("File").click();
+            h.run_steps(2);
+            h.get_by_label("Path").focus();
+            h.run_steps(1);
+            h.state_mut().path_input.clear();
+            h.get_by_label("Path")
+                .type_text(path.to_str().expect("utf8"));
+            h.run_steps(1);
+            h.get_by_label(button).click();
+            h.run_steps(2);
+        };
+    use_path(&mut h, &good, "Save to path");
+    let text = std::fs::read_to_string(&good).expect("saved");
+    assert!(text.contains("echo saved by the window"), "{text}");
+
+    use_path(&mut h, &bad, "Open path");
+    let expected = format!("{}:2: field `pool.size`", bad.display());
+    assert!(
+        h.query_by_label_contains(&expected).is_some(),
+        "the error is shown in the window"
+    );
+    assert_eq!(
+        h.state().rows[0].draft.command,
+        "echo saved by the window",
+        "the list is kept"
+    );
+
+    h.state_mut().rows.clear();
+    use_path(&mut h, &good, "Open path");
+    assert_eq!(h.state().rows.len(), 1, "the saved list opens again");
+    assert_eq!(h.state().rows[0].draft.command, "echo saved by the window");
+}

@@ -59,7 +59,7 @@ impl PoolscopeApp {
         }
     }
 
-    fn menu_bar(&self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    fn menu_bar(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
                 if ui
@@ -75,6 +75,33 @@ impl PoolscopeApp {
                 if ui.button("Save as…").clicked() {
                     actions.push(Action::SaveAsDialog);
                 }
+                // Native dialogs need a desktop portal; a typed path always works.
+                ui.separator();
+                ui.horizontal(|ui| {
+                    let label = ui.label("Path");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.path_input)
+                            .hint_text("or type a file path")
+                            .desired_width(220.0),
+                    )
+                    .labelled_by(label.id);
+                });
+                ui.horizontal(|ui| {
+                    let path = self.path_input.trim();
+                    if ui
+                        .add_enabled(!path.is_empty(), egui::Button::new("Open path"))
+                        .clicked()
+                    {
+                        actions.push(Action::Open(path.into()));
+                    }
+                    if ui
+                        .add_enabled(!path.is_empty(), egui::Button::new("Save to path"))
+                        .clicked()
+                    {
+                        actions.push(Action::SaveAs(path.into()));
+                    }
+                });
+                ui.separator();
                 ui.menu_button("Recent files", |ui| {
                     if self.recent.is_empty() {
                         ui.label("none yet");
