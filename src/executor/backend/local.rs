@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Stdio};
+use std::process::{ChildStderr, ChildStdout, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -147,20 +147,25 @@ impl Backend for LocalBackend {
         let stdin = match (&spec.stdin, stdin_pipe) {
             (StdinMode::Pipe, Some(pipe)) => {
                 let (tx, rx) = mpsc::channel();
-                spawn_stdin_writer(request, pipe, None, rx, &stdin_bytes, reporter);
+                if let Err(e) = spawn_stdin_writer(request, pipe, None, rx, &stdin_bytes, reporter)
+                {
+                    log::error!("task {}: cannot start stdin writer: {e}", request.task);
+                }
                 Some(tx)
             }
             (StdinMode::Preset(text), Some(pipe)) => {
                 // The sender is dropped at once: the writer sends the text, then closes.
                 let (_, rx) = mpsc::channel();
-                spawn_stdin_writer(
+                if let Err(e) = spawn_stdin_writer(
                     request,
                     pipe,
                     Some(text.clone()),
                     rx,
                     &stdin_bytes,
                     reporter,
-                );
+                ) {
+                    log::error!("task {}: cannot start stdin writer: {e}", request.task);
+                }
                 None
             }
             _ => None,
@@ -208,18 +213,21 @@ pub(super) fn open_output_files(
     Ok(Some([out, err]))
 }
 
-fn spawn_stdin_writer(
+/// Writes what the console sends to a task's stdin (a pipe, or a terminal) on a thread
+/// of its own, counting the bytes; when the sender is dropped the writer is dropped too,
+/// which closes the pipe (or types end-of-file into the terminal).
+pub(super) fn spawn_stdin_writer<W: Write + Send + 'static>(
     request: LaunchRequest<'_>,
-    mut pipe: ChildStdin,
+    mut pipe: W,
     preset: Option<Vec<u8>>,
     commands: Receiver<StdinCommand>,
     written: &Arc<AtomicU64>,
     reporter: &Reporter,
-) {
+) -> io::Result<()> {
     let (task, attempt) = (request.task, request.attempt);
     let written = Arc::clone(written);
     let reporter = reporter.clone();
-    let write = move |pipe: &mut ChildStdin, bytes: &[u8]| -> io::Result<()> {
+    let write = move |pipe: &mut W, bytes: &[u8]| -> io::Result<()> {
         pipe.write_all(bytes)?;
         pipe.flush()?;
         written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -241,15 +249,13 @@ fn spawn_stdin_writer(
         drop(pipe);
         reporter.stdin_ended(task, attempt, error.map(|e| describe_write_error(&e)));
     };
-    if let Err(e) = thread::Builder::new()
+    thread::Builder::new()
         .name(format!("poolscope-stdin-{task}"))
         .spawn(body)
-    {
-        log::error!("task {task}: cannot start stdin writer: {e}");
-    }
+        .map(|_| ())
 }
 
-pub(super) fn describe_write_error(e: &io::Error) -> String {
+fn describe_write_error(e: &io::Error) -> String {
     if e.kind() == io::ErrorKind::BrokenPipe {
         "the task closed its input (broken pipe)".to_owned()
     } else {

@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
 use std::thread;
 
@@ -19,7 +19,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
-use super::local::{GroupControl, describe_write_error, open_output_files};
+use super::local::{GroupControl, open_output_files, spawn_stdin_writer};
 use super::{LaunchRequest, Launched, RawExit, Reporter, StdinCommand};
 use crate::executor::event::{EventKind, Stream};
 use crate::executor::task::{Invocation, StdinMode};
@@ -97,33 +97,10 @@ pub(super) fn launch(request: LaunchRequest<'_>, reporter: &Reporter) -> Result<
         // program's own quit command (`exit`, `quit`) or press EOF.
         StdinMode::Preset(text) => (Some(text.clone()), true),
     };
-    let written = Arc::clone(&stdin_bytes);
-    let stdin_reporter = reporter.clone();
-    let (task, attempt) = (request.task, request.attempt);
-    thread::Builder::new()
-        .name(format!("poolscope-pty-in-{task}"))
-        .spawn(move || {
-            let mut writer = writer;
-            let mut write = |bytes: &[u8]| -> io::Result<()> {
-                writer.write_all(bytes)?;
-                writer.flush()?;
-                written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                Ok(())
-            };
-            let mut error = preset.and_then(|text| write(&text).err());
-            if error.is_none() {
-                for StdinCommand::Write(bytes) in &rx {
-                    if let Err(e) = write(&bytes) {
-                        error = Some(e);
-                        break;
-                    }
-                }
-            }
-            // Dropping the writer types end-of-file (Ctrl-D) into the terminal.
-            drop(writer);
-            stdin_reporter.stdin_ended(task, attempt, error.map(|e| describe_write_error(&e)));
-        })
+    // Dropping the terminal's writer at the end types end-of-file (Ctrl-D).
+    spawn_stdin_writer(request, writer, preset, rx, &stdin_bytes, reporter)
         .map_err(|e| format!("cannot start the terminal writer: {e}"))?;
+    let (task, attempt) = (request.task, request.attempt);
 
     let out_reporter = reporter.clone();
     let spawned = thread::Builder::new()
