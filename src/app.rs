@@ -64,6 +64,14 @@ impl Run {
         }
     }
 
+    /// Record an executor event; the drain stops the run's clock.
+    fn apply(&mut self, event: &crate::executor::Event) {
+        self.record.apply(event);
+        if matches!(event.kind, crate::executor::EventKind::Drained) {
+            self.finished = Some(event.at);
+        }
+    }
+
     pub fn executor(&self) -> Option<&Executor> {
         self.pool.as_ref().map(|(e, _)| e)
     }
@@ -455,10 +463,7 @@ impl PoolscopeApp {
             let Some(event) = run.pool.as_ref().and_then(|(_, events)| events.try_recv()) else {
                 return false;
             };
-            run.record.apply(&event);
-            if matches!(event.kind, crate::executor::EventKind::Drained) {
-                run.finished = Some(event.at);
-            }
+            run.apply(&event);
         }
         true
     }
@@ -476,10 +481,7 @@ impl PoolscopeApp {
         else {
             return false;
         };
-        run.record.apply(&event);
-        if matches!(event.kind, crate::executor::EventKind::Drained) {
-            run.finished = Some(event.at);
-        }
+        run.apply(&event);
         true
     }
 
