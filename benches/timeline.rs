@@ -45,7 +45,7 @@ fn record(n: usize) -> RunRecord {
                 task,
                 attempt: 1,
                 slot,
-                pid: 10_000 + i as u32,
+                pid: Some(10_000 + i as u32),
             },
         );
         let outcome = if i % 50 == 0 {

@@ -92,7 +92,10 @@ impl Run {
         self.record.count(|s| {
             matches!(
                 s,
-                TaskState::Queued | TaskState::Running | TaskState::Retrying
+                TaskState::Queued
+                    | TaskState::Waiting(_)
+                    | TaskState::Running
+                    | TaskState::Retrying
             )
         })
     }

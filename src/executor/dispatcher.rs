@@ -1,18 +1,23 @@
-//! The dispatcher thread: owns the pool state, starts tasks through a backend, turns
-//! process ends into outcomes, and runs the only timers (task timeouts and the TERM→KILL
-//! grace period). Child exits arrive as messages from the backend, so a freed slot is
-//! refilled the moment its task is reaped.
+//! The dispatcher thread: one readiness loop owns the pool state, starts tasks through a
+//! backend, serves every task's pipes and exit through the same epoll, turns process
+//! ends into outcomes, and runs the only timers (task timeouts and the TERM→KILL grace
+//! period). A freed slot is refilled in the same turn of the loop that saw its task end.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 
-use super::backend::{Backend, LaunchRequest, Launched, RawExit, Reporter, StdinCommand};
-use super::event::{EventKind, HaltReason, Outcome};
+use super::backend::{Backend, Control, Ctx, GroupGuard, LaunchRequest, RawExit, Remote, Report};
+use super::event::{EventKind, HaltReason, Outcome, Stream};
+use super::reactor::{EventBuffer, Reactor, WAKE_TOKEN};
 use super::scheduler::{Scheduler, Slot};
 use super::sink::EventSink;
 use super::task::{TaskId, TaskSpec};
@@ -20,7 +25,7 @@ use super::{CommandError, HaltPolicy, PoolConfig, Shared};
 
 type Reply<T> = Sender<Result<T, CommandError>>;
 
-/// Messages into the dispatcher: commands from handles, and reports from backends.
+/// Messages into the dispatcher: commands from handles, and reports from backend threads.
 pub(crate) enum Msg {
     Submit {
         specs: Vec<TaskSpec>,
@@ -51,23 +56,16 @@ pub(crate) enum Msg {
     Resume,
     /// The executor is dropped: terminate, wait for every process, then stop.
     Shutdown,
-    Ended {
-        task: TaskId,
-        attempt: u32,
-        exit: RawExit,
-    },
-    StdinEnded {
-        task: TaskId,
-        attempt: u32,
-        error: Option<String>,
-    },
+    Report(Report),
 }
 
 /// Why poolscope itself ended an attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum KillReason {
     User,
     Timeout,
+    /// Setting the attempt up failed after it had started (its output files).
+    Setup(String),
 }
 
 struct Pending {
@@ -80,28 +78,42 @@ struct Active {
     attempt: u32,
     slot: Slot,
     spec: Arc<TaskSpec>,
-    launched: Launched,
+    /// The backend has reported it running.
+    started: bool,
+    /// Output reported before `Started` (a remote backend's race), held to keep order.
+    early: Vec<Report>,
     kill: Option<KillReason>,
     timeout_at: Option<Instant>,
     escalate_at: Option<Instant>,
+    /// `--results`: this attempt's stdout and stderr files.
+    files: Option<[File; 2]>,
 }
 
-#[allow(clippy::struct_excessive_bools)] // independent lifecycle flags, not a state enum
 pub(crate) struct Dispatcher<B: Backend> {
     backend: B,
     config: PoolConfig,
     sched: Scheduler<Pending>,
     active: HashMap<TaskId, Active>,
     next_id: u64,
+    state: Lifecycle,
+    failures: u32,
+    sink: EventSink,
+    shared: Arc<Shared>,
+    reactor: Reactor,
+    remote: Remote,
+    guard: GroupGuard,
+    reports: Vec<Report>,
+}
+
+/// Where the pool is in its life, as the dispatcher sees it.
+#[derive(Default)]
+#[allow(clippy::struct_excessive_bools)] // independent lifecycle flags, not a state enum
+struct Lifecycle {
     closed: bool,
     shutting_down: bool,
     /// Terminated or halted: nothing new starts, nothing is retried.
     stopped: bool,
     drained_sent: bool,
-    failures: u32,
-    sink: EventSink,
-    reporter: Reporter,
-    shared: Arc<Shared>,
 }
 
 impl<B: Backend> Dispatcher<B> {
@@ -109,34 +121,53 @@ impl<B: Backend> Dispatcher<B> {
         backend: B,
         config: PoolConfig,
         sink: EventSink,
-        inbox: Sender<Msg>,
+        reactor: Reactor,
+        remote: Remote,
         shared: Arc<Shared>,
     ) -> Self {
         let mut sched = Scheduler::new(config.size);
         sched.set_paused(config.start_paused);
-        let reporter = Reporter {
-            sink: sink.clone(),
-            inbox,
-            output_dir: config.output_dir.clone(),
-        };
+        sink.budget().set_waker(remote.waker.clone());
         Self {
             backend,
             config,
             sched,
             active: HashMap::new(),
             next_id: 1,
-            closed: false,
-            shutting_down: false,
-            stopped: false,
-            drained_sent: false,
+            state: Lifecycle::default(),
             failures: 0,
             sink,
-            reporter,
             shared,
+            reactor,
+            remote,
+            guard: GroupGuard::default(),
+            reports: Vec::new(),
         }
     }
 
+    /// Runs the loop. Whatever happens in it, even a panic, every task's process group
+    /// is killed before this returns, and the error is reported as an event.
     pub(crate) fn run(mut self, inbox: &Receiver<Msg>) {
+        let guard = self.guard.clone();
+        let sink = self.sink.clone();
+        let shared = Arc::clone(&self.shared);
+        let result = catch_unwind(AssertUnwindSafe(|| self.run_loop(inbox)));
+        if let Err(panic) = result {
+            guard.kill_all();
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            log::error!("the pool's dispatcher failed: {reason}; every task was killed");
+            sink.send(EventKind::Failed { reason });
+            shared.closed.store(true, Ordering::Release);
+            shared.set_drained();
+        }
+        sink.budget().disable();
+    }
+
+    fn run_loop(&mut self, inbox: &Receiver<Msg>) {
         self.sink.send_at(
             Duration::ZERO,
             EventKind::PoolStarted {
@@ -144,32 +175,75 @@ impl<B: Backend> Dispatcher<B> {
                 size: self.sched.size(),
             },
         );
+        let size = self.sched.size();
+        if let Err(reason) = self.with_ctx(|b, ctx| b.start(size, ctx)) {
+            panic!("the backend could not start: {reason}");
+        }
+        let mut events = EventBuffer::new();
+        let mut tokens = Vec::new();
         loop {
             self.start_ready();
             self.check_drained();
-            if self.shutting_down && self.active.is_empty() {
+            if self.state.shutting_down && self.active.is_empty() {
+                self.with_ctx(|b, ctx| b.shutdown(ctx));
+                self.process_reports();
                 break;
             }
-            let msg = match self.next_timer() {
-                Some(at) => {
-                    let wait = at.saturating_duration_since(Instant::now());
-                    match inbox.recv_timeout(wait) {
-                        Ok(msg) => Some(msg),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
+            if self.sink.budget().take_reopened() {
+                self.with_ctx(|b, ctx| b.resume_output(ctx));
+            }
+            let timeout = self
+                .next_timer()
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.reactor.wait(&mut events, &mut tokens, timeout) {
+                panic!("the readiness loop failed: {e}");
+            }
+            for &token in &tokens {
+                if token == WAKE_TOKEN {
+                    if !self.drain_inbox(inbox) {
+                        // Every handle is gone: nobody can close the pool any more.
+                        self.state.shutting_down = true;
+                        self.terminate();
                     }
+                } else {
+                    self.with_ctx(|b, ctx| b.ready(token, ctx));
                 }
-                None => match inbox.recv() {
-                    Ok(msg) => Some(msg),
-                    Err(_) => break,
-                },
-            };
-            match msg {
-                Some(msg) => self.handle(msg),
-                None => self.fire_timers(),
+                self.process_reports();
+            }
+            self.fire_timers();
+        }
+    }
+
+    /// Handle every queued message; false once every sender is gone.
+    fn drain_inbox(&mut self, inbox: &Receiver<Msg>) -> bool {
+        loop {
+            match inbox.try_recv() {
+                Ok(msg) => {
+                    self.handle(msg);
+                    self.process_reports();
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
             }
         }
-        self.sink.budget().disable();
+    }
+
+    /// Call the backend with a context, keeping its reports for [`process_reports`].
+    fn with_ctx<T>(&mut self, f: impl FnOnce(&mut B, &mut Ctx<'_>) -> T) -> T {
+        let mut ctx = Ctx {
+            reactor: &self.reactor,
+            reports: &mut self.reports,
+            remote: &self.remote,
+            budget: self.sink.budget(),
+            guard: &self.guard,
+            kill_grace: self.config.kill_grace,
+        };
+        f(&mut self.backend, &mut ctx)
+    }
+
+    fn control(&mut self, task: TaskId, control: Control<'_>) -> Result<(), CommandError> {
+        let attempt = self.active_mut(task)?.attempt;
+        self.with_ctx(|b, ctx| b.control(task, attempt, control, ctx))
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -180,9 +254,9 @@ impl<B: Backend> Dispatcher<B> {
             Msg::Close => self.close(),
             Msg::Terminate => self.terminate(),
             Msg::Shutdown => {
-                self.shutting_down = true;
-                // Whoever reads events may be going away too: never let a reader wait on
-                // them while we wait for the readers' tasks to end.
+                self.state.shutting_down = true;
+                // Whoever reads events may be going away too: never hold output back
+                // while we wait for the tasks to end.
                 self.sink.budget().disable();
                 self.terminate();
             }
@@ -194,46 +268,23 @@ impl<B: Backend> Dispatcher<B> {
                 let _ = reply.send(result);
             }
             Msg::WriteStdin { task, bytes, reply } => {
-                let result = self.active_mut(task).and_then(|a| {
-                    let stdin = a
-                        .launched
-                        .stdin
-                        .as_ref()
-                        .ok_or(CommandError::StdinNotOpen(task))?;
-                    stdin
-                        .send(StdinCommand::Write(bytes))
-                        .map_err(|_| CommandError::StdinNotOpen(task))
-                });
-                let _ = reply.send(result);
+                let _ = reply.send(self.control(task, Control::Write(&bytes)));
             }
             Msg::CloseStdin { task, reply } => {
-                let result = self.active_mut(task).and_then(|a| {
-                    a.launched
-                        .stdin
-                        .take()
-                        .map(drop)
-                        .ok_or(CommandError::StdinNotOpen(task))
-                });
-                let _ = reply.send(result);
+                let _ = reply.send(self.control(task, Control::CloseStdin));
             }
             Msg::Signal {
                 task,
                 signal,
                 reply,
             } => {
-                let result = self.active_mut(task).and_then(|a| {
-                    a.launched
-                        .control
-                        .signal(signal)
-                        .map_err(|e| CommandError::Signal(task, e.to_string()))
-                });
-                let _ = reply.send(result);
+                let _ = reply.send(self.control(task, Control::Signal(signal)));
             }
             Msg::Resize(size) => {
-                self.sched.resize(size);
-                self.sink.send(EventKind::Resized {
-                    size: self.sched.size(),
-                });
+                self.sched.resize(size.clamp(1, super::MAX_POOL_SIZE));
+                let size = self.sched.size();
+                self.with_ctx(|b, ctx| b.resize(size, ctx));
+                self.sink.send(EventKind::Resized { size });
             }
             Msg::Pause => {
                 if !self.sched.is_paused() {
@@ -247,20 +298,89 @@ impl<B: Backend> Dispatcher<B> {
                     self.sink.send(EventKind::Resumed);
                 }
             }
-            Msg::Ended {
+            Msg::Report(report) => self.reports.push(report),
+        }
+    }
+
+    /// Turn what the backend reported into events, in the order it happened, holding
+    /// back anything an attempt reports before it is known to run.
+    fn process_reports(&mut self) {
+        while !self.reports.is_empty() {
+            let reports = std::mem::take(&mut self.reports);
+            for report in reports {
+                self.apply_report(report);
+            }
+        }
+    }
+
+    fn current(&mut self, task: TaskId, attempt: u32) -> Option<&mut Active> {
+        self.active.get_mut(&task).filter(|a| a.attempt == attempt)
+    }
+
+    fn apply_report(&mut self, report: Report) {
+        match report {
+            Report::Waiting {
                 task,
                 attempt,
-                exit,
-            } => self.ended(task, attempt, exit),
-            Msg::StdinEnded {
+                state,
+            } => {
+                if let Some(a) = self.current(task, attempt) {
+                    let slot = a.slot;
+                    self.sink.send(EventKind::Waiting {
+                        task,
+                        attempt,
+                        slot,
+                        state,
+                    });
+                }
+            }
+            Report::Started { task, attempt, pid } => self.started(task, attempt, pid),
+            Report::Output {
+                task,
+                attempt,
+                stream,
+                bytes,
+            } => {
+                let Some(a) = self.current(task, attempt) else {
+                    return;
+                };
+                if !a.started {
+                    a.early.push(Report::Output {
+                        task,
+                        attempt,
+                        stream,
+                        bytes,
+                    });
+                    return;
+                }
+                if let Some(files) = &mut a.files {
+                    let index = usize::from(stream == Stream::Stderr);
+                    if let Err(e) = files[index].write_all(&bytes) {
+                        log::error!("task {task}: cannot save output: {e}");
+                        a.files = None;
+                    }
+                }
+                self.sink.send(EventKind::Output {
+                    task,
+                    attempt,
+                    stream,
+                    bytes,
+                });
+            }
+            Report::StdinClosed {
                 task,
                 attempt,
                 error,
             } => {
-                if let Some(a) = self.active.get_mut(&task)
-                    && a.attempt == attempt
-                {
-                    a.launched.stdin = None;
+                if let Some(a) = self.current(task, attempt) {
+                    if !a.started {
+                        a.early.push(Report::StdinClosed {
+                            task,
+                            attempt,
+                            error,
+                        });
+                        return;
+                    }
                     self.sink.send(EventKind::StdinClosed {
                         task,
                         attempt,
@@ -268,7 +388,48 @@ impl<B: Backend> Dispatcher<B> {
                     });
                 }
             }
+            Report::Ended {
+                task,
+                attempt,
+                exit,
+                stdin_bytes,
+            } => self.ended(task, attempt, exit, stdin_bytes),
         }
+    }
+
+    fn started(&mut self, task: TaskId, attempt: u32, pid: Option<u32>) {
+        let output_dir = self.config.output_dir.clone();
+        let Some(a) = self.current(task, attempt) else {
+            return;
+        };
+        if a.started {
+            return;
+        }
+        a.started = true;
+        a.timeout_at = a.spec.timeout.and_then(|t| Instant::now().checked_add(t));
+        let slot = a.slot;
+        let early = std::mem::take(&mut a.early);
+        self.sink.send(EventKind::Started {
+            task,
+            attempt,
+            slot,
+            pid,
+        });
+        if let Some(dir) = output_dir {
+            match open_output_files(&dir, task, attempt) {
+                Ok(files) => {
+                    if let Some(a) = self.current(task, attempt) {
+                        a.files = Some(files);
+                    }
+                }
+                Err(e) => {
+                    let reason = format!("cannot create output files in {}: {e}", dir.display());
+                    log::error!("task {task}: {reason}");
+                    self.kill(task, KillReason::Setup(reason));
+                }
+            }
+        }
+        self.reports.extend(early);
     }
 
     fn active_mut(&mut self, task: TaskId) -> Result<&mut Active, CommandError> {
@@ -281,7 +442,7 @@ impl<B: Backend> Dispatcher<B> {
     }
 
     fn submit(&mut self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, CommandError> {
-        if self.closed {
+        if self.state.closed {
             return Err(CommandError::PoolClosed);
         }
         let mut ids = Vec::with_capacity(specs.len());
@@ -300,20 +461,20 @@ impl<B: Backend> Dispatcher<B> {
             });
             ids.push(task);
         }
-        self.drained_sent = false;
+        self.state.drained_sent = false;
         Ok(ids)
     }
 
     fn close(&mut self) {
-        if !self.closed {
-            self.closed = true;
+        if !self.state.closed {
+            self.state.closed = true;
             self.shared.closed.store(true, Ordering::Release);
             self.sink.send(EventKind::Closed);
         }
     }
 
     fn cancel_queue(&mut self) {
-        self.stopped = true;
+        self.state.stopped = true;
         for pending in self.sched.drain_queue() {
             self.sink.send(EventKind::Cancelled { task: pending.task });
         }
@@ -335,25 +496,29 @@ impl<B: Backend> Dispatcher<B> {
         let Some(active) = self.active.get_mut(&task) else {
             return;
         };
+        let attempt = active.attempt;
         if active.kill.is_none() {
             active.kill = Some(reason);
+        }
+        if !grace.is_zero() && active.escalate_at.is_none() {
+            active.escalate_at = Instant::now().checked_add(grace);
         }
         let first = if grace.is_zero() {
             Signal::SIGKILL
         } else {
             Signal::SIGTERM
         };
-        if let Err(e) = active.launched.control.signal(first) {
+        if let Err(e) =
+            self.with_ctx(|b, ctx| b.control(task, attempt, Control::Signal(first), ctx))
+        {
             log::warn!("task {task}: {first} failed: {e}");
-        }
-        if !grace.is_zero() && active.escalate_at.is_none() {
-            active.escalate_at = Some(Instant::now() + grace);
         }
     }
 
     fn start_ready(&mut self) {
         while let Some((pending, slot)) = self.sched.start_next() {
             self.launch(pending, slot);
+            self.process_reports();
         }
     }
 
@@ -363,54 +528,53 @@ impl<B: Backend> Dispatcher<B> {
             attempt,
             spec,
         } = pending;
+        self.active.insert(
+            task,
+            Active {
+                attempt,
+                slot,
+                spec: Arc::clone(&spec),
+                started: false,
+                early: Vec::new(),
+                kill: None,
+                timeout_at: None,
+                escalate_at: None,
+                files: None,
+            },
+        );
         let request = LaunchRequest {
             task,
             attempt,
             slot,
             spec: &spec,
         };
-        match self.backend.launch(request, &self.reporter) {
-            Ok(launched) => {
-                self.sink.send(EventKind::Started {
-                    task,
-                    attempt,
-                    slot,
-                    pid: launched.pid,
-                });
-                let timeout_at = spec.timeout.map(|t| Instant::now() + t);
-                self.active.insert(
-                    task,
-                    Active {
-                        attempt,
-                        slot,
-                        spec,
-                        launched,
-                        kill: None,
-                        timeout_at,
-                        escalate_at: None,
-                    },
-                );
-            }
-            Err(reason) => {
-                self.sched.release(slot);
-                self.finish(task, attempt, spec, Outcome::FailedToSpawn(reason), 0);
-            }
+        if let Err(reason) = self.with_ctx(|b, ctx| b.launch(request, ctx)) {
+            // Whatever it reported before failing is void: it never ran.
+            self.reports
+                .retain(|r| !matches!(r, Report::Started { task: t, .. } if *t == task));
+            self.active.remove(&task);
+            self.sched.release(slot);
+            self.finish(task, attempt, spec, Outcome::FailedToSpawn(reason), 0);
         }
     }
 
-    fn ended(&mut self, task: TaskId, attempt: u32, exit: RawExit) {
+    fn ended(&mut self, task: TaskId, attempt: u32, exit: RawExit, stdin_bytes: u64) {
+        if self.current(task, attempt).is_none() {
+            return;
+        }
         let Some(active) = self.active.remove(&task) else {
             return;
         };
-        debug_assert_eq!(active.attempt, attempt);
         self.sched.release(active.slot);
         let outcome = match (active.kill, exit) {
             (Some(KillReason::User), _) => Outcome::Killed,
             (Some(KillReason::Timeout), _) => Outcome::TimedOut,
+            (Some(KillReason::Setup(reason)), _) => Outcome::FailedToSpawn(reason),
             (None, RawExit::Code(code)) => Outcome::Exited(code),
             (None, RawExit::Signal(sig)) => Outcome::Signaled(sig),
+            (None, RawExit::WorkerLost(reason)) => Outcome::WorkerLost(reason),
+            (None, RawExit::Scheduler(state)) => Outcome::Scheduler(state),
         };
-        let stdin_bytes = active.launched.stdin_bytes.load(Ordering::Relaxed);
         self.finish(task, attempt, active.spec, outcome, stdin_bytes);
     }
 
@@ -423,8 +587,10 @@ impl<B: Backend> Dispatcher<B> {
         stdin_bytes: u64,
     ) {
         let failed = !outcome.is_success();
-        let will_retry =
-            failed && outcome != Outcome::Killed && !self.stopped && attempt <= self.config.retries;
+        let will_retry = failed
+            && outcome != Outcome::Killed
+            && !self.state.stopped
+            && attempt <= self.config.retries;
         if will_retry {
             self.sched.push(Pending {
                 task,
@@ -465,9 +631,9 @@ impl<B: Backend> Dispatcher<B> {
     }
 
     fn check_drained(&mut self) {
-        let idle = self.closed && self.sched.queued() == 0 && self.active.is_empty();
-        if idle && !self.drained_sent {
-            self.drained_sent = true;
+        let idle = self.state.closed && self.sched.queued() == 0 && self.active.is_empty();
+        if idle && !self.state.drained_sent {
+            self.state.drained_sent = true;
             self.sink.send(EventKind::Drained);
             self.shared.set_drained();
         }
@@ -478,26 +644,43 @@ impl<B: Backend> Dispatcher<B> {
             .values()
             .flat_map(|a| [a.escalate_at, a.timeout_at.filter(|_| a.kill.is_none())])
             .flatten()
+            .chain(self.backend.deadline())
             .min()
     }
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
         let mut timed_out = Vec::new();
+        let mut escalate = Vec::new();
         for (task, active) in &mut self.active {
             if active.escalate_at.is_some_and(|t| t <= now) {
                 active.escalate_at = None;
-                log::info!("task {task}: still alive after the grace period, sending SIGKILL");
-                if let Err(e) = active.launched.control.signal(Signal::SIGKILL) {
-                    log::warn!("task {task}: SIGKILL failed: {e}");
-                }
+                escalate.push((*task, active.attempt));
             }
             if active.kill.is_none() && active.timeout_at.is_some_and(|t| t <= now) {
                 timed_out.push(*task);
             }
         }
+        for (task, attempt) in escalate {
+            log::info!("task {task}: still alive after the grace period, sending SIGKILL");
+            let kill = Control::Signal(Signal::SIGKILL);
+            if let Err(e) = self.with_ctx(|b, ctx| b.control(task, attempt, kill, ctx)) {
+                log::warn!("task {task}: SIGKILL failed: {e}");
+            }
+        }
         for task in timed_out {
             self.kill(task, KillReason::Timeout);
         }
+        if self.backend.deadline().is_some_and(|t| t <= now) {
+            self.with_ctx(|b, ctx| b.on_deadline(now, ctx));
+        }
+        self.process_reports();
     }
+}
+
+fn open_output_files(dir: &PathBuf, task: TaskId, attempt: u32) -> std::io::Result<[File; 2]> {
+    std::fs::create_dir_all(dir)?;
+    let out = File::create(dir.join(format!("{task}.{attempt}.stdout")))?;
+    let err = File::create(dir.join(format!("{task}.{attempt}.stderr")))?;
+    Ok([out, err])
 }

@@ -29,6 +29,10 @@ pub enum Outcome {
     TimedOut,
     /// The process could not be started; the OS reason.
     FailedToSpawn(String),
+    /// The process running the task (a worker, a node) went away mid-task.
+    WorkerLost(String),
+    /// A cluster scheduler ended the attempt in this state (`PREEMPTED`, `NODE_FAIL`).
+    Scheduler(String),
 }
 
 impl Outcome {
@@ -45,6 +49,8 @@ impl fmt::Display for Outcome {
             Outcome::Killed => f.write_str("killed"),
             Outcome::TimedOut => f.write_str("timed out"),
             Outcome::FailedToSpawn(reason) => write!(f, "failed to start: {reason}"),
+            Outcome::WorkerLost(reason) => write!(f, "worker lost: {reason}"),
+            Outcome::Scheduler(state) => write!(f, "scheduler: {state}"),
         }
     }
 }
@@ -80,11 +86,22 @@ pub enum EventKind {
         task: TaskId,
         spec: Arc<TaskSpec>,
     },
+    /// Handed to the backend, which has not started it yet (a cluster queue); `state`
+    /// in the backend's words. Local processes go straight to `Started`.
+    Waiting {
+        task: TaskId,
+        attempt: u32,
+        slot: usize,
+        state: String,
+    },
+    /// Running from now on (the timeout clock starts here). Always before the attempt's
+    /// output and its `Finished`.
     Started {
         task: TaskId,
         attempt: u32,
         slot: usize,
-        pid: u32,
+        /// The OS process running it (a worker's for persistent workers), if known.
+        pid: Option<u32>,
     },
     Output {
         task: TaskId,
@@ -127,6 +144,11 @@ pub enum EventKind {
     },
     /// The pool is closed and every task is over: nothing more will happen.
     Drained,
+    /// The executor itself failed (a bug): every task was killed, nothing more will
+    /// happen.
+    Failed {
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -134,6 +156,7 @@ impl EventKind {
     pub fn task(&self) -> Option<TaskId> {
         match self {
             EventKind::Queued { task, .. }
+            | EventKind::Waiting { task, .. }
             | EventKind::Started { task, .. }
             | EventKind::Output { task, .. }
             | EventKind::StdinClosed { task, .. }

@@ -4,6 +4,7 @@
 pub mod backend;
 mod dispatcher;
 pub mod event;
+pub mod reactor;
 pub mod scheduler;
 pub mod sink;
 pub mod task;
@@ -21,10 +22,46 @@ pub use backend::local::LocalBackend;
 pub use event::{Event, EventKind, HaltReason, Outcome, Stream, signal_name};
 pub use nix::sys::signal::Signal;
 pub use sink::{Events, Waker};
-pub use task::{Invocation, StdinMode, TaskId, TaskSpec};
+pub use task::{Background, Invocation, StdinMode, TaskId, TaskSpec};
 
+use backend::Remote;
 use dispatcher::{Dispatcher, Msg};
+use reactor::{LoopWaker, Reactor};
 use sink::EventSink;
+
+/// Largest pool size accepted (`-j`, `pool.size`): far above what one machine runs at
+/// once, low enough that a typo is caught.
+pub const MAX_POOL_SIZE: usize = 100_000;
+/// Longest timeout or kill grace period accepted: a year.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Seconds given by a user (a flag, a file field): finite, not negative, at most
+/// [`MAX_DURATION`]. The error says what was wrong with the value.
+pub fn user_seconds(value: f64, zero_ok: bool) -> Result<Duration, String> {
+    if !value.is_finite() || value < 0.0 || (value == 0.0 && !zero_ok) {
+        let wanted = if zero_ok { "0 or more" } else { "more than 0" };
+        return Err(format!(
+            "expected a number of seconds, {wanted}; got {value}"
+        ));
+    }
+    if value > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "{value} seconds is more than a year (at most {} seconds)",
+            MAX_DURATION.as_secs()
+        ));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// A pool size given by a user: 1 to [`MAX_POOL_SIZE`].
+pub fn user_pool_size(value: i64) -> Result<usize, String> {
+    match usize::try_from(value) {
+        Ok(size) if (1..=MAX_POOL_SIZE).contains(&size) => Ok(size),
+        _ => Err(format!(
+            "pool size must be between 1 and {MAX_POOL_SIZE}; got {value}"
+        )),
+    }
+}
 
 /// When to stop the pool because tasks fail (GNU parallel's `--halt`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -107,6 +144,8 @@ pub enum CommandError {
     NotRunning(TaskId),
     #[error("task {0} has no open stdin")]
     StdinNotOpen(TaskId),
+    #[error("task {task} is not reading its input: {queued} bytes are still waiting to be written")]
+    StdinFull { task: TaskId, queued: usize },
     #[error("cannot signal task {0}: {1}")]
     Signal(TaskId, String),
     #[error("the executor has stopped")]
@@ -135,6 +174,7 @@ impl Shared {
 #[derive(Clone)]
 pub struct Handle {
     tx: Sender<Msg>,
+    waker: LoopWaker,
     shared: Arc<Shared>,
 }
 
@@ -147,11 +187,14 @@ impl Handle {
         self.tx
             .send(make(reply))
             .map_err(|_| CommandError::ExecutorGone)?;
+        self.waker.wake();
         answer.recv().map_err(|_| CommandError::ExecutorGone)?
     }
 
     fn tell(&self, msg: Msg) {
-        let _ = self.tx.send(msg);
+        if self.tx.send(msg).is_ok() {
+            self.waker.wake();
+        }
     }
 
     /// Queue tasks (also while others run). Refused once the pool is closed.
@@ -280,13 +323,23 @@ impl Executor {
         let (sink, events) = EventSink::new(start, waker, config.output_in_flight);
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
-        let dispatcher = Dispatcher::new(backend, config, sink, tx.clone(), Arc::clone(&shared));
+        let (reactor, loop_waker) = Reactor::new().expect("cannot create the executor's epoll");
+        let remote = Remote {
+            inbox: tx.clone(),
+            waker: loop_waker.clone(),
+        };
+        let dispatcher =
+            Dispatcher::new(backend, config, sink, reactor, remote, Arc::clone(&shared));
         let thread = thread::Builder::new()
             .name("poolscope-dispatch".into())
             .spawn(move || dispatcher.run(&rx))
             .expect("cannot start the dispatcher thread");
         let executor = Self {
-            handle: Handle { tx, shared },
+            handle: Handle {
+                tx,
+                waker: loop_waker,
+                shared,
+            },
             start,
             thread: Some(thread),
         };

@@ -2,67 +2,89 @@
 //! repaint without polling, and a byte budget that bounds how much output can sit in the
 //! channel when the consumer falls behind.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::event::{Event, EventKind};
+use super::reactor::LoopWaker;
 
 /// Called after events are sent, from executor threads. A GUI passes a closure that
 /// calls `request_repaint`.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
-/// Output bytes sent but not yet received. Readers wait while it is over the limit, so a
-/// stalled consumer costs at most `limit` bytes of memory (the child then blocks on its
-/// pipe, exactly as it would under a shell).
+/// Output bytes sent but not yet received. While it is over the limit the executor
+/// stops reading task output (the tasks then wait on their pipes, exactly as under a
+/// shell), so a stalled consumer costs at most about `limit` bytes of memory. The loop
+/// is never blocked: it is woken when the consumer has caught up.
 #[derive(Debug)]
 pub(crate) struct OutputBudget {
     limit: usize,
-    used: Mutex<usize>,
-    freed: Condvar,
+    used: AtomicUsize,
+    /// The executor is waiting for room.
+    starved: AtomicBool,
     disabled: AtomicBool,
+    waker: Mutex<Option<LoopWaker>>,
 }
 
 impl OutputBudget {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
             limit: limit.max(64 * 1024),
-            used: Mutex::new(0),
-            freed: Condvar::new(),
+            used: AtomicUsize::new(0),
+            starved: AtomicBool::new(false),
             disabled: AtomicBool::new(false),
+            waker: Mutex::new(None),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
-        self.used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub(crate) fn set_waker(&self, waker: LoopWaker) {
+        *self.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker);
+    }
+
+    /// Whether more output may be read now. When not, the consumer's next release that
+    /// leaves half the budget free wakes the loop.
+    pub(crate) fn has_room(&self) -> bool {
+        if self.disabled.load(Ordering::Acquire) || self.used.load(Ordering::Acquire) < self.limit {
+            return true;
+        }
+        self.starved.store(true, Ordering::Release);
+        // The consumer may have caught up between the two loads: look again.
+        self.used.load(Ordering::Acquire) < self.limit
+    }
+
+    /// Whether the loop may resume reading (and was waiting to).
+    pub(crate) fn take_reopened(&self) -> bool {
+        let open = self.disabled.load(Ordering::Acquire)
+            || self.used.load(Ordering::Acquire) <= self.limit / 2;
+        open && self.starved.swap(false, Ordering::AcqRel)
     }
 
     fn acquire(&self, bytes: usize) {
-        let mut used = self.lock();
-        while *used > 0 && *used + bytes > self.limit && !self.disabled.load(Ordering::Acquire) {
-            // Bounded wait so a consumer that went away (disable) is noticed.
-            used = self
-                .freed
-                .wait_timeout(used, Duration::from_millis(100))
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
-        *used += bytes;
+        self.used.fetch_add(bytes, Ordering::AcqRel);
     }
 
     fn release(&self, bytes: usize) {
-        let mut used = self.lock();
-        *used = used.saturating_sub(bytes);
-        self.freed.notify_all();
+        let before = self.used.fetch_sub(bytes, Ordering::AcqRel);
+        let after = before.saturating_sub(bytes);
+        if after <= self.limit / 2 && self.starved.load(Ordering::Acquire) {
+            self.wake();
+        }
     }
 
-    /// Nobody will read any more: never block a reader again.
+    fn wake(&self) {
+        if let Some(waker) = &*self.waker.lock().unwrap_or_else(PoisonError::into_inner) {
+            waker.wake();
+        }
+    }
+
+    /// Nobody will read any more: never hold output back again.
     pub(crate) fn disable(&self) {
         self.disabled.store(true, Ordering::Release);
-        self.freed.notify_all();
+        if self.starved.load(Ordering::Acquire) {
+            self.wake();
+        }
     }
 }
 

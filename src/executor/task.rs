@@ -74,6 +74,20 @@ pub enum StdinMode {
     Preset(Vec<u8>),
 }
 
+/// What ends a task whose own process has exited while something it started in the
+/// background still holds its output open (`cmd &`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Background {
+    /// The task lasts until every process holding its output has closed it (GNU
+    /// parallel's behaviour): its slot stays taken, its output is complete.
+    #[default]
+    Wait,
+    /// The task ends when its own process exits: what it left running is sent SIGTERM
+    /// (SIGKILL after the grace period) and the slot is free at once.
+    Kill,
+}
+
 /// Everything needed to run one task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -87,6 +101,9 @@ pub struct TaskSpec {
     /// stdout and stderr arrive merged, and stdin stays open for typing.
     #[serde(default)]
     pub pty: bool,
+    /// What ends the task when background processes outlive it.
+    #[serde(default)]
+    pub background: Background,
 }
 
 impl TaskSpec {
@@ -101,6 +118,7 @@ impl TaskSpec {
             stdin: StdinMode::Null,
             timeout: None,
             pty: false,
+            background: Background::Wait,
         }
     }
 
@@ -122,6 +140,7 @@ impl TaskSpec {
             stdin: StdinMode::Null,
             timeout: None,
             pty: false,
+            background: Background::Wait,
         }
     }
 
@@ -147,6 +166,12 @@ impl TaskSpec {
     #[must_use]
     pub fn with_pty(mut self) -> Self {
         self.pty = true;
+        self
+    }
+
+    #[must_use]
+    pub fn with_background(mut self, background: Background) -> Self {
+        self.background = background;
         self
     }
 

@@ -127,6 +127,7 @@ impl TaskDraft {
             },
             timeout,
             pty: self.pty,
+            background: crate::executor::Background::Wait,
         })
     }
 }

@@ -20,6 +20,8 @@ pub fn exit_columns(outcome: &Outcome) -> (i32, i32) {
         Outcome::Signaled(sig) => (0, *sig),
         Outcome::Killed | Outcome::TimedOut => (-1, 15),
         Outcome::FailedToSpawn(_) => (127, 0),
+        // GNU parallel's record of a job whose host went away: -1, no signal.
+        Outcome::WorkerLost(_) | Outcome::Scheduler(_) => (-1, 0),
     }
 }
 

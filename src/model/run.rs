@@ -42,6 +42,8 @@ impl Attempt {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskState {
     Queued,
+    /// Handed to the backend, not running yet (a cluster queue's state, e.g. `PENDING`).
+    Waiting(String),
     Running,
     /// Between a failed attempt and its retry.
     Retrying,
@@ -103,6 +105,9 @@ pub struct RunRecord {
     /// can cache what they derive from the record.
     #[serde(default)]
     pub revision: u64,
+    /// The executor itself failed (every task was killed): why.
+    #[serde(default)]
+    pub failure: Option<String>,
     tail_bytes: usize,
 }
 
@@ -124,6 +129,7 @@ impl RunRecord {
             last_event: Duration::ZERO,
             interleaved: Interleaved::default(),
             revision: 0,
+            failure: None,
             tail_bytes,
         }
     }
@@ -150,6 +156,7 @@ impl RunRecord {
             last_event,
             interleaved: Interleaved::default(),
             revision: 1,
+            failure: None,
             tail_bytes: DEFAULT_TAIL_BYTES,
         };
         record.reindex();
@@ -209,6 +216,11 @@ impl RunRecord {
                     output: OutputTail::new(self.tail_bytes),
                 });
             }
+            EventKind::Waiting { task, state, .. } => {
+                if let Some(t) = self.task_mut(*task) {
+                    t.state = TaskState::Waiting(state.clone());
+                }
+            }
             EventKind::Started {
                 task,
                 attempt,
@@ -221,7 +233,7 @@ impl RunRecord {
                     t.attempts.push(Attempt {
                         number: *attempt,
                         slot: Some(*slot),
-                        pid: Some(*pid),
+                        pid: *pid,
                         started: at,
                         ended: None,
                         outcome: None,
@@ -270,6 +282,10 @@ impl RunRecord {
             EventKind::Resumed => self.phase = PoolPhase::Running,
             EventKind::Closed => self.phase = PoolPhase::Closed,
             EventKind::Drained => self.phase = PoolPhase::Finished,
+            EventKind::Failed { reason } => {
+                self.phase = PoolPhase::Finished;
+                self.failure = Some(reason.clone());
+            }
             EventKind::Terminated | EventKind::Halted { .. } => {}
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::executor::{HaltPolicy, Invocation, StdinMode, TaskSpec};
+use crate::executor::{Background, HaltPolicy, Invocation, StdinMode, TaskSpec};
 
 /// A loaded task file.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -90,6 +90,7 @@ struct RawTask {
     env: BTreeMap<String, String>,
     #[serde(default)]
     pty: bool,
+    background: Option<Spanned<String>>,
 }
 
 struct Ctx<'a> {
@@ -151,14 +152,10 @@ pub fn parse(text: &str, path: &Path) -> Result<TaskFile, TaskFileError> {
     let mut file = TaskFile::default();
     if let Some(pool) = &raw.pool {
         if let Some(size) = &pool.size {
-            if *size.get_ref() < 1 {
-                return Err(ctx.error(
-                    Some(size.span().start),
-                    "pool.size",
-                    format!("pool size must be at least 1, got {}", size.get_ref()),
-                ));
-            }
-            file.pool_size = Some(*size.get_ref() as usize);
+            file.pool_size = Some(
+                crate::executor::user_pool_size(*size.get_ref())
+                    .map_err(|e| ctx.error(Some(size.span().start), "pool.size", e))?,
+            );
         }
         if let Some(retries) = &pool.retries {
             file.retries = u32::try_from(*retries.get_ref()).map_err(|_| {
@@ -308,6 +305,20 @@ fn parse_task(
         },
         timeout,
         pty: task.pty,
+        background: match &task.background {
+            None => Background::Wait,
+            Some(b) => match b.get_ref().as_str() {
+                "wait" => Background::Wait,
+                "kill" => Background::Kill,
+                other => {
+                    return Err(ctx.error(
+                        Some(b.span().start),
+                        &field("background"),
+                        format!("expected \"wait\" or \"kill\", got {other:?}"),
+                    ));
+                }
+            },
+        },
     };
     Ok(match inputs(ctx, task, index)? {
         None => vec![base],
@@ -347,16 +358,8 @@ fn seconds(
     field: &str,
     zero_ok: bool,
 ) -> Result<Duration, TaskFileError> {
-    let v = *value.get_ref();
-    let valid = v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0)) && v < 1e9;
-    if !valid {
-        return Err(ctx.error(
-            Some(value.span().start),
-            field,
-            format!("expected a positive number of seconds, got {v}"),
-        ));
-    }
-    Ok(Duration::from_secs_f64(v))
+    crate::executor::user_seconds(*value.get_ref(), zero_ok)
+        .map_err(|message| ctx.error(Some(value.span().start), field, message))
 }
 
 /// The values a template task is expanded over, if it is a template.

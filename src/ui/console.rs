@@ -56,7 +56,9 @@ pub fn input_blocker(task: &TaskRecord) -> Option<&'static str> {
         } else {
             "this task's stdin is not interactive: set Stdin to \"interactive\" (or run it in a terminal) and retry"
         }),
-        TaskState::Queued | TaskState::Retrying => Some("the task has not started yet"),
+        TaskState::Queued | TaskState::Waiting(_) | TaskState::Retrying => {
+            Some("the task has not started yet")
+        }
         TaskState::Done(_) | TaskState::Cancelled => Some("the task is not running"),
     }
 }

@@ -20,9 +20,12 @@ pub fn eta(run: &Run, pool_size: usize) -> Option<Duration> {
     }
     runtimes.sort_unstable();
     let median = runtimes[runtimes.len() / 2];
-    let queued = run
-        .record
-        .count(|s| matches!(s, TaskState::Queued | TaskState::Retrying));
+    let queued = run.record.count(|s| {
+        matches!(
+            s,
+            TaskState::Queued | TaskState::Waiting(_) | TaskState::Retrying
+        )
+    });
     let running = run.record.count(|s| *s == TaskState::Running);
     let waves = (queued + running).div_ceil(pool_size.max(1));
     Some(median * waves as u32)
@@ -40,7 +43,12 @@ impl PoolscopeApp {
             };
             let r = &run.record;
             let running = r.count(|s| *s == TaskState::Running);
-            let queued = r.count(|s| matches!(s, TaskState::Queued | TaskState::Retrying));
+            let queued = r.count(|s| {
+                matches!(
+                    s,
+                    TaskState::Queued | TaskState::Waiting(_) | TaskState::Retrying
+                )
+            });
             let done = r.count(|s| matches!(s, TaskState::Done(o) if o.is_success()));
             let failed = r.failed();
             let cancelled = r.count(|s| *s == TaskState::Cancelled);

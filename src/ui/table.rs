@@ -13,7 +13,12 @@ fn matches_filter(filter: StateFilter, task: Option<&TaskRecord>) -> bool {
     let state = task.map(|t| &t.state);
     match filter {
         StateFilter::All => true,
-        StateFilter::Pending => matches!(state, None | Some(TaskState::Queued)),
+        StateFilter::Pending => {
+            matches!(
+                state,
+                None | Some(TaskState::Queued | TaskState::Waiting(_))
+            )
+        }
         StateFilter::Running => matches!(state, Some(TaskState::Running | TaskState::Retrying)),
         StateFilter::Succeeded => matches!(state, Some(TaskState::Done(o)) if o.is_success()),
         StateFilter::Failed => {
@@ -26,7 +31,7 @@ fn matches_filter(filter: StateFilter, task: Option<&TaskRecord>) -> bool {
 fn state_rank(task: Option<&TaskRecord>) -> u8 {
     match task.map(|t| &t.state) {
         Some(TaskState::Running | TaskState::Retrying) => 0,
-        Some(TaskState::Queued) => 1,
+        Some(TaskState::Queued | TaskState::Waiting(_)) => 1,
         None => 2,
         Some(TaskState::Done(o)) if !o.is_success() => 3,
         Some(TaskState::Cancelled) => 4,

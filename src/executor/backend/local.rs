@@ -1,33 +1,45 @@
-//! Local child processes: each task leads its own process group, its stdout and stderr
-//! are read by one monitor thread (poll on both pipes), and it is reaped by that same
-//! thread, so an exit is noticed by `waitpid`, never by a timer.
+//! Local child processes, all served by the dispatcher's one readiness loop: each task
+//! leads its own process group; its pipes and a pidfd for its exit are watched by epoll,
+//! so an exit is noticed the moment it happens and no thread exists per task.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
-use std::process::{ChildStderr, ChildStdout, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::Stdio;
+use std::time::Instant;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use process_wrap::std::{ChildWrapper, CommandWrap, ProcessGroup};
+use process_wrap::std::{CommandWrap, ProcessGroup};
+use rustix::process::{PidfdFlags, WaitId, WaitIdOptions};
 
-use super::{Backend, LaunchRequest, Launched, ProcessControl, RawExit, Reporter, StdinCommand};
-use crate::executor::event::{EventKind, Stream};
-use crate::executor::task::{Invocation, StdinMode, TaskId};
+use super::{Backend, Control, Ctx, LaunchRequest, RawExit, Report};
+use crate::executor::CommandError;
+use crate::executor::event::Stream;
+use crate::executor::reactor::Interest;
+use crate::executor::task::{Background, Invocation, StdinMode, TaskId};
 
-const READ_CHUNK: usize = 64 * 1024;
+/// Largest single read; pipes that fill up are grown to this size.
+const READ_CHUNK: usize = 1024 * 1024;
+/// Most bytes waiting to be written to one task's stdin before a write is refused.
+pub const STDIN_QUEUE_LIMIT: usize = 1024 * 1024;
+/// Most bytes read from one stream in one readiness turn, so one flooding task cannot
+/// starve the others (or a kill) on the same loop.
+const READS_PER_TURN: usize = 4;
 
 /// Runs tasks as local child processes.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LocalBackend {
     /// Whether a bare program name resolves on `PATH` (looked up once per name).
     on_path: HashMap<String, bool>,
+    procs: HashMap<u64, Proc>,
+    by_attempt: HashMap<(TaskId, u32), u64>,
+    next_key: u64,
+    buf: Vec<u8>,
+    /// Output streams taken off the loop while the consumer is behind.
+    parked: Vec<(u64, usize)>,
+    /// Process groups whose leader ended its task (`background = "kill"`) but which
+    /// still had members: SIGKILL is due at this time.
+    lingering: Vec<(Pid, Instant)>,
 }
 
 /// Builtins and keywords whose meaning in `sh` differs from (or has no) program on `PATH`.
@@ -38,6 +50,46 @@ const SHELL_ONLY: &[&str] = &[
     "return", "set", "shift", "test", "then", "time", "times", "trap", "type", "ulimit", "umask",
     "unalias", "unset", "until", "wait", "while",
 ];
+
+// Token layout: the process key, then which of its descriptors.
+const PIDFD: u64 = 0;
+const OUT: u64 = 1; // OUT + stream index (1 = stdout, 2 = stderr)
+const STDIN: u64 = 3;
+
+fn token(key: u64, which: u64) -> u64 {
+    key << 2 | which
+}
+
+/// One running attempt's process and descriptors.
+struct Proc {
+    task: TaskId,
+    attempt: u32,
+    pgid: Pid,
+    pidfd: Option<OwnedFd>,
+    exit: Option<RawExit>,
+    /// stdout, stderr (a terminal has only the first).
+    out: [Option<OutPipe>; 2],
+    stdin: Option<StdinPipe>,
+    stdin_bytes: u64,
+    background: Background,
+    /// Keeps a terminal open while the task runs.
+    _pty: Option<super::pty::Terminal>,
+}
+
+struct OutPipe {
+    fd: OwnedFd,
+    stream: Stream,
+    grown: bool,
+}
+
+struct StdinPipe {
+    fd: OwnedFd,
+    queue: VecDeque<u8>,
+    close_when_written: bool,
+    watching: bool,
+    /// A terminal: closing types end-of-file instead of closing a pipe.
+    terminal: bool,
+}
 
 impl LocalBackend {
     /// The argv `sh -c LINE` would exec, when the line is only plain words (no quoting,
@@ -65,42 +117,10 @@ impl LocalBackend {
         };
         runnable.then(|| words.iter().map(|w| (*w).to_owned()).collect())
     }
-}
 
-fn on_path(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(program))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
-}
-
-pub(super) struct GroupControl {
-    pub(super) pgid: Pid,
-}
-
-impl ProcessControl for GroupControl {
-    fn signal(&self, signal: Signal) -> io::Result<()> {
-        match killpg(self.pgid, signal) {
-            // The group is already gone: nothing left to signal.
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
-impl Backend for LocalBackend {
-    fn launch(
-        &mut self,
-        request: LaunchRequest<'_>,
-        reporter: &Reporter,
-    ) -> Result<Launched, String> {
+    /// Start a pipe-connected child; returns it with its pipes.
+    fn spawn_piped(&mut self, request: LaunchRequest<'_>) -> Result<Spawned, String> {
         let spec = request.spec;
-        if spec.pty {
-            return super::pty::launch(request, reporter);
-        }
         let direct = match &spec.invocation {
             Invocation::Shell(line) => self.direct_argv(line),
             Invocation::Program { .. } => None,
@@ -136,232 +156,487 @@ impl Backend for LocalBackend {
         command.wrap(ProcessGroup::leader());
         let mut child = command.spawn().map_err(|e| e.to_string())?;
         let pid = child.id();
-
-        let files = open_output_files(reporter, request.task, request.attempt)
-            .map_err(|e| format!("cannot create output files: {e}"))?;
-        let stdout = child.stdout().take();
-        let stderr = child.stderr().take();
-        let stdin_pipe = child.stdin().take();
-
-        let stdin_bytes = Arc::new(AtomicU64::new(0));
-        let stdin = match (&spec.stdin, stdin_pipe) {
-            (StdinMode::Pipe, Some(pipe)) => {
-                let (tx, rx) = mpsc::channel();
-                if let Err(e) = spawn_stdin_writer(request, pipe, None, rx, &stdin_bytes, reporter)
-                {
-                    log::error!("task {}: cannot start stdin writer: {e}", request.task);
-                }
-                Some(tx)
-            }
-            (StdinMode::Preset(text), Some(pipe)) => {
-                // The sender is dropped at once: the writer sends the text, then closes.
-                let (_, rx) = mpsc::channel();
-                if let Err(e) = spawn_stdin_writer(
-                    request,
-                    pipe,
-                    Some(text.clone()),
-                    rx,
-                    &stdin_bytes,
-                    reporter,
-                ) {
-                    log::error!("task {}: cannot start stdin writer: {e}", request.task);
-                }
-                None
-            }
-            _ => None,
-        };
-
-        let monitor = Monitor {
-            task: request.task,
-            attempt: request.attempt,
-            child,
-            stdout,
-            stderr,
-            files,
-            reporter: reporter.clone(),
-        };
-        let spawned = thread::Builder::new()
-            .name(format!("poolscope-task-{}", request.task))
-            .spawn(move || monitor.run());
-        if let Err(e) = spawned {
-            // No thread to reap it: take the group down now rather than leak it.
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            return Err(format!("cannot start monitor thread: {e}"));
-        }
-        Ok(Launched {
+        let stdout = child.stdout().take().map(OwnedFd::from);
+        let stderr = child.stderr().take().map(OwnedFd::from);
+        let stdin = child.stdin().take().map(OwnedFd::from);
+        // The child is reaped through its pidfd; the std handle is only dropped.
+        drop(child);
+        Ok(Spawned {
             pid,
-            control: Box::new(GroupControl {
-                pgid: Pid::from_raw(pid as i32),
-            }),
+            out: [stdout, stderr],
             stdin,
-            stdin_bytes,
+            terminal: None,
         })
     }
-}
 
-pub(super) fn open_output_files(
-    reporter: &Reporter,
-    task: TaskId,
-    attempt: u32,
-) -> io::Result<Option<[File; 2]>> {
-    let Some(dir) = reporter.output_dir() else {
-        return Ok(None);
-    };
-    std::fs::create_dir_all(dir)?;
-    let out = File::create(dir.join(format!("{task}.{attempt}.stdout")))?;
-    let err = File::create(dir.join(format!("{task}.{attempt}.stderr")))?;
-    Ok(Some([out, err]))
-}
-
-/// Writes what the console sends to a task's stdin (a pipe, or a terminal) on a thread
-/// of its own, counting the bytes; when the sender is dropped the writer is dropped too,
-/// which closes the pipe (or types end-of-file into the terminal).
-pub(super) fn spawn_stdin_writer<W: Write + Send + 'static>(
-    request: LaunchRequest<'_>,
-    mut pipe: W,
-    preset: Option<Vec<u8>>,
-    commands: Receiver<StdinCommand>,
-    written: &Arc<AtomicU64>,
-    reporter: &Reporter,
-) -> io::Result<()> {
-    let (task, attempt) = (request.task, request.attempt);
-    let written = Arc::clone(written);
-    let reporter = reporter.clone();
-    let write = move |pipe: &mut W, bytes: &[u8]| -> io::Result<()> {
-        pipe.write_all(bytes)?;
-        pipe.flush()?;
-        written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(())
-    };
-    let body = move || {
-        let mut error = None;
-        if let Some(text) = preset {
-            error = write(&mut pipe, &text).err();
-        }
-        if error.is_none() {
-            for StdinCommand::Write(bytes) in &commands {
-                if let Err(e) = write(&mut pipe, &bytes) {
-                    error = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(pipe);
-        reporter.stdin_ended(task, attempt, error.map(|e| describe_write_error(&e)));
-    };
-    thread::Builder::new()
-        .name(format!("poolscope-stdin-{task}"))
-        .spawn(body)
-        .map(|_| ())
-}
-
-fn describe_write_error(e: &io::Error) -> String {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        "the task closed its input (broken pipe)".to_owned()
-    } else {
-        e.to_string()
-    }
-}
-
-/// Owns a running child: forwards its output, then reaps it.
-struct Monitor {
-    task: TaskId,
-    attempt: u32,
-    child: Box<dyn ChildWrapper>,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
-    files: Option<[File; 2]>,
-    reporter: Reporter,
-}
-
-impl Monitor {
-    fn run(mut self) {
-        let mut buf = vec![0u8; READ_CHUNK];
-        while self.stdout.is_some() || self.stderr.is_some() {
-            let ready = match self.wait_readable() {
-                Ok(ready) => ready,
-                Err(e) => {
-                    log::error!("task {}: poll failed: {e}", self.task);
-                    break;
-                }
-            };
-            for stream in ready {
-                self.read_once(stream, &mut buf);
-            }
-        }
-        let exit = match self.child.wait() {
-            Ok(status) => raw_exit(status),
-            Err(e) => {
-                log::error!("task {}: wait failed: {e}", self.task);
-                RawExit::Code(-1)
-            }
-        };
-        self.reporter.ended(self.task, self.attempt, exit);
-    }
-
-    /// Which open pipes have data (or EOF) to read.
-    fn wait_readable(&self) -> nix::Result<Vec<Stream>> {
-        let mut streams = Vec::with_capacity(2);
-        let mut fds = Vec::with_capacity(2);
-        if let Some(out) = &self.stdout {
-            streams.push(Stream::Stdout);
-            fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
-        }
-        if let Some(err) = &self.stderr {
-            streams.push(Stream::Stderr);
-            fds.push(PollFd::new(err.as_fd(), PollFlags::POLLIN));
-        }
-        loop {
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(streams
-            .into_iter()
-            .zip(&fds)
-            .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
-            .map(|(s, _)| s)
-            .collect())
-    }
-
-    fn read_once(&mut self, stream: Stream, buf: &mut [u8]) {
-        let (pipe_result, file_index) = match stream {
-            Stream::Stdout => (self.stdout.as_mut().map(|p| p.read(buf)), 0),
-            Stream::Stderr => (self.stderr.as_mut().map(|p| p.read(buf)), 1),
-        };
-        match pipe_result {
-            Some(Ok(n)) if n > 0 => {
-                if let Some(files) = &mut self.files
-                    && let Err(e) = files[file_index].write_all(&buf[..n])
-                {
-                    log::error!("task {}: cannot save output: {e}", self.task);
-                    self.files = None;
-                }
-                self.reporter.output(EventKind::Output {
-                    task: self.task,
-                    attempt: self.attempt,
-                    stream,
-                    bytes: buf[..n].to_vec(),
+    /// Watch a started child: its pidfd, its pipes, its stdin. On error nothing is
+    /// watched and the caller kills and reaps the child.
+    fn attach(
+        &mut self,
+        key: u64,
+        request: LaunchRequest<'_>,
+        spawned: &mut Spawned,
+        ctx: &Ctx<'_>,
+    ) -> std::io::Result<Proc> {
+        let pid = rustix::process::Pid::from_raw(spawned.pid as i32)
+            .ok_or_else(|| std::io::Error::other("the child has no process id"))?;
+        let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
+        let mut out: [Option<OutPipe>; 2] = [None, None];
+        for (i, fd) in spawned.out.iter_mut().enumerate() {
+            if let Some(fd) = fd.take() {
+                rustix::io::ioctl_fionbio(&fd, true)?;
+                out[i] = Some(OutPipe {
+                    fd,
+                    stream: if i == 0 {
+                        Stream::Stdout
+                    } else {
+                        Stream::Stderr
+                    },
+                    grown: false,
                 });
             }
-            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            // EOF or a broken pipe: this stream is done.
-            _ => match stream {
-                Stream::Stdout => self.stdout = None,
-                Stream::Stderr => self.stderr = None,
-            },
         }
+        let mut stdin = match spawned.stdin.take() {
+            Some(fd) => {
+                rustix::io::ioctl_fionbio(&fd, true)?;
+                Some(StdinPipe {
+                    fd,
+                    queue: VecDeque::new(),
+                    close_when_written: false,
+                    watching: false,
+                    terminal: spawned.terminal.is_some(),
+                })
+            }
+            None => None,
+        };
+        match (&request.spec.stdin, stdin.as_mut()) {
+            (StdinMode::Preset(text), Some(pipe)) => {
+                pipe.queue.extend(text);
+                // A terminal stays open after typed-ahead text: an end-of-file typed
+                // before the program set up its terminal can be lost.
+                pipe.close_when_written = !pipe.terminal;
+            }
+            (StdinMode::Null, Some(pipe)) if pipe.terminal => {
+                pipe.close_when_written = true;
+            }
+            _ => {}
+        }
+        // Register last, all or nothing: a failure leaves nothing watched.
+        let mut watched: Vec<&OwnedFd> = Vec::new();
+        let result = (|| {
+            ctx.watch(&pidfd, token(key, PIDFD), Interest::Read)?;
+            watched.push(&pidfd);
+            for (i, pipe) in out.iter().enumerate() {
+                if let Some(pipe) = pipe {
+                    ctx.watch(&pipe.fd, token(key, OUT + i as u64), Interest::Read)?;
+                    watched.push(&pipe.fd);
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        })();
+        if let Err(e) = result {
+            for fd in watched {
+                ctx.unwatch(fd);
+            }
+            return Err(e);
+        }
+        Ok(Proc {
+            task: request.task,
+            attempt: request.attempt,
+            pgid: Pid::from_raw(spawned.pid as i32),
+            pidfd: Some(pidfd),
+            exit: None,
+            out,
+            stdin,
+            stdin_bytes: 0,
+            background: request.spec.background,
+            _pty: spawned.terminal.take(),
+        })
+    }
+
+    fn read_output(&mut self, key: u64, index: usize, ctx: &mut Ctx<'_>) {
+        if self.buf.len() < READ_CHUNK {
+            self.buf.resize(READ_CHUNK, 0);
+        }
+        let Some(proc) = self.procs.get_mut(&key) else {
+            return;
+        };
+        let mut over_budget = false;
+        for _ in 0..READS_PER_TURN {
+            let Some(pipe) = proc.out[index].as_mut() else {
+                break;
+            };
+            match rustix::io::read(&pipe.fd, &mut self.buf[..]) {
+                Ok(0) => {
+                    close_output(proc, index, ctx);
+                    break;
+                }
+                Ok(n) => {
+                    // A pipe that filled its default 64 KiB: grow it, so a fast producer
+                    // is read in large pieces. Refused (a per-user limit) is harmless.
+                    if !pipe.grown && n >= 64 * 1024 {
+                        pipe.grown = true;
+                        let _ = rustix::pipe::fcntl_setpipe_size(&pipe.fd, READ_CHUNK);
+                    }
+                    ctx.report(Report::Output {
+                        task: proc.task,
+                        attempt: proc.attempt,
+                        stream: pipe.stream,
+                        bytes: self.buf[..n].to_vec(),
+                    });
+                    if !ctx.output_allowed() {
+                        over_budget = true;
+                        break;
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(rustix::io::Errno::INTR) => {}
+                // EIO: a terminal whose last holder is gone; anything else ends it too.
+                Err(_) => {
+                    close_output(proc, index, ctx);
+                    break;
+                }
+            }
+        }
+        if over_budget {
+            self.park_all(ctx);
+        }
+    }
+
+    /// Take every output stream off the loop until the consumer catches up.
+    fn park_all(&mut self, ctx: &Ctx<'_>) {
+        for (&key, proc) in &self.procs {
+            for (i, pipe) in proc.out.iter().enumerate() {
+                if let Some(pipe) = pipe
+                    && !self.parked.contains(&(key, i))
+                {
+                    ctx.unwatch(&pipe.fd);
+                    self.parked.push((key, i));
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self, key: u64, ctx: &mut Ctx<'_>) {
+        let Some(proc) = self.procs.get_mut(&key) else {
+            return;
+        };
+        let Some(pidfd) = proc.pidfd.as_ref() else {
+            return;
+        };
+        let status = match rustix::process::waitid(
+            WaitId::PidFd(pidfd.as_fd()),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        ) {
+            Ok(Some(status)) => status,
+            Ok(None) | Err(rustix::io::Errno::INTR) => return,
+            Err(e) => {
+                log::error!("task {}: waitid failed: {e}", proc.task);
+                return;
+            }
+        };
+        let exit = match (status.exit_status(), status.terminating_signal()) {
+            (Some(code), _) if status.exited() => RawExit::Code(code),
+            (_, Some(sig)) => RawExit::Signal(sig),
+            _ => RawExit::Code(-1),
+        };
+        ctx.unwatch(pidfd);
+        proc.pidfd = None;
+        proc.exit = Some(exit);
+        if proc.background == Background::Kill {
+            // The leader's exit ends the task: take what is already written, then end
+            // whatever it left behind and free the slot now.
+            for index in 0..2 {
+                if proc.out[index].is_some() {
+                    drain_now(proc, index, &mut self.buf, ctx);
+                    close_output(proc, index, ctx);
+                }
+            }
+            self.parked.retain(|&(k, _)| k != key);
+            if killpg(proc.pgid, Signal::SIGTERM).is_ok() {
+                self.lingering
+                    .push((proc.pgid, Instant::now() + ctx.kill_grace()));
+            }
+        }
+        self.finish_if_done(key, ctx);
+    }
+
+    /// The attempt is over once the leader is reaped and its output is closed.
+    fn finish_if_done(&mut self, key: u64, ctx: &mut Ctx<'_>) {
+        let done = self
+            .procs
+            .get(&key)
+            .is_some_and(|p| p.exit.is_some() && p.out.iter().all(Option::is_none));
+        if !done {
+            return;
+        }
+        let Some(mut proc) = self.procs.remove(&key) else {
+            return;
+        };
+        self.by_attempt.remove(&(proc.task, proc.attempt));
+        if let Some(stdin) = proc.stdin.take() {
+            close_stdin_fd(&stdin, ctx);
+        }
+        if !self.lingering.iter().any(|&(pgid, _)| pgid == proc.pgid) {
+            ctx.guard().remove(proc.pgid.as_raw());
+        }
+        ctx.report(Report::Ended {
+            task: proc.task,
+            attempt: proc.attempt,
+            exit: proc.exit.take().unwrap_or(RawExit::Code(-1)),
+            stdin_bytes: proc.stdin_bytes,
+        });
+    }
+
+    /// Write what is queued for a task's stdin, as far as the pipe takes it.
+    fn flush_stdin(&mut self, key: u64, ctx: &mut Ctx<'_>) {
+        let Some(proc) = self.procs.get_mut(&key) else {
+            return;
+        };
+        let Some(pipe) = proc.stdin.as_mut() else {
+            return;
+        };
+        let mut error = None;
+        while !pipe.queue.is_empty() {
+            let (front, _) = pipe.queue.as_slices();
+            match rustix::io::write(&pipe.fd, front) {
+                Ok(n) => {
+                    pipe.queue.drain(..n);
+                    proc.stdin_bytes += n as u64;
+                }
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    error = Some(describe_write_error(e));
+                    break;
+                }
+            }
+        }
+        if error.is_none() && !(pipe.queue.is_empty() && pipe.close_when_written) {
+            let want = !pipe.queue.is_empty();
+            if want != pipe.watching {
+                pipe.watching = want;
+                if !want {
+                    ctx.unwatch(&pipe.fd);
+                } else if let Err(e) = ctx.watch(&pipe.fd, token(key, STDIN), Interest::Write) {
+                    log::error!("task {}: cannot watch stdin: {e}", proc.task);
+                }
+            }
+            return;
+        }
+        if error.is_none() && pipe.terminal {
+            // End of file typed into the terminal: after a newline, Ctrl-D (VEOF's
+            // default), as a user would press it.
+            let _ = rustix::io::write(&pipe.fd, b"\n\x04");
+        }
+        if let Some(pipe) = proc.stdin.take() {
+            close_stdin_fd(&pipe, ctx);
+        }
+        ctx.report(Report::StdinClosed {
+            task: proc.task,
+            attempt: proc.attempt,
+            error,
+        });
     }
 }
 
-fn raw_exit(status: std::process::ExitStatus) -> RawExit {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => RawExit::Code(code),
-        (None, Some(sig)) => RawExit::Signal(sig),
-        (None, None) => RawExit::Code(-1),
+/// A child just started, with the descriptors to watch.
+pub(super) struct Spawned {
+    pub(super) pid: u32,
+    pub(super) out: [Option<OwnedFd>; 2],
+    pub(super) stdin: Option<OwnedFd>,
+    pub(super) terminal: Option<super::pty::Terminal>,
+}
+
+fn close_output(proc: &mut Proc, index: usize, ctx: &Ctx<'_>) {
+    if let Some(pipe) = proc.out[index].take() {
+        ctx.unwatch(&pipe.fd);
+    }
+}
+
+fn close_stdin_fd(pipe: &StdinPipe, ctx: &Ctx<'_>) {
+    if pipe.watching {
+        ctx.unwatch(&pipe.fd);
+    }
+}
+
+/// Read what a pipe holds right now, without waiting for more.
+fn drain_now(proc: &Proc, index: usize, buf: &mut Vec<u8>, ctx: &mut Ctx<'_>) {
+    let Some(pipe) = proc.out[index].as_ref() else {
+        return;
+    };
+    if buf.len() < READ_CHUNK {
+        buf.resize(READ_CHUNK, 0);
+    }
+    while let Ok(n) = rustix::io::read(&pipe.fd, &mut buf[..]) {
+        if n == 0 {
+            break;
+        }
+        ctx.report(Report::Output {
+            task: proc.task,
+            attempt: proc.attempt,
+            stream: pipe.stream,
+            bytes: buf[..n].to_vec(),
+        });
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+fn describe_write_error(e: rustix::io::Errno) -> String {
+    if e == rustix::io::Errno::PIPE {
+        "the task closed its input (broken pipe)".to_owned()
+    } else {
+        std::io::Error::from(e).to_string()
+    }
+}
+
+/// Kill a child that was started but could not be watched, and reap it.
+fn abandon(pid: u32) {
+    let pid = Pid::from_raw(pid as i32);
+    let _ = killpg(pid, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+}
+
+impl Backend for LocalBackend {
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        let mut spawned = if request.spec.pty {
+            super::pty::spawn(request)?
+        } else {
+            self.spawn_piped(request)?
+        };
+        ctx.guard().add(spawned.pid as i32);
+        let key = self.next_key;
+        self.next_key += 1;
+        let proc = match self.attach(key, request, &mut spawned, ctx) {
+            Ok(proc) => proc,
+            Err(e) => {
+                abandon(spawned.pid);
+                ctx.guard().remove(spawned.pid as i32);
+                return Err(format!("cannot watch the started process: {e}"));
+            }
+        };
+        ctx.report(Report::Started {
+            task: request.task,
+            attempt: request.attempt,
+            pid: Some(spawned.pid),
+        });
+        self.by_attempt.insert((request.task, request.attempt), key);
+        let has_queue = proc
+            .stdin
+            .as_ref()
+            .is_some_and(|p| !p.queue.is_empty() || p.close_when_written);
+        self.procs.insert(key, proc);
+        if has_queue {
+            self.flush_stdin(key, ctx);
+        }
+        if !ctx.output_allowed() {
+            self.park_all(ctx);
+        }
+        Ok(())
+    }
+
+    fn control(
+        &mut self,
+        task: TaskId,
+        attempt: u32,
+        control: Control<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), CommandError> {
+        let key = *self
+            .by_attempt
+            .get(&(task, attempt))
+            .ok_or(CommandError::NotRunning(task))?;
+        let proc = self
+            .procs
+            .get_mut(&key)
+            .ok_or(CommandError::NotRunning(task))?;
+        match control {
+            Control::Signal(signal) => match killpg(proc.pgid, signal) {
+                // The group is already gone: nothing left to signal.
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+                Err(e) => Err(CommandError::Signal(task, e.to_string())),
+            },
+            Control::Write(bytes) => {
+                let pipe = proc
+                    .stdin
+                    .as_mut()
+                    .filter(|p| !p.close_when_written)
+                    .ok_or(CommandError::StdinNotOpen(task))?;
+                if pipe.queue.len() + bytes.len() > STDIN_QUEUE_LIMIT {
+                    return Err(CommandError::StdinFull {
+                        task,
+                        queued: pipe.queue.len(),
+                    });
+                }
+                pipe.queue.extend(bytes);
+                self.flush_stdin(key, ctx);
+                Ok(())
+            }
+            Control::CloseStdin => {
+                let pipe = proc
+                    .stdin
+                    .as_mut()
+                    .filter(|p| !p.close_when_written)
+                    .ok_or(CommandError::StdinNotOpen(task))?;
+                pipe.close_when_written = true;
+                self.flush_stdin(key, ctx);
+                Ok(())
+            }
+        }
+    }
+
+    fn ready(&mut self, token: u64, ctx: &mut Ctx<'_>) {
+        let key = token >> 2;
+        match token & 3 {
+            PIDFD => self.reap(key, ctx),
+            STDIN => self.flush_stdin(key, ctx),
+            which => {
+                self.read_output(key, (which - OUT) as usize, ctx);
+                self.finish_if_done(key, ctx);
+            }
+        }
+    }
+
+    fn resume_output(&mut self, ctx: &mut Ctx<'_>) {
+        for (key, index) in std::mem::take(&mut self.parked) {
+            if let Some(pipe) = self.procs.get(&key).and_then(|p| p.out[index].as_ref())
+                && let Err(e) = ctx.watch(&pipe.fd, token(key, OUT + index as u64), Interest::Read)
+            {
+                log::error!("cannot watch output again: {e}");
+            }
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.lingering.iter().map(|&(_, at)| at).min()
+    }
+
+    fn on_deadline(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.lingering.retain(|&(pgid, at)| {
+            if at > now {
+                return true;
+            }
+            let _ = killpg(pgid, Signal::SIGKILL);
+            ctx.guard().remove(pgid.as_raw());
+            false
+        });
+    }
+
+    fn shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        // Groups left behind by `background = "kill"` tasks: no grace at the end.
+        for (pgid, _) in self.lingering.drain(..) {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            ctx.guard().remove(pgid.as_raw());
+        }
     }
 }
 

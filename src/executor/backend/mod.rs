@@ -1,29 +1,43 @@
-//! Backends start the processes. The dispatcher decides *what* runs and *when*; a backend
-//! decides *how*: a local child process today, persistent workers or a Slurm job array
-//! later, behind the same commands and events.
+//! Backends start the work. The dispatcher decides *what* runs and *when*; a backend
+//! decides *how*: a local child process per task today, persistent workers or a Slurm
+//! job array next, behind the same commands and events.
+//!
+//! A backend lives on the dispatcher's thread and is driven by it: [`Backend::launch`]
+//! hands it an attempt, [`Backend::ready`] says that a descriptor it watches is ready,
+//! [`Backend::on_deadline`] that a time it asked for has come. It answers with
+//! [`Report`]s: an attempt is running ([`Report::Started`], which starts the timeout
+//! clock), output, stdin closed, the attempt is over. Threads of its own (a scheduler
+//! poller) report through a [`Remote`].
 
 pub mod local;
 mod pty;
 
+use std::collections::HashSet;
 use std::io;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::os::fd::AsFd;
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 use super::dispatcher::Msg;
-use super::event::EventKind;
-use super::sink::EventSink;
+use super::reactor::{Interest, LoopWaker, Reactor};
+use super::sink::OutputBudget;
 use super::task::{TaskId, TaskSpec};
+use super::{CommandError, Stream};
 
-/// How a process ended, as the OS reports it, before the dispatcher turns it into an
+/// How an attempt ended, as the backend sees it, before the dispatcher turns it into an
 /// [`Outcome`](super::Outcome) (it alone knows whether a kill was asked for).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RawExit {
     Code(i32),
     Signal(i32),
+    /// The process that ran the task (a worker, a node) went away mid-task.
+    WorkerLost(String),
+    /// A cluster scheduler ended the attempt in this state (`PREEMPTED`, `NODE_FAIL`).
+    Scheduler(String),
 }
 
 /// One attempt to start.
@@ -35,71 +49,200 @@ pub struct LaunchRequest<'a> {
     pub spec: &'a TaskSpec,
 }
 
-/// Controls a started attempt: signals go to its whole process group.
-pub trait ProcessControl: Send {
-    fn signal(&self, signal: Signal) -> io::Result<()>;
-}
-
-/// What to send to a task's stdin writer.
+/// What the dispatcher asks of one running attempt. Task-scoped: a backend must refuse
+/// (with [`CommandError::NotRunning`]) an attempt that is over, so a kill never reaches
+/// a later task on a reused worker.
 #[derive(Debug)]
-pub enum StdinCommand {
-    Write(Vec<u8>),
+pub enum Control<'a> {
+    /// Send a signal to everything the attempt runs (its process group).
+    Signal(Signal),
+    /// Queue bytes for its stdin.
+    Write(&'a [u8]),
+    /// Close its stdin once what is queued is written.
+    CloseStdin,
 }
 
-/// A started attempt, as the dispatcher keeps it.
-pub struct Launched {
-    pub pid: u32,
-    pub control: Box<dyn ProcessControl>,
-    /// Dropping this sender closes the task's stdin; `None` when stdin is not a pipe kept
-    /// open (null, or preset text already on its way).
-    pub stdin: Option<Sender<StdinCommand>>,
-    /// Bytes written to stdin so far (the joblog's `Send`).
-    pub stdin_bytes: Arc<AtomicU64>,
+/// What a backend tells the dispatcher about an attempt.
+#[derive(Debug)]
+pub enum Report {
+    /// Accepted but not running yet (in a cluster queue); `state` in the scheduler's words.
+    Waiting {
+        task: TaskId,
+        attempt: u32,
+        state: String,
+    },
+    /// Running from now on. `pid` is the process that runs it (a worker's, for a
+    /// persistent worker), `None` when the backend cannot know it.
+    Started {
+        task: TaskId,
+        attempt: u32,
+        pid: Option<u32>,
+    },
+    Output {
+        task: TaskId,
+        attempt: u32,
+        stream: Stream,
+        bytes: Vec<u8>,
+    },
+    StdinClosed {
+        task: TaskId,
+        attempt: u32,
+        error: Option<String>,
+    },
+    /// Over: the process is reaped and its output drained (or the worker is gone).
+    Ended {
+        task: TaskId,
+        attempt: u32,
+        exit: RawExit,
+        stdin_bytes: u64,
+    },
 }
 
-/// Where a backend reports what its processes do.
+/// Reports from a backend's own threads: queued for the dispatcher, which is woken.
 #[derive(Clone)]
-pub struct Reporter {
-    pub(crate) sink: EventSink,
+pub struct Remote {
     pub(crate) inbox: Sender<Msg>,
-    pub(crate) output_dir: Option<PathBuf>,
+    pub(crate) waker: LoopWaker,
 }
 
-impl Reporter {
-    /// Output as it arrives (partial lines included).
-    pub fn output(&self, event: EventKind) {
-        self.sink.send(event);
+impl Remote {
+    pub fn report(&self, report: Report) {
+        if self.inbox.send(Msg::Report(report)).is_ok() {
+            self.waker.wake();
+        }
+    }
+}
+
+/// Every process group a backend has started and not yet seen end, so that whatever
+/// happens to the dispatcher (even a panic) they can be killed and none is left running.
+#[derive(Clone, Debug, Default)]
+pub struct GroupGuard(Arc<Mutex<HashSet<i32>>>);
+
+impl GroupGuard {
+    pub fn add(&self, pgid: i32) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(pgid);
     }
 
-    /// The attempt is over: process reaped and its output drained.
-    pub fn ended(&self, task: TaskId, attempt: u32, exit: RawExit) {
-        let _ = self.inbox.send(Msg::Ended {
-            task,
-            attempt,
-            exit,
-        });
+    pub fn remove(&self, pgid: i32) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&pgid);
     }
 
-    /// The attempt's stdin is closed; `error` says why a write failed.
-    pub fn stdin_ended(&self, task: TaskId, attempt: u32, error: Option<String>) {
-        let _ = self.inbox.send(Msg::StdinEnded {
-            task,
-            attempt,
-            error,
-        });
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    pub fn output_dir(&self) -> Option<&PathBuf> {
-        self.output_dir.as_ref()
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// SIGKILL every group, then reap the leaders (they are this process's children).
+    pub(crate) fn kill_all(&self) {
+        let groups: Vec<i32> = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
+        for &pgid in &groups {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        for pgid in groups {
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pgid), None);
+        }
+    }
+}
+
+/// What a backend may use while the dispatcher drives it.
+pub struct Ctx<'a> {
+    pub(crate) reactor: &'a Reactor,
+    pub(crate) reports: &'a mut Vec<Report>,
+    pub(crate) remote: &'a Remote,
+    pub(crate) budget: &'a OutputBudget,
+    pub(crate) guard: &'a GroupGuard,
+    pub(crate) kill_grace: Duration,
+}
+
+impl Ctx<'_> {
+    /// Have [`Backend::ready`] called with `token` when `fd` is ready. Tokens are the
+    /// backend's own; `u64::MAX` is reserved.
+    pub fn watch(&self, fd: impl AsFd, token: u64, interest: Interest) -> io::Result<()> {
+        debug_assert_ne!(token, super::reactor::WAKE_TOKEN);
+        self.reactor.watch(fd, token, interest)
+    }
+
+    /// Stop watching `fd` (always before closing a descriptor that has dups).
+    pub fn unwatch(&self, fd: impl AsFd) {
+        self.reactor.unwatch(fd);
+    }
+
+    pub fn report(&mut self, report: Report) {
+        self.reports.push(report);
+    }
+
+    /// A handle for the backend's own threads.
+    pub fn remote(&self) -> Remote {
+        self.remote.clone()
+    }
+
+    /// False while the consumer is behind on output: stop reading output (the producer
+    /// then waits on its pipe, as under a shell) until [`Backend::resume_output`].
+    pub fn output_allowed(&self) -> bool {
+        self.budget.has_room()
+    }
+
+    /// Register process groups here as soon as they exist; remove them once they end.
+    pub fn guard(&self) -> &GroupGuard {
+        self.guard
+    }
+
+    /// The pool's TERM → KILL grace period.
+    pub fn kill_grace(&self) -> Duration {
+        self.kill_grace
     }
 }
 
 pub trait Backend: Send + 'static {
-    /// Start one attempt. Must not block on the task; report its end through `reporter`.
-    /// An `Err` is the OS reason the process could not start.
-    fn launch(
+    /// Called once on the dispatcher's thread before anything is launched.
+    fn start(&mut self, _size: usize, _ctx: &mut Ctx<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Start (or submit) one attempt. Must not block on the task. Report
+    /// [`Report::Started`] once it runs (at once, for a local process). An `Err` is the
+    /// reason it could not be started; nothing of it may be left running then.
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String>;
+
+    /// Act on one attempt. Refuse attempts that are over with `NotRunning`.
+    fn control(
         &mut self,
-        request: LaunchRequest<'_>,
-        reporter: &Reporter,
-    ) -> Result<Launched, String>;
+        task: TaskId,
+        attempt: u32,
+        control: Control<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), CommandError>;
+
+    /// A descriptor watched with `token` is ready.
+    fn ready(&mut self, _token: u64, _ctx: &mut Ctx<'_>) {}
+
+    /// The output budget has room again: read what was left waiting.
+    fn resume_output(&mut self, _ctx: &mut Ctx<'_>) {}
+
+    /// The earliest time the backend wants [`Backend::on_deadline`] called.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn on_deadline(&mut self, _now: Instant, _ctx: &mut Ctx<'_>) {}
+
+    /// The pool size changed (a job array's throttle follows it).
+    fn resize(&mut self, _size: usize, _ctx: &mut Ctx<'_>) {}
+
+    /// The pool is over: every attempt has ended. Release workers, stop threads.
+    fn shutdown(&mut self, _ctx: &mut Ctx<'_>) {}
 }

@@ -112,8 +112,10 @@ impl BarStatus {
         match outcome {
             None => BarStatus::Running,
             Some(Outcome::Exited(0)) => BarStatus::Success,
-            Some(Outcome::Exited(_) | Outcome::Signaled(_)) => BarStatus::Failed,
-            Some(Outcome::Killed) => BarStatus::Killed,
+            Some(Outcome::Exited(_) | Outcome::Signaled(_) | Outcome::WorkerLost(_)) => {
+                BarStatus::Failed
+            }
+            Some(Outcome::Killed | Outcome::Scheduler(_)) => BarStatus::Killed,
             Some(Outcome::TimedOut) => BarStatus::TimedOut,
             Some(Outcome::FailedToSpawn(_)) => BarStatus::SpawnError,
         }
@@ -615,7 +617,7 @@ mod tests {
                     task,
                     attempt: 1,
                     slot,
-                    pid,
+                    pid: Some(pid),
                 },
             );
             apply(
