@@ -72,9 +72,9 @@ pub enum Command {
 pub struct RunArgs {
     /// A task file (TOML). Without it, each line of stdin is a shell command.
     pub file: Option<PathBuf>,
-    /// Pool size: most tasks running at once [default: the file's, else the CPU count].
-    #[arg(short = 'j', long = "jobs")]
-    pub jobs: Option<usize>,
+    /// Pool size: most tasks running at once, 1 to 100000 [default: the file's, else the CPU count].
+    #[arg(short = 'j', long = "jobs", allow_negative_numbers = true)]
+    pub jobs: Option<i64>,
     /// Write a GNU parallel joblog here, one line per finished attempt.
     #[arg(long, value_name = "PATH")]
     pub joblog: Option<PathBuf>,
@@ -120,17 +120,15 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            // One line, and the status of a usage error (as clap's own errors).
             eprintln!("poolscope: {e:#}");
-            ExitCode::from(255)
+            ExitCode::from(2)
         }
     }
 }
 
 fn positive_seconds(value: f64, flag: &str) -> Result<Duration> {
-    if !(value.is_finite() && value >= 0.0) {
-        bail!("--{flag} must be a number of seconds, 0 or more; got {value}");
-    }
-    Ok(Duration::from_secs_f64(value))
+    crate::executor::user_seconds(value, true).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
 }
 
 fn read_stdin_commands() -> Result<Vec<TaskSpec>> {
@@ -171,10 +169,8 @@ fn plan(args: &RunArgs) -> Result<(PoolConfig, Vec<TaskSpec>)> {
         None => (PoolConfig::default(), read_stdin_commands()?),
     };
     if let Some(jobs) = args.jobs {
-        if jobs == 0 {
-            bail!("--jobs must be at least 1");
-        }
-        config.size = jobs;
+        config.size =
+            crate::executor::user_pool_size(jobs).map_err(|e| anyhow::anyhow!("--jobs: {e}"))?;
     }
     if let Some(retries) = args.retries {
         config.retries = retries;
@@ -186,7 +182,8 @@ fn plan(args: &RunArgs) -> Result<(PoolConfig, Vec<TaskSpec>)> {
         config.kill_grace = positive_seconds(grace, "kill-grace")?;
     }
     if let Some(timeout) = args.timeout {
-        let timeout = positive_seconds(timeout, "timeout")?;
+        let timeout = crate::executor::user_seconds(timeout, false)
+            .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
         for spec in specs.iter_mut().filter(|s| s.timeout.is_none()) {
             spec.timeout = Some(timeout);
         }
@@ -209,6 +206,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
 
     let total = specs.len();
+    if let Some(dir) = &config.output_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--results: cannot create {}", dir.display()))?;
+    }
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
     executor.submit(specs)?;
@@ -216,10 +217,13 @@ pub fn run(args: &RunArgs) -> Result<u8> {
 
     let bar = progress_bar(total);
     let mut printer = Printer::new(args.tag);
-    let mut record = RunRecord::default();
+    // Output is printed (and saved with --results), not kept: memory stays flat.
+    let mut record = RunRecord::without_output();
     while let Some(event) = events.recv() {
         record.apply(&event);
         match &event.kind {
+            // After Ctrl-C the user wants the prompt back, not the backlog.
+            EventKind::Output { .. } if interrupted.load(Ordering::Acquire) => {}
             EventKind::Output {
                 task,
                 stream,
@@ -252,6 +256,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             }
             EventKind::Cancelled { .. } => bar.inc(1),
             EventKind::Drained => break,
+            EventKind::Failed { reason } => {
+                bar.finish_and_clear();
+                bail!("the pool failed and killed every task: {reason}");
+            }
             _ => {}
         }
     }
@@ -283,12 +291,12 @@ fn create(path: &Path) -> Result<File> {
     File::create(path).with_context(|| format!("cannot create {}", path.display()))
 }
 
-/// Ctrl-C or SIGTERM: kill every task group; the run then ends normally, so the joblog
-/// and trace still hold what ran.
+/// Ctrl-C, SIGTERM or SIGHUP: kill every task group; the run then ends normally, so the
+/// joblog and trace still hold what ran.
 fn watch_signals(executor: &Executor) -> Result<Arc<AtomicBool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let interrupted = Arc::new(AtomicBool::new(false));
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let handle = executor.handle();
     let flag = Arc::clone(&interrupted);
     std::thread::Builder::new()
@@ -315,11 +323,24 @@ fn progress_bar(total: usize) -> ProgressBar {
     bar
 }
 
+/// Longest piece of one task's output printed at once: a longer line (or output with no
+/// newline at all) is printed in pieces of this size, so memory and time stay linear.
+const PIECE: usize = 64 * 1024;
+
 /// Prints task output line by line (lines of different tasks never mix), like GNU
-/// parallel's `--line-buffer`; `--tag` prefixes each line with the task id.
+/// parallel's `--line-buffer`; `--tag` prefixes each line with the task id. Output is
+/// bytes end to end: nothing is decoded or re-encoded.
 struct Printer {
     tag: bool,
-    partial: HashMap<(TaskId, Stream), Vec<u8>>,
+    partial: HashMap<(TaskId, Stream), Partial>,
+}
+
+/// The unprinted end of one task's stream.
+#[derive(Default)]
+struct Partial {
+    bytes: Vec<u8>,
+    /// A piece of the current line was printed already (no tag before the rest).
+    mid_line: bool,
 }
 
 impl Printer {
@@ -330,10 +351,15 @@ impl Printer {
         }
     }
 
-    fn write(&self, task: TaskId, stream: Stream, line: &[u8]) {
+    /// Print `parts` as one piece: nothing of another task comes between them.
+    fn emit(tag: bool, task: TaskId, stream: Stream, mid_line: &mut bool, parts: &[&[u8]]) {
         let result = match stream {
-            Stream::Stdout => self.write_to(&mut io::stdout().lock(), task, line),
-            Stream::Stderr => self.write_to(&mut io::stderr().lock(), task, line),
+            Stream::Stdout => {
+                Self::write_piece(&mut io::stdout().lock(), tag, task, mid_line, parts)
+            }
+            Stream::Stderr => {
+                Self::write_piece(&mut io::stderr().lock(), tag, task, mid_line, parts)
+            }
         };
         if let Err(e) = result
             && e.kind() != io::ErrorKind::BrokenPipe
@@ -342,42 +368,65 @@ impl Printer {
         }
     }
 
-    fn write_to(&self, out: &mut impl Write, task: TaskId, line: &[u8]) -> io::Result<()> {
-        if self.tag {
-            write!(out, "{task}\t")?;
+    fn write_piece(
+        out: &mut impl Write,
+        tag: bool,
+        task: TaskId,
+        mid_line: &mut bool,
+        parts: &[&[u8]],
+    ) -> io::Result<()> {
+        for part in parts.iter().filter(|p| !p.is_empty()) {
+            if !tag {
+                out.write_all(part)?;
+                *mid_line = part.last() != Some(&b'\n');
+                continue;
+            }
+            for line in part.split_inclusive(|&b| b == b'\n') {
+                if !*mid_line {
+                    write!(out, "{task}\t")?;
+                }
+                out.write_all(line)?;
+                *mid_line = line.last() != Some(&b'\n');
+            }
         }
-        out.write_all(line)?;
         out.flush()
     }
 
     fn output(&mut self, task: TaskId, stream: Stream, bytes: &[u8]) {
-        let mut pending = self.partial.remove(&(task, stream)).unwrap_or_default();
-        pending.extend_from_slice(bytes);
-        let complete = pending
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        if complete > 0 {
-            if self.tag {
-                for line in pending[..complete].split_inclusive(|&b| b == b'\n') {
-                    self.write(task, stream, line);
-                }
-            } else {
-                self.write(task, stream, &pending[..complete]);
-            }
-            pending.drain(..complete);
+        let tag = self.tag;
+        let pending = self.partial.entry((task, stream)).or_default();
+        let mut rest = bytes;
+        if let Some(last_newline) = bytes.iter().rposition(|&b| b == b'\n') {
+            let (complete, tail) = bytes.split_at(last_newline + 1);
+            Self::emit(
+                tag,
+                task,
+                stream,
+                &mut pending.mid_line,
+                &[&pending.bytes, complete],
+            );
+            pending.bytes.clear();
+            rest = tail;
         }
-        if !pending.is_empty() {
-            self.partial.insert((task, stream), pending);
+        pending.bytes.extend_from_slice(rest);
+        if pending.bytes.len() >= PIECE {
+            Self::emit(tag, task, stream, &mut pending.mid_line, &[&pending.bytes]);
+            pending.bytes.clear();
         }
     }
 
     fn flush_task(&mut self, task: TaskId) {
         for stream in [Stream::Stdout, Stream::Stderr] {
-            if let Some(rest) = self.partial.remove(&(task, stream)) {
-                let mut line = rest;
-                line.push(b'\n');
-                self.write(task, stream, &line);
+            if let Some(mut rest) = self.partial.remove(&(task, stream))
+                && (!rest.bytes.is_empty() || rest.mid_line)
+            {
+                Self::emit(
+                    self.tag,
+                    task,
+                    stream,
+                    &mut rest.mid_line,
+                    &[&rest.bytes, b"\n"],
+                );
             }
         }
     }

@@ -11,19 +11,22 @@ pub type Slot = usize;
 pub struct Scheduler<T> {
     size: usize,
     queue: VecDeque<T>,
-    /// Free slots below `size`, lowest first, so lanes stay stable.
+    /// Slots below `size` that ran a task and are free again, lowest first, so lanes stay
+    /// stable. Slots at or above `fresh` have never been used and are not stored, so
+    /// memory grows with what runs, not with the pool size.
     free: BTreeSet<Slot>,
+    fresh: Slot,
     busy: BTreeSet<Slot>,
     paused: bool,
 }
 
 impl<T> Scheduler<T> {
     pub fn new(size: usize) -> Self {
-        let size = size.max(1);
         Self {
-            size,
+            size: size.max(1),
             queue: VecDeque::new(),
-            free: (0..size).collect(),
+            free: BTreeSet::new(),
+            fresh: 0,
             busy: BTreeSet::new(),
             paused: false,
         }
@@ -58,14 +61,29 @@ impl<T> Scheduler<T> {
         self.queue.drain(..).collect()
     }
 
+    /// The lowest free slot below `size`.
+    fn lowest_free(&mut self) -> Option<Slot> {
+        // Never-used slots can still be busy after a shrink and a regrow: skip those.
+        while self.fresh < self.size && self.busy.contains(&self.fresh) {
+            self.fresh += 1;
+        }
+        let fresh = (self.fresh < self.size).then_some(self.fresh);
+        match (self.free.first().copied(), fresh) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The next task to start and the slot it gets, if a slot is free and dispatch is on.
     pub fn start_next(&mut self) -> Option<(T, Slot)> {
-        if self.paused || self.busy.len() >= self.size {
+        if self.paused || self.busy.len() >= self.size || self.queue.is_empty() {
             return None;
         }
-        let slot = *self.free.first()?;
+        let slot = self.lowest_free()?;
         let item = self.queue.pop_front()?;
-        self.free.remove(&slot);
+        if !self.free.remove(&slot) {
+            self.fresh = slot + 1;
+        }
         self.busy.insert(slot);
         Some((item, slot))
     }
@@ -73,7 +91,15 @@ impl<T> Scheduler<T> {
     /// A task on `slot` is over. A slot above a shrunken size is retired, not reused.
     pub fn release(&mut self, slot: Slot) {
         if self.busy.remove(&slot) && slot < self.size {
-            self.free.insert(slot);
+            if slot + 1 == self.fresh {
+                // Give the top slot back to the never-used range: keeps `free` small.
+                self.fresh = slot;
+                while self.fresh > 0 && self.free.remove(&(self.fresh - 1)) {
+                    self.fresh -= 1;
+                }
+            } else {
+                self.free.insert(slot);
+            }
         }
     }
 
@@ -83,11 +109,13 @@ impl<T> Scheduler<T> {
         let size = size.max(1);
         self.size = size;
         self.free.retain(|&s| s < size);
-        for slot in 0..size {
-            if !self.busy.contains(&slot) {
-                self.free.insert(slot);
-            }
-        }
+        self.fresh = self.fresh.min(size);
+        // Slots below the new size that are neither busy nor free nor fresh (retired
+        // by an earlier shrink) become free again.
+        let retired: Vec<Slot> = (0..self.fresh)
+            .filter(|s| !self.busy.contains(s) && !self.free.contains(s))
+            .collect();
+        self.free.extend(retired);
     }
 }
 
@@ -141,6 +169,39 @@ mod tests {
         assert_eq!(start_all(&mut s), vec![(0, 0)]);
         s.resize(3);
         assert_eq!(start_all(&mut s), vec![(1, 1), (2, 2)]);
+    }
+
+    #[test]
+    fn a_huge_pool_costs_no_memory_until_it_runs_tasks() {
+        let mut s = Scheduler::new(100_000_000);
+        for i in 0..3 {
+            s.push(i);
+        }
+        assert_eq!(start_all(&mut s), vec![(0, 0), (1, 1), (2, 2)]);
+        s.release(1);
+        s.push(3);
+        assert_eq!(
+            start_all(&mut s),
+            vec![(3, 1)],
+            "the lowest free slot is reused"
+        );
+        assert!(s.free.len() + s.busy.len() <= 3);
+    }
+
+    #[test]
+    fn shrink_then_grow_never_hands_out_a_busy_slot() {
+        let mut s = Scheduler::new(4);
+        for i in 0..10 {
+            s.push(i);
+        }
+        assert_eq!(start_all(&mut s).len(), 4);
+        s.resize(1);
+        s.release(0);
+        s.resize(4);
+        let started = start_all(&mut s);
+        assert_eq!(started, vec![(4, 0)], "slots 1..3 are still busy");
+        s.release(2);
+        assert_eq!(start_all(&mut s), vec![(5, 2)]);
     }
 
     #[test]

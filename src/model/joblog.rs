@@ -94,6 +94,9 @@ impl JoblogEntry {
     }
 }
 
+/// 9999-12-31T23:59:59Z in epoch seconds: a later Starttime is a corrupt line.
+const LATEST_START: f64 = 253_402_300_799.0;
+
 fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
     s.trim().parse().ok()
 }
@@ -137,12 +140,27 @@ pub fn parse(text: &str, path: &std::path::Path) -> Result<Vec<JoblogEntry>, sup
         let field = |idx: usize, name: &str| {
             error(n, name, format!("`{}` is not a number", cols[idx].trim()))
         };
+        // Times must fit the timeline's clock: no infinity, nothing negative, nothing
+        // past the year 9999 (start) or longer than a year (runtime).
+        let bounded = |idx: usize, name: &str, max: f64| {
+            let v: f64 = num(cols[idx]).ok_or_else(|| field(idx, name))?;
+            if v.is_finite() && (0.0..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(error(
+                    n,
+                    name,
+                    format!(
+                        "`{}` is out of range (0 to {max} seconds)",
+                        cols[idx].trim()
+                    ),
+                ))
+            }
+        };
         entries.push(JoblogEntry {
             seq: num(cols[0]).ok_or_else(|| field(0, "Seq"))?,
-            start: num(cols[2]).ok_or_else(|| field(2, "Starttime"))?,
-            runtime: num(cols[3])
-                .filter(|r: &f64| *r >= 0.0)
-                .ok_or_else(|| field(3, "JobRuntime"))?,
+            start: bounded(2, "Starttime", LATEST_START)?,
+            runtime: bounded(3, "JobRuntime", crate::executor::MAX_DURATION.as_secs_f64())?,
             send: num(cols[4]).ok_or_else(|| field(4, "Send"))?,
             receive: num(cols[5]).ok_or_else(|| field(5, "Receive"))?,
             exitval: num(cols[6]).ok_or_else(|| field(6, "Exitval"))?,

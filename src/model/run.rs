@@ -109,6 +109,9 @@ pub struct RunRecord {
     #[serde(default)]
     pub failure: Option<String>,
     tail_bytes: usize,
+    /// Count output bytes only (headless runs print or save output instead).
+    #[serde(skip)]
+    discard_output: bool,
 }
 
 impl Default for RunRecord {
@@ -131,6 +134,15 @@ impl RunRecord {
             revision: 0,
             failure: None,
             tail_bytes,
+            discard_output: false,
+        }
+    }
+
+    /// A record that counts output bytes but keeps none of them.
+    pub fn without_output() -> Self {
+        Self {
+            discard_output: true,
+            ..Self::new(0)
         }
     }
 
@@ -158,6 +170,7 @@ impl RunRecord {
             revision: 1,
             failure: None,
             tail_bytes: DEFAULT_TAIL_BYTES,
+            discard_output: false,
         };
         record.reindex();
         record
@@ -249,9 +262,14 @@ impl RunRecord {
                 stream,
                 bytes,
             } => {
-                self.interleaved.push(*task, (*stream).into(), bytes);
+                let keep = !self.discard_output;
+                if keep {
+                    self.interleaved.push(*task, (*stream).into(), bytes);
+                }
                 if let Some(t) = self.task_mut(*task) {
-                    t.output.push(*stream, bytes);
+                    if keep {
+                        t.output.push(*stream, bytes);
+                    }
                     if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == *attempt) {
                         match stream {
                             Stream::Stdout => a.stdout_bytes += bytes.len() as u64,
