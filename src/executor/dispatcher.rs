@@ -148,23 +148,21 @@ impl<B: Backend> Dispatcher<B> {
     /// Runs the loop. Whatever happens in it, even a panic, every task's process group
     /// is killed before this returns, and the error is reported as an event.
     pub(crate) fn run(mut self, inbox: &Receiver<Msg>) {
-        let guard = self.guard.clone();
-        let sink = self.sink.clone();
-        let shared = Arc::clone(&self.shared);
         let result = catch_unwind(AssertUnwindSafe(|| self.run_loop(inbox)));
         if let Err(panic) = result {
-            guard.kill_all();
+            self.guard.kill_all();
             let reason = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
             log::error!("the pool's dispatcher failed: {reason}; every task was killed");
-            sink.send(EventKind::Failed { reason });
-            shared.closed.store(true, Ordering::Release);
-            shared.set_drained();
+            self.sink.send(EventKind::Failed { reason });
+            self.shared.closed.store(true, Ordering::Release);
+            self.shared.set_drained();
         }
-        sink.budget().disable();
+        self.sink.flush();
+        self.sink.budget().disable();
     }
 
     fn run_loop(&mut self, inbox: &Receiver<Msg>) {
@@ -192,8 +190,12 @@ impl<B: Backend> Dispatcher<B> {
             if self.sink.budget().take_reopened() {
                 self.with_ctx(|b, ctx| b.resume_output(ctx));
             }
+            self.sink.flush_if_due();
             let timeout = self
                 .next_timer()
+                .into_iter()
+                .chain(self.sink.flush_due())
+                .min()
                 .map(|at| at.saturating_duration_since(Instant::now()));
             if let Err(e) = self.reactor.wait(&mut events, &mut tokens, timeout) {
                 panic!("the readiness loop failed: {e}");
@@ -249,7 +251,8 @@ impl<B: Backend> Dispatcher<B> {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Submit { specs, reply } => {
-                let _ = reply.send(self.submit(specs));
+                let result = self.submit(specs);
+                self.answer(&reply, result);
             }
             Msg::Close => self.close(),
             Msg::Terminate => self.terminate(),
@@ -265,20 +268,23 @@ impl<B: Backend> Dispatcher<B> {
                 if result.is_ok() {
                     self.kill(task, KillReason::User);
                 }
-                let _ = reply.send(result);
+                self.answer(&reply, result);
             }
             Msg::WriteStdin { task, bytes, reply } => {
-                let _ = reply.send(self.control(task, Control::Write(&bytes)));
+                let result = self.control(task, Control::Write(&bytes));
+                self.answer(&reply, result);
             }
             Msg::CloseStdin { task, reply } => {
-                let _ = reply.send(self.control(task, Control::CloseStdin));
+                let result = self.control(task, Control::CloseStdin);
+                self.answer(&reply, result);
             }
             Msg::Signal {
                 task,
                 signal,
                 reply,
             } => {
-                let _ = reply.send(self.control(task, Control::Signal(signal)));
+                let result = self.control(task, Control::Signal(signal));
+                self.answer(&reply, result);
             }
             Msg::Resize(size) => {
                 self.sched.resize(size.clamp(1, super::MAX_POOL_SIZE));
@@ -300,6 +306,14 @@ impl<B: Backend> Dispatcher<B> {
             }
             Msg::Report(report) => self.reports.push(report),
         }
+    }
+
+    /// Reply to a command once the events it caused are visible to the consumer, so a
+    /// caller that got its answer also sees what happened.
+    fn answer<T>(&mut self, reply: &Reply<T>, result: Result<T, CommandError>) {
+        self.process_reports();
+        self.sink.flush();
+        let _ = reply.send(result);
     }
 
     /// Turn what the backend reported into events, in the order it happened, holding
@@ -635,6 +649,8 @@ impl<B: Backend> Dispatcher<B> {
         if idle && !self.state.drained_sent {
             self.state.drained_sent = true;
             self.sink.send(EventKind::Drained);
+            // Joiners wake now: what they read next must already be there.
+            self.sink.flush();
             self.shared.set_drained();
         }
     }

@@ -2,6 +2,8 @@
 //! repaint without polling, and a byte budget that bounds how much output can sit in the
 //! channel when the consumer falls behind.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -88,10 +90,16 @@ impl OutputBudget {
     }
 }
 
-/// Cloned into every executor thread that reports something.
-#[derive(Clone)]
+/// Longest time an event waits to be handed over while the pool is busy.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The dispatcher's outgoing side. Events are collected during one turn of the loop and
+/// handed over together, so a busy pool wakes its consumer (and a window's repaint) once
+/// per turn, not once per event.
 pub struct EventSink {
-    tx: Sender<Event>,
+    tx: Sender<Vec<Event>>,
+    batch: Vec<Event>,
+    last_flush: Instant,
     start: Instant,
     waker: Option<Waker>,
     budget: Arc<OutputBudget>,
@@ -103,11 +111,18 @@ impl EventSink {
         let budget = Arc::new(OutputBudget::new(budget_bytes));
         let sink = Self {
             tx,
+            batch: Vec::new(),
+            last_flush: start,
             start,
             waker,
             budget: Arc::clone(&budget),
         };
-        (sink, Events { rx, budget })
+        let events = Events {
+            rx,
+            ready: RefCell::new(VecDeque::new()),
+            budget,
+        };
+        (sink, events)
     }
 
     /// Time since the run started: the clock of every event.
@@ -119,16 +134,40 @@ impl EventSink {
         self.start
     }
 
-    pub fn send(&self, kind: EventKind) {
-        self.send_at(self.now(), kind);
+    pub fn send(&mut self, kind: EventKind) {
+        let at = self.now();
+        self.send_at(at, kind);
     }
 
-    pub fn send_at(&self, at: Duration, kind: EventKind) {
+    pub fn send_at(&mut self, at: Duration, kind: EventKind) {
         if let EventKind::Output { bytes, .. } = &kind {
             self.budget.acquire(bytes.len());
         }
+        self.batch.push(Event { at, kind });
+    }
+
+    /// When collected events are due: at most [`FLUSH_INTERVAL`] after the last hand-over,
+    /// so a busy pool wakes its consumer at most about a thousand times a second, and an
+    /// idle one at once.
+    pub(crate) fn flush_due(&self) -> Option<Instant> {
+        (!self.batch.is_empty()).then(|| self.last_flush + FLUSH_INTERVAL)
+    }
+
+    /// Flush if the interval has passed.
+    pub(crate) fn flush_if_due(&mut self) {
+        if self.flush_due().is_some_and(|due| due <= Instant::now()) {
+            self.flush();
+        }
+    }
+
+    /// Hand what was collected to the consumer now.
+    pub fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        if self.batch.is_empty() {
+            return;
+        }
         // A consumer that hung up is not an error: the run goes on without a viewer.
-        let _ = self.tx.send(Event { at, kind });
+        let _ = self.tx.send(std::mem::take(&mut self.batch));
         if let Some(waker) = &self.waker {
             waker();
         }
@@ -141,36 +180,74 @@ impl EventSink {
 
 /// The receiving end of a run's events.
 pub struct Events {
-    rx: Receiver<Event>,
+    rx: Receiver<Vec<Event>>,
+    /// The rest of the batch being read.
+    ready: RefCell<VecDeque<Event>>,
     budget: Arc<OutputBudget>,
 }
 
 impl Events {
-    fn account(&self, event: Event) -> Event {
+    fn next_ready(&self) -> Option<Event> {
+        let event = self.ready.borrow_mut().pop_front()?;
         if let EventKind::Output { bytes, .. } = &event.kind {
             self.budget.release(bytes.len());
         }
-        event
+        Some(event)
+    }
+
+    fn refill(&self, batch: Vec<Event>) -> Option<Event> {
+        self.ready.borrow_mut().extend(batch);
+        self.next_ready()
     }
 
     /// Blocks until the next event; `None` once the executor is gone and all is read.
     pub fn recv(&self) -> Option<Event> {
-        self.rx.recv().ok().map(|e| self.account(e))
+        loop {
+            if let Some(event) = self.next_ready() {
+                return Some(event);
+            }
+            let batch = self.rx.recv().ok()?;
+            if let Some(event) = self.refill(batch) {
+                return Some(event);
+            }
+        }
     }
 
     /// The next event if one is waiting.
     pub fn try_recv(&self) -> Option<Event> {
-        match self.rx.try_recv() {
-            Ok(e) => Some(self.account(e)),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        loop {
+            if let Some(event) = self.next_ready() {
+                return Some(event);
+            }
+            match self.rx.try_recv() {
+                Ok(batch) => {
+                    if let Some(event) = self.refill(batch) {
+                        return Some(event);
+                    }
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return None,
+            }
         }
     }
 
     /// Waits at most `timeout` for the next event.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(e) => Some(self.account(e)),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some(event) = self.next_ready() {
+                return Some(event);
+            }
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            match self.rx.recv_timeout(left) {
+                Ok(batch) => {
+                    if let Some(event) = self.refill(batch) {
+                        return Some(event);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ pub struct LocalBackend {
     /// Process groups whose leader ended its task (`background = "kill"`) but which
     /// still had members: SIGKILL is due at this time.
     lingering: Vec<(Pid, Instant)>,
+    dev_null: Option<OwnedFd>,
 }
 
 /// Builtins and keywords whose meaning in `sh` differs from (or has no) program on `PATH`.
@@ -118,6 +119,17 @@ impl LocalBackend {
         runnable.then(|| words.iter().map(|w| (*w).to_owned()).collect())
     }
 
+    fn dev_null(&mut self) -> Result<&OwnedFd, String> {
+        if self.dev_null.is_none() {
+            let file = std::fs::File::open("/dev/null")
+                .map_err(|e| format!("cannot open /dev/null: {e}"))?;
+            self.dev_null = Some(OwnedFd::from(file));
+        }
+        self.dev_null
+            .as_ref()
+            .ok_or_else(|| "cannot open /dev/null".to_owned())
+    }
+
     /// Start a pipe-connected child; returns it with its pipes.
     fn spawn_piped(&mut self, request: LaunchRequest<'_>) -> Result<Spawned, String> {
         let spec = request.spec;
@@ -136,7 +148,11 @@ impl LocalBackend {
             }
         };
         let stdin = match spec.stdin {
-            StdinMode::Null => Stdio::null(),
+            // A dup of one /dev/null opened once: no path lookup per task.
+            StdinMode::Null => match self.dev_null()?.try_clone() {
+                Ok(fd) => Stdio::from(fd),
+                Err(_) => Stdio::null(),
+            },
             StdinMode::Pipe | StdinMode::Preset(_) => Stdio::piped(),
         };
         let mut command = CommandWrap::with_new(program, |c| {
@@ -340,7 +356,7 @@ impl LocalBackend {
             (_, Some(sig)) => RawExit::Signal(sig),
             _ => RawExit::Code(-1),
         };
-        ctx.unwatch(pidfd);
+        // Closing the pidfd (its only descriptor) takes it off epoll.
         proc.pidfd = None;
         proc.exit = Some(exit);
         if proc.background == Background::Kill {
@@ -357,6 +373,11 @@ impl LocalBackend {
                 self.lingering
                     .push((proc.pgid, Instant::now() + ctx.kill_grace()));
             }
+        }
+        // The exit closed the child's ends of its pipes (unless something else holds
+        // them): read to EOF now rather than waking up again for it.
+        for index in 0..2 {
+            self.read_output(key, index, ctx);
         }
         self.finish_if_done(key, ctx);
     }
@@ -449,7 +470,11 @@ pub(super) struct Spawned {
 }
 
 fn close_output(proc: &mut Proc, index: usize, ctx: &Ctx<'_>) {
-    if let Some(pipe) = proc.out[index].take() {
+    if let Some(pipe) = proc.out[index].take()
+        && proc._pty.is_some()
+    {
+        // A terminal's descriptor has dups (epoll would keep reporting it); a pipe's
+        // last close removes it from epoll by itself, one syscall fewer per task.
         ctx.unwatch(&pipe.fd);
     }
 }
@@ -601,6 +626,14 @@ impl Backend for LocalBackend {
             STDIN => self.flush_stdin(key, ctx),
             which => {
                 self.read_output(key, (which - OUT) as usize, ctx);
+                let outputs_closed = self
+                    .procs
+                    .get(&key)
+                    .is_some_and(|p| p.exit.is_none() && p.out.iter().all(Option::is_none));
+                if outputs_closed {
+                    // Usually the exit itself closed them: reap now, if it is over.
+                    self.reap(key, ctx);
+                }
                 self.finish_if_done(key, ctx);
             }
         }
