@@ -65,7 +65,31 @@ fn pool_size_zero_is_rejected() {
     let msg = error_of("[pool]\nsize = 0\n[[task]]\ncommand = \"true\"\n");
     assert_eq!(
         msg,
-        "jobs.toml:2: field `pool.size`: pool size must be at least 1, got 0"
+        "jobs.toml:2: field `pool.size`: pool size must be between 1 and 100000; got 0"
+    );
+}
+
+#[test]
+fn numbers_past_their_bounds_name_the_field_and_the_value() {
+    let msg = error_of("[pool]\nsize = 100000000\n[[task]]\ncommand = \"true\"\n");
+    assert_eq!(
+        msg,
+        "jobs.toml:2: field `pool.size`: pool size must be between 1 and 100000; got 100000000"
+    );
+    let msg = error_of("[[task]]\ncommand = \"true\"\ntimeout = 1e19\n");
+    assert_eq!(
+        msg,
+        "jobs.toml:3: field `task[0].timeout`: 10000000000000000000 seconds is more than a year (at most 31622400 seconds)"
+    );
+    let msg = error_of("[pool]\nkill_grace = inf\n[[task]]\ncommand = \"true\"\n");
+    assert_eq!(
+        msg,
+        "jobs.toml:2: field `pool.kill_grace`: expected a number of seconds, 0 or more; got inf"
+    );
+    let msg = error_of("[[task]]\ncommand = \"true\"\nbackground = \"later\"\n");
+    assert_eq!(
+        msg,
+        "jobs.toml:3: field `task[0].background`: expected \"wait\" or \"kill\", got \"later\""
     );
 }
 
