@@ -51,6 +51,9 @@ pub struct Run {
     pub started: Instant,
     /// Run time at which the pool drained.
     pub finished: Option<Duration>,
+    /// Where every attempt's full output is saved (read back when a dropped tail is
+    /// looked at again).
+    pub output_dir: Option<PathBuf>,
 }
 
 impl Run {
@@ -61,6 +64,7 @@ impl Run {
             finished: Some(record.last_event),
             record,
             started: Instant::now(),
+            output_dir: None,
         }
     }
 
@@ -510,7 +514,10 @@ impl PoolscopeApp {
             Action::Kill(task) => self.task_command(task, |e| e.kill(task)),
             Action::Interrupt(task) => self.task_command(task, |e| e.signal(task, Signal::SIGINT)),
             Action::Retry(task) => self.retry(task),
-            Action::Select(task) => self.selected = Some(task),
+            Action::Select(task) => {
+                self.selected = Some(task);
+                self.restore_output(task);
+            }
             Action::AddRow => self.rows.push(Row::default()),
             Action::DuplicateRow(i) => {
                 if let Some(row) = self.rows.get(i) {
@@ -595,9 +602,10 @@ impl PoolscopeApp {
             return;
         }
         let waker_ctx = ctx.clone();
+        let output_dir = run_directory();
         let config = PoolConfig {
             size: self.pool_size,
-            output_dir: Some(run_directory()),
+            output_dir: Some(output_dir.clone()),
             ..PoolConfig::default()
         };
         let (executor, events) =
@@ -607,6 +615,7 @@ impl PoolscopeApp {
             record: RunRecord::default(),
             started: Instant::now(),
             finished: None,
+            output_dir: Some(output_dir),
         });
         for row in &mut self.rows {
             row.task = None;
@@ -1103,6 +1112,25 @@ fn save_png(ctx: &egui::Context, path: PathBuf, crop: Option<egui::Rect>, done: 
 }
 
 /// Where a run's full output goes: a fresh folder under the system temp dir.
+impl PoolscopeApp {
+    /// A task whose output was dropped to keep memory within budget: read its newest
+    /// output back from the run's files (a few MiB, only when the user selects it).
+    fn restore_output(&mut self, task: TaskId) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        let Some(dir) = run.output_dir.clone() else {
+            return;
+        };
+        if let Err(e) = run.record.restore_output(task, &dir) {
+            self.error(format!(
+                "Cannot read task {task}'s output back from {}: {e}",
+                dir.display()
+            ));
+        }
+    }
+}
+
 fn run_directory() -> PathBuf {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

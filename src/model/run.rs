@@ -13,6 +13,10 @@ use super::tail::{Channel, OutputTail};
 
 /// Default bytes of output kept in memory per task (the full output is on disk).
 pub const DEFAULT_TAIL_BYTES: usize = 4 * 1024 * 1024;
+/// Default bytes of output kept in memory for all tasks together: past it, finished
+/// tasks' tails are dropped first (oldest first; they can be read back from their
+/// output files), then the growing task's own.
+pub const DEFAULT_TAIL_BUDGET: usize = 256 * 1024 * 1024;
 
 /// One attempt to run a task.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,9 +113,21 @@ pub struct RunRecord {
     #[serde(default)]
     pub failure: Option<String>,
     tail_bytes: usize,
+    /// Most output bytes held in all tails together.
+    #[serde(skip, default = "default_budget")]
+    tail_budget: usize,
+    #[serde(skip)]
+    tails_held: usize,
+    /// Finished tasks whose tails are held, oldest first: the first to drop.
+    #[serde(skip)]
+    evictable: std::collections::VecDeque<TaskId>,
     /// Count output bytes only (headless runs print or save output instead).
     #[serde(skip)]
     discard_output: bool,
+}
+
+fn default_budget() -> usize {
+    DEFAULT_TAIL_BUDGET
 }
 
 impl Default for RunRecord {
@@ -134,8 +150,78 @@ impl RunRecord {
             revision: 0,
             failure: None,
             tail_bytes,
+            tail_budget: DEFAULT_TAIL_BUDGET,
+            tails_held: 0,
+            evictable: std::collections::VecDeque::new(),
             discard_output: false,
         }
+    }
+
+    /// Hold at most `bytes` of output across all tasks (see [`DEFAULT_TAIL_BUDGET`]).
+    #[must_use]
+    pub fn with_tail_budget(mut self, bytes: usize) -> Self {
+        self.tail_budget = bytes;
+        self
+    }
+
+    /// Output bytes held in memory across all tasks.
+    pub fn tails_held(&self) -> usize {
+        self.tails_held
+    }
+
+    /// Push output into a task's tail and keep every tail together within the budget.
+    fn hold_output(&mut self, task: TaskId, channel: Channel, bytes: &[u8]) {
+        let Some(&index) = self.index.get(&task) else {
+            return;
+        };
+        let before = self.tasks[index].output.held();
+        self.tasks[index].output.push(channel, bytes);
+        self.tails_held = self.tails_held + self.tasks[index].output.held() - before;
+        while self.tails_held > self.tail_budget {
+            let Some(old) = self.evictable.pop_front() else {
+                break;
+            };
+            if let Some(&i) = self.index.get(&old) {
+                self.tails_held -= self.tasks[i].output.held();
+                self.tasks[i].output.evict();
+            }
+        }
+        if self.tails_held > self.tail_budget {
+            // Running tasks alone are over the budget: the one growing gives way.
+            let excess = self.tails_held - self.tail_budget;
+            let output = &mut self.tasks[index].output;
+            let keep = output.held().saturating_sub(excess);
+            let held = output.held();
+            output.shrink_to(keep);
+            self.tails_held -= held - output.held();
+        }
+    }
+
+    /// Read an evicted task's newest output back from its files in `dir` (as written by
+    /// the executor's `output_dir`). Does nothing for a task that holds its output.
+    pub fn restore_output(&mut self, task: TaskId, dir: &std::path::Path) -> std::io::Result<()> {
+        let limit = self.tail_bytes;
+        let Some(t) = self.task(task) else {
+            return Ok(());
+        };
+        let Some(attempt) = t.last_attempt().map(|a| a.number) else {
+            return Ok(());
+        };
+        if !t.output.is_evicted() {
+            return Ok(());
+        }
+        let read = |stream: &str| read_tail(&dir.join(format!("{task}.{attempt}.{stream}")), limit);
+        let (stdout, stderr) = (read("stdout")?, read("stderr")?);
+        let stderr_share = stderr.len().min(limit / 2);
+        let stdout = &stdout[stdout.len().saturating_sub(limit - stderr_share)..];
+        let stderr = &stderr[stderr.len() - stderr_share..];
+        if let Some(t) = self.task_mut(task) {
+            t.output.restore(stdout, stderr);
+            let held = t.output.held();
+            self.tails_held += held;
+            self.evictable.push_back(task);
+        }
+        Ok(())
     }
 
     /// A record that counts output bytes but keeps none of them.
@@ -170,6 +256,9 @@ impl RunRecord {
             revision: 1,
             failure: None,
             tail_bytes: DEFAULT_TAIL_BYTES,
+            tail_budget: DEFAULT_TAIL_BUDGET,
+            tails_held: 0,
+            evictable: std::collections::VecDeque::new(),
             discard_output: false,
         };
         record.reindex();
@@ -266,10 +355,10 @@ impl RunRecord {
                 if keep {
                     self.interleaved.push(*task, (*stream).into(), bytes);
                 }
+                if keep {
+                    self.hold_output(*task, (*stream).into(), bytes);
+                }
                 if let Some(t) = self.task_mut(*task) {
-                    if keep {
-                        t.output.push(*stream, bytes);
-                    }
                     if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == *attempt) {
                         match stream {
                             Stream::Stdout => a.stdout_bytes += bytes.len() as u64,
@@ -311,9 +400,7 @@ impl RunRecord {
     /// What the user typed to a task, shown in its console as input.
     pub fn record_input(&mut self, task: TaskId, bytes: &[u8]) {
         self.interleaved.push(task, Channel::Input, bytes);
-        if let Some(t) = self.task_mut(task) {
-            t.output.push(Channel::Input, bytes);
-        }
+        self.hold_output(task, Channel::Input, bytes);
     }
 
     fn finish(
@@ -357,6 +444,9 @@ impl RunRecord {
         } else {
             TaskState::Done(outcome.clone())
         };
+        if !will_retry && t.output.held() > 0 {
+            self.evictable.push_back(task);
+        }
         self.completions.push((task, attempt));
     }
 
@@ -378,6 +468,21 @@ impl RunRecord {
         }
         max as usize
     }
+}
+
+/// The last `limit` bytes of a file; an absent file is empty output.
+fn read_tail(path: &std::path::Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(limit as u64)))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Most bytes of whole lines kept in the all-tasks view.
@@ -460,6 +565,74 @@ mod tests {
             lines,
             vec![(2, "one from b"), (1, "one from a, still a"), (2, "half ")]
         );
+    }
+
+    fn event(at_ms: u64, kind: EventKind) -> Event {
+        Event {
+            at: Duration::from_millis(at_ms),
+            kind,
+        }
+    }
+
+    fn run_task(record: &mut RunRecord, id: u64, bytes: &[u8], finish: bool) {
+        let task = TaskId(id);
+        let spec = Arc::new(crate::executor::TaskSpec::shell("true"));
+        record.apply(&event(id, EventKind::Queued { task, spec }));
+        let started = EventKind::Started {
+            task,
+            attempt: 1,
+            slot: 0,
+            pid: None,
+        };
+        record.apply(&event(id, started));
+        let output = EventKind::Output {
+            task,
+            attempt: 1,
+            stream: Stream::Stdout,
+            bytes: bytes.to_vec(),
+        };
+        record.apply(&event(id, output));
+        if finish {
+            let finished = EventKind::Finished {
+                task,
+                attempt: 1,
+                outcome: Outcome::Exited(0),
+                stdin_bytes: 0,
+                will_retry: false,
+            };
+            record.apply(&event(id, finished));
+        }
+    }
+
+    #[test]
+    fn all_tails_together_stay_within_the_budget_oldest_finished_first() {
+        let mut record = RunRecord::new(1000).with_tail_budget(2500);
+        run_task(&mut record, 1, &[b'a'; 1000], true);
+        run_task(&mut record, 2, &[b'b'; 1000], true);
+        assert_eq!(record.tails_held(), 2000);
+        run_task(&mut record, 3, &[b'c'; 1000], false);
+        assert_eq!(record.tails_held(), 2000, "task 1's tail was dropped");
+        let one = &record.task(TaskId(1)).expect("task 1").output;
+        assert!(one.is_evicted() && one.held() == 0);
+        assert_eq!(record.task(TaskId(2)).expect("task 2").output.held(), 1000);
+        // The files still hold it: looking at task 1 reads it back.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("1.1.stdout"), [b'a'; 1000]).expect("write");
+        record
+            .restore_output(TaskId(1), dir.path())
+            .expect("restore");
+        let one = &record.task(TaskId(1)).expect("task 1").output;
+        assert_eq!(one.stream_bytes(Stream::Stdout), vec![b'a'; 1000]);
+        assert!(!one.is_evicted());
+    }
+
+    #[test]
+    fn running_tasks_over_the_budget_give_way_themselves() {
+        let mut record = RunRecord::new(1000).with_tail_budget(1500);
+        run_task(&mut record, 1, &[b'a'; 1000], false);
+        run_task(&mut record, 2, &[b'b'; 1000], false);
+        assert_eq!(record.tails_held(), 1500);
+        assert_eq!(record.task(TaskId(2)).expect("task 2").output.held(), 500);
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct OutputTail {
     held: usize,
     /// Bytes dropped from the front to stay under the limit.
     dropped: u64,
+    /// Everything was dropped to stay within the record's memory budget; the output
+    /// files still hold it.
+    #[serde(default)]
+    evicted: bool,
 }
 
 impl OutputTail {
@@ -41,7 +45,39 @@ impl OutputTail {
             chunks: VecDeque::new(),
             held: 0,
             dropped: 0,
+            evicted: false,
         }
+    }
+
+    /// Drop everything held (the output stays in its files).
+    pub fn evict(&mut self) {
+        self.dropped += self.held as u64;
+        self.held = 0;
+        self.chunks = VecDeque::new();
+        self.evicted = true;
+    }
+
+    /// Whether the output was dropped from memory to keep the run within its budget.
+    pub fn is_evicted(&self) -> bool {
+        self.evicted
+    }
+
+    /// Keep only the newest `bytes`.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let limit = self.limit;
+        self.limit = bytes;
+        self.trim();
+        self.limit = limit;
+    }
+
+    /// Put back output read from the task's files after an eviction: stdout, then
+    /// stderr (the files do not record how the two interleaved).
+    pub fn restore(&mut self, stdout: &[u8], stderr: &[u8]) {
+        self.chunks.clear();
+        self.held = 0;
+        self.evicted = false;
+        self.push(Channel::Stdout, stdout);
+        self.push(Channel::Stderr, stderr);
     }
 
     pub fn push(&mut self, channel: impl Into<Channel>, bytes: &[u8]) {
@@ -57,6 +93,10 @@ impl OutputTail {
             _ => self.chunks.push_back((stream, bytes.to_vec())),
         }
         self.held += bytes.len();
+        self.trim();
+    }
+
+    fn trim(&mut self) {
         while self.held > self.limit {
             let excess = self.held - self.limit;
             let Some((_, front)) = self.chunks.front_mut() else {
