@@ -85,7 +85,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
     /// Kill a task that runs longer than this many seconds (for tasks without their own).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub timeout: Option<f64>,
     /// Run a failing task up to this many more times.
     #[arg(long)]
@@ -97,7 +97,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub tag: bool,
     /// Seconds between SIGTERM and SIGKILL when a task is killed.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub kill_grace: Option<f64>,
 }
 

@@ -183,12 +183,12 @@ impl<B: Backend> Dispatcher<B> {
             self.start_ready();
             self.check_drained();
             if self.state.shutting_down && self.active.is_empty() {
-                self.with_ctx(|b, ctx| b.shutdown(ctx));
+                self.with_ctx(B::shutdown);
                 self.process_reports();
                 break;
             }
             if self.sink.budget().take_reopened() {
-                self.with_ctx(|b, ctx| b.resume_output(ctx));
+                self.with_ctx(B::resume_output);
             }
             self.sink.flush_if_due();
             let timeout = self

@@ -33,7 +33,7 @@ use sink::EventSink;
 /// once, low enough that a typo is caught.
 pub const MAX_POOL_SIZE: usize = 100_000;
 /// Longest timeout or kill grace period accepted: a year.
-pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+pub const MAX_DURATION: Duration = Duration::from_hours(366 * 24);
 
 /// Seconds given by a user (a flag, a file field): finite, not negative, at most
 /// [`MAX_DURATION`]. The error says what was wrong with the value.
@@ -125,7 +125,7 @@ impl Default for PoolConfig {
             retries: 0,
             halt: HaltPolicy::Never,
             output_dir: None,
-            output_in_flight: 64 * 1024 * 1024,
+            output_in_flight: 32 * 1024 * 1024,
             start_paused: false,
         }
     }

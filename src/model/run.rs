@@ -354,16 +354,14 @@ impl RunRecord {
                 let keep = !self.discard_output;
                 if keep {
                     self.interleaved.push(*task, (*stream).into(), bytes);
-                }
-                if keep {
                     self.hold_output(*task, (*stream).into(), bytes);
                 }
-                if let Some(t) = self.task_mut(*task) {
-                    if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == *attempt) {
-                        match stream {
-                            Stream::Stdout => a.stdout_bytes += bytes.len() as u64,
-                            Stream::Stderr => a.stderr_bytes += bytes.len() as u64,
-                        }
+                if let Some(t) = self.task_mut(*task)
+                    && let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == *attempt)
+                {
+                    match stream {
+                        Stream::Stdout => a.stdout_bytes += bytes.len() as u64,
+                        Stream::Stderr => a.stderr_bytes += bytes.len() as u64,
                     }
                 }
             }

@@ -305,20 +305,7 @@ fn parse_task(
         },
         timeout,
         pty: task.pty,
-        background: match &task.background {
-            None => Background::Wait,
-            Some(b) => match b.get_ref().as_str() {
-                "wait" => Background::Wait,
-                "kill" => Background::Kill,
-                other => {
-                    return Err(ctx.error(
-                        Some(b.span().start),
-                        &field("background"),
-                        format!("expected \"wait\" or \"kill\", got {other:?}"),
-                    ));
-                }
-            },
-        },
+        background: background(ctx, task.background.as_ref(), &field("background"))?,
     };
     Ok(match inputs(ctx, task, index)? {
         None => vec![base],
@@ -328,6 +315,23 @@ fn parse_task(
             .map(|(i, value)| expand(&base, value, i + 1, task.name.is_some()))
             .collect(),
     })
+}
+
+/// `background = "wait" | "kill"`; absent means wait.
+fn background(
+    ctx: &Ctx<'_>,
+    value: Option<&Spanned<String>>,
+    field: &str,
+) -> Result<Background, TaskFileError> {
+    match value.map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "wait")) => Ok(Background::Wait),
+        Some((_, "kill")) => Ok(Background::Kill),
+        Some((v, other)) => Err(ctx.error(
+            Some(v.span().start),
+            field,
+            format!("expected \"wait\" or \"kill\", got {other:?}"),
+        )),
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -17,11 +17,12 @@ pub fn state_colour(visuals: &Visuals, state: Option<&TaskState>) -> Color32 {
         Some(TaskState::Running | TaskState::Retrying) => pick((100, 170, 255), (20, 90, 200)),
         Some(TaskState::Done(outcome)) => match outcome {
             Outcome::Exited(0) => pick((110, 200, 120), (20, 130, 40)),
-            Outcome::Exited(_) | Outcome::Signaled(_) => pick((240, 100, 90), (190, 30, 30)),
+            Outcome::Exited(_) | Outcome::Signaled(_) | Outcome::WorkerLost(_) => {
+                pick((240, 100, 90), (190, 30, 30))
+            }
             Outcome::Killed | Outcome::TimedOut | Outcome::Scheduler(_) => {
                 pick((240, 170, 70), (180, 100, 0))
             }
-            Outcome::WorkerLost(_) => pick((240, 100, 90), (190, 30, 30)),
             Outcome::FailedToSpawn(_) => pick((200, 130, 240), (130, 40, 170)),
         },
     }

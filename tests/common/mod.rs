@@ -21,13 +21,24 @@ pub fn until(
     events: &Events,
     record: &mut RunRecord,
     what: &str,
+    done: impl FnMut(&Event, &RunRecord) -> bool,
+) -> Event {
+    until_within(WAIT, events, record, what, done)
+}
+
+/// [`until`] with a bound of its own, for runs that move gigabytes.
+pub fn until_within(
+    limit: Duration,
+    events: &Events,
+    record: &mut RunRecord,
+    what: &str,
     mut done: impl FnMut(&Event, &RunRecord) -> bool,
 ) -> Event {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let Some(event) = events.recv_timeout(left) else {
-            panic!("timed out after {WAIT:?} waiting for {what}");
+            panic!("timed out after {limit:?} waiting for {what}");
         };
         record.apply(&event);
         if done(&event, record) {

@@ -74,7 +74,7 @@ struct Proc {
     stdin_bytes: u64,
     background: Background,
     /// Keeps a terminal open while the task runs.
-    _pty: Option<super::pty::Terminal>,
+    terminal: Option<super::pty::Terminal>,
 }
 
 struct OutPipe {
@@ -188,7 +188,6 @@ impl LocalBackend {
     /// Watch a started child: its pidfd, its pipes, its stdin. On error nothing is
     /// watched and the caller kills and reaps the child.
     fn attach(
-        &mut self,
         key: u64,
         request: LaunchRequest<'_>,
         spawned: &mut Spawned,
@@ -266,7 +265,7 @@ impl LocalBackend {
             stdin,
             stdin_bytes: 0,
             background: request.spec.background,
-            _pty: spawned.terminal.take(),
+            terminal: spawned.terminal.take(),
         })
     }
 
@@ -471,7 +470,7 @@ pub(super) struct Spawned {
 
 fn close_output(proc: &mut Proc, index: usize, ctx: &Ctx<'_>) {
     if let Some(pipe) = proc.out[index].take()
-        && proc._pty.is_some()
+        && proc.terminal.is_some()
     {
         // A terminal's descriptor has dups (epoll would keep reporting it); a pipe's
         // last close removes it from epoll by itself, one syscall fewer per task.
@@ -541,7 +540,7 @@ impl Backend for LocalBackend {
         ctx.guard().add(spawned.pid as i32);
         let key = self.next_key;
         self.next_key += 1;
-        let proc = match self.attach(key, request, &mut spawned, ctx) {
+        let proc = match Self::attach(key, request, &mut spawned, ctx) {
             Ok(proc) => proc,
             Err(e) => {
                 abandon(spawned.pid);
