@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::{Events, Executor, PoolConfig, Signal, TaskId};
 use crate::model::presets::{DEFAULT_PRESET, PRESETS};
-use crate::model::{PoolPhase, RunRecord, TaskDraft, TaskState, taskfile};
+use crate::model::{PoolPhase, RunRecord, TaskDraft, taskfile};
 
 /// Time per frame spent applying executor events; the rest waits for the next frame.
 const EVENT_BUDGET: Duration = Duration::from_millis(8);
 /// While tasks run, runtimes tick at this rate.
 const TICK: Duration = Duration::from_millis(100);
+/// Shortest time between two frames drawn only because executor events arrived.
+const FRAME_WHILE_BUSY: Duration = Duration::from_millis(25);
 const MAX_RECENT: usize = 8;
 
 /// Command-line options of the GUI.
@@ -92,16 +94,9 @@ impl Run {
         self.executor().is_some_and(|e| !e.is_closed())
     }
 
+    /// Tasks queued, waiting or running (kept by the record: no pass over the tasks).
     pub fn active(&self) -> usize {
-        self.record.count(|s| {
-            matches!(
-                s,
-                TaskState::Queued
-                    | TaskState::Waiting(_)
-                    | TaskState::Running
-                    | TaskState::Retrying
-            )
-        })
+        self.record.unfinished()
     }
 }
 
@@ -608,8 +603,10 @@ impl PoolscopeApp {
             output_dir: Some(output_dir.clone()),
             ..PoolConfig::default()
         };
-        let (executor, events) =
-            Executor::start(config, Some(Arc::new(move || waker_ctx.request_repaint())));
+        // A busy pool hands over events up to a thousand times a second; the window
+        // redraws at most every FRAME_WHILE_BUSY for them (input still redraws at once).
+        let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
+        let (executor, events) = Executor::start(config, Some(Arc::new(waker)));
         self.run = Some(Run {
             pool: Some((executor, events)),
             record: RunRecord::default(),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::{Event, EventKind, Outcome, Stream, TaskId, TaskSpec};
 
+use super::stats::Level;
 use super::tail::{Channel, OutputTail};
 
 /// Default bytes of output kept in memory per task (the full output is on disk).
@@ -121,9 +122,75 @@ pub struct RunRecord {
     /// Finished tasks whose tails are held, oldest first: the first to drop.
     #[serde(skip)]
     evictable: std::collections::VecDeque<TaskId>,
+    /// Tasks queued or running (not done, not cancelled).
+    #[serde(skip)]
+    unfinished: usize,
+    /// Tells records apart (a view's caches belong to one record).
+    #[serde(skip, default = "next_uid")]
+    uid: u64,
+    /// Tasks whose attempts changed, in event order: views catch up from a cursor.
+    #[serde(skip)]
+    changes: Vec<TaskId>,
+    /// Concurrency and summary kept up to date event by event (records built from
+    /// events; imported ones have none and are computed once).
+    #[serde(skip)]
+    live: Option<LiveStats>,
     /// Count output bytes only (headless runs print or save output instead).
     #[serde(skip)]
     discard_output: bool,
+}
+
+fn next_uid() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Running and waiting counts and the summary's sums, updated per event, so a view's
+/// work per frame does not grow with the number of finished tasks.
+#[derive(Clone, Debug, Default)]
+pub struct LiveStats {
+    pub levels: Vec<Level>,
+    running: u32,
+    waiting: u32,
+    pub max_running: u32,
+    pub first_start: Option<Duration>,
+    pub last_end: Option<Duration>,
+    /// Run time of finished attempts.
+    pub busy_finished: Duration,
+    /// Sum of the start times of running attempts (their run time is `n * now - sum`).
+    start_sum: Duration,
+    pub total_queue_wait: Duration,
+}
+
+impl LiveStats {
+    fn step(&mut self, at: Duration, running: i32, waiting: i32) {
+        self.running = self.running.saturating_add_signed(running);
+        self.waiting = self.waiting.saturating_add_signed(waiting);
+        self.max_running = self.max_running.max(self.running);
+        let level = Level {
+            at: at.as_secs_f64(),
+            running: self.running,
+            waiting: self.waiting,
+        };
+        match self.levels.last_mut() {
+            Some(last) if (last.at - level.at).abs() < 1e-9 => *last = level,
+            _ => self.levels.push(level),
+        }
+    }
+
+    /// Run time of every attempt so far, the running ones up to `now`.
+    pub fn busy(&self, now: Duration) -> Duration {
+        (self.busy_finished + now * self.running).saturating_sub(self.start_sum)
+    }
+
+    /// The end of the run so far: now while something runs.
+    pub fn last(&self, now: Duration) -> Option<Duration> {
+        if self.running > 0 {
+            Some(now)
+        } else {
+            self.last_end
+        }
+    }
 }
 
 fn default_budget() -> usize {
@@ -153,6 +220,10 @@ impl RunRecord {
             tail_budget: DEFAULT_TAIL_BUDGET,
             tails_held: 0,
             evictable: std::collections::VecDeque::new(),
+            unfinished: 0,
+            uid: next_uid(),
+            changes: Vec::new(),
+            live: Some(LiveStats::default()),
             discard_output: false,
         }
     }
@@ -162,6 +233,26 @@ impl RunRecord {
     pub fn with_tail_budget(mut self, bytes: usize) -> Self {
         self.tail_budget = bytes;
         self
+    }
+
+    /// Identifies this record among all records of the process.
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+
+    /// Every task whose attempts changed, in order; read from a cursor on.
+    pub fn changes(&self) -> &[TaskId] {
+        &self.changes
+    }
+
+    /// Incremental statistics, for records built from events.
+    pub fn live_stats(&self) -> Option<&LiveStats> {
+        self.live.as_ref()
+    }
+
+    /// Tasks that are queued, waiting or running: nothing is live when this is 0.
+    pub fn unfinished(&self) -> usize {
+        self.unfinished
     }
 
     /// Output bytes held in memory across all tasks.
@@ -259,6 +350,10 @@ impl RunRecord {
             tail_budget: DEFAULT_TAIL_BUDGET,
             tails_held: 0,
             evictable: std::collections::VecDeque::new(),
+            unfinished: 0,
+            uid: next_uid(),
+            changes: Vec::new(),
+            live: Some(LiveStats::default()),
             discard_output: false,
         };
         record.reindex();
@@ -307,6 +402,10 @@ impl RunRecord {
                 self.pool_sizes.push((at, *size));
             }
             EventKind::Queued { task, spec } => {
+                self.unfinished += 1;
+                if let Some(live) = &mut self.live {
+                    live.step(at, 0, 1);
+                }
                 self.index.insert(*task, self.tasks.len());
                 self.tasks.push(TaskRecord {
                     id: *task,
@@ -329,6 +428,17 @@ impl RunRecord {
                 slot,
                 pid,
             } => {
+                self.changes.push(*task);
+                if let (Some(&i), Some(live)) = (self.index.get(task), self.live.as_mut()) {
+                    let t = &self.tasks[i];
+                    let first = !t.attempts.iter().any(Attempt::ran);
+                    if first {
+                        live.total_queue_wait += at.saturating_sub(t.queued);
+                    }
+                    live.first_start.get_or_insert(at);
+                    live.start_sum += at;
+                    live.step(at, 1, if first { -1 } else { 0 });
+                }
                 if let Some(t) = self.task_mut(*task) {
                     t.state = TaskState::Running;
                     t.stdin_open = matches!(t.spec.stdin, crate::executor::StdinMode::Pipe);
@@ -378,6 +488,13 @@ impl RunRecord {
                 will_retry,
             } => self.finish(at, *task, *attempt, outcome, *stdin_bytes, *will_retry),
             EventKind::Cancelled { task } => {
+                self.unfinished = self.unfinished.saturating_sub(1);
+                let never_ran = self
+                    .task(*task)
+                    .is_some_and(|t| !t.attempts.iter().any(Attempt::ran));
+                if let (true, Some(live)) = (never_ran, self.live.as_mut()) {
+                    live.step(at, 0, -1);
+                }
                 if let Some(t) = self.task_mut(*task) {
                     t.state = TaskState::Cancelled;
                 }
@@ -410,6 +527,24 @@ impl RunRecord {
         stdin_bytes: u64,
         will_retry: bool,
     ) {
+        self.changes.push(task);
+        if let (Some(&i), Some(live)) = (self.index.get(&task), self.live.as_mut()) {
+            let t = &self.tasks[i];
+            match t.attempts.iter().find(|a| a.number == attempt && a.ran()) {
+                Some(a) => {
+                    live.busy_finished += at.saturating_sub(a.started);
+                    live.start_sum = live.start_sum.saturating_sub(a.started);
+                    live.last_end = Some(live.last_end.map_or(at, |e| e.max(at)));
+                    live.step(at, -1, 0);
+                }
+                // Never started, and no earlier attempt did: it stops waiting when
+                // settled (unless it is tried again).
+                None if !will_retry && !t.attempts.iter().any(Attempt::ran) => {
+                    live.step(at, 0, -1);
+                }
+                None => {}
+            }
+        }
         let Some(t) = self.task_mut(task) else {
             return;
         };
@@ -444,6 +579,9 @@ impl RunRecord {
         };
         if !will_retry && t.output.held() > 0 {
             self.evictable.push_back(task);
+        }
+        if !will_retry {
+            self.unfinished = self.unfinished.saturating_sub(1);
         }
         self.completions.push((task, attempt));
     }

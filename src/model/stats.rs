@@ -13,7 +13,16 @@ pub struct Level {
     pub waiting: u32,
 }
 
-/// Running and waiting counts over time, one step per change.
+/// Running and waiting counts over time: kept by the record while it is built from
+/// events, computed from its tasks otherwise.
+pub fn levels(record: &RunRecord, now: Duration) -> std::borrow::Cow<'_, [Level]> {
+    match record.live_stats() {
+        Some(live) => std::borrow::Cow::Borrowed(&live.levels),
+        None => std::borrow::Cow::Owned(concurrency(record, now)),
+    }
+}
+
+/// Running and waiting counts over time, one step per change, from the tasks.
 pub fn concurrency(record: &RunRecord, now: Duration) -> Vec<Level> {
     // (time, Δrunning, Δwaiting)
     let mut edges: Vec<(Duration, i32, i32)> = Vec::new();
@@ -68,7 +77,46 @@ pub struct Summary {
     pub total_queue_wait: Duration,
 }
 
+/// The summary from statistics kept event by event: no pass over the tasks.
+fn live_summary(record: &RunRecord, live: &super::run::LiveStats, now: Duration) -> Summary {
+    let (first, last) = (live.first_start, live.last(now));
+    let makespan = match (first, last) {
+        (Some(f), Some(l)) => l.saturating_sub(f),
+        _ => Duration::ZERO,
+    };
+    let capacity = capacity(record, first, last);
+    Summary {
+        makespan,
+        max_concurrency: live.max_running as usize,
+        utilisation: if capacity > 0.0 {
+            (live.busy(now).as_secs_f64() / capacity).min(1.0)
+        } else {
+            0.0
+        },
+        total_queue_wait: live.total_queue_wait,
+    }
+}
+
+/// Slot-seconds the pool offered between `first` and `last`, following its resizes.
+fn capacity(record: &RunRecord, first: Option<Duration>, last: Option<Duration>) -> f64 {
+    let mut capacity = 0.0;
+    if let (Some(f), Some(l)) = (first, last) {
+        let sizes = &record.pool_sizes;
+        for (i, &(at, size)) in sizes.iter().enumerate() {
+            let from = at.max(f);
+            let to = sizes.get(i + 1).map_or(l, |&(next, _)| next.min(l));
+            if to > from {
+                capacity += to.saturating_sub(from).as_secs_f64() * size as f64;
+            }
+        }
+    }
+    capacity
+}
+
 pub fn summary(record: &RunRecord, now: Duration) -> Summary {
+    if let Some(live) = record.live_stats() {
+        return live_summary(record, live, now);
+    }
     let attempts = || {
         record
             .tasks
@@ -84,17 +132,7 @@ pub fn summary(record: &RunRecord, now: Duration) -> Summary {
     };
     let busy: Duration = attempts().map(|a| a.runtime(now)).sum();
     // The pool size in force over the run, weighted by how long it held.
-    let mut capacity = 0.0;
-    if let (Some(f), Some(l)) = (first, last) {
-        let sizes = &record.pool_sizes;
-        for (i, &(at, size)) in sizes.iter().enumerate() {
-            let from = at.max(f);
-            let to = sizes.get(i + 1).map_or(l, |&(next, _)| next.min(l));
-            if to > from {
-                capacity += to.saturating_sub(from).as_secs_f64() * size as f64;
-            }
-        }
-    }
+    let capacity = capacity(record, first, last);
     let total_queue_wait = record
         .tasks
         .iter()

@@ -203,6 +203,21 @@ fn pid_lanes(record: &RunRecord) -> (HashMap<u32, usize>, Vec<u32>) {
 }
 
 /// How many lanes, the labels of those shown, and (PID mode) each PID's lane.
+/// Lanes by slot: as many as the largest pool size (a slot is always below the size in
+/// force when it was given); a record without sizes counts its slots.
+fn slot_count(record: &RunRecord) -> usize {
+    match record.pool_sizes.iter().map(|&(_, s)| s).max() {
+        Some(size) if record.live_stats().is_some() => size,
+        size => record
+            .tasks
+            .iter()
+            .flat_map(|t| t.attempts.iter().filter_map(|a| a.slot))
+            .max()
+            .map_or(0, |m| m + 1)
+            .max(size.unwrap_or(0)),
+    }
+}
+
 fn lanes(
     record: &RunRecord,
     mode: LaneMode,
@@ -211,13 +226,7 @@ fn lanes(
     let shown = |n: usize| lanes_shown.start.min(n)..lanes_shown.end.min(n);
     match mode {
         LaneMode::Slot => {
-            let slots = record
-                .tasks
-                .iter()
-                .flat_map(|t| t.attempts.iter().filter_map(|a| a.slot))
-                .max()
-                .map_or(0, |m| m + 1)
-                .max(record.pool_sizes.iter().map(|&(_, s)| s).max().unwrap_or(0));
+            let slots = slot_count(record);
             (
                 slots,
                 shown(slots).map(|s| (s, format!("slot {s}"))).collect(),
@@ -287,22 +296,94 @@ struct Span {
     command_hash: u64,
 }
 
-/// Lanes for slot and PID modes, built once per record revision.
+/// Lanes for slot and PID modes. By slot, a live record's changes are applied as they
+/// come (work per frame follows what changed, not how many tasks there are); by PID,
+/// lanes are rebuilt per record revision (a new PID can reorder them).
 #[derive(Clone, Debug, Default)]
 pub struct LaneIndex {
     key: Option<(u64, usize, LaneMode)>,
     lanes: Vec<Vec<Span>>,
     labels: Vec<String>,
+    /// Slot mode: (record, lane count) the lanes were built for, how many of the
+    /// record's changes they include, and where each attempt's span is.
+    live: Option<(u64, usize)>,
+    applied: usize,
+    spans: HashMap<(TaskId, u32), (usize, usize)>,
 }
 
 impl LaneIndex {
-    /// Rebuild if the record or the mode changed since last time.
+    /// Bring the lanes up to date with the record.
     pub fn update(&mut self, record: &RunRecord, mode: LaneMode) {
+        if mode == LaneMode::Slot && record.live_stats().is_some() {
+            let count = slot_count(record);
+            if self.live == Some((record.uid(), count)) {
+                self.apply_changes(record);
+                return;
+            }
+            self.rebuild(record, mode);
+            self.live = Some((record.uid(), count));
+            self.applied = record.changes().len();
+            self.spans = self
+                .lanes
+                .iter()
+                .enumerate()
+                .flat_map(|(l, spans)| {
+                    spans
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, s)| ((s.task, s.attempt), (l, i)))
+                })
+                .collect();
+            return;
+        }
+        self.live = None;
         let key = (record.revision, record.tasks.len(), mode);
         if self.key == Some(key) {
             return;
         }
         self.key = Some(key);
+        self.rebuild(record, mode);
+    }
+
+    /// Attempts that started or ended since the last update: new spans go at the end
+    /// of their lane (starts come in time order), ended ones are updated in place.
+    fn apply_changes(&mut self, record: &RunRecord) {
+        let changes = &record.changes()[self.applied..];
+        self.applied = record.changes().len();
+        for &id in changes {
+            let Some(task) = record.task(id) else {
+                continue;
+            };
+            let hash = command_hash(&task.spec.invocation);
+            for a in task.attempts.iter().rev().take(2) {
+                let Some(lane) = a.slot.filter(|&l| l < self.lanes.len()) else {
+                    continue;
+                };
+                let span = Span {
+                    start: a.started.as_secs_f64(),
+                    end: a.ended.map_or(f64::INFINITY, |e| e.as_secs_f64()),
+                    task: id,
+                    attempt: a.number,
+                    status: BarStatus::of(a.outcome.as_ref()),
+                    command_hash: hash,
+                };
+                match self.spans.get(&(id, a.number)) {
+                    Some(&(l, i)) => self.lanes[l][i] = span,
+                    None => {
+                        let spans = &mut self.lanes[lane];
+                        if spans.last().is_some_and(|last| last.start > span.start) {
+                            // Out of order (never from one executor): start over.
+                            self.live = None;
+                        }
+                        self.spans.insert((id, a.number), (lane, spans.len()));
+                        spans.push(span);
+                    }
+                }
+            }
+        }
+    }
+
+    fn rebuild(&mut self, record: &RunRecord, mode: LaneMode) {
         self.lanes.clear();
         let (count, labels, pid_lane) = lanes(record, mode, &(0..usize::MAX));
         self.labels = labels.into_iter().map(|(_, l)| l).collect();

@@ -159,12 +159,18 @@ fn tooltip(ui: &mut egui::Ui, record: &RunRecord, task: &TaskRecord, attempt: u3
 }
 
 impl TimelineState {
+    /// The concurrency steps and the summary. A record built from events keeps both up
+    /// to date itself (nothing here grows with finished tasks); an opened one is
+    /// computed once and cached.
     fn cached(
         &mut self,
         record: &RunRecord,
         now: Duration,
         live: bool,
-    ) -> (Arc<Vec<Level>>, Summary) {
+    ) -> (Option<Arc<Vec<Level>>>, Summary) {
+        if record.live_stats().is_some() {
+            return (None, stats::summary(record, now));
+        }
         let key = (
             record.tasks.len(),
             record.completions.len(),
@@ -172,12 +178,12 @@ impl TimelineState {
             record.pool_sizes.len(),
         );
         match &self.cache {
-            Some((k, levels, summary)) if *k == key => (Arc::clone(levels), *summary),
+            Some((k, levels, summary)) if *k == key => (Some(Arc::clone(levels)), *summary),
             _ => {
-                let levels = Arc::new(stats::concurrency(record, now));
+                let levels = Arc::new(stats::levels(record, now).into_owned());
                 let summary = stats::summary(record, now);
                 self.cache = Some((key, Arc::clone(&levels), summary));
-                (levels, summary)
+                (Some(levels), summary)
             }
         }
     }
@@ -191,13 +197,25 @@ impl TimelineState {
         live: bool,
         selected: Option<TaskId>,
     ) -> Option<TaskId> {
-        let (levels, summary) = self.cached(record, now, live);
+        let (computed, summary) = self.cached(record, now, live);
+        let levels: &[Level] = match (&computed, record.live_stats()) {
+            (Some(levels), _) => levels,
+            (None, Some(stats)) => &stats.levels,
+            (None, None) => &[],
+        };
         let top_left = ui.cursor().min;
         self.toolbar(ui, &summary, live);
         let total = record.last_event.max(now).as_secs_f64();
         let mut view = self.view.unwrap_or_else(|| TimeView::fit(total));
         if live && self.follow_live && self.view.is_some() {
-            view.follow(now.as_secs_f64());
+            // While tasks run the present moves; once none is left the view holds
+            // still on the last thing that happened (nothing moves under the pointer).
+            let present = if record.unfinished() > 0 {
+                now
+            } else {
+                record.last_event
+            };
+            view.follow(present.as_secs_f64());
         }
         let width = (ui.available_width() - GUTTER).max(50.0);
         let strip_and_axis = AXIS_HEIGHT + STRIP_HEIGHT + 8.0;
@@ -262,7 +280,7 @@ impl TimelineState {
                 fit |= response.double_clicked();
                 panned |= response.dragged();
             });
-        let (strip_rect, below) = axis_and_strip(ui, &levels, record, &mut view, width, now);
+        let (strip_rect, below) = axis_and_strip(ui, levels, record, &mut view, width, now);
         view_changed |= below.moved;
         fit |= below.fit;
         panned |= below.panned;
