@@ -18,7 +18,7 @@ const EVENT_BUDGET: Duration = Duration::from_millis(8);
 /// While tasks run, runtimes tick at this rate.
 const TICK: Duration = Duration::from_millis(100);
 /// Shortest time between two frames drawn only because executor events arrived.
-const FRAME_WHILE_BUSY: Duration = Duration::from_millis(25);
+const FRAME_WHILE_BUSY: Duration = TICK;
 const MAX_RECENT: usize = 8;
 
 /// Command-line options of the GUI.

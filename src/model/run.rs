@@ -125,6 +125,12 @@ pub struct RunRecord {
     /// Tasks queued or running (not done, not cancelled).
     #[serde(skip)]
     unfinished: usize,
+    /// How many tasks are in each state, kept as states change.
+    #[serde(skip)]
+    tally: Tally,
+    /// Run times of finished tasks, for the ETA's median.
+    #[serde(skip)]
+    runtimes: super::stats::RunningMedian,
     /// Tells records apart (a view's caches belong to one record).
     #[serde(skip, default = "next_uid")]
     uid: u64,
@@ -143,6 +149,37 @@ pub struct RunRecord {
 fn next_uid() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// How many tasks are in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Queued, waiting in a backend, or between a failed attempt and its retry.
+    pub queued: usize,
+    pub running: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub cancelled: usize,
+}
+
+impl Tally {
+    fn slot(&mut self, state: &TaskState) -> &mut usize {
+        match state {
+            TaskState::Queued | TaskState::Waiting(_) | TaskState::Retrying => &mut self.queued,
+            TaskState::Running => &mut self.running,
+            TaskState::Done(o) if o.is_success() => &mut self.succeeded,
+            TaskState::Done(_) => &mut self.failed,
+            TaskState::Cancelled => &mut self.cancelled,
+        }
+    }
+
+    fn count(tasks: &[TaskRecord]) -> Self {
+        let mut tally = Self::default();
+        for t in tasks {
+            *tally.slot(&t.state) += 1;
+        }
+        tally
+    }
 }
 
 /// Running and waiting counts and the summary's sums, updated per event, so a view's
@@ -221,6 +258,8 @@ impl RunRecord {
             tails_held: 0,
             evictable: std::collections::VecDeque::new(),
             unfinished: 0,
+            tally: Tally::default(),
+            runtimes: super::stats::RunningMedian::default(),
             uid: next_uid(),
             changes: Vec::new(),
             live: Some(LiveStats::default()),
@@ -351,6 +390,8 @@ impl RunRecord {
             tails_held: 0,
             evictable: std::collections::VecDeque::new(),
             unfinished: 0,
+            tally: Tally::default(),
+            runtimes: super::stats::RunningMedian::default(),
             uid: next_uid(),
             changes: Vec::new(),
             live: Some(LiveStats::default()),
@@ -368,6 +409,30 @@ impl RunRecord {
             .enumerate()
             .map(|(i, t)| (t.id, i))
             .collect();
+        self.tally = Tally::count(&self.tasks);
+        self.runtimes = super::stats::RunningMedian::default();
+        for t in &self.tasks {
+            if let (TaskState::Done(_), Some(a)) = (&t.state, t.last_attempt()) {
+                self.runtimes.push(a.runtime(a.started));
+            }
+        }
+    }
+
+    /// How many tasks are in each state.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// The median run time of finished tasks.
+    pub fn median_runtime(&self) -> Option<Duration> {
+        self.runtimes.median()
+    }
+
+    /// Move a task to `state`, keeping the tally.
+    fn set_state(&mut self, index: usize, state: TaskState) {
+        *self.tally.slot(&self.tasks[index].state) -= 1;
+        *self.tally.slot(&state) += 1;
+        self.tasks[index].state = state;
     }
 
     pub fn task(&self, id: TaskId) -> Option<&TaskRecord> {
@@ -387,9 +452,10 @@ impl RunRecord {
     }
 
     pub fn failed(&self) -> usize {
-        self.count(|s| matches!(s, TaskState::Done(o) if !o.is_success()))
+        self.tally.failed
     }
 
+    #[allow(clippy::too_many_lines)] // one short arm per kind of event
     pub fn apply(&mut self, event: &Event) {
         let at = event.at;
         self.last_event = self.last_event.max(at);
@@ -407,6 +473,7 @@ impl RunRecord {
                     live.step(at, 0, 1);
                 }
                 self.index.insert(*task, self.tasks.len());
+                self.tally.queued += 1;
                 self.tasks.push(TaskRecord {
                     id: *task,
                     spec: Arc::clone(spec),
@@ -418,8 +485,8 @@ impl RunRecord {
                 });
             }
             EventKind::Waiting { task, state, .. } => {
-                if let Some(t) = self.task_mut(*task) {
-                    t.state = TaskState::Waiting(state.clone());
+                if let Some(&i) = self.index.get(task) {
+                    self.set_state(i, TaskState::Waiting(state.clone()));
                 }
             }
             EventKind::Started {
@@ -439,8 +506,10 @@ impl RunRecord {
                     live.start_sum += at;
                     live.step(at, 1, if first { -1 } else { 0 });
                 }
+                if let Some(&i) = self.index.get(task) {
+                    self.set_state(i, TaskState::Running);
+                }
                 if let Some(t) = self.task_mut(*task) {
-                    t.state = TaskState::Running;
                     t.stdin_open = matches!(t.spec.stdin, crate::executor::StdinMode::Pipe);
                     t.attempts.push(Attempt {
                         number: *attempt,
@@ -495,8 +564,8 @@ impl RunRecord {
                 if let (true, Some(live)) = (never_ran, self.live.as_mut()) {
                     live.step(at, 0, -1);
                 }
-                if let Some(t) = self.task_mut(*task) {
-                    t.state = TaskState::Cancelled;
+                if let Some(&i) = self.index.get(task) {
+                    self.set_state(i, TaskState::Cancelled);
                 }
             }
             EventKind::Resized { size } => self.pool_sizes.push((at, *size)),
@@ -569,14 +638,19 @@ impl RunRecord {
         }
         t.stdin_open = false;
         self.interleaved.flush(task);
-        let Some(t) = self.task_mut(task) else {
+        let Some(&index) = self.index.get(&task) else {
             return;
         };
-        t.state = if will_retry {
+        let state = if will_retry {
             TaskState::Retrying
         } else {
             TaskState::Done(outcome.clone())
         };
+        self.set_state(index, state);
+        let t = &self.tasks[index];
+        if !will_retry && let Some(a) = t.last_attempt() {
+            self.runtimes.push(a.runtime(a.started));
+        }
         if !will_retry && t.output.held() > 0 {
             self.evictable.push_back(task);
         }

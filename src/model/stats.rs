@@ -66,6 +66,40 @@ pub fn concurrency(record: &RunRecord, now: Duration) -> Vec<Level> {
     levels
 }
 
+/// The median of a growing set, in O(log n) per value (two heaps).
+#[derive(Clone, Debug, Default)]
+pub struct RunningMedian {
+    /// The smaller half (largest on top).
+    low: std::collections::BinaryHeap<Duration>,
+    /// The larger half (smallest on top).
+    high: std::collections::BinaryHeap<std::cmp::Reverse<Duration>>,
+}
+
+impl RunningMedian {
+    pub fn push(&mut self, value: Duration) {
+        if self.low.peek().is_none_or(|&top| value <= top) {
+            self.low.push(value);
+        } else {
+            self.high.push(std::cmp::Reverse(value));
+        }
+        // Keep `high` equal to `low` or one larger, so its top is the upper median.
+        if self.low.len() > self.high.len() {
+            if let Some(v) = self.low.pop() {
+                self.high.push(std::cmp::Reverse(v));
+            }
+        } else if self.high.len() > self.low.len() + 1
+            && let Some(std::cmp::Reverse(v)) = self.high.pop()
+        {
+            self.low.push(v);
+        }
+    }
+
+    /// The element at position `len / 2` of the sorted values.
+    pub fn median(&self) -> Option<Duration> {
+        self.high.peek().map(|r| r.0)
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Summary {
     /// First start to last end.
@@ -152,5 +186,25 @@ pub fn summary(record: &RunRecord, now: Duration) -> Summary {
             0.0
         },
         total_queue_wait,
+    }
+}
+
+#[cfg(test)]
+mod median_tests {
+    use super::*;
+
+    #[test]
+    fn the_running_median_matches_sorting() {
+        let values = [5u64, 1, 9, 3, 3, 7, 2, 8, 6, 4, 0];
+        let mut m = RunningMedian::default();
+        for (n, &v) in values.iter().enumerate() {
+            m.push(Duration::from_millis(v));
+            let mut sorted: Vec<u64> = values[..=n].to_vec();
+            sorted.sort_unstable();
+            assert_eq!(
+                m.median(),
+                Some(Duration::from_millis(sorted[sorted.len() / 2]))
+            );
+        }
     }
 }

@@ -4,30 +4,12 @@ use std::time::Duration;
 
 use super::theme::duration;
 use crate::app::{Action, PoolscopeApp, Run};
-use crate::model::TaskState;
 
 /// Remaining time: median runtime of finished tasks × the waves still to run.
 pub fn eta(run: &Run, pool_size: usize) -> Option<Duration> {
-    let mut runtimes: Vec<Duration> = run
-        .record
-        .tasks
-        .iter()
-        .filter(|t| matches!(t.state, TaskState::Done(_)))
-        .filter_map(|t| t.last_attempt().map(|a| a.runtime(a.started)))
-        .collect();
-    if runtimes.is_empty() {
-        return None;
-    }
-    runtimes.sort_unstable();
-    let median = runtimes[runtimes.len() / 2];
-    let queued = run.record.count(|s| {
-        matches!(
-            s,
-            TaskState::Queued | TaskState::Waiting(_) | TaskState::Retrying
-        )
-    });
-    let running = run.record.count(|s| *s == TaskState::Running);
-    let waves = (queued + running).div_ceil(pool_size.max(1));
+    let median = run.record.median_runtime()?;
+    let tally = run.record.tally();
+    let waves = (tally.queued + tally.running).div_ceil(pool_size.max(1));
     Some(median * waves as u32)
 }
 
@@ -41,17 +23,13 @@ impl PoolscopeApp {
                 ));
                 return;
             };
-            let r = &run.record;
-            let running = r.count(|s| *s == TaskState::Running);
-            let queued = r.count(|s| {
-                matches!(
-                    s,
-                    TaskState::Queued | TaskState::Waiting(_) | TaskState::Retrying
-                )
-            });
-            let done = r.count(|s| matches!(s, TaskState::Done(o) if o.is_success()));
-            let failed = r.failed();
-            let cancelled = r.count(|s| *s == TaskState::Cancelled);
+            let crate::model::run::Tally {
+                queued,
+                running,
+                succeeded: done,
+                failed,
+                cancelled,
+            } = run.record.tally();
             let elapsed = run.now();
             ui.label(format!("Running {running}"));
             ui.label(format!("Queued {queued}"));

@@ -367,17 +367,16 @@ impl LaneIndex {
                     status: BarStatus::of(a.outcome.as_ref()),
                     command_hash: hash,
                 };
-                match self.spans.get(&(id, a.number)) {
-                    Some(&(l, i)) => self.lanes[l][i] = span,
-                    None => {
-                        let spans = &mut self.lanes[lane];
-                        if spans.last().is_some_and(|last| last.start > span.start) {
-                            // Out of order (never from one executor): start over.
-                            self.live = None;
-                        }
-                        self.spans.insert((id, a.number), (lane, spans.len()));
-                        spans.push(span);
+                if let Some(&(l, i)) = self.spans.get(&(id, a.number)) {
+                    self.lanes[l][i] = span;
+                } else {
+                    let spans = &mut self.lanes[lane];
+                    if spans.last().is_some_and(|last| last.start > span.start) {
+                        // Out of order (never from one executor): start over.
+                        self.live = None;
                     }
+                    self.spans.insert((id, a.number), (lane, spans.len()));
+                    spans.push(span);
                 }
             }
         }
