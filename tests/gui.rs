@@ -193,7 +193,9 @@ fn a_task_added_while_running_runs_and_close_refuses_more() {
 
 #[test]
 fn close_while_running_refuses_adds_with_a_message() {
-    let mut h = harness(app_with(&["sleep 0.5"]));
+    // Long enough to still run however slow the machine is: the pool is closed, not
+    // finished, when the new row is submitted.
+    let mut h = harness(app_with(&["sleep 60"]));
     h.run_steps(2);
     h.get_by_label("Start").click();
     run_until(&mut h, "start", |h| shows(h, "running") >= 1);
@@ -211,6 +213,7 @@ fn close_while_running_refuses_adds_with_a_message() {
             .is_some(),
         "visible refusal"
     );
+    h.get_by_label("Terminate").click();
     run_until(&mut h, "drain", |h| {
         h.query_by_label_contains("Pool: finished").is_some()
     });
@@ -251,6 +254,13 @@ fn hovering_a_timeline_bar_explains_it_and_clicking_selects_the_task() {
     h.get_by_label("Start").click();
     run_until(&mut h, "both tasks", |h| {
         h.query_by_label_contains("Done 2").is_some()
+    });
+    // Close the pool and let it finish: the run's clock stops, so nothing on the
+    // timeline moves between measuring a bar and pointing at it, however loaded the
+    // machine is.
+    h.get_by_label("Close").click();
+    run_until(&mut h, "the pool to finish", |h| {
+        h.query_by_label_contains("Pool: finished").is_some()
     });
     h.run_steps(2);
     let task = poolscope::executor::TaskId(2);

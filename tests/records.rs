@@ -54,6 +54,12 @@ fn importing_the_basic_sample_finds_its_tasks_failure_and_concurrency() {
     );
     assert_eq!(lanes_used(&record), true_max_concurrency(&entries));
     assert_eq!(record.max_concurrency(), true_max_concurrency(&entries));
+    // The concurrency strip and summary of an opened log come from its tasks.
+    let levels = poolscope::model::stats::levels(&record, record.last_event);
+    let peak = levels.iter().map(|l| l.running).max();
+    assert_eq!(peak, Some(true_max_concurrency(&entries) as u32));
+    let summary = poolscope::model::stats::summary(&record, record.last_event);
+    assert_eq!(summary.max_concurrency, true_max_concurrency(&entries));
 }
 
 #[test]

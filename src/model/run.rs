@@ -379,23 +379,12 @@ impl RunRecord {
             pool_sizes,
             phase: PoolPhase::Finished,
             tasks,
-            index: HashMap::new(),
             completions,
             last_event,
-            interleaved: Interleaved::default(),
             revision: 1,
-            failure: None,
-            tail_bytes: DEFAULT_TAIL_BYTES,
-            tail_budget: DEFAULT_TAIL_BUDGET,
-            tails_held: 0,
-            evictable: std::collections::VecDeque::new(),
-            unfinished: 0,
-            tally: Tally::default(),
-            runtimes: super::stats::RunningMedian::default(),
-            uid: next_uid(),
-            changes: Vec::new(),
-            live: Some(LiveStats::default()),
-            discard_output: false,
+            // Made elsewhere: its statistics are computed from its tasks, once.
+            live: None,
+            ..Self::new(DEFAULT_TAIL_BYTES)
         };
         record.reindex();
         record
