@@ -8,15 +8,6 @@ use poolscope::model::RunRecord;
 
 const SIZE: u64 = 200 * 1024 * 1024;
 
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 #[test]
 fn a_task_writing_200_mib_completes_with_full_output_on_disk_and_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -39,7 +30,7 @@ fn a_task_writing_200_mib_completes_with_full_output_on_disk_and_bounded_memory(
     assert_eq!(saved.len(), SIZE, "the full output is on disk");
     assert!(t.output.held() <= poolscope::model::run::DEFAULT_TAIL_BYTES);
     assert_eq!(t.output.stream_bytes(Stream::Stdout).len(), t.output.held());
-    let peak_mib = peak_rss_kib() / 1024;
+    let peak_mib = common::peak_rss_kib("self").expect("VmHWM") / 1024;
     assert!(
         peak_mib < 120,
         "peak memory {peak_mib} MiB: output is not bounded"

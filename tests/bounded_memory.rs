@@ -16,16 +16,6 @@ use poolscope::model::run::DEFAULT_TAIL_BUDGET;
 const TASKS: usize = 10_000;
 const EACH: u64 = 1024 * 1024;
 
-fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
-}
-
 #[test]
 fn ten_thousand_tasks_of_one_mib_each_keep_every_byte_on_disk_and_memory_bounded() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -60,7 +50,7 @@ fn ten_thousand_tasks_of_one_mib_each_keep_every_byte_on_disk_and_memory_bounded
         on_disk += len;
     }
     assert_eq!(on_disk, TASKS as u64 * EACH);
-    let peak = peak_rss_mib();
+    let peak = common::peak_rss_kib("self").expect("VmHWM") / 1024;
     println!(
         "{TASKS} tasks x 1 MiB: {:.2} GiB on disk, tails held {} MiB, peak RSS {peak} MiB",
         on_disk as f64 / f64::from(1u32 << 30),

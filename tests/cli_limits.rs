@@ -32,20 +32,12 @@ fn start(args: &[&str], commands: &str, stdout: Stdio) -> Child {
     child
 }
 
-fn peak_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// Waits for the child (bounded), returning its exit status and its peak memory.
 fn wait_measuring(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, u64) {
     let deadline = Instant::now() + limit;
     let mut peak = 0;
     loop {
-        if let Some(kib) = peak_kib(child.id()) {
+        if let Some(kib) = common::peak_rss_kib(&child.id().to_string()) {
             peak = peak.max(kib);
         }
         if let Some(status) = child.try_wait().expect("wait") {

@@ -62,6 +62,16 @@ pub fn stdout_of(record: &RunRecord, task: poolscope::executor::TaskId) -> Strin
     })
 }
 
+/// A process's peak resident memory in KiB (`VmHWM`, which only grows), `None` once
+/// it is gone. `"self"` reads this test process's own.
+pub fn peak_rss_kib(pid: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Whether a process is gone: no /proc entry, or a zombie waiting for someone else
 /// (a reparented grandchild); bounded poll because no event exists for a non-child.
 pub fn wait_gone(pid: u32) -> bool {
