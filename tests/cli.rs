@@ -4,14 +4,10 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{WAIT, wait_gone};
-
-fn poolscope() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_poolscope"))
-}
+use common::{WAIT, poolscope, wait_gone};
 
 fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
     let mut child = poolscope()

@@ -6,14 +6,10 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{WAIT, wait_gone};
-
-fn poolscope() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_poolscope"))
-}
+use common::{WAIT, poolscope, wait_gone};
 
 fn start(args: &[&str], commands: &str, stdout: Stdio) -> Child {
     let mut child = poolscope()

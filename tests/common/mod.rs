@@ -62,6 +62,11 @@ pub fn stdout_of(record: &RunRecord, task: poolscope::executor::TaskId) -> Strin
     })
 }
 
+/// The `poolscope` binary built for these tests.
+pub fn poolscope() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_poolscope"))
+}
+
 /// A process's peak resident memory in KiB (`VmHWM`, which only grows), `None` once
 /// it is gone. `"self"` reads this test process's own.
 pub fn peak_rss_kib(pid: &str) -> Option<u64> {
