@@ -16,7 +16,7 @@ use crate::model::{PoolPhase, RunRecord, TaskDraft, taskfile};
 /// Time per frame spent applying executor events; the rest waits for the next frame.
 const EVENT_BUDGET: Duration = Duration::from_millis(8);
 /// While tasks run, runtimes tick at this rate.
-const TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(250);
 /// Shortest time between two frames drawn only because executor events arrived.
 const FRAME_WHILE_BUSY: Duration = TICK;
 const MAX_RECENT: usize = 8;
@@ -601,6 +601,7 @@ impl PoolscopeApp {
         let config = PoolConfig {
             size: self.pool_size,
             output_dir: Some(output_dir.clone()),
+            create_empty_output_files: false,
             ..PoolConfig::default()
         };
         // A busy pool hands over events up to a thousand times a second; the window

@@ -572,3 +572,36 @@ fn full_output_is_saved_per_attempt_in_the_run_directory() {
         .collect();
     assert_eq!(by_id[&ids[1]], 6);
 }
+
+#[test]
+fn results_layout_has_both_files_and_the_run_folder_only_what_was_written() {
+    for create_empty in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = PoolConfig {
+            output_dir: Some(dir.path().join("run")),
+            create_empty_output_files: create_empty,
+            ..config(2)
+        };
+        let (pool, events) = Executor::start(cfg, None);
+        let ids = pool
+            .submit(vec![TaskSpec::shell("echo out"), TaskSpec::shell("true")])
+            .expect("submit");
+        pool.close();
+        let mut record = RunRecord::default();
+        drain(&events, &mut record);
+        let exists = |task: TaskId, stream: &str| {
+            dir.path()
+                .join("run")
+                .join(format!("{task}.1.{stream}"))
+                .exists()
+        };
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(format!("run/{}.1.stdout", ids[0])))
+                .expect("saved"),
+            "out\n"
+        );
+        assert_eq!(exists(ids[0], "stderr"), create_empty);
+        assert_eq!(exists(ids[1], "stdout"), create_empty);
+        assert_eq!(exists(ids[1], "stderr"), create_empty);
+    }
+}

@@ -86,7 +86,7 @@ struct Active {
     timeout_at: Option<Instant>,
     escalate_at: Option<Instant>,
     /// `--results`: this attempt's stdout and stderr files.
-    files: Option<[File; 2]>,
+    files: Option<OutputFiles>,
 }
 
 pub(crate) struct Dispatcher<B: Backend> {
@@ -367,12 +367,11 @@ impl<B: Backend> Dispatcher<B> {
                     });
                     return;
                 }
-                if let Some(files) = &mut a.files {
-                    let index = usize::from(stream == Stream::Stderr);
-                    if let Err(e) = files[index].write_all(&bytes) {
-                        log::error!("task {task}: cannot save output: {e}");
-                        a.files = None;
-                    }
+                if let Some(files) = &mut a.files
+                    && let Err(e) = files.write(stream, &bytes)
+                {
+                    log::error!("task {task}: cannot save output: {e}");
+                    a.files = None;
                 }
                 self.sink.send(EventKind::Output {
                     task,
@@ -430,14 +429,21 @@ impl<B: Backend> Dispatcher<B> {
             pid,
         });
         if let Some(dir) = output_dir {
-            match open_output_files(&dir, task, attempt) {
-                Ok(files) => {
+            let mut files = OutputFiles::new(dir, task, attempt);
+            let created = if self.config.create_empty_output_files {
+                files.create_both()
+            } else {
+                Ok(())
+            };
+            match created {
+                Ok(()) => {
                     if let Some(a) = self.current(task, attempt) {
                         a.files = Some(files);
                     }
                 }
                 Err(e) => {
-                    let reason = format!("cannot create output files in {}: {e}", dir.display());
+                    let reason =
+                        format!("cannot create output files in {}: {e}", files.dir.display());
                     log::error!("task {task}: {reason}");
                     self.kill(task, KillReason::Setup(reason));
                 }
@@ -694,9 +700,52 @@ impl<B: Backend> Dispatcher<B> {
     }
 }
 
-fn open_output_files(dir: &PathBuf, task: TaskId, attempt: u32) -> std::io::Result<[File; 2]> {
-    std::fs::create_dir_all(dir)?;
-    let out = File::create(dir.join(format!("{task}.{attempt}.stdout")))?;
-    let err = File::create(dir.join(format!("{task}.{attempt}.stderr")))?;
-    Ok([out, err])
+/// One attempt's saved output: `DIR/ID.ATTEMPT.stdout` and `.stderr`, each opened
+/// on demand.
+struct OutputFiles {
+    dir: PathBuf,
+    task: TaskId,
+    attempt: u32,
+    open: [Option<File>; 2],
+}
+
+impl OutputFiles {
+    fn new(dir: PathBuf, task: TaskId, attempt: u32) -> Self {
+        Self {
+            dir,
+            task,
+            attempt,
+            open: [None, None],
+        }
+    }
+
+    fn open(&mut self, stream: Stream) -> std::io::Result<&mut File> {
+        let index = usize::from(stream == Stream::Stderr);
+        if self.open[index].is_none() {
+            let suffix = if index == 0 { "stdout" } else { "stderr" };
+            let path = self
+                .dir
+                .join(format!("{}.{}.{suffix}", self.task, self.attempt));
+            // The folder is made once, by the first file that finds it missing.
+            let file = match File::create(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(&self.dir)?;
+                    File::create(&path)?
+                }
+                other => other?,
+            };
+            self.open[index] = Some(file);
+        }
+        Ok(self.open[index].as_mut().expect("opened above"))
+    }
+
+    fn create_both(&mut self) -> std::io::Result<()> {
+        self.open(Stream::Stdout)?;
+        self.open(Stream::Stderr)?;
+        Ok(())
+    }
+
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> std::io::Result<()> {
+        self.open(stream)?.write_all(bytes)
+    }
 }

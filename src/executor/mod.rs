@@ -111,6 +111,10 @@ pub struct PoolConfig {
     pub halt: HaltPolicy,
     /// Where each attempt's full stdout and stderr are saved (`ID.ATTEMPT.stdout`).
     pub output_dir: Option<PathBuf>,
+    /// Create both files for every attempt even when a stream stays empty (GNU parallel's
+    /// `--results` layout). Off, a file appears with its stream's first byte: the window's
+    /// run folder then costs no file creation for the many tasks that print nothing.
+    pub create_empty_output_files: bool,
     /// Most output bytes waiting in the event channel before readers wait for the consumer.
     pub output_in_flight: usize,
     /// Start with dispatch paused (tasks queue up until resume).
@@ -125,6 +129,7 @@ impl Default for PoolConfig {
             retries: 0,
             halt: HaltPolicy::Never,
             output_dir: None,
+            create_empty_output_files: true,
             output_in_flight: 32 * 1024 * 1024,
             start_paused: false,
         }
