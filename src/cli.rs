@@ -99,10 +99,36 @@ pub struct RunArgs {
     /// Seconds between SIGTERM and SIGKILL when a task is killed.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub kill_grace: Option<f64>,
+    /// Run tasks on persistent workers (Python's Pool: one PID runs many tasks), not a
+    /// process each.
+    #[arg(long)]
+    pub workers: bool,
+    /// With --workers: replace a worker after it ran this many tasks.
+    #[arg(long, value_name = "N")]
+    pub maxtasksperchild: Option<u32>,
+    /// With --workers: tasks handed to a worker at once [default: Python's map default,
+    /// ceil(tasks / (4 x workers))].
+    #[arg(long, value_name = "N")]
+    pub chunksize: Option<usize>,
+    /// Print each task's output in input order, as a map returns (default with --workers).
+    #[arg(short = 'k', long, conflicts_with = "unordered")]
+    pub keep_order: bool,
+    /// Print output as tasks produce it (default without --workers).
+    #[arg(long)]
+    pub unordered: bool,
 }
 
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // Hidden roles of this binary, started by the executor, not by users.
+    let mut argv = std::env::args_os().skip(1);
+    match argv.next().as_ref().and_then(|a| a.to_str()) {
+        Some(crate::executor::task::BUILTIN_ROLE) => return run_builtin(argv.next()),
+        Some(crate::executor::worker::WORKER_ROLE) => {
+            return ExitCode::from(crate::executor::worker::main());
+        }
+        _ => {}
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Run(args)) => run(&args),
@@ -122,6 +148,26 @@ pub fn main() -> ExitCode {
         Err(e) => {
             // One line, and the status of a usage error (as clap's own errors).
             eprintln!("poolscope: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `poolscope __builtin JOB`: one built-in job as a process of its own.
+fn run_builtin(arg: Option<std::ffi::OsString>) -> ExitCode {
+    let job = arg
+        .as_ref()
+        .and_then(|a| a.to_str())
+        .ok_or_else(|| "missing the job".to_owned())
+        .and_then(crate::executor::Builtin::from_arg);
+    match job {
+        Ok(job) => {
+            let code = job.run(&mut io::stdout().lock());
+            let _ = io::stdout().flush();
+            ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
+        }
+        Err(e) => {
+            eprintln!("poolscope __builtin: {e}");
             ExitCode::from(2)
         }
     }
@@ -148,8 +194,17 @@ fn read_stdin_commands() -> Result<Vec<TaskSpec>> {
     Ok(specs)
 }
 
-/// The pool settings and tasks of a run: the file's, overridden by the flags.
-fn plan(args: &RunArgs) -> Result<(PoolConfig, Vec<TaskSpec>)> {
+/// What `poolscope run` does: the pool settings and tasks (the file's, overridden by the
+/// flags), how many go to a worker at once, and whether output keeps input order.
+struct Plan {
+    config: PoolConfig,
+    specs: Vec<TaskSpec>,
+    chunk_size: usize,
+    keep_order: bool,
+}
+
+fn plan(args: &RunArgs) -> Result<Plan> {
+    let mut file_chunk = None;
     let (mut config, mut specs) = match &args.file {
         Some(path) => {
             let file = taskfile::load(path)?;
@@ -164,6 +219,8 @@ fn plan(args: &RunArgs) -> Result<(PoolConfig, Vec<TaskSpec>)> {
             if let Some(grace) = file.kill_grace {
                 config.kill_grace = grace;
             }
+            config.workers.clone_from(&file.workers);
+            file_chunk = file.chunk_size;
             (config, file.tasks)
         }
         None => (PoolConfig::default(), read_stdin_commands()?),
@@ -189,12 +246,48 @@ fn plan(args: &RunArgs) -> Result<(PoolConfig, Vec<TaskSpec>)> {
         }
     }
     config.output_dir.clone_from(&args.results);
-    Ok((config, specs))
+    if args.workers && config.workers.is_none() {
+        config.workers = Some(crate::executor::WorkerConfig::default());
+    }
+    if let Some(max) = args.maxtasksperchild {
+        let Some(workers) = config.workers.as_mut() else {
+            bail!("--maxtasksperchild needs persistent workers: add --workers");
+        };
+        if max == 0 {
+            bail!("--maxtasksperchild must be 1 or more");
+        }
+        workers.max_tasks = Some(max);
+    }
+    if args.chunksize == Some(0) {
+        bail!("--chunksize must be 1 or more");
+    }
+    if args.chunksize.is_some() && config.workers.is_none() {
+        bail!("--chunksize needs persistent workers: add --workers");
+    }
+    let chunk_size = match config.workers {
+        Some(_) => args
+            .chunksize
+            .or(file_chunk)
+            .unwrap_or_else(|| taskfile::python_chunksize(specs.len(), config.size)),
+        None => 1,
+    };
+    let keep_order = args.keep_order || (config.workers.is_some() && !args.unordered);
+    Ok(Plan {
+        config,
+        specs,
+        chunk_size,
+        keep_order,
+    })
 }
 
 /// Runs tasks headless; returns the process exit code: 0 only when every task succeeded.
 pub fn run(args: &RunArgs) -> Result<u8> {
-    let (config, specs) = plan(args)?;
+    let Plan {
+        config,
+        specs,
+        chunk_size,
+        keep_order,
+    } = plan(args)?;
     let mut joblog_out = args
         .joblog
         .as_deref()
@@ -212,11 +305,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
-    executor.submit(specs)?;
+    executor.submit_map(specs, chunk_size)?;
     executor.close();
 
     let bar = progress_bar(total);
     let mut printer = Printer::new(args.tag);
+    let mut order = keep_order.then(InputOrder::default);
     // Output is printed (and saved with --results), not kept: memory stays flat.
     let mut record = RunRecord::without_output();
     while let Some(event) = events.recv() {
@@ -229,7 +323,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 stream,
                 bytes,
                 ..
-            } => bar.suspend(|| printer.output(*task, *stream, bytes)),
+            } => match &mut order {
+                Some(order) if !order.is_current(*task) => order.hold(*task, *stream, bytes),
+                _ => bar.suspend(|| printer.output(*task, *stream, bytes)),
+            },
             EventKind::Finished {
                 task,
                 attempt,
@@ -237,8 +334,17 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 outcome,
                 ..
             } => {
-                bar.suspend(|| printer.flush_task(*task));
-                if matches!(outcome, Outcome::FailedToSpawn(_) | Outcome::TimedOut) {
+                match &mut order {
+                    Some(order) if !*will_retry => {
+                        bar.suspend(|| order.finished(*task, &mut printer));
+                    }
+                    Some(_) => {}
+                    None => bar.suspend(|| printer.flush_task(*task)),
+                }
+                if matches!(
+                    outcome,
+                    Outcome::FailedToSpawn(_) | Outcome::TimedOut | Outcome::WorkerLost(_)
+                ) {
                     let name = record.task(*task).map_or("", |t| t.spec.name.as_str());
                     bar.suspend(|| eprintln!("poolscope: task {task} ({name}): {outcome}"));
                 }
@@ -254,7 +360,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                     bar.inc(1);
                 }
             }
-            EventKind::Cancelled { .. } => bar.inc(1),
+            EventKind::Cancelled { task } => {
+                if let Some(order) = &mut order {
+                    order.finished(*task, &mut printer);
+                }
+                bar.inc(1);
+            }
             EventKind::Drained => break,
             EventKind::Failed { reason } => {
                 bar.finish_and_clear();
@@ -321,6 +432,49 @@ fn progress_bar(total: usize) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// `--keep-order`: output is printed task by task in input order (GNU parallel's `-k`,
+/// the order of Python's `map`). The first unfinished task prints live; later tasks'
+/// output waits until every task before them is over.
+#[derive(Default)]
+struct InputOrder {
+    /// The task whose output prints live (ids are 1-based, in input order).
+    current: u64,
+    held: std::collections::BTreeMap<TaskId, Vec<(Stream, Vec<u8>)>>,
+    over: std::collections::BTreeSet<TaskId>,
+}
+
+impl InputOrder {
+    fn is_current(&self, task: TaskId) -> bool {
+        task.0 == self.current.max(1)
+    }
+
+    fn hold(&mut self, task: TaskId, stream: Stream, bytes: &[u8]) {
+        self.held
+            .entry(task)
+            .or_default()
+            .push((stream, bytes.to_vec()));
+    }
+
+    fn finished(&mut self, task: TaskId, printer: &mut Printer) {
+        self.current = self.current.max(1);
+        self.over.insert(task);
+        // Move on past every task that is over, printing what each held.
+        while self.over.remove(&TaskId(self.current)) {
+            let id = TaskId(self.current);
+            for (stream, bytes) in self.held.remove(&id).unwrap_or_default() {
+                printer.output(id, stream, &bytes);
+            }
+            printer.flush_task(id);
+            self.current += 1;
+            // The next task may be running: what it printed so far goes out now.
+            let next = TaskId(self.current);
+            for (stream, bytes) in self.held.remove(&next).unwrap_or_default() {
+                printer.output(next, stream, &bytes);
+            }
+        }
+    }
 }
 
 /// Longest piece of one task's output printed at once: a longer line (or output with no

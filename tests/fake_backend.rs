@@ -78,6 +78,7 @@ impl Backend for Fake {
                     attempt,
                     exit: RawExit::Signal(signal as i32),
                     stdin_bytes: 0,
+                    at: None,
                 });
                 Ok(())
             }
@@ -123,12 +124,14 @@ fn an_attempt_waits_in_the_backend_then_starts_and_output_never_precedes_started
         task,
         attempt: 1,
         pid: None,
+        at: None,
     });
     fake.report(Report::Ended {
         task,
         attempt: 1,
         exit: RawExit::Code(0),
         stdin_bytes: 0,
+        at: None,
     });
     pool.close();
     let mut order = Vec::new();
@@ -168,6 +171,7 @@ fn the_timeout_clock_starts_when_the_backend_says_started() {
         task,
         attempt: 1,
         pid: Some(4242),
+        at: None,
     });
     pool.close();
     drain(&events, &mut record);
@@ -199,12 +203,14 @@ fn a_lost_worker_is_its_own_outcome_and_is_retried() {
             task,
             attempt,
             pid: Some(100 + attempt),
+            at: None,
         });
         fake.report(Report::Ended {
             task,
             attempt,
             exit: RawExit::WorkerLost("node n1 stopped answering".into()),
             stdin_bytes: 0,
+            at: None,
         });
     }
     pool.close();
@@ -233,6 +239,7 @@ fn kill_reaches_only_the_attempt_it_names_and_resize_reaches_the_backend() {
             task,
             attempt: 1,
             pid: Some(7), // one worker process runs both
+            at: None,
         });
     }
     pool.kill(ids[0]).expect("kill");

@@ -29,6 +29,8 @@ type Reply<T> = Sender<Result<T, CommandError>>;
 pub(crate) enum Msg {
     Submit {
         specs: Vec<TaskSpec>,
+        /// Hand them to workers this many at a time (a map's chunks); 1: one by one.
+        chunk_size: usize,
         reply: Reply<Vec<TaskId>>,
     },
     Close,
@@ -72,6 +74,8 @@ struct Pending {
     task: TaskId,
     attempt: u32,
     spec: Arc<TaskSpec>,
+    /// Tasks of one chunk go to one slot together (a retry goes alone).
+    chunk: Option<u64>,
 }
 
 struct Active {
@@ -103,6 +107,10 @@ pub(crate) struct Dispatcher<B: Backend> {
     remote: Remote,
     guard: GroupGuard,
     reports: Vec<Report>,
+    helper: PathBuf,
+    /// Attempts holding each busy slot (more than one for a chunk).
+    slot_holders: HashMap<Slot, usize>,
+    next_chunk: u64,
 }
 
 /// Where the pool is in its life, as the dispatcher sees it.
@@ -128,6 +136,7 @@ impl<B: Backend> Dispatcher<B> {
         let mut sched = Scheduler::new(config.size);
         sched.set_paused(config.start_paused);
         sink.budget().set_waker(remote.waker.clone());
+        let helper = config.helper.clone().unwrap_or_else(super::helper_program);
         Self {
             backend,
             config,
@@ -142,6 +151,9 @@ impl<B: Backend> Dispatcher<B> {
             remote,
             guard: GroupGuard::default(),
             reports: Vec::new(),
+            helper,
+            slot_holders: HashMap::new(),
+            next_chunk: 0,
         }
     }
 
@@ -239,6 +251,7 @@ impl<B: Backend> Dispatcher<B> {
             budget: self.sink.budget(),
             guard: &self.guard,
             kill_grace: self.config.kill_grace,
+            helper: &self.helper,
         };
         f(&mut self.backend, &mut ctx)
     }
@@ -250,8 +263,12 @@ impl<B: Backend> Dispatcher<B> {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Submit { specs, reply } => {
-                let result = self.submit(specs);
+            Msg::Submit {
+                specs,
+                chunk_size,
+                reply,
+            } => {
+                let result = self.submit(specs, chunk_size);
                 self.answer(&reply, result);
             }
             Msg::Close => self.close(),
@@ -348,7 +365,12 @@ impl<B: Backend> Dispatcher<B> {
                     });
                 }
             }
-            Report::Started { task, attempt, pid } => self.started(task, attempt, pid),
+            Report::Started {
+                task,
+                attempt,
+                pid,
+                at,
+            } => self.started(task, attempt, pid, at),
             Report::Output {
                 task,
                 attempt,
@@ -406,11 +428,21 @@ impl<B: Backend> Dispatcher<B> {
                 attempt,
                 exit,
                 stdin_bytes,
-            } => self.ended(task, attempt, exit, stdin_bytes),
+                at,
+            } => self.ended(task, attempt, exit, stdin_bytes, at),
         }
     }
 
-    fn started(&mut self, task: TaskId, attempt: u32, pid: Option<u32>) {
+    /// An event time from a backend's own clock, else now.
+    fn stamp(&self, at: Option<Instant>) -> Duration {
+        at.map_or_else(
+            || self.sink.now(),
+            |at| at.saturating_duration_since(self.sink.start()),
+        )
+    }
+
+    fn started(&mut self, task: TaskId, attempt: u32, pid: Option<u32>, at: Option<Instant>) {
+        let at = self.stamp(at);
         let output_dir = self.config.output_dir.clone();
         let Some(a) = self.current(task, attempt) else {
             return;
@@ -422,12 +454,15 @@ impl<B: Backend> Dispatcher<B> {
         a.timeout_at = a.spec.timeout.and_then(|t| Instant::now().checked_add(t));
         let slot = a.slot;
         let early = std::mem::take(&mut a.early);
-        self.sink.send(EventKind::Started {
-            task,
-            attempt,
-            slot,
-            pid,
-        });
+        self.sink.send_at(
+            at,
+            EventKind::Started {
+                task,
+                attempt,
+                slot,
+                pid,
+            },
+        );
         if let Some(dir) = output_dir {
             let mut files = OutputFiles::new(dir, task, attempt);
             let created = if self.config.create_empty_output_files {
@@ -461,12 +496,20 @@ impl<B: Backend> Dispatcher<B> {
             .ok_or(CommandError::NotRunning(task))
     }
 
-    fn submit(&mut self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, CommandError> {
+    fn submit(
+        &mut self,
+        specs: Vec<TaskSpec>,
+        chunk_size: usize,
+    ) -> Result<Vec<TaskId>, CommandError> {
         if self.state.closed {
             return Err(CommandError::PoolClosed);
         }
         let mut ids = Vec::with_capacity(specs.len());
-        for spec in specs {
+        let chunk_size = chunk_size.max(1);
+        for (i, spec) in specs.into_iter().enumerate() {
+            if i % chunk_size == 0 {
+                self.next_chunk += 1;
+            }
             let task = TaskId(self.next_id);
             self.next_id += 1;
             let spec = Arc::new(spec);
@@ -478,6 +521,7 @@ impl<B: Backend> Dispatcher<B> {
                 task,
                 attempt: 1,
                 spec,
+                chunk: (chunk_size > 1).then_some(self.next_chunk),
             });
             ids.push(task);
         }
@@ -536,9 +580,39 @@ impl<B: Backend> Dispatcher<B> {
     }
 
     fn start_ready(&mut self) {
+        let mut launched = false;
         while let Some((pending, slot)) = self.sched.start_next() {
+            launched = true;
+            let chunk = pending.chunk;
             self.launch(pending, slot);
+            // The rest of its chunk goes to the same slot, in order.
+            while let Some(next) = self
+                .sched
+                .take_next_if(|p| chunk.is_some() && p.chunk == chunk)
+            {
+                self.launch(next, slot);
+            }
             self.process_reports();
+        }
+        if launched {
+            self.with_ctx(B::launched);
+            self.process_reports();
+        }
+    }
+
+    /// One more attempt holds `slot`.
+    fn hold(&mut self, slot: Slot) {
+        *self.slot_holders.entry(slot).or_insert(0) += 1;
+    }
+
+    /// An attempt on `slot` is over: the slot is free once its last attempt is.
+    fn let_go(&mut self, slot: Slot) {
+        if let Some(n) = self.slot_holders.get_mut(&slot) {
+            *n -= 1;
+            if *n == 0 {
+                self.slot_holders.remove(&slot);
+                self.sched.release(slot);
+            }
         }
     }
 
@@ -547,7 +621,9 @@ impl<B: Backend> Dispatcher<B> {
             task,
             attempt,
             spec,
+            chunk: _,
         } = pending;
+        self.hold(slot);
         self.active.insert(
             task,
             Active {
@@ -573,19 +649,26 @@ impl<B: Backend> Dispatcher<B> {
             self.reports
                 .retain(|r| !matches!(r, Report::Started { task: t, .. } if *t == task));
             self.active.remove(&task);
-            self.sched.release(slot);
-            self.finish(task, attempt, spec, Outcome::FailedToSpawn(reason), 0);
+            self.let_go(slot);
+            self.finish(task, attempt, spec, Outcome::FailedToSpawn(reason), 0, None);
         }
     }
 
-    fn ended(&mut self, task: TaskId, attempt: u32, exit: RawExit, stdin_bytes: u64) {
+    fn ended(
+        &mut self,
+        task: TaskId,
+        attempt: u32,
+        exit: RawExit,
+        stdin_bytes: u64,
+        at: Option<Instant>,
+    ) {
         if self.current(task, attempt).is_none() {
             return;
         }
         let Some(active) = self.active.remove(&task) else {
             return;
         };
-        self.sched.release(active.slot);
+        self.let_go(active.slot);
         let outcome = match (active.kill, exit) {
             (Some(KillReason::User), _) => Outcome::Killed,
             (Some(KillReason::Timeout), _) => Outcome::TimedOut,
@@ -595,7 +678,7 @@ impl<B: Backend> Dispatcher<B> {
             (None, RawExit::WorkerLost(reason)) => Outcome::WorkerLost(reason),
             (None, RawExit::Scheduler(state)) => Outcome::Scheduler(state),
         };
-        self.finish(task, attempt, active.spec, outcome, stdin_bytes);
+        self.finish(task, attempt, active.spec, outcome, stdin_bytes, at);
     }
 
     fn finish(
@@ -605,7 +688,9 @@ impl<B: Backend> Dispatcher<B> {
         spec: Arc<TaskSpec>,
         outcome: Outcome,
         stdin_bytes: u64,
+        at: Option<Instant>,
     ) {
+        let at = self.stamp(at);
         let failed = !outcome.is_success();
         let will_retry = failed
             && outcome != Outcome::Killed
@@ -616,15 +701,19 @@ impl<B: Backend> Dispatcher<B> {
                 task,
                 attempt: attempt + 1,
                 spec,
+                chunk: None,
             });
         }
-        self.sink.send(EventKind::Finished {
-            task,
-            attempt,
-            outcome,
-            stdin_bytes,
-            will_retry,
-        });
+        self.sink.send_at(
+            at,
+            EventKind::Finished {
+                task,
+                attempt,
+                outcome,
+                stdin_bytes,
+                will_retry,
+            },
+        );
         if failed && !will_retry {
             self.failures += 1;
             self.apply_halt_policy();
@@ -655,6 +744,8 @@ impl<B: Backend> Dispatcher<B> {
         if idle && !self.state.drained_sent {
             self.state.drained_sent = true;
             self.sink.send(EventKind::Drained);
+            self.with_ctx(B::drained);
+            self.process_reports();
             // Joiners wake now: what they read next must already be there.
             self.sink.flush();
             self.shared.set_drained();

@@ -2,12 +2,14 @@
 //! by typed commands (through [`Handle`]) and reports only typed [`Event`]s.
 
 pub mod backend;
+pub mod builtin;
 mod dispatcher;
 pub mod event;
 pub mod reactor;
 pub mod scheduler;
 pub mod sink;
 pub mod task;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -19,10 +21,12 @@ use std::time::{Duration, Instant};
 
 pub use backend::Backend;
 pub use backend::local::LocalBackend;
+pub use backend::workers::WorkerBackend;
 pub use event::{Event, EventKind, HaltReason, Outcome, Stream, signal_name};
 pub use nix::sys::signal::Signal;
 pub use sink::{Events, Waker};
-pub use task::{Background, Invocation, StdinMode, TaskId, TaskSpec};
+pub use task::{Background, Builtin, BuiltinKind, Invocation, Span, StdinMode, TaskId, TaskSpec};
+pub use worker::WorkerConfig;
 
 use backend::Remote;
 use dispatcher::{Dispatcher, Msg};
@@ -61,6 +65,16 @@ pub fn user_pool_size(value: i64) -> Result<usize, String> {
             "pool size must be between 1 and {MAX_POOL_SIZE}; got {value}"
         )),
     }
+}
+
+/// The poolscope binary that runs built-in jobs (`__builtin`) and persistent workers
+/// (`__worker`): `$POOLSCOPE_HELPER` if set (a library host, a test), else this
+/// executable.
+pub fn helper_program() -> PathBuf {
+    std::env::var_os("POOLSCOPE_HELPER")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_else(|| PathBuf::from("poolscope"))
 }
 
 /// When to stop the pool because tasks fail (GNU parallel's `--halt`).
@@ -119,6 +133,12 @@ pub struct PoolConfig {
     pub output_in_flight: usize,
     /// Start with dispatch paused (tasks queue up until resume).
     pub start_paused: bool,
+    /// The poolscope binary that runs built-in jobs and workers; default:
+    /// [`helper_program`].
+    pub helper: Option<PathBuf>,
+    /// `None`: a process per task. `Some`: persistent workers, one per slot (Python's
+    /// `Pool`).
+    pub workers: Option<WorkerConfig>,
 }
 
 impl Default for PoolConfig {
@@ -132,6 +152,8 @@ impl Default for PoolConfig {
             create_empty_output_files: true,
             output_in_flight: 32 * 1024 * 1024,
             start_paused: false,
+            helper: None,
+            workers: None,
         }
     }
 }
@@ -207,7 +229,29 @@ impl Handle {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(CommandError::PoolClosed);
         }
-        self.ask(|reply| Msg::Submit { specs, reply })
+        self.ask(|reply| Msg::Submit {
+            specs,
+            chunk_size: 1,
+            reply,
+        })
+    }
+
+    /// Queue tasks as a map (Python's `Pool.map`): on persistent workers they are handed
+    /// over `chunk_size` at a time, each chunk to one worker, run in order. In
+    /// process-per-task mode this is [`submit`](Self::submit).
+    pub fn submit_map(
+        &self,
+        specs: Vec<TaskSpec>,
+        chunk_size: usize,
+    ) -> Result<Vec<TaskId>, CommandError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(CommandError::PoolClosed);
+        }
+        self.ask(|reply| Msg::Submit {
+            specs,
+            chunk_size,
+            reply,
+        })
     }
 
     pub fn submit_one(&self, spec: TaskSpec) -> Result<TaskId, CommandError> {
@@ -314,8 +358,13 @@ pub struct Executor {
 
 impl Executor {
     /// Start a pool of local child processes.
+    /// Start a pool: local child processes, or persistent workers when
+    /// [`PoolConfig::workers`] is set.
     pub fn start(config: PoolConfig, waker: Option<Waker>) -> (Self, Events) {
-        Self::with_backend(LocalBackend::default(), config, waker)
+        match config.workers.clone() {
+            Some(workers) => Self::with_backend(WorkerBackend::new(workers), config, waker),
+            None => Self::with_backend(LocalBackend::default(), config, waker),
+        }
     }
 
     pub fn with_backend<B: Backend>(

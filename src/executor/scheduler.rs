@@ -61,6 +61,16 @@ impl<T> Scheduler<T> {
         self.queue.drain(..).collect()
     }
 
+    /// Take the next queued item if it matches, without taking a slot (the rest of a
+    /// chunk whose first item just got one).
+    pub fn take_next_if(&mut self, matches: impl Fn(&T) -> bool) -> Option<T> {
+        if self.queue.front().is_some_and(matches) {
+            self.queue.pop_front()
+        } else {
+            None
+        }
+    }
+
     /// The lowest free slot below `size`.
     fn lowest_free(&mut self) -> Option<Slot> {
         // Never-used slots can still be busy after a shrink and a regrow: skip those.

@@ -103,6 +103,7 @@ pub struct EventSink {
     start: Instant,
     waker: Option<Waker>,
     budget: Arc<OutputBudget>,
+    last_at: Duration,
 }
 
 impl EventSink {
@@ -116,6 +117,7 @@ impl EventSink {
             start,
             waker,
             budget: Arc::clone(&budget),
+            last_at: Duration::ZERO,
         };
         let events = Events {
             rx,
@@ -139,7 +141,11 @@ impl EventSink {
         self.send_at(at, kind);
     }
 
+    /// Send with a time of the caller's (a worker's clock). Times never go back: an
+    /// earlier one is raised to the last sent, so the record's steps stay in order.
     pub fn send_at(&mut self, at: Duration, kind: EventKind) {
+        let at = at.max(self.last_at);
+        self.last_at = at;
         if let EventKind::Output { bytes, .. } = &kind {
             self.budget.acquire(bytes.len());
         }

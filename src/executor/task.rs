@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::builtin::{Builtin, BuiltinKind, Span};
+
+/// The hidden argument that makes the poolscope binary run one built-in job and exit.
+pub const BUILTIN_ROLE: &str = "__builtin";
+
 /// Task identity, assigned by the executor at submit time, 1-based and in submit order
 /// (GNU parallel's `Seq`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -24,6 +29,9 @@ pub enum Invocation {
     Shell(String),
     /// A program and its arguments, started directly with no shell in between.
     Program { program: String, args: Vec<String> },
+    /// A built-in job: run inside a persistent worker, or as `poolscope __builtin` in
+    /// process-per-task mode.
+    Builtin(Builtin),
 }
 
 impl Invocation {
@@ -39,6 +47,20 @@ impl Invocation {
                 }
                 out
             }
+            Invocation::Builtin(builtin) => builtin.to_string(),
+        }
+    }
+
+    /// The program and arguments that run it as a process of its own; `helper` is the
+    /// poolscope binary (for built-in jobs).
+    pub fn argv(&self, helper: &std::path::Path) -> (String, Vec<String>) {
+        match self {
+            Invocation::Shell(line) => ("/bin/sh".to_owned(), vec!["-c".to_owned(), line.clone()]),
+            Invocation::Program { program, args } => (program.clone(), args.clone()),
+            Invocation::Builtin(builtin) => (
+                helper.to_string_lossy().into_owned(),
+                vec![BUILTIN_ROLE.to_owned(), builtin.to_arg()],
+            ),
         }
     }
 
@@ -46,6 +68,7 @@ impl Invocation {
         match self {
             Invocation::Shell(line) => line.trim().is_empty(),
             Invocation::Program { program, .. } => program.trim().is_empty(),
+            Invocation::Builtin(_) => false,
         }
     }
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::executor::{Background, HaltPolicy, Invocation, StdinMode, TaskSpec};
+use crate::executor::{
+    Background, Builtin, BuiltinKind, HaltPolicy, Invocation, Span, StdinMode, TaskSpec,
+    WorkerConfig,
+};
 
 /// A loaded task file.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -20,7 +23,25 @@ pub struct TaskFile {
     pub retries: u32,
     pub halt: HaltPolicy,
     pub kill_grace: Option<Duration>,
+    /// `[pool] mode = "workers"`: persistent workers with these settings.
+    pub workers: Option<WorkerConfig>,
+    /// `[pool] chunksize`: tasks handed to a worker at once; `None`: Python's default.
+    pub chunk_size: Option<usize>,
     pub tasks: Vec<TaskSpec>,
+}
+
+impl TaskFile {
+    /// How many tasks go to a worker at once: the file's, else Python's `Pool.map`
+    /// default for this many tasks and workers.
+    pub fn chunk_size_for(&self, workers: usize) -> usize {
+        self.chunk_size
+            .unwrap_or_else(|| python_chunksize(self.tasks.len(), workers))
+    }
+}
+
+/// Python's `Pool.map` default: `ceil(tasks / (4 * workers))`, at least 1.
+pub fn python_chunksize(tasks: usize, workers: usize) -> usize {
+    tasks.div_ceil(4 * workers.max(1)).max(1)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +81,23 @@ struct RawPool {
     retries: Option<Spanned<i64>>,
     halt: Option<Spanned<String>>,
     kill_grace: Option<Spanned<f64>>,
+    mode: Option<Spanned<String>>,
+    maxtasksperchild: Option<Spanned<i64>>,
+    initializer: Option<Spanned<RawJob>>,
+    chunksize: Option<Spanned<i64>>,
+}
+
+/// A built-in job or a command, where one job is expected (`initializer`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    command: Option<String>,
+    builtin: Option<Spanned<String>>,
+    seconds: Option<Spanned<toml::Value>>,
+    seed: Option<i64>,
+    rounds: Option<Spanned<i64>>,
+    message: Option<String>,
+    code: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -91,6 +129,12 @@ struct RawTask {
     #[serde(default)]
     pty: bool,
     background: Option<Spanned<String>>,
+    builtin: Option<Spanned<String>>,
+    seconds: Option<Spanned<toml::Value>>,
+    seed: Option<i64>,
+    rounds: Option<Spanned<i64>>,
+    message: Option<String>,
+    code: Option<i64>,
 }
 
 struct Ctx<'a> {
@@ -175,6 +219,21 @@ pub fn parse(text: &str, path: &Path) -> Result<TaskFile, TaskFileError> {
         if let Some(grace) = &pool.kill_grace {
             file.kill_grace = Some(seconds(&ctx, grace, "pool.kill_grace", true)?);
         }
+        file.workers = worker_settings(&ctx, pool)?;
+        if let Some(chunk) = &pool.chunksize {
+            file.chunk_size = Some(
+                usize::try_from(*chunk.get_ref())
+                    .ok()
+                    .filter(|&c| c >= 1)
+                    .ok_or_else(|| {
+                        ctx.error(
+                            Some(chunk.span().start),
+                            "pool.chunksize",
+                            "chunksize must be 1 or more",
+                        )
+                    })?,
+            );
+        }
     }
     let defaults = raw.defaults.unwrap_or_default();
     let default_timeout = defaults
@@ -225,7 +284,29 @@ fn parse_task(
     let at = Some(task.span().start);
     let field = |name: &str| format!("task[{index}].{name}");
     let task = task.get_ref();
+    let builtin = builtin_job(
+        ctx,
+        JobFields {
+            builtin: task.builtin.as_ref(),
+            seconds: task.seconds.as_ref(),
+            seed: task.seed,
+            rounds: task.rounds.as_ref(),
+            message: task.message.as_ref(),
+            code: task.code,
+        },
+        &field(""),
+    )?;
     let invocation = match (&task.command, &task.program) {
+        _ if builtin.is_some() => {
+            if let Some(c) = task.command.as_ref().or(task.program.as_ref()) {
+                return Err(ctx.error(
+                    Some(c.span().start),
+                    &field("builtin"),
+                    "a task has one of `command`, `program` or `builtin`",
+                ));
+            }
+            Invocation::Builtin(builtin.expect("checked above"))
+        }
         (Some(_), Some(p)) => {
             return Err(ctx.error(
                 Some(p.span().start),
@@ -237,7 +318,7 @@ fn parse_task(
             return Err(ctx.error(
                 at,
                 &field("command"),
-                "the task has no `command` (or `program`)",
+                "the task has no `command` (or `program`, or `builtin`)",
             ));
         }
         (Some(c), None) => {
@@ -286,6 +367,14 @@ fn parse_task(
     };
     let mut env: Vec<(String, String)> = defaults.env.clone().into_iter().collect();
     env.extend(task.env.clone());
+    let invocation = match invocation {
+        // A single built-in job announces itself by its name.
+        Invocation::Builtin(mut b) if task.inputs.is_none() && task.range.is_none() => {
+            b.label = task.name.clone().unwrap_or_default();
+            Invocation::Builtin(b)
+        }
+        other => other,
+    };
     let base = TaskSpec {
         name: task
             .name
@@ -315,6 +404,175 @@ fn parse_task(
             .map(|(i, value)| expand(&base, value, i + 1, task.name.is_some()))
             .collect(),
     })
+}
+
+/// `[pool]` worker settings: `mode`, `maxtasksperchild`, `initializer`.
+fn worker_settings(ctx: &Ctx<'_>, pool: &RawPool) -> Result<Option<WorkerConfig>, TaskFileError> {
+    let workers = match pool.mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+        None | Some((_, "processes")) => false,
+        Some((_, "workers")) => true,
+        Some((m, other)) => {
+            return Err(ctx.error(
+                Some(m.span().start),
+                "pool.mode",
+                format!("expected \"processes\" or \"workers\", got {other:?}"),
+            ));
+        }
+    };
+    let max_tasks = pool
+        .maxtasksperchild
+        .as_ref()
+        .map(|m| {
+            u32::try_from(*m.get_ref())
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| {
+                    ctx.error(
+                        Some(m.span().start),
+                        "pool.maxtasksperchild",
+                        "maxtasksperchild must be 1 or more",
+                    )
+                })
+        })
+        .transpose()?;
+    let initializer = match &pool.initializer {
+        None => None,
+        Some(init) => {
+            let raw = init.get_ref();
+            let job = builtin_job(
+                ctx,
+                JobFields {
+                    builtin: raw.builtin.as_ref(),
+                    seconds: raw.seconds.as_ref(),
+                    seed: raw.seed,
+                    rounds: raw.rounds.as_ref(),
+                    message: raw.message.as_ref(),
+                    code: raw.code,
+                },
+                "pool.initializer.",
+            )?;
+            match (job, &raw.command) {
+                (Some(job), None) => Some(Invocation::Builtin(job)),
+                (None, Some(line)) if !line.trim().is_empty() => {
+                    Some(Invocation::Shell(line.clone()))
+                }
+                _ => {
+                    return Err(ctx.error(
+                        Some(init.span().start),
+                        "pool.initializer",
+                        "give either `command = \"...\"` or `builtin = \"...\"`",
+                    ));
+                }
+            }
+        }
+    };
+    if !workers && (max_tasks.is_some() || initializer.is_some()) {
+        let at = pool
+            .maxtasksperchild
+            .as_ref()
+            .map(|m| m.span().start)
+            .or(pool.initializer.as_ref().map(|i| i.span().start));
+        return Err(ctx.error(
+            at,
+            "pool.mode",
+            "maxtasksperchild and initializer need persistent workers: add mode = \"workers\"",
+        ));
+    }
+    Ok(workers.then_some(WorkerConfig {
+        max_tasks,
+        initializer,
+    }))
+}
+
+/// The fields that describe a built-in job.
+struct JobFields<'a> {
+    builtin: Option<&'a Spanned<String>>,
+    seconds: Option<&'a Spanned<toml::Value>>,
+    seed: Option<i64>,
+    rounds: Option<&'a Spanned<i64>>,
+    message: Option<&'a String>,
+    code: Option<i64>,
+}
+
+/// `builtin = "noop" | "sleep" | "cpu" | "print" | "fail" | "crash"` with its fields.
+fn builtin_job(
+    ctx: &Ctx<'_>,
+    f: JobFields<'_>,
+    prefix: &str,
+) -> Result<Option<Builtin>, TaskFileError> {
+    let Some(kind) = f.builtin else {
+        return Ok(None);
+    };
+    let at = Some(kind.span().start);
+    let span = |what: &str| -> Result<Span, TaskFileError> {
+        let Some(value) = f.seconds else {
+            return Err(ctx.error(
+                at,
+                &format!("{prefix}seconds"),
+                format!("`{what}` needs `seconds`: a number, or [min, max] for a random time"),
+            ));
+        };
+        let field = format!("{prefix}seconds");
+        let bad = |message: String| ctx.error(Some(value.span().start), &field, message);
+        let number = |v: &toml::Value| -> Result<Duration, TaskFileError> {
+            let n = match v {
+                toml::Value::Float(x) => *x,
+                toml::Value::Integer(i) => *i as f64,
+                other => return Err(bad(format!("expected a number, got {other}"))),
+            };
+            crate::executor::user_seconds(n, true).map_err(bad)
+        };
+        let (min, max) = match value.get_ref() {
+            toml::Value::Array(pair) if pair.len() == 2 => (number(&pair[0])?, number(&pair[1])?),
+            toml::Value::Array(_) => {
+                return Err(bad("expected [min, max]".to_owned()));
+            }
+            single => {
+                let t = number(single)?;
+                (t, t)
+            }
+        };
+        if max < min {
+            return Err(bad("the maximum is below the minimum".to_owned()));
+        }
+        Ok(Span {
+            min,
+            max,
+            seed: f.seed.unwrap_or(0) as u64,
+        })
+    };
+    let kind = match kind.get_ref().as_str() {
+        "noop" => BuiltinKind::Noop,
+        "sleep" => BuiltinKind::Sleep(span("sleep")?),
+        "cpu" => match f.rounds {
+            Some(r) => BuiltinKind::Spin(u64::try_from(*r.get_ref()).map_err(|_| {
+                ctx.error(
+                    Some(r.span().start),
+                    &format!("{prefix}rounds"),
+                    "rounds must be 0 or more",
+                )
+            })?),
+            None => BuiltinKind::Cpu(span("cpu")?),
+        },
+        "print" => BuiltinKind::Print(f.message.cloned().unwrap_or_default()),
+        "fail" => BuiltinKind::Fail(
+            f.code
+                .and_then(|c| i32::try_from(c).ok())
+                .filter(|c| (1..=255).contains(c))
+                .unwrap_or(1),
+        ),
+        "crash" => BuiltinKind::Crash,
+        other => {
+            return Err(ctx.error(
+                at,
+                &format!("{prefix}builtin"),
+                format!(
+                    "unknown built-in job {other:?}: expected noop, sleep, cpu, print, fail or crash"
+                ),
+            ));
+        }
+    };
+    Ok(Some(Builtin::new(kind, "")))
 }
 
 /// `background = "wait" | "kill"`; absent means wait.
@@ -446,6 +704,19 @@ fn expand(base: &TaskSpec, value: &str, seq: usize, explicit_name: bool) -> Task
                 args,
             }
         }
+        Invocation::Builtin(b) => Invocation::Builtin(crate::executor::Builtin {
+            kind: match &b.kind {
+                crate::executor::BuiltinKind::Print(m) => {
+                    crate::executor::BuiltinKind::Print(fill(m))
+                }
+                kind => kind.clone(),
+            },
+            label: if b.label.is_empty() {
+                value.to_owned()
+            } else {
+                fill(&b.label)
+            },
+        }),
     };
     let name = if explicit_name {
         fill(&base.name)

@@ -131,12 +131,17 @@ impl LocalBackend {
     }
 
     /// Start a pipe-connected child; returns it with its pipes.
-    fn spawn_piped(&mut self, request: LaunchRequest<'_>) -> Result<Spawned, String> {
+    fn spawn_piped(
+        &mut self,
+        request: LaunchRequest<'_>,
+        helper: &std::path::Path,
+    ) -> Result<Spawned, String> {
         let spec = request.spec;
         let direct = match &spec.invocation {
             Invocation::Shell(line) => self.direct_argv(line),
-            Invocation::Program { .. } => None,
+            Invocation::Program { .. } | Invocation::Builtin(_) => None,
         };
+        let builtin;
         let (program, args): (&str, Vec<&str>) = match (&spec.invocation, &direct) {
             (_, Some(argv)) => (
                 argv[0].as_str(),
@@ -145,6 +150,13 @@ impl LocalBackend {
             (Invocation::Shell(line), None) => ("/bin/sh", vec!["-c", line.as_str()]),
             (Invocation::Program { program, args }, None) => {
                 (program.as_str(), args.iter().map(String::as_str).collect())
+            }
+            (Invocation::Builtin(_), None) => {
+                builtin = spec.invocation.argv(helper);
+                (
+                    builtin.0.as_str(),
+                    builtin.1.iter().map(String::as_str).collect(),
+                )
             }
         };
         let stdin = match spec.stdin {
@@ -405,6 +417,7 @@ impl LocalBackend {
             attempt: proc.attempt,
             exit: proc.exit.take().unwrap_or(RawExit::Code(-1)),
             stdin_bytes: proc.stdin_bytes,
+            at: None,
         });
     }
 
@@ -533,9 +546,9 @@ fn abandon(pid: u32) {
 impl Backend for LocalBackend {
     fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
         let mut spawned = if request.spec.pty {
-            super::pty::spawn(request)?
+            super::pty::spawn(request, ctx.helper())?
         } else {
-            self.spawn_piped(request)?
+            self.spawn_piped(request, ctx.helper())?
         };
         ctx.guard().add(spawned.pid as i32);
         let key = self.next_key;
@@ -552,6 +565,7 @@ impl Backend for LocalBackend {
             task: request.task,
             attempt: request.attempt,
             pid: Some(spawned.pid),
+            at: None,
         });
         self.by_attempt.insert((request.task, request.attempt), key);
         let has_queue = proc

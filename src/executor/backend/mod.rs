@@ -11,6 +11,7 @@
 
 pub mod local;
 mod pty;
+pub mod workers;
 
 use std::collections::HashSet;
 use std::io;
@@ -77,6 +78,9 @@ pub enum Report {
         task: TaskId,
         attempt: u32,
         pid: Option<u32>,
+        /// When it started by the clock of whoever ran it (a worker's own timestamp);
+        /// `None`: when the report is seen.
+        at: Option<Instant>,
     },
     Output {
         task: TaskId,
@@ -95,6 +99,7 @@ pub enum Report {
         attempt: u32,
         exit: RawExit,
         stdin_bytes: u64,
+        at: Option<Instant>,
     },
 }
 
@@ -166,6 +171,7 @@ pub struct Ctx<'a> {
     pub(crate) budget: &'a OutputBudget,
     pub(crate) guard: &'a GroupGuard,
     pub(crate) kill_grace: Duration,
+    pub(crate) helper: &'a std::path::Path,
 }
 
 impl Ctx<'_> {
@@ -199,6 +205,11 @@ impl Ctx<'_> {
     /// Register process groups here as soon as they exist; remove them once they end.
     pub fn guard(&self) -> &GroupGuard {
         self.guard
+    }
+
+    /// The poolscope binary, which runs built-in jobs and persistent workers.
+    pub fn helper(&self) -> &std::path::Path {
+        self.helper
     }
 
     /// The pool's TERM → KILL grace period.
@@ -242,6 +253,13 @@ pub trait Backend: Send + 'static {
 
     /// The pool size changed (a job array's throttle follows it).
     fn resize(&mut self, _size: usize, _ctx: &mut Ctx<'_>) {}
+
+    /// A run of [`Backend::launch`] calls is over (one turn of the loop, or one chunk of
+    /// a map): send what was batched.
+    fn launched(&mut self, _ctx: &mut Ctx<'_>) {}
+
+    /// The pool is closed and every task is over: nothing more will be launched.
+    fn drained(&mut self, _ctx: &mut Ctx<'_>) {}
 
     /// The pool is over: every attempt has ended. Release workers, stop threads.
     fn shutdown(&mut self, _ctx: &mut Ctx<'_>) {}

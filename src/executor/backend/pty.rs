@@ -14,7 +14,6 @@ use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system}
 
 use super::LaunchRequest;
 use super::local::Spawned;
-use crate::executor::task::Invocation;
 
 /// A terminal of a sensible size: what most programs assume when they know nothing else.
 const SIZE: PtySize = PtySize {
@@ -31,20 +30,11 @@ pub(crate) struct Terminal {
 }
 
 /// The command line, environment and folder of a terminal task.
-fn command(request: LaunchRequest<'_>) -> CommandBuilder {
+fn command(request: LaunchRequest<'_>, helper: &std::path::Path) -> CommandBuilder {
     let spec = request.spec;
-    let mut command = match &spec.invocation {
-        Invocation::Shell(line) => {
-            let mut c = CommandBuilder::new("/bin/sh");
-            c.args(["-c", line]);
-            c
-        }
-        Invocation::Program { program, args } => {
-            let mut c = CommandBuilder::new(program);
-            c.args(args);
-            c
-        }
-    };
+    let (program, args) = spec.invocation.argv(helper);
+    let mut command = CommandBuilder::new(program);
+    command.args(args);
     // A plain terminal: fewer escape sequences to clean up, and no pager surprises.
     command.env("TERM", "dumb");
     command.env("PAGER", "cat");
@@ -75,7 +65,10 @@ fn dup_master(master: &dyn MasterPty) -> Result<OwnedFd, String> {
     rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| format!("cannot use the terminal: {e}"))
 }
 
-pub(super) fn spawn(request: LaunchRequest<'_>) -> Result<Spawned, String> {
+pub(super) fn spawn(
+    request: LaunchRequest<'_>,
+    helper: &std::path::Path,
+) -> Result<Spawned, String> {
     let pair = native_pty_system()
         .openpty(SIZE)
         .map_err(|e| format!("cannot open a terminal: {e}"))?;
@@ -83,7 +76,7 @@ pub(super) fn spawn(request: LaunchRequest<'_>) -> Result<Spawned, String> {
     let writer = dup_master(&*pair.master)?;
     let child = pair
         .slave
-        .spawn_command(command(request))
+        .spawn_command(command(request, helper))
         .map_err(|e| e.to_string())?;
     // Only the child keeps the terminal's slave side open, so the reader sees EOF
     // (EIO on Linux) once it and everything it started are gone.

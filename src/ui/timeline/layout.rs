@@ -177,6 +177,8 @@ fn command_hash(command: &crate::executor::Invocation) -> u64 {
                 eat(a.as_bytes());
             }
         }
+        // One colour per kind of job, whatever its label.
+        Invocation::Builtin(b) => eat(format!("{:?}", std::mem::discriminant(&b.kind)).as_bytes()),
     }
     h
 }

@@ -1,0 +1,645 @@
+//! Persistent workers (Python's `multiprocessing.Pool`): one worker process per slot,
+//! started with the pool, each running the tasks handed to it one after another, so one
+//! PID runs many tasks. Tasks reach a worker in batches (a map's chunk) over a pipe;
+//! its reports come back, batched, with its own timestamps. See [`crate::executor::worker`].
+//!
+//! Where Python's `Pool` hangs when a worker dies mid-task, and `concurrent.futures`
+//! fails every pending task, here only the task it was running fails (`WorkerLost`):
+//! a replacement worker starts on the same slot and takes over the tasks the dead one
+//! had not started.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use rustix::process::{PidfdFlags, WaitId, WaitIdOptions};
+
+use super::{Backend, Control, Ctx, LaunchRequest, RawExit, Report};
+use crate::executor::CommandError;
+use crate::executor::event::signal_name;
+use crate::executor::reactor::Interest;
+use crate::executor::scheduler::Slot;
+use crate::executor::task::{StdinMode, TaskId};
+use crate::executor::worker::{
+    FromWorker, Job, PROTOCOL_VERSION, ReportReader, ToWorker, WORKER_ROLE, WorkerConfig,
+    WorkerExit, encode, monotonic_ns,
+};
+
+/// Workers started with the pool; above this, slots get theirs when first used.
+const EAGER_WORKERS: usize = 512;
+
+// Token layout: the worker key, then which of its descriptors.
+const PIDFD: u64 = 0;
+const REPORTS: u64 = 1;
+const JOBS: u64 = 2;
+
+fn token(key: u64, which: u64) -> u64 {
+    key << 2 | which
+}
+
+/// Runs tasks on persistent worker processes.
+pub struct WorkerBackend {
+    config: WorkerConfig,
+    workers: HashMap<Slot, Worker>,
+    slot_of: HashMap<u64, Slot>,
+    next_key: u64,
+    size: usize,
+    /// Workers' clock (`CLOCK_MONOTONIC` ns) and `Instant` read at the same moment.
+    clock: (Instant, u64),
+    /// Attempts ended here (killed before they started) that a worker may still report.
+    void: HashSet<(TaskId, u32)>,
+    stopping: bool,
+    buf: Vec<u8>,
+}
+
+struct Worker {
+    key: u64,
+    pid: u32,
+    pidfd: Option<OwnedFd>,
+    jobs: Option<OwnedFd>,
+    reports: Option<OwnedFd>,
+    reader: ReportReader,
+    /// Encoded frames not yet taken by the pipe.
+    out: Vec<u8>,
+    watching_jobs: bool,
+    /// Launched in this turn, sent by [`Backend::launched`].
+    batch: Vec<Job>,
+    /// Sent and not finished, in order: the first may be running.
+    assigned: VecDeque<Job>,
+    running: Option<(TaskId, u32)>,
+    /// Process group of the external command it runs.
+    child: Option<i32>,
+    /// A task on it was ended by signalling the worker itself (an in-process job).
+    signalled_for: Option<(TaskId, u32)>,
+    retiring: bool,
+}
+
+impl WorkerBackend {
+    pub fn new(config: WorkerConfig) -> Self {
+        Self {
+            config,
+            workers: HashMap::new(),
+            slot_of: HashMap::new(),
+            next_key: 0,
+            size: 0,
+            clock: (Instant::now(), monotonic_ns()),
+            void: HashSet::new(),
+            stopping: false,
+            buf: vec![0; 1 << 20],
+        }
+    }
+}
+
+/// A worker's timestamp as an `Instant`, by a pair of readings of both clocks.
+fn instant((base, base_ns): (Instant, u64), ns: u64) -> Instant {
+    {
+        if ns >= base_ns {
+            base + Duration::from_nanos(ns - base_ns)
+        } else {
+            base.checked_sub(Duration::from_nanos(base_ns - ns))
+                .unwrap_or(base)
+        }
+    }
+}
+
+impl WorkerBackend {
+    fn spawn(&mut self, slot: Slot, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        let config = serde_json::to_string(&self.config).map_err(|e| e.to_string())?;
+        let mut command = Command::new(ctx.helper());
+        command
+            .arg(WORKER_ROLE)
+            .arg(config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env("POOLSCOPE_SLOT", slot.to_string())
+            .process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start a worker ({}): {e}", ctx.helper().display()))?;
+        let pid = child.id();
+        ctx.guard().add(pid as i32);
+        let jobs = child.stdin.take().map(OwnedFd::from);
+        let reports = child.stdout.take().map(OwnedFd::from);
+        drop(child);
+        let key = self.next_key;
+        self.next_key += 1;
+        let attach = || -> std::io::Result<OwnedFd> {
+            let raw = rustix::process::Pid::from_raw(pid as i32)
+                .ok_or_else(|| std::io::Error::other("the worker has no process id"))?;
+            let pidfd = rustix::process::pidfd_open(raw, PidfdFlags::empty())?;
+            for fd in jobs.iter().chain(reports.iter()) {
+                rustix::io::ioctl_fionbio(fd, true)?;
+            }
+            if let Some(fd) = &reports {
+                ctx.watch(fd, token(key, REPORTS), Interest::Read)?;
+            }
+            ctx.watch(&pidfd, token(key, PIDFD), Interest::Read)?;
+            Ok(pidfd)
+        };
+        let pidfd = match attach() {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                if let Some(fd) = &reports {
+                    ctx.unwatch(fd);
+                }
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);
+                ctx.guard().remove(pid as i32);
+                return Err(format!("cannot watch a worker: {e}"));
+            }
+        };
+        self.slot_of.insert(key, slot);
+        self.workers.insert(
+            slot,
+            Worker {
+                key,
+                pid,
+                pidfd: Some(pidfd),
+                jobs,
+                reports,
+                reader: ReportReader::default(),
+                out: Vec::new(),
+                watching_jobs: false,
+                batch: Vec::new(),
+                assigned: VecDeque::new(),
+                running: None,
+                child: None,
+                signalled_for: None,
+                retiring: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Write what is queued for a worker, as far as its pipe takes it.
+    fn write_jobs(&mut self, slot: Slot, ctx: &mut Ctx<'_>) {
+        let Some(w) = self.workers.get_mut(&slot) else {
+            return;
+        };
+        let Some(fd) = &w.jobs else {
+            w.out.clear();
+            return;
+        };
+        while !w.out.is_empty() {
+            match rustix::io::write(fd, &w.out) {
+                Ok(n) => {
+                    w.out.drain(..n);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(_) => {
+                    // The worker is gone: its exit is handled through its pidfd.
+                    w.out.clear();
+                }
+            }
+        }
+        let want = !w.out.is_empty();
+        if want != w.watching_jobs {
+            w.watching_jobs = want;
+            if want {
+                if let Err(e) = ctx.watch(fd, token(w.key, JOBS), Interest::Write) {
+                    log::error!("worker {}: cannot watch its job pipe: {e}", w.pid);
+                }
+            } else {
+                ctx.unwatch(fd);
+            }
+        }
+    }
+
+    fn send(&mut self, slot: Slot, message: &ToWorker, ctx: &mut Ctx<'_>) {
+        if let Some(w) = self.workers.get_mut(&slot) {
+            encode(message, &mut w.out);
+        }
+        self.write_jobs(slot, ctx);
+    }
+
+    fn read_reports(&mut self, slot: Slot, ctx: &mut Ctx<'_>) {
+        loop {
+            let Some(w) = self.workers.get_mut(&slot) else {
+                return;
+            };
+            let Some(fd) = &w.reports else {
+                return;
+            };
+            match rustix::io::read(fd, &mut self.buf[..]) {
+                Ok(0) => {
+                    ctx.unwatch(fd);
+                    w.reports = None;
+                    break;
+                }
+                Ok(n) => {
+                    w.reader.extend(&self.buf[..n]);
+                    self.handle_reports(slot, ctx);
+                    if n < self.buf.len() {
+                        break;
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn handle_reports(&mut self, slot: Slot, ctx: &mut Ctx<'_>) {
+        loop {
+            let Some(w) = self.workers.get_mut(&slot) else {
+                return;
+            };
+            let message = match w.reader.next() {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(e) => {
+                    log::error!("worker {}: {e}; stopping it", w.pid);
+                    let _ = killpg(Pid::from_raw(w.pid as i32), Signal::SIGKILL);
+                    return;
+                }
+            };
+            self.handle(slot, message, ctx);
+        }
+    }
+
+    fn handle(&mut self, slot: Slot, message: FromWorker, ctx: &mut Ctx<'_>) {
+        let Some(w) = self.workers.get_mut(&slot) else {
+            return;
+        };
+        let pid = w.pid;
+        match message {
+            FromWorker::Hello { version, .. } if version != PROTOCOL_VERSION => {
+                log::error!(
+                    "worker {pid} speaks protocol {version}, not {PROTOCOL_VERSION}: stopping it"
+                );
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            FromWorker::Hello { .. } => {}
+            FromWorker::Initialized { error, .. } => {
+                if let Some(error) = error {
+                    log::warn!("worker {pid}: its initializer failed: {error}");
+                }
+            }
+            FromWorker::Started {
+                task,
+                attempt,
+                at_ns,
+            } => {
+                let task = TaskId(task);
+                w.running = Some((task, attempt));
+                if !self.void.contains(&(task, attempt)) {
+                    let at = instant(self.clock, at_ns);
+                    ctx.report(Report::Started {
+                        task,
+                        attempt,
+                        pid: Some(pid),
+                        at: Some(at),
+                    });
+                }
+            }
+            FromWorker::Child { pid: child, .. } => {
+                w.child = Some(child as i32);
+                ctx.guard().add(child as i32);
+            }
+            FromWorker::Output {
+                task,
+                attempt,
+                stream,
+                bytes,
+            } => ctx.report(Report::Output {
+                task: TaskId(task),
+                attempt,
+                stream,
+                bytes,
+            }),
+            FromWorker::Finished {
+                task,
+                attempt,
+                at_ns,
+                exit,
+            } => {
+                let task = TaskId(task);
+                w.running = None;
+                if let Some(child) = w.child.take() {
+                    ctx.guard().remove(child);
+                }
+                if let Some(i) = w
+                    .assigned
+                    .iter()
+                    .position(|j| (TaskId(j.task), j.attempt) == (task, attempt))
+                {
+                    w.assigned.remove(i);
+                }
+                if !self.void.remove(&(task, attempt)) {
+                    let exit = match exit {
+                        WorkerExit::Code(code) => RawExit::Code(code),
+                        WorkerExit::Signal(sig) => RawExit::Signal(sig),
+                    };
+                    let at = instant(self.clock, at_ns);
+                    ctx.report(Report::Ended {
+                        task,
+                        attempt,
+                        exit,
+                        stdin_bytes: 0,
+                        at: Some(at),
+                    });
+                }
+            }
+            FromWorker::Retiring => w.retiring = true,
+        }
+    }
+
+    /// A worker has exited: end what it was running, and hand what it had not started
+    /// to a new worker on the same slot.
+    fn reap(&mut self, slot: Slot, ctx: &mut Ctx<'_>) {
+        // Everything it reported before exiting is still in its pipe.
+        self.read_reports(slot, ctx);
+        let Some(w) = self.workers.get_mut(&slot) else {
+            return;
+        };
+        let Some(pidfd) = w.pidfd.as_ref() else {
+            return;
+        };
+        let status = match rustix::process::waitid(
+            WaitId::PidFd(pidfd.as_fd()),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        ) {
+            Ok(Some(status)) => status,
+            Ok(None) | Err(rustix::io::Errno::INTR) => return,
+            Err(e) => {
+                log::error!("worker {}: waitid failed: {e}", w.pid);
+                return;
+            }
+        };
+        let Some(w) = self.workers.remove(&slot) else {
+            return;
+        };
+        self.slot_of.remove(&w.key);
+        for fd in [&w.pidfd, &w.reports].into_iter().flatten() {
+            ctx.unwatch(fd);
+        }
+        if w.watching_jobs
+            && let Some(fd) = &w.jobs
+        {
+            ctx.unwatch(fd);
+        }
+        ctx.guard().remove(w.pid as i32);
+        if let Some(child) = w.child {
+            // An external command outlives a killed worker: end it too.
+            let _ = killpg(Pid::from_raw(child), Signal::SIGKILL);
+            ctx.guard().remove(child);
+        }
+        let how = match (status.exit_status(), status.terminating_signal()) {
+            (_, Some(sig)) => signal_name(sig),
+            (Some(code), _) => format!("exit {code}"),
+            _ => "ended".to_owned(),
+        };
+        let mut left: VecDeque<Job> = w.assigned;
+        // Jobs run in order: a worker that died (rather than retired) was on its first
+        // job, even if it had no time to say so. That job is lost, not handed on.
+        let running = w.running.or_else(|| {
+            (!w.retiring)
+                .then(|| left.front().map(|j| (TaskId(j.task), j.attempt)))
+                .flatten()
+        });
+        if let Some((task, attempt)) = running {
+            left.retain(|j| (TaskId(j.task), j.attempt) != (task, attempt));
+            if !self.void.remove(&(task, attempt)) {
+                let exit = match (w.signalled_for, status.terminating_signal()) {
+                    (Some(target), Some(sig)) if target == (task, attempt) => RawExit::Signal(sig),
+                    _ => RawExit::WorkerLost(how.clone()),
+                };
+                ctx.report(Report::Ended {
+                    task,
+                    attempt,
+                    exit,
+                    stdin_bytes: 0,
+                    at: None,
+                });
+            }
+        } else if !w.retiring && !self.stopping {
+            log::warn!(
+                "worker {} on slot {slot} ended ({how}) between tasks",
+                w.pid
+            );
+        }
+        left.retain(|j| !self.void.remove(&(TaskId(j.task), j.attempt)));
+        let wanted = !self.stopping && slot < self.size;
+        if left.is_empty() && !wanted {
+            return;
+        }
+        match self.spawn(slot, ctx) {
+            Ok(()) => {
+                if !left.is_empty() {
+                    if let Some(w) = self.workers.get_mut(&slot) {
+                        w.assigned.extend(left.iter().cloned());
+                    }
+                    self.send(slot, &ToWorker::Run(left.into()), ctx);
+                }
+            }
+            Err(e) => {
+                log::error!("slot {slot}: {e}");
+                for job in left {
+                    ctx.report(Report::Ended {
+                        task: TaskId(job.task),
+                        attempt: job.attempt,
+                        exit: RawExit::WorkerLost(format!("no worker to run it: {e}")),
+                        stdin_bytes: 0,
+                        at: None,
+                    });
+                }
+            }
+        }
+    }
+
+    fn find(&self, task: TaskId, attempt: u32) -> Option<Slot> {
+        self.workers
+            .iter()
+            .find(|(_, w)| {
+                w.batch
+                    .iter()
+                    .chain(w.assigned.iter())
+                    .any(|j| (TaskId(j.task), j.attempt) == (task, attempt))
+            })
+            .map(|(&slot, _)| slot)
+    }
+
+    /// Ask every worker to leave after its current task.
+    fn stop_all(&mut self, ctx: &mut Ctx<'_>) {
+        self.stopping = true;
+        let slots: Vec<Slot> = self.workers.keys().copied().collect();
+        for slot in slots {
+            self.send(slot, &ToWorker::Stop, ctx);
+        }
+    }
+}
+
+impl Backend for WorkerBackend {
+    fn start(&mut self, size: usize, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        self.size = size;
+        for slot in 0..size.min(EAGER_WORKERS) {
+            self.spawn(slot, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        let spec = request.spec;
+        if spec.pty || spec.stdin != StdinMode::Null {
+            return Err(
+                "a task on a persistent worker has no terminal and no stdin: run it in process mode"
+                    .to_owned(),
+            );
+        }
+        self.stopping = false;
+        if !self.workers.contains_key(&request.slot) {
+            self.spawn(request.slot, ctx)?;
+        }
+        let job = Job {
+            task: request.task.0,
+            attempt: request.attempt,
+            invocation: spec.invocation.clone(),
+            cwd: spec.cwd.clone(),
+            env: spec.env.clone(),
+        };
+        if let Some(w) = self.workers.get_mut(&request.slot) {
+            w.batch.push(job);
+        }
+        Ok(())
+    }
+
+    fn launched(&mut self, ctx: &mut Ctx<'_>) {
+        let slots: Vec<Slot> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !w.batch.is_empty())
+            .map(|(&s, _)| s)
+            .collect();
+        for slot in slots {
+            let Some(w) = self.workers.get_mut(&slot) else {
+                continue;
+            };
+            let batch = std::mem::take(&mut w.batch);
+            w.assigned.extend(batch.iter().cloned());
+            self.send(slot, &ToWorker::Run(batch), ctx);
+        }
+    }
+
+    fn control(
+        &mut self,
+        task: TaskId,
+        attempt: u32,
+        control: Control<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), CommandError> {
+        let signal = match control {
+            Control::Signal(signal) => signal,
+            Control::Write(_) | Control::CloseStdin => {
+                return Err(CommandError::StdinNotOpen(task));
+            }
+        };
+        let slot = self
+            .find(task, attempt)
+            .ok_or(CommandError::NotRunning(task))?;
+        let w = self.workers.get_mut(&slot).expect("found above");
+        if w.running == Some((task, attempt)) {
+            // An external command leads its own group; an in-process job is the worker.
+            let target = match w.child {
+                Some(child) => child,
+                None => {
+                    w.signalled_for = Some((task, attempt));
+                    w.pid as i32
+                }
+            };
+            return killpg(Pid::from_raw(target), signal)
+                .map_err(|e| CommandError::Signal(task, e.to_string()));
+        }
+        // Not started yet: it ends now, and the worker will skip it when it comes.
+        self.void.insert((task, attempt));
+        if let Some(i) = w
+            .batch
+            .iter()
+            .position(|j| (TaskId(j.task), j.attempt) == (task, attempt))
+        {
+            w.batch.remove(i);
+            self.void.remove(&(task, attempt));
+        }
+        ctx.report(Report::Ended {
+            task,
+            attempt,
+            exit: RawExit::Signal(signal as i32),
+            stdin_bytes: 0,
+            at: None,
+        });
+        Ok(())
+    }
+
+    fn ready(&mut self, token: u64, ctx: &mut Ctx<'_>) {
+        let Some(&slot) = self.slot_of.get(&(token >> 2)) else {
+            return;
+        };
+        match token & 3 {
+            PIDFD => self.reap(slot, ctx),
+            REPORTS => self.read_reports(slot, ctx),
+            JOBS => self.write_jobs(slot, ctx),
+            _ => {}
+        }
+    }
+
+    fn resize(&mut self, size: usize, ctx: &mut Ctx<'_>) {
+        self.size = size;
+        let idle_above: Vec<Slot> = self
+            .workers
+            .iter()
+            .filter(|&(&s, w)| s >= size && w.assigned.is_empty() && w.batch.is_empty())
+            .map(|(&s, _)| s)
+            .collect();
+        for slot in idle_above {
+            self.send(slot, &ToWorker::Stop, ctx);
+        }
+        for slot in 0..size.min(EAGER_WORKERS) {
+            if !self.workers.contains_key(&slot)
+                && let Err(e) = self.spawn(slot, ctx)
+            {
+                log::error!("slot {slot}: {e}");
+            }
+        }
+    }
+
+    fn drained(&mut self, ctx: &mut Ctx<'_>) {
+        self.stop_all(ctx);
+    }
+
+    fn shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        self.stop_all(ctx);
+        // Give them the grace period to leave, then kill what is left; reap all.
+        let deadline = Instant::now() + ctx.kill_grace();
+        let pids: Vec<u32> = self.workers.values().map(|w| w.pid).collect();
+        for pid in pids {
+            let pid = Pid::from_raw(pid as i32);
+            loop {
+                match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) => {
+                        let _ = killpg(pid, Signal::SIGKILL);
+                        let _ = nix::sys::wait::waitpid(pid, None);
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            ctx.guard().remove(pid.as_raw());
+        }
+        for w in self.workers.values() {
+            if let Some(child) = w.child {
+                let _ = killpg(Pid::from_raw(child), Signal::SIGKILL);
+                ctx.guard().remove(child);
+            }
+        }
+        self.workers.clear();
+        self.slot_of.clear();
+    }
+}
