@@ -69,6 +69,7 @@ pub enum Command {
 }
 
 #[derive(Args, Debug, Default)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches
 pub struct RunArgs {
     /// A task file (TOML). Without it, each line of stdin is a shell command.
     pub file: Option<PathBuf>,
@@ -121,9 +122,11 @@ pub struct RunArgs {
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // Hidden roles of this binary, started by the executor, not by users.
-    let mut argv = std::env::args_os().skip(1);
-    match argv.next().as_ref().and_then(|a| a.to_str()) {
-        Some(crate::executor::task::BUILTIN_ROLE) => return run_builtin(argv.next()),
+    let mut role_args = std::env::args_os().skip(1);
+    match role_args.next().as_ref().and_then(|a| a.to_str()) {
+        Some(crate::executor::task::BUILTIN_ROLE) => {
+            return run_builtin(role_args.next().as_deref());
+        }
         Some(crate::executor::worker::WORKER_ROLE) => {
             return ExitCode::from(crate::executor::worker::main());
         }
@@ -154,9 +157,8 @@ pub fn main() -> ExitCode {
 }
 
 /// `poolscope __builtin JOB`: one built-in job as a process of its own.
-fn run_builtin(arg: Option<std::ffi::OsString>) -> ExitCode {
+fn run_builtin(arg: Option<&std::ffi::OsStr>) -> ExitCode {
     let job = arg
-        .as_ref()
         .and_then(|a| a.to_str())
         .ok_or_else(|| "missing the job".to_owned())
         .and_then(crate::executor::Builtin::from_arg);
@@ -281,6 +283,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
 }
 
 /// Runs tasks headless; returns the process exit code: 0 only when every task succeeded.
+#[allow(clippy::too_many_lines)] // one arm per kind of event the run reacts to
 pub fn run(args: &RunArgs) -> Result<u8> {
     let Plan {
         config,

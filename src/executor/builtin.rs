@@ -40,7 +40,7 @@ impl Span {
         }
         // 53 random bits as a fraction in [0, 1).
         let fraction = (splitmix64(state) >> 11) as f64 / (1u64 << 53) as f64;
-        self.min + (self.max - self.min).mul_f64(fraction)
+        self.min + self.max.saturating_sub(self.min).mul_f64(fraction)
     }
 }
 
@@ -211,7 +211,7 @@ mod tests {
         let task = Builtin::new(BuiltinKind::Sleep(Span::fixed(Duration::ZERO)), "3");
         let mut out = Vec::new();
         assert_eq!(task.run(&mut out), 0);
-        let text = String::from_utf8(out).unwrap();
+        let text = String::from_utf8(out).expect("utf-8");
         let pid = std::process::id();
         assert_eq!(
             text,

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -143,17 +143,16 @@ pub fn decode<T: for<'de> Deserialize<'de>>(buf: &mut Vec<u8>) -> Result<Option<
     let Some(body) = frame(buf)? else {
         return Ok(None);
     };
-    let result = match body.first() {
+    match body.first() {
         Some(&KIND_JSON) => serde_json::from_slice(&body[1..])
             .map(Some)
             .map_err(|e| format!("bad frame: {e}")),
         _ => Err("unexpected frame kind".to_owned()),
-    };
-    result
+    }
 }
 
 /// Like [`decode`] for the worker's reports, where output frames are raw bytes.
-pub fn decode_report(buf: &mut Vec<u8>, from: &mut usize) -> Result<Option<FromWorker>, String> {
+pub fn decode_report(buf: &[u8], from: &mut usize) -> Result<Option<FromWorker>, String> {
     let rest = &buf[*from..];
     if rest.len() < 4 {
         return Ok(None);
@@ -266,12 +265,12 @@ pub fn main() -> u8 {
     if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
         return 1;
     }
-    let config: WorkerConfig = match std::env::args().nth(2).map(|a| serde_json::from_str(&a)) {
-        Some(Ok(config)) => config,
-        _ => {
-            eprintln!("poolscope __worker: missing or bad configuration");
-            return 2;
-        }
+    let Some(Ok(config)) = std::env::args()
+        .nth(2)
+        .map(|a| serde_json::from_str::<WorkerConfig>(&a))
+    else {
+        eprintln!("poolscope __worker: missing or bad configuration");
+        return 2;
     };
     let reporter = Mutex::new(Reporter {
         out: BufWriter::with_capacity(1 << 16, io::stdout()),
@@ -336,7 +335,7 @@ pub fn main() -> u8 {
 }
 
 fn read_message(input: &mut impl Read, buf: &mut Vec<u8>) -> Option<ToWorker> {
-    let mut chunk = [0u8; 64 * 1024];
+    let mut chunk = vec![0u8; 64 * 1024];
     loop {
         match decode::<ToWorker>(buf) {
             Ok(Some(message)) => return Some(message),
@@ -498,8 +497,8 @@ impl ReportReader {
         self.buf.extend_from_slice(bytes);
     }
 
-    pub fn next(&mut self) -> Result<Option<FromWorker>, String> {
-        let result = decode_report(&mut self.buf, &mut self.from);
+    pub fn next_report(&mut self) -> Result<Option<FromWorker>, String> {
+        let result = decode_report(&self.buf, &mut self.from);
         if self.from > (1 << 20) {
             self.buf.drain(..self.from);
             self.from = 0;
@@ -508,7 +507,7 @@ impl ReportReader {
     }
 }
 
-/// Kept for symmetry with tests: a frame round trip.
+/// Frames for a list of reports, as a worker writes them.
 pub fn frames_of(messages: &[FromWorker]) -> Vec<u8> {
     let mut out = Vec::new();
     for m in messages {
@@ -524,9 +523,6 @@ pub fn frames_of(messages: &[FromWorker]) -> Vec<u8> {
     }
     out
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: Arc<()>) {}
 
 #[cfg(test)]
 mod tests {
@@ -558,7 +554,7 @@ mod tests {
             let mut got = Vec::new();
             for part in [&bytes[..split], &bytes[split..]] {
                 reader.extend(part);
-                while let Some(m) = reader.next().expect("valid") {
+                while let Some(m) = reader.next_report().expect("valid") {
                     got.push(m);
                 }
             }
@@ -571,6 +567,6 @@ mod tests {
         let mut reader = ReportReader::default();
         reader.extend(&u32::MAX.to_le_bytes());
         reader.extend(&[0; 8]);
-        assert!(reader.next().is_err());
+        assert!(reader.next_report().is_err());
     }
 }

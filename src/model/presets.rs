@@ -13,6 +13,16 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/presets/pool4.toml"),
     ),
     (
+        "Pool(4) × 5 tasks on 4 workers (Python's Pool)",
+        "pool4_workers.toml",
+        include_str!("../../assets/presets/pool4_workers.toml"),
+    ),
+    (
+        "Pool(2, maxtasksperchild=2) × 8 tasks",
+        "maxtasksperchild.toml",
+        include_str!("../../assets/presets/maxtasksperchild.toml"),
+    ),
+    (
         "Pool(20) × 30 tasks",
         "pool20.toml",
         include_str!("../../assets/presets/pool20.toml"),

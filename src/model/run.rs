@@ -444,6 +444,10 @@ impl RunRecord {
         self.tally.failed
     }
 
+    pub fn succeeded(&self) -> usize {
+        self.tally.succeeded
+    }
+
     #[allow(clippy::too_many_lines)] // one short arm per kind of event
     pub fn apply(&mut self, event: &Event) {
         let at = event.at;

@@ -275,6 +275,7 @@ struct Defaults {
 }
 
 /// One `[[task]]` entry: one task, or several when it is a template.
+#[allow(clippy::too_many_lines)] // one check per field, each with its own error
 fn parse_task(
     ctx: &Ctx<'_>,
     index: usize,
@@ -286,7 +287,7 @@ fn parse_task(
     let task = task.get_ref();
     let builtin = builtin_job(
         ctx,
-        JobFields {
+        &JobFields {
             builtin: task.builtin.as_ref(),
             seconds: task.seconds.as_ref(),
             seed: task.seed,
@@ -441,7 +442,7 @@ fn worker_settings(ctx: &Ctx<'_>, pool: &RawPool) -> Result<Option<WorkerConfig>
             let raw = init.get_ref();
             let job = builtin_job(
                 ctx,
-                JobFields {
+                &JobFields {
                     builtin: raw.builtin.as_ref(),
                     seconds: raw.seconds.as_ref(),
                     seed: raw.seed,
@@ -497,7 +498,7 @@ struct JobFields<'a> {
 /// `builtin = "noop" | "sleep" | "cpu" | "print" | "fail" | "crash"` with its fields.
 fn builtin_job(
     ctx: &Ctx<'_>,
-    f: JobFields<'_>,
+    f: &JobFields<'_>,
     prefix: &str,
 ) -> Result<Option<Builtin>, TaskFileError> {
     let Some(kind) = f.builtin else {

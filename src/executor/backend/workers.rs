@@ -250,7 +250,7 @@ impl WorkerBackend {
             let Some(w) = self.workers.get_mut(&slot) else {
                 return;
             };
-            let message = match w.reader.next() {
+            let message = match w.reader.next_report() {
                 Ok(Some(m)) => m,
                 Ok(None) => return,
                 Err(e) => {
@@ -545,12 +545,11 @@ impl Backend for WorkerBackend {
         let w = self.workers.get_mut(&slot).expect("found above");
         if w.running == Some((task, attempt)) {
             // An external command leads its own group; an in-process job is the worker.
-            let target = match w.child {
-                Some(child) => child,
-                None => {
-                    w.signalled_for = Some((task, attempt));
-                    w.pid as i32
-                }
+            let target = if let Some(child) = w.child {
+                child
+            } else {
+                w.signalled_for = Some((task, attempt));
+                w.pid as i32
             };
             return killpg(Pid::from_raw(target), signal)
                 .map_err(|e| CommandError::Signal(task, e.to_string()));

@@ -1,0 +1,334 @@
+//! Worker-pool mode: Python `Pool` semantics on persistent workers, and better than
+//! Python where a worker dies.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{config, drain, poolscope, stdout_of, until, wait_gone};
+use poolscope::executor::{
+    Builtin, BuiltinKind, EventKind, Executor, Outcome, PoolConfig, Span, TaskId, TaskSpec,
+    WorkerConfig,
+};
+use poolscope::model::RunRecord;
+use poolscope::model::taskfile::python_chunksize;
+
+fn workers(size: usize, max_tasks: Option<u32>) -> PoolConfig {
+    PoolConfig {
+        helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_poolscope"))),
+        workers: Some(WorkerConfig {
+            max_tasks,
+            initializer: None,
+        }),
+        ..config(size)
+    }
+}
+
+fn job(kind: BuiltinKind, label: impl Into<String>) -> TaskSpec {
+    let builtin = Builtin::new(kind, label);
+    TaskSpec {
+        name: builtin.to_string(),
+        ..TaskSpec::shell("unused")
+    }
+    .with_invocation(builtin)
+}
+
+trait WithBuiltin {
+    fn with_invocation(self, builtin: Builtin) -> TaskSpec;
+}
+
+impl WithBuiltin for TaskSpec {
+    fn with_invocation(mut self, builtin: Builtin) -> TaskSpec {
+        self.invocation = poolscope::executor::Invocation::Builtin(builtin);
+        self
+    }
+}
+
+fn sleep(seconds: f64, label: &str) -> TaskSpec {
+    job(
+        BuiltinKind::Sleep(Span::fixed(Duration::from_secs_f64(seconds))),
+        label,
+    )
+}
+
+fn pids(record: &RunRecord) -> BTreeSet<u32> {
+    record
+        .tasks
+        .iter()
+        .flat_map(|t| t.attempts.iter().filter_map(|a| a.pid))
+        .collect()
+}
+
+fn run_all(config: PoolConfig, specs: Vec<TaskSpec>, chunk: usize) -> (RunRecord, Vec<TaskId>) {
+    let (pool, events) = Executor::start(config, None);
+    let ids = pool.submit_map(specs, chunk).expect("submit");
+    pool.close();
+    let mut record = RunRecord::default();
+    drain(&events, &mut record);
+    (record, ids)
+}
+
+#[test]
+fn pool_of_3_runs_7_tasks_on_exactly_3_worker_pids() {
+    let specs = (0..7).map(|i| sleep(0.05, &i.to_string())).collect();
+    let (record, ids) = run_all(workers(3, None), specs, 1);
+    for &id in &ids {
+        assert_eq!(
+            record.task(id).and_then(|t| t.outcome().cloned()),
+            Some(Outcome::Exited(0))
+        );
+    }
+    assert_eq!(pids(&record).len(), 3, "{:?}", pids(&record));
+    // Each task's output names the worker that ran it, as the seed's does.
+    let first = record.task(ids[0]).expect("task");
+    let pid = first.attempts[0].pid.expect("pid");
+    assert!(
+        stdout_of(&record, ids[0]).starts_with(&format!("Run task 0 ({pid})...\n")),
+        "{}",
+        stdout_of(&record, ids[0])
+    );
+}
+
+#[test]
+fn maxtasksperchild_2_with_8_tasks_on_2_workers_gives_4_pids() {
+    let specs = (0..8).map(|i| sleep(0.01, &i.to_string())).collect();
+    let (record, _) = run_all(workers(2, Some(2)), specs, 1);
+    assert_eq!(record.succeeded(), 8);
+    assert_eq!(pids(&record).len(), 4, "{:?}", pids(&record));
+}
+
+#[test]
+fn a_map_goes_out_in_pythons_chunks_and_every_task_is_recorded() {
+    assert_eq!(python_chunksize(100, 4), 7);
+    let specs = (0..100)
+        .map(|i| job(BuiltinKind::Print(format!("result {i}")), i.to_string()))
+        .collect();
+    let (record, ids) = run_all(workers(4, None), specs, python_chunksize(100, 4));
+    assert_eq!(record.succeeded(), 100);
+    for (i, &id) in ids.iter().enumerate() {
+        assert_eq!(stdout_of(&record, id), format!("result {i}\n"));
+    }
+    // A chunk runs on one worker, in input order.
+    for chunk in ids.chunks(7) {
+        let attempts: Vec<_> = chunk
+            .iter()
+            .map(|&id| record.task(id).expect("task").attempts[0].clone())
+            .collect();
+        assert!(attempts.windows(2).all(|w| w[0].pid == w[1].pid));
+        assert!(attempts.windows(2).all(|w| w[0].started <= w[1].started));
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_task_loses_only_that_task_and_is_replaced() {
+    let (pool, events) = Executor::start(workers(2, None), None);
+    let victim = pool.submit_one(sleep(60.0, "victim")).expect("submit");
+    let mut record = RunRecord::default();
+    until(
+        &events,
+        &mut record,
+        "the victim to start",
+        |e, _| matches!(e.kind, EventKind::Started { task, .. } if task == victim),
+    );
+    let worker = record.task(victim).expect("task").attempts[0]
+        .pid
+        .expect("pid");
+    let others = pool
+        .submit((0..6).map(|i| sleep(0.02, &i.to_string())).collect())
+        .expect("submit");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the worker");
+    // Two tasks long enough to run at once show two live workers again.
+    let pair = pool
+        .submit(vec![sleep(0.3, "a"), sleep(0.3, "b")])
+        .expect("submit");
+    pool.close();
+    drain(&events, &mut record);
+    match record.task(victim).and_then(|t| t.outcome().cloned()) {
+        Some(Outcome::WorkerLost(why)) => assert!(why.contains("SIGKILL"), "{why}"),
+        other => panic!("the victim ended {other:?}"),
+    }
+    for id in others.iter().chain(&pair) {
+        assert_eq!(
+            record.task(*id).and_then(|t| t.outcome().cloned()),
+            Some(Outcome::Exited(0))
+        );
+    }
+    let spans: Vec<_> = pair
+        .iter()
+        .map(|&id| record.task(id).expect("task").attempts[0].clone())
+        .collect();
+    assert_ne!(spans[0].pid, spans[1].pid);
+    let ended = |i: usize| spans[i].ended.expect("ended");
+    assert!(
+        spans[0].started < ended(1) && spans[1].started < ended(0),
+        "the two ran at once: the pool is back to 2 workers"
+    );
+    assert!(!spans.iter().any(|a| a.pid == Some(worker)));
+}
+
+#[test]
+fn terminate_leaves_no_worker_and_no_command_running() {
+    let (pool, events) = Executor::start(workers(2, None), None);
+    let ids = pool
+        .submit(vec![
+            sleep(60.0, "in-process"),
+            TaskSpec::shell("sleep 60"),
+            sleep(60.0, "queued"),
+        ])
+        .expect("submit");
+    let mut record = RunRecord::default();
+    until(&events, &mut record, "both to start", |_, r| {
+        r.tasks.iter().filter(|t| !t.attempts.is_empty()).count() == 2
+    });
+    let mut pids = pids(&record);
+    // The command runs as the worker's child: find it by its parent.
+    let workers: Vec<u32> = pids.iter().copied().collect();
+    for w in &workers {
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{w}/task/{w}/children")) {
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    assert!(pids.len() >= 3, "two workers and one command: {pids:?}");
+    pool.terminate();
+    drain(&events, &mut record);
+    drop(pool);
+    for pid in pids {
+        assert!(wait_gone(pid), "process {pid} is still running");
+    }
+    let outcomes: HashMap<TaskId, Option<Outcome>> = ids
+        .iter()
+        .map(|&id| (id, record.task(id).and_then(|t| t.outcome().cloned())))
+        .collect();
+    assert_eq!(outcomes[&ids[0]], Some(Outcome::Killed));
+    assert_eq!(outcomes[&ids[1]], Some(Outcome::Killed));
+}
+
+#[test]
+fn the_seed_demo_in_worker_mode_reuses_a_pid_and_prints_the_seeds_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("trace.json");
+    let preset = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/presets/pool4_workers.toml"
+    );
+    let out = poolscope()
+        .args(["run", preset, "--trace"])
+        .arg(&trace)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut runs: HashMap<String, Vec<String>> = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("Run task ") {
+            let (task, pid) = rest.split_once(" (").expect("Run task N (PID)...");
+            let pid = pid.strip_suffix(")...").expect("ends with )...");
+            runs.entry(pid.to_owned())
+                .or_default()
+                .push(task.to_owned());
+        } else {
+            assert!(
+                line.starts_with("Task ") && line.ends_with(" seconds."),
+                "not a line of the seed's shape: {line:?}"
+            );
+        }
+    }
+    assert_eq!(runs.values().map(Vec::len).sum::<usize>(), 5, "{text}");
+    assert!(runs.values().any(|tasks| tasks.len() >= 2), "{runs:?}");
+    // The trace's os_pid is the worker's.
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("json");
+    let events = trace
+        .get("traceEvents")
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_else(|| trace.as_array().cloned().unwrap_or_default());
+    let traced: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .filter_map(|e| e["args"]["os_pid"].as_u64().map(|p| p.to_string()))
+        .collect();
+    assert_eq!(traced, runs.keys().cloned().collect());
+}
+
+#[test]
+fn sigterm_to_poolscope_run_with_workers_leaves_no_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tasks.toml");
+    std::fs::write(
+        &file,
+        "[pool]\nsize = 2\nmode = \"workers\"\n[[task]]\nbuiltin = \"sleep\"\nseconds = 60\nrange = [0, 4]\n",
+    )
+    .expect("write");
+    let mut child = poolscope()
+        .args(["run", "--unordered"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    // Both workers announce their first task: then they are running.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut workers = BTreeSet::new();
+    let mut line = String::new();
+    while workers.len() < 2 {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stdout, &mut line).expect("read") > 0,
+            "poolscope ended early"
+        );
+        let pid = line
+            .split_once(" (")
+            .and_then(|(_, p)| p.split_once(')'))
+            .and_then(|(p, _)| p.parse::<u32>().ok())
+            .expect("Run task N (PID)...");
+        workers.insert(pid);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    for pid in workers {
+        assert!(wait_gone(pid), "worker {pid} outlived poolscope");
+    }
+}
+
+#[test]
+fn a_crashing_task_fails_alone_and_the_pool_goes_on() {
+    let mut specs = vec![job(BuiltinKind::Crash, "boom")];
+    specs.extend((0..4).map(|i| job(BuiltinKind::Print(format!("ok {i}")), "")));
+    let (record, ids) = run_all(workers(1, None), specs, 1);
+    match record.task(ids[0]).and_then(|t| t.outcome().cloned()) {
+        Some(Outcome::WorkerLost(why)) => assert!(why.contains("SIGABRT"), "{why}"),
+        other => panic!("the crash ended {other:?}"),
+    }
+    assert_eq!(record.succeeded(), 4);
+}
+
+#[test]
+fn builtins_run_as_processes_too_so_one_list_works_in_both_modes() {
+    let cfg = PoolConfig {
+        helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_poolscope"))),
+        ..config(3)
+    };
+    let specs = (0..3).map(|i| sleep(0.01, &i.to_string())).collect();
+    let (record, _) = run_all(cfg, specs, 1);
+    assert_eq!(record.succeeded(), 3);
+    assert_eq!(pids(&record).len(), 3, "a process each");
+}
