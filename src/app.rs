@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::executor::{Events, Executor, PoolConfig, Signal, TaskId};
+use crate::executor::{Events, Executor, PoolConfig, Signal, TaskId, WorkerConfig};
 use crate::model::presets::{DEFAULT_PRESET, PRESETS};
 use crate::model::{PoolPhase, RunRecord, TaskDraft, taskfile};
 
@@ -256,6 +256,8 @@ struct Saved {
     pool_size: Option<usize>,
     recent: Vec<PathBuf>,
     file: Option<PathBuf>,
+    workers: Option<WorkerConfig>,
+    chunk_size: Option<usize>,
 }
 
 const STORAGE_KEY: &str = "poolscope";
@@ -263,6 +265,10 @@ const STORAGE_KEY: &str = "poolscope";
 pub struct PoolscopeApp {
     pub rows: Vec<Row>,
     pub pool_size: usize,
+    /// `None`: a process per task; `Some`: persistent workers (Python's `Pool`).
+    pub workers: Option<WorkerConfig>,
+    /// Tasks handed to a worker at once at Start; `None`: Python's `map` default.
+    pub chunk_size: Option<usize>,
     pub cpu_count: usize,
     pub run: Option<Run>,
     pub selected: Option<TaskId>,
@@ -353,6 +359,8 @@ impl PoolscopeApp {
         let mut app = Self {
             rows: Vec::new(),
             pool_size: cpu_count,
+            workers: None,
+            chunk_size: None,
             cpu_count,
             run: None,
             selected: None,
@@ -399,6 +407,8 @@ impl PoolscopeApp {
                 if let Some(size) = saved.pool_size {
                     app.pool_size = size.max(1);
                 }
+                app.workers = saved.workers;
+                app.chunk_size = saved.chunk_size;
             }
         }
         app
@@ -602,6 +612,7 @@ impl PoolscopeApp {
             size: self.pool_size,
             output_dir: Some(output_dir.clone()),
             create_empty_output_files: false,
+            workers: self.workers.clone(),
             ..PoolConfig::default()
         };
         // A busy pool hands over events up to a thousand times a second; the window
@@ -621,12 +632,24 @@ impl PoolscopeApp {
         self.selected = None;
         self.notice = None;
         let all: Vec<usize> = (0..self.rows.len()).collect();
-        self.submit_rows(&all);
+        // The list goes out as one map: on workers, in chunks (Python's default size
+        // unless the file set one); tasks added later go one by one (apply_async).
+        let chunk = match self.workers {
+            Some(_) => self.chunk_size.unwrap_or_else(|| {
+                crate::model::taskfile::python_chunksize(all.len(), self.pool_size)
+            }),
+            None => 1,
+        };
+        self.submit_rows_in_chunks(&all, chunk);
         // Show the first task's output at once: the demo then speaks for itself.
         self.selected = self.rows.first().and_then(|r| r.task);
     }
 
     fn submit_rows(&mut self, rows: &[usize]) {
+        self.submit_rows_in_chunks(rows, 1);
+    }
+
+    fn submit_rows_in_chunks(&mut self, rows: &[usize], chunk: usize) {
         let Some(run) = self.run.as_ref().filter(|r| r.is_live()) else {
             self.error("No pool is running: press Start");
             return;
@@ -650,7 +673,7 @@ impl PoolscopeApp {
         let Some(executor) = run.executor() else {
             return;
         };
-        match executor.submit(specs.iter().map(|(_, s)| s.clone()).collect()) {
+        match executor.submit_map(specs.iter().map(|(_, s)| s.clone()).collect(), chunk) {
             Ok(ids) => {
                 for ((i, _), id) in specs.iter().zip(ids) {
                     self.rows[*i].task = Some(id);
@@ -737,12 +760,17 @@ impl PoolscopeApp {
         }
     }
 
-    fn replace_rows(&mut self, drafts: Vec<TaskDraft>, pool_size: Option<usize>) {
+    fn replace_rows(&mut self, drafts: Vec<TaskDraft>, file: Option<&taskfile::TaskFile>) {
         self.rows = drafts
             .into_iter()
             .map(|draft| Row { draft, task: None })
             .collect();
-        self.pool_size = pool_size.unwrap_or(self.cpu_count).max(1);
+        self.pool_size = file
+            .and_then(|f| f.pool_size)
+            .unwrap_or(self.cpu_count)
+            .max(1);
+        self.workers = file.and_then(|f| f.workers.clone());
+        self.chunk_size = file.and_then(|f| f.chunk_size);
         self.selected = None;
         if self.run.as_ref().is_some_and(|r| !r.is_live()) {
             self.run = None;
@@ -763,7 +791,7 @@ impl PoolscopeApp {
             Ok(file) => {
                 self.replace_rows(
                     file.tasks.iter().map(TaskDraft::from_spec).collect(),
-                    file.pool_size,
+                    Some(&file),
                 );
                 self.file = None;
                 self.notify(format!("Loaded preset: {label}"));
@@ -805,7 +833,7 @@ impl PoolscopeApp {
             Ok(file) => {
                 self.replace_rows(
                     file.tasks.iter().map(TaskDraft::from_spec).collect(),
-                    file.pool_size,
+                    Some(&file),
                 );
                 self.file = Some(path.to_owned());
                 self.remember(path);
@@ -1069,6 +1097,8 @@ impl PoolscopeApp {
             pool_size: Some(self.pool_size),
             recent: self.recent.clone(),
             file: self.file.clone(),
+            workers: self.workers.clone(),
+            chunk_size: self.chunk_size,
         }
     }
 }

@@ -93,8 +93,10 @@ fn pool_of_3_runs_7_tasks_on_exactly_3_worker_pids() {
 
 #[test]
 fn maxtasksperchild_2_with_8_tasks_on_2_workers_gives_4_pids() {
+    // In chunks of 2, each worker runs exactly its 2 tasks whatever the timing (one at
+    // a time, a slot could take 3 of 8 and leave a worker with 1).
     let specs = (0..8).map(|i| sleep(0.01, &i.to_string())).collect();
-    let (record, _) = run_all(workers(2, Some(2)), specs, 1);
+    let (record, _) = run_all(workers(2, Some(2)), specs, 2);
     assert_eq!(record.succeeded(), 8);
     assert_eq!(pids(&record).len(), 4, "{:?}", pids(&record));
 }
@@ -178,13 +180,15 @@ fn terminate_leaves_no_worker_and_no_command_running() {
     let ids = pool
         .submit(vec![
             sleep(60.0, "in-process"),
-            TaskSpec::shell("sleep 60"),
+            TaskSpec::shell("echo up; sleep 60"),
             sleep(60.0, "queued"),
         ])
         .expect("submit");
     let mut record = RunRecord::default();
+    // The command's first line means its process exists.
     until(&events, &mut record, "both to start", |_, r| {
         r.tasks.iter().filter(|t| !t.attempts.is_empty()).count() == 2
+            && stdout_of(r, ids[1]) == "up\n"
     });
     let mut pids = pids(&record);
     // The command runs as the worker's child: find it by its parent.

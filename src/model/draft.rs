@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::executor::{Invocation, StdinMode, TaskSpec};
+use crate::executor::{Builtin, Invocation, StdinMode, TaskSpec};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DraftStdin {
@@ -46,6 +46,9 @@ pub struct TaskDraft {
     pub env: Vec<(String, String)>,
     /// Run in a pseudo-terminal (interactive programs: prompts, line buffering).
     pub pty: bool,
+    /// The built-in job this row came from; it runs as long as `command` still reads
+    /// as that job (edited, the row is a shell command).
+    pub builtin: Option<Builtin>,
 }
 
 impl TaskDraft {
@@ -82,6 +85,10 @@ impl TaskDraft {
             cwd: spec.cwd.clone(),
             env: spec.env.clone(),
             pty: spec.pty,
+            builtin: match &spec.invocation {
+                Invocation::Builtin(b) => Some(b.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -115,7 +122,10 @@ impl TaskDraft {
             } else {
                 self.name.clone()
             },
-            invocation: Invocation::Shell(command),
+            invocation: match &self.builtin {
+                Some(b) if b.to_string() == command => Invocation::Builtin(b.clone()),
+                _ => Invocation::Shell(command),
+            },
             cwd: self.cwd.clone(),
             env: self.env.clone(),
             stdin: match self.stdin {

@@ -1,6 +1,7 @@
 //! Pool size, Start / Pause / Close / Terminate, the pool's state and the last notice.
 
 use crate::app::{Action, PoolStatus, PoolscopeApp};
+use crate::executor::WorkerConfig;
 
 impl PoolscopeApp {
     pub(super) fn controls(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
@@ -25,7 +26,7 @@ impl PoolscopeApp {
             {
                 actions.push(Action::Resize(self.cpu_count));
             }
-            ui.separator();
+            self.mode_controls(ui);
 
             let status = self.status();
             let live = self.live_run().is_some();
@@ -105,5 +106,55 @@ impl PoolscopeApp {
             });
         }
         ui.add_space(2.0);
+    }
+
+    /// Process per task, or persistent workers with Python's options. Set before Start.
+    fn mode_controls(&mut self, ui: &mut egui::Ui) {
+        ui.separator();
+        let idle = self.live_run().is_none();
+        ui.add_enabled_ui(idle, |ui| {
+            let mut workers = self.workers.is_some();
+            let before = workers;
+            egui::ComboBox::from_id_salt("pool-mode")
+                .selected_text(if workers {
+                    "Workers (Python Pool)"
+                } else {
+                    "Process per task"
+                })
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut workers, false, "Process per task")
+                        .on_hover_text("A fresh process for every task (subprocess, xargs, GNU parallel)");
+                    ui.selectable_value(&mut workers, true, "Workers (Python Pool)")
+                        .on_hover_text("One persistent worker per slot runs task after task: one PID, many tasks");
+                })
+                .response
+                .on_hover_text("How tasks run; the timeline by PID shows the difference");
+            if workers != before {
+                self.workers = workers.then(WorkerConfig::default);
+            }
+            if let Some(config) = self.workers.as_mut() {
+                let mut max = config.max_tasks.unwrap_or(0);
+                let label = ui.label("maxtasksperchild");
+                if ui
+                    .add(egui::DragValue::new(&mut max).range(0..=1_000_000).speed(0.1))
+                    .labelled_by(label.id)
+                    .on_hover_text("Replace a worker after this many tasks (0: never)")
+                    .changed()
+                {
+                    config.max_tasks = (max > 0).then_some(max);
+                }
+                let mut chunk = self.chunk_size.unwrap_or(0);
+                let label = ui.label("chunksize");
+                if ui
+                    .add(egui::DragValue::new(&mut chunk).range(0..=1_000_000).speed(0.1))
+                    .labelled_by(label.id)
+                    .on_hover_text("Tasks handed to a worker at once at Start (0: Python's map default)")
+                    .changed()
+                {
+                    self.chunk_size = (chunk > 0).then_some(chunk);
+                }
+            }
+        });
+        ui.separator();
     }
 }

@@ -3,14 +3,14 @@
 //! so an exit is noticed the moment it happens and no thread exists per task.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::time::Instant;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use process_wrap::std::{CommandWrap, ProcessGroup};
-use rustix::process::{PidfdFlags, WaitId, WaitIdOptions};
+use rustix::process::PidfdFlags;
 
 use super::{Backend, Control, Ctx, LaunchRequest, RawExit, Report};
 use crate::executor::CommandError;
@@ -351,16 +351,8 @@ impl LocalBackend {
         let Some(pidfd) = proc.pidfd.as_ref() else {
             return;
         };
-        let status = match rustix::process::waitid(
-            WaitId::PidFd(pidfd.as_fd()),
-            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-        ) {
-            Ok(Some(status)) => status,
-            Ok(None) | Err(rustix::io::Errno::INTR) => return,
-            Err(e) => {
-                log::error!("task {}: waitid failed: {e}", proc.task);
-                return;
-            }
+        let Some(status) = super::exited(pidfd, &format_args!("task {}", proc.task)) else {
+            return;
         };
         let exit = match (status.exit_status(), status.terminating_signal()) {
             (Some(code), _) if status.exited() => RawExit::Code(code),

@@ -103,6 +103,26 @@ pub enum Report {
     },
 }
 
+/// The exit status behind a readable pidfd, if the process has exited; `what` names it
+/// in the log when waiting fails.
+pub(crate) fn exited(
+    pidfd: &std::os::fd::OwnedFd,
+    what: &dyn std::fmt::Display,
+) -> Option<rustix::process::WaitIdStatus> {
+    use rustix::process::{WaitId, WaitIdOptions};
+    match rustix::process::waitid(
+        WaitId::PidFd(pidfd.as_fd()),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+    ) {
+        Ok(status) => status,
+        Err(rustix::io::Errno::INTR) => None,
+        Err(e) => {
+            log::error!("{what}: waitid failed: {e}");
+            None
+        }
+    }
+}
+
 /// Reports from a backend's own threads: queued for the dispatcher, which is woken.
 #[derive(Clone)]
 pub struct Remote {

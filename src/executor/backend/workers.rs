@@ -9,14 +9,14 @@
 //! had not started.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use rustix::process::{PidfdFlags, WaitId, WaitIdOptions};
+use rustix::process::PidfdFlags;
 
 use super::{Backend, Control, Ctx, LaunchRequest, RawExit, Report};
 use crate::executor::CommandError;
@@ -361,16 +361,8 @@ impl WorkerBackend {
         let Some(pidfd) = w.pidfd.as_ref() else {
             return;
         };
-        let status = match rustix::process::waitid(
-            WaitId::PidFd(pidfd.as_fd()),
-            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-        ) {
-            Ok(Some(status)) => status,
-            Ok(None) | Err(rustix::io::Errno::INTR) => return,
-            Err(e) => {
-                log::error!("worker {}: waitid failed: {e}", w.pid);
-                return;
-            }
+        let Some(status) = super::exited(pidfd, &format_args!("worker {}", w.pid)) else {
+            return;
         };
         let Some(w) = self.workers.remove(&slot) else {
             return;
