@@ -336,3 +336,19 @@ fn builtins_run_as_processes_too_so_one_list_works_in_both_modes() {
     assert_eq!(record.succeeded(), 3);
     assert_eq!(pids(&record).len(), 3, "a process each");
 }
+
+#[test]
+fn thousands_of_tiny_tasks_one_by_one_are_each_recorded_once() {
+    // A long queue of very short tasks: workers are given tasks ahead of time.
+    let specs = (0..3000)
+        .map(|i| job(BuiltinKind::Print(i.to_string()), ""))
+        .collect();
+    let (record, ids) = run_all(workers(2, None), specs, 1);
+    assert_eq!(record.succeeded(), 3000);
+    for (i, &id) in ids.iter().enumerate() {
+        let task = record.task(id).expect("task");
+        assert_eq!(task.attempts.len(), 1);
+        assert_eq!(stdout_of(&record, id), format!("{i}\n"));
+    }
+    assert_eq!(pids(&record).len(), 2);
+}

@@ -84,6 +84,8 @@ struct Active {
     spec: Arc<TaskSpec>,
     /// The backend has reported it running.
     started: bool,
+    /// When it started, on the run's clock.
+    started_at: Duration,
     /// Output reported before `Started` (a remote backend's race), held to keep order.
     early: Vec<Report>,
     kill: Option<KillReason>,
@@ -111,7 +113,12 @@ pub(crate) struct Dispatcher<B: Backend> {
     /// Attempts holding each busy slot (more than one for a chunk).
     slot_holders: HashMap<Slot, usize>,
     next_chunk: u64,
+    /// How long tasks have been taking lately (for [`Self::prefetch`]).
+    recent_runtime: Option<Duration>,
 }
+
+/// A slot is given ahead of time as many tasks as recently ran in this long.
+const PREFETCH_WINDOW: Duration = Duration::from_millis(1);
 
 /// Where the pool is in its life, as the dispatcher sees it.
 #[derive(Default)]
@@ -154,6 +161,7 @@ impl<B: Backend> Dispatcher<B> {
             helper,
             slot_holders: HashMap::new(),
             next_chunk: 0,
+            recent_runtime: None,
         }
     }
 
@@ -451,6 +459,7 @@ impl<B: Backend> Dispatcher<B> {
             return;
         }
         a.started = true;
+        a.started_at = at;
         a.timeout_at = a.spec.timeout.and_then(|t| Instant::now().checked_add(t));
         let slot = a.slot;
         let early = std::mem::take(&mut a.early);
@@ -594,10 +603,53 @@ impl<B: Backend> Dispatcher<B> {
             }
             self.process_reports();
         }
+        launched |= self.prefetch();
         if launched {
             self.with_ctx(B::launched);
             self.process_reports();
         }
+    }
+
+    /// With a long queue, give each busy slot of a backend that runs tasks back to back
+    /// (persistent workers) its next task now: the worker starts it the moment the
+    /// current one ends, with no round trip. Only with a backlog of more than two tasks
+    /// per slot, so a short list still goes to whichever slot frees first.
+    fn prefetch(&mut self) -> bool {
+        // Worth it only for tasks so short that a round trip to the worker is a large
+        // part of them: as many as run in a millisecond, none for longer tasks (a
+        // task queued behind a long one would wait while another worker idles).
+        let depth = match self.recent_runtime {
+            Some(t) if self.backend.prefetch() > 0 => {
+                let fits = PREFETCH_WINDOW.as_nanos() / t.as_nanos().max(1);
+                usize::try_from(fits)
+                    .unwrap_or(usize::MAX)
+                    .min(self.backend.prefetch())
+            }
+            _ => 0,
+        };
+        let size = self.sched.size();
+        if depth == 0 || self.sched.is_paused() || self.sched.queued() <= 2 * size {
+            return false;
+        }
+        let slots: Vec<Slot> = self
+            .slot_holders
+            .iter()
+            .filter(|&(&slot, &n)| slot < size && n <= depth.div_ceil(2))
+            .map(|(&slot, _)| slot)
+            .collect();
+        let mut launched = false;
+        for slot in slots {
+            // Top the slot up in one go: fewer, larger hand-overs.
+            while self.slot_holders.get(&slot).copied().unwrap_or(0) <= depth {
+                let Some(next) = self.sched.take_next_if(|p| p.chunk.is_none()) else {
+                    break;
+                };
+                self.launch(next, slot);
+                launched = true;
+            }
+        }
+        self.process_reports();
+        launched
     }
 
     /// One more attempt holds `slot`.
@@ -631,6 +683,7 @@ impl<B: Backend> Dispatcher<B> {
                 slot,
                 spec: Arc::clone(&spec),
                 started: false,
+                started_at: Duration::ZERO,
                 early: Vec::new(),
                 kill: None,
                 timeout_at: None,
@@ -669,6 +722,14 @@ impl<B: Backend> Dispatcher<B> {
             return;
         };
         self.let_go(active.slot);
+        if active.started {
+            let ran = self.stamp(at).saturating_sub(active.started_at);
+            // A moving average over the last few dozen tasks.
+            self.recent_runtime = Some(match self.recent_runtime {
+                Some(avg) => (avg * 31 + ran) / 32,
+                None => ran,
+            });
+        }
         let outcome = match (active.kill, exit) {
             (Some(KillReason::User), _) => Outcome::Killed,
             (Some(KillReason::Timeout), _) => Outcome::TimedOut,

@@ -328,7 +328,14 @@ pub fn main() -> u8 {
             let _ = r.flush();
             return 0;
         }
-        if r.flush_if_due().is_err() {
+        // Running low: tell the pool now, so the next task arrives before this worker
+        // waits for it. With a long queue, reports go out in batches.
+        let sent = if queue.len() <= 1 {
+            r.flush()
+        } else {
+            r.flush_if_due()
+        };
+        if sent.is_err() {
             return 1;
         }
     }

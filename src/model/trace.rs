@@ -5,6 +5,7 @@
 use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::executor::Outcome;
@@ -19,11 +20,54 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-pub fn to_json(run: &RunRecord) -> Value {
-    let mut events = vec![json!({
-        "name": "process_name", "ph": "M", "pid": POOL_PID, "tid": 0,
-        "args": {"name": "poolscope pool"}
-    })];
+/// One trace event, written as it is built: a run of 100 000 tasks never becomes one
+/// big JSON tree in memory.
+#[derive(Serialize)]
+struct TraceEvent<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cat: Option<&'a str>,
+    ph: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ts: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dur: Option<f64>,
+    pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tid: Option<u64>,
+    args: Value,
+}
+
+/// Writes events as a JSON array's elements, with the commas between them.
+struct EventWriter<'w, W: Write> {
+    out: &'w mut W,
+    first: bool,
+}
+
+impl<W: Write> EventWriter<'_, W> {
+    fn event(&mut self, event: &TraceEvent<'_>) -> io::Result<()> {
+        if !self.first {
+            self.out.write_all(b",")?;
+        }
+        self.first = false;
+        serde_json::to_writer(&mut *self.out, event)?;
+        Ok(())
+    }
+}
+
+pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
+    out.write_all(b"{\"traceEvents\":[")?;
+    let mut w = EventWriter { out, first: true };
+    w.event(&TraceEvent {
+        name: "process_name",
+        cat: None,
+        ph: "M",
+        ts: None,
+        dur: None,
+        pid: POOL_PID,
+        tid: Some(0),
+        args: json!({"name": "poolscope pool"}),
+    })?;
     let mut slots: Vec<usize> = run
         .tasks
         .iter()
@@ -31,15 +75,22 @@ pub fn to_json(run: &RunRecord) -> Value {
         .collect();
     slots.sort_unstable();
     slots.dedup();
-    for slot in &slots {
-        events.push(json!({
-            "name": "thread_name", "ph": "M", "pid": POOL_PID, "tid": slot,
-            "args": {"name": format!("slot {slot}")}
-        }));
+    for &slot in &slots {
+        w.event(&TraceEvent {
+            name: "thread_name",
+            cat: None,
+            ph: "M",
+            ts: None,
+            dur: None,
+            pid: POOL_PID,
+            tid: Some(slot as u64),
+            args: json!({"name": format!("slot {slot}")}),
+        })?;
     }
     let mut edges: Vec<(Duration, i64, i64)> = Vec::new();
     for task in &run.tasks {
         edges.push((task.queued, 0, 1));
+        let command = task.spec.invocation.display_line();
         for attempt in &task.attempts {
             let end = attempt.ended.unwrap_or(run.last_event);
             let (exit, signal) = attempt
@@ -50,25 +101,25 @@ pub fn to_json(run: &RunRecord) -> Value {
                     Outcome::Signaled(s) => (Value::Null, json!(s)),
                     _ => (Value::Null, Value::Null),
                 });
-            events.push(json!({
-                "name": task.spec.name,
-                "cat": "task",
-                "ph": "X",
-                "ts": micros(attempt.started),
-                "dur": micros(end.saturating_sub(attempt.started)),
-                "pid": POOL_PID,
-                "tid": attempt.slot.map_or(UNSTARTED_TID, |s| s as u64),
-                "args": {
+            w.event(&TraceEvent {
+                name: &task.spec.name,
+                cat: Some("task"),
+                ph: "X",
+                ts: Some(micros(attempt.started)),
+                dur: Some(micros(end.saturating_sub(attempt.started))),
+                pid: POOL_PID,
+                tid: Some(attempt.slot.map_or(UNSTARTED_TID, |s| s as u64)),
+                args: json!({
                     "task": task.id.0,
                     "attempt": attempt.number,
                     "os_pid": attempt.pid,
                     "outcome": attempt.outcome.as_ref().map_or_else(|| "running".to_owned(), ToString::to_string),
                     "exit": exit,
                     "signal": signal,
-                    "command": task.spec.invocation.display_line(),
+                    "command": command,
                     "queued_us": micros(task.queued),
-                }
-            }));
+                }),
+            })?;
             if attempt.ran() {
                 edges.push((attempt.started, 1, -1));
                 edges.push((end, -1, 0));
@@ -82,23 +133,28 @@ pub fn to_json(run: &RunRecord) -> Value {
     for (at, d_running, d_queued) in edges {
         running += d_running;
         queued = (queued + d_queued).max(0);
-        events.push(json!({
-            "name": "tasks", "ph": "C", "ts": micros(at), "pid": POOL_PID,
-            "args": {"running": running, "queued": queued}
-        }));
+        w.event(&TraceEvent {
+            name: "tasks",
+            cat: None,
+            ph: "C",
+            ts: Some(micros(at)),
+            dur: None,
+            pid: POOL_PID,
+            tid: None,
+            args: json!({"running": running, "queued": queued}),
+        })?;
     }
     let epoch = run
         .wall_clock_start
         .and_then(|w| w.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs_f64());
-    json!({
-        "traceEvents": events,
+    out.write_all(b"],")?;
+    let tail = json!({
         "displayTimeUnit": "ms",
         "otherData": {"generator": "poolscope", "wall_clock_start_epoch_s": epoch}
-    })
-}
-
-pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, &to_json(run))?;
+    });
+    let tail = serde_json::to_string(&tail)?;
+    // The object's fields after `traceEvents`: its text without the opening brace.
+    out.write_all(&tail.as_bytes()[1..])?;
     out.write_all(b"\n")
 }

@@ -274,6 +274,12 @@ pub trait Backend: Send + 'static {
     /// The pool size changed (a job array's throttle follows it).
     fn resize(&mut self, _size: usize, _ctx: &mut Ctx<'_>) {}
 
+    /// At most how many attempts beyond the running one a slot may be given ahead of
+    /// time (a worker's queue); 0 for backends that start each attempt at once.
+    fn prefetch(&self) -> usize {
+        0
+    }
+
     /// A run of [`Backend::launch`] calls is over (one turn of the loop, or one chunk of
     /// a map): send what was batched.
     fn launched(&mut self, _ctx: &mut Ctx<'_>) {}

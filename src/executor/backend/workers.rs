@@ -501,6 +501,10 @@ impl Backend for WorkerBackend {
         Ok(())
     }
 
+    fn prefetch(&self) -> usize {
+        256
+    }
+
     fn launched(&mut self, ctx: &mut Ctx<'_>) {
         let slots: Vec<Slot> = self
             .workers
