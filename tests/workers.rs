@@ -352,3 +352,43 @@ fn thousands_of_tiny_tasks_one_by_one_are_each_recorded_once() {
     }
     assert_eq!(pids(&record).len(), 2);
 }
+
+#[test]
+fn each_worker_runs_its_initializer_first_and_its_life_is_recorded() {
+    let config = PoolConfig {
+        workers: Some(WorkerConfig {
+            max_tasks: Some(2),
+            initializer: Some(poolscope::executor::Invocation::Builtin(Builtin::new(
+                BuiltinKind::Sleep(Span::fixed(Duration::from_millis(50))),
+                "",
+            ))),
+        }),
+        ..workers(2, None)
+    };
+    let specs = (0..4).map(|i| sleep(0.01, &i.to_string())).collect();
+    let (record, _) = run_all(config, specs, 2);
+    assert_eq!(record.succeeded(), 4);
+    let ran: BTreeSet<u32> = pids(&record);
+    for pid in &ran {
+        let life = record
+            .workers
+            .iter()
+            .find(|w| w.pid == *pid)
+            .unwrap_or_else(|| panic!("worker {pid} has no recorded life: {:?}", record.workers));
+        let (from, to) = life.init.expect("its initializer ran");
+        let to = to.expect("and ended");
+        assert!(to >= from + Duration::from_millis(40), "{from:?}..{to:?}");
+        let first_task = record
+            .tasks
+            .iter()
+            .flat_map(|t| &t.attempts)
+            .filter(|a| a.pid == Some(*pid))
+            .map(|a| a.started)
+            .min()
+            .expect("a task");
+        assert!(first_task >= to, "its tasks start after its initializer");
+        // Each retired after its 2 tasks (maxtasksperchild).
+        let (how, retired) = life.how.clone().expect("it ended");
+        assert!(retired, "{how}");
+    }
+}

@@ -438,6 +438,18 @@ impl<B: Backend> Dispatcher<B> {
                 stdin_bytes,
                 at,
             } => self.ended(task, attempt, exit, stdin_bytes, at),
+            Report::Worker {
+                slot,
+                pid,
+                at,
+                change,
+            } => {
+                // Exact times: a worker's life does not step the concurrency counts, so
+                // it need not be in order with the tasks' events.
+                let at = self.stamp(at);
+                self.sink
+                    .send_at_exactly(at, EventKind::Worker { slot, pid, change });
+            }
         }
     }
 

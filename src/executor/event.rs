@@ -61,6 +61,24 @@ pub fn signal_name(sig: i32) -> String {
         .map_or_else(|_| sig.to_string(), |s| s.as_str().to_owned())
 }
 
+/// What happened to a persistent worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerChange {
+    Started,
+    /// Its initializer began (Python's `Pool(initializer=...)`).
+    InitStarted,
+    /// Its initializer ended; `error` says how it failed.
+    InitEnded {
+        error: Option<String>,
+    },
+    /// It is gone: `retired` after its `maxtasksperchild` or at the pool's end, else
+    /// lost (`how`: a signal or an exit status).
+    Exited {
+        how: String,
+        retired: bool,
+    },
+}
+
 /// Why the pool stopped starting tasks before the queue was empty.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HaltReason {
@@ -144,6 +162,13 @@ pub enum EventKind {
     },
     /// The pool is closed and every task is over: nothing more will happen.
     Drained,
+    /// A persistent worker's life (worker-pool mode): its start, its initializer, its
+    /// end.
+    Worker {
+        slot: usize,
+        pid: u32,
+        change: WorkerChange,
+    },
     /// The executor itself failed (a bug): every task was killed, nothing more will
     /// happen.
     Failed {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub use backend::Backend;
 pub use backend::local::LocalBackend;
 pub use backend::workers::WorkerBackend;
-pub use event::{Event, EventKind, HaltReason, Outcome, Stream, signal_name};
+pub use event::{Event, EventKind, HaltReason, Outcome, Stream, WorkerChange, signal_name};
 pub use nix::sys::signal::Signal;
 pub use sink::{Events, Waker};
 pub use task::{Background, Builtin, BuiltinKind, Invocation, Span, StdinMode, TaskId, TaskSpec};

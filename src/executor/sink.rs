@@ -141,6 +141,12 @@ impl EventSink {
         self.send_at(at, kind);
     }
 
+    /// Send with a time of the caller's that may be earlier than events already sent,
+    /// for events that do not step the pool's concurrency (a worker's initializer).
+    pub fn send_at_exactly(&mut self, at: Duration, kind: EventKind) {
+        self.batch.push(Event { at, kind });
+    }
+
     /// Send with a time of the caller's (a worker's clock). Times never go back: an
     /// earlier one is raised to the last sent, so the record's steps stay in order.
     pub fn send_at(&mut self, at: Duration, kind: EventKind) {

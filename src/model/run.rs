@@ -113,6 +113,9 @@ pub struct RunRecord {
     /// The executor itself failed (every task was killed): why.
     #[serde(default)]
     pub failure: Option<String>,
+    /// Persistent workers (worker-pool mode), in start order.
+    #[serde(default)]
+    pub workers: Vec<WorkerLife>,
     tail_bytes: usize,
     /// Most output bytes held in all tails together.
     #[serde(skip, default = "default_budget")]
@@ -144,6 +147,20 @@ pub struct RunRecord {
     /// Count output bytes only (headless runs print or save output instead).
     #[serde(skip)]
     discard_output: bool,
+}
+
+/// One persistent worker's life, on the run's clock.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerLife {
+    pub slot: usize,
+    pub pid: u32,
+    pub started: Duration,
+    /// Its initializer: from, to (`None` while it runs), and how it failed.
+    pub init: Option<(Duration, Option<Duration>)>,
+    pub init_error: Option<String>,
+    pub ended: Option<Duration>,
+    /// How it ended (`exit 0`, `SIGKILL`) and whether it was retired on purpose.
+    pub how: Option<(String, bool)>,
 }
 
 fn next_uid() -> u64 {
@@ -253,6 +270,7 @@ impl RunRecord {
             interleaved: Interleaved::default(),
             revision: 0,
             failure: None,
+            workers: Vec::new(),
             tail_bytes,
             tail_budget: DEFAULT_TAIL_BUDGET,
             tails_held: 0,
@@ -444,6 +462,43 @@ impl RunRecord {
         self.tally.failed
     }
 
+    fn worker_changed(
+        &mut self,
+        at: Duration,
+        slot: usize,
+        pid: u32,
+        change: &crate::executor::WorkerChange,
+    ) {
+        use crate::executor::WorkerChange;
+        if *change == WorkerChange::Started {
+            self.workers.push(WorkerLife {
+                slot,
+                pid,
+                started: at,
+                init: None,
+                init_error: None,
+                ended: None,
+                how: None,
+            });
+            return;
+        }
+        let Some(w) = self.workers.iter_mut().rev().find(|w| w.pid == pid) else {
+            return;
+        };
+        match change {
+            WorkerChange::Started => {}
+            WorkerChange::InitStarted => w.init = Some((at, None)),
+            WorkerChange::InitEnded { error } => {
+                w.init = Some((w.init.map_or(at, |(from, _)| from), Some(at)));
+                w.init_error.clone_from(error);
+            }
+            WorkerChange::Exited { how, retired } => {
+                w.ended = Some(at);
+                w.how = Some((how.clone(), *retired));
+            }
+        }
+    }
+
     pub fn succeeded(&self) -> usize {
         self.tally.succeeded
     }
@@ -566,6 +621,7 @@ impl RunRecord {
             EventKind::Resumed => self.phase = PoolPhase::Running,
             EventKind::Closed => self.phase = PoolPhase::Closed,
             EventKind::Drained => self.phase = PoolPhase::Finished,
+            EventKind::Worker { slot, pid, change } => self.worker_changed(at, *slot, *pid, change),
             EventKind::Failed { reason } => {
                 self.phase = PoolPhase::Finished;
                 self.failure = Some(reason.clone());

@@ -93,6 +93,13 @@ pub enum Report {
         attempt: u32,
         error: Option<String>,
     },
+    /// A persistent worker's life changed, at this time by its own clock (else now).
+    Worker {
+        slot: usize,
+        pid: u32,
+        at: Option<Instant>,
+        change: super::event::WorkerChange,
+    },
     /// Over: the process is reaped and its output drained (or the worker is gone).
     Ended {
         task: TaskId,

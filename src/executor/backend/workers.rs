@@ -20,7 +20,7 @@ use rustix::process::PidfdFlags;
 
 use super::{Backend, Control, Ctx, LaunchRequest, RawExit, Report};
 use crate::executor::CommandError;
-use crate::executor::event::signal_name;
+use crate::executor::event::{WorkerChange, signal_name};
 use crate::executor::reactor::Interest;
 use crate::executor::scheduler::Slot;
 use crate::executor::task::{StdinMode, TaskId};
@@ -154,6 +154,12 @@ impl WorkerBackend {
             }
         };
         self.slot_of.insert(key, slot);
+        ctx.report(Report::Worker {
+            slot,
+            pid,
+            at: None,
+            change: WorkerChange::Started,
+        });
         self.workers.insert(
             slot,
             Worker {
@@ -276,10 +282,26 @@ impl WorkerBackend {
                 let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
             FromWorker::Hello { .. } => {}
-            FromWorker::Initialized { error, .. } => {
-                if let Some(error) = error {
+            FromWorker::Initialized {
+                from_ns,
+                to_ns,
+                error,
+            } => {
+                if let Some(error) = &error {
                     log::warn!("worker {pid}: its initializer failed: {error}");
                 }
+                ctx.report(Report::Worker {
+                    slot,
+                    pid,
+                    at: Some(instant(self.clock, from_ns)),
+                    change: WorkerChange::InitStarted,
+                });
+                ctx.report(Report::Worker {
+                    slot,
+                    pid,
+                    at: Some(instant(self.clock, to_ns)),
+                    change: WorkerChange::InitEnded { error },
+                });
             }
             FromWorker::Started {
                 task,
@@ -387,6 +409,16 @@ impl WorkerBackend {
             (Some(code), _) => format!("exit {code}"),
             _ => "ended".to_owned(),
         };
+        let retired = (w.retiring || self.stopping) && status.exit_status() == Some(0);
+        ctx.report(Report::Worker {
+            slot,
+            pid: w.pid,
+            at: None,
+            change: WorkerChange::Exited {
+                how: how.clone(),
+                retired,
+            },
+        });
         let mut left: VecDeque<Job> = w.assigned;
         // Jobs run in order: a worker that died (rather than retired) was on its first
         // job, even if it had no time to say so. That job is lost, not handed on.
@@ -627,6 +659,17 @@ impl Backend for WorkerBackend {
                 }
             }
             ctx.guard().remove(pid.as_raw());
+        }
+        for (&slot, w) in &self.workers {
+            ctx.report(Report::Worker {
+                slot,
+                pid: w.pid,
+                at: None,
+                change: WorkerChange::Exited {
+                    how: "stopped".to_owned(),
+                    retired: true,
+                },
+            });
         }
         for w in self.workers.values() {
             if let Some(child) = w.child {

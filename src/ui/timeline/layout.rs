@@ -144,6 +144,58 @@ pub struct TimelineLayout {
     /// Labels of the lanes shown: (lane, label).
     pub lane_labels: Vec<(usize, String)>,
     pub bars: Vec<Bar>,
+    /// Persistent workers' lives on the lanes shown (worker-pool mode).
+    pub workers: Vec<WorkerMark>,
+}
+
+/// A persistent worker on its lane: alive from `x0` to `x1` (idle where no bar covers
+/// it), its initializer, and how it ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerMark {
+    pub lane: usize,
+    pub pid: u32,
+    pub x0: f32,
+    pub x1: f32,
+    pub init: Option<(f32, f32)>,
+    /// How it ended and whether on purpose (retired) rather than lost.
+    pub end: Option<(String, bool)>,
+}
+
+/// Where each worker lived, in `view`, on the lanes shown: by slot its slot, by PID
+/// its own lane.
+fn worker_marks(
+    record: &RunRecord,
+    now: Duration,
+    view: TimeView,
+    width_px: f32,
+    lanes_shown: &Range<usize>,
+    lane_of: impl Fn(usize, u32) -> Option<usize>,
+) -> Vec<WorkerMark> {
+    let now_s = now.as_secs_f64();
+    let x = |d: Duration| view.x_of(d.as_secs_f64(), width_px);
+    record
+        .workers
+        .iter()
+        .filter_map(|w| {
+            let lane = lane_of(w.slot, w.pid).filter(|l| lanes_shown.contains(l))?;
+            let end = w.ended.map_or(now_s, |e| e.as_secs_f64());
+            if end < view.start || w.started.as_secs_f64() > view.end {
+                return None;
+            }
+            Some(WorkerMark {
+                lane,
+                pid: w.pid,
+                x0: x(w.started),
+                x1: view.x_of(end, width_px),
+                init: w.init.map(|(from, to)| {
+                    let x0 = x(from);
+                    let x1 = to.map_or_else(|| view.x_of(now_s, width_px), x);
+                    (x0, x1.max(x0 + MIN_BAR_PX))
+                }),
+                end: w.how.clone(),
+            })
+        })
+        .collect()
 }
 
 impl TimelineLayout {
@@ -192,6 +244,11 @@ fn pid_lanes(record: &RunRecord) -> (HashMap<u32, usize>, Vec<u32>) {
             let e = seen.entry(pid).or_insert(a.started);
             *e = (*e).min(a.started);
         }
+    }
+    // A worker has its lane from its start, before (or without) any task.
+    for w in &record.workers {
+        let e = seen.entry(w.pid).or_insert(w.started);
+        *e = (*e).min(w.started);
     }
     firsts.extend(seen.iter().map(|(&pid, &t)| (t, pid)));
     firsts.sort_unstable();
@@ -311,9 +368,38 @@ pub struct LaneIndex {
     live: Option<(u64, usize)>,
     applied: usize,
     spans: HashMap<(TaskId, u32), (usize, usize)>,
+    /// PID mode: each PID's lane.
+    pid_lane: HashMap<u32, usize>,
 }
 
 impl LaneIndex {
+    /// The workers' lives for [`layout_indexed`]'s lanes.
+    pub fn worker_marks(
+        &self,
+        record: &RunRecord,
+        mode: LaneMode,
+        now: Duration,
+        view: TimeView,
+        width_px: f32,
+        lanes_shown: &Range<usize>,
+    ) -> Vec<WorkerMark> {
+        if record.workers.is_empty() {
+            return Vec::new();
+        }
+        worker_marks(
+            record,
+            now,
+            view,
+            width_px,
+            lanes_shown,
+            |slot, pid| match mode {
+                LaneMode::Slot => Some(slot),
+                LaneMode::Pid => self.pid_lane.get(&pid).copied(),
+                LaneMode::Task => None,
+            },
+        )
+    }
+
     /// Bring the lanes up to date with the record.
     pub fn update(&mut self, record: &RunRecord, mode: LaneMode) {
         if mode == LaneMode::Slot && record.live_stats().is_some() {
@@ -388,6 +474,7 @@ impl LaneIndex {
         self.lanes.clear();
         let (count, labels, pid_lane) = lanes(record, mode, &(0..usize::MAX));
         self.labels = labels.into_iter().map(|(_, l)| l).collect();
+        self.pid_lane.clone_from(&pid_lane);
         self.lanes.resize_with(count, Vec::new);
         for task in &record.tasks {
             let hash = command_hash(&task.spec.invocation);
@@ -436,6 +523,7 @@ pub fn layout_indexed(
                 .map(|l| (l, index.labels[l].clone()))
                 .collect(),
             bars: Vec::new(),
+            workers: Vec::new(),
         },
         last_in_lane: Vec::new(),
     };
@@ -479,7 +567,9 @@ pub fn layout(
     if mode != LaneMode::Task {
         let mut index = LaneIndex::default();
         index.update(record, mode);
-        return layout_indexed(&index, now, view, width_px, lanes_shown);
+        let mut out = layout_indexed(&index, now, view, width_px, lanes_shown.clone());
+        out.workers = index.worker_marks(record, mode, now, view, width_px, &lanes_shown);
+        return out;
     }
     let now_s = now.as_secs_f64();
     let (lane_count, lane_labels, pid_lane) = lanes(record, mode, &lanes_shown);
@@ -488,6 +578,7 @@ pub fn layout(
             lane_count,
             lane_labels,
             bars: Vec::new(),
+            workers: Vec::new(),
         },
         last_in_lane: Vec::new(),
     };

@@ -312,7 +312,11 @@ impl TimelineState {
             layout::layout(record, now, self.mode, view, width, lanes)
         } else {
             self.index.update(record, self.mode);
-            layout::layout_indexed(&self.index, now, view, width, lanes)
+            let mut out = layout::layout_indexed(&self.index, now, view, width, lanes.clone());
+            out.workers = self
+                .index
+                .worker_marks(record, self.mode, now, view, width, &lanes);
+            out
         }
     }
 
@@ -408,6 +412,9 @@ impl TimelineState {
             }
         }
         let bar_painter = painter.with_clip_rect(plot.intersect(painter.clip_rect()));
+        for mark in &items.workers {
+            paint_worker(&bar_painter, plot, mark, self.lane_h, visuals);
+        }
         // Fills first (under outlines and labels), in one mesh filled in below.
         let fills_at = bar_painter.add(egui::Shape::Noop);
         let style = BarStyle {
@@ -421,6 +428,64 @@ impl TimelineState {
             paint_bar(&bar_painter, &mut fills, plot, bar, &style);
         }
         bar_painter.set(fills_at, egui::Shape::mesh(fills));
+    }
+}
+
+/// A persistent worker under its tasks' bars: a thin line while it lives (idle where
+/// no bar covers it), its initializer as a violet block, and a tick where it ended:
+/// grey when retired, red when lost.
+fn paint_worker(
+    painter: &egui::Painter,
+    plot: Rect,
+    mark: &layout::WorkerMark,
+    lane_h: f32,
+    visuals: &egui::Visuals,
+) {
+    let top = plot.top() + mark.lane as f32 * lane_h;
+    let mid = top + lane_h / 2.0;
+    let x = |v: f32| plot.left() + v;
+    painter.line_segment(
+        [pos2(x(mark.x0), mid), pos2(x(mark.x1), mid)],
+        Stroke::new(1.0, visuals.weak_text_color()),
+    );
+    if let Some((x0, x1)) = mark.init {
+        let rect = Rect::from_min_max(
+            pos2(x(x0), top + lane_h * 0.25),
+            pos2(x(x1), top + lane_h * 0.75),
+        );
+        painter.rect_filled(rect, 2.0, Color32::from_rgb(150, 110, 210));
+        if rect.width() > 28.0 && lane_h >= 14.0 {
+            painter.text(
+                rect.center(),
+                Align2::CENTER_CENTER,
+                "init",
+                FontId::proportional(10.0),
+                Color32::WHITE,
+            );
+        }
+    }
+    if let Some((how, retired)) = &mark.end {
+        let colour = if *retired {
+            visuals.weak_text_color()
+        } else {
+            Color32::from_rgb(220, 60, 60)
+        };
+        painter.line_segment(
+            [
+                pos2(x(mark.x1), top + 2.0),
+                pos2(x(mark.x1), top + lane_h - 2.0),
+            ],
+            Stroke::new(2.0, colour),
+        );
+        if !retired && lane_h >= 14.0 {
+            painter.text(
+                pos2(x(mark.x1) + 3.0, mid),
+                Align2::LEFT_CENTER,
+                how,
+                FontId::proportional(10.0),
+                colour,
+            );
+        }
     }
 }
 
