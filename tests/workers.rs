@@ -366,9 +366,20 @@ fn each_worker_runs_its_initializer_first_and_its_life_is_recorded() {
         ..workers(2, None)
     };
     let specs = (0..4).map(|i| sleep(0.01, &i.to_string())).collect();
-    let (record, _) = run_all(config, specs, 2);
+    let (pool, events) = Executor::start(config, None);
+    pool.submit_map(specs, 2).expect("submit");
+    pool.close();
+    let mut record = RunRecord::default();
+    drain(&events, &mut record);
     assert_eq!(record.succeeded(), 4);
     let ran: BTreeSet<u32> = pids(&record);
+    // A worker is reaped just after its last report: its end may follow the drain.
+    let all_ended = |r: &RunRecord| r.workers.iter().all(|w| w.how.is_some());
+    if !all_ended(&record) {
+        until(&events, &mut record, "every worker's end", |_, r| {
+            all_ended(r)
+        });
+    }
     for pid in &ran {
         let life = record
             .workers
