@@ -1,6 +1,7 @@
 //! What a task is: the description a user submits, independent of how it is run.
 
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +16,30 @@ pub const BUILTIN_ROLE: &str = "__builtin";
 /// (GNU parallel's `Seq`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TaskId(pub u64);
+
+/// A map keyed by task: task ids are small sequential numbers, so a multiplicative hash
+/// spreads them well at a fraction of `SipHash`'s cost (every event looks a task up).
+pub type TaskMap<V> = std::collections::HashMap<TaskId, V, BuildHasherDefault<TaskIdHasher>>;
+
+#[derive(Default)]
+pub struct TaskIdHasher(u64);
+
+impl Hasher for TaskIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: sequential ids land far apart, in the high bits too.
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

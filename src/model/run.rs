@@ -99,7 +99,7 @@ pub struct RunRecord {
     pub phase: PoolPhase,
     pub tasks: Vec<TaskRecord>,
     #[serde(skip)]
-    index: HashMap<TaskId, usize>,
+    index: crate::executor::task::TaskMap<usize>,
     /// (task, attempt number) in completion order: the joblog's order.
     pub completions: Vec<(TaskId, u32)>,
     pub last_event: Duration,
@@ -264,7 +264,7 @@ impl RunRecord {
             pool_sizes: Vec::new(),
             phase: PoolPhase::Running,
             tasks: Vec::new(),
-            index: HashMap::new(),
+            index: crate::executor::task::TaskMap::default(),
             completions: Vec::new(),
             last_event: Duration::ZERO,
             interleaved: Interleaved::default(),
