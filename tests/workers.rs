@@ -120,6 +120,10 @@ fn a_map_goes_out_in_pythons_chunks_and_every_task_is_recorded() {
             .collect();
         assert!(attempts.windows(2).all(|w| w[0].pid == w[1].pid));
         assert!(attempts.windows(2).all(|w| w[0].started <= w[1].started));
+        // The record knows the chunk (the timeline brackets it).
+        for &id in chunk {
+            assert_eq!(record.task(id).expect("task").chunk, Some(chunk[0]));
+        }
     }
 }
 

@@ -527,6 +527,7 @@ impl<B: Backend> Dispatcher<B> {
         }
         let mut ids = Vec::with_capacity(specs.len());
         let chunk_size = chunk_size.max(1);
+        let total = specs.len();
         for (i, spec) in specs.into_iter().enumerate() {
             if i % chunk_size == 0 {
                 self.next_chunk += 1;
@@ -545,6 +546,15 @@ impl<B: Backend> Dispatcher<B> {
                 chunk: (chunk_size > 1).then_some(self.next_chunk),
             });
             ids.push(task);
+            // A chunk is announced once its last task is queued.
+            let len = i % chunk_size + 1;
+            let chunk_ends = len == chunk_size || i + 1 == total;
+            if chunk_size > 1 && chunk_ends && len > 1 {
+                self.sink.send(EventKind::Chunk {
+                    first: ids[i + 1 - len],
+                    len,
+                });
+            }
         }
         self.state.drained_sent = false;
         Ok(ids)

@@ -104,6 +104,12 @@ pub enum EventKind {
         task: TaskId,
         spec: Arc<TaskSpec>,
     },
+    /// Tasks `first` to `first + len - 1` (just queued) go to a worker together: one
+    /// chunk of a map.
+    Chunk {
+        first: TaskId,
+        len: usize,
+    },
     /// Handed to the backend, which has not started it yet (a cluster queue); `state`
     /// in the backend's words. Local processes go straight to `Started`.
     Waiting {

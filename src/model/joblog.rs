@@ -242,6 +242,7 @@ pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
             state: TaskState::Done(outcome),
             stdin_open: false,
             output: OutputTail::new(0),
+            chunk: None,
         });
     }
     let completions = entries

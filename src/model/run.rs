@@ -66,6 +66,9 @@ pub struct TaskRecord {
     pub state: TaskState,
     pub stdin_open: bool,
     pub output: OutputTail,
+    /// The first task of the chunk it went to a worker with (a map's chunk), if any.
+    #[serde(default)]
+    pub chunk: Option<TaskId>,
 }
 
 impl TaskRecord {
@@ -530,7 +533,15 @@ impl RunRecord {
                     state: TaskState::Queued,
                     stdin_open: false,
                     output: OutputTail::new(self.tail_bytes),
+                    chunk: None,
                 });
+            }
+            EventKind::Chunk { first, len } => {
+                if let Some(&start) = self.index.get(first) {
+                    for t in self.tasks.iter_mut().skip(start).take(*len) {
+                        t.chunk = Some(*first);
+                    }
+                }
             }
             EventKind::Waiting { task, state, .. } => {
                 if let Some(&i) = self.index.get(task) {

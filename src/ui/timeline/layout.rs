@@ -146,6 +146,19 @@ pub struct TimelineLayout {
     pub bars: Vec<Bar>,
     /// Persistent workers' lives on the lanes shown (worker-pool mode).
     pub workers: Vec<WorkerMark>,
+    /// Tasks a worker was handed together (a map's chunk), per lane.
+    pub chunks: Vec<ChunkMark>,
+}
+
+/// A run of bars in one lane that were one chunk of a map.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChunkMark {
+    pub lane: usize,
+    pub x0: f32,
+    pub x1: f32,
+    pub first: TaskId,
+    /// Bars of the chunk in view.
+    pub bars: usize,
 }
 
 /// A persistent worker on its lane: alive from `x0` to `x1` (idle where no bar covers
@@ -353,6 +366,8 @@ struct Span {
     attempt: u32,
     status: BarStatus,
     command_hash: u64,
+    /// The chunk its first attempt went out with.
+    chunk: Option<TaskId>,
 }
 
 /// Lanes for slot and PID modes. By slot, a live record's changes are applied as they
@@ -454,6 +469,7 @@ impl LaneIndex {
                     attempt: a.number,
                     status: BarStatus::of(a.outcome.as_ref()),
                     command_hash: hash,
+                    chunk: task.chunk.filter(|_| a.number == 1),
                 };
                 if let Some(&(l, i)) = self.spans.get(&(id, a.number)) {
                     self.lanes[l][i] = span;
@@ -494,6 +510,7 @@ impl LaneIndex {
                     attempt: a.number,
                     status: BarStatus::of(a.outcome.as_ref()),
                     command_hash: hash,
+                    chunk: task.chunk.filter(|_| a.number == 1),
                 });
             }
         }
@@ -524,6 +541,7 @@ pub fn layout_indexed(
                 .collect(),
             bars: Vec::new(),
             workers: Vec::new(),
+            chunks: Vec::new(),
         },
         last_in_lane: Vec::new(),
     };
@@ -539,6 +557,21 @@ pub fn layout_indexed(
             let x1 = view
                 .x_of(span.end.min(now_s), width_px)
                 .max(x0 + MIN_BAR_PX);
+            if let Some(first) = span.chunk {
+                match sink.out.chunks.last_mut() {
+                    Some(c) if c.lane == lane && c.first == first => {
+                        c.x1 = x1;
+                        c.bars += 1;
+                    }
+                    _ => sink.out.chunks.push(ChunkMark {
+                        lane,
+                        x0,
+                        x1,
+                        first,
+                        bars: 1,
+                    }),
+                }
+            }
             sink.push(Bar {
                 lane,
                 x0,
@@ -579,6 +612,7 @@ pub fn layout(
             lane_labels,
             bars: Vec::new(),
             workers: Vec::new(),
+            chunks: Vec::new(),
         },
         last_in_lane: Vec::new(),
     };

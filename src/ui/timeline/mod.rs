@@ -121,6 +121,18 @@ fn tooltip(ui: &mut egui::Ui, record: &RunRecord, task: &TaskRecord, attempt: u3
                 if let Some(pid) = a.pid {
                     row("PID", pid.to_string());
                 }
+                if let Some(first) = task.chunk.filter(|_| a.number == 1) {
+                    let len = record
+                        .tasks
+                        .iter()
+                        .skip_while(|t| t.id != first)
+                        .take_while(|t| t.chunk == Some(first))
+                        .count();
+                    row(
+                        "chunk",
+                        format!("{len} tasks from task {first}, handed over together"),
+                    );
+                }
                 row(
                     "started",
                     format!(
@@ -415,6 +427,9 @@ impl TimelineState {
         for mark in &items.workers {
             paint_worker(&bar_painter, plot, mark, self.lane_h, visuals);
         }
+        for chunk in &items.chunks {
+            paint_chunk(&bar_painter, plot, chunk, self.lane_h, visuals);
+        }
         // Fills first (under outlines and labels), in one mesh filled in below.
         let fills_at = bar_painter.add(egui::Shape::Noop);
         let style = BarStyle {
@@ -487,6 +502,24 @@ fn paint_worker(
             );
         }
     }
+}
+
+/// Tasks handed to a worker together (a map's chunk): a bracket along the lane's foot,
+/// under their bars.
+fn paint_chunk(
+    painter: &egui::Painter,
+    plot: Rect,
+    chunk: &layout::ChunkMark,
+    lane_h: f32,
+    visuals: &egui::Visuals,
+) {
+    let foot = plot.top() + (chunk.lane + 1) as f32 * lane_h - 1.5;
+    let (x0, x1) = (plot.left() + chunk.x0, plot.left() + chunk.x1);
+    let stroke = Stroke::new(1.5, visuals.warn_fg_color);
+    let tick = (lane_h * 0.25).min(4.0);
+    painter.line_segment([pos2(x0, foot), pos2(x1, foot)], stroke);
+    painter.line_segment([pos2(x0, foot), pos2(x0, foot - tick)], stroke);
+    painter.line_segment([pos2(x1, foot), pos2(x1, foot - tick)], stroke);
 }
 
 /// What the user did to the view with the pointer or keys this frame.
