@@ -407,3 +407,23 @@ fn each_worker_runs_its_initializer_first_and_its_life_is_recorded() {
         assert!(retired, "{how}");
     }
 }
+
+#[test]
+fn a_command_on_a_worker_runs_as_its_child_and_both_pids_are_recorded() {
+    let (record, ids) = run_all(
+        workers(1, None),
+        vec![TaskSpec::shell("echo $$"), TaskSpec::shell("echo $$")],
+        1,
+    );
+    assert_eq!(record.succeeded(), 2);
+    let mut commands = BTreeSet::new();
+    for &id in &ids {
+        let a = &record.task(id).expect("task").attempts[0];
+        let command = a.command_pid.expect("the command's PID is recorded");
+        assert_eq!(stdout_of(&record, id), format!("{command}\n"));
+        assert_ne!(a.pid, Some(command), "the lane is the worker's PID");
+        commands.insert(command);
+    }
+    assert_eq!(pids(&record).len(), 1, "one worker ran both");
+    assert_eq!(commands.len(), 2, "a new command process each time");
+}

@@ -438,6 +438,12 @@ impl<B: Backend> Dispatcher<B> {
                 stdin_bytes,
                 at,
             } => self.ended(task, attempt, exit, stdin_bytes, at),
+            Report::CommandStarted { task, attempt, pid } => {
+                if self.current(task, attempt).is_some_and(|a| a.started) {
+                    self.sink
+                        .send(EventKind::CommandStarted { task, attempt, pid });
+                }
+            }
             Report::Worker {
                 slot,
                 pid,

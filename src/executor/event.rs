@@ -127,6 +127,12 @@ pub enum EventKind {
         /// The OS process running it (a worker's for persistent workers), if known.
         pid: Option<u32>,
     },
+    /// A persistent worker started an external command for the attempt: its PID.
+    CommandStarted {
+        task: TaskId,
+        attempt: u32,
+        pid: u32,
+    },
     Output {
         task: TaskId,
         attempt: u32,
@@ -189,6 +195,7 @@ impl EventKind {
             EventKind::Queued { task, .. }
             | EventKind::Waiting { task, .. }
             | EventKind::Started { task, .. }
+            | EventKind::CommandStarted { task, .. }
             | EventKind::Output { task, .. }
             | EventKind::StdinClosed { task, .. }
             | EventKind::Finished { task, .. }

@@ -218,6 +218,7 @@ pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
             number: 1,
             slot: Some(lane),
             pid: None,
+            command_pid: None,
             started: at(e.start),
             ended: Some(at(e.start + e.runtime)),
             outcome: Some(outcome.clone()),

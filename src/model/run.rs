@@ -25,6 +25,9 @@ pub struct Attempt {
     pub number: u32,
     pub slot: Option<usize>,
     pub pid: Option<u32>,
+    /// On a persistent worker, the process of the external command it ran for the task.
+    #[serde(default)]
+    pub command_pid: Option<u32>,
     pub started: Duration,
     pub ended: Option<Duration>,
     pub outcome: Option<Outcome>,
@@ -536,6 +539,14 @@ impl RunRecord {
                     chunk: None,
                 });
             }
+            EventKind::CommandStarted { task, attempt, pid } => {
+                if let Some(a) = self
+                    .task_mut(*task)
+                    .and_then(|t| t.attempts.iter_mut().rev().find(|a| a.number == *attempt))
+                {
+                    a.command_pid = Some(*pid);
+                }
+            }
             EventKind::Chunk { first, len } => {
                 if let Some(&start) = self.index.get(first) {
                     for t in self.tasks.iter_mut().skip(start).take(*len) {
@@ -574,6 +585,7 @@ impl RunRecord {
                         number: *attempt,
                         slot: Some(*slot),
                         pid: *pid,
+                        command_pid: None,
                         started: at,
                         ended: None,
                         outcome: None,
@@ -683,6 +695,7 @@ impl RunRecord {
                 number: attempt,
                 slot: None,
                 pid: None,
+                command_pid: None,
                 started: at,
                 ended: None,
                 outcome: None,

@@ -93,6 +93,12 @@ pub enum Report {
         attempt: u32,
         error: Option<String>,
     },
+    /// A persistent worker started an external command for a running attempt.
+    CommandStarted {
+        task: TaskId,
+        attempt: u32,
+        pid: u32,
+    },
     /// A persistent worker's life changed, at this time by its own clock (else now).
     Worker {
         slot: usize,

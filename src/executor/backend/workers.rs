@@ -320,9 +320,18 @@ impl WorkerBackend {
                     });
                 }
             }
-            FromWorker::Child { pid: child, .. } => {
+            FromWorker::Child {
+                task,
+                attempt,
+                pid: child,
+            } => {
                 w.child = Some(child as i32);
                 ctx.guard().add(child as i32);
+                ctx.report(Report::CommandStarted {
+                    task: TaskId(task),
+                    attempt,
+                    pid: child,
+                });
             }
             FromWorker::Output {
                 task,

@@ -121,6 +121,9 @@ fn tooltip(ui: &mut egui::Ui, record: &RunRecord, task: &TaskRecord, attempt: u3
                 if let Some(pid) = a.pid {
                     row("PID", pid.to_string());
                 }
+                if let Some(pid) = a.command_pid {
+                    row("command PID", format!("{pid} (the worker's child)"));
+                }
                 if let Some(first) = task.chunk.filter(|_| a.number == 1) {
                     let len = record
                         .tasks
