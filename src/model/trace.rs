@@ -55,9 +55,8 @@ impl<W: Write> EventWriter<'_, W> {
     }
 }
 
-pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
-    out.write_all(b"{\"traceEvents\":[")?;
-    let mut w = EventWriter { out, first: true };
+/// The pool's and each slot's track names.
+fn write_names<W: Write>(w: &mut EventWriter<'_, W>, run: &RunRecord) -> io::Result<()> {
     w.event(&TraceEvent {
         name: "process_name",
         cat: None,
@@ -87,6 +86,13 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
             args: json!({"name": format!("slot {slot}")}),
         })?;
     }
+    Ok(())
+}
+
+pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
+    out.write_all(b"{\"traceEvents\":[")?;
+    let mut w = EventWriter { out, first: true };
+    write_names(&mut w, run)?;
     let mut edges: Vec<(Duration, i64, i64)> = Vec::new();
     for task in &run.tasks {
         edges.push((task.queued, 0, 1));

@@ -349,35 +349,46 @@ impl WorkerBackend {
                 attempt,
                 at_ns,
                 exit,
-            } => {
-                let task = TaskId(task);
-                w.running = None;
-                if let Some(child) = w.child.take() {
-                    ctx.guard().remove(child);
-                }
-                if let Some(i) = w
-                    .assigned
-                    .iter()
-                    .position(|j| (TaskId(j.task), j.attempt) == (task, attempt))
-                {
-                    w.assigned.remove(i);
-                }
-                if !self.void.remove(&(task, attempt)) {
-                    let exit = match exit {
-                        WorkerExit::Code(code) => RawExit::Code(code),
-                        WorkerExit::Signal(sig) => RawExit::Signal(sig),
-                    };
-                    let at = instant(self.clock, at_ns);
-                    ctx.report(Report::Ended {
-                        task,
-                        attempt,
-                        exit,
-                        stdin_bytes: 0,
-                        at: Some(at),
-                    });
-                }
-            }
+            } => self.finished(slot, (TaskId(task), attempt), at_ns, exit, ctx),
             FromWorker::Retiring => w.retiring = true,
+        }
+    }
+
+    /// A worker finished a task.
+    fn finished(
+        &mut self,
+        slot: Slot,
+        (task, attempt): (TaskId, u32),
+        at_ns: u64,
+        exit: WorkerExit,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let Some(w) = self.workers.get_mut(&slot) else {
+            return;
+        };
+        w.running = None;
+        if let Some(child) = w.child.take() {
+            ctx.guard().remove(child);
+        }
+        if let Some(i) = w
+            .assigned
+            .iter()
+            .position(|j| (TaskId(j.task), j.attempt) == (task, attempt))
+        {
+            w.assigned.remove(i);
+        }
+        if !self.void.remove(&(task, attempt)) {
+            let exit = match exit {
+                WorkerExit::Code(code) => RawExit::Code(code),
+                WorkerExit::Signal(sig) => RawExit::Signal(sig),
+            };
+            ctx.report(Report::Ended {
+                task,
+                attempt,
+                exit,
+                stdin_bytes: 0,
+                at: Some(instant(self.clock, at_ns)),
+            });
         }
     }
 
