@@ -427,3 +427,27 @@ fn a_command_on_a_worker_runs_as_its_child_and_both_pids_are_recorded() {
     assert_eq!(pids(&record).len(), 1, "one worker ran both");
     assert_eq!(commands.len(), 2, "a new command process each time");
 }
+
+#[test]
+fn the_side_by_side_preset_runs_processes_and_workers_in_one_pool() {
+    let preset = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/presets/pool4_side_by_side.toml"
+    );
+    let file = poolscope::model::taskfile::load(std::path::Path::new(preset)).expect("preset");
+    let config = PoolConfig {
+        workers: file.workers.clone(),
+        ..workers(file.pool_size.expect("size"), None)
+    };
+    let (record, ids) = run_all(config, file.tasks.clone(), 1);
+    assert_eq!(record.succeeded(), 10);
+    let workers: BTreeSet<u32> = record.workers.iter().map(|w| w.pid).collect();
+    let pid_of = |id: TaskId| record.task(id).expect("task").attempts[0].pid.expect("pid");
+    let (processes, on_workers) = ids.split_at(5);
+    let process_pids: BTreeSet<u32> = processes.iter().map(|&id| pid_of(id)).collect();
+    assert_eq!(process_pids.len(), 5, "a process each");
+    assert!(process_pids.is_disjoint(&workers));
+    let worker_pids: BTreeSet<u32> = on_workers.iter().map(|&id| pid_of(id)).collect();
+    assert!(worker_pids.is_subset(&workers));
+    assert!(worker_pids.len() <= 4, "five tasks on at most four workers");
+}

@@ -260,6 +260,7 @@ impl<B: Backend> Dispatcher<B> {
             guard: &self.guard,
             kill_grace: self.config.kill_grace,
             helper: &self.helper,
+            tag: 0,
         };
         f(&mut self.backend, &mut ctx)
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 pub use backend::Backend;
 pub use backend::local::LocalBackend;
-pub use backend::workers::WorkerBackend;
+pub use backend::workers::{WorkerBackend, WorkerPool};
 pub use event::{Event, EventKind, HaltReason, Outcome, Stream, WorkerChange, signal_name};
 pub use nix::sys::signal::Signal;
 pub use sink::{Events, Waker};
@@ -362,7 +362,7 @@ impl Executor {
     /// [`PoolConfig::workers`] is set.
     pub fn start(config: PoolConfig, waker: Option<Waker>) -> (Self, Events) {
         match config.workers.clone() {
-            Some(workers) => Self::with_backend(WorkerBackend::new(workers), config, waker),
+            Some(workers) => Self::with_backend(WorkerPool::new(workers), config, waker),
             None => Self::with_backend(LocalBackend::default(), config, waker),
         }
     }

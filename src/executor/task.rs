@@ -152,6 +152,10 @@ pub struct TaskSpec {
     /// What ends the task when background processes outlive it.
     #[serde(default)]
     pub background: Background,
+    /// In worker-pool mode, run this task as a process of its own anyway (to see both
+    /// modes side by side, or for a task that needs stdin or a terminal).
+    #[serde(default)]
+    pub own_process: bool,
 }
 
 impl TaskSpec {
@@ -167,6 +171,7 @@ impl TaskSpec {
             timeout: None,
             pty: false,
             background: Background::Wait,
+            own_process: false,
         }
     }
 
@@ -189,6 +194,7 @@ impl TaskSpec {
             timeout: None,
             pty: false,
             background: Background::Wait,
+            own_process: false,
         }
     }
 

@@ -49,6 +49,8 @@ pub struct TaskDraft {
     /// The built-in job this row came from; it runs as long as `command` still reads
     /// as that job (edited, the row is a shell command).
     pub builtin: Option<Builtin>,
+    /// In worker-pool mode, run as a process of its own anyway.
+    pub own_process: bool,
 }
 
 impl TaskDraft {
@@ -89,6 +91,7 @@ impl TaskDraft {
                 Invocation::Builtin(b) => Some(b.clone()),
                 _ => None,
             },
+            own_process: spec.own_process,
         }
     }
 
@@ -138,6 +141,7 @@ impl TaskDraft {
             timeout,
             pty: self.pty,
             background: crate::executor::Background::Wait,
+            own_process: self.own_process,
         })
     }
 }

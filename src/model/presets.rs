@@ -18,6 +18,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/presets/pool4_workers.toml"),
     ),
     (
+        "Pool(4) × 5 tasks: processes and workers side by side",
+        "pool4_side_by_side.toml",
+        include_str!("../../assets/presets/pool4_side_by_side.toml"),
+    ),
+    (
         "Pool(2, maxtasksperchild=2) × 8 tasks",
         "maxtasksperchild.toml",
         include_str!("../../assets/presets/maxtasksperchild.toml"),

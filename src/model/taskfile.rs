@@ -135,6 +135,9 @@ struct RawTask {
     rounds: Option<Spanned<i64>>,
     message: Option<String>,
     code: Option<i64>,
+    /// In worker-pool mode, run as a process of its own anyway.
+    #[serde(default)]
+    process: bool,
 }
 
 struct Ctx<'a> {
@@ -396,6 +399,7 @@ fn parse_task(
         timeout,
         pty: task.pty,
         background: background(ctx, task.background.as_ref(), &field("background"))?,
+        own_process: task.process,
     };
     Ok(match inputs(ctx, task, index)? {
         None => vec![base],

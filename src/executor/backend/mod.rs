@@ -205,14 +205,17 @@ pub struct Ctx<'a> {
     pub(crate) guard: &'a GroupGuard,
     pub(crate) kill_grace: Duration,
     pub(crate) helper: &'a std::path::Path,
+    /// Added to every token this backend watches with: a backend made of two (workers
+    /// with tasks in processes of their own) tells its halves' tokens apart by it.
+    pub(crate) tag: u64,
 }
 
 impl Ctx<'_> {
     /// Have [`Backend::ready`] called with `token` when `fd` is ready. Tokens are the
     /// backend's own; `u64::MAX` is reserved.
     pub fn watch(&self, fd: impl AsFd, token: u64, interest: Interest) -> io::Result<()> {
-        debug_assert_ne!(token, super::reactor::WAKE_TOKEN);
-        self.reactor.watch(fd, token, interest)
+        debug_assert_ne!(token | self.tag, super::reactor::WAKE_TOKEN);
+        self.reactor.watch(fd, token | self.tag, interest)
     }
 
     /// Stop watching `fd` (always before closing a descriptor that has dups).
@@ -238,6 +241,20 @@ impl Ctx<'_> {
     /// Register process groups here as soon as they exist; remove them once they end.
     pub fn guard(&self) -> &GroupGuard {
         self.guard
+    }
+
+    /// The same context for one half of a composite backend: its tokens carry `tag`.
+    pub(crate) fn tagged(&mut self, tag: u64) -> Ctx<'_> {
+        Ctx {
+            reactor: self.reactor,
+            reports: self.reports,
+            remote: self.remote,
+            budget: self.budget,
+            guard: self.guard,
+            kill_grace: self.kill_grace,
+            helper: self.helper,
+            tag,
+        }
     }
 
     /// The poolscope binary, which runs built-in jobs and persistent workers.

@@ -532,7 +532,7 @@ impl Backend for WorkerBackend {
         let spec = request.spec;
         if spec.pty || spec.stdin != StdinMode::Null {
             return Err(
-                "a task on a persistent worker has no terminal and no stdin: run it in process mode"
+                "a task on a persistent worker has no terminal and no stdin: give it `process = true` or use process mode"
                     .to_owned(),
             );
         }
@@ -699,5 +699,110 @@ impl Backend for WorkerBackend {
         }
         self.workers.clear();
         self.slot_of.clear();
+    }
+}
+
+/// Worker-pool mode as [`Executor::start`](crate::executor::Executor::start) runs it:
+/// persistent workers, plus a process of its own for a task that asks for one
+/// ([`TaskSpec::own_process`](crate::executor::TaskSpec::own_process)), so both kinds
+/// can run side by side in one pool.
+pub struct WorkerPool {
+    workers: WorkerBackend,
+    processes: super::local::LocalBackend,
+    /// Attempts running as processes of their own.
+    in_process: HashSet<(TaskId, u32)>,
+}
+
+/// Tokens of the own-process half.
+const PROCESS_TAG: u64 = 1 << 62;
+
+impl WorkerPool {
+    pub fn new(config: WorkerConfig) -> Self {
+        Self {
+            workers: WorkerBackend::new(config),
+            processes: super::local::LocalBackend::default(),
+            in_process: HashSet::new(),
+        }
+    }
+}
+
+impl Backend for WorkerPool {
+    fn start(&mut self, size: usize, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        self.workers.start(size, ctx)
+    }
+
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        if request.spec.own_process {
+            self.processes
+                .launch(request, &mut ctx.tagged(PROCESS_TAG))?;
+            self.in_process.insert((request.task, request.attempt));
+            Ok(())
+        } else {
+            self.workers.launch(request, ctx)
+        }
+    }
+
+    fn prefetch(&self) -> usize {
+        self.workers.prefetch()
+    }
+
+    fn launched(&mut self, ctx: &mut Ctx<'_>) {
+        self.workers.launched(ctx);
+    }
+
+    fn control(
+        &mut self,
+        task: TaskId,
+        attempt: u32,
+        control: Control<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), CommandError> {
+        if self.in_process.contains(&(task, attempt)) {
+            self.processes
+                .control(task, attempt, control, &mut ctx.tagged(PROCESS_TAG))
+        } else {
+            self.workers.control(task, attempt, control, ctx)
+        }
+    }
+
+    fn ready(&mut self, token: u64, ctx: &mut Ctx<'_>) {
+        if token & PROCESS_TAG != 0 {
+            let mut half = ctx.tagged(PROCESS_TAG);
+            self.processes.ready(token & !PROCESS_TAG, &mut half);
+            // An ended attempt is no longer one of ours.
+            for report in half.reports.iter() {
+                if let Report::Ended { task, attempt, .. } = report {
+                    self.in_process.remove(&(*task, *attempt));
+                }
+            }
+        } else {
+            self.workers.ready(token, ctx);
+        }
+    }
+
+    fn resume_output(&mut self, ctx: &mut Ctx<'_>) {
+        self.processes.resume_output(&mut ctx.tagged(PROCESS_TAG));
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.processes.deadline()
+    }
+
+    fn on_deadline(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.processes
+            .on_deadline(now, &mut ctx.tagged(PROCESS_TAG));
+    }
+
+    fn resize(&mut self, size: usize, ctx: &mut Ctx<'_>) {
+        self.workers.resize(size, ctx);
+    }
+
+    fn drained(&mut self, ctx: &mut Ctx<'_>) {
+        self.workers.drained(ctx);
+    }
+
+    fn shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        self.processes.shutdown(&mut ctx.tagged(PROCESS_TAG));
+        self.workers.shutdown(ctx);
     }
 }
