@@ -32,6 +32,9 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 const KIND_JSON: u8 = 0;
 const KIND_OUTPUT: u8 = 1;
+// The two reports every task sends, in fixed binary layouts (no JSON per task).
+const KIND_STARTED: u8 = 2;
+const KIND_FINISHED: u8 = 3;
 
 /// How a worker behaves, given on its command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +125,57 @@ pub fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) {
     seal(out, at);
 }
 
+/// Append one report frame: binary for the per-task ones, JSON for the rest.
+fn encode_report(message: &FromWorker, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    match message {
+        FromWorker::Output {
+            task,
+            attempt,
+            stream,
+            bytes,
+        } => {
+            out.truncate(at);
+            encode_output(*task, *attempt, *stream, bytes, out);
+            return;
+        }
+        FromWorker::Started {
+            task,
+            attempt,
+            at_ns,
+        } => {
+            out.push(KIND_STARTED);
+            out.extend_from_slice(&task.to_le_bytes());
+            out.extend_from_slice(&attempt.to_le_bytes());
+            out.extend_from_slice(&at_ns.to_le_bytes());
+        }
+        FromWorker::Finished {
+            task,
+            attempt,
+            at_ns,
+            exit,
+        } => {
+            out.push(KIND_FINISHED);
+            out.extend_from_slice(&task.to_le_bytes());
+            out.extend_from_slice(&attempt.to_le_bytes());
+            out.extend_from_slice(&at_ns.to_le_bytes());
+            let (kind, value) = match exit {
+                WorkerExit::Code(c) => (0u8, *c),
+                WorkerExit::Signal(s) => (1u8, *s),
+            };
+            out.push(kind);
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        other => {
+            out.truncate(at);
+            encode(other, out);
+            return;
+        }
+    }
+    seal(out, at);
+}
+
 fn encode_output(task: u64, attempt: u32, stream: Stream, bytes: &[u8], out: &mut Vec<u8>) {
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
@@ -180,7 +234,25 @@ pub fn decode_report(buf: &[u8], from: &mut usize) -> Result<Option<FromWorker>,
             },
             bytes: body[14..].to_vec(),
         })),
-        kind => Err(format!("unexpected frame kind {kind}")),
+        KIND_STARTED if body.len() == 21 => Ok(Some(FromWorker::Started {
+            task: u64::from_le_bytes(body[1..9].try_into().expect("8 bytes")),
+            attempt: u32::from_le_bytes(body[9..13].try_into().expect("4 bytes")),
+            at_ns: u64::from_le_bytes(body[13..21].try_into().expect("8 bytes")),
+        })),
+        KIND_FINISHED if body.len() == 26 => {
+            let value = i32::from_le_bytes(body[22..26].try_into().expect("4 bytes"));
+            Ok(Some(FromWorker::Finished {
+                task: u64::from_le_bytes(body[1..9].try_into().expect("8 bytes")),
+                attempt: u32::from_le_bytes(body[9..13].try_into().expect("4 bytes")),
+                at_ns: u64::from_le_bytes(body[13..21].try_into().expect("8 bytes")),
+                exit: if body[21] == 0 {
+                    WorkerExit::Code(value)
+                } else {
+                    WorkerExit::Signal(value)
+                },
+            }))
+        }
+        kind => Err(format!("unexpected frame kind {kind} ({len} bytes)")),
     }
 }
 
@@ -209,7 +281,7 @@ struct Reporter {
 
 impl Reporter {
     fn send(&mut self, message: &FromWorker) {
-        encode(message, &mut self.buf);
+        encode_report(message, &mut self.buf);
     }
 
     fn output(&mut self, task: u64, attempt: u32, stream: Stream, bytes: &[u8]) {
@@ -518,15 +590,7 @@ impl ReportReader {
 pub fn frames_of(messages: &[FromWorker]) -> Vec<u8> {
     let mut out = Vec::new();
     for m in messages {
-        match m {
-            FromWorker::Output {
-                task,
-                attempt,
-                stream,
-                bytes,
-            } => encode_output(*task, *attempt, *stream, bytes, &mut out),
-            other => encode(other, &mut out),
-        }
+        encode_report(m, &mut out);
     }
     out
 }
@@ -548,12 +612,24 @@ mod tests {
                 stream: Stream::Stderr,
                 bytes: b"line\n".to_vec(),
             },
+            FromWorker::Started {
+                task: 4,
+                attempt: 2,
+                at_ns: u64::MAX,
+            },
             FromWorker::Finished {
                 task: 3,
                 attempt: 1,
                 at_ns: 99,
                 exit: WorkerExit::Signal(9),
             },
+            FromWorker::Finished {
+                task: u64::MAX,
+                attempt: 7,
+                at_ns: 1,
+                exit: WorkerExit::Code(-1),
+            },
+            FromWorker::Retiring,
         ];
         let bytes = frames_of(&messages);
         for split in 0..bytes.len() {
