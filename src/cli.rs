@@ -328,7 +328,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 ..
             } => match &mut order {
                 Some(order) if !order.is_current(*task) => order.hold(*task, *stream, bytes),
-                _ => bar.suspend(|| printer.output(*task, *stream, bytes)),
+                _ => bar.quiet(|| printer.output(*task, *stream, bytes)),
             },
             EventKind::Finished {
                 task,
@@ -339,17 +339,17 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             } => {
                 match &mut order {
                     Some(order) if !*will_retry => {
-                        bar.suspend(|| order.finished(*task, &mut printer));
+                        bar.quiet(|| order.finished(*task, &mut printer));
                     }
                     Some(_) => {}
-                    None => bar.suspend(|| printer.flush_task(*task)),
+                    None => bar.quiet(|| printer.flush_task(*task)),
                 }
                 if matches!(
                     outcome,
                     Outcome::FailedToSpawn(_) | Outcome::TimedOut | Outcome::WorkerLost(_)
                 ) {
                     let name = record.task(*task).map_or("", |t| t.spec.name.as_str());
-                    bar.suspend(|| eprintln!("poolscope: task {task} ({name}): {outcome}"));
+                    bar.quiet(|| eprintln!("poolscope: task {task} ({name}): {outcome}"));
                 }
                 if let (Some(out), Some(t), Some(a)) = (
                     &mut joblog_out,
@@ -360,14 +360,14 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                     out.flush()?;
                 }
                 if !will_retry {
-                    bar.inc(1);
+                    bar.inc();
                 }
             }
             EventKind::Cancelled { task } => {
                 if let Some(order) = &mut order {
                     order.finished(*task, &mut printer);
                 }
-                bar.inc(1);
+                bar.inc();
             }
             EventKind::Drained => break,
             EventKind::Failed { reason } => {
@@ -424,9 +424,35 @@ fn watch_signals(executor: &Executor) -> Result<Arc<AtomicBool>> {
     Ok(interrupted)
 }
 
-fn progress_bar(total: usize) -> ProgressBar {
+/// The progress bar on a terminal; nothing at all otherwise (a hidden indicatif bar
+/// still reads the clock and takes a lock on every call, for 100 000s of tasks).
+struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    /// Print without tearing the bar.
+    fn quiet<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.0 {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
+    fn inc(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+
+    fn finish_and_clear(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn progress_bar(total: usize) -> Progress {
     if !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+        return Progress(None);
     }
     let bar = ProgressBar::new(total as u64);
     if let Ok(style) = ProgressStyle::with_template(
@@ -434,7 +460,7 @@ fn progress_bar(total: usize) -> ProgressBar {
     ) {
         bar.set_style(style);
     }
-    bar
+    Progress(Some(bar))
 }
 
 /// `--keep-order`: output is printed task by task in input order (GNU parallel's `-k`,

@@ -3,7 +3,6 @@
 //! ends into outcomes, and runs the only timers (task timeouts and the TERM→KILL grace
 //! period). A freed slot is refilled in the same turn of the loop that saw its task end.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -110,8 +109,10 @@ pub(crate) struct Dispatcher<B: Backend> {
     guard: GroupGuard,
     reports: Vec<Report>,
     helper: PathBuf,
-    /// Attempts holding each busy slot (more than one for a chunk).
-    slot_holders: HashMap<Slot, usize>,
+    /// Attempts that have a timeout or a kill escalation pending.
+    timed: super::task::TaskSet,
+    /// Attempts holding each busy slot (more than one for a chunk), by slot.
+    slot_holders: Vec<usize>,
     next_chunk: u64,
     /// How long tasks have been taking lately (for [`Self::prefetch`]).
     recent_runtime: Option<Duration>,
@@ -159,7 +160,8 @@ impl<B: Backend> Dispatcher<B> {
             guard: GroupGuard::default(),
             reports: Vec::new(),
             helper,
-            slot_holders: HashMap::new(),
+            timed: super::task::TaskSet::default(),
+            slot_holders: Vec::new(),
             next_chunk: 0,
             recent_runtime: None,
         }
@@ -480,8 +482,12 @@ impl<B: Backend> Dispatcher<B> {
         a.started = true;
         a.started_at = at;
         a.timeout_at = a.spec.timeout.and_then(|t| Instant::now().checked_add(t));
+        let timed = a.timeout_at.is_some();
         let slot = a.slot;
         let early = std::mem::take(&mut a.early);
+        if timed {
+            self.timed.insert(task);
+        }
         self.sink.send_at(
             at,
             EventKind::Started {
@@ -604,6 +610,7 @@ impl<B: Backend> Dispatcher<B> {
         }
         if !grace.is_zero() && active.escalate_at.is_none() {
             active.escalate_at = Instant::now().checked_add(grace);
+            self.timed.insert(task);
         }
         let first = if grace.is_zero() {
             Signal::SIGKILL
@@ -663,13 +670,14 @@ impl<B: Backend> Dispatcher<B> {
         let slots: Vec<Slot> = self
             .slot_holders
             .iter()
-            .filter(|&(&slot, &n)| slot < size && n <= depth.div_ceil(2))
-            .map(|(&slot, _)| slot)
+            .enumerate()
+            .filter(|&(slot, &n)| slot < size && n > 0 && n <= depth.div_ceil(2))
+            .map(|(slot, _)| slot)
             .collect();
         let mut launched = false;
         for slot in slots {
             // Top the slot up in one go: fewer, larger hand-overs.
-            while self.slot_holders.get(&slot).copied().unwrap_or(0) <= depth {
+            while self.slot_holders.get(slot).copied().unwrap_or(0) <= depth {
                 let Some(next) = self.sched.take_next_if(|p| p.chunk.is_none()) else {
                     break;
                 };
@@ -683,15 +691,17 @@ impl<B: Backend> Dispatcher<B> {
 
     /// One more attempt holds `slot`.
     fn hold(&mut self, slot: Slot) {
-        *self.slot_holders.entry(slot).or_insert(0) += 1;
+        if self.slot_holders.len() <= slot {
+            self.slot_holders.resize(slot + 1, 0);
+        }
+        self.slot_holders[slot] += 1;
     }
 
     /// An attempt on `slot` is over: the slot is free once its last attempt is.
     fn let_go(&mut self, slot: Slot) {
-        if let Some(n) = self.slot_holders.get_mut(&slot) {
+        if let Some(n) = self.slot_holders.get_mut(slot).filter(|n| **n > 0) {
             *n -= 1;
             if *n == 0 {
-                self.slot_holders.remove(&slot);
                 self.sched.release(slot);
             }
         }
@@ -843,8 +853,9 @@ impl<B: Backend> Dispatcher<B> {
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        self.active
-            .values()
+        self.timed
+            .iter()
+            .filter_map(|t| self.active.get(t))
             .flat_map(|a| [a.escalate_at, a.timeout_at.filter(|_| a.kill.is_none())])
             .flatten()
             .chain(self.backend.deadline())
@@ -855,7 +866,14 @@ impl<B: Backend> Dispatcher<B> {
         let now = Instant::now();
         let mut timed_out = Vec::new();
         let mut escalate = Vec::new();
-        for (task, active) in &mut self.active {
+        // Only attempts with a timer are looked at: a map's thousands of handed-out tasks
+        // cost nothing here.
+        let active = &mut self.active;
+        self.timed.retain(|task| active.contains_key(task));
+        for task in &self.timed {
+            let Some(active) = self.active.get_mut(task) else {
+                continue;
+            };
             if active.escalate_at.is_some_and(|t| t <= now) {
                 active.escalate_at = None;
                 escalate.push((*task, active.attempt));

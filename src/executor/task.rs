@@ -20,6 +20,8 @@ pub struct TaskId(pub u64);
 /// A map keyed by task: task ids are small sequential numbers, so a multiplicative hash
 /// spreads them well at a fraction of `SipHash`'s cost (every event looks a task up).
 pub type TaskMap<V> = std::collections::HashMap<TaskId, V, BuildHasherDefault<TaskIdHasher>>;
+/// A set of tasks, hashed like [`TaskMap`].
+pub type TaskSet = std::collections::HashSet<TaskId, BuildHasherDefault<TaskIdHasher>>;
 
 #[derive(Default)]
 pub struct TaskIdHasher(u64);

@@ -310,7 +310,7 @@ impl WorkerBackend {
             } => {
                 let task = TaskId(task);
                 w.running = Some((task, attempt));
-                if !self.void.contains(&(task, attempt)) {
+                if !self.is_void(task, attempt) {
                     let at = instant(self.clock, at_ns);
                     ctx.report(Report::Started {
                         task,
@@ -377,7 +377,7 @@ impl WorkerBackend {
         {
             w.assigned.remove(i);
         }
-        if !self.void.remove(&(task, attempt)) {
+        if !self.take_void(task, attempt) {
             let exit = match exit {
                 WorkerExit::Code(code) => RawExit::Code(code),
                 WorkerExit::Signal(sig) => RawExit::Signal(sig),
@@ -495,6 +495,16 @@ impl WorkerBackend {
                 }
             }
         }
+    }
+
+    /// Whether the attempt was ended here before it started (checked per report: no
+    /// hashing while nothing was).
+    fn is_void(&self, task: TaskId, attempt: u32) -> bool {
+        !self.void.is_empty() && self.void.contains(&(task, attempt))
+    }
+
+    fn take_void(&mut self, task: TaskId, attempt: u32) -> bool {
+        !self.void.is_empty() && self.void.remove(&(task, attempt))
     }
 
     fn find(&self, task: TaskId, attempt: u32) -> Option<Slot> {
