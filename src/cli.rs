@@ -61,11 +61,27 @@ pub struct GuiArgs {
 pub enum Command {
     /// Run a task file (or shell commands read from stdin, one per line) without the GUI.
     Run(RunArgs),
+    /// Run a Python program unchanged and record what its pools do (multiprocessing Pool
+    /// and Process, concurrent.futures): `poolscope watch -- python3 script.py ARGS`.
+    Watch(WatchArgs),
     /// Open a GNU parallel joblog or a saved run in the window, to see its timeline.
     View {
         /// A joblog (`parallel --joblog`, `poolscope run --joblog`) or a saved run.
         file: PathBuf,
     },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct WatchArgs {
+    /// Write a Chrome trace (Perfetto) of the program's pools here when it ends.
+    #[arg(long, value_name = "PATH")]
+    pub trace: Option<PathBuf>,
+    /// Write a GNU parallel joblog here, one line per pool task.
+    #[arg(long, value_name = "PATH")]
+    pub joblog: Option<PathBuf>,
+    /// The program and its arguments (after --).
+    #[arg(trailing_var_arg = true, required = true, num_args = 1.., value_name = "PROGRAM")]
+    pub program: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -135,6 +151,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Run(args)) => run(&args),
+        Some(Command::Watch(args)) => watch(&args),
         // Check the file first so a bad one is reported on the terminal too.
         Some(Command::View { file }) => crate::model::runfile::load(&file)
             .map_err(anyhow::Error::from)
@@ -399,6 +416,54 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     // GNU parallel's convention: the number of failed tasks, capped at 101.
     Ok(failed.min(101) as u8)
+}
+
+/// `poolscope watch`: runs the program with its output untouched, records its pools,
+/// writes the exports, and exits with the program's status.
+pub fn watch(args: &WatchArgs) -> Result<u8> {
+    let dir = crate::watch::run_folder().context("cannot create a folder for the watch")?;
+    let result = watch_in(args, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
+    let mut joblog_out = args
+        .joblog
+        .as_deref()
+        .map(|p| create(p).map(BufWriter::new))
+        .transpose()?;
+    if let Some(out) = &mut joblog_out {
+        writeln!(out, "{}", joblog::HEADER)?;
+    }
+    let (mut watched, events) = crate::watch::start(&args.program, dir, None)?;
+    let mut record = RunRecord::without_output();
+    while let Some(event) = events.recv() {
+        record.apply(&event);
+        match &event.kind {
+            EventKind::Finished { task, attempt, .. } => {
+                if let (Some(out), Some(t), Some(a)) = (
+                    &mut joblog_out,
+                    record.task(*task),
+                    record.attempt(*task, *attempt),
+                ) {
+                    writeln!(out, "{}", joblog::line(&record, t, a))?;
+                }
+            }
+            EventKind::Drained => break,
+            _ => {}
+        }
+    }
+    if let Some(out) = &mut joblog_out {
+        out.flush()?;
+    }
+    if let Some(path) = &args.trace {
+        let mut out = BufWriter::new(create(path)?);
+        trace::write(&record, &mut out)?;
+        out.flush()?;
+    }
+    let code = watched.wait(Duration::from_secs(5)).unwrap_or(1);
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
 
 fn create(path: &Path) -> Result<File> {

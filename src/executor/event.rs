@@ -181,6 +181,11 @@ pub enum EventKind {
         pid: u32,
         change: WorkerChange,
     },
+    /// Something happened to the pool as a whole at this moment (a watched program's
+    /// `close()`, `join()`): drawn as a marker on the timeline.
+    Marker {
+        label: String,
+    },
     /// The executor itself failed (a bug): every task was killed, nothing more will
     /// happen.
     Failed {

@@ -166,7 +166,7 @@ impl EventSink {
     }
 
     /// Flush if the interval has passed.
-    pub(crate) fn flush_if_due(&mut self) {
+    pub fn flush_if_due(&mut self) {
         if self.flush_due().is_some_and(|due| due <= Instant::now()) {
             self.flush();
         }

@@ -122,6 +122,9 @@ pub struct RunRecord {
     /// Persistent workers (worker-pool mode), in start order.
     #[serde(default)]
     pub workers: Vec<WorkerLife>,
+    /// Moments of the pool as a whole (a watched program's `close()`, `join()`).
+    #[serde(default)]
+    pub markers: Vec<(Duration, String)>,
     tail_bytes: usize,
     /// Most output bytes held in all tails together.
     #[serde(skip, default = "default_budget")]
@@ -277,6 +280,7 @@ impl RunRecord {
             revision: 0,
             failure: None,
             workers: Vec::new(),
+            markers: Vec::new(),
             tail_bytes,
             tail_budget: DEFAULT_TAIL_BUDGET,
             tails_held: 0,
@@ -645,6 +649,7 @@ impl RunRecord {
             EventKind::Closed => self.phase = PoolPhase::Closed,
             EventKind::Drained => self.phase = PoolPhase::Finished,
             EventKind::Worker { slot, pid, change } => self.worker_changed(at, *slot, *pid, change),
+            EventKind::Marker { label } => self.markers.push((at, label.clone())),
             EventKind::Failed { reason } => {
                 self.phase = PoolPhase::Finished;
                 self.failure = Some(reason.clone());

@@ -1,0 +1,671 @@
+//! Watching a real Python program: `poolscope watch -- python3 script.py`.
+//!
+//! The program runs unchanged, with a small shim loaded through `PYTHONPATH` +
+//! `sitecustomize` (embedded here, written to the run's folder). The shim reports what
+//! the program's `multiprocessing.Pool`, `Process` and `ProcessPoolExecutor` do over a
+//! Unix socket, one JSON line per report, with `time.monotonic_ns()` stamps (the clock
+//! of `Instant`). Those reports become the same [`Event`]s an executor sends, so the
+//! record, the timeline and every export work for a watched run as for any other.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Deserialize;
+
+use crate::executor::event::WorkerChange;
+use crate::executor::sink::EventSink;
+use crate::executor::worker::monotonic_ns;
+use crate::executor::{EventKind, Events, Outcome, Stream, TaskId, TaskSpec, Waker};
+
+const SHIM: &str = include_str!("../../assets/shim/poolscope_shim.py");
+const SITECUSTOMIZE: &str = include_str!("../../assets/shim/sitecustomize.py");
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("nothing to run: give the program after --, e.g. poolscope watch -- python3 script.py")]
+    NoProgram,
+    #[error("cannot prepare {path}: {source}")]
+    Setup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start {program}: {source}")]
+    Start {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+/// A watched program, running.
+pub struct Watch {
+    child_pid: u32,
+    done: Receiver<i32>,
+    exit: Option<i32>,
+    dir: PathBuf,
+}
+
+impl Watch {
+    /// The program's PID.
+    pub fn pid(&self) -> u32 {
+        self.child_pid
+    }
+
+    /// Its exit status once it has ended (128 + N for a signal, as a shell says).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        if self.exit.is_none() {
+            self.exit = self.done.try_recv().ok();
+        }
+        self.exit
+    }
+
+    /// Wait for the program's exit status, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        if self.exit.is_none() {
+            self.exit = self.done.recv_timeout(timeout).ok();
+        }
+        self.exit
+    }
+
+    /// Where the shim and the socket live.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Ask the program to stop (SIGTERM to it; its pool workers follow it).
+    pub fn terminate(&self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child_pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+/// Run `argv` (a Python program) watched; events describe its pools. `dir` is a fresh
+/// folder for the shim and the socket.
+pub fn start(
+    argv: &[OsString],
+    dir: &Path,
+    waker: Option<Waker>,
+) -> Result<(Watch, Events), WatchError> {
+    let (program, program_args) = argv.split_first().ok_or(WatchError::NoProgram)?;
+    let setup = |path: &Path, e| WatchError::Setup {
+        path: path.to_owned(),
+        source: e,
+    };
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| setup(dir, e))?;
+    }
+    for (name, text) in [
+        ("poolscope_shim.py", SHIM),
+        ("sitecustomize.py", SITECUSTOMIZE),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| setup(&path, e))?;
+    }
+    let socket = dir.join("watch.sock");
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(|e| setup(&socket, e))?;
+
+    let python_path = match std::env::var_os("PYTHONPATH") {
+        Some(old) if !old.is_empty() => {
+            let mut p = dir.as_os_str().to_owned();
+            p.push(":");
+            p.push(old);
+            p
+        }
+        _ => dir.as_os_str().to_owned(),
+    };
+    let start = Instant::now();
+    let base_ns = monotonic_ns();
+    let mut child: Child = Command::new(program)
+        .args(program_args)
+        .env("PYTHONPATH", python_path)
+        .env("POOLSCOPE_WATCH", &socket)
+        .spawn()
+        .map_err(|e| WatchError::Start {
+            program: program.to_string_lossy().into_owned(),
+            source: e,
+        })?;
+    let child_pid = child.id();
+
+    let (sink, events) = EventSink::new(start, waker, 32 * 1024 * 1024);
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let (done_tx, done) = mpsc::channel();
+    let exit_tx = tx.clone();
+    let exited = Arc::new(AtomicBool::new(false));
+    let exited_flag = Arc::clone(&exited);
+    thread::Builder::new()
+        .name("poolscope-watch-wait".into())
+        .spawn(move || {
+            use std::os::unix::process::ExitStatusExt;
+            let code = match child.wait() {
+                Ok(status) => status
+                    .code()
+                    .or_else(|| status.signal().map(|s| 128 + s))
+                    .unwrap_or(1),
+                Err(_) => 1,
+            };
+            exited_flag.store(true, Ordering::Release);
+            let _ = exit_tx.send(Msg::Exited(code));
+            let _ = done_tx.send(code);
+        })
+        .expect("cannot start a thread");
+    let accept_tx = tx;
+    thread::Builder::new()
+        .name("poolscope-watch-accept".into())
+        .spawn(move || accept(&listener, &accept_tx, &exited))
+        .expect("cannot start a thread");
+    let collector = Collector::new(sink, start, base_ns);
+    thread::Builder::new()
+        .name("poolscope-watch".into())
+        .spawn(move || collector.run(&rx))
+        .expect("cannot start a thread");
+    Ok((
+        Watch {
+            child_pid,
+            done,
+            exit: None,
+            dir: dir.to_owned(),
+        },
+        events,
+    ))
+}
+
+enum Msg {
+    Connected,
+    /// The program has exited and every connection made is accepted.
+    AcceptDone,
+    Report(Box<Report>),
+    Disconnected,
+    Exited(i32),
+}
+
+/// Accepts every process's connection. Once the program has exited, the connections
+/// already made (a worker that reported just before it ended) are still taken, then
+/// [`Msg::AcceptDone`] says no more will come.
+fn accept(listener: &UnixListener, tx: &Sender<Msg>, exited: &AtomicBool) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    if let Err(e) = listener.set_nonblocking(true) {
+        log::error!("watch: {e}");
+    }
+    loop {
+        let over = exited.load(Ordering::Acquire);
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                if tx.send(Msg::Connected).is_err() {
+                    return;
+                }
+                let tx = tx.clone();
+                let spawned = thread::Builder::new()
+                    .name("poolscope-watch-read".into())
+                    .spawn(move || read_reports(stream, &tx));
+                if spawned.is_err() {
+                    log::error!("watch: cannot start a reader thread");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if over {
+                    let _ = tx.send(Msg::AcceptDone);
+                    return;
+                }
+                let mut fds = [PollFd::new(listener, PollFlags::IN)];
+                let wait = Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 50_000_000,
+                };
+                let _ = rustix::event::poll(&mut fds, Some(&wait));
+            }
+            Err(e) => log::warn!("watch: accept: {e}"),
+        }
+    }
+}
+
+fn read_reports(stream: UnixStream, tx: &Sender<Msg>) {
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<Report>(&line) {
+            Ok(report) => {
+                if tx.send(Msg::Report(Box::new(report))).is_err() {
+                    return;
+                }
+            }
+            Err(e) => log::warn!("watch: a report that does not parse ({e}): {line}"),
+        }
+    }
+    let _ = tx.send(Msg::Disconnected);
+}
+
+/// One line from the shim.
+#[derive(Debug, Deserialize)]
+struct Report {
+    kind: String,
+    pid: u32,
+    t: u64,
+    #[serde(default)]
+    task: Option<u64>,
+    #[serde(default)]
+    pool: Option<u64>,
+    #[serde(default)]
+    size: Option<usize>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    func: Option<String>,
+    #[serde(default)]
+    args: Option<serde_json::Value>,
+    #[serde(default)]
+    first: Option<u64>,
+    #[serde(default)]
+    stream: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    ok: Option<bool>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    child: Option<u32>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    exitcode: Option<i32>,
+}
+
+/// Turns reports into events, in one thread.
+struct Collector {
+    sink: EventSink,
+    start: Instant,
+    base_ns: u64,
+    /// Lane (slot) of each process that ran something, in order of first appearance.
+    slots: HashMap<u32, usize>,
+    /// Tasks queued and not yet started / started and not ended.
+    queued: std::collections::BTreeSet<u64>,
+    running: HashMap<u64, u32>,
+    /// Child processes of `Process` objects: their task.
+    processes: HashMap<u32, u64>,
+    next_process_task: u64,
+    /// Every task queued so far, and reports that came before their task's submit.
+    known: std::collections::HashSet<u64>,
+    early: HashMap<u64, Vec<Report>>,
+    connections: usize,
+    accepting: bool,
+    exit: Option<i32>,
+    pool_size: usize,
+}
+
+/// Tasks of `Process` objects are numbered from here (pool tasks count from 1).
+const PROCESS_TASKS: u64 = 1 << 40;
+
+impl Collector {
+    fn new(sink: EventSink, start: Instant, base_ns: u64) -> Self {
+        Self {
+            sink,
+            start,
+            base_ns,
+            slots: HashMap::new(),
+            queued: std::collections::BTreeSet::new(),
+            running: HashMap::new(),
+            processes: HashMap::new(),
+            next_process_task: PROCESS_TASKS,
+            known: std::collections::HashSet::new(),
+            early: HashMap::new(),
+            connections: 0,
+            accepting: true,
+            exit: None,
+            pool_size: 0,
+        }
+    }
+
+    fn at(&self, t: u64) -> Duration {
+        Duration::from_nanos(t.saturating_sub(self.base_ns))
+    }
+
+    fn run(mut self, rx: &Receiver<Msg>) {
+        self.sink.send_at(
+            Duration::ZERO,
+            EventKind::PoolStarted {
+                wall_clock: SystemTime::now() - self.start.elapsed(),
+                size: 1,
+            },
+        );
+        self.sink.flush();
+        loop {
+            let msg = match rx.recv_timeout(Duration::from_millis(5)) {
+                Ok(msg) => msg,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.sink.flush_if_due();
+                    if self.finished() {
+                        break;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match msg {
+                Msg::Connected => self.connections += 1,
+                Msg::AcceptDone => self.accepting = false,
+                Msg::Disconnected => self.connections = self.connections.saturating_sub(1),
+                Msg::Exited(code) => self.exit = Some(code),
+                Msg::Report(report) => self.report(*report),
+            }
+            self.sink.flush_if_due();
+            if self.finished() {
+                break;
+            }
+        }
+        self.end();
+    }
+
+    /// The program has exited and every process that reported has closed its socket.
+    fn finished(&self) -> bool {
+        self.exit.is_some() && !self.accepting && self.connections == 0
+    }
+
+    fn slot_of(&mut self, pid: u32, at: Duration) -> usize {
+        if let Some(&slot) = self.slots.get(&pid) {
+            return slot;
+        }
+        let slot = self.slots.len();
+        self.slots.insert(pid, slot);
+        if slot >= self.pool_size {
+            self.pool_size = slot + 1;
+            self.sink.send_at(at, EventKind::Resized { size: slot + 1 });
+        }
+        self.sink.send_at_exactly(
+            at,
+            EventKind::Worker {
+                slot,
+                pid,
+                change: WorkerChange::Started,
+            },
+        );
+        slot
+    }
+
+    fn queue(&mut self, task: u64, name: String, func: &str, args: String, at: Duration) {
+        let spec = TaskSpec {
+            name,
+            ..TaskSpec::program(func.to_owned(), [args])
+        };
+        self.queued.insert(task);
+        self.known.insert(task);
+        self.sink.send_at(
+            at,
+            EventKind::Queued {
+                task: TaskId(task),
+                spec: Arc::new(spec),
+            },
+        );
+        for early in self.early.remove(&task).unwrap_or_default() {
+            self.report(early);
+        }
+    }
+
+    fn report(&mut self, r: Report) {
+        // Processes report on their own sockets: a worker's start can arrive before the
+        // main process's submit. Hold it until the task is known.
+        if let Some(task) = r.task
+            && matches!(r.kind.as_str(), "start" | "output" | "end")
+            && !self.known.contains(&task)
+        {
+            self.early.entry(task).or_default().push(r);
+            return;
+        }
+        let at = self.at(r.t);
+        match r.kind.as_str() {
+            "pool" => {
+                let method = r.method.as_deref().unwrap_or("default");
+                let label = format!(
+                    "pool {} created: {} workers ({method})",
+                    r.pool.unwrap_or(0),
+                    r.size.unwrap_or(0)
+                );
+                self.marker(at, label);
+            }
+            "submit" => {
+                let (Some(task), Some(func)) = (r.task, r.func.as_deref()) else {
+                    return;
+                };
+                let args = arg_text(r.args.as_ref());
+                let name = format!("{func}{}", call_args(&args));
+                self.queue(task, name, func, args, at);
+            }
+            "map" => {
+                let (Some(first), Some(func)) = (r.first, r.func.as_deref()) else {
+                    return;
+                };
+                let list = match r.args {
+                    Some(serde_json::Value::Array(list)) => list,
+                    _ => Vec::new(),
+                };
+                for (i, arg) in list.iter().enumerate() {
+                    let args = arg_text(Some(arg));
+                    let name = format!("{func}{}", call_args(&args));
+                    self.queue(first + i as u64, name, func, args, at);
+                }
+            }
+            "start" => {
+                let Some(task) = r.task else { return };
+                let slot = self.slot_of(r.pid, at);
+                self.queued.remove(&task);
+                self.running.insert(task, r.pid);
+                self.sink.send_at(
+                    at,
+                    EventKind::Started {
+                        task: TaskId(task),
+                        attempt: 1,
+                        slot,
+                        pid: Some(r.pid),
+                    },
+                );
+            }
+            "output" => {
+                let (Some(task), Some(text)) = (r.task, r.text) else {
+                    return;
+                };
+                let stream = if r.stream.as_deref() == Some("stderr") {
+                    Stream::Stderr
+                } else {
+                    Stream::Stdout
+                };
+                self.sink.send_at(
+                    at,
+                    EventKind::Output {
+                        task: TaskId(task),
+                        attempt: 1,
+                        stream,
+                        bytes: text.into_bytes(),
+                    },
+                );
+            }
+            "end" => self.ended(r, at),
+            "marker" => {
+                let label = r.label.unwrap_or_default();
+                let label = match r.pool {
+                    Some(pool) => format!("pool {pool}: {label}"),
+                    None => label,
+                };
+                self.marker(at, label);
+            }
+            "process" => self.process(&r, at),
+            "note" => {
+                if let Some(text) = r.text {
+                    log::warn!("{text}");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A task's end: returned, or raised (its exception goes to the task's console).
+    fn ended(&mut self, r: Report, at: Duration) {
+        let Some(task) = r.task else { return };
+        if self.running.remove(&task).is_none() {
+            return;
+        }
+        let outcome = if r.ok == Some(true) {
+            Outcome::Exited(0)
+        } else {
+            // A Python exception: its type and message, in the task's console.
+            let error = r.error.unwrap_or_else(|| "exception".to_owned());
+            self.sink.send_at(
+                at,
+                EventKind::Output {
+                    task: TaskId(task),
+                    attempt: 1,
+                    stream: Stream::Stderr,
+                    bytes: format!("raised {error}\n").into_bytes(),
+                },
+            );
+            Outcome::Exited(1)
+        };
+        self.finish(task, outcome, at);
+    }
+
+    /// A `Process` object's `start()` or `join()`: its child is a task of its own.
+    fn process(&mut self, r: &Report, at: Duration) {
+        let Some(child) = r.child else { return };
+        let label = r.label.clone().unwrap_or_default();
+        if label == "start()" {
+            let task = self.next_process_task;
+            self.next_process_task += 1;
+            let target = r.target.clone().unwrap_or_else(|| "Process".to_owned());
+            self.queue(
+                task,
+                format!("Process({target})"),
+                &target,
+                String::new(),
+                at,
+            );
+            self.processes.insert(child, task);
+            let slot = self.slot_of(child, at);
+            self.queued.remove(&task);
+            self.running.insert(task, child);
+            self.sink.send_at(
+                at,
+                EventKind::Started {
+                    task: TaskId(task),
+                    attempt: 1,
+                    slot,
+                    pid: Some(child),
+                },
+            );
+            self.marker(at, format!("Process {child}: start()"));
+        } else {
+            self.marker(at, format!("Process {child}: join()"));
+            if let Some(task) = self.processes.remove(&child)
+                && self.running.remove(&task).is_some()
+            {
+                let outcome = match r.exitcode {
+                    Some(code) if code < 0 => Outcome::Signaled(-code),
+                    Some(code) => Outcome::Exited(code),
+                    None => Outcome::Exited(0),
+                };
+                self.finish(task, outcome, at);
+            }
+        }
+    }
+
+    fn marker(&mut self, at: Duration, label: String) {
+        self.sink.send_at_exactly(at, EventKind::Marker { label });
+    }
+
+    fn finish(&mut self, task: u64, outcome: Outcome, at: Duration) {
+        self.sink.send_at(
+            at,
+            EventKind::Finished {
+                task: TaskId(task),
+                attempt: 1,
+                outcome,
+                stdin_bytes: 0,
+                will_retry: false,
+            },
+        );
+    }
+
+    /// The program is over: what never ran is cancelled, what never reported its end
+    /// was lost with its process.
+    fn end(mut self) {
+        let now = self.start.elapsed();
+        for task in std::mem::take(&mut self.running).into_keys() {
+            self.finish(
+                task,
+                Outcome::WorkerLost("its process ended without reporting".to_owned()),
+                now,
+            );
+        }
+        for task in std::mem::take(&mut self.queued) {
+            self.sink.send(EventKind::Cancelled { task: TaskId(task) });
+        }
+        self.sink.send(EventKind::Closed);
+        let label = format!("program exited ({})", self.exit.unwrap_or(-1));
+        self.marker(now, label);
+        self.sink.send(EventKind::Drained);
+        self.sink.flush();
+    }
+}
+
+/// A submitted call's arguments as text: the shim sends a short repr.
+fn arg_text(value: Option<&serde_json::Value>) -> String {
+    match value {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// `(0,)` → `(0)`: a one-argument tuple reads as a call.
+fn call_args(args: &str) -> String {
+    match args.strip_suffix(",)") {
+        Some(inner) if args.starts_with('(') => format!("{inner})"),
+        _ if args.starts_with('(') => args.to_owned(),
+        _ => format!("({args})"),
+    }
+}
+
+/// Where a watched program's shim and socket go: a fresh folder only this user can
+/// enter (the socket accepts reports from anyone who can reach it).
+pub fn run_folder() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("poolscope-watch-{}-{stamp}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_read_as_a_call() {
+        assert_eq!(call_args("(0,)"), "(0)");
+        assert_eq!(call_args("(1, 'a')"), "(1, 'a')");
+        assert_eq!(call_args("x"), "(x)");
+    }
+
+    #[test]
+    fn the_shim_is_embedded() {
+        assert!(SHIM.contains("def install"));
+        assert!(SITECUSTOMIZE.contains("poolscope_shim.install()"));
+    }
+}

@@ -1,0 +1,220 @@
+//! Watching real Python programs, unchanged: what their pools did, on the record.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{WAIT, poolscope, stdout_of, until_within};
+use poolscope::executor::{EventKind, Outcome, Stream, TaskId};
+use poolscope::model::RunRecord;
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// Watch `python3 SCRIPT`: the record of what its pools did, and its exit status.
+fn watch(name: &str) -> (RunRecord, i32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let argv: Vec<OsString> = vec!["python3".into(), script(name).into()];
+    let (mut watched, events) =
+        poolscope::watch::start(&argv, &dir.path().join("watch"), None).expect("start");
+    let mut record = RunRecord::default();
+    until_within(WAIT, &events, &mut record, "the program's end", |e, _| {
+        matches!(e.kind, EventKind::Drained)
+    });
+    let code = watched.wait(WAIT).expect("the program ended");
+    (record, code)
+}
+
+fn max_overlap(record: &RunRecord) -> usize {
+    let mut edges: Vec<(Duration, i32)> = record
+        .tasks
+        .iter()
+        .flat_map(|t| &t.attempts)
+        .flat_map(|a| [(a.started, 1), (a.ended.expect("ended"), -1)])
+        .collect();
+    edges.sort();
+    let (mut now, mut max) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+fn markers(record: &RunRecord) -> Vec<String> {
+    record.markers.iter().map(|(_, l)| l.clone()).collect()
+}
+
+#[test]
+fn the_seeds_pool_program_unchanged_shows_its_pool() {
+    let (record, code) = watch("seed_pool.py");
+    assert_eq!(code, 0);
+    assert_eq!(record.tasks.len(), 5);
+    assert_eq!(record.succeeded(), 5);
+    assert!(max_overlap(&record) <= 4);
+    let mut by_pid: BTreeMap<u32, Vec<TaskId>> = BTreeMap::new();
+    for task in &record.tasks {
+        let pid = task.attempts[0].pid.expect("a worker PID");
+        by_pid.entry(pid).or_default().push(task.id);
+        // Its console holds exactly its own lines, naming its worker.
+        let out = stdout_of(&record, task.id);
+        let n = task.id.0 - 1;
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out:?}");
+        assert_eq!(lines[0], format!("Run task {n} ({pid})..."));
+        assert!(
+            lines[1].starts_with(&format!("Task {n} runs ")) && lines[1].ends_with(" seconds."),
+            "{out:?}"
+        );
+        assert_eq!(task.spec.name, format!("long_time_task({n})"));
+    }
+    assert!(by_pid.len() <= 4, "{by_pid:?}");
+    assert!(by_pid.values().any(|tasks| tasks.len() >= 2), "{by_pid:?}");
+    let labels = markers(&record);
+    for wanted in [
+        "pool 1: close()",
+        "pool 1: join() entered",
+        "pool 1: join() returned",
+    ] {
+        assert!(labels.iter().any(|l| l == wanted), "{labels:?}");
+    }
+}
+
+#[test]
+fn the_seeds_process_program_shows_its_child_and_start_and_join() {
+    let (record, code) = watch("seed_process.py");
+    assert_eq!(code, 0);
+    assert_eq!(record.tasks.len(), 1);
+    let task = &record.tasks[0];
+    let child = task.attempts[0].pid.expect("the child's PID");
+    assert_eq!(task.spec.name, "Process(run_proc)");
+    assert_eq!(task.outcome(), Some(&Outcome::Exited(0)));
+    let labels = markers(&record);
+    assert!(
+        labels.contains(&format!("Process {child}: start()")),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&format!("Process {child}: join()")),
+        "{labels:?}"
+    );
+}
+
+#[test]
+fn a_process_pool_executor_runs_ten_tasks_on_two_pids_and_shows_the_exception() {
+    let (record, code) = watch("futures_raise.py");
+    assert_eq!(code, 0);
+    assert_eq!(record.tasks.len(), 10);
+    let pids: BTreeSet<u32> = record
+        .tasks
+        .iter()
+        .filter_map(|t| t.attempts[0].pid)
+        .collect();
+    assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
+    let raised = &record.tasks[7];
+    assert_eq!(raised.outcome(), Some(&Outcome::Exited(1)));
+    let stderr = String::from_utf8_lossy(&raised.output.stream_bytes(Stream::Stderr)).into_owned();
+    assert!(
+        stderr.contains("ValueError: seven is not welcome"),
+        "{stderr:?}"
+    );
+    assert_eq!(record.succeeded(), 9);
+}
+
+#[test]
+fn the_spawn_start_method_is_watched_as_well_as_fork() {
+    let (record, code) = watch("seed_pool_spawn.py");
+    assert_eq!(code, 0);
+    assert_eq!(record.succeeded(), 5);
+    for task in &record.tasks {
+        let pid = task.attempts[0].pid.expect("pid");
+        assert!(
+            stdout_of(&record, task.id).starts_with(&format!("Run task {} ({pid})", task.id.0 - 1))
+        );
+    }
+    assert!(
+        markers(&record)
+            .iter()
+            .any(|l| l.contains("created: 4 workers (spawn)"))
+    );
+}
+
+#[test]
+fn a_program_without_a_pool_runs_unchanged_and_keeps_its_exit_status() {
+    let out = poolscope()
+        .args(["watch", "--"])
+        .arg("python3")
+        .arg(script("no_pool.py"))
+        .arg("x")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "plain output ['x']\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to stderr\n");
+}
+
+#[test]
+fn watched_runs_export_a_trace_and_a_joblog_like_any_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (trace, joblog) = (dir.path().join("t.json"), dir.path().join("j.txt"));
+    let out = poolscope()
+        .args(["watch", "--trace"])
+        .arg(&trace)
+        .arg("--joblog")
+        .arg(&joblog)
+        .arg("--")
+        .arg("python3")
+        .arg(script("seed_pool.py"))
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The program's own output, as without poolscope (its workers' lines may mix, as
+    // they do without poolscope: each is found wherever it is).
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(stdout.matches("Run task ").count(), 5, "{stdout}");
+    assert!(stdout.contains("All subprocesses done."));
+    let printed: BTreeSet<String> = stdout
+        .split("Run task ")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split_once(" (")?
+                .1
+                .split_once(")...")
+                .map(|(p, _)| p.to_owned())
+        })
+        .collect();
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("json");
+    let tasks: Vec<&serde_json::Value> = trace["traceEvents"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .collect();
+    assert_eq!(tasks.len(), 5);
+    let traced: BTreeSet<String> = tasks
+        .iter()
+        .map(|e| {
+            assert!(
+                e["name"]
+                    .as_str()
+                    .expect("name")
+                    .starts_with("long_time_task(")
+            );
+            e["args"]["os_pid"].as_u64().expect("os_pid").to_string()
+        })
+        .collect();
+    assert_eq!(traced, printed);
+    let joblog = std::fs::read_to_string(&joblog).expect("joblog");
+    assert_eq!(joblog.lines().count(), 6, "{joblog}");
+}
