@@ -35,6 +35,8 @@ pub struct AppOptions {
     pub screenshot_after: Option<Duration>,
     /// The screenshot shows only the timeline (the same crop as Export → Timeline as PNG).
     pub screenshot_timeline: bool,
+    /// Watch this command line (a Python program) as soon as the window opens.
+    pub watch: Option<String>,
 }
 
 /// One editor row, and the task it became once submitted.
@@ -49,6 +51,8 @@ pub struct Row {
 /// file (a saved run, a GNU parallel joblog), which has none.
 pub struct Run {
     pool: Option<(Executor, Events)>,
+    /// A watched Python program (File › Watch): its pools' events.
+    watched: Option<(crate::watch::Watch, Events)>,
     pub record: RunRecord,
     pub started: Instant,
     /// Run time at which the pool drained.
@@ -63,6 +67,7 @@ impl Run {
     pub fn opened(record: RunRecord) -> Self {
         Self {
             pool: None,
+            watched: None,
             finished: Some(record.last_event),
             record,
             started: Instant::now(),
@@ -87,7 +92,22 @@ impl Run {
     }
 
     pub fn is_live(&self) -> bool {
-        self.pool.is_some() && self.record.phase != PoolPhase::Finished
+        (self.pool.is_some() || self.watched.is_some()) && self.record.phase != PoolPhase::Finished
+    }
+
+    /// Where this run's events come from.
+    fn events(&self) -> Option<&Events> {
+        self.pool
+            .as_ref()
+            .map(|(_, e)| e)
+            .or(self.watched.as_ref().map(|(_, e)| e))
+    }
+
+    /// Stop a watched program (its pool goes with it).
+    fn stop_watched(&self) {
+        if let Some((watch, _)) = &self.watched {
+            watch.terminate();
+        }
     }
 
     pub fn is_open(&self) -> bool {
@@ -156,6 +176,10 @@ pub enum Action {
     LoadPreset(usize),
     OpenDialog,
     Open(PathBuf),
+    /// Run this command line (a Python program) and show what its pools do.
+    Watch(String),
+    /// Watch one of the built-in Python programs.
+    WatchPreset(usize),
     Save,
     SaveAsDialog,
     SaveAs(PathBuf),
@@ -277,6 +301,8 @@ pub struct PoolscopeApp {
     pub recent: Vec<PathBuf>,
     /// The File menu's typed path (for desktops without a file-dialog portal).
     pub path_input: String,
+    /// The File menu's command line to watch (a Python program).
+    pub watch_input: String,
     pub template: TemplateForm,
     pub filter: StateFilter,
     pub sort: SortKey,
@@ -368,6 +394,7 @@ impl PoolscopeApp {
             file: None,
             recent: Vec::new(),
             path_input: String::new(),
+            watch_input: "python3 script.py".to_owned(),
             template: TemplateForm {
                 command: "sleep {}".into(),
                 over: "1..4".into(),
@@ -471,13 +498,23 @@ impl PoolscopeApp {
             return false;
         };
         let deadline = Instant::now() + EVENT_BUDGET;
+        let mut more = true;
         while Instant::now() < deadline {
-            let Some(event) = run.pool.as_ref().and_then(|(_, events)| events.try_recv()) else {
-                return false;
+            let Some(event) = run.events().and_then(Events::try_recv) else {
+                more = false;
+                break;
             };
             run.apply(&event);
         }
-        true
+        // A watched program's tasks are the table's rows, as they are submitted.
+        if run.watched.is_some() && self.rows.len() < run.record.tasks.len() {
+            let new = &run.record.tasks[self.rows.len()..];
+            self.rows.extend(new.iter().map(|t| Row {
+                draft: TaskDraft::from_spec(&t.spec),
+                task: Some(t.id),
+            }));
+        }
+        more
     }
 
     /// Wait at most `timeout` for the next executor event and apply it (for tests and
@@ -486,11 +523,7 @@ impl PoolscopeApp {
         let Some(run) = &mut self.run else {
             return false;
         };
-        let Some(event) = run
-            .pool
-            .as_ref()
-            .and_then(|(_, events)| events.recv_timeout(timeout))
-        else {
+        let Some(event) = run.events().and_then(|events| events.recv_timeout(timeout)) else {
             return false;
         };
         run.apply(&event);
@@ -510,7 +543,14 @@ impl PoolscopeApp {
             Action::Pause => self.with_pool(|e| e.pause()),
             Action::Resume => self.with_pool(|e| e.resume()),
             Action::Close => self.with_pool(|e| e.close()),
-            Action::Terminate => self.with_pool(|e| e.terminate()),
+            Action::Terminate => {
+                if let Some(run) = &self.run {
+                    run.stop_watched();
+                }
+                self.with_pool(|e| e.terminate());
+            }
+            Action::Watch(command) => self.watch(&command, ctx),
+            Action::WatchPreset(i) => self.watch_preset(i, ctx),
             Action::Resize(size) => {
                 self.pool_size = size.max(1);
                 let size = self.pool_size;
@@ -621,6 +661,7 @@ impl PoolscopeApp {
         let (executor, events) = Executor::start(config, Some(Arc::new(waker)));
         self.run = Some(Run {
             pool: Some((executor, events)),
+            watched: None,
             record: RunRecord::default(),
             started: Instant::now(),
             finished: None,
@@ -643,6 +684,65 @@ impl PoolscopeApp {
         self.submit_rows_in_chunks(&all, chunk);
         // Show the first task's output at once: the demo then speaks for itself.
         self.selected = self.rows.first().and_then(|r| r.task);
+    }
+
+    /// Run a Python program (a shell command line) watched: its pools fill the timeline
+    /// as they run. The task list stays as it is.
+    fn watch(&mut self, command: &str, ctx: &egui::Context) {
+        if self.live_run().is_some() {
+            self.error(
+                "A run is in progress: wait for it or Terminate it before watching a program",
+            );
+            return;
+        }
+        let dir = match crate::watch::run_folder() {
+            Ok(dir) => dir,
+            Err(e) => {
+                self.error(format!("Cannot watch: no folder for the watch: {e}"));
+                return;
+            }
+        };
+        let waker_ctx = ctx.clone();
+        let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
+        let argv = ["/bin/sh".into(), "-c".into(), command.into()];
+        match crate::watch::start(&argv, &dir, Some(Arc::new(waker))) {
+            Ok((watch, events)) => {
+                self.rows.clear();
+                self.file = None;
+                self.run = Some(Run {
+                    pool: None,
+                    watched: Some((watch, events)),
+                    record: RunRecord::default(),
+                    started: Instant::now(),
+                    finished: None,
+                    output_dir: None,
+                });
+                self.selected = None;
+                self.notify(format!(
+                    "Watching `{command}`: its pools appear as they run (by PID shows the workers)"
+                ));
+            }
+            Err(e) => self.error(format!("Cannot watch `{command}`: {e}")),
+        }
+    }
+
+    /// Write a built-in Python program to a private folder and watch it.
+    fn watch_preset(&mut self, index: usize, ctx: &egui::Context) {
+        let Some(&(_, name, text)) = crate::model::presets::WATCH_PRESETS.get(index) else {
+            return;
+        };
+        let written = crate::watch::run_folder().and_then(|dir| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map(|()| path)
+        });
+        match written {
+            Ok(path) => {
+                let command = format!("python3 '{}'", path.display());
+                self.watch_input.clone_from(&command);
+                self.watch(&command, ctx);
+            }
+            Err(e) => self.error(format!("Cannot write the program to watch: {e}")),
+        }
     }
 
     fn submit_rows(&mut self, rows: &[usize]) {
@@ -991,8 +1091,11 @@ impl PoolscopeApp {
     /// Terminate whatever runs and close the window.
     fn quit(&mut self, ctx: &egui::Context) {
         self.quitting = true;
-        if let Some(executor) = self.run.as_ref().and_then(Run::executor) {
-            executor.terminate();
+        if let Some(run) = &self.run {
+            run.stop_watched();
+            if let Some(executor) = run.executor() {
+                executor.terminate();
+            }
         }
         ctx.send_viewport_cmd(egui::ViewportCommand::Close);
     }
@@ -1007,7 +1110,10 @@ impl PoolscopeApp {
             ctx.request_repaint();
         }
         self.poll_file_dialog(ctx);
-        if self.options.autostart && !self.autostarted {
+        if let Some(command) = self.options.watch.clone().filter(|_| !self.autostarted) {
+            self.autostarted = true;
+            self.watch(&command, ctx);
+        } else if self.options.autostart && !self.autostarted {
             self.autostarted = true;
             self.start(ctx);
         }

@@ -52,6 +52,9 @@ pub struct GuiArgs {
     /// --screenshot shows only the timeline.
     #[arg(long)]
     pub screenshot_timeline: bool,
+    /// Watch this command line (a Python program) in the window: its pools, live.
+    #[arg(long, value_name = "COMMAND")]
+    pub watch: Option<String>,
     /// Window size in points, `WIDTHxHEIGHT`.
     #[arg(long, value_name = "WxH", default_value = "1280x800")]
     pub size: String,
@@ -703,6 +706,7 @@ fn gui(args: &GuiArgs) -> Result<u8> {
             .map(|s| positive_seconds(s, "screenshot-after"))
             .transpose()?,
         screenshot_timeline: args.screenshot_timeline,
+        watch: args.watch.clone(),
     };
     let size = parse_size(&args.size)?;
     let native = eframe::NativeOptions {

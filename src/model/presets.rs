@@ -46,3 +46,28 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
 
 /// The demo a first-time user sees: the seed's Pool(4) × 5.
 pub const DEFAULT_PRESET: usize = 1;
+
+/// Python programs watched as they are (File › Watch): the seed's questions answered by
+/// running them. (menu label, file name, program text)
+pub const WATCH_PRESETS: &[(&str, &str, &str)] = &[
+    (
+        "The seed's Pool program, exactly",
+        "seed_pool.py",
+        include_str!("../../assets/python/seed_pool.py"),
+    ),
+    (
+        "Do tasks wait for close()? Sleep 1 s before close()",
+        "sleep_before_close.py",
+        include_str!("../../assets/python/sleep_before_close.py"),
+    ),
+    (
+        "Add tasks while the pool runs",
+        "submit_while_running.py",
+        include_str!("../../assets/python/submit_while_running.py"),
+    ),
+    (
+        "Pool(4) of CPU-bound tasks on this machine's cores",
+        "cpu_bound_pool4.py",
+        include_str!("../../assets/python/cpu_bound_pool4.py"),
+    ),
+];

@@ -77,6 +77,24 @@ impl PoolscopeApp {
                 }
                 // Native dialogs need a desktop portal; a typed path always works.
                 ui.separator();
+                ui.label("Watch a Python program (its real pools, live):")
+                    .on_hover_text(
+                        "Runs the command unchanged; its multiprocessing Pool, Process and \
+                         ProcessPoolExecutor appear on the timeline",
+                    );
+                ui.horizontal(|ui| {
+                    let label = ui.label("Command");
+                    ui.add(egui::TextEdit::singleline(&mut self.watch_input).desired_width(220.0))
+                        .labelled_by(label.id);
+                    let command = self.watch_input.trim();
+                    if ui
+                        .add_enabled(!command.is_empty(), egui::Button::new("Watch"))
+                        .clicked()
+                    {
+                        actions.push(Action::Watch(command.to_owned()));
+                    }
+                });
+                ui.separator();
                 ui.horizontal(|ui| {
                     let label = ui.label("Path");
                     ui.add(
@@ -128,6 +146,13 @@ impl PoolscopeApp {
                 for (i, (label, _, _)) in PRESETS.iter().enumerate() {
                     if ui.button(*label).clicked() {
                         actions.push(Action::LoadPreset(i));
+                    }
+                }
+                ui.separator();
+                ui.weak("Watch a real Python program:");
+                for (i, (label, _, _)) in crate::model::presets::WATCH_PRESETS.iter().enumerate() {
+                    if ui.button(*label).clicked() {
+                        actions.push(Action::WatchPreset(i));
                     }
                 }
             });

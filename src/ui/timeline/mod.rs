@@ -267,6 +267,7 @@ impl TimelineState {
                 let plot = Rect::from_min_max(pos2(rect.left() + GUTTER, rect.top()), rect.max);
                 self.last_lanes = Some((rect, view));
                 self.paint_lanes(ui, (rect, plot), &items, first..last, selected);
+                paint_markers(ui, record, (rect, plot), view, width);
                 if live {
                     let x = plot.left() + view.x_of(now.as_secs_f64(), width);
                     ui.painter().vline(
@@ -564,6 +565,40 @@ fn axis_and_strip(
         input.fit |= response.double_clicked();
     }
     (strip_rect, input)
+}
+
+/// Moments of the pool as a whole (a watched program's `close()`, `join()`): a dashed
+/// line across the lanes, labelled at the top; labels that would overlap are stacked.
+fn paint_markers(
+    ui: &egui::Ui,
+    record: &RunRecord,
+    (rect, plot): (Rect, Rect),
+    view: TimeView,
+    width: f32,
+) {
+    let painter = ui.painter_at(plot);
+    let colour = ui.visuals().hyperlink_color;
+    let font = FontId::proportional(10.0);
+    let mut row_free = [f32::NEG_INFINITY; 3];
+    for (at, label) in &record.markers {
+        let t = at.as_secs_f64();
+        if t < view.start || t > view.end {
+            continue;
+        }
+        let x = plot.left() + view.x_of(t, width);
+        painter.add(egui::Shape::dashed_line(
+            &[pos2(x, rect.top()), pos2(x, rect.bottom())],
+            Stroke::new(1.0, colour),
+            4.0,
+            3.0,
+        ));
+        let galley = painter.layout_no_wrap(label.clone(), font.clone(), colour);
+        if let Some(row) = row_free.iter().position(|&free| free < x) {
+            let y = rect.top() + 1.0 + row as f32 * 11.0;
+            row_free[row] = x + galley.size().x + 6.0;
+            painter.galley(pos2(x + 2.0, y), galley, colour);
+        }
+    }
 }
 
 fn paint_axis(ui: &egui::Ui, plot: Rect, view: TimeView, width: f32) {
