@@ -22,7 +22,7 @@ import time
 
 _PATH = os.environ.get("POOLSCOPE_WATCH")
 _state = {"sock": None, "pid": None, "lock": threading.Lock(), "dead": False, "buf": [],
-          "size": 0, "flushed": 0}
+          "size": 0, "flushed": 0, "ran": [], "task": None}
 # Task ids are given in the process that submits (the main one): unique per run.
 _ids = itertools.count(1)
 _pools = itertools.count(1)
@@ -31,7 +31,8 @@ _BATCH_NS = 1_000_000
 
 
 def _reset_after_fork():
-    _state.update(sock=None, pid=None, lock=threading.Lock(), buf=[], size=0, flushed=0)
+    _state.update(sock=None, pid=None, lock=threading.Lock(), buf=[], size=0, flushed=0,
+                  ran=[], task=None)
 
 
 if hasattr(os, "register_at_fork"):
@@ -39,6 +40,13 @@ if hasattr(os, "register_at_fork"):
 
 
 def _flush_locked():
+    ran = _state.get("ran")
+    if ran:
+        # Tasks that ran since the last batch: [task, start, end] each, in one report.
+        _state["ran"] = []
+        line = '{"kind":"ran","pid":%d,"t":%d,"tasks":%s}\n' % (
+            os.getpid(), time.monotonic_ns(), json.dumps(ran))
+        _state["buf"].append(line.encode())
     if not _state["buf"] or _state["dead"]:
         return
     data = b"".join(_state["buf"])
@@ -127,15 +135,17 @@ def _name(func):
 
 
 class _Tee:
-    """A task's stdout or stderr: writes pass through and are reported as its output."""
+    """A worker's stdout or stderr, installed once: writes pass through, and while a task
+    runs they are also reported as its output."""
 
-    def __init__(self, real, task, stream):
-        self._real, self._task, self._stream = real, task, stream
+    def __init__(self, real, stream):
+        self._real, self._stream = real, stream
 
     def write(self, text):
         n = self._real.write(text)
-        if text:
-            _send("output", task=self._task, stream=self._stream, text=text)
+        task = _state.get("task")
+        if text and task is not None:
+            _send("output", task=task, stream=self._stream, text=text)
         return n
 
     def flush(self):
@@ -145,18 +155,50 @@ class _Tee:
         return getattr(self._real, name)
 
 
+def _quick(line):
+    """Queue a report already formatted (the per-task ones: no json.dumps per task)."""
+    if _PATH is None or _state["dead"]:
+        return
+    _ensure_flusher()
+    data = line.encode()
+    with _state["lock"]:
+        _state["buf"].append(data)
+        _state["size"] += len(data)
+        if _state["size"] > 65536:
+            _flush_locked()
+        else:
+            _state["pending"].set()
+
+
 def _run(task, func, args, kwargs):
-    _send("start", task=task)
-    out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Tee(out, task, "stdout"), _Tee(err, task, "stderr")
+    pid = _state.get("my_pid")
+    if pid != os.getpid():
+        pid = _state["my_pid"] = os.getpid()
+    if sys.stdout.__class__ is not _Tee:
+        sys.stdout, sys.stderr = _Tee(sys.stdout, "stdout"), _Tee(sys.stderr, "stderr")
+    start = time.monotonic_ns()
+    # A task after a pause may be long: show its start at once. Tasks in a quick stream
+    # are reported together when they are done ("ran"), a few per report.
+    if start - _state["flushed"] > _BATCH_NS:
+        _quick('{"kind":"start","pid":%d,"t":%d,"task":%d}\n' % (pid, start, task))
+    _state["task"] = task
     try:
         result = func(*args, **kwargs)
     except BaseException as e:
-        sys.stdout, sys.stderr = out, err
+        _state["task"] = None
+        _send("start", task=task, t0=start)
         _send("end", task=task, ok=False, error="%s: %s" % (type(e).__name__, e))
         raise
-    sys.stdout, sys.stderr = out, err
-    _send("end", task=task, ok=True)
+    _state["task"] = None
+    with _state["lock"]:
+        ran = _state["ran"]
+        ran.append((task, start, time.monotonic_ns()))
+        if len(ran) >= 4096:
+            _flush_locked()
+    if len(ran) == 1:
+        # The first of a batch wakes the flusher; the rest ride along.
+        _ensure_flusher()
+        _state["pending"].set()
     return result
 
 

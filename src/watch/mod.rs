@@ -286,6 +286,12 @@ struct Report {
     target: Option<String>,
     #[serde(default)]
     exitcode: Option<i32>,
+    /// `ran`: tasks that ran, as (task, start, end).
+    #[serde(default)]
+    tasks: Vec<(u64, u64, u64)>,
+    /// `start` sent late (a task that raised): when it really started.
+    #[serde(default)]
+    t0: Option<u64>,
 }
 
 /// Turns reports into events, in one thread.
@@ -312,6 +318,34 @@ struct Collector {
 
 /// Tasks of `Process` objects are numbered from here (pool tasks count from 1).
 const PROCESS_TASKS: u64 = 1 << 40;
+
+impl Report {
+    /// The identifying fields of a report, for one carved out of a batch.
+    fn clone_head(&self) -> Self {
+        Self {
+            kind: self.kind.clone(),
+            pid: self.pid,
+            t: self.t,
+            task: None,
+            pool: None,
+            size: None,
+            method: None,
+            func: None,
+            args: None,
+            first: None,
+            stream: None,
+            text: None,
+            ok: None,
+            error: None,
+            label: None,
+            child: None,
+            target: None,
+            exitcode: None,
+            tasks: Vec::new(),
+            t0: None,
+        }
+    }
+}
 
 impl Collector {
     fn new(sink: EventSink, start: Instant, base_ns: u64) -> Self {
@@ -428,7 +462,11 @@ impl Collector {
             self.early.entry(task).or_default().push(r);
             return;
         }
-        let at = self.at(r.t);
+        if r.kind == "ran" {
+            self.ran(r);
+            return;
+        }
+        let at = self.at(r.t0.unwrap_or(r.t));
         match r.kind.as_str() {
             "pool" => {
                 let method = r.method.as_deref().unwrap_or("default");
@@ -462,24 +500,21 @@ impl Collector {
                 }
             }
             "start" => {
-                let Some(task) = r.task else { return };
-                let slot = self.slot_of(r.pid, at);
-                self.queued.remove(&task);
-                self.running.insert(task, r.pid);
-                self.sink.send_at(
-                    at,
-                    EventKind::Started {
-                        task: TaskId(task),
-                        attempt: 1,
-                        slot,
-                        pid: Some(r.pid),
-                    },
-                );
+                if let Some(task) = r.task
+                    && !self.running.contains_key(&task)
+                {
+                    self.started(task, r.pid, at);
+                }
             }
             "output" => {
                 let (Some(task), Some(text)) = (r.task, r.text) else {
                     return;
                 };
+                // In a quick stream a task's start comes with its end: its output says
+                // it runs.
+                if !self.running.contains_key(&task) {
+                    self.started(task, r.pid, at);
+                }
                 let stream = if r.stream.as_deref() == Some("stderr") {
                     Stream::Stderr
                 } else {
@@ -512,6 +547,43 @@ impl Collector {
             }
             _ => {}
         }
+    }
+
+    /// Tasks that ran and returned, reported together: (task, start, end) each.
+    fn ran(&mut self, r: Report) {
+        for &(task, from, to) in &r.tasks {
+            if !self.known.contains(&task) {
+                self.early.entry(task).or_default().push(Report {
+                    kind: "ran".to_owned(),
+                    tasks: vec![(task, from, to)],
+                    ..r.clone_head()
+                });
+                continue;
+            }
+            if !self.running.contains_key(&task) {
+                let at = self.at(from);
+                self.started(task, r.pid, at);
+            }
+            if self.running.remove(&task).is_some() {
+                let at = self.at(to);
+                self.finish(task, Outcome::Exited(0), at);
+            }
+        }
+    }
+
+    fn started(&mut self, task: u64, pid: u32, at: Duration) {
+        let slot = self.slot_of(pid, at);
+        self.queued.remove(&task);
+        self.running.insert(task, pid);
+        self.sink.send_at(
+            at,
+            EventKind::Started {
+                task: TaskId(task),
+                attempt: 1,
+                slot,
+                pid: Some(pid),
+            },
+        );
     }
 
     /// A task's end: returned, or raised (its exception goes to the task's console).
