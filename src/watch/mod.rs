@@ -463,7 +463,7 @@ impl Collector {
             return;
         }
         if r.kind == "ran" {
-            self.ran(r);
+            self.ran(&r);
             return;
         }
         let at = self.at(r.t0.unwrap_or(r.t));
@@ -550,7 +550,7 @@ impl Collector {
     }
 
     /// Tasks that ran and returned, reported together: (task, start, end) each.
-    fn ran(&mut self, r: Report) {
+    fn ran(&mut self, r: &Report) {
         for &(task, from, to) in &r.tasks {
             if !self.known.contains(&task) {
                 self.early.entry(task).or_default().push(Report {
