@@ -506,6 +506,22 @@ impl PoolscopeApp {
             };
             run.apply(&event);
         }
+        if let Some((watch, _)) = &run.watched
+            && run.record.phase == PoolPhase::Finished
+            && !watch.saw_inside()
+            && !run.record.markers.is_empty()
+            && self
+                .notice
+                .as_ref()
+                .is_none_or(|n| !n.text.contains("nothing inside"))
+        {
+            let text = "The program ran, but nothing inside it was visible: its Python did not \
+                        load the watch (python -I or -S, Python before 3.8, or not Python)";
+            self.notice = Some(Notice {
+                text: text.to_owned(),
+                is_error: true,
+            });
+        }
         // A watched program's tasks are the table's rows, as they are submitted.
         if run.watched.is_some() && self.rows.len() < run.record.tasks.len() {
             let new = &run.record.tasks[self.rows.len()..];

@@ -466,6 +466,12 @@ fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
         out.flush()?;
     }
     let code = watched.wait(Duration::from_secs(5)).unwrap_or(1);
+    if !watched.saw_inside() {
+        eprintln!(
+            "poolscope: nothing inside the program was visible: its Python did not load the \
+             watch (python -I or -S, Python before 3.8, or not a Python program)"
+        );
+    }
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
 

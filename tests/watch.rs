@@ -218,3 +218,20 @@ fn watched_runs_export_a_trace_and_a_joblog_like_any_run() {
     let joblog = std::fs::read_to_string(&joblog).expect("joblog");
     assert_eq!(joblog.lines().count(), 6, "{joblog}");
 }
+
+#[test]
+fn an_isolated_python_still_runs_with_a_note_that_nothing_was_visible() {
+    let out = poolscope()
+        .args(["watch", "--", "python3", "-I"])
+        .arg(script("seed_pool.py"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("All subprocesses done."), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nothing inside the program was visible"),
+        "{stderr}"
+    );
+}

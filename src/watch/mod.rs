@@ -48,6 +48,8 @@ pub enum WatchError {
 /// A watched program, running.
 pub struct Watch {
     child_pid: u32,
+    /// The shim reported from inside the program (it loaded).
+    seen_inside: Arc<AtomicBool>,
     done: Receiver<i32>,
     exit: Option<i32>,
     dir: PathBuf,
@@ -73,6 +75,12 @@ impl Watch {
             self.exit = self.done.recv_timeout(timeout).ok();
         }
         self.exit
+    }
+
+    /// Whether anything inside the program was seen: false when the shim could not load
+    /// (`python -I` or `-S`, Python before 3.8, or not a Python program).
+    pub fn saw_inside(&self) -> bool {
+        self.seen_inside.load(Ordering::Acquire)
     }
 
     /// Where the shim and the socket live.
@@ -169,7 +177,9 @@ pub fn start(
         .name("poolscope-watch-accept".into())
         .spawn(move || accept(&listener, &accept_tx, &exited))
         .expect("cannot start a thread");
-    let collector = Collector::new(sink, start, base_ns);
+    let seen_inside = Arc::new(AtomicBool::new(false));
+    let mut collector = Collector::new(sink, start, base_ns);
+    collector.seen_inside = Arc::clone(&seen_inside);
     thread::Builder::new()
         .name("poolscope-watch".into())
         .spawn(move || collector.run(&rx))
@@ -177,6 +187,7 @@ pub fn start(
     Ok((
         Watch {
             child_pid,
+            seen_inside,
             done,
             exit: None,
             dir: dir.to_owned(),
@@ -312,6 +323,7 @@ struct Collector {
     early: HashMap<u64, Vec<Report>>,
     connections: usize,
     accepting: bool,
+    seen_inside: Arc<AtomicBool>,
     exit: Option<i32>,
     pool_size: usize,
 }
@@ -362,6 +374,7 @@ impl Collector {
             early: HashMap::new(),
             connections: 0,
             accepting: true,
+            seen_inside: Arc::new(AtomicBool::new(false)),
             exit: None,
             pool_size: 0,
         }
@@ -540,6 +553,7 @@ impl Collector {
                 self.marker(at, label);
             }
             "process" => self.process(&r, at),
+            "hello" => self.seen_inside.store(true, Ordering::Release),
             "note" => {
                 if let Some(text) = r.text {
                     log::warn!("{text}");
@@ -687,6 +701,12 @@ impl Collector {
             self.sink.send(EventKind::Cancelled { task: TaskId(task) });
         }
         self.sink.send(EventKind::Closed);
+        if !self.seen_inside.load(Ordering::Acquire) {
+            self.marker(
+                now,
+                "nothing inside the program was visible (the shim did not load)".to_owned(),
+            );
+        }
         let label = format!("program exited ({})", self.exit.unwrap_or(-1));
         self.marker(now, label);
         self.sink.send(EventKind::Drained);
