@@ -466,6 +466,9 @@ fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
         out.flush()?;
     }
     let code = watched.wait(Duration::from_secs(5)).unwrap_or(1);
+    for line in crate::model::story::pool_story(&record) {
+        eprintln!("poolscope: {line}");
+    }
     if !watched.saw_inside() {
         eprintln!(
             "poolscope: nothing inside the program was visible: its Python did not load the \

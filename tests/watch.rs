@@ -235,3 +235,29 @@ fn an_isolated_python_still_runs_with_a_note_that_nothing_was_visible() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_watched_map_shows_pythons_chunks() {
+    let (record, code) = watch("map_chunks.py");
+    assert_eq!(code, 0);
+    assert_eq!(record.succeeded(), 40);
+    // Pool(3).map over 40 items: Python's chunksize is ceil(40 / 12) = 4.
+    for (i, task) in record.tasks.iter().enumerate() {
+        let first = record.tasks[i - i % 4].id;
+        assert_eq!(task.chunk, Some(first), "task {}", task.id);
+        // A chunk runs on one worker.
+        assert_eq!(
+            task.attempts[0].pid,
+            record.task(first).expect("first").attempts[0].pid
+        );
+    }
+}
+
+#[test]
+fn the_story_answers_the_seeds_close_question() {
+    let (record, _) = watch("seed_pool.py");
+    let story = poolscope::model::story::pool_story(&record).join("\n");
+    assert!(story.contains("5 tasks ran on 4 processes"), "{story}");
+    assert!(story.contains("workers are reused: PID"), "{story}");
+    assert!(story.contains("close()"), "{story}");
+}

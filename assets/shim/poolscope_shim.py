@@ -256,6 +256,10 @@ def _patch_pool():
     def _items(self, func, iterable, star, chunksize=None):
         items = list(iterable)
         pool = getattr(self, "_poolscope_id", 0)
+        if chunksize is None:
+            # Pool.map's own default (imap's is 1).
+            chunksize, extra = divmod(len(items), len(getattr(self, "_pool", [])) * 4 or 1)
+            chunksize += 1 if extra else 0
         first = next(_ids)
         # The rest of the ids of this map: one report for all its tasks.
         for _ in range(len(items) - 1):
@@ -275,7 +279,7 @@ def _patch_pool():
     def _imap(name):
         @functools.wraps(original[name])
         def imap(self, func, iterable, chunksize=1):
-            wrapped, items = _items(self, func, iterable, False, chunksize)
+            wrapped, items = _items(self, func, iterable, False, chunksize or 1)
             return original[name](self, wrapped, items, chunksize)
         return imap
 

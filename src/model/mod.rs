@@ -6,6 +6,7 @@ pub mod presets;
 pub mod run;
 pub mod runfile;
 pub mod stats;
+pub mod story;
 pub mod tail;
 pub mod taskfile;
 pub mod trace;

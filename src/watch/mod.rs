@@ -282,6 +282,8 @@ struct Report {
     #[serde(default)]
     first: Option<u64>,
     #[serde(default)]
+    chunksize: Option<usize>,
+    #[serde(default)]
     stream: Option<String>,
     #[serde(default)]
     text: Option<String>,
@@ -345,6 +347,7 @@ impl Report {
             func: None,
             args: None,
             first: None,
+            chunksize: None,
             stream: None,
             text: None,
             ok: None,
@@ -498,20 +501,7 @@ impl Collector {
                 let name = format!("{func}{}", call_args(&args));
                 self.queue(task, name, func, args, at);
             }
-            "map" => {
-                let (Some(first), Some(func)) = (r.first, r.func.as_deref()) else {
-                    return;
-                };
-                let list = match r.args {
-                    Some(serde_json::Value::Array(list)) => list,
-                    _ => Vec::new(),
-                };
-                for (i, arg) in list.iter().enumerate() {
-                    let args = arg_text(Some(arg));
-                    let name = format!("{func}{}", call_args(&args));
-                    self.queue(first + i as u64, name, func, args, at);
-                }
-            }
+            "map" => self.mapped(r, at),
             "start" => {
                 if let Some(task) = r.task
                     && !self.running.contains_key(&task)
@@ -560,6 +550,36 @@ impl Collector {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A map's tasks, submitted together, and its chunks.
+    fn mapped(&mut self, r: Report, at: Duration) {
+        let (Some(first), Some(func)) = (r.first, r.func.as_deref()) else {
+            return;
+        };
+        let list = match r.args {
+            Some(serde_json::Value::Array(list)) => list,
+            _ => Vec::new(),
+        };
+        for (i, arg) in list.iter().enumerate() {
+            let args = arg_text(Some(arg));
+            let name = format!("{func}{}", call_args(&args));
+            self.queue(first + i as u64, name, func, args, at);
+        }
+        // The map's chunks: each went to one worker as a whole.
+        let size = r.chunksize.unwrap_or(1).max(1);
+        if size > 1 {
+            for start in (0..list.len()).step_by(size) {
+                let len = size.min(list.len() - start);
+                self.sink.send_at(
+                    at,
+                    EventKind::Chunk {
+                        first: TaskId(first + start as u64),
+                        len,
+                    },
+                );
+            }
         }
     }
 

@@ -38,6 +38,8 @@ pub struct TimelineState {
     /// Height of one lane this frame: as tall as fits, between the min and the default.
     lane_h: f32,
     cache: Option<(CacheKey, Arc<Vec<Level>>, Summary)>,
+    /// A watched pool's story in words, for the record revision it was told for.
+    story: Option<(u64, u64, String)>,
     index: layout::LaneIndex,
 }
 
@@ -54,6 +56,7 @@ impl Default for TimelineState {
             last_lanes: None,
             lane_h: LANE_HEIGHT,
             cache: None,
+            story: None,
             index: layout::LaneIndex::default(),
         }
     }
@@ -220,6 +223,7 @@ impl TimelineState {
         };
         let top_left = ui.cursor().min;
         self.toolbar(ui, &summary, live);
+        self.story_line(ui, record);
         let total = record.last_event.max(now).as_secs_f64();
         let mut view = self.view.unwrap_or_else(|| TimeView::fit(total));
         if live && self.follow_live && self.view.is_some() {
@@ -384,6 +388,24 @@ impl TimelineState {
             duration(summary.total_queue_wait)
         );
         ui.add(egui::Label::new(egui::RichText::new(text).weak()).truncate());
+    }
+
+    /// A watched program's pool, in words (its markers say it was watched); told again
+    /// only when the record changes.
+    fn story_line(&mut self, ui: &mut egui::Ui, record: &RunRecord) {
+        if record.markers.is_empty() {
+            return;
+        }
+        let key = (record.uid(), record.revision);
+        if self.story.as_ref().is_none_or(|(u, r, _)| (*u, *r) != key) {
+            let story = crate::model::story::pool_story(record).join(" · ");
+            self.story = Some((key.0, key.1, story));
+        }
+        if let Some((_, _, story)) = &self.story
+            && !story.is_empty()
+        {
+            ui.add(egui::Label::new(egui::RichText::new(story.as_str()).strong()).truncate());
+        }
     }
 
     fn paint_lanes(
