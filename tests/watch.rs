@@ -128,21 +128,26 @@ fn a_process_pool_executor_runs_ten_tasks_on_two_pids_and_shows_the_exception() 
 }
 
 #[test]
-fn the_spawn_start_method_is_watched_as_well_as_fork() {
-    let (record, code) = watch("seed_pool_spawn.py");
-    assert_eq!(code, 0);
-    assert_eq!(record.succeeded(), 5);
-    for task in &record.tasks {
-        let pid = task.attempts[0].pid.expect("pid");
+fn the_spawn_and_forkserver_start_methods_are_watched_as_well_as_fork() {
+    for method in ["spawn", "forkserver"] {
+        let (record, code) = watch(&format!("seed_pool_{method}.py"));
+        assert_eq!(code, 0);
+        assert_eq!(record.succeeded(), 5, "{method}");
+        for task in &record.tasks {
+            let pid = task.attempts[0].pid.expect("pid");
+            assert!(
+                stdout_of(&record, task.id)
+                    .starts_with(&format!("Run task {} ({pid})", task.id.0 - 1))
+            );
+        }
         assert!(
-            stdout_of(&record, task.id).starts_with(&format!("Run task {} ({pid})", task.id.0 - 1))
+            markers(&record)
+                .iter()
+                .any(|l| l.contains(&format!("created: 4 workers ({method})"))),
+            "{method}: {:?}",
+            markers(&record)
         );
     }
-    assert!(
-        markers(&record)
-            .iter()
-            .any(|l| l.contains("created: 4 workers (spawn)"))
-    );
 }
 
 #[test]
