@@ -34,7 +34,7 @@ time_cmd() {
   for _ in $(seq "$runs"); do
     local t0 t1
     t0=$(date +%s.%N)
-    "$@" >/dev/null
+    "$@" >/dev/null 2>&1
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc -l
   done | median

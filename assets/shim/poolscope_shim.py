@@ -264,8 +264,13 @@ def _patch_pool():
         # The rest of the ids of this map: one report for all its tasks.
         for _ in range(len(items) - 1):
             next(_ids)
+        try:
+            # One short repr per item, at C speed (a map may have 100 000 items).
+            described = [repr(tuple(v) if star else (v,))[:24] for v in items]
+        except Exception:  # a repr that raises must not break the program
+            described = [_short(v if star else (v,), 24) for v in items]
         _send("map", pool=pool, first=first, func=_name(func), chunksize=chunksize,
-              args=[_short(v if star else (v,), 24) for v in items])
+              args=described)
         return _MapTask(func, first, star), list(enumerate(items))
 
     @functools.wraps(original["_map_async"])
