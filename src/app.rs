@@ -849,6 +849,13 @@ impl PoolscopeApp {
     }
 
     fn retry(&mut self, task: TaskId) {
+        if self.run.as_ref().is_some_and(|r| r.watched.is_some()) {
+            self.error(
+                "A watched program's task is a call inside that program: run the program \
+                 again (File › Watch) to run it again",
+            );
+            return;
+        }
         let Some(spec) = self
             .run
             .as_ref()
