@@ -13,36 +13,11 @@ cargo build --release --quiet
 bin=$PWD/target/release/poolscope
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat >"$work/map.py" <<'PY'
-import sys
-from multiprocessing import Pool
-
-def noop(i):
-    return i
-
-if __name__ == "__main__":
-    n, how = int(sys.argv[1]), sys.argv[2]
-    with Pool(2) as pool:
-        if how == "imap":
-            for _ in pool.imap(noop, range(n), chunksize=1):
-                pass
-        else:
-            pool.map(noop, range(n))
-PY
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-time_cmd() {
-  for _ in $(seq "$runs"); do
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$@" >/dev/null 2>&1
-    t1=$(date +%s.%N)
-    echo "$t1 - $t0" | bc -l
-  done | median
-}
+. benches/timing.sh
 for case in "map $n" "imap $m"; do
   set -- $case
-  plain=$(time_cmd python3 "$work/map.py" "$2" "$1")
-  watched=$(time_cmd "$bin" watch -- python3 "$work/map.py" "$2" "$1")
+  plain=$(time_cmd python3 benches/noop_pool.py "$2" "$1")
+  watched=$(time_cmd "$bin" watch -- python3 benches/noop_pool.py "$2" "$1")
   printf '%-5s %6s items: plain %7.3f s   watched %7.3f s   +%.0f%%\n' "$1" "$2" "$plain" "$watched" \
     "$(echo "($watched / $plain - 1) * 100" | bc -l)"
 done

@@ -14,22 +14,6 @@ cargo build --release --quiet
 bin=$PWD/target/release/poolscope
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat >"$work/pool.py" <<'PY'
-import sys
-from multiprocessing import Pool
-
-def noop(i):
-    return i
-
-if __name__ == "__main__":
-    n, how = int(sys.argv[1]), sys.argv[2]
-    with Pool(2) as pool:
-        if how == "imap":
-            for _ in pool.imap(noop, range(n), chunksize=1):
-                pass
-        else:
-            pool.map(noop, range(n))
-PY
 for chunk in 1 0; do
   {
     echo "[pool]"; echo "size = 2"; echo 'mode = "workers"'
@@ -37,19 +21,10 @@ for chunk in 1 0; do
     echo "[[task]]"; echo 'builtin = "noop"'; echo "range = [0, $tasks]"
   } >"$work/noop$chunk.toml"
 done
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-time_cmd() {
-  for _ in $(seq "$runs"); do
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$@" >/dev/null
-    t1=$(date +%s.%N)
-    echo "$t1 - $t0" | bc -l
-  done | median
-}
-py_imap=$(time_cmd python3 "$work/pool.py" "$tasks" imap)
+. benches/timing.sh
+py_imap=$(time_cmd python3 benches/noop_pool.py "$tasks" imap)
 ps_one=$(time_cmd "$bin" run "$work/noop1.toml")
-py_map=$(time_cmd python3 "$work/pool.py" "$tasks" map)
+py_map=$(time_cmd python3 benches/noop_pool.py "$tasks" map)
 ps_map=$(time_cmd "$bin" run "$work/noop0.toml")
 ps_trace=$(time_cmd "$bin" run "$work/noop0.toml" --trace "$work/t0.json")
 rate() { echo "$tasks / $1" | bc -l; }
@@ -59,4 +34,4 @@ printf '  chunksize 1:  Python imap %7.3f s (%6.0f tasks/s)   poolscope %7.3f s 
 printf '  map default:  Python map  %7.3f s                     poolscope %7.3f s                     wall x%.2f of Python\n' \
   "$py_map" "$ps_map" "$(echo "$ps_map / $py_map" | bc -l)"
 echo "targets: chunksize 1 >= 3x Python's throughput; map within 1.5x of Python's wall time"
-printf '  map default with --trace (100 000 trace events written): poolscope %7.3f s\n' "$ps_trace"
+printf '  map default with --trace (%s trace events written): poolscope %7.3f s\n' "$tasks" "$ps_trace"
