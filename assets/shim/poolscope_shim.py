@@ -118,6 +118,12 @@ class _FlushingQueue:
         _flush()
         return self._queue.get(*args, **kwargs)
 
+    def put(self, *args, **kwargs):
+        # Reports go out before the result: once the program has every result it may
+        # terminate the pool, and this worker with it.
+        _flush()
+        return self._queue.put(*args, **kwargs)
+
     def __getattr__(self, name):
         return getattr(self._queue, name)
 
@@ -304,8 +310,8 @@ def _patch_pool():
     worker = mp_pool.worker
 
     @functools.wraps(worker)
-    def _worker(inqueue, *args, **kwargs):
-        return worker(_FlushingQueue(inqueue), *args, **kwargs)
+    def _worker(inqueue, outqueue, *args, **kwargs):
+        return worker(_FlushingQueue(inqueue), _FlushingQueue(outqueue), *args, **kwargs)
 
     _worker.__module__, _worker.__qualname__ = __name__, "_pool_worker"
     globals()["_pool_worker"] = _worker
@@ -380,8 +386,10 @@ def _patch_futures():
     process_worker = cf_process._process_worker
 
     @functools.wraps(process_worker)
-    def _futures_worker(call_queue, *args, **kwargs):
-        return process_worker(_FlushingQueue(call_queue), *args, **kwargs)
+    def _futures_worker(call_queue, result_queue, *args, **kwargs):
+        return process_worker(
+            _FlushingQueue(call_queue), _FlushingQueue(result_queue), *args, **kwargs
+        )
 
     _futures_worker.__module__, _futures_worker.__qualname__ = __name__, "_futures_worker"
     globals()["_futures_worker"] = _futures_worker
