@@ -125,53 +125,41 @@ pub fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) {
     seal(out, at);
 }
 
-/// Append one report frame: binary for the per-task ones, JSON for the rest.
+/// Append one report frame: binary for output and the per-task ones, JSON for the rest.
 fn encode_report(message: &FromWorker, out: &mut Vec<u8>) {
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    match message {
+    let (kind, task, attempt, at_ns) = match message {
         FromWorker::Output {
             task,
             attempt,
             stream,
             bytes,
-        } => {
-            out.truncate(at);
-            encode_output(*task, *attempt, *stream, bytes, out);
-            return;
-        }
+        } => return encode_output(*task, *attempt, *stream, bytes, out),
         FromWorker::Started {
             task,
             attempt,
             at_ns,
-        } => {
-            out.push(KIND_STARTED);
-            out.extend_from_slice(&task.to_le_bytes());
-            out.extend_from_slice(&attempt.to_le_bytes());
-            out.extend_from_slice(&at_ns.to_le_bytes());
-        }
+        } => (KIND_STARTED, task, attempt, at_ns),
         FromWorker::Finished {
             task,
             attempt,
             at_ns,
-            exit,
-        } => {
-            out.push(KIND_FINISHED);
-            out.extend_from_slice(&task.to_le_bytes());
-            out.extend_from_slice(&attempt.to_le_bytes());
-            out.extend_from_slice(&at_ns.to_le_bytes());
-            let (kind, value) = match exit {
-                WorkerExit::Code(c) => (0u8, *c),
-                WorkerExit::Signal(s) => (1u8, *s),
-            };
-            out.push(kind);
-            out.extend_from_slice(&value.to_le_bytes());
-        }
-        other => {
-            out.truncate(at);
-            encode(other, out);
-            return;
-        }
+            ..
+        } => (KIND_FINISHED, task, attempt, at_ns),
+        other => return encode(other, out),
+    };
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.push(kind);
+    out.extend_from_slice(&task.to_le_bytes());
+    out.extend_from_slice(&attempt.to_le_bytes());
+    out.extend_from_slice(&at_ns.to_le_bytes());
+    if let FromWorker::Finished { exit, .. } = message {
+        let (how, value) = match exit {
+            WorkerExit::Code(c) => (0u8, *c),
+            WorkerExit::Signal(s) => (1u8, *s),
+        };
+        out.push(how);
+        out.extend_from_slice(&value.to_le_bytes());
     }
     seal(out, at);
 }
@@ -192,21 +180,9 @@ fn seal(out: &mut [u8], at: usize) {
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-/// Take the first whole frame off `buf`: `Ok(None)` while it is incomplete.
-pub fn decode<T: for<'de> Deserialize<'de>>(buf: &mut Vec<u8>) -> Result<Option<T>, String> {
-    let Some(body) = frame(buf)? else {
-        return Ok(None);
-    };
-    match body.first() {
-        Some(&KIND_JSON) => serde_json::from_slice(&body[1..])
-            .map(Some)
-            .map_err(|e| format!("bad frame: {e}")),
-        _ => Err("unexpected frame kind".to_owned()),
-    }
-}
-
-/// Like [`decode`] for the worker's reports, where output frames are raw bytes.
-pub fn decode_report(buf: &[u8], from: &mut usize) -> Result<Option<FromWorker>, String> {
+/// The body of the whole frame at `from` in `buf` (then `from` is past it); `Ok(None)`
+/// while it is incomplete.
+fn next_frame<'a>(buf: &'a [u8], from: &mut usize) -> Result<Option<&'a [u8]>, String> {
     let rest = &buf[*from..];
     if rest.len() < 4 {
         return Ok(None);
@@ -218,33 +194,71 @@ pub fn decode_report(buf: &[u8], from: &mut usize) -> Result<Option<FromWorker>,
     if rest.len() < 4 + len {
         return Ok(None);
     }
-    let body = &rest[4..4 + len];
     *from += 4 + len;
+    Ok(Some(&rest[4..4 + len]))
+}
+
+/// Take the first whole frame (a JSON one) off `buf`: `Ok(None)` while it is incomplete.
+pub fn decode<T: for<'de> Deserialize<'de>>(buf: &mut Vec<u8>) -> Result<Option<T>, String> {
+    let mut end = 0;
+    let Some(body) = next_frame(buf, &mut end)? else {
+        return Ok(None);
+    };
+    let message = match body[0] {
+        KIND_JSON => serde_json::from_slice(&body[1..]).map_err(|e| format!("bad frame: {e}")),
+        kind => Err(format!("unexpected frame kind {kind}")),
+    };
+    buf.drain(..end);
+    message.map(Some)
+}
+
+/// The task and attempt at the head of a binary frame's body.
+fn task_attempt(body: &[u8]) -> (u64, u32) {
+    (
+        u64::from_le_bytes(body[1..9].try_into().expect("8 bytes")),
+        u32::from_le_bytes(body[9..13].try_into().expect("4 bytes")),
+    )
+}
+
+/// Like [`decode`] for the worker's reports (output and per-task reports are binary),
+/// reading at `from` without moving the buffer.
+pub fn decode_report(buf: &[u8], from: &mut usize) -> Result<Option<FromWorker>, String> {
+    let Some(body) = next_frame(buf, from)? else {
+        return Ok(None);
+    };
+    let at_ns = |body: &[u8]| u64::from_le_bytes(body[13..21].try_into().expect("8 bytes"));
     match body[0] {
         KIND_JSON => serde_json::from_slice(&body[1..])
             .map(Some)
             .map_err(|e| format!("bad frame: {e}")),
-        KIND_OUTPUT if body.len() >= 14 => Ok(Some(FromWorker::Output {
-            task: u64::from_le_bytes(body[1..9].try_into().expect("8 bytes")),
-            attempt: u32::from_le_bytes(body[9..13].try_into().expect("4 bytes")),
-            stream: if body[13] == 0 {
-                Stream::Stdout
-            } else {
-                Stream::Stderr
-            },
-            bytes: body[14..].to_vec(),
-        })),
-        KIND_STARTED if body.len() == 21 => Ok(Some(FromWorker::Started {
-            task: u64::from_le_bytes(body[1..9].try_into().expect("8 bytes")),
-            attempt: u32::from_le_bytes(body[9..13].try_into().expect("4 bytes")),
-            at_ns: u64::from_le_bytes(body[13..21].try_into().expect("8 bytes")),
-        })),
+        KIND_OUTPUT if body.len() >= 14 => {
+            let (task, attempt) = task_attempt(body);
+            Ok(Some(FromWorker::Output {
+                task,
+                attempt,
+                stream: if body[13] == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                },
+                bytes: body[14..].to_vec(),
+            }))
+        }
+        KIND_STARTED if body.len() == 21 => {
+            let (task, attempt) = task_attempt(body);
+            Ok(Some(FromWorker::Started {
+                task,
+                attempt,
+                at_ns: at_ns(body),
+            }))
+        }
         KIND_FINISHED if body.len() == 26 => {
+            let (task, attempt) = task_attempt(body);
             let value = i32::from_le_bytes(body[22..26].try_into().expect("4 bytes"));
             Ok(Some(FromWorker::Finished {
-                task: u64::from_le_bytes(body[1..9].try_into().expect("8 bytes")),
-                attempt: u32::from_le_bytes(body[9..13].try_into().expect("4 bytes")),
-                at_ns: u64::from_le_bytes(body[13..21].try_into().expect("8 bytes")),
+                task,
+                attempt,
+                at_ns: at_ns(body),
                 exit: if body[21] == 0 {
                     WorkerExit::Code(value)
                 } else {
@@ -252,24 +266,11 @@ pub fn decode_report(buf: &[u8], from: &mut usize) -> Result<Option<FromWorker>,
                 },
             }))
         }
-        kind => Err(format!("unexpected frame kind {kind} ({len} bytes)")),
+        kind => Err(format!(
+            "unexpected frame kind {kind} ({} bytes)",
+            body.len()
+        )),
     }
-}
-
-fn frame(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, String> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
-    if len == 0 || len > MAX_FRAME {
-        return Err(format!("bad frame length {len}"));
-    }
-    if buf.len() < 4 + len {
-        return Ok(None);
-    }
-    let body = buf[4..4 + len].to_vec();
-    buf.drain(..4 + len);
-    Ok(Some(body))
 }
 
 /// The worker's side of its stdout: frames buffered and sent in batches.
@@ -587,7 +588,8 @@ impl ReportReader {
 }
 
 /// Frames for a list of reports, as a worker writes them.
-pub fn frames_of(messages: &[FromWorker]) -> Vec<u8> {
+#[cfg(test)]
+fn frames_of(messages: &[FromWorker]) -> Vec<u8> {
     let mut out = Vec::new();
     for m in messages {
         encode_report(m, &mut out);
