@@ -52,6 +52,8 @@ pub struct WorkerBackend {
     clock: (Instant, u64),
     /// Attempts ended here (killed before they started) that a worker may still report.
     void: HashSet<(TaskId, u32)>,
+    /// The slot whose worker holds each attempt handed out and not yet ended.
+    placed: HashMap<(TaskId, u32), Slot>,
     stopping: bool,
     buf: Vec<u8>,
 }
@@ -88,6 +90,7 @@ impl WorkerBackend {
             size: 0,
             clock: (Instant::now(), monotonic_ns()),
             void: HashSet::new(),
+            placed: HashMap::new(),
             stopping: false,
             buf: vec![0; 1 << 20],
         }
@@ -96,13 +99,11 @@ impl WorkerBackend {
 
 /// A worker's timestamp as an `Instant`, by a pair of readings of both clocks.
 fn instant((base, base_ns): (Instant, u64), ns: u64) -> Instant {
-    {
-        if ns >= base_ns {
-            base + Duration::from_nanos(ns - base_ns)
-        } else {
-            base.checked_sub(Duration::from_nanos(base_ns - ns))
-                .unwrap_or(base)
-        }
+    if ns >= base_ns {
+        base + Duration::from_nanos(ns - base_ns)
+    } else {
+        base.checked_sub(Duration::from_nanos(base_ns - ns))
+            .unwrap_or(base)
     }
 }
 
@@ -382,14 +383,28 @@ impl WorkerBackend {
                 WorkerExit::Code(code) => RawExit::Code(code),
                 WorkerExit::Signal(sig) => RawExit::Signal(sig),
             };
-            ctx.report(Report::Ended {
-                task,
-                attempt,
-                exit,
-                stdin_bytes: 0,
-                at: Some(instant(self.clock, at_ns)),
-            });
+            let at = Some(instant(self.clock, at_ns));
+            self.end(task, attempt, exit, at, ctx);
         }
+    }
+
+    /// Report an attempt over: it is on no worker any more.
+    fn end(
+        &mut self,
+        task: TaskId,
+        attempt: u32,
+        exit: RawExit,
+        at: Option<Instant>,
+        ctx: &mut Ctx<'_>,
+    ) {
+        self.placed.remove(&(task, attempt));
+        ctx.report(Report::Ended {
+            task,
+            attempt,
+            exit,
+            stdin_bytes: 0,
+            at,
+        });
     }
 
     /// A worker has exited: end what it was running, and hand what it had not started
@@ -454,13 +469,7 @@ impl WorkerBackend {
                     (Some(target), Some(sig)) if target == (task, attempt) => RawExit::Signal(sig),
                     _ => RawExit::WorkerLost(how.clone()),
                 };
-                ctx.report(Report::Ended {
-                    task,
-                    attempt,
-                    exit,
-                    stdin_bytes: 0,
-                    at: None,
-                });
+                self.end(task, attempt, exit, None, ctx);
             }
         } else if !w.retiring && !self.stopping {
             log::warn!(
@@ -485,13 +494,8 @@ impl WorkerBackend {
             Err(e) => {
                 log::error!("slot {slot}: {e}");
                 for job in left {
-                    ctx.report(Report::Ended {
-                        task: TaskId(job.task),
-                        attempt: job.attempt,
-                        exit: RawExit::WorkerLost(format!("no worker to run it: {e}")),
-                        stdin_bytes: 0,
-                        at: None,
-                    });
+                    let exit = RawExit::WorkerLost(format!("no worker to run it: {e}"));
+                    self.end(TaskId(job.task), job.attempt, exit, None, ctx);
                 }
             }
         }
@@ -505,18 +509,6 @@ impl WorkerBackend {
 
     fn take_void(&mut self, task: TaskId, attempt: u32) -> bool {
         !self.void.is_empty() && self.void.remove(&(task, attempt))
-    }
-
-    fn find(&self, task: TaskId, attempt: u32) -> Option<Slot> {
-        self.workers
-            .iter()
-            .find(|(_, w)| {
-                w.batch
-                    .iter()
-                    .chain(w.assigned.iter())
-                    .any(|j| (TaskId(j.task), j.attempt) == (task, attempt))
-            })
-            .map(|(&slot, _)| slot)
     }
 
     /// Ask every worker to leave after its current task.
@@ -559,6 +551,8 @@ impl Backend for WorkerBackend {
         };
         if let Some(w) = self.workers.get_mut(&request.slot) {
             w.batch.push(job);
+            self.placed
+                .insert((request.task, request.attempt), request.slot);
         }
         Ok(())
     }
@@ -597,10 +591,11 @@ impl Backend for WorkerBackend {
                 return Err(CommandError::StdinNotOpen(task));
             }
         };
-        let slot = self
-            .find(task, attempt)
+        let w = self
+            .placed
+            .get(&(task, attempt))
+            .and_then(|slot| self.workers.get_mut(slot))
             .ok_or(CommandError::NotRunning(task))?;
-        let w = self.workers.get_mut(&slot).expect("found above");
         if w.running == Some((task, attempt)) {
             // An external command leads its own group; an in-process job is the worker.
             let target = if let Some(child) = w.child {
@@ -612,23 +607,18 @@ impl Backend for WorkerBackend {
             return killpg(Pid::from_raw(target), signal)
                 .map_err(|e| CommandError::Signal(task, e.to_string()));
         }
-        // Not started yet: it ends now, and the worker will skip it when it comes.
-        self.void.insert((task, attempt));
+        // Not started yet: it ends now. If it was already sent, the worker may still run
+        // it; what it reports of it is dropped.
         if let Some(i) = w
             .batch
             .iter()
             .position(|j| (TaskId(j.task), j.attempt) == (task, attempt))
         {
             w.batch.remove(i);
-            self.void.remove(&(task, attempt));
+        } else {
+            self.void.insert((task, attempt));
         }
-        ctx.report(Report::Ended {
-            task,
-            attempt,
-            exit: RawExit::Signal(signal as i32),
-            stdin_bytes: 0,
-            at: None,
-        });
+        self.end(task, attempt, RawExit::Signal(signal as i32), None, ctx);
         Ok(())
     }
 
