@@ -311,15 +311,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         chunk_size,
         keep_order,
     } = plan(args)?;
-    let mut joblog_out = args
-        .joblog
-        .as_deref()
-        .map(|p| create(p).map(BufWriter::new))
-        .transpose()?;
-    if let Some(out) = &mut joblog_out {
-        writeln!(out, "{}", joblog::HEADER)?;
-        out.flush()?;
-    }
+    let mut joblog_out = JoblogOut::create(args.joblog.as_deref())?;
 
     let total = specs.len();
     if let Some(dir) = &config.output_dir {
@@ -371,14 +363,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                     let name = record.task(*task).map_or("", |t| t.spec.name.as_str());
                     bar.quiet(|| eprintln!("poolscope: task {task} ({name}): {outcome}"));
                 }
-                if let (Some(out), Some(t), Some(a)) = (
-                    &mut joblog_out,
-                    record.task(*task),
-                    record.attempt(*task, *attempt),
-                ) {
-                    writeln!(out, "{}", joblog::line(&record, t, a))?;
-                    out.flush()?;
-                }
+                joblog_out.finished(&record, *task, *attempt)?;
                 if !will_retry {
                     bar.inc();
                 }
@@ -400,11 +385,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     bar.finish_and_clear();
     drop(executor);
 
-    if let Some(path) = &args.trace {
-        let mut out = BufWriter::new(create(path)?);
-        trace::write(&record, &mut out)?;
-        out.flush()?;
-    }
+    write_trace(args.trace.as_deref(), &record)?;
     let failed = record
         .tasks
         .iter()
@@ -431,40 +412,20 @@ pub fn watch(args: &WatchArgs) -> Result<u8> {
 }
 
 fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
-    let mut joblog_out = args
-        .joblog
-        .as_deref()
-        .map(|p| create(p).map(BufWriter::new))
-        .transpose()?;
-    if let Some(out) = &mut joblog_out {
-        writeln!(out, "{}", joblog::HEADER)?;
-    }
+    let mut joblog_out = JoblogOut::create(args.joblog.as_deref())?;
     let (mut watched, events) = crate::watch::start(&args.program, dir, None)?;
     let mut record = RunRecord::without_output();
     while let Some(event) = events.recv() {
         record.apply(&event);
         match &event.kind {
             EventKind::Finished { task, attempt, .. } => {
-                if let (Some(out), Some(t), Some(a)) = (
-                    &mut joblog_out,
-                    record.task(*task),
-                    record.attempt(*task, *attempt),
-                ) {
-                    writeln!(out, "{}", joblog::line(&record, t, a))?;
-                }
+                joblog_out.finished(&record, *task, *attempt)?;
             }
             EventKind::Drained => break,
             _ => {}
         }
     }
-    if let Some(out) = &mut joblog_out {
-        out.flush()?;
-    }
-    if let Some(path) = &args.trace {
-        let mut out = BufWriter::new(create(path)?);
-        trace::write(&record, &mut out)?;
-        out.flush()?;
-    }
+    write_trace(args.trace.as_deref(), &record)?;
     let code = watched.wait(Duration::from_secs(5)).unwrap_or(1);
     for line in crate::model::story::pool_story(&record) {
         eprintln!("poolscope: {line}");
@@ -476,6 +437,44 @@ fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
         );
     }
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// `--joblog`: GNU parallel's format, a line per finished attempt, each written at once
+/// (an interrupted run keeps what finished).
+struct JoblogOut(Option<BufWriter<File>>);
+
+impl JoblogOut {
+    fn create(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self(None));
+        };
+        let mut out = BufWriter::new(create(path)?);
+        writeln!(out, "{}", joblog::HEADER)?;
+        out.flush()?;
+        Ok(Self(Some(out)))
+    }
+
+    fn finished(&mut self, record: &RunRecord, task: TaskId, attempt: u32) -> Result<()> {
+        if let (Some(out), Some(t), Some(a)) = (
+            &mut self.0,
+            record.task(task),
+            record.attempt(task, attempt),
+        ) {
+            writeln!(out, "{}", joblog::line(record, t, a))?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// `--trace`: the run as a Chrome trace, written when it ends.
+fn write_trace(path: Option<&Path>, record: &RunRecord) -> Result<()> {
+    if let Some(path) = path {
+        let mut out = BufWriter::new(create(path)?);
+        trace::write(record, &mut out)?;
+        out.flush()?;
+    }
+    Ok(())
 }
 
 fn create(path: &Path) -> Result<File> {
