@@ -19,8 +19,14 @@ fn script(name: &str) -> PathBuf {
 
 /// Watch `python3 SCRIPT`: the record of what its pools did, and its exit status.
 fn watch(name: &str) -> (RunRecord, i32) {
+    watch_with(name, &[])
+}
+
+/// [`watch`] with arguments for the script.
+fn watch_with(name: &str, script_args: &[&str]) -> (RunRecord, i32) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let argv: Vec<OsString> = vec!["python3".into(), script(name).into()];
+    let mut argv: Vec<OsString> = vec!["python3".into(), script(name).into()];
+    argv.extend(script_args.iter().map(OsString::from));
     let (mut watched, events) =
         poolscope::watch::start(&argv, &dir.path().join("watch"), None).expect("start");
     let mut record = RunRecord::default();
@@ -130,7 +136,7 @@ fn a_process_pool_executor_runs_ten_tasks_on_two_pids_and_shows_the_exception() 
 #[test]
 fn the_spawn_and_forkserver_start_methods_are_watched_as_well_as_fork() {
     for method in ["spawn", "forkserver"] {
-        let (record, code) = watch(&format!("seed_pool_{method}.py"));
+        let (record, code) = watch_with("seed_pool_start_method.py", &[method]);
         assert_eq!(code, 0);
         assert_eq!(record.succeeded(), 5, "{method}");
         for task in &record.tasks {

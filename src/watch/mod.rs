@@ -262,7 +262,7 @@ fn read_reports(stream: UnixStream, tx: &Sender<Msg>) {
 }
 
 /// One line from the shim.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct Report {
     kind: String,
     pid: u32,
@@ -332,35 +332,6 @@ struct Collector {
 
 /// Tasks of `Process` objects are numbered from here (pool tasks count from 1).
 const PROCESS_TASKS: u64 = 1 << 40;
-
-impl Report {
-    /// The identifying fields of a report, for one carved out of a batch.
-    fn clone_head(&self) -> Self {
-        Self {
-            kind: self.kind.clone(),
-            pid: self.pid,
-            t: self.t,
-            task: None,
-            pool: None,
-            size: None,
-            method: None,
-            func: None,
-            args: None,
-            first: None,
-            chunksize: None,
-            stream: None,
-            text: None,
-            ok: None,
-            error: None,
-            label: None,
-            child: None,
-            target: None,
-            exitcode: None,
-            tasks: Vec::new(),
-            t0: None,
-        }
-    }
-}
 
 impl Collector {
     fn new(sink: EventSink, start: Instant, base_ns: u64) -> Self {
@@ -589,8 +560,10 @@ impl Collector {
             if !self.known.contains(&task) {
                 self.early.entry(task).or_default().push(Report {
                     kind: "ran".to_owned(),
+                    pid: r.pid,
+                    t: r.t,
                     tasks: vec![(task, from, to)],
-                    ..r.clone_head()
+                    ..Report::default()
                 });
                 continue;
             }
@@ -661,18 +634,7 @@ impl Collector {
                 at,
             );
             self.processes.insert(child, task);
-            let slot = self.slot_of(child, at);
-            self.queued.remove(&task);
-            self.running.insert(task, child);
-            self.sink.send_at(
-                at,
-                EventKind::Started {
-                    task: TaskId(task),
-                    attempt: 1,
-                    slot,
-                    pid: Some(child),
-                },
-            );
+            self.started(task, child, at);
             self.marker(at, format!("Process {child}: start()"));
         } else {
             self.marker(at, format!("Process {child}: join()"));

@@ -1,5 +1,7 @@
-# The seed's Pool program with the spawn start method (fresh interpreters).
+# The seed's Pool program with the start method given as its argument (spawn: fresh
+# interpreters; forkserver: 3.14's default on Linux).
 import multiprocessing
+import sys
 from multiprocessing import Pool
 import os, time, random
 
@@ -11,7 +13,7 @@ def long_time_task(name):
     print('Task %s runs %0.2f seconds.' % (name, (end - start)))
 
 if __name__=='__main__':
-    multiprocessing.set_start_method('spawn')
+    multiprocessing.set_start_method(sys.argv[1])
     print('Parent process %s.' % os.getpid())
     p = Pool(4)
     for i in range(5):
