@@ -272,3 +272,45 @@ fn the_story_answers_the_seeds_close_question() {
     assert!(story.contains("workers are reused: PID"), "{story}");
     assert!(story.contains("close()"), "{story}");
 }
+
+#[test]
+fn a_pool_terminated_at_once_still_reports_every_task() {
+    // `with Pool(2)` terminates the workers as soon as map returns: the shim has them
+    // send what they hold first.
+    let (record, code) = watch_with("map_modes.py", &["burst"]);
+    assert_eq!(code, 0);
+    assert_eq!(record.tasks.len(), 2000);
+    assert_eq!(record.succeeded(), 2000);
+}
+
+#[test]
+fn an_item_that_raises_fails_alone_and_its_chunk_stops_there() {
+    let (record, code) = watch_with("map_modes.py", &["raise"]);
+    assert_eq!(code, 0);
+    let outcome = |i: usize| record.tasks[i].outcome().cloned();
+    // Chunks of 5: items 5 and 6 ran, 7 raised, 8 and 9 never started.
+    for i in [0, 1, 2, 3, 4, 5, 6] {
+        assert_eq!(outcome(i), Some(Outcome::Exited(0)), "item {i}");
+    }
+    assert_eq!(outcome(7), Some(Outcome::Exited(1)));
+    let stderr =
+        String::from_utf8_lossy(&record.tasks[7].output.stream_bytes(Stream::Stderr)).into_owned();
+    assert!(
+        stderr.contains("raised ValueError: no sevens"),
+        "{stderr:?}"
+    );
+    assert!(record.tasks[8].attempts.is_empty());
+    assert!(record.tasks[9].attempts.is_empty());
+}
+
+#[test]
+fn starmap_items_read_as_calls_and_keep_their_prints() {
+    let (record, code) = watch_with("map_modes.py", &["starmap"]);
+    assert_eq!(code, 0);
+    let names: Vec<&str> = record.tasks.iter().map(|t| t.spec.name.as_str()).collect();
+    assert_eq!(names, ["add(1, 2)", "add(3, 4)", "add(5, 6)"]);
+    let lines = ["adding 1 and 2", "adding 3 and 4", "adding 5 and 6"];
+    for (task, line) in record.tasks.iter().zip(lines) {
+        assert_eq!(stdout_of(&record, task.id), format!("{line}\n"));
+    }
+}

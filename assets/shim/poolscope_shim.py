@@ -14,6 +14,7 @@ socket is gone every report is dropped silently.
 import functools
 import itertools
 import json
+import operator
 import os
 import socket
 import sys
@@ -22,45 +23,63 @@ import time
 
 _PATH = os.environ.get("POOLSCOPE_WATCH")
 _state = {"sock": None, "pid": None, "lock": threading.Lock(), "dead": False, "buf": [],
-          "size": 0, "flushed": 0, "ran": [], "task": None}
+          "size": 0, "flushed": 0, "ran": [], "task": None, "chunk": None}
 # Task ids are given in the process that submits (the main one): unique per run.
 _ids = itertools.count(1)
 _pools = itertools.count(1)
 # Reports wait in a buffer at most this long while tasks stream (ns).
 _BATCH_NS = 1_000_000
+_clock = time.monotonic_ns
 
 
 def _reset_after_fork():
     _state.update(sock=None, pid=None, lock=threading.Lock(), buf=[], size=0, flushed=0,
-                  ran=[], task=None)
+                  ran=[], task=None, chunk=None)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+def _push(data):
+    """Queue one encoded report (under the lock). Tasks that ran before it go first:
+    poolscope reads each process's reports in the order they happened."""
+    if _state["ran"]:
+        _ran_report()
+    _state["buf"].append(data)
+    _state["size"] += len(data)
+
+
+def _ran_report():
+    # Tasks that ran since the last batch: [task, start, end] each, in one report.
+    ran, _state["ran"] = _state["ran"], []
+    line = '{"kind":"ran","pid":%d,"t":%d,"tasks":%s}\n' % (
+        os.getpid(), time.monotonic_ns(), json.dumps(ran))
+    _state["buf"].append(line.encode())
+
+
 def _flush_locked():
-    ran = _state.get("ran")
-    if ran:
-        # Tasks that ran since the last batch: [task, start, end] each, in one report.
-        _state["ran"] = []
-        line = '{"kind":"ran","pid":%d,"t":%d,"tasks":%s}\n' % (
-            os.getpid(), time.monotonic_ns(), json.dumps(ran))
-        _state["buf"].append(line.encode())
+    if _state["ran"]:
+        _ran_report()
     if not _state["buf"] or _state["dead"]:
         return
     data = b"".join(_state["buf"])
     _state["buf"], _state["size"] = [], 0
     _state["flushed"] = time.monotonic_ns()
     try:
-        if _state["sock"] is None or _state["pid"] != os.getpid():
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(_PATH)
-            _state["sock"], _state["pid"] = s, os.getpid()
-        _state["sock"].sendall(data)
+        _connected().sendall(data)
     except OSError:
         # poolscope went away: the program goes on unobserved.
         _state["dead"] = True
+
+
+def _connected():
+    """This process's socket to poolscope (each process has its own)."""
+    if _state["sock"] is None or _state["pid"] != os.getpid():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(_PATH)
+        _state["sock"], _state["pid"] = s, os.getpid()
+    return _state["sock"]
 
 
 def _flush():
@@ -70,12 +89,18 @@ def _flush():
 
 def _flusher():
     """Sends what waited in the buffer at most a millisecond after it was queued, so a
-    report never waits for the next one (a long task's start shows at once)."""
+    report never waits for the next one. While a worker runs a map's chunk it ticks every
+    millisecond: an item that has not moved on since the last tick is slow, and its start
+    is shown at once (the chunk's fast items are reported when the chunk is done)."""
     while True:
         _state["pending"].wait()
         time.sleep(_BATCH_NS / 1e9)
         with _state["lock"]:
-            _state["pending"].clear()
+            chunk = _state["chunk"]
+            if chunk is None:
+                _state["pending"].clear()
+            else:
+                chunk.tick()
             _flush_locked()
 
 
@@ -99,33 +124,137 @@ def _send(kind, now=False, **fields):
     line = (json.dumps(fields, default=repr) + "\n").encode("utf-8", "replace")
     _ensure_flusher()
     with _state["lock"]:
-        _state["buf"].append(line)
-        _state["size"] += len(line)
+        _push(line)
         if now or _state["size"] > 65536:
             _flush_locked()
         else:
             _state["pending"].set()
 
 
-class _FlushingQueue:
-    """A pool worker's task queue: what was reported goes out before the worker waits
-    for its next task (so nothing is held while it idles, or lost when it is stopped)."""
+class _WorkerQueue:
+    """A pool worker's task or result queue. Getting a task says what runs next (a map's
+    chunk, or a single item of imap); putting its result closes it. Reports leave in
+    batches (the flusher), at the worker's end, and when the program terminates its pool
+    (a sync, see _listen), never one send per task."""
 
     def __init__(self, queue):
         self._queue = queue
 
     def get(self, *args, **kwargs):
-        _flush()
-        return self._queue.get(*args, **kwargs)
+        task = self._queue.get(*args, **kwargs)
+        if task is None:
+            # The sentinel: this worker ends.
+            _flush()
+            return task
+        try:
+            job, i, func, fargs, kwds = task
+        except (TypeError, ValueError):  # concurrent.futures' _CallItem: its fn is a _Task
+            return task
+        if isinstance(func, _MapTask):
+            # imap with chunksize 1: item i.
+            _open(func, func.first + i)
+        elif func is _mapstar or func is _starmapstar:
+            mapped = fargs[0][0]
+            if isinstance(mapped, _MapTask):
+                _open(mapped, mapped.first + i * mapped.chunksize)
+        return task
 
-    def put(self, *args, **kwargs):
-        # Reports go out before the result: once the program has every result it may
-        # terminate the pool, and this worker with it.
-        _flush()
-        return self._queue.put(*args, **kwargs)
+    def put(self, obj, *args, **kwargs):
+        chunk = _state["chunk"]
+        if chunk is not None:
+            _close(chunk, obj)
+        return self._queue.put(obj, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._queue, name)
+
+
+_mapstar = _starmapstar = None
+
+
+def _open(mapped, base):
+    mapped.base, mapped.stamps, mapped.seen, mapped.shown = base, [], 0, 0
+    if sys.stdout.__class__ is not _Tee:
+        sys.stdout, sys.stderr = _Tee(sys.stdout, "stdout"), _Tee(sys.stderr, "stderr")
+    _ensure_flusher()
+    _state["chunk"] = mapped
+    _state["pending"].set()
+
+
+def _close(chunk, result):
+    """A chunk's items ran: one report of when each started; each ended as the next
+    started, the last when the result was put. If one raised (Python stops the chunk
+    there), it is the last that started."""
+    end = _clock()
+    stamps = chunk.stamps
+    _state["chunk"] = None
+    if not stamps:
+        return
+    error = ""
+    try:
+        ok, value = result[2]
+        if not ok:
+            value = getattr(value, "exc", value)  # Python's ExceptionWithTraceback
+            error = ',"error":%s' % json.dumps("%s: %s" % (type(value).__name__, value))
+    except Exception:  # not a (job, i, (ok, value)) result: nothing to say about it
+        pass
+    stamps.append(end)
+    gaps = list(map(operator.sub, stamps[1:], stamps[:-1]))
+    line = '{"kind":"run","pid":%d,"t":%d,"first":%d,"t0":%d,"gaps":%s%s}\n' % (
+        os.getpid(), end, chunk.base, stamps[0], json.dumps(gaps), error)
+    data = line.encode()
+    with _state["lock"]:
+        _push(data)
+        if _state["size"] > 65536:
+            _flush_locked()
+
+
+def _listen():
+    """In a pool worker: a thread that flushes when poolscope asks (b"F"), because the
+    program is about to terminate the pool. Reports go out every millisecond anyway;
+    this covers the last one."""
+    if _PATH is None or _state["dead"]:
+        return
+
+    def serve(sock):
+        while True:
+            try:
+                asked = sock.recv(64)
+            except OSError:
+                return
+            if not asked:
+                return
+            with _state["lock"]:
+                _push(b'{"kind":"flushed","pid":%d,"t":%d}\n' % (
+                    os.getpid(), _clock()))
+                _flush_locked()
+
+    try:
+        with _state["lock"]:
+            sock = _connected()
+            sock.sendall(b'{"kind":"listening","pid":%d,"t":%d}\n' % (os.getpid(), _clock()))
+    except OSError:
+        _state["dead"] = True
+        return
+    threading.Thread(target=serve, args=(sock,), name="poolscope-shim-listen",
+                     daemon=True).start()
+
+
+def _sync(timeout=0.5):
+    """Wait (at most `timeout`) until every listening worker has sent what it holds."""
+    if _PATH is None or _state["dead"]:
+        return
+    import select
+
+    try:
+        with _state["lock"]:
+            _push(b'{"kind":"sync","pid":%d,"t":%d}\n' % (os.getpid(), _clock()))
+            _flush_locked()
+            sock = _state["sock"]
+        if sock is not None and select.select([sock], [], [], timeout)[0]:
+            sock.recv(64)
+    except (OSError, ValueError):
+        pass
 
 
 def _short(value, limit=60):
@@ -149,7 +278,10 @@ class _Tee:
 
     def write(self, text):
         n = self._real.write(text)
-        task = _state.get("task")
+        task = _state["task"]
+        chunk = _state["chunk"]
+        if chunk is not None and chunk.stamps:
+            task = chunk.base + len(chunk.stamps) - 1
         if text and task is not None:
             _send("output", task=task, stream=self._stream, text=text)
         return n
@@ -168,8 +300,7 @@ def _quick(line):
     _ensure_flusher()
     data = line.encode()
     with _state["lock"]:
-        _state["buf"].append(data)
-        _state["size"] += len(data)
+        _push(data)
         if _state["size"] > 65536:
             _flush_locked()
         else:
@@ -220,15 +351,52 @@ class _Task:
 
 
 class _MapTask:
-    """A map's function: each item arrives with its index, which names its task."""
+    """A map's function. Pickled once per chunk: in the worker, _open gives its copy the
+    chunk's first task and a list for the items' start times, which is all it records
+    per item (a map may have 100 000 items; a report per item would cost more than the
+    item)."""
 
-    def __init__(self, func, first, star=False):
-        self.func, self.first, self.star = func, first, star
+    def __init__(self, func, first, chunksize):
+        self.func, self.first, self.chunksize = func, first, chunksize
+        self.stamps = None
 
-    def __call__(self, item):
-        index, value = item
-        args = tuple(value) if self.star else (value,)
-        return _run(self.first + index, self.func, args, {})
+    def __getstate__(self):
+        return (self.func, self.first, self.chunksize)
+
+    def __setstate__(self, state):
+        self.func, self.first, self.chunksize = state
+        self.stamps = None
+
+    def __call__(self, *args):
+        # starmap unpacks each item's arguments; map passes the item.
+        self.stamps.append(_clock())
+        return self.func(*args)
+
+    def tick(self):
+        """The flusher's millisecond tick: an item that is still the latest after a whole
+        tick is slow; its start is shown now (under the lock)."""
+        n = len(self.stamps)
+        if n and n == self.seen and n != self.shown:
+            self.shown = n
+            line = '{"kind":"start","pid":%d,"t":%d,"task":%d}\n' % (
+                os.getpid(), self.stamps[n - 1], self.base + n - 1)
+            _push(line.encode())
+        self.seen = n
+
+
+def _described(items):
+    """Each item's short repr, as one string with \\x1f between them: a map may have
+    100 000 items, so this runs at C speed where it can."""
+    try:
+        described = list(map(repr, items))
+        if described and max(map(len, described)) > 24:
+            described = [d if len(d) <= 24 else d[:23] + "…" for d in described]
+        text = "\x1f".join(described)
+        if text.count("\x1f") == len(described) - 1:
+            return text
+    except Exception:  # a repr that raises must not break the program
+        pass
+    return "\x1f".join(_short(v, 24).replace("\x1f", " ") for v in items)
 
 
 def _submit(pool, func, args, chunk=None):
@@ -259,38 +427,31 @@ def _patch_pool():
         task = _submit(getattr(self, "_poolscope_id", 0), func, args)
         return original["apply_async"](self, _Task(func, task), args, kwds, *rest, **more)
 
-    def _items(self, func, iterable, star, chunksize=None):
-        items = list(iterable)
+    def _items(self, func, iterable, chunksize=None, star=False):
+        items = iterable if hasattr(iterable, "__len__") else list(iterable)
         pool = getattr(self, "_poolscope_id", 0)
         if chunksize is None:
             # Pool.map's own default (imap's is 1).
             chunksize, extra = divmod(len(items), len(getattr(self, "_pool", [])) * 4 or 1)
             chunksize += 1 if extra else 0
+        chunksize = max(1, chunksize)
         first = next(_ids)
         # The rest of the ids of this map: one report for all its tasks.
         for _ in range(len(items) - 1):
             next(_ids)
-        try:
-            # One short repr per item, at C speed (a map may have 100 000 items).
-            described = [repr(tuple(v) if star else (v,))[:24] for v in items]
-        except Exception:  # a repr that raises must not break the program
-            described = [_short(v if star else (v,), 24) for v in items]
-        _send("map", pool=pool, first=first, func=_name(func), chunksize=chunksize,
-              args=described)
-        return _MapTask(func, first, star), list(enumerate(items))
+        _send("map", pool=pool, first=first, n=len(items), func=_name(func),
+              chunksize=chunksize, star=star, args=_described(items))
+        return _MapTask(func, first, chunksize), items
 
     @functools.wraps(original["_map_async"])
     def _map_async(self, func, iterable, mapper, chunksize=None, *rest, **more):
-        star = mapper is mp_pool.starmapstar
-        wrapped, items = _items(self, func, iterable, star, chunksize)
-        # The wrapper takes one (index, value) item: star-mapping is done inside it.
-        return original["_map_async"](self, wrapped, items, mp_pool.mapstar, chunksize,
-                                      *rest, **more)
+        wrapped, items = _items(self, func, iterable, chunksize, mapper is mp_pool.starmapstar)
+        return original["_map_async"](self, wrapped, items, mapper, chunksize, *rest, **more)
 
     def _imap(name):
         @functools.wraps(original[name])
         def imap(self, func, iterable, chunksize=1):
-            wrapped, items = _items(self, func, iterable, False, chunksize or 1)
+            wrapped, items = _items(self, func, iterable, chunksize or 1)
             return original[name](self, wrapped, items, chunksize)
         return imap
 
@@ -308,15 +469,31 @@ def _patch_pool():
         return call
 
     worker = mp_pool.worker
+    global _mapstar, _starmapstar
+    _mapstar, _starmapstar = mp_pool.mapstar, mp_pool.starmapstar
 
     @functools.wraps(worker)
     def _worker(inqueue, outqueue, *args, **kwargs):
-        return worker(_FlushingQueue(inqueue), _FlushingQueue(outqueue), *args, **kwargs)
+        _listen()
+        try:
+            return worker(_WorkerQueue(inqueue), _WorkerQueue(outqueue), *args, **kwargs)
+        finally:
+            # A worker may end without another get (maxtasksperchild): send what is left.
+            _flush()
 
     _worker.__module__, _worker.__qualname__ = __name__, "_pool_worker"
     globals()["_pool_worker"] = _worker
     mp_pool.worker = _worker
 
+    terminate_pool = Pool._terminate_pool.__func__
+
+    @functools.wraps(terminate_pool)
+    def _terminate_pool(cls, *args, **kwargs):
+        # Its workers are about to be killed: have them send their last reports first.
+        _sync()
+        return terminate_pool(cls, *args, **kwargs)
+
+    Pool._terminate_pool = classmethod(_terminate_pool)
     Pool.__init__ = __init__
     Pool.apply_async = apply_async
     Pool._map_async = _map_async
@@ -387,9 +564,13 @@ def _patch_futures():
 
     @functools.wraps(process_worker)
     def _futures_worker(call_queue, result_queue, *args, **kwargs):
-        return process_worker(
-            _FlushingQueue(call_queue), _FlushingQueue(result_queue), *args, **kwargs
-        )
+        _listen()
+        try:
+            return process_worker(
+                _WorkerQueue(call_queue), _WorkerQueue(result_queue), *args, **kwargs
+            )
+        finally:
+            _flush()
 
     _futures_worker.__module__, _futures_worker.__qualname__ = __name__, "_futures_worker"
     globals()["_futures_worker"] = _futures_worker

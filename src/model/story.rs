@@ -3,6 +3,7 @@
 //! the seed's own questions, answered from the record.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::time::Duration;
 
 use super::run::RunRecord;
@@ -15,9 +16,50 @@ fn secs(d: Duration) -> String {
     }
 }
 
+/// How many task names a sentence lists before it says "…" (a map may have 100 000).
+const NAMES_SHOWN: usize = 3;
+/// How many PIDs a sentence lists.
+const PIDS_SHOWN: usize = 8;
+
+/// What one process ran: how many tasks, and the names of the first few.
+#[derive(Default)]
+struct Ran<'a> {
+    count: usize,
+    first: Vec<&'a str>,
+}
+
+impl Ran<'_> {
+    fn describe(&self) -> String {
+        let more = if self.count > self.first.len() {
+            ", …"
+        } else {
+            ""
+        };
+        if self.count > NAMES_SHOWN {
+            format!("{} tasks ({}{more})", self.count, self.first.join(", "))
+        } else {
+            self.first.join(", ")
+        }
+    }
+}
+
+/// The first `limit` items joined by `sep`, then how many were left out.
+fn listed<T: ToString>(items: impl ExactSizeIterator<Item = T>, limit: usize, sep: &str) -> String {
+    let total = items.len();
+    let mut text = items
+        .take(limit)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(sep);
+    if total > limit {
+        let _ = write!(text, " and {} more", total - limit);
+    }
+    text
+}
+
 /// Sentences about the run's pool; empty for a run with no task that started.
 pub fn pool_story(record: &RunRecord) -> Vec<String> {
-    let mut by_pid: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+    let mut by_pid: BTreeMap<u32, Ran> = BTreeMap::new();
     let mut first_start: Option<Duration> = None;
     let mut longest_wait: Option<(Duration, &str)> = None;
     for task in &record.tasks {
@@ -25,7 +67,11 @@ pub fn pool_story(record: &RunRecord) -> Vec<String> {
             continue;
         };
         if let Some(pid) = a.pid {
-            by_pid.entry(pid).or_default().push(task.spec.name.as_str());
+            let ran = by_pid.entry(pid).or_default();
+            ran.count += 1;
+            if ran.first.len() < NAMES_SHOWN {
+                ran.first.push(task.spec.name.as_str());
+            }
         }
         first_start = Some(first_start.map_or(a.started, |f| f.min(a.started)));
         let wait = a.started.saturating_sub(task.queued);
@@ -38,21 +84,20 @@ pub fn pool_story(record: &RunRecord) -> Vec<String> {
     };
     let mut story = vec![format!(
         "{} tasks ran on {} processes ({})",
-        by_pid.values().map(Vec::len).sum::<usize>(),
+        by_pid.values().map(|r| r.count).sum::<usize>(),
         by_pid.len(),
-        by_pid
-            .keys()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        listed(by_pid.keys(), PIDS_SHOWN, ", ")
     )];
     let reused: Vec<String> = by_pid
         .iter()
-        .filter(|(_, tasks)| tasks.len() > 1)
-        .map(|(pid, tasks)| format!("PID {pid} ran {}", tasks.join(", ")))
+        .filter(|(_, ran)| ran.count > 1)
+        .map(|(pid, ran)| format!("PID {pid} ran {}", ran.describe()))
         .collect();
     if !reused.is_empty() {
-        story.push(format!("workers are reused: {}", reused.join("; ")));
+        story.push(format!(
+            "workers are reused: {}",
+            listed(reused.iter(), PIDS_SHOWN / 2, "; ")
+        ));
     }
     if let Some((wait, task)) = longest_wait
         && wait >= Duration::from_millis(5)
@@ -78,4 +123,27 @@ pub fn pool_story(record: &RunRecord) -> Vec<String> {
         });
     }
     story
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_big_map_is_summed_up_not_listed() {
+        let ran = Ran {
+            count: 50_000,
+            first: vec!["f(0)", "f(1)", "f(2)"],
+        };
+        assert_eq!(ran.describe(), "50000 tasks (f(0), f(1), f(2), …)");
+        let two = Ran {
+            count: 2,
+            first: vec!["f(0)", "f(4)"],
+        };
+        assert_eq!(two.describe(), "f(0), f(4)");
+        assert_eq!(
+            listed(1..11u32, 8, ", "),
+            "1, 2, 3, 4, 5, 6, 7, 8 and 2 more"
+        );
+    }
 }

@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use crate::executor::event::WorkerChange;
 use crate::executor::sink::EventSink;
+use crate::executor::task::{Invocation, TaskMap};
 use crate::executor::worker::monotonic_ns;
 use crate::executor::{EventKind, Events, Outcome, Stream, TaskId, TaskSpec, Waker};
 
@@ -196,12 +197,16 @@ pub fn start(
     ))
 }
 
+/// One process's connection, numbered in order of arrival.
+type Conn = usize;
+
 enum Msg {
-    Connected,
+    /// A process connected; the stream is kept to ask it to flush (see `sync`).
+    Connected(Conn, Option<UnixStream>),
     /// The program has exited and every connection made is accepted.
     AcceptDone,
-    Report(Box<Report>),
-    Disconnected,
+    Report(Conn, Box<Report>),
+    Disconnected(Conn),
     Exited(i32),
 }
 
@@ -213,18 +218,24 @@ fn accept(listener: &UnixListener, tx: &Sender<Msg>, exited: &AtomicBool) {
     if let Err(e) = listener.set_nonblocking(true) {
         log::error!("watch: {e}");
     }
+    let mut conns: Conn = 0;
     loop {
         let over = exited.load(Ordering::Acquire);
         match listener.accept() {
             Ok((stream, _)) => {
                 let _ = stream.set_nonblocking(false);
-                if tx.send(Msg::Connected).is_err() {
+                conns += 1;
+                let conn = conns;
+                if tx
+                    .send(Msg::Connected(conn, stream.try_clone().ok()))
+                    .is_err()
+                {
                     return;
                 }
                 let tx = tx.clone();
                 let spawned = thread::Builder::new()
                     .name("poolscope-watch-read".into())
-                    .spawn(move || read_reports(stream, &tx));
+                    .spawn(move || read_reports(stream, conn, &tx));
                 if spawned.is_err() {
                     log::error!("watch: cannot start a reader thread");
                 }
@@ -246,19 +257,19 @@ fn accept(listener: &UnixListener, tx: &Sender<Msg>, exited: &AtomicBool) {
     }
 }
 
-fn read_reports(stream: UnixStream, tx: &Sender<Msg>) {
-    for line in BufReader::new(stream).lines() {
+fn read_reports(stream: UnixStream, conn: Conn, tx: &Sender<Msg>) {
+    for line in BufReader::with_capacity(256 * 1024, stream).lines() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<Report>(&line) {
             Ok(report) => {
-                if tx.send(Msg::Report(Box::new(report))).is_err() {
+                if tx.send(Msg::Report(conn, Box::new(report))).is_err() {
                     return;
                 }
             }
             Err(e) => log::warn!("watch: a report that does not parse ({e}): {line}"),
         }
     }
-    let _ = tx.send(Msg::Disconnected);
+    let _ = tx.send(Msg::Disconnected(conn));
 }
 
 /// One line from the shim.
@@ -302,9 +313,18 @@ struct Report {
     /// `ran`: tasks that ran, as (task, start, end).
     #[serde(default)]
     tasks: Vec<(u64, u64, u64)>,
-    /// `start` sent late (a task that raised): when it really started.
+    /// `start` sent late (a task that raised): when it really started. `run`: when its
+    /// first task started.
     #[serde(default)]
     t0: Option<u64>,
+    /// `run`: each task's length; the next starts as one ends.
+    #[serde(default)]
+    gaps: Vec<u64>,
+    /// `map`: how many tasks, and whether each item is an argument tuple (`starmap`).
+    #[serde(default)]
+    n: Option<usize>,
+    #[serde(default)]
+    star: bool,
 }
 
 /// Turns reports into events, in one thread.
@@ -314,21 +334,41 @@ struct Collector {
     base_ns: u64,
     /// Lane (slot) of each process that ran something, in order of first appearance.
     slots: HashMap<u32, usize>,
-    /// Tasks queued and not yet started / started and not ended.
-    queued: std::collections::BTreeSet<u64>,
-    running: HashMap<u64, u32>,
+    /// Every task submitted so far, and where it is.
+    tasks: TaskMap<Life>,
     /// Child processes of `Process` objects: their task.
     processes: HashMap<u32, u64>,
     next_process_task: u64,
-    /// Every task queued so far, and reports that came before their task's submit.
-    known: std::collections::HashSet<u64>,
+    /// Reports that came before their task's submit.
     early: HashMap<u64, Vec<Report>>,
     connections: usize,
+    /// Each connection's stream (to ask for a flush), and those that listen for it.
+    writers: HashMap<Conn, UnixStream>,
+    listening: std::collections::HashSet<Conn>,
+    sync: Option<Sync>,
     accepting: bool,
     seen_inside: Arc<AtomicBool>,
     exit: Option<i32>,
     pool_size: usize,
 }
+
+/// Where a watched task is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Queued,
+    Running,
+    Done,
+}
+
+/// A process waits for the pool's workers to flush before it terminates them.
+struct Sync {
+    asked_by: Conn,
+    waiting: std::collections::HashSet<Conn>,
+    until: Instant,
+}
+
+/// How long a sync waits for a worker that does not answer.
+const SYNC_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Tasks of `Process` objects are numbered from here (pool tasks count from 1).
 const PROCESS_TASKS: u64 = 1 << 40;
@@ -340,17 +380,37 @@ impl Collector {
             start,
             base_ns,
             slots: HashMap::new(),
-            queued: std::collections::BTreeSet::new(),
-            running: HashMap::new(),
+            tasks: TaskMap::default(),
             processes: HashMap::new(),
             next_process_task: PROCESS_TASKS,
-            known: std::collections::HashSet::new(),
             early: HashMap::new(),
             connections: 0,
+            writers: HashMap::new(),
+            listening: std::collections::HashSet::new(),
+            sync: None,
             accepting: true,
             seen_inside: Arc::new(AtomicBool::new(false)),
             exit: None,
             pool_size: 0,
+        }
+    }
+
+    fn known(&self, task: u64) -> bool {
+        self.tasks.contains_key(&TaskId(task))
+    }
+
+    fn is_running(&self, task: u64) -> bool {
+        self.tasks.get(&TaskId(task)) == Some(&Life::Running)
+    }
+
+    /// Whether `task` was running; it is done now.
+    fn stop_running(&mut self, task: u64) -> bool {
+        match self.tasks.get_mut(&TaskId(task)) {
+            Some(life) if *life == Life::Running => {
+                *life = Life::Done;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -371,6 +431,13 @@ impl Collector {
             let msg = match rx.recv_timeout(Duration::from_millis(5)) {
                 Ok(msg) => msg,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self
+                        .sync
+                        .as_ref()
+                        .is_some_and(|s| s.until <= Instant::now())
+                    {
+                        self.end_sync();
+                    }
                     self.sink.flush_if_due();
                     if self.finished() {
                         break;
@@ -380,11 +447,35 @@ impl Collector {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             match msg {
-                Msg::Connected => self.connections += 1,
+                Msg::Connected(conn, writer) => {
+                    self.connections += 1;
+                    if let Some(writer) = writer {
+                        self.writers.insert(conn, writer);
+                    }
+                }
                 Msg::AcceptDone => self.accepting = false,
-                Msg::Disconnected => self.connections = self.connections.saturating_sub(1),
+                Msg::Disconnected(conn) => {
+                    self.connections = self.connections.saturating_sub(1);
+                    self.writers.remove(&conn);
+                    self.listening.remove(&conn);
+                    self.synced(conn);
+                }
                 Msg::Exited(code) => self.exit = Some(code),
-                Msg::Report(report) => self.report(*report),
+                Msg::Report(conn, report) => match report.kind.as_str() {
+                    "listening" => {
+                        self.listening.insert(conn);
+                    }
+                    "sync" => self.start_sync(conn),
+                    "flushed" => self.synced(conn),
+                    _ => self.report(*report),
+                },
+            }
+            if self
+                .sync
+                .as_ref()
+                .is_some_and(|s| s.until <= Instant::now())
+            {
+                self.end_sync();
             }
             self.sink.flush_if_due();
             if self.finished() {
@@ -392,6 +483,46 @@ impl Collector {
             }
         }
         self.end();
+    }
+
+    /// A process is about to terminate its pool: ask every worker to send what it holds,
+    /// and answer the process when all have (or after [`SYNC_TIMEOUT`]).
+    fn start_sync(&mut self, asked_by: Conn) {
+        use std::io::Write;
+        self.end_sync();
+        let mut waiting = std::collections::HashSet::new();
+        for &conn in &self.listening {
+            if conn != asked_by
+                && let Some(mut writer) = self.writers.get(&conn)
+                && writer.write_all(b"F").is_ok()
+            {
+                waiting.insert(conn);
+            }
+        }
+        self.sync = Some(Sync {
+            asked_by,
+            waiting,
+            until: Instant::now() + SYNC_TIMEOUT,
+        });
+        self.synced(0);
+    }
+
+    fn synced(&mut self, conn: Conn) {
+        if let Some(sync) = &mut self.sync {
+            sync.waiting.remove(&conn);
+            if sync.waiting.is_empty() {
+                self.end_sync();
+            }
+        }
+    }
+
+    fn end_sync(&mut self) {
+        use std::io::Write;
+        if let Some(sync) = self.sync.take()
+            && let Some(mut writer) = self.writers.get(&sync.asked_by)
+        {
+            let _ = writer.write_all(b"K");
+        }
     }
 
     /// The program has exited and every process that reported has closed its socket.
@@ -421,12 +552,24 @@ impl Collector {
     }
 
     fn queue(&mut self, task: u64, name: String, func: &str, args: String, at: Duration) {
+        self.queue_quietly(task, name, func, args, at);
+        self.replay_early(task);
+    }
+
+    /// Queue a task without replaying its early reports (a map queues all its tasks
+    /// first: a chunk's report covers several).
+    fn queue_quietly(&mut self, task: u64, name: String, func: &str, args: String, at: Duration) {
+        // Built directly: `TaskSpec::program` would quote a display line, and a map
+        // may queue 100 000 of these.
         let spec = TaskSpec {
             name,
-            ..TaskSpec::program(func.to_owned(), [args])
+            invocation: Invocation::Program {
+                program: func.to_owned(),
+                args: vec![args],
+            },
+            ..TaskSpec::shell(String::new())
         };
-        self.queued.insert(task);
-        self.known.insert(task);
+        self.tasks.insert(TaskId(task), Life::Queued);
         self.sink.send_at(
             at,
             EventKind::Queued {
@@ -434,24 +577,35 @@ impl Collector {
                 spec: Arc::new(spec),
             },
         );
-        for early in self.early.remove(&task).unwrap_or_default() {
-            self.report(early);
+    }
+
+    /// Reports about `task` that came before it was submitted.
+    fn replay_early(&mut self, task: u64) {
+        if let Some(early) = self.early.remove(&task) {
+            for report in early {
+                self.report(report);
+            }
         }
     }
 
     fn report(&mut self, r: Report) {
         // Processes report on their own sockets: a worker's start can arrive before the
         // main process's submit. Hold it until the task is known.
-        if let Some(task) = r.task
-            && matches!(r.kind.as_str(), "start" | "output" | "end")
-            && !self.known.contains(&task)
+        let about = match r.kind.as_str() {
+            "start" | "output" | "end" => r.task,
+            "run" => r.first,
+            _ => None,
+        };
+        if let Some(task) = about
+            && !self.known(task)
         {
             self.early.entry(task).or_default().push(r);
             return;
         }
-        if r.kind == "ran" {
-            self.ran(&r);
-            return;
+        match r.kind.as_str() {
+            "ran" => return self.ran(&r),
+            "run" => return self.run_of(&r),
+            _ => {}
         }
         let at = self.at(r.t0.unwrap_or(r.t));
         match r.kind.as_str() {
@@ -472,10 +626,10 @@ impl Collector {
                 let name = format!("{func}{}", call_args(&args));
                 self.queue(task, name, func, args, at);
             }
-            "map" => self.mapped(r, at),
+            "map" => self.mapped(&r, at),
             "start" => {
                 if let Some(task) = r.task
-                    && !self.running.contains_key(&task)
+                    && !self.is_running(task)
                 {
                     self.started(task, r.pid, at);
                 }
@@ -486,7 +640,7 @@ impl Collector {
                 };
                 // In a quick stream a task's start comes with its end: its output says
                 // it runs.
-                if !self.running.contains_key(&task) {
+                if !self.is_running(task) {
                     self.started(task, r.pid, at);
                 }
                 let stream = if r.stream.as_deref() == Some("stderr") {
@@ -504,7 +658,7 @@ impl Collector {
                     },
                 );
             }
-            "end" => self.ended(r, at),
+            "end" => self.ended(&r, at),
             "marker" => {
                 let label = r.label.unwrap_or_default();
                 let label = match r.pool {
@@ -525,24 +679,30 @@ impl Collector {
     }
 
     /// A map's tasks, submitted together, and its chunks.
-    fn mapped(&mut self, r: Report, at: Duration) {
-        let (Some(first), Some(func)) = (r.first, r.func.as_deref()) else {
+    fn mapped(&mut self, r: &Report, at: Duration) {
+        let (Some(first), Some(func), Some(n)) = (r.first, r.func.as_deref(), r.n) else {
             return;
         };
-        let list = match r.args {
-            Some(serde_json::Value::Array(list)) => list,
+        // One short repr per item, separated by \x1f.
+        let described = match &r.args {
+            Some(serde_json::Value::String(text)) if n > 0 => text.split('\x1f').collect(),
             _ => Vec::new(),
         };
-        for (i, arg) in list.iter().enumerate() {
-            let args = arg_text(Some(arg));
-            let name = format!("{func}{}", call_args(&args));
-            self.queue(first + i as u64, name, func, args, at);
+        for i in 0..n {
+            let args = described.get(i).copied().unwrap_or("…");
+            // A map item is one argument; a starmap item is the argument tuple.
+            let name = if r.star {
+                format!("{func}{}", call_args(args))
+            } else {
+                format!("{func}({args})")
+            };
+            self.queue_quietly(first + i as u64, name, func, args.to_owned(), at);
         }
         // The map's chunks: each went to one worker as a whole.
         let size = r.chunksize.unwrap_or(1).max(1);
         if size > 1 {
-            for start in (0..list.len()).step_by(size) {
-                let len = size.min(list.len() - start);
+            for start in (0..n).step_by(size) {
+                let len = size.min(n - start);
                 self.sink.send_at(
                     at,
                     EventKind::Chunk {
@@ -552,12 +712,41 @@ impl Collector {
                 );
             }
         }
+        for i in 0..n {
+            self.replay_early(first + i as u64);
+        }
+    }
+
+    /// A chunk (or one imap item) that a worker ran: its tasks in order from `first`,
+    /// the first starting at `t0`, each the length of its gap. With `error`, the last
+    /// one raised it (Python stops a chunk there).
+    fn run_of(&mut self, r: &Report) {
+        let (Some(first), Some(mut from)) = (r.first, r.t0) else {
+            return;
+        };
+        let last = r.gaps.len().saturating_sub(1);
+        for (i, &gap) in r.gaps.iter().enumerate() {
+            let task = first + i as u64;
+            let to = from + gap;
+            if !self.is_running(task) {
+                let at = self.at(from);
+                self.started(task, r.pid, at);
+            }
+            if self.stop_running(task) {
+                let at = self.at(to);
+                match &r.error {
+                    Some(error) if i == last => self.raised(task, error, at),
+                    _ => self.finish(task, Outcome::Exited(0), at),
+                }
+            }
+            from = to;
+        }
     }
 
     /// Tasks that ran and returned, reported together: (task, start, end) each.
     fn ran(&mut self, r: &Report) {
         for &(task, from, to) in &r.tasks {
-            if !self.known.contains(&task) {
+            if !self.known(task) {
                 self.early.entry(task).or_default().push(Report {
                     kind: "ran".to_owned(),
                     pid: r.pid,
@@ -567,11 +756,11 @@ impl Collector {
                 });
                 continue;
             }
-            if !self.running.contains_key(&task) {
+            if !self.is_running(task) {
                 let at = self.at(from);
                 self.started(task, r.pid, at);
             }
-            if self.running.remove(&task).is_some() {
+            if self.stop_running(task) {
                 let at = self.at(to);
                 self.finish(task, Outcome::Exited(0), at);
             }
@@ -580,8 +769,7 @@ impl Collector {
 
     fn started(&mut self, task: u64, pid: u32, at: Duration) {
         let slot = self.slot_of(pid, at);
-        self.queued.remove(&task);
-        self.running.insert(task, pid);
+        self.tasks.insert(TaskId(task), Life::Running);
         self.sink.send_at(
             at,
             EventKind::Started {
@@ -594,28 +782,30 @@ impl Collector {
     }
 
     /// A task's end: returned, or raised (its exception goes to the task's console).
-    fn ended(&mut self, r: Report, at: Duration) {
+    fn ended(&mut self, r: &Report, at: Duration) {
         let Some(task) = r.task else { return };
-        if self.running.remove(&task).is_none() {
+        if !self.stop_running(task) {
             return;
         }
-        let outcome = if r.ok == Some(true) {
-            Outcome::Exited(0)
+        if r.ok == Some(true) {
+            self.finish(task, Outcome::Exited(0), at);
         } else {
-            // A Python exception: its type and message, in the task's console.
-            let error = r.error.unwrap_or_else(|| "exception".to_owned());
-            self.sink.send_at(
-                at,
-                EventKind::Output {
-                    task: TaskId(task),
-                    attempt: 1,
-                    stream: Stream::Stderr,
-                    bytes: format!("raised {error}\n").into_bytes(),
-                },
-            );
-            Outcome::Exited(1)
-        };
-        self.finish(task, outcome, at);
+            self.raised(task, r.error.as_deref().unwrap_or("exception"), at);
+        }
+    }
+
+    /// A task that raised: its exception's type and message go to its console.
+    fn raised(&mut self, task: u64, error: &str, at: Duration) {
+        self.sink.send_at(
+            at,
+            EventKind::Output {
+                task: TaskId(task),
+                attempt: 1,
+                stream: Stream::Stderr,
+                bytes: format!("raised {error}\n").into_bytes(),
+            },
+        );
+        self.finish(task, Outcome::Exited(1), at);
     }
 
     /// A `Process` object's `start()` or `join()`: its child is a task of its own.
@@ -639,7 +829,7 @@ impl Collector {
         } else {
             self.marker(at, format!("Process {child}: join()"));
             if let Some(task) = self.processes.remove(&child)
-                && self.running.remove(&task).is_some()
+                && self.stop_running(task)
             {
                 let outcome = match r.exitcode {
                     Some(code) if code < 0 => Outcome::Signaled(-code),
@@ -672,14 +862,25 @@ impl Collector {
     /// was lost with its process.
     fn end(mut self) {
         let now = self.start.elapsed();
-        for task in std::mem::take(&mut self.running).into_keys() {
+        let mut never_ran = Vec::new();
+        let mut unreported = Vec::new();
+        for (&task, life) in &self.tasks {
+            match life {
+                Life::Queued => never_ran.push(task.0),
+                Life::Running => unreported.push(task.0),
+                Life::Done => {}
+            }
+        }
+        never_ran.sort_unstable();
+        unreported.sort_unstable();
+        for task in unreported {
             self.finish(
                 task,
                 Outcome::WorkerLost("its process ended without reporting".to_owned()),
                 now,
             );
         }
-        for task in std::mem::take(&mut self.queued) {
+        for task in never_ran {
             self.sink.send(EventKind::Cancelled { task: TaskId(task) });
         }
         self.sink.send(EventKind::Closed);
