@@ -149,6 +149,9 @@ pub fn main() -> ExitCode {
         Some(crate::executor::worker::WORKER_ROLE) => {
             return ExitCode::from(crate::executor::worker::main());
         }
+        Some(crate::executor::watchdog::GUARD_ROLE) => {
+            return ExitCode::from(crate::executor::watchdog::main());
+        }
         _ => {}
     }
     let cli = Cli::parse();

@@ -157,7 +157,7 @@ impl<B: Backend> Dispatcher<B> {
             shared,
             reactor,
             remote,
-            guard: GroupGuard::default(),
+            guard: GroupGuard::watched(&helper),
             reports: Vec::new(),
             helper,
             timed: super::task::TaskSet::default(),

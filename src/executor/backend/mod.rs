@@ -153,26 +153,48 @@ impl Remote {
 
 /// Every process group a backend has started and not yet seen end, so that whatever
 /// happens to the dispatcher (even a panic) they can be killed and none is left running.
-#[derive(Clone, Debug, Default)]
-pub struct GroupGuard(Arc<Mutex<HashSet<i32>>>);
+/// Each change is mirrored to the orphan guard ([`super::watchdog`]), which ends them if
+/// poolscope itself is killed.
+#[derive(Clone, Default)]
+pub struct GroupGuard {
+    groups: Arc<Mutex<HashSet<i32>>>,
+    dog: Option<&'static super::watchdog::Watchdog>,
+}
 
 impl GroupGuard {
+    /// A guard whose groups the orphan guard also knows (started with `helper`).
+    pub fn watched(helper: &std::path::Path) -> Self {
+        Self {
+            groups: Arc::default(),
+            dog: super::watchdog::shared(helper),
+        }
+    }
+
+    fn groups(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
+        self.groups.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn add(&self, pgid: i32) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(pgid);
+        // Under the lock, so the orphan guard sees the changes in the same order.
+        let mut groups = self.groups();
+        if groups.insert(pgid)
+            && let Some(dog) = self.dog
+        {
+            dog.track(pgid);
+        }
     }
 
     pub fn remove(&self, pgid: i32) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&pgid);
+        let mut groups = self.groups();
+        if groups.remove(&pgid)
+            && let Some(dog) = self.dog
+        {
+            dog.untrack(pgid);
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.groups().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -181,18 +203,25 @@ impl GroupGuard {
 
     /// SIGKILL every group, then reap the leaders (they are this process's children).
     pub(crate) fn kill_all(&self) {
-        let groups: Vec<i32> = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .collect();
+        let groups: Vec<i32> = self.groups().drain().collect();
         for &pgid in &groups {
             let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
-        for pgid in groups {
+        for &pgid in &groups {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pgid), None);
+            if let Some(dog) = self.dog {
+                dog.untrack(pgid);
+            }
         }
+    }
+}
+
+impl std::fmt::Debug for GroupGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupGuard")
+            .field("groups", &*self.groups())
+            .field("orphan_guard", &self.dog.is_some())
+            .finish()
     }
 }
 

@@ -1,0 +1,181 @@
+//! The orphan guard: a small process that outlives poolscope just long enough to end every
+//! task poolscope leaves behind, however poolscope ends (even by SIGKILL).
+//!
+//! Every process group the executor starts is registered with it: [`GroupGuard`] mirrors
+//! its set into the guard's pipe, 4 bytes per change (+pgid when a group starts, −pgid when
+//! it is gone). The guard is this binary in the hidden `__guard` role, one per poolscope
+//! process, in a process group of its own and deaf to terminal signals. When its pipe
+//! closes, poolscope is gone: it sends SIGTERM (and SIGCONT, for paused tasks) to every
+//! group still registered, waits up to [`GRACE`] for them to go, SIGKILLs the rest, and
+//! exits.
+//!
+//! Tasks are still started by poolscope itself with posix_spawn: `PR_SET_PDEATHSIG` would
+//! need a `pre_exec` hook, and so a fork of a large parent, for every task.
+//!
+//! Not reachable: a process that left its task's group (`setsid` or `setpgid`, as a daemon
+//! that double-forks does) is not in any group the guard knows.
+//!
+//! [`GroupGuard`]: super::backend::GroupGuard
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// The hidden role: `poolscope __guard`.
+pub const GUARD_ROLE: &str = "__guard";
+/// What the guard writes once it runs, so poolscope knows a real guard listens.
+const HELLO: &[u8; 8] = b"psguard1";
+/// How long tasks get to end on SIGTERM before SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// The write end of the running guard's pipe.
+pub struct Watchdog {
+    pipe: Mutex<File>,
+}
+
+static SHARED: OnceLock<Option<Watchdog>> = OnceLock::new();
+
+/// The process's guard, started on first use with `helper` (this binary). `None` when it
+/// cannot start (a test binary as helper): tasks are then ended only by a living
+/// poolscope, and a warning says so once.
+pub fn shared(helper: &Path) -> Option<&'static Watchdog> {
+    SHARED
+        .get_or_init(|| match Watchdog::start(helper) {
+            Ok(dog) => Some(dog),
+            Err(e) => {
+                log::warn!(
+                    "no orphan guard ({e}): if poolscope is killed, its tasks are not ended"
+                );
+                None
+            }
+        })
+        .as_ref()
+}
+
+impl Watchdog {
+    fn start(helper: &Path) -> io::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        let mut child = Command::new(helper)
+            .arg(GUARD_ROLE)
+            .stdin(Stdio::from(read))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()?;
+        let answered = child.stdout.take().is_some_and(|out| answers(out));
+        if !answered {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!(
+                "{} does not answer as a guard",
+                helper.display()
+            )));
+        }
+        // Not waited for: it ends when this process does (its pipe closes).
+        Ok(Self {
+            pipe: Mutex::new(File::from(write)),
+        })
+    }
+
+    fn send(&self, record: i32) {
+        let mut pipe = self.pipe.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = pipe.write_all(&record.to_le_bytes()) {
+            log::warn!("the orphan guard is gone ({e})");
+        }
+    }
+
+    /// A task's process group started.
+    pub fn track(&self, pgid: i32) {
+        self.send(pgid);
+    }
+
+    /// It is gone (its leader reaped and the group killed or empty).
+    pub fn untrack(&self, pgid: i32) {
+        self.send(-pgid);
+    }
+}
+
+/// Whether the guard wrote its hello within a couple of seconds (a helper that is not
+/// poolscope may say something else, or nothing).
+fn answers(out: std::process::ChildStdout) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut hello = [0u8; HELLO.len()];
+    let mut got = 0;
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut out = out;
+    while got < hello.len() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let wait = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: 2,
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(&out, PollFlags::IN)];
+        if rustix::event::poll(&mut fds, Some(&wait)).unwrap_or(0) == 0 {
+            return false;
+        }
+        match out.read(&mut hello[got..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
+        }
+    }
+    &hello == HELLO
+}
+
+/// The guard's own main: keep the set of live groups until the pipe closes, then end
+/// them.
+pub fn main() -> u8 {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    // It ends when poolscope does, never on a terminal's or a `pkill`'s signal first:
+    // these signals are caught (and never read), which leaves them without effect.
+    let Ok(_caught) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
+    else {
+        return 1;
+    };
+    let mut out = io::stdout();
+    if out.write_all(HELLO).and_then(|()| out.flush()).is_err() {
+        return 1;
+    }
+    drop(out);
+    let mut groups = HashSet::new();
+    let mut input = io::BufReader::new(io::stdin().lock());
+    let mut record = [0u8; 4];
+    while input.read_exact(&mut record).is_ok() {
+        let pgid = i32::from_le_bytes(record);
+        if pgid > 0 {
+            groups.insert(pgid);
+        } else {
+            groups.remove(&-pgid);
+        }
+    }
+    end_groups(groups.into_iter().collect(), GRACE);
+    0
+}
+
+/// SIGTERM every group, wait up to `grace` for them to empty, SIGKILL what is left.
+fn end_groups(mut groups: Vec<i32>, grace: Duration) {
+    let send = |pgid: i32, signal: Option<Signal>| killpg(Pid::from_raw(pgid), signal).is_ok();
+    groups.retain(|&g| send(g, Some(Signal::SIGTERM)));
+    for &g in &groups {
+        send(g, Some(Signal::SIGCONT));
+    }
+    let until = Instant::now() + grace;
+    while !groups.is_empty() && Instant::now() < until {
+        // Polling is fine here: this runs once, after poolscope is gone.
+        std::thread::sleep(Duration::from_millis(20));
+        groups.retain(|&g| send(g, None));
+    }
+    for g in groups {
+        send(g, Some(Signal::SIGKILL));
+    }
+}
