@@ -9,7 +9,7 @@
 //! group still registered, waits up to [`GRACE`] for them to go, SIGKILLs the rest, and
 //! exits.
 //!
-//! Tasks are still started by poolscope itself with posix_spawn: `PR_SET_PDEATHSIG` would
+//! Tasks are still started by poolscope itself with `posix_spawn`: `PR_SET_PDEATHSIG` would
 //! need a `pre_exec` hook, and so a fork of a large parent, for every task.
 //!
 //! Not reachable: a process that left its task's group (`setsid` or `setpgid`, as a daemon
@@ -70,7 +70,7 @@ impl Watchdog {
             .stderr(Stdio::inherit())
             .process_group(0)
             .spawn()?;
-        let answered = child.stdout.take().is_some_and(|out| answers(out));
+        let answered = child.stdout.take().is_some_and(answers);
         if !answered {
             let _ = child.kill();
             let _ = child.wait();
@@ -105,12 +105,11 @@ impl Watchdog {
 
 /// Whether the guard wrote its hello within a couple of seconds (a helper that is not
 /// poolscope may say something else, or nothing).
-fn answers(out: std::process::ChildStdout) -> bool {
+fn answers(mut out: std::process::ChildStdout) -> bool {
     use rustix::event::{PollFd, PollFlags, Timespec};
     let mut hello = [0u8; HELLO.len()];
     let mut got = 0;
     let until = Instant::now() + Duration::from_secs(2);
-    let mut out = out;
     while got < hello.len() {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -146,7 +145,6 @@ pub fn main() -> u8 {
     if out.write_all(HELLO).and_then(|()| out.flush()).is_err() {
         return 1;
     }
-    drop(out);
     let mut groups = HashSet::new();
     let mut input = io::BufReader::new(io::stdin().lock());
     let mut record = [0u8; 4];
