@@ -37,6 +37,8 @@ pub struct AppOptions {
     pub screenshot_timeline: bool,
     /// Watch this command line (a Python program) as soon as the window opens.
     pub watch: Option<String>,
+    /// Where runs are kept; `None`: the platform's data directory.
+    pub run_dir: Option<PathBuf>,
 }
 
 /// One editor row, and the task it became once submitted.
@@ -657,13 +659,29 @@ impl PoolscopeApp {
         self.selected = Some(task);
     }
 
+    /// A private folder for the next run's output, under the run root (checked each time:
+    /// an unwritable or foreign root is an error before any task starts).
+    fn new_run_folder(&self) -> Result<PathBuf, crate::model::runs::RunRootError> {
+        let root = match &self.options.run_dir {
+            Some(dir) => dir.clone(),
+            None => crate::model::runs::default_root()?,
+        };
+        crate::model::runs::RunRoot::open(&root)?.new_run()
+    }
+
     fn start(&mut self, ctx: &egui::Context) {
         if let Some(reason) = self.start_blocker() {
             self.error(format!("Cannot start: {reason}"));
             return;
         }
+        let output_dir = match self.new_run_folder() {
+            Ok(dir) => dir,
+            Err(e) => {
+                self.error(format!("Cannot start: {e}"));
+                return;
+            }
+        };
         let waker_ctx = ctx.clone();
-        let output_dir = run_directory();
         let config = PoolConfig {
             size: self.pool_size,
             output_dir: Some(output_dir.clone()),
@@ -1286,13 +1304,6 @@ impl PoolscopeApp {
             ));
         }
     }
-}
-
-fn run_directory() -> PathBuf {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    std::env::temp_dir().join(format!("poolscope-runs/{}-{stamp}", std::process::id()))
 }
 
 impl eframe::App for PoolscopeApp {

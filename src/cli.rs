@@ -55,6 +55,10 @@ pub struct GuiArgs {
     /// Watch this command line (a Python program) in the window: its pools, live.
     #[arg(long, value_name = "COMMAND")]
     pub watch: Option<String>,
+    /// Keep runs (each task's output) under this folder instead of the platform's data
+    /// directory (~/.local/share/poolscope/runs).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
     /// Window size in points, `WIDTHxHEIGHT`.
     #[arg(long, value_name = "WxH", default_value = "1280x800")]
     pub size: String,
@@ -718,6 +722,7 @@ fn gui(args: &GuiArgs) -> Result<u8> {
             .transpose()?,
         screenshot_timeline: args.screenshot_timeline,
         watch: args.watch.clone(),
+        run_dir: args.run_dir.clone(),
     };
     let size = parse_size(&args.size)?;
     let native = eframe::NativeOptions {

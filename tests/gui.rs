@@ -9,8 +9,22 @@ use poolscope::model::TaskDraft;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Where these tests' runs go (not the tester's own data directory).
+static RUNS: std::sync::LazyLock<tempfile::TempDir> =
+    std::sync::LazyLock::new(|| tempfile::tempdir().expect("tempdir"));
+
 fn app_with(commands: &[&str]) -> PoolscopeApp {
-    let mut app = PoolscopeApp::new(AppOptions::default());
+    app_with_options(
+        commands,
+        AppOptions {
+            run_dir: Some(RUNS.path().join("runs")),
+            ..AppOptions::default()
+        },
+    )
+}
+
+fn app_with_options(commands: &[&str], options: AppOptions) -> PoolscopeApp {
+    let mut app = PoolscopeApp::new(options);
     app.rows = commands
         .iter()
         .map(|c| Row {
@@ -132,6 +146,27 @@ fn an_invalid_task_blocks_start_with_a_visible_reason() {
         h.query_by_label_contains("Cannot start: task 2 cannot run: the command is empty")
             .is_some(),
         "Start explains what blocks it"
+    );
+    assert!(h.state().run.is_none(), "nothing started");
+}
+
+#[test]
+fn an_unusable_run_folder_is_reported_before_any_task_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let not_a_folder = dir.path().join("file");
+    std::fs::write(&not_a_folder, "").expect("write");
+    let options = AppOptions {
+        run_dir: Some(not_a_folder),
+        ..AppOptions::default()
+    };
+    let mut h = harness(app_with_options(&["echo ok"], options));
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("Cannot start: run folder")
+            .is_some()
+            && h.query_by_label_contains("is not a folder").is_some(),
+        "Start names the folder and what is wrong with it"
     );
     assert!(h.state().run.is_none(), "nothing started");
 }

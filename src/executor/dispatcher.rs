@@ -925,11 +925,25 @@ impl OutputFiles {
             let path = self
                 .dir
                 .join(format!("{}.{}.{suffix}", self.task, self.attempt));
-            // The folder is made once, by the first file that finds it missing.
-            let file = match File::create(&path) {
+            // The folder is made once, by the first file that finds it missing. Output is
+            // private: folders 0700, files 0600 (tasks print tokens and paths).
+            let create = || {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+            };
+            let file = match create() {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::create_dir_all(&self.dir)?;
-                    File::create(&path)?
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&self.dir)?;
+                    create()?
                 }
                 other => other?,
             };

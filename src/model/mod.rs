@@ -5,6 +5,7 @@ pub mod joblog;
 pub mod presets;
 pub mod run;
 pub mod runfile;
+pub mod runs;
 pub mod stats;
 pub mod story;
 pub mod tail;

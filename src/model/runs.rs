@@ -1,0 +1,183 @@
+//! Where runs live: one private folder per run under a run root.
+//!
+//! The root defaults to the platform's data directory (`$XDG_DATA_HOME/poolscope/runs`,
+//! else `~/.local/share/poolscope/runs`), never a predictable path in a shared temp
+//! directory. Folders are 0700 and files 0600. A root that is a symlink, or that another
+//! user owns, is refused: someone else could read or plant what poolscope writes there.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunRootError {
+    #[error("no place for runs: neither XDG_DATA_HOME nor HOME is set (use --run-dir)")]
+    NoHome,
+    #[error("run folder {path} is a symbolic link; poolscope keeps runs only in a real folder")]
+    Symlink { path: PathBuf },
+    #[error(
+        "run folder {path} belongs to another user (uid {owner}); poolscope keeps runs only \
+         in a folder of its own user"
+    )]
+    NotOurs { path: PathBuf, owner: u32 },
+    #[error("run folder {path} is not a folder")]
+    NotADirectory { path: PathBuf },
+    #[error("cannot use run folder {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A checked run root.
+#[derive(Clone, Debug)]
+pub struct RunRoot {
+    path: PathBuf,
+}
+
+/// The default run root for this user.
+pub fn default_root() -> Result<PathBuf, RunRootError> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty() && Path::new(d).is_absolute())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        })
+        .ok_or(RunRootError::NoHome)?;
+    Ok(data.join("poolscope").join("runs"))
+}
+
+impl RunRoot {
+    /// Create `path` if needed (0700) and check it is a real folder of this user; a
+    /// folder that others may read is made private.
+    pub fn open(path: &Path) -> Result<Self, RunRootError> {
+        let io = |source| RunRootError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(path)
+                    .map_err(io)?;
+            }
+            Err(e) => return Err(io(e)),
+            Ok(_) => {}
+        }
+        let meta = std::fs::symlink_metadata(path).map_err(io)?;
+        if meta.file_type().is_symlink() {
+            return Err(RunRootError::Symlink {
+                path: path.to_owned(),
+            });
+        }
+        if !meta.is_dir() {
+            return Err(RunRootError::NotADirectory {
+                path: path.to_owned(),
+            });
+        }
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(RunRootError::NotOurs {
+                path: path.to_owned(),
+                owner: meta.uid(),
+            });
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        // Writable? Found now, before any task starts, not at the first output.
+        let probe = path.join(format!(".poolscope-probe-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&probe)
+            .map_err(io)?;
+        let _ = std::fs::remove_dir(&probe);
+        Ok(Self {
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A fresh folder for one run (0700), named by its local start time and this
+    /// process, so that runs list in order.
+    pub fn new_run(&self) -> Result<PathBuf, RunRootError> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let dir = self
+            .path
+            .join(format!("run-{stamp}-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| RunRootError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_is_created_private_and_runs_inside_it_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = RunRoot::open(&dir.path().join("a/b/runs")).expect("root");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").mode() & 0o777;
+        assert_eq!(mode(root.path()), 0o700);
+        let run = root.new_run().expect("run");
+        assert_eq!(mode(&run), 0o700);
+        assert!(run.starts_with(root.path()));
+    }
+
+    #[test]
+    fn a_readable_root_is_made_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        RunRoot::open(dir.path()).expect("root");
+        let mode = std::fs::metadata(dir.path()).expect("meta").mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn a_symlinked_root_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).expect("dir");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let err = RunRoot::open(&link).expect_err("a symlink is refused");
+        assert!(matches!(err, RunRootError::Symlink { .. }), "{err}");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn a_root_of_another_user_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Root can give a folder away; anyone else finds one of root's ("/").
+        let (path, owner) = if rustix::process::geteuid().is_root() {
+            let theirs = dir.path().join("theirs");
+            std::fs::create_dir(&theirs).expect("dir");
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+            (theirs, 65534)
+        } else {
+            (PathBuf::from("/"), 0)
+        };
+        let err = RunRoot::open(&path).expect_err("another user's folder is refused");
+        assert!(
+            matches!(err, RunRootError::NotOurs { owner: o, .. } if o == owner),
+            "{err}"
+        );
+        assert!(err.to_string().contains("another user"), "{err}");
+    }
+}
