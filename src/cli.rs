@@ -102,6 +102,13 @@ pub struct RunArgs {
     /// Write a GNU parallel joblog here, one line per finished attempt.
     #[arg(long, value_name = "PATH")]
     pub joblog: Option<PathBuf>,
+    /// With --joblog: skip the tasks whose sequence number is already in the joblog and
+    /// append the rest to it (GNU parallel's --resume; e.g. after poolscope was killed).
+    #[arg(long, requires = "joblog", conflicts_with = "resume_failed")]
+    pub resume: bool,
+    /// With --joblog: like --resume, but tasks the joblog shows as failed run again.
+    #[arg(long, requires = "joblog")]
+    pub resume_failed: bool,
     /// Write a Chrome trace (Perfetto, `chrome://tracing`) here when the run ends.
     #[arg(long, value_name = "PATH")]
     pub trace: Option<PathBuf>,
@@ -318,7 +325,26 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         chunk_size,
         keep_order,
     } = plan(args)?;
-    let mut joblog_out = JoblogOut::create(args.joblog.as_deref())?;
+    let resuming = args.resume || args.resume_failed;
+    let listed = specs.len();
+    let (specs, mut joblog_out) = match (&args.joblog, resuming) {
+        (Some(path), true) => {
+            let (done, whole_len) = resume_skip(path, args.resume_failed)?;
+            // A task's sequence number is its place in the input, as in GNU parallel.
+            let (seqs, specs): (Vec<u64>, Vec<TaskSpec>) = (1..)
+                .zip(specs)
+                .filter(|(seq, _)| !done.contains(seq))
+                .unzip();
+            (specs, JoblogOut::append(path, whole_len, seqs)?)
+        }
+        _ => (specs, JoblogOut::create(args.joblog.as_deref())?),
+    };
+    if resuming {
+        eprintln!(
+            "poolscope: resuming: {} of {listed} tasks to run, the rest are done in the joblog",
+            specs.len()
+        );
+    }
 
     let total = specs.len();
     if let Some(dir) = &config.output_dir {
@@ -447,31 +473,113 @@ fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
 }
 
 /// `--joblog`: GNU parallel's format, a line per finished attempt, each written at once
-/// (an interrupted run keeps what finished).
-struct JoblogOut(Option<BufWriter<File>>);
+/// (an interrupted run keeps what finished, and `--resume` goes on from it).
+struct JoblogOut {
+    out: Option<BufWriter<File>>,
+    /// Resuming: the sequence number of each submitted task (task id N is `seqs[N-1]`).
+    seqs: Vec<u64>,
+}
 
 impl JoblogOut {
     fn create(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else {
-            return Ok(Self(None));
+            return Ok(Self {
+                out: None,
+                seqs: Vec::new(),
+            });
         };
         let mut out = BufWriter::new(create(path)?);
         writeln!(out, "{}", joblog::HEADER)?;
         out.flush()?;
-        Ok(Self(Some(out)))
+        Ok(Self {
+            out: Some(out),
+            seqs: Vec::new(),
+        })
+    }
+
+    /// Go on writing the joblog of an earlier run after its first `whole_len` bytes (a
+    /// line cut off by a crash is dropped); its header is there, or written now.
+    fn append(path: &Path, whole_len: u64, seqs: Vec<u64>) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|f| {
+                if f.metadata()?.len() > whole_len {
+                    f.set_len(whole_len)?;
+                }
+                Ok(f)
+            })
+            .with_context(|| format!("cannot open {} to resume", path.display()))?;
+        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
+        let mut out = BufWriter::new(file);
+        if empty {
+            writeln!(out, "{}", joblog::HEADER)?;
+            out.flush()?;
+        }
+        Ok(Self {
+            out: Some(out),
+            seqs,
+        })
     }
 
     fn finished(&mut self, record: &RunRecord, task: TaskId, attempt: u32) -> Result<()> {
         if let (Some(out), Some(t), Some(a)) = (
-            &mut self.0,
+            &mut self.out,
             record.task(task),
             record.attempt(task, attempt),
         ) {
-            writeln!(out, "{}", joblog::line(record, t, a))?;
+            let line = joblog::line(record, t, a);
+            match usize::try_from(task.0)
+                .ok()
+                .and_then(|i| self.seqs.get(i - 1))
+            {
+                // The first column is the task id: a resumed task keeps its first number.
+                Some(seq) => {
+                    let rest = line.find('\t').map_or("", |i| &line[i..]);
+                    writeln!(out, "{seq}{rest}")?;
+                }
+                None => writeln!(out, "{line}")?,
+            }
             out.flush()?;
         }
         Ok(())
     }
+}
+
+/// The sequence numbers `--resume` skips: every task in the joblog, or with
+/// `--resume-failed` only those that succeeded. A last line torn by a crash (no newline)
+/// is ignored; a missing joblog skips nothing. Also how many bytes of it are whole lines.
+fn resume_skip(
+    path: &Path,
+    failed_run_again: bool,
+) -> Result<(std::collections::HashSet<u64>, u64)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let whole = match text.rfind('\n') {
+        Some(end) if end + 1 < text.len() => {
+            eprintln!(
+                "poolscope: {}: its last line was cut off (a crash while writing); it is ignored",
+                path.display()
+            );
+            &text[..=end]
+        }
+        _ => text.as_str(),
+    };
+    let whole_len = whole.len() as u64;
+    if whole.trim().is_empty() {
+        return Ok((Default::default(), whole_len));
+    }
+    let entries = joblog::parse(whole, path)?;
+    let skip = entries
+        .iter()
+        .filter(|e| !failed_run_again || e.outcome().is_success())
+        .map(|e| e.seq)
+        .collect();
+    Ok((skip, whole_len))
 }
 
 /// `--trace`: the run as a Chrome trace, written when it ends.

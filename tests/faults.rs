@@ -54,3 +54,150 @@ fn sigkill_of_poolscope_leaves_no_task_running() {
         assert!(wait_gone(pid), "task {pid} outlived a SIGKILLed poolscope");
     }
 }
+
+/// Feed `input` to `poolscope run ARGS` and wait for it.
+fn run_with_input(args: &[&str], input: &str) -> std::process::Output {
+    let mut child = poolscope()
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("poolscope run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("wait")
+}
+
+/// The joblog's sequence numbers, in file order, and whether each succeeded.
+fn joblog_seqs(path: &std::path::Path) -> Vec<(u64, bool)> {
+    let text = std::fs::read_to_string(path).expect("joblog");
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            (
+                cols[0].parse().expect("seq"),
+                cols[6] == "0" && cols[7] == "0",
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_killed_midway_resumes_from_its_joblog_and_runs_each_task_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("joblog");
+    let d = dir.path().display();
+    let input: String = (1..=200)
+        .map(|i| format!("sleep 0.02; touch {d}/done.{i}\n"))
+        .collect();
+    let mut child = poolscope()
+        .args(["run", "-j", "4", "--joblog"])
+        .arg(&joblog)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("poolscope run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    // Kill it once some tasks are in the joblog (polled: no event crosses processes).
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read_to_string(&joblog).map_or(0, |t| t.lines().count()) < 21 {
+        assert!(Instant::now() < deadline, "no task finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let before = joblog_seqs(&joblog);
+    assert!(before.len() < 200, "the kill came before the end");
+    for &(seq, ok) in &before {
+        // Nothing is in the joblog that did not finish, and it finished well.
+        assert!(ok, "task {seq}");
+        assert!(
+            dir.path().join(format!("done.{seq}")).exists(),
+            "task {seq}"
+        );
+    }
+
+    let out = run_with_input(
+        &["-j", "4", "--resume", "--joblog", &joblog.to_string_lossy()],
+        &input,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = joblog_seqs(&joblog);
+    let mut seqs: Vec<u64> = after.iter().map(|&(s, _)| s).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "each task once");
+    assert!(after.iter().all(|&(_, ok)| ok));
+    // The resume ran exactly the rest: what was logged before is still first, unchanged.
+    assert_eq!(after[..before.len()], before[..]);
+}
+
+#[test]
+fn resume_failed_runs_the_failed_tasks_again_and_skips_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("joblog");
+    let flag = dir.path().join("fixed");
+    let input = format!("true\ntest -e {}\ntrue\n", flag.display());
+    let first = run_with_input(&["--joblog", &joblog.to_string_lossy()], &input);
+    assert_eq!(first.status.code(), Some(1));
+    std::fs::write(&flag, "").expect("fix");
+    let out = run_with_input(
+        &["--resume-failed", "--joblog", &joblog.to_string_lossy()],
+        &input,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seqs = joblog_seqs(&joblog);
+    assert_eq!(seqs.len(), 4, "{seqs:?}");
+    assert_eq!(
+        seqs[3],
+        (2, true),
+        "only task 2 ran again, and kept its number"
+    );
+}
+
+#[test]
+fn a_joblog_torn_by_a_crash_resumes_without_its_cut_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("joblog");
+    let header = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand";
+    std::fs::write(
+        &joblog,
+        format!("{header}\n1\t:\t1795860000.000\t     0.001\t0\t0\t0\t0\ttrue\n2\t:\t17958"),
+    )
+    .expect("write");
+    let out = run_with_input(
+        &["--resume", "--joblog", &joblog.to_string_lossy()],
+        "true\ntrue\ntrue\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("last line was cut off"), "{stderr}");
+    assert!(stderr.contains("2 of 3 tasks to run"), "{stderr}");
+    // The cut line is gone; tasks 2 and 3 follow task 1 as whole lines.
+    let seqs: Vec<u64> = joblog_seqs(&joblog).iter().map(|&(s, _)| s).collect();
+    assert_eq!(seqs.len(), 3, "{seqs:?}");
+    assert_eq!(seqs[0], 1);
+}
