@@ -511,7 +511,7 @@ impl JoblogOut {
                 Ok(f)
             })
             .with_context(|| format!("cannot open {} to resume", path.display()))?;
-        let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
+        let empty = file.metadata().map_or(true, |m| m.len() == 0);
         let mut out = BufWriter::new(file);
         if empty {
             writeln!(out, "{}", joblog::HEADER)?;
@@ -571,7 +571,7 @@ fn resume_skip(
     };
     let whole_len = whole.len() as u64;
     if whole.trim().is_empty() {
-        return Ok((Default::default(), whole_len));
+        return Ok((std::collections::HashSet::new(), whole_len));
     }
     let entries = joblog::parse(whole, path)?;
     let skip = entries
