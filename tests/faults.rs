@@ -95,9 +95,11 @@ fn a_run_killed_midway_resumes_from_its_joblog_and_runs_each_task_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let joblog = dir.path().join("joblog");
     let d = dir.path().display();
-    let input: String = (1..=200)
-        .map(|i| format!("sleep 0.02; touch {d}/done.{i}\n"))
-        .collect();
+    let input = (1..=200)
+        .map(|i| format!("sleep 0.02; touch {d}/done.{i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
     let mut child = poolscope()
         .args(["run", "-j", "4", "--joblog"])
         .arg(&joblog)
