@@ -441,3 +441,21 @@ fn a_typed_path_saves_and_opens_and_a_bad_file_is_reported_in_the_window() {
     assert_eq!(h.state().rows.len(), 1, "the saved list opens again");
     assert_eq!(h.state().rows[0].draft.command, "echo saved by the window");
 }
+
+#[test]
+fn a_python_row_can_be_watched_and_its_pool_fills_the_window() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/map_chunks.py");
+    let mut h = harness(app_with(&[&format!("python3 {script}"), "echo not python"]));
+    h.run_steps(2);
+    // Only the Python row offers it.
+    assert_eq!(h.query_all_by_label("Watch").count(), 1);
+    h.get_by_label("Watch").click();
+    run_until(&mut h, "the watched map's 40 tasks", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.succeeded() == 40)
+    });
+    let record = &h.state().run.as_ref().expect("run").record;
+    assert_eq!(record.tasks[0].spec.name, "f(0)");
+}

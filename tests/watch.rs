@@ -314,3 +314,27 @@ fn starmap_items_read_as_calls_and_keep_their_prints() {
         assert_eq!(stdout_of(&record, task.id), format!("{line}\n"));
     }
 }
+
+#[test]
+fn each_pools_workers_sit_together_on_the_timeline() {
+    let (record, code) = watch("two_pools.py");
+    assert_eq!(code, 0);
+    assert_eq!(record.succeeded(), 10);
+    let slots = |tasks: std::ops::Range<usize>| -> BTreeSet<usize> {
+        record.tasks[tasks]
+            .iter()
+            .map(|t| t.attempts[0].slot.expect("slot"))
+            .collect()
+    };
+    // Pool(2)'s four tasks, then Pool(3)'s six: lanes 0-1, then 2-4.
+    assert!(
+        slots(0..4).is_subset(&BTreeSet::from([0, 1])),
+        "{:?}",
+        slots(0..4)
+    );
+    assert!(
+        slots(4..10).is_subset(&BTreeSet::from([2, 3, 4])),
+        "{:?}",
+        slots(4..10)
+    );
+}

@@ -54,6 +54,23 @@ pub struct TaskDraft {
 }
 
 impl TaskDraft {
+    /// Whether the command runs a Python program (`python3 x.py`, `/usr/bin/python -m m`,
+    /// `env python3 …`): one that File › Watch can look inside.
+    pub fn is_python(&self) -> bool {
+        let mut words = self.command.split_whitespace();
+        let mut first = words.next().unwrap_or("");
+        if first.rsplit('/').next() == Some("env") {
+            first = words
+                .find(|w| !w.starts_with('-') && !w.contains('='))
+                .unwrap_or("");
+        }
+        let program = first.rsplit('/').next().unwrap_or("");
+        let versioned = program
+            .strip_prefix("python")
+            .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'));
+        versioned && self.builtin.is_none()
+    }
+
     pub fn shell(command: impl Into<String>) -> Self {
         Self {
             command: command.into(),
@@ -208,6 +225,20 @@ pub fn expand_template(command: &str, over: &str) -> Result<Vec<TaskDraft>, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn python_programs_are_recognised_for_watching() {
+        for yes in [
+            "python3 seed.py",
+            "/usr/bin/python3.12 -m pool",
+            "env PYTHONHASHSEED=0 python x.py",
+        ] {
+            assert!(TaskDraft::shell(yes).is_python(), "{yes}");
+        }
+        for no in ["echo python", "pythonista", "sh run.sh", ""] {
+            assert!(!TaskDraft::shell(no).is_python(), "{no}");
+        }
+    }
 
     #[test]
     fn templates_expand_over_ranges_and_lists() {

@@ -349,6 +349,17 @@ fn row_actions(
             {
                 actions.push(Action::SubmitRow(i));
             }
+            if row.draft.is_python()
+                && ui
+                    .small_button("Watch")
+                    .on_hover_text(
+                        "Run this Python program watched: its own pools (multiprocessing, \
+                         concurrent.futures) appear on the timeline as they run",
+                    )
+                    .clicked()
+            {
+                actions.push(Action::Watch(row.draft.command.clone()));
+            }
             if ui.small_button("↑").on_hover_text("Move up").clicked() {
                 actions.push(Action::MoveRow(i, -1));
             }

@@ -325,6 +325,9 @@ struct Report {
     n: Option<usize>,
     #[serde(default)]
     star: bool,
+    /// `pool`: its workers' PIDs, when they are known at its creation.
+    #[serde(default)]
+    workers: Vec<u32>,
 }
 
 /// Turns reports into events, in one thread.
@@ -334,6 +337,10 @@ struct Collector {
     base_ns: u64,
     /// Lane (slot) of each process that ran something, in order of first appearance.
     slots: HashMap<u32, usize>,
+    /// Lanes set aside for a pool's workers when it was created, so that each pool's
+    /// workers sit together on the timeline; and the next lane not given out.
+    reserved: HashMap<u32, usize>,
+    next_slot: usize,
     /// Every task submitted so far, and where it is.
     tasks: TaskMap<Life>,
     /// Child processes of `Process` objects: their task.
@@ -380,6 +387,8 @@ impl Collector {
             start,
             base_ns,
             slots: HashMap::new(),
+            reserved: HashMap::new(),
+            next_slot: 0,
             tasks: TaskMap::default(),
             processes: HashMap::new(),
             next_process_task: PROCESS_TASKS,
@@ -534,7 +543,10 @@ impl Collector {
         if let Some(&slot) = self.slots.get(&pid) {
             return slot;
         }
-        let slot = self.slots.len();
+        let slot = self
+            .reserved
+            .remove(&pid)
+            .unwrap_or_else(|| self.new_slot());
         self.slots.insert(pid, slot);
         if slot >= self.pool_size {
             self.pool_size = slot + 1;
@@ -549,6 +561,11 @@ impl Collector {
             },
         );
         slot
+    }
+
+    fn new_slot(&mut self) -> usize {
+        self.next_slot += 1;
+        self.next_slot - 1
     }
 
     fn queue(&mut self, task: u64, name: String, func: &str, args: String, at: Duration) {
@@ -610,6 +627,12 @@ impl Collector {
         let at = self.at(r.t0.unwrap_or(r.t));
         match r.kind.as_str() {
             "pool" => {
+                for &pid in &r.workers {
+                    if !self.slots.contains_key(&pid) {
+                        let slot = self.new_slot();
+                        self.reserved.insert(pid, slot);
+                    }
+                }
                 let method = r.method.as_deref().unwrap_or("default");
                 let label = format!(
                     "pool {} created: {} workers ({method})",
