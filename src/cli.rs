@@ -16,6 +16,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::executor::{
     EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec,
 };
+use crate::model::journal::{self, JournalWriter};
+use crate::model::resume::{ResumeWhat, Resumption};
+use crate::model::runs::{self, RunRoot};
 use crate::model::{RunRecord, TaskState, joblog, taskfile, trace};
 
 #[derive(Parser, Debug)]
@@ -57,7 +60,7 @@ pub struct GuiArgs {
     pub watch: Option<String>,
     /// Keep runs (each task's output) under this folder instead of the platform's data
     /// directory (~/.local/share/poolscope/runs).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "POOLSCOPE_RUN_DIR")]
     pub run_dir: Option<PathBuf>,
     /// Window size in points, `WIDTHxHEIGHT`.
     #[arg(long, value_name = "WxH", default_value = "1280x800")]
@@ -102,13 +105,22 @@ pub struct RunArgs {
     /// Write a GNU parallel joblog here, one line per finished attempt.
     #[arg(long, value_name = "PATH")]
     pub joblog: Option<PathBuf>,
-    /// With --joblog: skip the tasks whose sequence number is already in the joblog and
-    /// append the rest to it (GNU parallel's --resume; e.g. after poolscope was killed).
-    #[arg(long, requires = "joblog", conflicts_with = "resume_failed")]
-    pub resume: bool,
-    /// With --joblog: like --resume, but tasks the joblog shows as failed run again.
-    #[arg(long, requires = "joblog")]
-    pub resume_failed: bool,
+    /// Go on with a run that did not finish: `--resume RUN_DIR` runs its tasks that never
+    /// finished (queued, cancelled, or lost when poolscope stopped) as new attempts of the
+    /// same run; `--joblog FILE --resume` is GNU parallel's way: skip the tasks whose
+    /// sequence number is in the joblog, run the rest of the input, append to the joblog.
+    #[arg(long, num_args = 0..=1, value_name = "RUN_DIR", conflicts_with = "resume_failed")]
+    pub resume: Option<Option<PathBuf>>,
+    /// Like --resume, but tasks that failed run again too.
+    #[arg(long, num_args = 0..=1, value_name = "RUN_DIR")]
+    pub resume_failed: Option<Option<PathBuf>>,
+    /// Keep runs (their journals) under this folder [default: the platform's data
+    /// directory, ~/.local/share/poolscope/runs].
+    #[arg(long, value_name = "DIR", env = "POOLSCOPE_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// How many past runs to keep under the run folder; older ones are removed.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub keep_runs: usize,
     /// Write a Chrome trace (Perfetto, `chrome://tracing`) here when the run ends.
     #[arg(long, value_name = "PATH")]
     pub trace: Option<PathBuf>,
@@ -319,34 +331,34 @@ fn plan(args: &RunArgs) -> Result<Plan> {
 /// Runs tasks headless; returns the process exit code: 0 only when every task succeeded.
 #[allow(clippy::too_many_lines)] // one arm per kind of event the run reacts to
 pub fn run(args: &RunArgs) -> Result<u8> {
-    let Plan {
+    let run_folder = args
+        .resume
+        .clone()
+        .flatten()
+        .or(args.resume_failed.clone().flatten());
+    let gnu_resume = matches!(args.resume, Some(None)) || matches!(args.resume_failed, Some(None));
+    if gnu_resume && args.joblog.is_none() {
+        bail!(
+            "--resume needs the run to go on with: --resume RUN_DIR (a folder poolscope \
+             printed), or --joblog FILE --resume (GNU parallel's way)"
+        );
+    }
+    let Session {
         config,
         specs,
         chunk_size,
         keep_order,
-    } = plan(args)?;
-    let resuming = args.resume || args.resume_failed;
-    let listed = specs.len();
-    let (specs, mut joblog_out) = match (&args.joblog, resuming) {
-        (Some(path), true) => {
-            let (done, whole_len) = resume_skip(path, args.resume_failed)?;
-            // A task's sequence number is its place in the input, as in GNU parallel.
-            let (seqs, specs): (Vec<u64>, Vec<TaskSpec>) = (1..)
-                .zip(specs)
-                .filter(|(seq, _)| !done.contains(seq))
-                .unzip();
-            (specs, JoblogOut::append(path, whole_len, seqs)?)
-        }
-        _ => (specs, JoblogOut::create(args.joblog.as_deref())?),
+        dir,
+        journal,
+        mut record,
+        resumption,
+        mut joblog_out,
+    } = match &run_folder {
+        Some(dir) => resume_session(args, dir)?,
+        None => new_session(args, gnu_resume)?,
     };
-    if resuming {
-        eprintln!(
-            "poolscope: resuming: {} of {listed} tasks to run, the rest are done in the joblog",
-            specs.len()
-        );
-    }
 
-    let total = specs.len();
+    let total = record.tasks.len().max(specs.len());
     if let Some(dir) = &config.output_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("--results: cannot create {}", dir.display()))?;
@@ -359,10 +371,15 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let bar = progress_bar(total);
     let mut printer = Printer::new(args.tag);
     let mut order = keep_order.then(InputOrder::default);
-    // Output is printed (and saved with --results), not kept: memory stays flat.
-    let mut record = RunRecord::without_output();
+    let mut journal_failed = None;
+    let mut drained = false;
     while let Some(event) = events.recv() {
-        record.apply(&event);
+        // The record and the journal see the run's own tasks (a resumed run's first
+        // numbers); what is printed follows the executor's.
+        if let Some(mine) = resumption.translate(&event) {
+            record.apply(&mine);
+            journal.record(&mine);
+        }
         match &event.kind {
             // After Ctrl-C the user wants the prompt back, not the backlog.
             EventKind::Output { .. } if interrupted.load(Ordering::Acquire) => {}
@@ -389,14 +406,29 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                     Some(_) => {}
                     None => bar.quiet(|| printer.flush_task(*task)),
                 }
+                let (task, attempt) = resumption.original(*task, *attempt);
                 if matches!(
                     outcome,
                     Outcome::FailedToSpawn(_) | Outcome::TimedOut | Outcome::WorkerLost(_)
                 ) {
-                    let name = record.task(*task).map_or("", |t| t.spec.name.as_str());
+                    let name = record.task(task).map_or("", |t| t.spec.name.as_str());
                     bar.quiet(|| eprintln!("poolscope: task {task} ({name}): {outcome}"));
                 }
-                joblog_out.finished(&record, *task, *attempt)?;
+                joblog_out.finished(&record, task, attempt)?;
+                if journal_failed.is_none()
+                    && let Some(e) = journal.error()
+                {
+                    // A full disk: stop cleanly, keep what was recorded, and say so.
+                    bar.quiet(|| {
+                        eprintln!(
+                            "poolscope: cannot write the run's journal ({e}): stopping the run; \
+                             what was recorded before is intact in {}",
+                            dir.display()
+                        );
+                    });
+                    executor.terminate();
+                    journal_failed = Some(e);
+                }
                 if !will_retry {
                     bar.inc();
                 }
@@ -407,7 +439,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 }
                 bar.inc();
             }
-            EventKind::Drained => break,
+            EventKind::Drained => {
+                drained = true;
+                break;
+            }
             EventKind::Failed { reason } => {
                 bar.finish_and_clear();
                 bail!("the pool failed and killed every task: {reason}");
@@ -417,6 +452,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     bar.finish_and_clear();
     drop(executor);
+    if let Some(e) = journal_failed {
+        bail!("the run stopped: its journal could not be written ({e})");
+    }
+    if drained && let Err(e) = journal.end() {
+        bail!("cannot finish the run's journal in {}: {e}", dir.display());
+    }
 
     write_trace(args.trace.as_deref(), &record)?;
     let failed = record
@@ -424,15 +465,156 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         .iter()
         .filter(|t| !matches!(&t.state, TaskState::Done(o) if o.is_success()))
         .count();
+    let again = || {
+        eprintln!(
+            "poolscope: the run is recorded in {}; go on with: poolscope run --resume {0}",
+            dir.display()
+        );
+    };
     if interrupted.load(Ordering::Acquire) {
         eprintln!("poolscope: interrupted; {failed} of {total} tasks did not succeed");
+        again();
         return Ok(130);
     }
     if failed > 0 {
         eprintln!("poolscope: {failed} of {total} tasks did not succeed");
+        again();
     }
     // GNU parallel's convention: the number of failed tasks, capped at 101.
     Ok(failed.min(101) as u8)
+}
+
+/// What a headless run starts from: a new run, or one resumed.
+struct Session {
+    config: PoolConfig,
+    specs: Vec<TaskSpec>,
+    chunk_size: usize,
+    keep_order: bool,
+    /// The run's folder (its journal).
+    dir: PathBuf,
+    journal: JournalWriter,
+    record: RunRecord,
+    resumption: Resumption,
+    joblog_out: JoblogOut,
+}
+
+/// A new run: its tasks from the file or stdin (less those a GNU-style `--resume` skips),
+/// and a new folder with its journal under the run root.
+fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
+    let Plan {
+        config,
+        specs,
+        chunk_size,
+        keep_order,
+    } = plan(args)?;
+    let listed = specs.len();
+    let (specs, joblog_out) = match (&args.joblog, gnu_resume) {
+        (Some(path), true) => {
+            let (done, whole_len) = resume_skip(path, args.resume_failed.is_some())?;
+            // A task's sequence number is its place in the input, as in GNU parallel.
+            let (seqs, specs): (Vec<u64>, Vec<TaskSpec>) = (1..)
+                .zip(specs)
+                .filter(|(seq, _)| !done.contains(seq))
+                .unzip();
+            eprintln!(
+                "poolscope: resuming: {} of {listed} tasks to run, the rest are done in the joblog",
+                specs.len()
+            );
+            (specs, JoblogOut::append(path, whole_len, seqs)?)
+        }
+        _ => (specs, JoblogOut::create(args.joblog.as_deref())?),
+    };
+    let root = match &args.run_dir {
+        Some(dir) => dir.clone(),
+        None => runs::default_root()?,
+    };
+    let root = RunRoot::open(&root)?;
+    // Room for this run first: the newest `keep_runs` - 1 stay.
+    root.prune(args.keep_runs.saturating_sub(1));
+    let dir = root.new_run()?;
+    let journal = JournalWriter::create(&dir, false)?;
+    Ok(Session {
+        config,
+        specs,
+        chunk_size,
+        keep_order,
+        dir,
+        journal,
+        record: RunRecord::without_output(),
+        resumption: Resumption::default(),
+        joblog_out,
+    })
+}
+
+/// `--resume RUN_DIR`: the run rebuilt from its journal, and the tasks it still needs.
+fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
+    if args.file.is_some() {
+        bail!("--resume RUN_DIR takes its tasks from the run; give no task file");
+    }
+    let loaded = journal::load(dir)?;
+    for line in &loaded.dropped {
+        eprintln!(
+            "poolscope: {}: {line}",
+            dir.join(journal::JOURNAL_FILE).display()
+        );
+    }
+    // Append after the last whole line (a line cut off by a crash is dropped).
+    let path = dir.join(journal::JOURNAL_FILE);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(loaded.whole_len))
+        .with_context(|| format!("cannot resume {}", path.display()))?;
+    let journal = JournalWriter::create(dir, true)?;
+    for event in &loaded.lost_events {
+        journal.record(event);
+    }
+    let what = if args.resume_failed.is_some() {
+        ResumeWhat::UnfinishedAndFailed
+    } else {
+        ResumeWhat::Unfinished
+    };
+    let (specs, resumption) = Resumption::plan(&loaded.record, what);
+    eprintln!(
+        "poolscope: resuming {}: {} of {} tasks to run ({} were lost when it stopped)",
+        dir.display(),
+        specs.len(),
+        loaded.record.tasks.len(),
+        loaded.lost()
+    );
+    let size = match args.jobs {
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .context("-j: a pool size from 1 to 100000")?,
+        None => loaded
+            .record
+            .pool_sizes
+            .last()
+            .map_or_else(num_cpus::get, |&(_, size)| size),
+    };
+    let joblog_out = match &args.joblog {
+        Some(path) => {
+            let len = std::fs::metadata(path).map_or(0, |m| m.len());
+            JoblogOut::append(path, len, Vec::new())?
+        }
+        None => JoblogOut::create(None)?,
+    };
+    Ok(Session {
+        config: PoolConfig {
+            size,
+            output_dir: args.results.clone(),
+            ..PoolConfig::default()
+        },
+        specs,
+        chunk_size: 1,
+        keep_order: false,
+        dir: dir.to_owned(),
+        journal,
+        record: loaded.record,
+        resumption,
+        joblog_out,
+    })
 }
 
 /// `poolscope watch`: runs the program with its output untouched, records its pools,

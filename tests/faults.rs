@@ -203,3 +203,122 @@ fn a_joblog_torn_by_a_crash_resumes_without_its_cut_line() {
     assert_eq!(seqs.len(), 3, "{seqs:?}");
     assert_eq!(seqs[0], 1);
 }
+
+#[test]
+fn a_run_killed_midway_resumes_from_its_run_folder_as_new_attempts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = dir.path().join("runs");
+    let joblog = dir.path().join("joblog");
+    let input = (1..=200)
+        .map(|i| format!("sleep 0.02; echo task {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let mut child = poolscope()
+        .env("POOLSCOPE_RUN_DIR", &runs)
+        .args(["run", "-j", "4", "--joblog"])
+        .arg(&joblog)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("poolscope run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read_to_string(&joblog).map_or(0, |t| t.lines().count()) < 21 {
+        assert!(Instant::now() < deadline, "no task finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let run = std::fs::read_dir(&runs)
+        .expect("runs")
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("the run's folder");
+
+    // The journal holds every task the joblog says finished, with its outcome; the
+    // tasks that were running are lost, not failed.
+    let loaded = poolscope::model::journal::load(&run).expect("journal");
+    assert!(!loaded.clean);
+    for (seq, _) in joblog_seqs(&joblog) {
+        let task = loaded
+            .record
+            .task(poolscope::executor::TaskId(seq))
+            .expect("in the journal");
+        assert_eq!(
+            task.outcome(),
+            Some(&poolscope::executor::Outcome::Exited(0))
+        );
+    }
+    assert_eq!(loaded.record.tasks.len(), 200);
+    assert!(loaded.lost() <= 4, "at most the pool's size was running");
+    let unfinished = 200 - joblog_seqs(&joblog).len();
+
+    let out = poolscope()
+        .env("POOLSCOPE_RUN_DIR", &runs)
+        .args(["run", "--resume"])
+        .arg(&run)
+        .output()
+        .expect("resume");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{unfinished} of 200 tasks to run")),
+        "{stderr}"
+    );
+    // Exactly the unfinished tasks ran: their lines, each once.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed.lines().count(), unfinished, "{printed}");
+
+    let resumed = poolscope::model::journal::load(&run).expect("journal");
+    assert!(resumed.clean, "{:?}", resumed.dropped);
+    assert_eq!(resumed.record.succeeded(), 200);
+    assert_eq!(resumed.lost(), 0);
+    // A lost task ran again as its second attempt.
+    let lost_before: Vec<_> = loaded
+        .record
+        .tasks
+        .iter()
+        .filter(|t| t.state == poolscope::model::TaskState::Lost)
+        .map(|t| t.id)
+        .collect();
+    for id in lost_before {
+        let task = resumed.record.task(id).expect("task");
+        assert_eq!(task.attempts.len(), 2, "task {id}");
+    }
+}
+
+#[test]
+fn an_unusable_run_folder_stops_the_run_before_any_task() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").expect("write");
+    let marker = dir.path().join("ran");
+    let out = poolscope()
+        .args(["run", "--run-dir"])
+        .arg(&file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("touch {}\n", marker.display()).as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("poolscope run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("is not a folder"), "{stderr}");
+    assert!(!marker.exists(), "no task ran");
+}

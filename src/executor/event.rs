@@ -87,13 +87,13 @@ pub enum HaltReason {
 }
 
 /// One thing that happened, `at` this long after the run started.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
     pub at: Duration,
     pub kind: EventKind,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum EventKind {
     /// The first event of every run: when it started on the wall clock, and the pool size.
     PoolStarted {
@@ -160,6 +160,13 @@ pub enum EventKind {
     Cancelled {
         task: TaskId,
     },
+    /// The record of a running attempt stops here: poolscope ended (killed, crashed)
+    /// while it ran, so how it ended is unknown. Written when a run is recovered from its
+    /// journal; no executor sends it.
+    Lost {
+        task: TaskId,
+        attempt: u32,
+    },
     Resized {
         size: usize,
     },
@@ -204,6 +211,7 @@ impl EventKind {
             | EventKind::Output { task, .. }
             | EventKind::StdinClosed { task, .. }
             | EventKind::Finished { task, .. }
+            | EventKind::Lost { task, .. }
             | EventKind::Cancelled { task } => Some(*task),
             _ => None,
         }

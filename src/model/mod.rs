@@ -2,7 +2,9 @@
 
 pub mod draft;
 pub mod joblog;
+pub mod journal;
 pub mod presets;
+pub mod resume;
 pub mod run;
 pub mod runfile;
 pub mod runs;

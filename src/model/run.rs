@@ -58,6 +58,9 @@ pub enum TaskState {
     Done(Outcome),
     /// Never ran: the pool was terminated or halted first.
     Cancelled,
+    /// Was running when poolscope's record of the run stopped (poolscope was killed or
+    /// crashed): neither failed nor succeeded. Only a recovered run has such tasks.
+    Lost,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -186,6 +189,7 @@ pub struct Tally {
     pub succeeded: usize,
     pub failed: usize,
     pub cancelled: usize,
+    pub lost: usize,
 }
 
 impl Tally {
@@ -196,6 +200,7 @@ impl Tally {
             TaskState::Done(o) if o.is_success() => &mut self.succeeded,
             TaskState::Done(_) => &mut self.failed,
             TaskState::Cancelled => &mut self.cancelled,
+            TaskState::Lost => &mut self.lost,
         }
     }
 
@@ -643,6 +648,7 @@ impl RunRecord {
                     self.set_state(i, TaskState::Cancelled);
                 }
             }
+            EventKind::Lost { task, attempt } => self.lost(at, *task, *attempt),
             EventKind::Resized { size } => self.pool_sizes.push((at, *size)),
             EventKind::Paused => self.phase = PoolPhase::Paused,
             EventKind::Resumed => self.phase = PoolPhase::Running,
@@ -736,6 +742,41 @@ impl RunRecord {
             self.unfinished = self.unfinished.saturating_sub(1);
         }
         self.completions.push((task, attempt));
+    }
+
+    fn lost(&mut self, at: Duration, task: TaskId, attempt: u32) {
+        let Some(&index) = self.index.get(&task) else {
+            return;
+        };
+        self.changes.push(task);
+        let t = &mut self.tasks[index];
+        let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == attempt) else {
+            return;
+        };
+        if a.ended.is_some() {
+            return;
+        }
+        a.ended = Some(at);
+        if let Some(live) = self.live.as_mut() {
+            live.busy_finished += at.saturating_sub(a.started);
+            live.start_sum = live.start_sum.saturating_sub(a.started);
+            live.last_end = Some(live.last_end.map_or(at, |e| e.max(at)));
+            live.step(at, -1, 0);
+        }
+        t.stdin_open = false;
+        self.set_state(index, TaskState::Lost);
+        self.unfinished = self.unfinished.saturating_sub(1);
+    }
+
+    /// Byte counts of an attempt's output whose bytes are not replayed (a run loaded
+    /// from its journal: the bytes are in the run's files).
+    pub fn count_output(&mut self, task: TaskId, attempt: u32, stdout: u64, stderr: u64) {
+        if let Some(t) = self.task_mut(task)
+            && let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == attempt)
+        {
+            a.stdout_bytes = stdout;
+            a.stderr_bytes = stderr;
+        }
     }
 
     /// The largest number of attempts running at the same instant.

@@ -104,6 +104,34 @@ impl RunRoot {
         &self.path
     }
 
+    /// Runs kept under the root, oldest first.
+    pub fn runs(&self) -> Vec<PathBuf> {
+        let mut runs: Vec<(u128, PathBuf)> = std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name();
+                let stamp = name.to_str()?.strip_prefix("run-")?.split('-').next()?;
+                Some((stamp.parse().ok()?, entry.path()))
+            })
+            .collect();
+        runs.sort();
+        runs.into_iter().map(|(_, path)| path).collect()
+    }
+
+    /// Remove the oldest runs so that at most `keep` are left (the user's policy:
+    /// `--keep-runs`).
+    pub fn prune(&self, keep: usize) {
+        let runs = self.runs();
+        let excess = runs.len().saturating_sub(keep);
+        for old in &runs[..excess] {
+            if let Err(e) = std::fs::remove_dir_all(old) {
+                log::warn!("cannot remove old run {}: {e}", old.display());
+            }
+        }
+    }
+
     /// A fresh folder for one run (0700), named by its local start time and this
     /// process, so that runs list in order.
     pub fn new_run(&self) -> Result<PathBuf, RunRootError> {
@@ -137,6 +165,24 @@ mod tests {
         let run = root.new_run().expect("run");
         assert_eq!(mode(&run), 0o700);
         assert!(run.starts_with(root.path()));
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = RunRoot::open(dir.path()).expect("root");
+        for stamp in [30, 10, 20, 40] {
+            std::fs::create_dir(dir.path().join(format!("run-{stamp}-1"))).expect("run");
+        }
+        std::fs::create_dir(dir.path().join("notes")).expect("other");
+        root.prune(2);
+        let left: Vec<String> = root
+            .runs()
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["run-30-1", "run-40-1"]);
+        assert!(dir.path().join("notes").exists(), "only runs are pruned");
     }
 
     #[test]

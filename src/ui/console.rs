@@ -59,7 +59,9 @@ pub fn input_blocker(task: &TaskRecord) -> Option<&'static str> {
         TaskState::Queued | TaskState::Waiting(_) | TaskState::Retrying => {
             Some("the task has not started yet")
         }
-        TaskState::Done(_) | TaskState::Cancelled => Some("the task is not running"),
+        TaskState::Done(_) | TaskState::Cancelled | TaskState::Lost => {
+            Some("the task is not running")
+        }
     }
 }
 

@@ -29,6 +29,7 @@ impl PoolscopeApp {
                 succeeded: done,
                 failed,
                 cancelled,
+                lost,
             } = run.record.tally();
             let elapsed = run.now();
             ui.label(format!("Running {running}"));
@@ -42,6 +43,10 @@ impl PoolscopeApp {
             });
             if cancelled > 0 {
                 ui.label(format!("Cancelled {cancelled}"));
+            }
+            if lost > 0 {
+                ui.label(format!("Lost {lost}"))
+                    .on_hover_text("running when poolscope stopped recording this run");
             }
             ui.separator();
             ui.label(format!("Elapsed {}", duration(elapsed)));

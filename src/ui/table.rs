@@ -23,7 +23,7 @@ fn matches_filter(filter: StateFilter, task: Option<&TaskRecord>) -> bool {
         StateFilter::Succeeded => matches!(state, Some(TaskState::Done(o)) if o.is_success()),
         StateFilter::Failed => {
             matches!(state, Some(TaskState::Done(o)) if !o.is_success())
-                || matches!(state, Some(TaskState::Cancelled))
+                || matches!(state, Some(TaskState::Cancelled | TaskState::Lost))
         }
     }
 }
@@ -34,7 +34,7 @@ fn state_rank(task: Option<&TaskRecord>) -> u8 {
         Some(TaskState::Queued | TaskState::Waiting(_)) => 1,
         None => 2,
         Some(TaskState::Done(o)) if !o.is_success() => 3,
-        Some(TaskState::Cancelled) => 4,
+        Some(TaskState::Cancelled | TaskState::Lost) => 4,
         Some(TaskState::Done(_)) => 5,
     }
 }
@@ -389,7 +389,7 @@ fn row_actions(
                 actions.push(Action::Kill(id));
             }
         }
-        (Some(id), Some(TaskState::Done(_) | TaskState::Cancelled)) => {
+        (Some(id), Some(TaskState::Done(_) | TaskState::Cancelled | TaskState::Lost)) => {
             let retry = ui
                 .small_button("Retry")
                 .on_hover_text("Run this task again")

@@ -13,6 +13,7 @@ pub fn state_colour(visuals: &Visuals, state: Option<&TaskState>) -> Color32 {
     };
     match state {
         None | Some(TaskState::Cancelled) => visuals.weak_text_color(),
+        Some(TaskState::Lost) => pick((190, 160, 230), (110, 70, 160)),
         Some(TaskState::Queued | TaskState::Waiting(_)) => visuals.text_color(),
         Some(TaskState::Running | TaskState::Retrying) => pick((100, 170, 255), (20, 90, 200)),
         Some(TaskState::Done(outcome)) => match outcome {
@@ -35,6 +36,7 @@ pub fn state_text(state: &TaskState) -> String {
         TaskState::Running => "running".into(),
         TaskState::Retrying => "retrying".into(),
         TaskState::Cancelled => "cancelled".into(),
+        TaskState::Lost => "lost".into(),
         TaskState::Done(outcome) if outcome.is_success() => "done".into(),
         TaskState::Done(_) => "failed".into(),
     }

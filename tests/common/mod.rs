@@ -62,9 +62,14 @@ pub fn stdout_of(record: &RunRecord, task: poolscope::executor::TaskId) -> Strin
     })
 }
 
-/// The `poolscope` binary built for these tests.
+/// The `poolscope` binary built for these tests, keeping its runs in a folder of this
+/// test process (not the tester's data directory).
 pub fn poolscope() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_poolscope"))
+    static RUNS: std::sync::LazyLock<tempfile::TempDir> =
+        std::sync::LazyLock::new(|| tempfile::tempdir().expect("tempdir"));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_poolscope"));
+    command.env("POOLSCOPE_RUN_DIR", RUNS.path().join("runs"));
+    command
 }
 
 /// A process's peak resident memory in KiB (`VmHWM`, which only grows), `None` once

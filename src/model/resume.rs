@@ -1,0 +1,206 @@
+//! Resuming a run: its unfinished tasks run again as new attempts of the same tasks, on
+//! the same timeline.
+//!
+//! A new executor numbers its tasks from 1 and its clock from its own start. A
+//! [`Resumption`] turns its events into the original run's: task N becomes the N-th task
+//! resumed, attempt K becomes the task's attempt count so far plus K, and times move by
+//! the wall-clock distance between the two starts.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
+
+use super::run::{RunRecord, TaskState};
+use crate::executor::{Event, EventKind, TaskId, TaskSpec};
+
+/// Which tasks of a run to run again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeWhat {
+    /// Those that never finished: queued, cancelled, or lost when poolscope stopped.
+    Unfinished,
+    /// Those and the ones that failed.
+    UnfinishedAndFailed,
+}
+
+/// Maps a resuming executor's events onto the original run.
+#[derive(Clone, Debug, Default)]
+pub struct Resumption {
+    /// New task N is `tasks[N-1]`: the original id and how many attempts it had.
+    tasks: Vec<(TaskId, u32)>,
+    offset: Duration,
+}
+
+impl Resumption {
+    /// The tasks of `record` to run again (their specs, in order) and the mapping, for an
+    /// executor started now.
+    pub fn plan(record: &RunRecord, what: ResumeWhat) -> (Vec<TaskSpec>, Self) {
+        let again = |state: &TaskState| match state {
+            TaskState::Done(outcome) => {
+                what == ResumeWhat::UnfinishedAndFailed && !outcome.is_success()
+            }
+            _ => true,
+        };
+        let (specs, tasks) = record
+            .tasks
+            .iter()
+            .filter(|t| again(&t.state))
+            .map(|t| {
+                let attempts = t.attempts.iter().map(|a| a.number).max().unwrap_or(0);
+                ((*t.spec).clone(), (t.id, attempts))
+            })
+            .unzip();
+        let offset = record
+            .wall_clock_start
+            .and_then(|start| SystemTime::now().duration_since(start).ok())
+            .unwrap_or(record.last_event);
+        (specs, Self { tasks, offset })
+    }
+
+    /// The original task and attempt of the new executor's `task` and `attempt`.
+    pub fn original(&self, task: TaskId, attempt: u32) -> (TaskId, u32) {
+        usize::try_from(task.0)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| self.tasks.get(i))
+            .map_or((task, attempt), |&(id, before)| (id, before + attempt))
+    }
+
+    /// `event` as the original run's, or `None` for what the run already has (its start,
+    /// its tasks being queued).
+    pub fn translate<'e>(&self, event: &'e Event) -> Option<Cow<'e, Event>> {
+        if self.tasks.is_empty() {
+            return Some(Cow::Borrowed(event));
+        }
+        if matches!(
+            event.kind,
+            EventKind::PoolStarted { .. } | EventKind::Queued { .. } | EventKind::Chunk { .. }
+        ) {
+            return None;
+        }
+        let mut kind = event.kind.clone();
+        match &mut kind {
+            EventKind::Waiting { task, attempt, .. }
+            | EventKind::Started { task, attempt, .. }
+            | EventKind::CommandStarted { task, attempt, .. }
+            | EventKind::Output { task, attempt, .. }
+            | EventKind::StdinClosed { task, attempt, .. }
+            | EventKind::Finished { task, attempt, .. }
+            | EventKind::Lost { task, attempt } => {
+                (*task, *attempt) = self.original(*task, *attempt);
+            }
+            EventKind::Cancelled { task } => *task = self.original(*task, 0).0,
+            _ => {}
+        }
+        Some(Cow::Owned(Event {
+            at: event.at + self.offset,
+            kind,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::Outcome;
+
+    fn event(at_ms: u64, kind: EventKind) -> Event {
+        Event {
+            at: Duration::from_millis(at_ms),
+            kind,
+        }
+    }
+
+    fn three_tasks() -> RunRecord {
+        let mut record = RunRecord::without_output();
+        record.apply(&event(
+            0,
+            EventKind::PoolStarted {
+                wall_clock: SystemTime::now() - Duration::from_secs(10),
+                size: 2,
+            },
+        ));
+        for i in 1..=3 {
+            record.apply(&event(
+                0,
+                EventKind::Queued {
+                    task: TaskId(i),
+                    spec: std::sync::Arc::new(TaskSpec::shell(format!("echo {i}"))),
+                },
+            ));
+        }
+        for i in 1..=2 {
+            record.apply(&event(
+                1,
+                EventKind::Started {
+                    task: TaskId(i),
+                    attempt: 1,
+                    slot: 0,
+                    pid: None,
+                },
+            ));
+        }
+        record.apply(&event(
+            2,
+            EventKind::Finished {
+                task: TaskId(1),
+                attempt: 1,
+                outcome: Outcome::Exited(1),
+                stdin_bytes: 0,
+                will_retry: false,
+            },
+        ));
+        record.apply(&event(
+            3,
+            EventKind::Lost {
+                task: TaskId(2),
+                attempt: 1,
+            },
+        ));
+        record
+    }
+
+    #[test]
+    fn unfinished_tasks_come_back_as_their_next_attempt() {
+        let record = three_tasks();
+        let (specs, resume) = Resumption::plan(&record, ResumeWhat::Unfinished);
+        // Task 1 finished (failed); 2 was lost, 3 never started.
+        assert_eq!(specs.len(), 2);
+        assert_eq!(resume.original(TaskId(1), 1), (TaskId(2), 2));
+        assert_eq!(resume.original(TaskId(2), 1), (TaskId(3), 1));
+        let (specs, resume) = Resumption::plan(&record, ResumeWhat::UnfinishedAndFailed);
+        assert_eq!(specs.len(), 3);
+        assert_eq!(resume.original(TaskId(1), 1), (TaskId(1), 2));
+    }
+
+    #[test]
+    fn events_move_to_the_original_tasks_and_clock() {
+        let record = three_tasks();
+        let (_, resume) = Resumption::plan(&record, ResumeWhat::Unfinished);
+        let started = event(
+            5,
+            EventKind::Started {
+                task: TaskId(1),
+                attempt: 1,
+                slot: 1,
+                pid: Some(42),
+            },
+        );
+        let moved = resume.translate(&started).expect("kept");
+        assert!(moved.at >= Duration::from_secs(10), "{:?}", moved.at);
+        assert!(matches!(
+            moved.kind,
+            EventKind::Started {
+                task: TaskId(2),
+                attempt: 2,
+                ..
+            }
+        ));
+        let queued = event(
+            0,
+            EventKind::Queued {
+                task: TaskId(1),
+                spec: std::sync::Arc::new(TaskSpec::shell("x")),
+            },
+        );
+        assert!(resume.translate(&queued).is_none(), "the run has its tasks");
+    }
+}
