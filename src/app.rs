@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::executor::{Events, Executor, PoolConfig, Signal, TaskId, WorkerConfig};
+use crate::model::journal::JournalWriter;
 use crate::model::presets::{DEFAULT_PRESET, PRESETS};
+use crate::model::resume::{ResumeWhat, Resumption};
 use crate::model::{PoolPhase, RunRecord, TaskDraft, taskfile};
 
 /// Time per frame spent applying executor events; the rest waits for the next frame.
@@ -62,6 +64,13 @@ pub struct Run {
     /// Where every attempt's full output is saved (read back when a dropped tail is
     /// looked at again).
     pub output_dir: Option<PathBuf>,
+    /// The run's journal, written as events arrive (not for watched programs).
+    journal: Option<JournalWriter>,
+    /// A resumed run: the executor's events as the original run's.
+    resumption: Resumption,
+    /// A resumed run's executor saves output here (its own task numbers); each file
+    /// moves to the run's folder under the original number when its attempt ends.
+    resume_output: Option<PathBuf>,
 }
 
 impl Run {
@@ -74,14 +83,65 @@ impl Run {
             record,
             started: Instant::now(),
             output_dir: None,
+            journal: None,
+            resumption: Resumption::default(),
+            resume_output: None,
         }
     }
 
-    /// Record an executor event; the drain stops the run's clock.
+    /// A run of a new executor, journaled in `dir` (where its output goes too).
+    fn live(pool: (Executor, Events), dir: PathBuf, journal: JournalWriter) -> Self {
+        Self {
+            pool: Some(pool),
+            watched: None,
+            record: RunRecord::default(),
+            started: Instant::now(),
+            finished: None,
+            output_dir: Some(dir),
+            journal: Some(journal),
+            resumption: Resumption::default(),
+            resume_output: None,
+        }
+    }
+
+    /// Record an executor event (and journal it); the drain stops the run's clock.
     fn apply(&mut self, event: &crate::executor::Event) {
-        self.record.apply(event);
-        if matches!(event.kind, crate::executor::EventKind::Drained) {
-            self.finished = Some(event.at);
+        use crate::executor::EventKind;
+        let Some(event) = self.resumption.translate(event) else {
+            return;
+        };
+        self.record.apply(&event);
+        if let Some(journal) = &self.journal {
+            journal.record(&event);
+        }
+        match &event.kind {
+            EventKind::Finished { task, attempt, .. } => self.move_resumed_output(*task, *attempt),
+            EventKind::Drained => {
+                self.finished = Some(event.at);
+                if let Some(journal) = &self.journal {
+                    journal.end_soon();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A resumed attempt's output files, moved to where the run's own are.
+    fn move_resumed_output(&self, task: TaskId, attempt: u32) {
+        let (Some(from), Some(to)) = (&self.resume_output, &self.output_dir) else {
+            return;
+        };
+        let Some((new_task, new_attempt)) = self.resumption.executor_ids(task, attempt) else {
+            return;
+        };
+        for stream in ["stdout", "stderr"] {
+            let source = from.join(format!("{new_task}.{new_attempt}.{stream}"));
+            if source.exists()
+                && let Err(e) =
+                    std::fs::rename(&source, to.join(format!("{task}.{attempt}.{stream}")))
+            {
+                log::warn!("cannot move {}: {e}", source.display());
+            }
         }
     }
 
@@ -193,6 +253,10 @@ pub enum Action {
     Export(ExportKind, PathBuf),
     ConfirmQuit,
     CancelDialog,
+    /// A past run, from its journal: open it, go on with it, or close it as it is.
+    OpenRun(PathBuf),
+    ResumeRun(PathBuf),
+    CloseRun(PathBuf),
     Dismiss,
 }
 
@@ -209,6 +273,11 @@ pub enum Rerun {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dialog {
     QuitWhileRunning,
+    /// A run that did not end cleanly (poolscope was killed or crashed): what it holds.
+    Recover {
+        dir: PathBuf,
+        summary: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -420,7 +489,207 @@ impl PoolscopeApp {
             Some(path) => app.open(&path),
             None => app.load_preset(DEFAULT_PRESET),
         }
+        // A scripted window (autostart, a screenshot) has nobody to ask.
+        let scripted =
+            app.options.autostart || app.options.exit_when_done || app.options.screenshot.is_some();
+        if !scripted {
+            app.offer_recovery();
+        }
         app
+    }
+
+    fn run_root(&self) -> Result<crate::model::runs::RunRoot, crate::model::runs::RunRootError> {
+        let root = match &self.options.run_dir {
+            Some(dir) => dir.clone(),
+            None => crate::model::runs::default_root()?,
+        };
+        crate::model::runs::RunRoot::open(&root)
+    }
+
+    /// The newest run that did not end cleanly, offered to open, resume or close.
+    fn offer_recovery(&mut self) {
+        let Ok(root) = self.run_root() else {
+            return;
+        };
+        let Some(dir) = root.unfinished(5).into_iter().next() else {
+            return;
+        };
+        let summary = match crate::model::journal::load(&dir) {
+            Ok(loaded) => {
+                let tally = loaded.record.tally();
+                let when = loaded
+                    .record
+                    .wall_clock_start
+                    .map_or_else(String::new, |t| {
+                        let ago = t.elapsed().unwrap_or_default();
+                        format!(", started {} ago", crate::ui::theme::duration(ago))
+                    });
+                format!(
+                    "{}{when}: {} tasks, {} succeeded, {} failed, {} lost (running when it \
+                     stopped), {} never started.",
+                    dir.display(),
+                    loaded.record.tasks.len(),
+                    tally.succeeded,
+                    tally.failed,
+                    tally.lost,
+                    tally.queued + tally.cancelled,
+                )
+            }
+            Err(e) => format!("{}: {e}", dir.display()),
+        };
+        self.dialog = Some(Dialog::Recover { dir, summary });
+    }
+
+    /// Load a run from its journal in `dir`: rows for its tasks, its output read back
+    /// from its files.
+    fn load_run(&mut self, dir: &Path) -> Option<crate::model::journal::Loaded> {
+        self.dialog = None;
+        if self.live_run().is_some() {
+            self.error("A run is in progress: wait for it or Terminate it first");
+            return None;
+        }
+        match crate::model::journal::load(dir) {
+            Ok(loaded) => {
+                if !loaded.dropped.is_empty() {
+                    log::warn!("{}: {}", dir.display(), loaded.dropped.join("; "));
+                }
+                Some(loaded)
+            }
+            Err(e) => {
+                self.error(format!("Cannot open the run: {e}"));
+                None
+            }
+        }
+    }
+
+    fn show_run(&mut self, run: Run) {
+        self.rows = run
+            .record
+            .tasks
+            .iter()
+            .map(|t| Row {
+                draft: TaskDraft::from_spec(&t.spec),
+                task: Some(t.id),
+            })
+            .collect();
+        self.file = None;
+        self.timeline.view = None;
+        self.selected = run.record.tasks.first().map(|t| t.id);
+        self.run = Some(run);
+    }
+
+    fn open_run(&mut self, dir: &Path) {
+        let Some(loaded) = self.load_run(dir) else {
+            return;
+        };
+        let lost = loaded.lost();
+        let dropped = loaded.dropped.len();
+        let mut run = Run::opened(loaded.record);
+        run.output_dir = Some(dir.to_owned());
+        self.show_run(run);
+        self.notify(format!(
+            "Opened the run in {}: {lost} task(s) lost where its record stops{}",
+            dir.display(),
+            if dropped > 0 {
+                format!("; {dropped} cut-off line(s) of its journal dropped")
+            } else {
+                String::new()
+            }
+        ));
+    }
+
+    /// Reopen `dir`'s journal for more (after its last whole line), with the lost
+    /// attempts written first.
+    fn reopen_journal(
+        &mut self,
+        dir: &Path,
+        loaded: &crate::model::journal::Loaded,
+    ) -> Option<JournalWriter> {
+        let path = dir.join(crate::model::journal::JOURNAL_FILE);
+        let reopened = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(loaded.whole_len))
+            .map_err(|e| e.to_string())
+            .and_then(|()| JournalWriter::create(dir, true).map_err(|e| e.to_string()));
+        match reopened {
+            Ok(journal) => {
+                for event in &loaded.lost_events {
+                    journal.record(event);
+                }
+                Some(journal)
+            }
+            Err(e) => {
+                self.error(format!("Cannot write {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// Run again what did not finish, as new attempts of the same run.
+    fn resume_run(&mut self, dir: &Path, ctx: &egui::Context) {
+        let Some(loaded) = self.load_run(dir) else {
+            return;
+        };
+        let Some(journal) = self.reopen_journal(dir, &loaded) else {
+            return;
+        };
+        let (specs, resumption) = Resumption::plan(&loaded.record, ResumeWhat::Unfinished);
+        let count = specs.len();
+        let resume_output = dir.join(format!(
+            "resume-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ));
+        let waker_ctx = ctx.clone();
+        let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
+        let config = PoolConfig {
+            size: self.pool_size,
+            output_dir: Some(resume_output.clone()),
+            create_empty_output_files: false,
+            ..PoolConfig::default()
+        };
+        let (executor, events) = Executor::start(config, Some(Arc::new(waker)));
+        if let Err(e) = executor.submit_map(specs, 1) {
+            self.error(format!("Cannot resume: {e}"));
+            return;
+        }
+        executor.close();
+        let started = Instant::now()
+            .checked_sub(resumption.offset())
+            .unwrap_or_else(Instant::now);
+        let run = Run {
+            pool: Some((executor, events)),
+            finished: None,
+            started,
+            output_dir: Some(dir.to_owned()),
+            journal: Some(journal),
+            resumption,
+            resume_output: Some(resume_output),
+            ..Run::opened(loaded.record)
+        };
+        self.show_run(run);
+        self.notify(format!(
+            "Resuming the run in {}: {count} task(s) that did not finish run again",
+            dir.display()
+        ));
+    }
+
+    /// Keep the run as it is: its lost attempts and an end marker go into its journal,
+    /// so it is not offered again.
+    fn close_run(&mut self, dir: &Path) {
+        let Some(loaded) = self.load_run(dir) else {
+            return;
+        };
+        if let Some(journal) = self.reopen_journal(dir, &loaded) {
+            journal.end_soon();
+            // Dropping waits for the writer: not on the window's thread.
+            let _ = std::thread::Builder::new()
+                .name("poolscope-journal-close".into())
+                .spawn(move || drop(journal));
+        }
+        self.notify(format!("Closed the run in {} as it is", dir.display()));
     }
 
     /// Like [`new`](Self::new), restoring the last list, pool size and recent files
@@ -635,6 +904,9 @@ impl PoolscopeApp {
                 self.quit(ctx);
             }
             Action::CancelDialog => self.dialog = None,
+            Action::OpenRun(dir) => self.open_run(&dir),
+            Action::ResumeRun(dir) => self.resume_run(&dir, ctx),
+            Action::CloseRun(dir) => self.close_run(&dir),
             Action::Dismiss => self.notice = None,
         }
     }
@@ -681,6 +953,13 @@ impl PoolscopeApp {
                 return;
             }
         };
+        let journal = match JournalWriter::create(&output_dir, false) {
+            Ok(journal) => journal,
+            Err(e) => {
+                self.error(format!("Cannot start: {e}"));
+                return;
+            }
+        };
         let waker_ctx = ctx.clone();
         let config = PoolConfig {
             size: self.pool_size,
@@ -693,14 +972,7 @@ impl PoolscopeApp {
         // redraws at most every FRAME_WHILE_BUSY for them (input still redraws at once).
         let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
         let (executor, events) = Executor::start(config, Some(Arc::new(waker)));
-        self.run = Some(Run {
-            pool: Some((executor, events)),
-            watched: None,
-            record: RunRecord::default(),
-            started: Instant::now(),
-            finished: None,
-            output_dir: Some(output_dir),
-        });
+        self.run = Some(Run::live((executor, events), output_dir, journal));
         for row in &mut self.rows {
             row.task = None;
         }
@@ -744,12 +1016,10 @@ impl PoolscopeApp {
                 self.rows.clear();
                 self.file = None;
                 self.run = Some(Run {
-                    pool: None,
                     watched: Some((watch, events)),
                     record: RunRecord::default(),
-                    started: Instant::now(),
                     finished: None,
-                    output_dir: None,
+                    ..Run::opened(RunRecord::default())
                 });
                 self.selected = None;
                 self.notify(format!(

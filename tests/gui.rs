@@ -459,3 +459,96 @@ fn a_python_row_can_be_watched_and_its_pool_fills_the_window() {
     let record = &h.state().run.as_ref().expect("run").record;
     assert_eq!(record.tasks[0].spec.name, "f(0)");
 }
+
+#[test]
+fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
+    use std::io::Write;
+    let runs = tempfile::tempdir().expect("tempdir");
+    let root = runs.path().join("runs");
+    // Tasks 3 and 4 hang until this flag exists: the first run is cut short in them.
+    let flag = runs.path().join("flag");
+    let hang = format!("test -e {} || sleep 30", flag.display());
+    let input = format!("true\ntrue\n{hang}\n{hang}\necho 5\necho 6\n");
+    // A run cut short: `poolscope run` SIGKILLed once two of its six tasks finished.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poolscope"))
+        .env("POOLSCOPE_RUN_DIR", &root)
+        .args(["run", "-j", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("poolscope run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let journal = || {
+        std::fs::read_dir(&root)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(Result::ok)
+            .map(|e| e.path().join("journal.jsonl"))
+    };
+    let deadline = Instant::now() + WAIT;
+    // Polled: the run is another process.
+    while journal()
+        .and_then(|j| std::fs::read_to_string(j).ok())
+        .map_or(0, |t| t.matches("\"Started\"").count())
+        < 4
+    {
+        assert!(Instant::now() < deadline, "the run never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    std::fs::write(&flag, "").expect("flag");
+
+    let options = AppOptions {
+        run_dir: Some(root.clone()),
+        ..AppOptions::default()
+    };
+    let mut h = harness(app_with_options(&[], options));
+    h.run_steps(2);
+    assert!(h.query_by_label("A run did not end cleanly").is_some());
+    assert!(
+        h.query_by_label_contains("6 tasks, 2 succeeded, 0 failed, 2 lost")
+            .is_some(),
+        "the dialog says what the run holds"
+    );
+    h.get_by_label("Resume it").click();
+    h.run_steps(2);
+    let run = h.state().run.as_ref().expect("the run");
+    assert_eq!(run.record.tasks.len(), 6);
+    assert_eq!(
+        run.record.tally().lost,
+        2,
+        "lost tasks show as lost until they run again"
+    );
+    // Stop the two sleeps: terminate, then check the record is whole again.
+    h.state()
+        .run
+        .as_ref()
+        .and_then(|r| r.executor())
+        .expect("pool")
+        .terminate();
+    run_until(&mut h, "the resumed run to end", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.phase == poolscope::model::PoolPhase::Finished)
+    });
+    let record = &h.state().run.as_ref().expect("run").record;
+    assert_eq!(record.succeeded(), 2, "the first two stay as they were");
+    drop(h);
+    let dir = journal()
+        .expect("journal")
+        .parent()
+        .expect("dir")
+        .to_owned();
+    let loaded = poolscope::model::journal::load(&dir).expect("load");
+    assert!(loaded.clean, "the resumed run ended cleanly");
+    // The lost sleeps ran again as second attempts (killed by the terminate).
+    assert_eq!(loaded.record.tasks[2].attempts.len(), 2);
+}

@@ -143,6 +143,8 @@ pub fn main() -> u8 {
     else {
         return 1;
     };
+    // `pkill -x poolscope` (a user ending poolscope) must not hit the guard first.
+    let _ = nix::sys::prctl::set_name(c"poolscope-guard");
     let mut out = io::stdout();
     if out.write_all(HELLO).and_then(|()| out.flush()).is_err() {
         return 1;

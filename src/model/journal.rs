@@ -171,6 +171,12 @@ impl JournalWriter {
         self.error().map_or(Ok(()), Err)
     }
 
+    /// [`JournalWriter::end`] without waiting (the window's thread never waits for the
+    /// disk): the writer finishes on its own, and dropping this waits for it.
+    pub fn end_soon(&self) {
+        let _ = self.tx.send(Msg::End);
+    }
+
     fn join(&mut self) {
         if let Some(thread) = self.thread.take() {
             // Closing the channel ends the loop once what was sent is written.

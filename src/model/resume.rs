@@ -64,6 +64,18 @@ impl Resumption {
             .map_or((task, attempt), |&(id, before)| (id, before + attempt))
     }
 
+    /// The resuming executor's task and attempt for the run's `task` and `attempt`.
+    pub fn executor_ids(&self, task: TaskId, attempt: u32) -> Option<(TaskId, u32)> {
+        let i = self.tasks.iter().position(|&(id, _)| id == task)?;
+        let before = self.tasks[i].1;
+        Some((TaskId(i as u64 + 1), attempt.checked_sub(before)?))
+    }
+
+    /// How far the original run's clock is ahead of the resuming executor's.
+    pub fn offset(&self) -> Duration {
+        self.offset
+    }
+
     /// `event` as the original run's, or `None` for what the run already has (its start,
     /// its tasks being queued).
     pub fn translate<'e>(&self, event: &'e Event) -> Option<Cow<'e, Event>> {

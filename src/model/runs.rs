@@ -132,6 +132,18 @@ impl RunRoot {
         }
     }
 
+    /// Recent runs that did not end cleanly (their journal has no end marker) and whose
+    /// poolscope is gone: newest first, among the last `recent` runs.
+    pub fn unfinished(&self, recent: usize) -> Vec<PathBuf> {
+        let runs = self.runs();
+        runs.iter()
+            .rev()
+            .take(recent)
+            .filter(|dir| !ended_cleanly(dir) && !owner_alive(dir))
+            .cloned()
+            .collect()
+    }
+
     /// A fresh folder for one run (0700), named by its local start time and this
     /// process, so that runs list in order.
     pub fn new_run(&self) -> Result<PathBuf, RunRootError> {
@@ -150,6 +162,43 @@ impl RunRoot {
             })?;
         Ok(dir)
     }
+}
+
+/// Whether the run's journal ends with its end marker (only its tail is read).
+fn ended_cleanly(dir: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(dir.join(super::journal::JOURNAL_FILE)) else {
+        // No journal: nothing to recover.
+        return true;
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut tail = Vec::new();
+    if file.seek(SeekFrom::Start(len.saturating_sub(64))).is_err()
+        || file.read_to_end(&mut tail).is_err()
+    {
+        return true;
+    }
+    String::from_utf8_lossy(&tail)
+        .trim_end()
+        .ends_with(r#"{"end":true}"#)
+}
+
+/// Whether the poolscope that made this run (its PID ends the folder's name) still runs:
+/// its run is live, not lost.
+fn owner_alive(dir: &Path) -> bool {
+    let pid = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit('-').next())
+        .and_then(|p| p.parse::<u32>().ok());
+    let Some(pid) = pid else { return false };
+    if pid == std::process::id() {
+        return true;
+    }
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+        exe.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("poolscope"))
+    })
 }
 
 #[cfg(test)]

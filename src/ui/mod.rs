@@ -185,6 +185,38 @@ impl PoolscopeApp {
                     actions.push(Action::CancelDialog);
                 }
             }
+            Dialog::Recover { dir, summary } => {
+                let modal = egui::Modal::new(egui::Id::unique("recover-run")).show(ctx, |ui| {
+                    ui.heading("A run did not end cleanly");
+                    ui.label("poolscope stopped (killed or crashed) while this run was going:");
+                    ui.label(summary);
+                    ui.horizontal(|ui| {
+                        if ui
+                            .button("Resume it")
+                            .on_hover_text("Run the tasks that did not finish, as new attempts of the same run")
+                            .clicked()
+                        {
+                            actions.push(Action::ResumeRun(dir.clone()));
+                        }
+                        if ui.button("Open it").on_hover_text("See it on the timeline as it was").clicked() {
+                            actions.push(Action::OpenRun(dir.clone()));
+                        }
+                        if ui
+                            .button("Close it as it is")
+                            .on_hover_text("Keep it as it is; it is not offered again")
+                            .clicked()
+                        {
+                            actions.push(Action::CloseRun(dir.clone()));
+                        }
+                        if ui.button("Later").clicked() {
+                            actions.push(Action::CancelDialog);
+                        }
+                    });
+                });
+                if modal.should_close() {
+                    actions.push(Action::CancelDialog);
+                }
+            }
         }
     }
 }
