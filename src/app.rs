@@ -22,6 +22,7 @@ const TICK: Duration = Duration::from_millis(250);
 /// Shortest time between two frames drawn only because executor events arrived.
 const FRAME_WHILE_BUSY: Duration = TICK;
 const MAX_RECENT: usize = 8;
+const DEFAULT_KEEP_RUNS: usize = 100;
 
 /// Command-line options of the GUI.
 #[derive(Clone, Debug, Default)]
@@ -119,7 +120,7 @@ impl Run {
             EventKind::Drained => {
                 self.finished = Some(event.at);
                 if let Some(journal) = &self.journal {
-                    journal.end_soon();
+                    journal.end_soon(&self.record);
                 }
             }
             _ => {}
@@ -257,6 +258,8 @@ pub enum Action {
     OpenRun(PathBuf),
     ResumeRun(PathBuf),
     CloseRun(PathBuf),
+    /// Show a folder (a run's, the runs root) in the file manager.
+    Reveal(PathBuf),
     Dismiss,
 }
 
@@ -353,6 +356,8 @@ struct Saved {
     file: Option<PathBuf>,
     workers: Option<WorkerConfig>,
     chunk_size: Option<usize>,
+    #[serde(default)]
+    keep_runs: Option<usize>,
 }
 
 const STORAGE_KEY: &str = "poolscope";
@@ -391,6 +396,9 @@ pub struct PoolscopeApp {
     pub exit_code: Arc<AtomicU8>,
     /// Set from a signal handler: terminate the tasks and quit.
     pub interrupted: Arc<AtomicBool>,
+    /// How many past runs are kept under the run root (older ones are removed).
+    pub keep_runs: usize,
+    past_runs: Option<(Instant, Vec<crate::model::runs::RunSummary>)>,
 }
 
 /// What a file dialog was opened for.
@@ -484,14 +492,15 @@ impl PoolscopeApp {
             opened: Instant::now(),
             exit_code: Arc::new(AtomicU8::new(0)),
             interrupted: Arc::new(AtomicBool::new(false)),
+            keep_runs: DEFAULT_KEEP_RUNS,
+            past_runs: None,
         };
         match app.options.file.clone() {
             Some(path) => app.open(&path),
             None => app.load_preset(DEFAULT_PRESET),
         }
-        // A scripted window (autostart, a screenshot) has nobody to ask.
-        let scripted =
-            app.options.autostart || app.options.exit_when_done || app.options.screenshot.is_some();
+        // A scripted window (autostart, exit when done) has nobody to ask.
+        let scripted = app.options.autostart || app.options.exit_when_done;
         if !scripted {
             app.offer_recovery();
         }
@@ -683,7 +692,7 @@ impl PoolscopeApp {
             return;
         };
         if let Some(journal) = self.reopen_journal(dir, &loaded) {
-            journal.end_soon();
+            journal.end_soon(&loaded.record);
             // Dropping waits for the writer: not on the window's thread.
             let _ = std::thread::Builder::new()
                 .name("poolscope-journal-close".into())
@@ -699,6 +708,7 @@ impl PoolscopeApp {
         let mut app = Self::new(options);
         if let Some(saved) = storage.and_then(|s| eframe::get_value::<Saved>(s, STORAGE_KEY)) {
             app.recent = saved.recent;
+            app.keep_runs = saved.keep_runs.unwrap_or(DEFAULT_KEEP_RUNS).max(1);
             if restore && !saved.rows.is_empty() {
                 app.rows = saved.rows;
                 app.file = saved.file;
@@ -907,6 +917,7 @@ impl PoolscopeApp {
             Action::OpenRun(dir) => self.open_run(&dir),
             Action::ResumeRun(dir) => self.resume_run(&dir, ctx),
             Action::CloseRun(dir) => self.close_run(&dir),
+            Action::Reveal(path) => self.reveal(&path),
             Action::Dismiss => self.notice = None,
         }
     }
@@ -934,11 +945,44 @@ impl PoolscopeApp {
     /// A private folder for the next run's output, under the run root (checked each time:
     /// an unwritable or foreign root is an error before any task starts).
     fn new_run_folder(&self) -> Result<PathBuf, crate::model::runs::RunRootError> {
-        let root = match &self.options.run_dir {
-            Some(dir) => dir.clone(),
-            None => crate::model::runs::default_root()?,
-        };
-        crate::model::runs::RunRoot::open(&root)?.new_run()
+        let root = self.run_root()?;
+        // The user's policy: room for this run among the newest `keep_runs`.
+        root.prune(self.keep_runs.saturating_sub(1));
+        root.new_run()
+    }
+
+    /// The past runs the File menu lists, read again at most every 2 s while shown.
+    pub fn past_runs(&mut self) -> &[crate::model::runs::RunSummary] {
+        let stale = self
+            .past_runs
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() > Duration::from_secs(2));
+        if stale {
+            let runs = self.run_root().map(|r| r.recent(12)).unwrap_or_default();
+            self.past_runs = Some((Instant::now(), runs));
+        }
+        self.past_runs.as_ref().map_or(&[], |(_, runs)| runs)
+    }
+
+    /// Show a folder in the desktop's file manager (`xdg-open`), without waiting for it.
+    fn reveal(&mut self, path: &Path) {
+        match std::process::Command::new("xdg-open")
+            .arg(path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(mut child) => {
+                let _ = std::thread::Builder::new()
+                    .name("poolscope-reveal".into())
+                    .spawn(move || child.wait());
+                self.notify(format!("Opened {}", path.display()));
+            }
+            Err(e) => self.error(format!(
+                "Cannot open a file manager (xdg-open: {e}); the folder is {}",
+                path.display()
+            )),
+        }
     }
 
     fn start(&mut self, ctx: &egui::Context) {
@@ -1502,10 +1546,13 @@ impl PoolscopeApp {
     }
 
     fn to_saved(&self) -> Saved {
+        // A watched program's rows are its function calls, not commands to run again.
+        let watched = self.run.as_ref().is_some_and(|r| r.watched.is_some());
         Saved {
             rows: self
                 .rows
                 .iter()
+                .filter(|_| !watched)
                 .map(|r| Row {
                     draft: r.draft.clone(),
                     task: None,
@@ -1516,6 +1563,7 @@ impl PoolscopeApp {
             file: self.file.clone(),
             workers: self.workers.clone(),
             chunk_size: self.chunk_size,
+            keep_runs: Some(self.keep_runs),
         }
     }
 }

@@ -455,7 +455,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     if let Some(e) = journal_failed {
         bail!("the run stopped: its journal could not be written ({e})");
     }
-    if drained && let Err(e) = journal.end() {
+    if drained && let Err(e) = journal.end(&record) {
         bail!("cannot finish the run's journal in {}: {e}", dir.display());
     }
 

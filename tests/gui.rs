@@ -552,3 +552,41 @@ fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
     // The lost sleeps ran again as second attempts (killed by the terminate).
     assert_eq!(loaded.record.tasks[2].attempts.len(), 2);
 }
+
+#[test]
+fn past_runs_are_listed_and_one_opens_on_the_timeline() {
+    use std::io::Write;
+    let runs = tempfile::tempdir().expect("tempdir");
+    let root = runs.path().join("runs");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poolscope"))
+        .env("POOLSCOPE_RUN_DIR", &root)
+        .args(["run", "-j", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("poolscope run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"echo one\nexit 3\necho three\n")
+        .expect("write");
+    assert_eq!(child.wait().expect("wait").code(), Some(1));
+
+    let options = AppOptions {
+        run_dir: Some(root),
+        ..AppOptions::default()
+    };
+    let mut h = harness(app_with_options(&["echo mine"], options));
+    h.run_steps(2);
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Past runs").hover();
+    h.run_steps(2);
+    h.get_by_label_contains("3 tasks: 2 ok, 1 failed").click();
+    h.run_steps(2);
+    let run = h.state().run.as_ref().expect("the run is open");
+    assert_eq!(run.record.tasks.len(), 3);
+    assert_eq!(run.record.failed(), 1);
+    assert_eq!(h.state().rows.len(), 3, "its tasks are the rows");
+}

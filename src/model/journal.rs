@@ -68,9 +68,32 @@ struct Line {
     out: Option<[u64; 2]>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct End {
-    end: bool,
+/// The end marker, with the run's counts (the Runs list reads them from the file's
+/// tail without loading the journal).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct End {
+    pub end: bool,
+    #[serde(default)]
+    pub tasks: usize,
+    #[serde(default)]
+    pub succeeded: usize,
+    #[serde(default)]
+    pub failed: usize,
+    #[serde(default)]
+    pub lost: usize,
+}
+
+impl End {
+    pub fn of(record: &RunRecord) -> Self {
+        let tally = record.tally();
+        Self {
+            end: true,
+            tasks: record.tasks.len(),
+            succeeded: tally.succeeded,
+            failed: tally.failed,
+            lost: tally.lost,
+        }
+    }
 }
 
 enum Msg {
@@ -81,7 +104,7 @@ enum Msg {
         stream: Stream,
         len: u64,
     },
-    End,
+    End(End),
 }
 
 /// Writes one run's journal on a thread of its own.
@@ -164,17 +187,18 @@ impl JournalWriter {
             .clone()
     }
 
-    /// The run ended cleanly: write the end marker, sync, and wait for the writer.
-    pub fn end(mut self) -> Result<(), String> {
-        let _ = self.tx.send(Msg::End);
+    /// The run ended cleanly: write the end marker (with `record`'s counts), sync, and
+    /// wait for the writer.
+    pub fn end(mut self, record: &RunRecord) -> Result<(), String> {
+        let _ = self.tx.send(Msg::End(End::of(record)));
         self.join();
         self.error().map_or(Ok(()), Err)
     }
 
     /// [`JournalWriter::end`] without waiting (the window's thread never waits for the
     /// disk): the writer finishes on its own, and dropping this waits for it.
-    pub fn end_soon(&self) {
-        let _ = self.tx.send(Msg::End);
+    pub fn end_soon(&self, record: &RunRecord) {
+        let _ = self.tx.send(Msg::End(End::of(record)));
     }
 
     fn join(&mut self) {
@@ -228,7 +252,7 @@ fn write_loop(file: File, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
                     [usize::from(stream == Stream::Stderr)] += len;
                 continue;
             }
-            Msg::End => serde_json::to_string(&End { end: true })
+            Msg::End(end) => serde_json::to_string(&end)
                 .map_err(std::io::Error::from)
                 .and_then(|line| writeln!(out, "{line}"))
                 .and_then(|()| out.flush())

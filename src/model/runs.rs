@@ -144,6 +144,16 @@ impl RunRoot {
             .collect()
     }
 
+    /// The newest `count` runs, newest first.
+    pub fn recent(&self, count: usize) -> Vec<RunSummary> {
+        self.runs()
+            .iter()
+            .rev()
+            .take(count)
+            .map(|dir| RunSummary::read(dir))
+            .collect()
+    }
+
     /// A fresh folder for one run (0700), named by its local start time and this
     /// process, so that runs list in order.
     pub fn new_run(&self) -> Result<PathBuf, RunRootError> {
@@ -164,23 +174,52 @@ impl RunRoot {
     }
 }
 
-/// Whether the run's journal ends with its end marker (only its tail is read).
-fn ended_cleanly(dir: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(dir.join(super::journal::JOURNAL_FILE)) else {
-        // No journal: nothing to recover.
-        return true;
-    };
-    let len = file.metadata().map_or(0, |m| m.len());
-    let mut tail = Vec::new();
-    if file.seek(SeekFrom::Start(len.saturating_sub(64))).is_err()
-        || file.read_to_end(&mut tail).is_err()
-    {
-        return true;
+/// A past run as the Runs list shows it, from its folder's name and its journal's tail
+/// (the journal itself is not loaded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSummary {
+    pub dir: PathBuf,
+    pub started: std::time::SystemTime,
+    /// Its end marker and counts; `None`: it did not end cleanly, or still runs.
+    pub ended: Option<super::journal::End>,
+}
+
+impl RunSummary {
+    pub fn read(dir: &Path) -> Self {
+        let millis = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("run-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|m| m.parse::<u64>().ok())
+            .unwrap_or(0);
+        Self {
+            dir: dir.to_owned(),
+            started: std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis),
+            ended: end_marker(dir),
+        }
     }
-    String::from_utf8_lossy(&tail)
-        .trim_end()
-        .ends_with(r#"{"end":true}"#)
+}
+
+/// The journal's end marker, read from the file's last line only.
+fn end_marker(dir: &Path) -> Option<super::journal::End> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(dir.join(super::journal::JOURNAL_FILE)).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(len.saturating_sub(512))).ok()?;
+    file.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    let last = text.trim_end().rsplit('\n').next()?;
+    serde_json::from_str::<super::journal::End>(last)
+        .ok()
+        .filter(|e| e.end)
+}
+
+/// Whether the run's journal ends with its end marker; a folder without a journal has
+/// nothing to recover.
+fn ended_cleanly(dir: &Path) -> bool {
+    !dir.join(super::journal::JOURNAL_FILE).exists() || end_marker(dir).is_some()
 }
 
 /// Whether the poolscope that made this run (its PID ends the folder's name) still runs:

@@ -95,6 +95,18 @@ impl PoolscopeApp {
             {
                 ui.ctx().copy_text(copy_text());
             }
+            if let Some(dir) = &run.output_dir
+                && ui
+                    .small_button("Output files")
+                    .on_hover_text(format!(
+                        "Show the run's folder: each attempt's full output is ID.ATTEMPT.stdout \
+                         and .stderr in {}",
+                        dir.display()
+                    ))
+                    .clicked()
+            {
+                actions.push(Action::Reveal(dir.clone()));
+            }
             if !find.is_empty() {
                 ui.weak(format!("{} matching lines", rows.len()));
             }

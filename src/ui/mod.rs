@@ -75,6 +75,7 @@ impl PoolscopeApp {
                 if ui.button("Save as…").clicked() {
                     actions.push(Action::SaveAsDialog);
                 }
+                ui.menu_button("Past runs", |ui| self.past_runs_menu(ui, actions));
                 // Native dialogs need a desktop portal; a typed path always works.
                 ui.separator();
                 ui.label("Watch a Python program (its real pools, live):")
@@ -160,6 +161,55 @@ impl PoolscopeApp {
                 ui.separator();
                 ui.weak(file.display().to_string());
             }
+        });
+    }
+
+    /// Recent runs (newest first): open one on the timeline, with its output.
+    fn past_runs_menu(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        let runs = self.past_runs().to_vec();
+        if runs.is_empty() {
+            ui.weak("No runs yet: each run is kept here once started.");
+        }
+        for run in runs {
+            let ago = run.started.elapsed().unwrap_or_default();
+            let ago = crate::ui::theme::duration(std::time::Duration::from_secs(ago.as_secs()));
+            let what = match &run.ended {
+                Some(end) => format!(
+                    "{} tasks: {} ok, {} failed{}",
+                    end.tasks,
+                    end.succeeded,
+                    end.failed,
+                    if end.lost > 0 {
+                        format!(", {} lost", end.lost)
+                    } else {
+                        String::new()
+                    }
+                ),
+                None => "did not end cleanly (or still runs)".to_owned(),
+            };
+            ui.horizontal(|ui| {
+                if ui
+                    .button(format!("{ago} ago · {what}"))
+                    .on_hover_text(run.dir.display().to_string())
+                    .clicked()
+                {
+                    actions.push(Action::OpenRun(run.dir.clone()));
+                }
+                if ui
+                    .small_button("Folder")
+                    .on_hover_text("Show its output files")
+                    .clicked()
+                {
+                    actions.push(Action::Reveal(run.dir.clone()));
+                }
+            });
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            let label = ui.label("Keep the last");
+            ui.add(egui::DragValue::new(&mut self.keep_runs).range(1..=10_000))
+                .labelled_by(label.id);
+            ui.label("runs");
         });
     }
 
