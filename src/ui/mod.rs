@@ -78,23 +78,7 @@ impl PoolscopeApp {
                 ui.menu_button("Past runs", |ui| self.past_runs_menu(ui, actions));
                 // Native dialogs need a desktop portal; a typed path always works.
                 ui.separator();
-                ui.label("Watch a Python program (its real pools, live):")
-                    .on_hover_text(
-                        "Runs the command unchanged; its multiprocessing Pool, Process and \
-                         ProcessPoolExecutor appear on the timeline",
-                    );
-                ui.horizontal(|ui| {
-                    let label = ui.label("Command");
-                    ui.add(egui::TextEdit::singleline(&mut self.watch_input).desired_width(220.0))
-                        .labelled_by(label.id);
-                    let command = self.watch_input.trim();
-                    if ui
-                        .add_enabled(!command.is_empty(), egui::Button::new("Watch"))
-                        .clicked()
-                    {
-                        actions.push(Action::Watch(command.to_owned()));
-                    }
-                });
+                self.watch_field(ui, actions);
                 ui.separator();
                 ui.horizontal(|ui| {
                     let label = ui.label("Path");
@@ -160,6 +144,27 @@ impl PoolscopeApp {
             if let Some(file) = &self.file {
                 ui.separator();
                 ui.weak(file.display().to_string());
+            }
+        });
+    }
+
+    /// File › Watch: a command line to run watched.
+    fn watch_field(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        ui.label("Watch a Python program (its real pools, live):")
+            .on_hover_text(
+                "Runs the command unchanged; its multiprocessing Pool, Process and \
+                 ProcessPoolExecutor appear on the timeline",
+            );
+        ui.horizontal(|ui| {
+            let label = ui.label("Command");
+            ui.add(egui::TextEdit::singleline(&mut self.watch_input).desired_width(220.0))
+                .labelled_by(label.id);
+            let command = self.watch_input.trim();
+            if ui
+                .add_enabled(!command.is_empty(), egui::Button::new("Watch"))
+                .clicked()
+            {
+                actions.push(Action::Watch(command.to_owned()));
             }
         });
     }
