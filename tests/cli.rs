@@ -8,6 +8,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{WAIT, poolscope, wait_gone};
+use poolscope::executor::Outcome;
 
 fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
     let mut child = poolscope()
@@ -272,11 +273,17 @@ fn sigterm_kills_every_task_and_still_writes_the_joblog() {
         assert!(wait_gone(pid), "task {pid} outlived poolscope");
     }
     let log = std::fs::read_to_string(&joblog).expect("joblog");
+    // Killed by the user: -1 and 9, told apart from a timeout's -1 and 15.
     let killed = log
         .lines()
-        .filter(|l| l.contains("\t-1\t15\texec sleep 100") || l.contains("\t-1\t15\techo $$"))
+        .filter(|l| l.contains("\t-1\t9\texec sleep 100") || l.contains("\t-1\t9\techo $$"))
         .count();
     assert_eq!(killed, 2, "{log}");
+    let entries = poolscope::model::joblog::parse(&log, &joblog).expect("parse");
+    assert!(
+        entries.iter().all(|e| e.outcome() == Outcome::Killed),
+        "read back as killed, not timed out: {entries:?}"
+    );
 }
 
 #[test]

@@ -11,17 +11,38 @@ use super::run::{Attempt, RunRecord, TaskRecord};
 pub const HEADER: &str =
     "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand";
 
-/// `(Exitval, Signal)` as parallel records them. A kill or timeout is `-1` with the
-/// signal sent (what parallel writes for `--timeout`); a command that could not start is
-/// 127, what `sh -c` reports for it.
+/// The one mapping of outcomes to numbers, `(Exitval, Signal)`, used by the joblog, the
+/// CSV and the trace; [`outcome_of_columns`] reads it back:
+///
+/// | outcome | Exitval | Signal | why |
+/// | --- | --- | --- | --- |
+/// | exit N | N | 0 | |
+/// | signal S | 0 | S | as parallel writes a job a signal ended |
+/// | timed out | -1 | 15 | what parallel writes for `--timeout` |
+/// | killed (by the user) | -1 | 9 | told apart from a timeout |
+/// | failed to start | 127 | 0 | what `sh -c` reports for a command it cannot run |
+/// | worker lost, scheduler | -1 | 0 | parallel's record of a job whose host went away |
 pub fn exit_columns(outcome: &Outcome) -> (i32, i32) {
     match outcome {
         Outcome::Exited(code) => (*code, 0),
         Outcome::Signaled(sig) => (0, *sig),
-        Outcome::Killed | Outcome::TimedOut => (-1, 15),
+        Outcome::TimedOut => (-1, 15),
+        Outcome::Killed => (-1, 9),
         Outcome::FailedToSpawn(_) => (127, 0),
-        // GNU parallel's record of a job whose host went away: -1, no signal.
         Outcome::WorkerLost(_) | Outcome::Scheduler(_) => (-1, 0),
+    }
+}
+
+/// [`exit_columns`] read back. Where the numbers cannot say more, the outcome says so:
+/// a reason is not in a joblog.
+pub fn outcome_of_columns(exitval: i32, signal: i32) -> Outcome {
+    match (exitval, signal) {
+        (-1, 9) => Outcome::Killed,
+        (-1, 0) => Outcome::WorkerLost("the joblog records no exit status".to_owned()),
+        (-1, _) => Outcome::TimedOut,
+        (_, s) if s != 0 => Outcome::Signaled(s),
+        (127, _) => Outcome::FailedToSpawn("exit 127: the command could not be run".to_owned()),
+        (code, _) => Outcome::Exited(code),
     }
 }
 
@@ -84,13 +105,9 @@ pub struct JoblogEntry {
 }
 
 impl JoblogEntry {
-    /// Parallel writes `-1` with the signal for a job it killed on `--timeout`.
+    /// The outcome its columns stand for ([`outcome_of_columns`]).
     pub fn outcome(&self) -> Outcome {
-        match (self.exitval, self.signal) {
-            (-1, s) if s != 0 => Outcome::TimedOut,
-            (_, s) if s != 0 => Outcome::Signaled(s),
-            (code, _) => Outcome::Exited(code),
-        }
+        outcome_of_columns(self.exitval, self.signal)
     }
 }
 
@@ -262,4 +279,34 @@ pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
         tasks,
         completions,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_reads_back_as_itself_from_its_columns() {
+        for outcome in [
+            Outcome::Exited(0),
+            Outcome::Exited(3),
+            Outcome::Signaled(2),
+            Outcome::TimedOut,
+            Outcome::Killed,
+        ] {
+            let (exit, signal) = exit_columns(&outcome);
+            assert_eq!(outcome_of_columns(exit, signal), outcome);
+        }
+        // Reasons are not in a joblog; the kind is.
+        let (exit, signal) = exit_columns(&Outcome::FailedToSpawn("no such file".into()));
+        assert!(matches!(
+            outcome_of_columns(exit, signal),
+            Outcome::FailedToSpawn(_)
+        ));
+        let (exit, signal) = exit_columns(&Outcome::WorkerLost("SIGKILL".into()));
+        assert!(matches!(
+            outcome_of_columns(exit, signal),
+            Outcome::WorkerLost(_)
+        ));
+    }
 }

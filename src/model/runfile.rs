@@ -83,11 +83,14 @@ pub fn write_csv(record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     )?;
     for task in &record.tasks {
         for a in &task.attempts {
-            let (exit, signal) = match &a.outcome {
-                Some(crate::executor::Outcome::Exited(c)) => (c.to_string(), String::new()),
-                Some(crate::executor::Outcome::Signaled(s)) => (String::new(), s.to_string()),
-                _ => (String::new(), String::new()),
-            };
+            // The same numbers as the joblog's (one mapping); empty while running.
+            let (exit, signal) = a
+                .outcome
+                .as_ref()
+                .map_or((String::new(), String::new()), |o| {
+                    let (exit, signal) = super::joblog::exit_columns(o);
+                    (exit.to_string(), signal.to_string())
+                });
             writeln!(
                 out,
                 "{},{},{},{},{},{},{:.6},{:.6},{},{:.6},{},{},{}",

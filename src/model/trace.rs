@@ -8,8 +8,6 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::executor::Outcome;
-
 use super::run::RunRecord;
 
 const POOL_PID: u32 = 1;
@@ -102,10 +100,10 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
             let (exit, signal) = attempt
                 .outcome
                 .as_ref()
-                .map_or((Value::Null, Value::Null), |o| match o {
-                    Outcome::Exited(c) => (json!(c), Value::Null),
-                    Outcome::Signaled(s) => (Value::Null, json!(s)),
-                    _ => (Value::Null, Value::Null),
+                .map_or((Value::Null, Value::Null), |o| {
+                    // The same numbers as the joblog's (one mapping).
+                    let (exit, signal) = super::joblog::exit_columns(o);
+                    (json!(exit), json!(signal))
                 });
             w.event(&TraceEvent {
                 name: &task.spec.name,
