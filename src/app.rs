@@ -787,6 +787,9 @@ impl PoolscopeApp {
             };
             run.apply(&event);
         }
+        if let Some(journal) = &run.journal {
+            journal.send();
+        }
         if let Some((watch, _)) = &run.watched
             && run.record.phase == PoolPhase::Finished
             && !watch.saw_inside()
@@ -824,6 +827,9 @@ impl PoolscopeApp {
             return false;
         };
         run.apply(&event);
+        if let Some(journal) = &run.journal {
+            journal.send();
+        }
         true
     }
 

@@ -118,6 +118,9 @@ pub struct RunArgs {
     /// directory, ~/.local/share/poolscope/runs].
     #[arg(long, value_name = "DIR", env = "POOLSCOPE_RUN_DIR")]
     pub run_dir: Option<PathBuf>,
+    /// Keep no journal of this run (it cannot be resumed with --resume RUN_DIR).
+    #[arg(long, conflicts_with_all = ["resume", "resume_failed"])]
+    pub no_journal: bool,
     /// How many past runs to keep under the run folder; older ones are removed.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub keep_runs: usize,
@@ -348,7 +351,6 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         specs,
         chunk_size,
         keep_order,
-        dir,
         journal,
         mut record,
         resumption,
@@ -373,12 +375,23 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let mut order = keep_order.then(InputOrder::default);
     let mut journal_failed = None;
     let mut drained = false;
-    while let Some(event) = events.recv() {
+    // The journal gets what arrived in one batch whenever no more is at hand.
+    let next = || {
+        events.try_recv().or_else(|| {
+            if let Some((_, journal)) = &journal {
+                journal.send();
+            }
+            events.recv()
+        })
+    };
+    while let Some(event) = next() {
         // The record and the journal see the run's own tasks (a resumed run's first
         // numbers); what is printed follows the executor's.
         if let Some(mine) = resumption.translate(&event) {
             record.apply(&mine);
-            journal.record(&mine);
+            if let Some((_, journal)) = &journal {
+                journal.record(&mine);
+            }
         }
         match &event.kind {
             // After Ctrl-C the user wants the prompt back, not the backlog.
@@ -416,6 +429,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 }
                 joblog_out.finished(&record, task, attempt)?;
                 if journal_failed.is_none()
+                    && let Some((dir, journal)) = &journal
                     && let Some(e) = journal.error()
                 {
                     // A full disk: stop cleanly, keep what was recorded, and say so.
@@ -455,9 +469,15 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     if let Some(e) = journal_failed {
         bail!("the run stopped: its journal could not be written ({e})");
     }
-    if drained && let Err(e) = journal.end(&record) {
-        bail!("cannot finish the run's journal in {}: {e}", dir.display());
-    }
+    let dir = match journal {
+        Some((dir, journal)) => {
+            if drained && let Err(e) = journal.end(&record) {
+                bail!("cannot finish the run's journal in {}: {e}", dir.display());
+            }
+            Some(dir)
+        }
+        None => None,
+    };
 
     write_trace(args.trace.as_deref(), &record)?;
     let failed = record
@@ -466,10 +486,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         .filter(|t| !matches!(&t.state, TaskState::Done(o) if o.is_success()))
         .count();
     let again = || {
-        eprintln!(
-            "poolscope: the run is recorded in {}; go on with: poolscope run --resume {0}",
-            dir.display()
-        );
+        if let Some(dir) = &dir {
+            eprintln!(
+                "poolscope: the run is recorded in {}; go on with: poolscope run --resume {0}",
+                dir.display()
+            );
+        }
     };
     if interrupted.load(Ordering::Acquire) {
         eprintln!("poolscope: interrupted; {failed} of {total} tasks did not succeed");
@@ -490,9 +512,8 @@ struct Session {
     specs: Vec<TaskSpec>,
     chunk_size: usize,
     keep_order: bool,
-    /// The run's folder (its journal).
-    dir: PathBuf,
-    journal: JournalWriter,
+    /// The run's folder and its journal (none with --no-journal).
+    journal: Option<(PathBuf, JournalWriter)>,
     record: RunRecord,
     resumption: Resumption,
     joblog_out: JoblogOut,
@@ -524,21 +545,25 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         }
         _ => (specs, JoblogOut::create(args.joblog.as_deref())?),
     };
-    let root = match &args.run_dir {
-        Some(dir) => dir.clone(),
-        None => runs::default_root()?,
+    let journal = if args.no_journal {
+        None
+    } else {
+        let root = match &args.run_dir {
+            Some(dir) => dir.clone(),
+            None => runs::default_root()?,
+        };
+        let root = RunRoot::open(&root)?;
+        // Room for this run first: the newest `keep_runs` - 1 stay.
+        root.prune(args.keep_runs.saturating_sub(1));
+        let dir = root.new_run()?;
+        let journal = JournalWriter::create(&dir, false)?;
+        Some((dir, journal))
     };
-    let root = RunRoot::open(&root)?;
-    // Room for this run first: the newest `keep_runs` - 1 stay.
-    root.prune(args.keep_runs.saturating_sub(1));
-    let dir = root.new_run()?;
-    let journal = JournalWriter::create(&dir, false)?;
     Ok(Session {
         config,
         specs,
         chunk_size,
         keep_order,
-        dir,
         journal,
         record: RunRecord::without_output(),
         resumption: Resumption::default(),
@@ -609,8 +634,7 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
         specs,
         chunk_size: 1,
         keep_order: false,
-        dir: dir.to_owned(),
-        journal,
+        journal: Some((dir.to_owned(), journal)),
         record: loaded.record,
         resumption,
         joblog_out,

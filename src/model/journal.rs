@@ -97,6 +97,8 @@ impl End {
 }
 
 enum Msg {
+    /// What was recorded since the last batch (one wake-up and one write for many).
+    Batch(Vec<Msg>),
     Event(Event),
     Output {
         task: TaskId,
@@ -110,6 +112,7 @@ enum Msg {
 /// Writes one run's journal on a thread of its own.
 pub struct JournalWriter {
     tx: Sender<Msg>,
+    pending: Mutex<Vec<Msg>>,
     error: Arc<Mutex<Option<String>>>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -150,6 +153,7 @@ impl JournalWriter {
             .map_err(io)?;
         Ok(Self {
             tx,
+            pending: Mutex::new(Vec::new()),
             error,
             thread: Some(thread),
             path,
@@ -160,7 +164,8 @@ impl JournalWriter {
         &self.path
     }
 
-    /// Journal `event` (output only as byte counts).
+    /// Journal `event` (output only as byte counts). It goes to the writer with the
+    /// next [`JournalWriter::send`] (or once 256 wait).
     pub fn record(&self, event: &Event) {
         let msg = match &event.kind {
             EventKind::Output {
@@ -176,7 +181,23 @@ impl JournalWriter {
             },
             _ => Msg::Event(event.clone()),
         };
-        let _ = self.tx.send(msg);
+        let full = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.push(msg);
+            pending.len() >= 256
+        };
+        if full {
+            self.send();
+        }
+    }
+
+    /// Hand what was recorded to the writer: call when the events at hand are done.
+    pub fn send(&self) {
+        let batch =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if !batch.is_empty() {
+            let _ = self.tx.send(Msg::Batch(batch));
+        }
     }
 
     /// The first write that failed (a full disk): what was written before it is intact.
@@ -190,6 +211,7 @@ impl JournalWriter {
     /// The run ended cleanly: write the end marker (with `record`'s counts), sync, and
     /// wait for the writer.
     pub fn end(mut self, record: &RunRecord) -> Result<(), String> {
+        self.send();
         let _ = self.tx.send(Msg::End(End::of(record)));
         self.join();
         self.error().map_or(Ok(()), Err)
@@ -198,10 +220,12 @@ impl JournalWriter {
     /// [`JournalWriter::end`] without waiting (the window's thread never waits for the
     /// disk): the writer finishes on its own, and dropping this waits for it.
     pub fn end_soon(&self, record: &RunRecord) {
+        self.send();
         let _ = self.tx.send(Msg::End(End::of(record)));
     }
 
     fn join(&mut self) {
+        self.send();
         if let Some(thread) = self.thread.take() {
             // Closing the channel ends the loop once what was sent is written.
             let (dead, _) = mpsc::channel();
@@ -220,8 +244,11 @@ impl Drop for JournalWriter {
 }
 
 fn write_loop(file: File, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, file);
-    let mut counts: HashMap<(TaskId, u32), [u64; 2]> = HashMap::new();
+    let mut writer = Writer {
+        out: BufWriter::with_capacity(64 * 1024, file),
+        counts: HashMap::new(),
+        urgent: false,
+    };
     let mut synced = Instant::now();
     let mut dirty = false;
     let mut failed = false;
@@ -230,7 +257,7 @@ fn write_loop(file: File, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) => {
                 if dirty && !failed {
-                    failed |= sync(&mut out, error);
+                    failed |= sync(&mut writer.out, error);
                     dirty = false;
                     synced = Instant::now();
                 }
@@ -241,30 +268,67 @@ fn write_loop(file: File, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
         if failed {
             continue;
         }
-        let result = match msg {
+        let result = writer.write(msg).and_then(|()| {
+            // Lines reach the OS once per batch that changed a task's or the pool's state.
+            if std::mem::take(&mut writer.urgent) {
+                writer.out.flush()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = result {
+            *error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+            failed = true;
+            continue;
+        }
+        dirty = true;
+        if synced.elapsed() >= SYNC_EVERY {
+            failed |= sync(&mut writer.out, error);
+            dirty = false;
+            synced = Instant::now();
+        }
+    }
+    if !failed {
+        let _ = writer.out.flush();
+    }
+}
+
+/// The writer thread's state: the file, and output byte counts until their attempt ends.
+struct Writer {
+    out: BufWriter<File>,
+    counts: HashMap<(TaskId, u32), [u64; 2]>,
+    /// Something was written that must reach the OS now.
+    urgent: bool,
+}
+
+impl Writer {
+    fn write(&mut self, msg: Msg) -> std::io::Result<()> {
+        match msg {
+            Msg::Batch(batch) => batch.into_iter().try_for_each(|m| self.write(m)),
             Msg::Output {
                 task,
                 attempt,
                 stream,
                 len,
             } => {
-                counts.entry((task, attempt)).or_default()
+                self.counts.entry((task, attempt)).or_default()
                     [usize::from(stream == Stream::Stderr)] += len;
-                continue;
+                Ok(())
             }
-            Msg::End(end) => serde_json::to_string(&end)
-                .map_err(std::io::Error::from)
-                .and_then(|line| writeln!(out, "{line}"))
-                .and_then(|()| out.flush())
-                .and_then(|()| out.get_ref().sync_data()),
+            Msg::End(end) => {
+                let line = serde_json::to_string(&end)?;
+                writeln!(self.out, "{line}")?;
+                self.out.flush()?;
+                self.out.get_ref().sync_data()
+            }
             Msg::Event(event) => {
-                let out_counts = match &event.kind {
+                let out = match &event.kind {
                     EventKind::Finished { task, attempt, .. } => {
-                        Some(counts.remove(&(*task, *attempt)).unwrap_or_default())
+                        Some(self.counts.remove(&(*task, *attempt)).unwrap_or_default())
                     }
                     _ => None,
                 };
-                let urgent = !matches!(
+                self.urgent |= !matches!(
                     event.kind,
                     EventKind::Queued { .. }
                         | EventKind::Chunk { .. }
@@ -275,28 +339,12 @@ fn write_loop(file: File, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
                 let line = Line {
                     at: u64::try_from(event.at.as_nanos()).unwrap_or(u64::MAX),
                     e: event.kind,
-                    out: out_counts,
+                    out,
                 };
-                serde_json::to_string(&line)
-                    .map_err(std::io::Error::from)
-                    .and_then(|text| writeln!(out, "{text}"))
-                    .and_then(|()| if urgent { out.flush() } else { Ok(()) })
+                let text = serde_json::to_string(&line)?;
+                writeln!(self.out, "{text}")
             }
-        };
-        if let Err(e) = result {
-            *error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
-            failed = true;
-            continue;
         }
-        dirty = true;
-        if synced.elapsed() >= SYNC_EVERY {
-            failed |= sync(&mut out, error);
-            dirty = false;
-            synced = Instant::now();
-        }
-    }
-    if !failed {
-        let _ = out.flush();
     }
 }
 
