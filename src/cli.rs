@@ -118,7 +118,7 @@ pub struct RunArgs {
     /// directory, ~/.local/share/poolscope/runs].
     #[arg(long, value_name = "DIR", env = "POOLSCOPE_RUN_DIR")]
     pub run_dir: Option<PathBuf>,
-    /// Keep no journal of this run (it cannot be resumed with --resume RUN_DIR).
+    /// Keep no journal of this run (it cannot be resumed from its run folder).
     #[arg(long, conflicts_with_all = ["resume", "resume_failed"])]
     pub no_journal: bool,
     /// How many past runs to keep under the run folder; older ones are removed.
