@@ -6,7 +6,9 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{WAIT, poolscope, wait_gone};
+use common::{WAIT, config, drain, poolscope, stdout_of, wait_gone};
+use poolscope::executor::{Executor, Outcome, StdinMode, Stream, TaskSpec};
+use poolscope::model::RunRecord;
 
 /// Poll (bounded) until every `dir/pid.N` for N in 1..=n exists; their PIDs.
 fn started_pids(dir: &std::path::Path, n: u32) -> Vec<u32> {
@@ -321,4 +323,98 @@ fn an_unusable_run_folder_stops_the_run_before_any_task() {
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr.contains("is not a folder"), "{stderr}");
     assert!(!marker.exists(), "no task ran");
+}
+
+/// Run `specs` then one more task on a pool of 2; the record, and whether the task after
+/// them still ran (the pool goes on).
+fn run_then_one_more(specs: Vec<TaskSpec>) -> (RunRecord, Vec<poolscope::executor::TaskId>, bool) {
+    let (pool, events) = Executor::start(config(2), None);
+    let ids: Vec<_> = specs
+        .into_iter()
+        .map(|spec| pool.submit_one(spec).expect("submit"))
+        .collect();
+    let after = pool
+        .submit_one(TaskSpec::shell("echo after"))
+        .expect("submit");
+    pool.close();
+    let mut record = RunRecord::default();
+    drain(&events, &mut record);
+    let went_on = stdout_of(&record, after) == "after\n";
+    (record, ids, went_on)
+}
+
+fn outcome_of(record: &RunRecord, id: poolscope::executor::TaskId) -> Outcome {
+    record
+        .task(id)
+        .and_then(|t| t.outcome().cloned())
+        .expect("an outcome")
+}
+
+#[test]
+fn a_task_that_closes_its_stdout_early_still_ends_with_its_stderr() {
+    let (record, ids, went_on) = run_then_one_more(vec![TaskSpec::shell(
+        "echo before; exec 1>&-; sleep 0.2; echo still talking >&2",
+    )]);
+    assert!(went_on);
+    assert_eq!(outcome_of(&record, ids[0]), Outcome::Exited(0));
+    assert_eq!(stdout_of(&record, ids[0]), "before\n");
+    let task = record.task(ids[0]).expect("task");
+    let stderr = String::from_utf8_lossy(&task.output.stream_bytes(Stream::Stderr)).into_owned();
+    assert_eq!(stderr, "still talking\n");
+}
+
+#[test]
+fn a_task_that_floods_stderr_is_counted_in_full_and_the_pool_goes_on() {
+    let (record, ids, went_on) = run_then_one_more(vec![TaskSpec::shell(
+        "head -c 50000000 /dev/zero | tr '\\0' x >&2",
+    )]);
+    assert!(went_on);
+    assert_eq!(outcome_of(&record, ids[0]), Outcome::Exited(0));
+    let attempt = record.attempt(ids[0], 1).expect("attempt");
+    assert_eq!(attempt.stderr_bytes, 50_000_000);
+}
+
+#[test]
+fn a_task_that_exits_while_its_stdin_is_written_ends_normally() {
+    // 8 MiB of preset input; `head` reads 10 bytes and exits: the rest cannot be written.
+    let input = vec![b'y'; 8 << 20];
+    let (record, ids, went_on) = run_then_one_more(vec![
+        TaskSpec::program("head", ["-c", "10"]).with_stdin(StdinMode::Preset(input)),
+    ]);
+    assert!(went_on);
+    assert_eq!(outcome_of(&record, ids[0]), Outcome::Exited(0));
+    assert_eq!(stdout_of(&record, ids[0]), "yyyyyyyyyy");
+    let attempt = record.attempt(ids[0], 1).expect("attempt");
+    assert!(attempt.stdin_bytes < 8 << 20, "not all of it was taken");
+}
+
+#[test]
+fn a_task_that_leaves_its_session_is_out_of_reach_as_documented() {
+    // `setsid` makes a new session and process group: no signal to the task's group, nor
+    // the orphan guard, reaches it. The task itself ends as usual.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("escaped");
+    let (record, ids, went_on) = run_then_one_more(vec![TaskSpec::shell(format!(
+        "setsid -f sh -c 'echo $$ > {}; exec sleep 30' >/dev/null 2>&1",
+        pid_file.display()
+    ))]);
+    assert!(went_on);
+    assert_eq!(outcome_of(&record, ids[0]), Outcome::Exited(0));
+    let deadline = Instant::now() + WAIT;
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "the escaped process never wrote");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("number");
+    // It outlived its task: poolscope cannot reach it (README: "Not reachable").
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(alive, "a process in a session of its own outlives its task");
 }
