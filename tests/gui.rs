@@ -520,19 +520,11 @@ fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
     h.get_by_label("Resume it").click();
     h.run_steps(2);
     let run = h.state().run.as_ref().expect("the run");
-    assert_eq!(run.record.tasks.len(), 6);
     assert_eq!(
-        run.record.tally().lost,
-        2,
-        "lost tasks show as lost until they run again"
+        run.record.tasks.len(),
+        6,
+        "the run's own tasks, not the list's"
     );
-    // Stop the two sleeps: terminate, then check the record is whole again.
-    h.state()
-        .run
-        .as_ref()
-        .and_then(|r| r.executor())
-        .expect("pool")
-        .terminate();
     run_until(&mut h, "the resumed run to end", |h| {
         h.state()
             .run
@@ -540,7 +532,7 @@ fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
             .is_some_and(|r| r.record.phase == poolscope::model::PoolPhase::Finished)
     });
     let record = &h.state().run.as_ref().expect("run").record;
-    assert_eq!(record.succeeded(), 2, "the first two stay as they were");
+    assert_eq!(record.succeeded(), 6, "every task succeeded");
     drop(h);
     let dir = journal()
         .expect("journal")
@@ -549,8 +541,15 @@ fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
         .to_owned();
     let loaded = poolscope::model::journal::load(&dir).expect("load");
     assert!(loaded.clean, "the resumed run ended cleanly");
-    // The lost sleeps ran again as second attempts (killed by the terminate).
+    assert_eq!(loaded.record.succeeded(), 6);
+    // The lost tasks ran again as their second attempts; the first two only once.
     assert_eq!(loaded.record.tasks[2].attempts.len(), 2);
+    assert_eq!(loaded.record.tasks[0].attempts.len(), 1);
+    // Their output moved next to the run's own, under their own numbers.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("5.1.stdout")).expect("task 5's output"),
+        "5\n"
+    );
 }
 
 #[test]
