@@ -2,7 +2,9 @@
 # The real binary in a real (virtual) X display:
 #  1. runs the seed's Pool(4) preset to completion, saves a screenshot, exits 0;
 #  2. quits while tasks run (screenshot mid-run) and leaves no task process behind;
-#  3. gets SIGTERM while tasks run and leaves no task process behind.
+#  3. gets SIGTERM while tasks run and leaves no task process behind;
+#  4. is SIGKILLed while tasks run: no task is left (the orphan guard ends them), and
+#     the run, cut short, is finished by `poolscope run --resume RUN_DIR`.
 # Needs xvfb-run; `scripts/test.sh` installs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,4 +82,40 @@ for _ in $(seq 100); do [ "$(ls "$out"/pid.* 2>/dev/null | wc -l)" -eq 3 ] && br
 pkill -TERM -x poolscope || fail "poolscope not found"
 wait "$runner" || true
 leftovers || fail "tasks outlived a SIGTERM to the window"
-echo "smoke: 3 passed, 0 failed"
+rm -f "$out"/pid.*
+
+echo "== 4. SIGKILL while tasks run, then resume the run"
+cat >"$out/cut.toml" <<TOML
+[pool]
+size = 3
+[[task]]
+name = "cut {}"
+command = 'echo \$\$ > $PWD/$out/pid.{}; test -e $PWD/$out/resumed || exec sleep 100'
+range = [0, 5]
+TOML
+rm -f "$out/resumed"
+runs="$PWD/$out/xdg/poolscope/runs"
+before=$(ls "$runs" 2>/dev/null | wc -l)
+xvfb "$bin" "$out/cut.toml" --autostart &
+for _ in $(seq 100); do [ "$(ls "$out"/pid.* 2>/dev/null | wc -l)" -eq 3 ] && break; sleep 0.1; done
+[ "$(ls "$out"/pid.* 2>/dev/null | wc -l)" -eq 3 ] || fail "tasks never started"
+# The window records what it has seen: wait until its journal has the three starts.
+for _ in $(seq 100); do
+  run=$(ls -d "$runs"/run-* 2>/dev/null | tail -1)
+  [ -n "$run" ] && [ "$(grep -c '"Started"' "$run/journal.jsonl" 2>/dev/null)" -ge 3 ] && break
+  sleep 0.1
+done
+window=$(pgrep -f "^$bin $out/cut.toml" | head -1)
+[ -n "$window" ] || fail "the window's process not found"
+kill -KILL "$window"
+# The guard ends them within its grace (1 s): polled, at most 10 s.
+for _ in $(seq 100); do leftovers 2>/dev/null && break; sleep 0.1; done
+leftovers || fail "tasks outlived a SIGKILL of the window"
+run=$(ls -d "$runs"/run-* | tail -1)
+[ "$(ls "$runs" | wc -l)" -gt "$before" ] || fail "the window kept no run folder"
+touch "$out/resumed"
+"$bin" run --resume "$run" >"$out/resume.out" 2>"$out/resume.err" \
+  || fail "resume failed: $(cat "$out/resume.err")"
+grep -q "5 of 5 tasks to run (3 were lost" "$out/resume.err" \
+  || fail "resume ran something else: $(cat "$out/resume.err")"
+echo "smoke: 4 passed, 0 failed"
