@@ -358,6 +358,8 @@ struct Saved {
     chunk_size: Option<usize>,
     #[serde(default)]
     keep_runs: Option<usize>,
+    #[serde(default)]
+    max_runs_mb: u64,
 }
 
 const STORAGE_KEY: &str = "poolscope";
@@ -398,6 +400,8 @@ pub struct PoolscopeApp {
     pub interrupted: Arc<AtomicBool>,
     /// How many past runs are kept under the run root (older ones are removed).
     pub keep_runs: usize,
+    /// And at most this many MB of them (0: no cap).
+    pub max_runs_mb: u64,
     past_runs: Option<(Instant, Vec<crate::model::runs::RunSummary>)>,
 }
 
@@ -493,6 +497,7 @@ impl PoolscopeApp {
             exit_code: Arc::new(AtomicU8::new(0)),
             interrupted: Arc::new(AtomicBool::new(false)),
             keep_runs: DEFAULT_KEEP_RUNS,
+            max_runs_mb: 0,
             past_runs: None,
         };
         match app.options.file.clone() {
@@ -709,6 +714,7 @@ impl PoolscopeApp {
         if let Some(saved) = storage.and_then(|s| eframe::get_value::<Saved>(s, STORAGE_KEY)) {
             app.recent = saved.recent;
             app.keep_runs = saved.keep_runs.unwrap_or(DEFAULT_KEEP_RUNS).max(1);
+            app.max_runs_mb = saved.max_runs_mb;
             if restore && !saved.rows.is_empty() {
                 app.rows = saved.rows;
                 app.file = saved.file;
@@ -953,7 +959,10 @@ impl PoolscopeApp {
     fn new_run_folder(&self) -> Result<PathBuf, crate::model::runs::RunRootError> {
         let root = self.run_root()?;
         // The user's policy: room for this run among the newest `keep_runs`.
-        root.prune(self.keep_runs.saturating_sub(1));
+        root.prune(
+            self.keep_runs.saturating_sub(1),
+            (self.max_runs_mb > 0).then(|| self.max_runs_mb << 20),
+        );
         root.new_run()
     }
 
@@ -1570,6 +1579,7 @@ impl PoolscopeApp {
             workers: self.workers.clone(),
             chunk_size: self.chunk_size,
             keep_runs: Some(self.keep_runs),
+            max_runs_mb: self.max_runs_mb,
         }
     }
 }

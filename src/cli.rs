@@ -124,6 +124,9 @@ pub struct RunArgs {
     /// How many past runs to keep under the run folder; older ones are removed.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub keep_runs: usize,
+    /// Also remove the oldest runs while all kept runs take more than this many MB.
+    #[arg(long, value_name = "MB")]
+    pub max_runs_size: Option<u64>,
     /// Write a Chrome trace (Perfetto, `chrome://tracing`) here when the run ends.
     #[arg(long, value_name = "PATH")]
     pub trace: Option<PathBuf>,
@@ -554,7 +557,10 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         };
         let root = RunRoot::open(&root)?;
         // Room for this run first: the newest `keep_runs` - 1 stay.
-        root.prune(args.keep_runs.saturating_sub(1));
+        root.prune(
+            args.keep_runs.saturating_sub(1),
+            args.max_runs_size.map(|mb| mb << 20),
+        );
         let dir = root.new_run()?;
         let journal = JournalWriter::create(&dir, false)?;
         Some((dir, journal))

@@ -120,14 +120,24 @@ impl RunRoot {
         runs.into_iter().map(|(_, path)| path).collect()
     }
 
-    /// Remove the oldest runs so that at most `keep` are left (the user's policy:
-    /// `--keep-runs`).
-    pub fn prune(&self, keep: usize) {
+    /// Remove the oldest runs so that at most `keep` are left and, with `max_bytes`,
+    /// the newest ones kept take at most that much room (the user's policy:
+    /// `--keep-runs`, `--max-runs-size`).
+    pub fn prune(&self, keep: usize, max_bytes: Option<u64>) {
         let runs = self.runs();
-        let excess = runs.len().saturating_sub(keep);
-        for old in &runs[..excess] {
-            if let Err(e) = std::fs::remove_dir_all(old) {
-                log::warn!("cannot remove old run {}: {e}", old.display());
+        let mut used = 0u64;
+        let mut kept = 0usize;
+        // Newest first: a run stays while both limits allow it.
+        for run in runs.iter().rev() {
+            let size = max_bytes.map_or(0, |_| folder_size(run));
+            let fits = max_bytes.is_none_or(|max| used + size <= max);
+            if kept < keep && fits {
+                kept += 1;
+                used += size;
+                continue;
+            }
+            if let Err(e) = std::fs::remove_dir_all(run) {
+                log::warn!("cannot remove old run {}: {e}", run.display());
             }
         }
     }
@@ -172,6 +182,19 @@ impl RunRoot {
             })?;
         Ok(dir)
     }
+}
+
+/// Bytes of the files under `dir`.
+fn folder_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => folder_size(&entry.path()),
+            _ => entry.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 /// A past run as the Runs list shows it, from its folder's name and its journal's tail
@@ -263,7 +286,7 @@ mod tests {
             std::fs::create_dir(dir.path().join(format!("run-{stamp}-1"))).expect("run");
         }
         std::fs::create_dir(dir.path().join("notes")).expect("other");
-        root.prune(2);
+        root.prune(2, None);
         let left: Vec<String> = root
             .runs()
             .iter()
@@ -271,6 +294,24 @@ mod tests {
             .collect();
         assert_eq!(left, ["run-30-1", "run-40-1"]);
         assert!(dir.path().join("notes").exists(), "only runs are pruned");
+    }
+
+    #[test]
+    fn pruning_by_size_keeps_the_newest_runs_that_fit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = RunRoot::open(dir.path()).expect("root");
+        for stamp in [10, 20, 30] {
+            let run = dir.path().join(format!("run-{stamp}-1"));
+            std::fs::create_dir(&run).expect("run");
+            std::fs::write(run.join("1.1.stdout"), vec![b'x'; 1000]).expect("output");
+        }
+        root.prune(100, Some(2500));
+        let left: Vec<String> = root
+            .runs()
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["run-20-1", "run-30-1"]);
     }
 
     #[test]

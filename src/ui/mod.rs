@@ -214,7 +214,13 @@ impl PoolscopeApp {
             let label = ui.label("Keep the last");
             ui.add(egui::DragValue::new(&mut self.keep_runs).range(1..=10_000))
                 .labelled_by(label.id);
-            ui.label("runs");
+            ui.label("runs, in at most");
+            ui.add(
+                egui::DragValue::new(&mut self.max_runs_mb)
+                    .range(0..=1_000_000)
+                    .suffix(" MB"),
+            )
+            .on_hover_text("0: no size cap; older runs go first");
         });
     }
 
