@@ -961,7 +961,7 @@ impl PoolscopeApp {
         // The user's policy: room for this run among the newest `keep_runs`.
         root.prune(
             self.keep_runs.saturating_sub(1),
-            (self.max_runs_mb > 0).then(|| self.max_runs_mb << 20),
+            (self.max_runs_mb > 0).then_some(self.max_runs_mb << 20),
         );
         root.new_run()
     }

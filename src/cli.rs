@@ -70,7 +70,7 @@ pub struct GuiArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a task file (or shell commands read from stdin, one per line) without the GUI.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run a Python program unchanged and record what its pools do (multiprocessing Pool
     /// and Process, concurrent.futures): `poolscope watch -- python3 script.py ARGS`.
     Watch(WatchArgs),
