@@ -418,3 +418,66 @@ fn a_task_that_leaves_its_session_is_out_of_reach_as_documented() {
     );
     assert!(alive, "a process in a session of its own outlives its task");
 }
+
+/// A tiny tmpfs, unmounted when dropped; `None` (with a note) where mounting is not
+/// allowed (not root, or no CAP_SYS_ADMIN).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            Some(Self { dir })
+        } else {
+            eprintln!(
+                "SKIPPED: cannot mount a small tmpfs here (needs root); the full-disk case is not tested"
+            );
+            None
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_disk_that_fills_stops_the_run_and_keeps_what_was_recorded() {
+    // Room for the 3000 tasks' submissions (about 600 KB) and part of the run.
+    let Some(disk) = SmallDisk::mount(800 * 1024) else {
+        return;
+    };
+    let runs = disk.dir.path().join("runs");
+    let input = "echo x\n".repeat(3000);
+    let out = run_with_input(&["-j", "2", "--run-dir", &runs.to_string_lossy()], &input);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the run's journal") && stderr.contains("No space left"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // What was recorded loads: every task it says finished, finished well.
+    let run = std::fs::read_dir(&runs)
+        .expect("runs")
+        .flatten()
+        .next()
+        .expect("the run's folder")
+        .path();
+    let loaded = poolscope::model::journal::load(&run).expect("the journal loads");
+    assert!(loaded.record.succeeded() > 0, "some tasks were recorded");
+    assert!(loaded.record.succeeded() < 3000, "the run stopped early");
+    assert_eq!(loaded.record.failed(), 0, "{:?}", loaded.dropped);
+}
