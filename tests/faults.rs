@@ -420,7 +420,7 @@ fn a_task_that_leaves_its_session_is_out_of_reach_as_documented() {
 }
 
 /// A tiny tmpfs, unmounted when dropped; `None` (with a note) where mounting is not
-/// allowed (not root, or no CAP_SYS_ADMIN).
+/// allowed (not root, or no `CAP_SYS_ADMIN`).
 struct SmallDisk {
     dir: tempfile::TempDir,
 }
