@@ -4,7 +4,9 @@
 #  2. quits while tasks run (screenshot mid-run) and leaves no task process behind;
 #  3. gets SIGTERM while tasks run and leaves no task process behind;
 #  4. is SIGKILLed while tasks run: no task is left (the orphan guard ends them), and
-#     the run, cut short, is finished by `poolscope run --resume RUN_DIR`.
+#     the run, cut short, is finished by `poolscope run --resume RUN_DIR`;
+#  5. "Copy all" puts the console's text on the X clipboard (clicked with xdotool at the
+#     default 1280x800 layout, read back with xclip).
 # Needs xvfb-run; `scripts/test.sh` installs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,4 +120,29 @@ touch "$out/resumed"
   || fail "resume failed: $(cat "$out/resume.err")"
 grep -q "5 of 5 tasks to run (3 were lost" "$out/resume.err" \
   || fail "resume ran something else: $(cat "$out/resume.err")"
-echo "smoke: 4 passed, 0 failed"
+
+echo "== 5. Copy all reaches the X clipboard"
+cat >"$out/clip.toml" <<'TOML'
+[pool]
+size = 1
+[[task]]
+command = "echo hello clipboard"
+TOML
+cat >"$out/clip.sh" <<SH
+set -u
+"$bin" "$out/clip.toml" --autostart &
+app=\$!
+# The first task's console shows once it ran; "Copy all" sits under it.
+for _ in \$(seq 50); do xdotool search --name '^poolscope' >/dev/null 2>&1 && break; sleep 0.2; done
+sleep 2
+xdotool mousemove 38 673 click 1
+sleep 1
+xclip -o -selection clipboard >"$out/clipboard.txt" 2>/dev/null
+kill \$app
+wait \$app 2>/dev/null
+exit 0
+SH
+xvfb bash "$out/clip.sh"
+grep -qx "hello clipboard" "$out/clipboard.txt" \
+  || fail "the clipboard holds '$(cat "$out/clipboard.txt" 2>/dev/null)', not the console's text"
+echo "smoke: 5 passed, 0 failed"

@@ -15,6 +15,13 @@ command -v nslookup >/dev/null || packages+=(dnsutils)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || packages+=(dnsmasq-base)
 command -v python3 >/dev/null || packages+=(python3)
 fc-list 2>/dev/null | grep -qi 'cjk' || packages+=(fonts-noto-cjk fontconfig)
+# The X client libraries winit loads at run time, and software GL (a fresh Debian has
+# none of them); xclip and xdotool: the smoke run clicks "Copy all" and reads the clipboard.
+for lib in libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2 libgl1-mesa-dri; do
+  dpkg -s "$lib" >/dev/null 2>&1 || packages+=("$lib")
+done
+command -v xclip >/dev/null || packages+=(xclip)
+command -v xdotool >/dev/null || packages+=(xdotool)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   export DEBIAN_FRONTEND=noninteractive

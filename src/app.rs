@@ -150,8 +150,16 @@ impl Run {
         self.pool.as_ref().map(|(e, _)| e)
     }
 
+    /// The run's clock: it stops at the drain, and at the last event while an open pool
+    /// has nothing to do (a finished run not yet closed).
     pub fn now(&self) -> Duration {
-        self.finished.unwrap_or_else(|| self.started.elapsed())
+        if let Some(end) = self.finished {
+            return end;
+        }
+        if self.pool.is_some() && self.active() == 0 && self.record.last_event > Duration::ZERO {
+            return self.record.last_event;
+        }
+        self.started.elapsed()
     }
 
     pub fn is_live(&self) -> bool {
@@ -741,6 +749,25 @@ impl PoolscopeApp {
         }
     }
 
+    /// An open pool with nothing queued or running is a finished run the user has not
+    /// closed: close it (its journal ends), keep it on screen, and let the next one start.
+    fn settle_idle_run(&mut self) {
+        let Some(run) = &mut self.run else { return };
+        if !run.is_open() || run.active() > 0 || run.watched.is_some() {
+            return;
+        }
+        if let Some(executor) = run.executor() {
+            executor.close();
+        }
+        run.record.phase = PoolPhase::Finished;
+        run.finished = Some(run.record.last_event);
+        if let Some(journal) = &run.journal {
+            journal.end_soon(&run.record);
+        }
+        // Nothing runs in it: dropping the executor kills nothing.
+        run.pool = None;
+    }
+
     pub fn live_run(&self) -> Option<&Run> {
         self.run.as_ref().filter(|r| r.is_live())
     }
@@ -840,6 +867,19 @@ impl PoolscopeApp {
     }
 
     pub fn apply(&mut self, action: Action, ctx: &egui::Context) {
+        // A finished run whose pool is still open must not block the next one.
+        if matches!(
+            action,
+            Action::Start
+                | Action::Watch(_)
+                | Action::WatchPreset(_)
+                | Action::LoadPreset(_)
+                | Action::Open(_)
+                | Action::OpenRun(_)
+                | Action::ResumeRun(_)
+        ) {
+            self.settle_idle_run();
+        }
         match action {
             Action::Start => self.start(ctx),
             Action::SubmitPending => {

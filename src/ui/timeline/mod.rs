@@ -864,13 +864,19 @@ fn interact(
     if !response.hovered() {
         return changed;
     }
+    // Keys belong to a text field that has focus, not to the timeline under the pointer.
+    let typing = ui.ctx().egui_wants_keyboard_input();
     let (scroll, zoom, keys) = ui.input(|i| {
-        let keys = (
+        let keys = if typing {
+            (false, false, false, false)
+        } else {
+            (
             i.key_pressed(egui::Key::Plus) || i.key_pressed(egui::Key::Equals),
             i.key_pressed(egui::Key::Minus),
             i.key_pressed(egui::Key::ArrowLeft),
             i.key_pressed(egui::Key::ArrowRight),
-        );
+            )
+        };
         (i.smooth_scroll_delta, i.zoom_delta(), keys)
     });
     let anchor = response
