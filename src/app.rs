@@ -413,6 +413,22 @@ pub struct PoolscopeApp {
     past_runs: Option<(Instant, Vec<crate::model::runs::RunSummary>)>,
 }
 
+impl Action {
+    /// Whether it starts, loads or opens something in place of the current run.
+    fn replaces_the_run(&self) -> bool {
+        matches!(
+            self,
+            Action::Start
+                | Action::Watch(_)
+                | Action::WatchPreset(_)
+                | Action::LoadPreset(_)
+                | Action::Open(_)
+                | Action::OpenRun(_)
+                | Action::ResumeRun(_)
+        )
+    }
+}
+
 /// What a file dialog was opened for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FilePurpose {
@@ -868,16 +884,7 @@ impl PoolscopeApp {
 
     pub fn apply(&mut self, action: Action, ctx: &egui::Context) {
         // A finished run whose pool is still open must not block the next one.
-        if matches!(
-            action,
-            Action::Start
-                | Action::Watch(_)
-                | Action::WatchPreset(_)
-                | Action::LoadPreset(_)
-                | Action::Open(_)
-                | Action::OpenRun(_)
-                | Action::ResumeRun(_)
-        ) {
+        if action.replaces_the_run() {
             self.settle_idle_run();
         }
         match action {
