@@ -42,6 +42,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "communicate.toml",
         include_str!("../../assets/presets/communicate.toml"),
     ),
+    (
+        "Interactive: type to nslookup, bc and python -i",
+        "interactive.toml",
+        include_str!("../../assets/presets/interactive.toml"),
+    ),
 ];
 
 /// The demo a first-time user sees: the seed's Pool(4) × 5.
@@ -71,3 +76,30 @@ pub const WATCH_PRESETS: &[(&str, &str, &str)] = &[
         include_str!("../../assets/python/cpu_bound_pool4.py"),
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_file_in_the_assets_is_in_the_menu_and_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/presets");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .expect("assets/presets")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        files.sort();
+        let mut listed: Vec<String> = PRESETS.iter().map(|(_, f, _)| (*f).to_owned()).collect();
+        listed.sort();
+        assert_eq!(
+            listed, files,
+            "a preset in assets/presets is missing from the menu"
+        );
+        for (label, file, text) in PRESETS {
+            crate::model::taskfile::parse(text, std::path::Path::new(file))
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+        }
+    }
+}

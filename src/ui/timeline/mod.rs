@@ -871,10 +871,10 @@ fn interact(
             (false, false, false, false)
         } else {
             (
-            i.key_pressed(egui::Key::Plus) || i.key_pressed(egui::Key::Equals),
-            i.key_pressed(egui::Key::Minus),
-            i.key_pressed(egui::Key::ArrowLeft),
-            i.key_pressed(egui::Key::ArrowRight),
+                i.key_pressed(egui::Key::Plus) || i.key_pressed(egui::Key::Equals),
+                i.key_pressed(egui::Key::Minus),
+                i.key_pressed(egui::Key::ArrowLeft),
+                i.key_pressed(egui::Key::ArrowRight),
             )
         };
         (i.smooth_scroll_delta, i.zoom_delta(), keys)
