@@ -87,8 +87,12 @@ mod tests {
         let mut files: Vec<String> = std::fs::read_dir(&dir)
             .expect("assets/presets")
             .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".toml"))
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|x| x.eq_ignore_ascii_case("toml"))
+            })
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
             .collect();
         files.sort();
         let mut listed: Vec<String> = PRESETS.iter().map(|(_, f, _)| (*f).to_owned()).collect();
