@@ -27,15 +27,14 @@ impl PoolscopeApp {
             .min_size(80.0)
             .show(ui, |ui| self.console_panel(ui, &mut actions));
         egui::CentralPanel::default().show(ui, |ui| {
-            // The timeline takes a fixed share of the central area; the task list the rest.
-            let timeline_height = (ui.available_height() * 0.5).max(180.0);
-            let size = egui::vec2(ui.available_width(), timeline_height);
-            ui.allocate_ui_with_layout(size, egui::Layout::top_down(egui::Align::Min), |ui| {
-                ui.set_min_size(size);
-                ui.set_max_size(size);
-                self.timeline_panel(ui, &mut actions);
-            });
-            ui.separator();
+            // The timeline and the task list share the centre; the user drags the line
+            // between them (egui remembers it, between sessions too).
+            let half = (ui.available_height() * 0.5).max(160.0);
+            egui::Panel::top("timeline")
+                .resizable(true)
+                .default_size(half)
+                .min_size(140.0)
+                .show(ui, |ui| self.timeline_panel(ui, &mut actions));
             self.task_table(ui, &mut actions);
         });
         if let Some(dialog) = self.dialog.clone() {
