@@ -469,6 +469,17 @@ impl ExportKind {
         }
     }
 
+    /// The kind in a word or two, for "… to the path".
+    pub fn short_label(self) -> &'static str {
+        match self {
+            ExportKind::Run => "Run",
+            ExportKind::ChromeTrace => "Trace",
+            ExportKind::Joblog => "Joblog",
+            ExportKind::Csv => "CSV",
+            ExportKind::TimelinePng => "PNG",
+        }
+    }
+
     fn file_name(self) -> (&'static str, &'static str, &'static str) {
         match self {
             ExportKind::Run => ("run.poolscope.json", "poolscope run", "json"),
@@ -483,7 +494,12 @@ impl ExportKind {
 struct FileChoice {
     purpose: FilePurpose,
     path: Option<PathBuf>,
+    /// How long the dialog was open: a "cancel" at once means none could open.
+    open_for: Duration,
 }
+
+/// A dialog that answers faster than this never showed (no desktop portal).
+const DIALOG_NEVER_SHOWN: Duration = Duration::from_millis(300);
 
 impl PoolscopeApp {
     /// A fresh app: the given file, else the seed's Pool demo.
@@ -1422,6 +1438,7 @@ impl PoolscopeApp {
         let spawned = std::thread::Builder::new()
             .name("poolscope-file-dialog".into())
             .spawn(move || {
+                let opened = Instant::now();
                 let mut dialog = rfd::FileDialog::new();
                 if let Some(dir) = start_dir {
                     dialog = dialog.set_directory(dir);
@@ -1446,7 +1463,11 @@ impl PoolscopeApp {
                             .save_file()
                     }
                 };
-                let _ = tx.send(FileChoice { purpose, path });
+                let _ = tx.send(FileChoice {
+                    purpose,
+                    path,
+                    open_for: opened.elapsed(),
+                });
             });
         match spawned {
             Ok(_) => self.file_dialog = Some(rx),
@@ -1459,9 +1480,21 @@ impl PoolscopeApp {
             return;
         };
         match rx.try_recv() {
-            Ok(FileChoice { purpose, path }) => {
+            Ok(FileChoice {
+                purpose,
+                path,
+                open_for,
+            }) => {
                 self.file_dialog = None;
-                let Some(path) = path else { return };
+                let Some(path) = path else {
+                    if open_for < DIALOG_NEVER_SHOWN {
+                        self.error(
+                            "No file dialog could open (this desktop has no file-dialog \
+                             portal): type a path in the menu instead",
+                        );
+                    }
+                    return;
+                };
                 match purpose {
                     FilePurpose::Open => self.open(&path),
                     FilePurpose::SaveTasks => self.save(&path),

@@ -589,3 +589,29 @@ fn past_runs_are_listed_and_one_opens_on_the_timeline() {
     assert_eq!(run.record.failed(), 1);
     assert_eq!(h.state().rows.len(), 3, "its tasks are the rows");
 }
+
+#[test]
+fn export_writes_to_a_typed_path_without_a_file_dialog() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("run.tsv");
+    let mut h = harness(app_with(&["echo exported"]));
+    h.get_by_label("Start").click();
+    run_until(&mut h, "the task to finish", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.succeeded() == 1)
+    });
+    h.get_by_label("Export").click();
+    h.run_steps(2);
+    h.get_by_label("Path").focus();
+    h.run_steps(1);
+    h.get_by_label("Path")
+        .type_text(joblog.to_str().expect("utf8"));
+    h.run_steps(1);
+    h.get_by_label("Joblog to the path").click();
+    h.run_steps(2);
+    let text = std::fs::read_to_string(&joblog).expect("the joblog was written");
+    assert!(text.starts_with("Seq\tHost"), "{text}");
+    assert!(text.contains("echo exported"), "{text}");
+}

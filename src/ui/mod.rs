@@ -125,6 +125,31 @@ impl PoolscopeApp {
                         actions.push(Action::ExportDialog(kind));
                     }
                 }
+                // Native dialogs need a desktop portal; a typed path always works.
+                ui.separator();
+                ui.horizontal(|ui| {
+                    let label = ui.label("Path");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.path_input)
+                            .hint_text("or type a file path")
+                            .desired_width(220.0),
+                    )
+                    .labelled_by(label.id);
+                });
+                let path = self.path_input.trim().to_owned();
+                ui.horizontal_wrapped(|ui| {
+                    for kind in crate::app::ExportKind::ALL {
+                        if ui
+                            .add_enabled(
+                                has_run && !path.is_empty(),
+                                egui::Button::new(format!("{} to the path", kind.short_label())),
+                            )
+                            .clicked()
+                        {
+                            actions.push(Action::Export(kind, path.clone().into()));
+                        }
+                    }
+                });
             });
             ui.menu_button("Presets", |ui| {
                 for (i, (label, _, _)) in PRESETS.iter().enumerate() {
