@@ -79,15 +79,7 @@ impl PoolscopeApp {
                 ui.separator();
                 self.watch_field(ui, actions);
                 ui.separator();
-                ui.horizontal(|ui| {
-                    let label = ui.label("Path");
-                    ui.add(
-                        egui::TextEdit::singleline(&mut self.path_input)
-                            .hint_text("or type a file path")
-                            .desired_width(220.0),
-                    )
-                    .labelled_by(label.id);
-                });
+                self.path_field(ui);
                 ui.horizontal(|ui| {
                     let path = self.path_input.trim();
                     if ui
@@ -115,42 +107,7 @@ impl PoolscopeApp {
                     }
                 });
             });
-            ui.menu_button("Export", |ui| {
-                let has_run = self.run.is_some();
-                for kind in crate::app::ExportKind::ALL {
-                    if ui
-                        .add_enabled(has_run, egui::Button::new(kind.label()))
-                        .clicked()
-                    {
-                        actions.push(Action::ExportDialog(kind));
-                    }
-                }
-                // Native dialogs need a desktop portal; a typed path always works.
-                ui.separator();
-                ui.horizontal(|ui| {
-                    let label = ui.label("Path");
-                    ui.add(
-                        egui::TextEdit::singleline(&mut self.path_input)
-                            .hint_text("or type a file path")
-                            .desired_width(220.0),
-                    )
-                    .labelled_by(label.id);
-                });
-                let path = self.path_input.trim().to_owned();
-                ui.horizontal_wrapped(|ui| {
-                    for kind in crate::app::ExportKind::ALL {
-                        if ui
-                            .add_enabled(
-                                has_run && !path.is_empty(),
-                                egui::Button::new(format!("{} to the path", kind.short_label())),
-                            )
-                            .clicked()
-                        {
-                            actions.push(Action::Export(kind, path.clone().into()));
-                        }
-                    }
-                });
-            });
+            ui.menu_button("Export", |ui| self.export_menu(ui, actions));
             ui.menu_button("Presets", |ui| {
                 for (i, (label, _, _)) in PRESETS.iter().enumerate() {
                     if ui.button(*label).clicked() {
@@ -168,6 +125,47 @@ impl PoolscopeApp {
             if let Some(file) = &self.file {
                 ui.separator();
                 ui.weak(file.display().to_string());
+            }
+        });
+    }
+
+    /// Native dialogs need a desktop portal; a typed path always works (File, Export).
+    fn path_field(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let label = ui.label("Path");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.path_input)
+                    .hint_text("or type a file path")
+                    .desired_width(220.0),
+            )
+            .labelled_by(label.id);
+        });
+    }
+
+    fn export_menu(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        let has_run = self.run.is_some();
+        for kind in crate::app::ExportKind::ALL {
+            if ui
+                .add_enabled(has_run, egui::Button::new(kind.label()))
+                .clicked()
+            {
+                actions.push(Action::ExportDialog(kind));
+            }
+        }
+        ui.separator();
+        self.path_field(ui);
+        let path = self.path_input.trim().to_owned();
+        ui.horizontal_wrapped(|ui| {
+            for kind in crate::app::ExportKind::ALL {
+                if ui
+                    .add_enabled(
+                        has_run && !path.is_empty(),
+                        egui::Button::new(format!("{} to the path", kind.short_label())),
+                    )
+                    .clicked()
+                {
+                    actions.push(Action::Export(kind, path.clone().into()));
+                }
             }
         });
     }
