@@ -7,7 +7,7 @@
 #     the run, cut short, is finished by `poolscope run --resume RUN_DIR`;
 #  5. "Copy all" puts the console's text on the X clipboard (clicked with xdotool at the
 #     default 1280x800 layout, read back with xclip).
-# Needs xvfb-run; `scripts/test.sh` installs it.
+# Needs Xvfb (package xvfb); `scripts/test.sh` installs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${POOLSCOPE_BIN:-target/debug/poolscope}
@@ -16,8 +16,17 @@ mkdir -p "$out"
 rm -f "$out"/*.png "$out"/pid.*
 # A private settings folder: the smoke run must not restore or overwrite a user's list.
 export XDG_DATA_HOME="$PWD/$out/xdg" XDG_CONFIG_HOME="$PWD/$out/xdg"
-xvfb() { xvfb-run -a -s '-screen 0 1280x800x24' "$@"; }
 fail() { echo "gui smoke: FAIL: $*" >&2; exit 1; }
+# One X server for every step, on a display it picks itself once it is ready
+# (-displayfd): a step never races another xvfb-run's server that is still shutting down.
+rm -f "$out/display"
+Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$out/display" 2>"$out/xvfb.log" &
+xvfb_pid=$!
+trap 'kill $xvfb_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -s "$out/display" ] && break; sleep 0.1; done
+[ -s "$out/display" ] || fail "Xvfb did not start: $(cat "$out/xvfb.log")"
+export DISPLAY=":$(head -1 "$out/display")"
+xvfb() { "$@"; }
 
 png_is_not_blank() { # a PNG with more than a handful of distinct colours
   python3 - "$1" <<'PY'

@@ -95,6 +95,9 @@ struct Active {
 }
 
 pub(crate) struct Dispatcher<B: Backend> {
+    /// Samples running tasks' CPU time and memory. First, so it is stopped before the
+    /// event stream ends (fields drop in order).
+    usage: super::usage::Sampler,
     backend: B,
     config: PoolConfig,
     sched: Scheduler<Pending>,
@@ -145,6 +148,7 @@ impl<B: Backend> Dispatcher<B> {
         sched.set_paused(config.start_paused);
         sink.budget().set_waker(remote.waker.clone());
         let helper = config.helper.clone().unwrap_or_else(super::helper_program);
+        let usage = super::usage::Sampler::start(remote.clone());
         Self {
             backend,
             config,
@@ -158,6 +162,7 @@ impl<B: Backend> Dispatcher<B> {
             reactor,
             remote,
             guard: GroupGuard::watched(&helper),
+            usage,
             reports: Vec::new(),
             helper,
             timed: super::task::TaskSet::default(),
@@ -387,32 +392,7 @@ impl<B: Backend> Dispatcher<B> {
                 attempt,
                 stream,
                 bytes,
-            } => {
-                let Some(a) = self.current(task, attempt) else {
-                    return;
-                };
-                if !a.started {
-                    a.early.push(Report::Output {
-                        task,
-                        attempt,
-                        stream,
-                        bytes,
-                    });
-                    return;
-                }
-                if let Some(files) = &mut a.files
-                    && let Err(e) = files.write(stream, &bytes)
-                {
-                    log::error!("task {task}: cannot save output: {e}");
-                    a.files = None;
-                }
-                self.sink.send(EventKind::Output {
-                    task,
-                    attempt,
-                    stream,
-                    bytes,
-                });
-            }
+            } => self.output(task, attempt, stream, bytes),
             Report::StdinClosed {
                 task,
                 attempt,
@@ -447,6 +427,7 @@ impl<B: Backend> Dispatcher<B> {
                         .send(EventKind::CommandStarted { task, attempt, pid });
                 }
             }
+            Report::Usage { samples } => self.usage_sampled(samples),
             Report::Worker {
                 slot,
                 pid,
@@ -462,6 +443,47 @@ impl<B: Backend> Dispatcher<B> {
         }
     }
 
+    /// Output read from a task: saved to its files (if any) and sent on; held back until
+    /// its start is known.
+    fn output(&mut self, task: TaskId, attempt: u32, stream: Stream, bytes: Vec<u8>) {
+        let Some(a) = self.current(task, attempt) else {
+            return;
+        };
+        if !a.started {
+            a.early.push(Report::Output {
+                task,
+                attempt,
+                stream,
+                bytes,
+            });
+            return;
+        }
+        if let Some(files) = &mut a.files
+            && let Err(e) = files.write(stream, &bytes)
+        {
+            log::error!("task {task}: cannot save output: {e}");
+            a.files = None;
+        }
+        self.sink.send(EventKind::Output {
+            task,
+            attempt,
+            stream,
+            bytes,
+        });
+    }
+
+    /// A sampling round: only attempts still running (and known to have started).
+    fn usage_sampled(&mut self, mut samples: Vec<super::usage::UsageSample>) {
+        samples.retain(|s| {
+            self.active
+                .get(&s.task)
+                .is_some_and(|a| a.attempt == s.attempt && a.started)
+        });
+        if !samples.is_empty() {
+            self.sink.send(EventKind::Usage { samples });
+        }
+    }
+
     /// An event time from a backend's own clock, else now.
     fn stamp(&self, at: Option<Instant>) -> Duration {
         at.map_or_else(
@@ -472,6 +494,14 @@ impl<B: Backend> Dispatcher<B> {
 
     fn started(&mut self, task: TaskId, attempt: u32, pid: Option<u32>, at: Option<Instant>) {
         let at = self.stamp(at);
+        let first_report = self
+            .active
+            .get(&task)
+            .is_some_and(|a| a.attempt == attempt && !a.started);
+        if first_report && let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+            // Its process group (each task, each worker leads its own).
+            self.usage.watch(pid, task, attempt);
+        }
         let output_dir = self.config.output_dir.clone();
         let Some(a) = self.current(task, attempt) else {
             return;
@@ -760,6 +790,7 @@ impl<B: Backend> Dispatcher<B> {
         let Some(active) = self.active.remove(&task) else {
             return;
         };
+        self.usage.unwatch(task, attempt);
         self.let_go(active.slot);
         if active.started {
             let ran = self.stamp(at).saturating_sub(active.started_at);

@@ -127,6 +127,11 @@ pub enum EventKind {
         /// The OS process running it (a worker's for persistent workers), if known.
         pid: Option<u32>,
     },
+    /// What running attempts cost so far (CPU time and resident memory of each one's
+    /// process group), sampled together a few times a second.
+    Usage {
+        samples: Vec<super::usage::UsageSample>,
+    },
     /// A persistent worker started an external command for the attempt: its PID.
     CommandStarted {
         task: TaskId,

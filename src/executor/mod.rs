@@ -9,6 +9,7 @@ pub mod reactor;
 pub mod scheduler;
 pub mod sink;
 pub mod task;
+pub mod usage;
 pub mod watchdog;
 pub mod worker;
 

@@ -64,6 +64,19 @@ pub fn shared(helper: &Path) -> Option<&'static Watchdog> {
 impl Watchdog {
     fn start(helper: &Path) -> io::Result<Self> {
         use std::os::unix::process::CommandExt;
+        // Only poolscope itself knows the `__guard` role. Any other binary (a test or a
+        // bench as its own helper) would run its main again, start an executor, and so a
+        // guard of its own: a fork bomb.
+        let is_poolscope = helper
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("poolscope"));
+        if !is_poolscope {
+            return Err(io::Error::other(format!(
+                "{} is not poolscope, so it cannot be the guard",
+                helper.display()
+            )));
+        }
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         let mut child = Command::new(helper)
             .arg(GUARD_ROLE)

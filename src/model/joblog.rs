@@ -242,6 +242,7 @@ pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
             stdout_bytes: e.receive,
             stderr_bytes: 0,
             stdin_bytes: e.send,
+            usage: super::run::Usage::default(),
         };
         // A retried job appears once per attempt, under the same Seq.
         if let Some(&i) = by_seq.get(&e.seq) {

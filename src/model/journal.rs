@@ -66,6 +66,10 @@ struct Line {
     e: EventKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     out: Option<[u64; 2]>,
+    /// On a `Finished` line: the attempt's CPU time (ns) and peak memory (bytes). The
+    /// samples themselves are not journaled (several a second per task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    usage: Option<[u64; 2]>,
 }
 
 /// The end marker, with the run's counts (the Runs list reads them from the file's
@@ -247,6 +251,7 @@ fn write_loop(file: File, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
     let mut writer = Writer {
         out: BufWriter::with_capacity(64 * 1024, file),
         counts: HashMap::new(),
+        usage: HashMap::new(),
         urgent: false,
     };
     let mut synced = Instant::now();
@@ -297,6 +302,8 @@ fn write_loop(file: File, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
 struct Writer {
     out: BufWriter<File>,
     counts: HashMap<(TaskId, u32), [u64; 2]>,
+    /// Each running attempt's CPU time and peak memory so far.
+    usage: HashMap<(TaskId, u32), [u64; 2]>,
     /// Something was written that must reach the OS now.
     urgent: bool,
 }
@@ -322,11 +329,20 @@ impl Writer {
                 self.out.get_ref().sync_data()
             }
             Msg::Event(event) => {
-                let out = match &event.kind {
-                    EventKind::Finished { task, attempt, .. } => {
-                        Some(self.counts.remove(&(*task, *attempt)).unwrap_or_default())
+                if let EventKind::Usage { samples } = &event.kind {
+                    for s in samples {
+                        let seen = self.usage.entry((s.task, s.attempt)).or_default();
+                        seen[0] = seen[0].max(u64::try_from(s.cpu.as_nanos()).unwrap_or(u64::MAX));
+                        seen[1] = seen[1].max(s.rss);
                     }
-                    _ => None,
+                    return Ok(());
+                }
+                let (out, usage) = match &event.kind {
+                    EventKind::Finished { task, attempt, .. } => (
+                        Some(self.counts.remove(&(*task, *attempt)).unwrap_or_default()),
+                        self.usage.remove(&(*task, *attempt)),
+                    ),
+                    _ => (None, None),
                 };
                 self.urgent |= !matches!(
                     event.kind,
@@ -340,6 +356,7 @@ impl Writer {
                     at: u64::try_from(event.at.as_nanos()).unwrap_or(u64::MAX),
                     e: event.kind,
                     out,
+                    usage,
                 };
                 let text = serde_json::to_string(&line)?;
                 writeln!(self.out, "{text}")
@@ -433,6 +450,11 @@ pub fn load(dir: &Path) -> Result<Loaded, JournalError> {
                     (&entry.e, entry.out)
                 {
                     record.count_output(*task, *attempt, o, e);
+                }
+                if let (EventKind::Finished { task, attempt, .. }, Some([cpu, peak])) =
+                    (&entry.e, entry.usage)
+                {
+                    record.set_usage(*task, *attempt, Duration::from_nanos(cpu), peak);
                 }
                 record.apply(&Event {
                     at: Duration::from_nanos(entry.at),

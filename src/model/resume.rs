@@ -100,6 +100,11 @@ impl Resumption {
                 (*task, *attempt) = self.original(*task, *attempt);
             }
             EventKind::Cancelled { task } => *task = self.original(*task, 0).0,
+            EventKind::Usage { samples } => {
+                for s in samples {
+                    (s.task, s.attempt) = self.original(s.task, s.attempt);
+                }
+            }
             _ => {}
         }
         Some(Cow::Owned(Event {

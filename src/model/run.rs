@@ -34,6 +34,31 @@ pub struct Attempt {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub stdin_bytes: u64,
+    /// What it cost, as sampled while it ran.
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+/// An attempt's CPU time and memory, from the usage samples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// CPU time of its process group, at the last sample.
+    pub cpu: Duration,
+    /// The most resident memory seen, in bytes.
+    pub peak_rss: u64,
+    /// (sample time, cores in use since the sample before): its CPU share over time.
+    pub shares: Vec<(Duration, f32)>,
+}
+
+impl Usage {
+    /// The share of one core it used over `runtime` (1.0: a whole core).
+    pub fn mean_share(&self, runtime: Duration) -> f64 {
+        if runtime.is_zero() {
+            0.0
+        } else {
+            self.cpu.as_secs_f64() / runtime.as_secs_f64()
+        }
+    }
 }
 
 impl Attempt {
@@ -128,6 +153,10 @@ pub struct RunRecord {
     /// Moments of the pool as a whole (a watched program's `close()`, `join()`).
     #[serde(default)]
     pub markers: Vec<(Duration, String)>,
+    /// Cores in use by the pool's tasks at each usage sample (the concurrency strip's
+    /// second line).
+    #[serde(default)]
+    pub cpu_in_use: Vec<(Duration, f32)>,
     tail_bytes: usize,
     /// Most output bytes held in all tails together.
     #[serde(skip, default = "default_budget")]
@@ -286,6 +315,7 @@ impl RunRecord {
             failure: None,
             workers: Vec::new(),
             markers: Vec::new(),
+            cpu_in_use: Vec::new(),
             tail_bytes,
             tail_budget: DEFAULT_TAIL_BUDGET,
             tails_held: 0,
@@ -601,6 +631,7 @@ impl RunRecord {
                         stdout_bytes: 0,
                         stderr_bytes: 0,
                         stdin_bytes: 0,
+                        usage: Usage::default(),
                     });
                 }
             }
@@ -649,6 +680,7 @@ impl RunRecord {
                 }
             }
             EventKind::Lost { task, attempt } => self.lost(at, *task, *attempt),
+            EventKind::Usage { samples } => self.used(at, samples),
             EventKind::Resized { size } => self.pool_sizes.push((at, *size)),
             EventKind::Paused => self.phase = PoolPhase::Paused,
             EventKind::Resumed => self.phase = PoolPhase::Running,
@@ -713,6 +745,7 @@ impl RunRecord {
                 stdout_bytes: 0,
                 stderr_bytes: 0,
                 stdin_bytes: 0,
+                usage: Usage::default(),
             });
         }
         if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == attempt) {
@@ -744,6 +777,34 @@ impl RunRecord {
         self.completions.push((task, attempt));
     }
 
+    fn used(&mut self, at: Duration, samples: &[crate::executor::usage::UsageSample]) {
+        let mut cores = 0.0f32;
+        for s in samples {
+            let Some(t) = self.task_mut(s.task) else {
+                continue;
+            };
+            let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == s.attempt) else {
+                continue;
+            };
+            let (since, before) = a
+                .usage
+                .shares
+                .last()
+                .map_or((a.started, Duration::ZERO), |&(t, _)| (t, a.usage.cpu));
+            let span = at.saturating_sub(since).as_secs_f32();
+            let share = if span > 0.0 {
+                s.cpu.saturating_sub(before).as_secs_f32() / span
+            } else {
+                0.0
+            };
+            a.usage.cpu = a.usage.cpu.max(s.cpu);
+            a.usage.peak_rss = a.usage.peak_rss.max(s.rss);
+            a.usage.shares.push((at, share));
+            cores += share;
+        }
+        self.cpu_in_use.push((at, cores));
+    }
+
     fn lost(&mut self, at: Duration, task: TaskId, attempt: u32) {
         let Some(&index) = self.index.get(&task) else {
             return;
@@ -766,6 +827,17 @@ impl RunRecord {
         t.stdin_open = false;
         self.set_state(index, TaskState::Lost);
         self.unfinished = self.unfinished.saturating_sub(1);
+    }
+
+    /// An attempt's CPU time and peak memory, without its samples (a run loaded from its
+    /// journal).
+    pub fn set_usage(&mut self, task: TaskId, attempt: u32, cpu: Duration, peak_rss: u64) {
+        if let Some(t) = self.task_mut(task)
+            && let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == attempt)
+        {
+            a.usage.cpu = cpu;
+            a.usage.peak_rss = peak_rss;
+        }
     }
 
     /// Byte counts of an attempt's output whose bytes are not replayed (a run loaded

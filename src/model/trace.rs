@@ -149,6 +149,19 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
             args: json!({"running": running, "queued": queued}),
         })?;
     }
+    // What the tasks cost: cores in use at each usage sample, as a counter track.
+    for &(at, cores) in &run.cpu_in_use {
+        w.event(&TraceEvent {
+            name: "CPU in use (cores)",
+            cat: None,
+            ph: "C",
+            ts: Some(micros(at)),
+            dur: None,
+            pid: POOL_PID,
+            tid: None,
+            args: json!({"cores": cores}),
+        })?;
+    }
     let epoch = run
         .wall_clock_start
         .and_then(|w| w.duration_since(UNIX_EPOCH).ok())

@@ -106,12 +106,24 @@ impl PoolscopeApp {
                     .column(Column::exact(56.0))
                     .column(Column::exact(62.0))
                     .column(Column::exact(70.0))
+                    .column(Column::initial(96.0).clip(true))
                     .column(Column::initial(110.0).clip(true))
                     .column(Column::remainder().at_least(150.0))
                     .header(20.0, |mut header| {
                         for title in [
-                            "#", "Name", "Command", "Stdin", "Timeout", "State", "Slot", "PID",
-                            "Started", "Runtime", "Outcome", "Actions",
+                            "#",
+                            "Name",
+                            "Command",
+                            "Stdin",
+                            "Timeout",
+                            "State",
+                            "Slot",
+                            "PID",
+                            "Started",
+                            "Runtime",
+                            "CPU · RSS",
+                            "Outcome",
+                            "Actions",
                         ] {
                             header.col(|ui| {
                                 ui.strong(title);
@@ -198,6 +210,32 @@ fn draw_row(
     let task = row.task.and_then(|id| run.and_then(|r| r.record.task(id)));
     let now = run.map(Run::now).unwrap_or_default();
     table_row.set_selected(row.task.is_some() && row.task == selected);
+    draft_cells(table_row, i, row);
+    table_row.col(|ui| {
+        if let Some(task) = task {
+            let colour = state_colour(ui.visuals(), Some(&task.state));
+            ui.label(RichText::new(state_text(&task.state)).color(colour));
+        } else if let Some(problem) = row.draft.problem() {
+            ui.label(
+                RichText::new(format!("invalid: {problem}")).color(ui.visuals().error_fg_color),
+            )
+            .on_hover_text(problem);
+        } else {
+            ui.weak("not started");
+        }
+    });
+    attempt_cells(table_row, task, now);
+    table_row.col(|ui| row_actions(ui, i, row, task, live_open, actions));
+    if table_row.response().clicked()
+        && let Some(id) = row.task
+    {
+        actions.push(Action::Select(id));
+    }
+}
+
+/// The cells a user writes: number, name, command, stdin, timeout (editable until the
+/// task is submitted).
+fn draft_cells(table_row: &mut egui_extras::TableRow<'_, '_>, i: usize, row: &mut Row) {
     let editable = row.task.is_none();
     table_row.col(|ui| {
         match row.task {
@@ -235,19 +273,14 @@ fn draw_row(
             ui.label(&row.draft.timeout);
         }
     });
-    table_row.col(|ui| {
-        if let Some(task) = task {
-            let colour = state_colour(ui.visuals(), Some(&task.state));
-            ui.label(RichText::new(state_text(&task.state)).color(colour));
-        } else if let Some(problem) = row.draft.problem() {
-            ui.label(
-                RichText::new(format!("invalid: {problem}")).color(ui.visuals().error_fg_color),
-            )
-            .on_hover_text(problem);
-        } else {
-            ui.weak("not started");
-        }
-    });
+}
+
+/// The cells of its latest attempt: slot, PID, start, run time, cost, outcome.
+fn attempt_cells(
+    table_row: &mut egui_extras::TableRow<'_, '_>,
+    task: Option<&TaskRecord>,
+    now: std::time::Duration,
+) {
     let attempt = task.and_then(TaskRecord::last_attempt);
     table_row.col(|ui| {
         if let Some(slot) = attempt.and_then(|a| a.slot) {
@@ -270,6 +303,18 @@ fn draw_row(
         }
     });
     table_row.col(|ui| {
+        if let Some(a) = attempt
+            && (a.usage.peak_rss > 0 || !a.usage.cpu.is_zero())
+        {
+            let share = a.usage.mean_share(a.runtime(now)) * 100.0;
+            ui.label(format!(
+                "{share:.0}% · {}",
+                crate::ui::theme::bytes(a.usage.peak_rss)
+            ))
+            .on_hover_text(crate::ui::theme::usage(a, now).unwrap_or_default());
+        }
+    });
+    table_row.col(|ui| {
         if let Some(t) = task {
             let text = t.outcome().map(ToString::to_string).unwrap_or_default();
             let colour = state_colour(ui.visuals(), Some(&t.state));
@@ -282,12 +327,6 @@ fn draw_row(
                 .on_hover_text(&text);
         }
     });
-    table_row.col(|ui| row_actions(ui, i, row, task, live_open, actions));
-    if table_row.response().clicked()
-        && let Some(id) = row.task
-    {
-        actions.push(Action::Select(id));
-    }
 }
 
 fn stdin_cell(ui: &mut egui::Ui, draft: &mut crate::model::TaskDraft, editable: bool) {

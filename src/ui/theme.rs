@@ -42,6 +42,32 @@ pub fn state_text(state: &TaskState) -> String {
     }
 }
 
+/// `512 KiB`, `12.3 MiB`, `1.20 GiB`.
+pub fn bytes(n: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // a display figure
+    let n = n as f64;
+    if n < 1024.0 * 1024.0 {
+        format!("{:.0} KiB", n / 1024.0)
+    } else if n < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} MiB", n / (1024.0 * 1024.0))
+    } else {
+        format!("{:.2} GiB", n / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
+/// An attempt's cost in a few words: `0.52 s CPU (48% of a core) · 12.3 MiB`.
+pub fn usage(a: &crate::model::run::Attempt, now: std::time::Duration) -> Option<String> {
+    if a.usage.peak_rss == 0 && a.usage.cpu.is_zero() {
+        return None;
+    }
+    let share = a.usage.mean_share(a.runtime(now)) * 100.0;
+    Some(format!(
+        "{:.2} s CPU ({share:.0}% of a core) · peak {}",
+        a.usage.cpu.as_secs_f64(),
+        bytes(a.usage.peak_rss)
+    ))
+}
+
 /// `1.23 s`, `2 min 05 s`, `1 h 02 min`.
 pub fn duration(d: std::time::Duration) -> String {
     let s = d.as_secs_f64();

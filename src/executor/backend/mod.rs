@@ -99,6 +99,10 @@ pub enum Report {
         attempt: u32,
         pid: u32,
     },
+    /// Each running task's CPU time and memory so far (the usage sampler's round).
+    Usage {
+        samples: Vec<super::usage::UsageSample>,
+    },
     /// A persistent worker's life changed, at this time by its own clock (else now).
     Worker {
         slot: usize,

@@ -160,6 +160,9 @@ fn tooltip(ui: &mut egui::Ui, record: &RunRecord, task: &TaskRecord, attempt: u3
                     );
                 }
                 row("runtime", duration(a.runtime(now)));
+                if let Some(cost) = crate::ui::theme::usage(a, now) {
+                    row("cost", cost);
+                }
                 row(
                     "outcome",
                     a.outcome
@@ -727,9 +730,24 @@ fn paint_bar(
     }
 }
 
-fn strip_legend(painter: &egui::Painter, rect: Rect, visuals: &egui::Visuals, max_pool: u32) {
+/// The CPU line's colour (cores in use by the tasks).
+fn cpu_colour(dark: bool) -> Color32 {
+    if dark {
+        Color32::from_rgb(120, 200, 255)
+    } else {
+        Color32::from_rgb(20, 100, 200)
+    }
+}
+
+fn strip_legend(
+    painter: &egui::Painter,
+    rect: Rect,
+    visuals: &egui::Visuals,
+    max_pool: u32,
+    cores: Option<usize>,
+) {
     let dark = visuals.dark_mode;
-    let entries = [
+    let mut entries = vec![
         (
             "running".to_owned(),
             status_colour(BarStatus::Success, dark),
@@ -737,6 +755,9 @@ fn strip_legend(painter: &egui::Painter, rect: Rect, visuals: &egui::Visuals, ma
         ("waiting".to_owned(), status_colour(BarStatus::Failed, dark)),
         (format!("pool size ≤ {max_pool}"), visuals.warn_fg_color),
     ];
+    if let Some(cores) = cores {
+        entries.push((format!("CPU in use (of {cores} cores)"), cpu_colour(dark)));
+    }
     for (i, (label, colour)) in entries.into_iter().enumerate() {
         painter.text(
             pos2(rect.left() + 4.0, rect.top() + 4.0 + 14.0 * i as f32),
@@ -745,6 +766,48 @@ fn strip_legend(painter: &egui::Painter, rect: Rect, visuals: &egui::Visuals, ma
             FontId::proportional(10.0),
             colour,
         );
+    }
+}
+
+/// The strip's vertical scale: tasks, pool size and cores in use share it.
+struct StripScale {
+    max_pool: u32,
+    /// The machine's cores, when CPU use was sampled.
+    cores: Option<usize>,
+    top: f32,
+}
+
+impl StripScale {
+    fn of(record: &RunRecord, levels: &[Level]) -> Self {
+        let max_pool = record
+            .pool_sizes
+            .iter()
+            .map(|&(_, s)| s as u32)
+            .max()
+            .unwrap_or(1);
+        let max_level = levels
+            .iter()
+            .map(|l| l.running.max(l.waiting))
+            .max()
+            .unwrap_or(0);
+        // On 2 cores, 4 tasks at half a core each show as 4 running under a line at 2.
+        let cores = (!record.cpu_in_use.is_empty()).then(num_cpus::get);
+        let peak_cpu = record
+            .cpu_in_use
+            .iter()
+            .map(|&(_, c)| c.ceil() as u32)
+            .max()
+            .unwrap_or(0);
+        let top = max_pool
+            .max(max_level)
+            .max(peak_cpu)
+            .max(cores.unwrap_or(0) as u32)
+            .max(1) as f32;
+        Self {
+            max_pool,
+            cores,
+            top,
+        }
     }
 }
 
@@ -764,21 +827,14 @@ fn paint_strip(
         pos2(rect.left() + GUTTER, rect.top() + 4.0),
         rect.max - Vec2::new(0.0, 2.0),
     );
-    let max_pool = record
-        .pool_sizes
-        .iter()
-        .map(|&(_, s)| s as u32)
-        .max()
-        .unwrap_or(1);
-    let max_level = levels
-        .iter()
-        .map(|l| l.running.max(l.waiting))
-        .max()
-        .unwrap_or(0);
-    let top = max_pool.max(max_level).max(1) as f32;
+    let StripScale {
+        max_pool,
+        cores,
+        top,
+    } = StripScale::of(record, levels);
     let y_of = |v: u32| plot.bottom() - v as f32 / top * plot.height();
     let x_of = |t: f64| (plot.left() + view.x_of(t, width)).clamp(plot.left(), plot.right());
-    strip_legend(&painter, rect, visuals, max_pool);
+    strip_legend(&painter, rect, visuals, max_pool, cores);
     let end_t = now.as_secs_f64().max(record.last_event.as_secs_f64());
     let running_fill = status_colour(BarStatus::Success, visuals.dark_mode).gamma_multiply(0.6);
     let waiting_stroke = Stroke::new(1.5, status_colour(BarStatus::Failed, visuals.dark_mode));
@@ -841,11 +897,58 @@ fn paint_strip(
             pool_stroke,
         );
     }
+    if let Some(cores) = cores {
+        paint_cpu_line(
+            &painter,
+            plot,
+            record,
+            view,
+            &x_of,
+            top,
+            cores,
+            visuals.dark_mode,
+        );
+    }
     painter.hline(
         plot.x_range(),
         plot.bottom(),
         Stroke::new(1.0, visuals.weak_text_color()),
     );
+}
+
+/// Cores in use over time, under a dashed line at the machine's core count; `top` is the
+/// strip's scale.
+#[allow(clippy::too_many_arguments)]
+fn paint_cpu_line(
+    painter: &egui::Painter,
+    plot: Rect,
+    record: &RunRecord,
+    view: TimeView,
+    x_of: &dyn Fn(f64) -> f32,
+    top: f32,
+    cores: usize,
+    dark_mode: bool,
+) {
+    let colour = cpu_colour(dark_mode);
+    let y_of = |cpu: f32| plot.bottom() - cpu / top * plot.height();
+    let y_cores = y_of(cores as f32);
+    painter.add(egui::Shape::dashed_line(
+        &[pos2(plot.left(), y_cores), pos2(plot.right(), y_cores)],
+        Stroke::new(1.0, colour.gamma_multiply(0.6)),
+        4.0,
+        4.0,
+    ));
+    let first = record
+        .cpu_in_use
+        .partition_point(|&(t, _)| t.as_secs_f64() < view.start);
+    let line: Vec<Pos2> = record.cpu_in_use[first.saturating_sub(1)..]
+        .iter()
+        .take_while(|&&(t, _)| t.as_secs_f64() <= view.end)
+        .map(|&(t, c)| pos2(x_of(t.as_secs_f64()), y_of(c)))
+        .collect();
+    if line.len() > 1 {
+        painter.add(egui::Shape::line(line, Stroke::new(1.5, colour)));
+    }
 }
 
 /// Wheel zooms about the pointer, drag pans, keys zoom and pan. Returns whether the view moved.
