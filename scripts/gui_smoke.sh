@@ -6,7 +6,8 @@
 #  4. is SIGKILLed while tasks run: no task is left (the orphan guard ends them), and
 #     the run, cut short, is finished by `poolscope run --resume RUN_DIR`;
 #  5. "Copy all" puts the console's text on the X clipboard (clicked with xdotool at the
-#     default 1280x800 layout, read back with xclip).
+#     default 1280x800 layout, read back with xclip);
+#  6. a task's ANSI red text is drawn red (pixels of the screenshot), plain text is not.
 # Needs Xvfb (package xvfb); `scripts/test.sh` installs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,29 +29,7 @@ for _ in $(seq 100); do [ -s "$out/display" ] && break; sleep 0.1; done
 export DISPLAY=":$(head -1 "$out/display")"
 xvfb() { "$@"; }
 
-png_is_not_blank() { # a PNG with more than a handful of distinct colours
-  python3 - "$1" <<'PY'
-import struct, sys, zlib
-data = open(sys.argv[1], 'rb').read()
-assert data[:8] == b'\x89PNG\r\n\x1a\n', 'not a PNG'
-pos, idat, width, height = 8, b'', 0, 0
-while pos < len(data):
-    length, kind = struct.unpack('>I4s', data[pos:pos + 8])
-    body = data[pos + 8:pos + 8 + length]
-    if kind == b'IHDR':
-        width, height, depth, colour = struct.unpack('>IIBB', body[:10])
-        assert depth == 8 and colour == 6, 'expected 8-bit RGBA'
-    elif kind == b'IDAT':
-        idat += body
-    pos += 12 + length
-raw = zlib.decompress(idat)
-stride = width * 4 + 1
-colours = {raw[r * stride + 1 + c * 4: r * stride + 1 + c * 4 + 3]
-           for r in range(0, height, 7) for c in range(0, width, 7)}
-print(f'{width}x{height}, {len(colours)} distinct colours sampled')
-sys.exit(0 if width >= 640 and len(colours) > 8 else 1)
-PY
-}
+png_is_not_blank() { python3 scripts/png_check.py not-blank "$1"; }
 
 leftovers() { # task processes still alive, by the pids the tasks wrote
   local alive=0
@@ -139,14 +118,21 @@ command = "echo hello clipboard"
 TOML
 cat >"$out/clip.sh" <<SH
 set -u
+# Fresh settings: the click lands where the default layout puts "Copy all", not where an
+# earlier step left the panels.
+rm -rf "$out/xdg-clip"
+export XDG_DATA_HOME="$PWD/$out/xdg-clip" XDG_CONFIG_HOME="$PWD/$out/xdg-clip"
 "$bin" "$out/clip.toml" --autostart &
 app=\$!
-# The first task's console shows once it ran; "Copy all" sits under it.
+# The first task's console shows once it ran; "Copy all" sits under its header.
 for _ in \$(seq 50); do xdotool search --name '^poolscope' >/dev/null 2>&1 && break; sleep 0.2; done
-sleep 2
-xdotool mousemove 38 673 click 1
-sleep 1
-xclip -o -selection clipboard >"$out/clipboard.txt" 2>/dev/null
+for _ in \$(seq 10); do
+  sleep 1
+  xdotool mousemove 38 553 click 1
+  sleep 0.5
+  xclip -o -selection clipboard >"$out/clipboard.txt" 2>/dev/null
+  grep -qx "hello clipboard" "$out/clipboard.txt" && break
+done
 kill \$app
 wait \$app 2>/dev/null
 exit 0
@@ -154,4 +140,23 @@ SH
 xvfb bash "$out/clip.sh"
 grep -qx "hello clipboard" "$out/clipboard.txt" \
   || fail "the clipboard holds '$(cat "$out/clipboard.txt" 2>/dev/null)', not the console's text"
-echo "smoke: 5 passed, 0 failed"
+echo "== 6. ANSI colours: a task's red text is drawn red in its console"
+cat >"$out/colour.toml" <<'TOML'
+[pool]
+size = 1
+[[task]]
+command = "printf '\\033[31mred text, drawn red\\033[0m and plain\\n'"
+TOML
+xvfb "$bin" "$out/colour.toml" --autostart --exit-when-done --screenshot "$out/colour.png" \
+  || fail "exit status $?"
+python3 scripts/png_check.py red "$out/colour.png" || fail "no red text in the console"
+cat >"$out/plain.toml" <<'TOML'
+[pool]
+size = 1
+[[task]]
+command = "printf 'red text, drawn red and plain\\n'"
+TOML
+xvfb "$bin" "$out/plain.toml" --autostart --exit-when-done --screenshot "$out/plain.png" \
+  || fail "exit status $?"
+! python3 scripts/png_check.py red "$out/plain.png" || fail "red found without any colour asked"
+echo "smoke: 6 passed, 0 failed"

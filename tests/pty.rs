@@ -10,7 +10,10 @@ use poolscope::model::RunRecord;
 /// The task's terminal output with escape sequences and carriage returns removed.
 fn screen(record: &RunRecord, task: poolscope::executor::TaskId) -> String {
     let raw = stdout_of(record, task);
-    String::from_utf8_lossy(&strip_ansi_escapes::strip(raw.as_bytes())).replace('\r', "")
+    raw.split('\n')
+        .map(|line| poolscope::model::ansi::plain_line(line).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]

@@ -59,6 +59,10 @@ pub fn user_seconds(value: f64, zero_ok: bool) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value))
 }
 
+/// The size of the terminal a task runs in when it asks for one (rows, columns).
+pub const TERMINAL_ROWS: u16 = 40;
+pub const TERMINAL_COLS: u16 = 120;
+
 /// A pool size given by a user: 1 to [`MAX_POOL_SIZE`].
 pub fn user_pool_size(value: i64) -> Result<usize, String> {
     match usize::try_from(value) {

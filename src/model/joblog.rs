@@ -262,6 +262,7 @@ pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
             stdin_open: false,
             output: OutputTail::new(0),
             chunk: None,
+            screen: None,
         });
     }
     let completions = entries

@@ -1,5 +1,6 @@
 //! The run record and the file formats. No GUI code here.
 
+pub mod ansi;
 pub mod draft;
 pub mod joblog;
 pub mod journal;
@@ -8,6 +9,7 @@ pub mod resume;
 pub mod run;
 pub mod runfile;
 pub mod runs;
+pub mod screen;
 pub mod stats;
 pub mod story;
 pub mod tail;

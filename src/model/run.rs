@@ -100,6 +100,9 @@ pub struct TaskRecord {
     /// The first task of the chunk it went to a worker with (a map's chunk), if any.
     #[serde(default)]
     pub chunk: Option<TaskId>,
+    /// A terminal task's screen, once its output draws on the screen (`top`).
+    #[serde(skip)]
+    pub screen: Option<super::screen::TermScreen>,
 }
 
 impl TaskRecord {
@@ -367,6 +370,15 @@ impl RunRecord {
         let Some(&index) = self.index.get(&task) else {
             return;
         };
+        let task = &mut self.tasks[index];
+        if task.spec.pty && channel == Channel::Stdout {
+            if task.screen.is_none() && super::screen::draws_on_screen(bytes) {
+                task.screen = Some(super::screen::TermScreen::new());
+            }
+            if let Some(screen) = &mut task.screen {
+                screen.feed(bytes);
+            }
+        }
         let before = self.tasks[index].output.held();
         self.tasks[index].output.push(channel, bytes);
         self.tails_held = self.tails_held + self.tasks[index].output.held() - before;
@@ -576,6 +588,7 @@ impl RunRecord {
                     stdin_open: false,
                     output: OutputTail::new(self.tail_bytes),
                     chunk: None,
+                    screen: None,
                 });
             }
             EventKind::CommandStarted { task, attempt, pid } => {
@@ -620,6 +633,8 @@ impl RunRecord {
                 }
                 if let Some(t) = self.task_mut(*task) {
                     t.stdin_open = matches!(t.spec.stdin, crate::executor::StdinMode::Pipe);
+                    // A new attempt starts on a fresh terminal.
+                    t.screen = None;
                     t.attempts.push(Attempt {
                         number: *attempt,
                         slot: Some(*slot),

@@ -6,11 +6,12 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use egui::text::LayoutJob;
-use egui::{FontId, Key, TextFormat};
+use egui::{Color32, FontId, Key, TextFormat};
 
-use super::theme::state_text;
+use super::theme::{self, state_text};
 use crate::app::{Action, PoolscopeApp, Rerun};
 use crate::executor::StdinMode;
+use crate::model::ansi::{self, TermStyle};
 use crate::model::{Channel, TaskRecord, TaskState};
 
 /// Most output laid out at once; the rest is in the run's output files.
@@ -28,23 +29,191 @@ pub struct ConsoleState {
     history_pos: Option<usize>,
     pub find: String,
     pub all_tasks: bool,
+    /// A screen-drawing terminal task shown as its lines rather than its screen.
+    pub lines_view: bool,
 }
 
 /// Terminal output as plain text: escape sequences removed, and of a line rewritten with
 /// carriage returns (progress bars, prompts redrawn) only what is finally on screen.
 pub fn clean_line(text: &str) -> Cow<'_, str> {
-    let needs = text.contains('\u{1b}') || text.contains('\r');
-    if !needs {
-        return Cow::Borrowed(text);
+    ansi::plain_line(text)
+}
+
+/// One line of output into `job`, in its terminal colours; `base` where it has none.
+fn append_line(job: &mut LayoutJob, raw: &str, base: Color32, font: &FontId, dark_mode: bool) {
+    let line = ansi::styled_line(raw);
+    for (range, style) in &line.spans {
+        job.append(
+            &line.text[range.clone()],
+            0.0,
+            text_format(style, base, font, dark_mode),
+        );
     }
-    let trimmed = text.trim_end_matches('\r');
-    let last_write = trimmed.rsplit('\r').next().unwrap_or(trimmed);
-    // The stripper drops every control character, TAB included: keep the TABs.
-    let pieces: Vec<String> = last_write
-        .split('\t')
-        .map(strip_ansi_escapes::strip_str)
-        .collect();
-    Cow::Owned(pieces.join("\t"))
+    job.append("\n", 0.0, TextFormat::simple(font.clone(), base));
+}
+
+/// How a terminal style draws: its colours (swapped when inverse), bold as the strong
+/// text colour where no colour is given, dim as faded.
+fn text_format(style: &TermStyle, base: Color32, font: &FontId, dark_mode: bool) -> TextFormat {
+    let colour = |c: Option<ansi::TermColour>| c.map(|c| theme::term_colour(c, dark_mode));
+    let (mut fg, mut bg) = (colour(style.fg), colour(style.bg));
+    if style.inverse {
+        (fg, bg) = (bg.or(Some(base)), fg.or(Some(Color32::TRANSPARENT)));
+        if bg == Some(Color32::TRANSPARENT) {
+            bg = Some(if dark_mode {
+                Color32::from_gray(20)
+            } else {
+                Color32::WHITE
+            });
+        }
+    }
+    let mut fg = fg.unwrap_or(base);
+    if style.dim {
+        fg = fg.gamma_multiply(0.6);
+    }
+    let mut format = TextFormat::simple(font.clone(), fg);
+    if let Some(bg) = bg {
+        format.background = bg;
+    }
+    if style.bold && style.fg.is_none() && !style.inverse {
+        format.color = if dark_mode {
+            Color32::WHITE
+        } else {
+            Color32::BLACK
+        };
+    }
+    if style.italic {
+        format.italics = true;
+    }
+    if style.underline {
+        format.underline = egui::Stroke::new(1.0, fg);
+    }
+    format
+}
+
+/// What the console's body shows.
+enum Body {
+    /// A terminal task's screen.
+    Screen(LayoutJob),
+    /// Lines as received, with the scroll area's id and whether the run is from a file.
+    Lines(
+        Vec<(String, Channel)>,
+        (&'static str, bool, Option<u64>),
+        bool,
+    ),
+}
+
+/// The output lines: only the visible rows are laid out, so megabytes stay smooth.
+fn lines_view(
+    ui: &mut egui::Ui,
+    rows: &[(String, Channel)],
+    salt: (&'static str, bool, Option<u64>),
+    from_file: bool,
+) {
+    let font = FontId::monospace(12.0);
+    let row_height = ui.fonts_mut(|f| f.row_height(&font));
+    let visuals = ui.visuals().clone();
+    egui::ScrollArea::both()
+        .id_salt(salt)
+        .auto_shrink(false)
+        .stick_to_bottom(true)
+        .show_rows(ui, row_height, rows.len().max(1), |ui, range| {
+            if rows.is_empty() {
+                ui.weak(if from_file {
+                    "(no output stored for this task)"
+                } else {
+                    "(no output yet)"
+                });
+                return;
+            }
+            let mut job = LayoutJob::default();
+            for (raw, channel) in &rows[range] {
+                let base = match channel {
+                    Channel::Stdout => visuals.text_color(),
+                    Channel::Stderr => visuals.error_fg_color,
+                    Channel::Input => visuals.hyperlink_color,
+                };
+                append_line(&mut job, raw, base, &font, visuals.dark_mode);
+            }
+            ui.add(egui::Label::new(job).selectable(true).extend());
+        });
+}
+
+/// A terminal task's screen grid laid out in its colours, with the cursor while it runs.
+fn screen_job(visuals: &egui::Visuals, screen: &vt100::Screen, running: bool) -> LayoutJob {
+    let font = FontId::monospace(12.0);
+    let (dark_mode, base) = (visuals.dark_mode, visuals.text_color());
+    let (rows, cols) = screen.size();
+    let cursor = (running && !screen.hide_cursor()).then(|| screen.cursor_position());
+    let mut job = LayoutJob::default();
+    for row in 0..rows {
+        let mut run = String::new();
+        let mut run_style = TermStyle::default();
+        for col in 0..cols {
+            let Some(cell) = screen.cell(row, col) else {
+                continue;
+            };
+            if cell.is_wide_continuation() {
+                continue;
+            }
+            let mut style = cell_style(cell);
+            if cursor == Some((row, col)) {
+                style.inverse = !style.inverse;
+            }
+            if style != run_style && !run.is_empty() {
+                job.append(&run, 0.0, text_format(&run_style, base, &font, dark_mode));
+                run.clear();
+            }
+            run_style = style;
+            run.push_str(if cell.has_contents() {
+                cell.contents()
+            } else {
+                " "
+            });
+        }
+        // Trailing blanks in the default style are not drawn.
+        if run_style == TermStyle::default() {
+            run.truncate(run.trim_end_matches(' ').len());
+        }
+        job.append(&run, 0.0, text_format(&run_style, base, &font, dark_mode));
+        job.append("\n", 0.0, TextFormat::simple(font.clone(), base));
+    }
+    job
+}
+
+fn screen_view(ui: &mut egui::Ui, job: LayoutJob) {
+    let dark_mode = ui.visuals().dark_mode;
+    egui::ScrollArea::both()
+        .id_salt("terminal screen")
+        .auto_shrink(false)
+        .show(ui, |ui| {
+            egui::Frame::NONE
+                .fill(if dark_mode {
+                    Color32::from_gray(12)
+                } else {
+                    Color32::from_gray(250)
+                })
+                .show(ui, |ui| {
+                    ui.add(egui::Label::new(job).selectable(true).extend())
+                });
+        });
+}
+
+fn cell_style(cell: &vt100::Cell) -> TermStyle {
+    let colour = |c: vt100::Color| match c {
+        vt100::Color::Default => None,
+        vt100::Color::Idx(i) => Some(ansi::TermColour::Indexed(i)),
+        vt100::Color::Rgb(r, g, b) => Some(ansi::TermColour::Rgb(r, g, b)),
+    };
+    TermStyle {
+        fg: colour(cell.fgcolor()),
+        bg: colour(cell.bgcolor()),
+        bold: cell.bold(),
+        dim: cell.dim(),
+        italic: cell.italic(),
+        underline: cell.underline(),
+        inverse: cell.inverse(),
+    }
 }
 
 /// Why the input box is off, in words; `None` when typing reaches the task.
@@ -76,24 +245,65 @@ impl PoolscopeApp {
             return;
         };
         let from_file = run.executor().is_none();
+        let all_tasks = self.console.all_tasks;
+        let screen = task
+            .filter(|_| !all_tasks)
+            .and_then(|t| t.screen.as_ref().map(|screen| (t, screen)));
+        if screen.is_some() {
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut self.console.lines_view, false, "Screen")
+                    .on_hover_text("The task's terminal as it shows now (it draws on the screen)");
+                ui.selectable_value(&mut self.console.lines_view, true, "Lines")
+                    .on_hover_text("Everything it wrote, line by line");
+            });
+        }
+        let body = match screen {
+            Some((task, screen)) if !self.console.lines_view => {
+                let running = task.state == TaskState::Running;
+                Body::Screen(screen_job(ui.visuals(), screen.screen(), running))
+            }
+            _ => {
+                let rows = self.console_lines(ui, run, task, actions);
+                let salt = ("console", all_tasks, task.map(|t| t.id.0));
+                Body::Lines(rows, salt, from_file)
+            }
+        };
+        let input_for = task.filter(|_| !from_file && !all_tasks).cloned();
+        // Bottom-up, so the input row sits at the bottom and the output fills the rest
+        // of the panel (whatever height the user dragged it to).
+        ui.with_layout(egui::Layout::bottom_up(egui::Align::Min), |ui| {
+            if let Some(task) = &input_for {
+                self.input_row(ui, task, actions);
+            }
+            ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| match body {
+                Body::Screen(job) => screen_view(ui, job),
+                Body::Lines(rows, salt, from_file) => lines_view(ui, &rows, salt, from_file),
+            });
+        });
+    }
+
+    /// The buttons over the output, the hints, and the lines to show (found ones only
+    /// when searching).
+    fn console_lines(
+        &self,
+        ui: &mut egui::Ui,
+        run: &crate::app::Run,
+        task: Option<&TaskRecord>,
+        actions: &mut Vec<Action>,
+    ) -> Vec<(String, Channel)> {
         let find = self.console.find.trim().to_owned();
         let (mut rows, hidden) = console_rows(run, task, self.console.all_tasks);
         if !find.is_empty() {
-            rows.retain(|(text, _)| text.contains(&find));
+            rows.retain(|(raw, _)| clean_line(raw).contains(&find));
         }
-        let copy_text = || {
-            rows.iter()
-                .map(|(t, _)| t.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
         ui.horizontal(|ui| {
             if ui
                 .small_button("Copy all")
                 .on_hover_text("Copy the lines shown to the clipboard")
                 .clicked()
             {
-                ui.ctx().copy_text(copy_text());
+                let text: Vec<Cow<'_, str>> = rows.iter().map(|(raw, _)| clean_line(raw)).collect();
+                ui.ctx().copy_text(text.join("\n"));
             }
             if let Some(dir) = &run.output_dir
                 && ui
@@ -119,45 +329,7 @@ impl PoolscopeApp {
         if let Some(task) = task.filter(|_| !self.console.all_tasks) {
             quiet_hint(ui, task, run.now(), actions);
         }
-        let input_height = if from_file || self.console.all_tasks {
-            0.0
-        } else {
-            30.0
-        };
-        let font = FontId::monospace(12.0);
-        let row_height = ui.fonts_mut(|f| f.row_height(&font));
-        let visuals = ui.visuals().clone();
-        egui::ScrollArea::both()
-            .id_salt(("console", self.console.all_tasks, task.map(|t| t.id.0)))
-            .auto_shrink(false)
-            .max_height((ui.available_height() - input_height).max(row_height * 2.0))
-            .stick_to_bottom(true)
-            .show_rows(ui, row_height, rows.len().max(1), |ui, range| {
-                if rows.is_empty() {
-                    ui.weak(if from_file {
-                        "(no output stored for this task)"
-                    } else {
-                        "(no output yet)"
-                    });
-                    return;
-                }
-                // Only the visible rows are laid out, so megabytes of output stay smooth.
-                let mut job = LayoutJob::default();
-                for (text, channel) in &rows[range] {
-                    let colour = match channel {
-                        Channel::Stdout => visuals.text_color(),
-                        Channel::Stderr => visuals.error_fg_color,
-                        Channel::Input => visuals.hyperlink_color,
-                    };
-                    job.append(text, 0.0, TextFormat::simple(font.clone(), colour));
-                    job.append("\n", 0.0, TextFormat::simple(font.clone(), colour));
-                }
-                ui.add(egui::Label::new(job).selectable(true).extend());
-            });
-        if let Some(task) = task.filter(|_| !from_file && !self.console.all_tasks) {
-            let task = task.clone();
-            self.input_row(ui, &task, actions);
-        }
+        rows
     }
 
     fn input_row(&mut self, ui: &mut egui::Ui, task: &TaskRecord, actions: &mut Vec<Action>) {
@@ -251,8 +423,8 @@ fn console_header(ui: &mut egui::Ui, console: &mut ConsoleState, task: Option<&T
     });
 }
 
-/// The lines to show: the task's (with how many earlier bytes are not shown), or every
-/// task's, interleaved with an `[id]` prefix.
+/// The lines to show, as received (escape sequences and all): the task's (with how many
+/// earlier bytes are not shown), or every task's, interleaved with an `[id]` prefix.
 fn console_rows(
     run: &crate::app::Run,
     task: Option<&TaskRecord>,
@@ -264,7 +436,7 @@ fn console_rows(
             .interleaved
             .lines
             .iter()
-            .map(|(id, channel, text)| (format!("[{id}] {}", clean_line(text)), *channel))
+            .map(|(id, channel, text)| (format!("[{id}] {text}"), *channel))
             .collect();
         return (rows, 0);
     }
@@ -275,7 +447,7 @@ fn console_rows(
     let rows = (0..lines.lines.len())
         .map(|i| {
             let (text, channel) = lines.line(i);
-            (clean_line(&text).into_owned(), channel)
+            (text.into_owned(), channel)
         })
         .collect();
     (rows, lines.hidden)

@@ -21,10 +21,13 @@ impl PoolscopeApp {
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui, &mut actions));
         egui::Panel::top("controls").show(ui, |ui| self.controls(ui, &mut actions));
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui, &mut actions));
+        // A third of the window for the console (a dozen lines at 1280×800); the user
+        // drags its top edge, and egui remembers it between sessions.
+        let console_height = (ui.available_height() * 0.36).max(220.0);
         egui::Panel::bottom("output")
             .resizable(true)
-            .default_size(220.0)
-            .min_size(80.0)
+            .default_size(console_height)
+            .min_size(120.0)
             .show(ui, |ui| self.console_panel(ui, &mut actions));
         egui::CentralPanel::default().show(ui, |ui| {
             // The timeline and the task list share the centre; the user drags the line

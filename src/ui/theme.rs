@@ -83,3 +83,45 @@ pub fn duration(d: std::time::Duration) -> String {
         )
     }
 }
+
+/// A terminal colour as drawn on this theme: the usual 16 named ones (black and white
+/// swapped for readable greys where they would vanish into the background), the 6×6×6
+/// cube and the grey ramp.
+pub fn term_colour(colour: crate::model::ansi::TermColour, dark_mode: bool) -> Color32 {
+    use crate::model::ansi::TermColour;
+    const NAMED: [(u8, u8, u8); 16] = [
+        (0, 0, 0),
+        (205, 49, 49),
+        (13, 188, 121),
+        (229, 229, 16),
+        (36, 114, 200),
+        (188, 63, 188),
+        (17, 168, 205),
+        (229, 229, 229),
+        (102, 102, 102),
+        (241, 76, 76),
+        (35, 209, 139),
+        (245, 245, 67),
+        (59, 142, 234),
+        (214, 112, 214),
+        (41, 184, 219),
+        (255, 255, 255),
+    ];
+    let (r, g, b) = match colour {
+        TermColour::Rgb(r, g, b) => (r, g, b),
+        TermColour::Indexed(0) if dark_mode => (110, 110, 110),
+        TermColour::Indexed(7 | 15) if !dark_mode => (90, 90, 90),
+        TermColour::Indexed(3 | 11) if !dark_mode => (150, 140, 0),
+        TermColour::Indexed(i @ 0..=15) => NAMED[usize::from(i)],
+        TermColour::Indexed(i @ 16..=231) => {
+            let level = |v: u8| if v == 0 { 0 } else { 55 + 40 * v };
+            let i = i - 16;
+            (level(i / 36), level((i / 6) % 6), level(i % 6))
+        }
+        TermColour::Indexed(i) => {
+            let grey = 8 + 10 * (i - 232);
+            (grey, grey, grey)
+        }
+    };
+    Color32::from_rgb(r, g, b)
+}

@@ -17,8 +17,8 @@ use super::local::Spawned;
 
 /// A terminal of a sensible size: what most programs assume when they know nothing else.
 const SIZE: PtySize = PtySize {
-    rows: 40,
-    cols: 120,
+    rows: crate::executor::TERMINAL_ROWS,
+    cols: crate::executor::TERMINAL_COLS,
     pixel_width: 0,
     pixel_height: 0,
 };
@@ -35,8 +35,9 @@ fn command(request: LaunchRequest<'_>, helper: &std::path::Path) -> CommandBuild
     let (program, args) = spec.invocation.argv(helper);
     let mut command = CommandBuilder::new(program);
     command.args(args);
-    // A plain terminal: fewer escape sequences to clean up, and no pager surprises.
-    command.env("TERM", "dumb");
+    // A colour terminal, as the console draws colours and keeps a screen grid for
+    // programs that draw on the screen (top); no pager waiting for a key.
+    command.env("TERM", "xterm-256color");
     command.env("PAGER", "cat");
     command.env("POOLSCOPE_SLOT", request.slot.to_string());
     command.env("POOLSCOPE_TASK_ID", request.task.0.to_string());
