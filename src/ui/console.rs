@@ -9,8 +9,9 @@ use egui::text::LayoutJob;
 use egui::{Color32, FontId, Key, TextFormat};
 
 use super::theme::{self, state_text};
-use crate::app::{Action, PoolscopeApp, Rerun};
+use crate::app::{Action, Rerun, Run};
 use crate::executor::StdinMode;
+use crate::executor::TaskId;
 use crate::model::ansi::{self, TermStyle};
 use crate::model::{Channel, TaskRecord, TaskState};
 
@@ -234,31 +235,35 @@ pub fn input_blocker(task: &TaskRecord) -> Option<&'static str> {
     }
 }
 
-impl PoolscopeApp {
-    pub(super) fn console_panel(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-        let run = self.run.as_ref();
-        let task = self
-            .selected
-            .and_then(|id| run.and_then(|r| r.record.task(id)));
-        console_header(ui, &mut self.console, task);
+impl ConsoleState {
+    /// The console of the `selected` task of `run` (or of every task).
+    pub fn show(
+        &mut self,
+        ui: &mut egui::Ui,
+        run: Option<&Run>,
+        selected: Option<TaskId>,
+        actions: &mut Vec<Action>,
+    ) {
+        let task = selected.and_then(|id| run.and_then(|r| r.record.task(id)));
+        console_header(ui, self, task);
         let Some(run) = run else {
             return;
         };
         let from_file = run.executor().is_none();
-        let all_tasks = self.console.all_tasks;
+        let all_tasks = self.all_tasks;
         let screen = task
             .filter(|_| !all_tasks)
             .and_then(|t| t.screen.as_ref().map(|screen| (t, screen)));
         if screen.is_some() {
             ui.horizontal(|ui| {
-                ui.selectable_value(&mut self.console.lines_view, false, "Screen")
+                ui.selectable_value(&mut self.lines_view, false, "Screen")
                     .on_hover_text("The task's terminal as it shows now (it draws on the screen)");
-                ui.selectable_value(&mut self.console.lines_view, true, "Lines")
+                ui.selectable_value(&mut self.lines_view, true, "Lines")
                     .on_hover_text("Everything it wrote, line by line");
             });
         }
         let body = match screen {
-            Some((task, screen)) if !self.console.lines_view => {
+            Some((task, screen)) if !self.lines_view => {
                 let running = task.state == TaskState::Running;
                 Body::Screen(screen_job(ui.visuals(), screen.screen(), running))
             }
@@ -287,12 +292,12 @@ impl PoolscopeApp {
     fn console_lines(
         &self,
         ui: &mut egui::Ui,
-        run: &crate::app::Run,
+        run: &Run,
         task: Option<&TaskRecord>,
         actions: &mut Vec<Action>,
     ) -> Vec<(String, Channel)> {
-        let find = self.console.find.trim().to_owned();
-        let (mut rows, hidden) = console_rows(run, task, self.console.all_tasks);
+        let find = self.find.trim().to_owned();
+        let (mut rows, hidden) = console_rows(run, task, self.all_tasks);
         if !find.is_empty() {
             rows.retain(|(raw, _)| clean_line(raw).contains(&find));
         }
@@ -326,7 +331,7 @@ impl PoolscopeApp {
                 ));
             }
         });
-        if let Some(task) = task.filter(|_| !self.console.all_tasks) {
+        if let Some(task) = task.filter(|_| !self.all_tasks) {
             quiet_hint(ui, task, run.now(), actions);
         }
         rows
@@ -337,7 +342,7 @@ impl PoolscopeApp {
         ui.horizontal(|ui| {
             let running = task.state == TaskState::Running;
             let label = ui.label("Input");
-            let edit = egui::TextEdit::singleline(&mut self.console.input)
+            let edit = egui::TextEdit::singleline(&mut self.input)
                 .hint_text("type to the task; Enter sends the line")
                 .font(egui::TextStyle::Monospace)
                 .desired_width(
@@ -349,8 +354,8 @@ impl PoolscopeApp {
                 .labelled_by(label.id);
             if response.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter)) && blocker.is_none()
             {
-                let line = std::mem::take(&mut self.console.input);
-                self.console.history_pos = None;
+                let line = std::mem::take(&mut self.input);
+                self.history_pos = None;
                 actions.push(Action::SendLine(task.id, line));
                 response.request_focus();
             }
@@ -382,18 +387,18 @@ impl PoolscopeApp {
 
     fn browse_history(&mut self, ui: &egui::Ui) {
         let (up, down) = ui.input(|i| (i.key_pressed(Key::ArrowUp), i.key_pressed(Key::ArrowDown)));
-        let history = &self.console.history;
+        let history = &self.history;
         if history.is_empty() || !(up || down) {
             return;
         }
-        let pos = match (self.console.history_pos, up) {
+        let pos = match (self.history_pos, up) {
             (None, true) => Some(history.len() - 1),
             (Some(p), true) => Some(p.saturating_sub(1)),
             (Some(p), false) if p + 1 < history.len() => Some(p + 1),
             (_, false) => None,
         };
-        self.console.history_pos = pos;
-        self.console.input = pos.map(|p| history[p].clone()).unwrap_or_default();
+        self.history_pos = pos;
+        self.input = pos.map(|p| history[p].clone()).unwrap_or_default();
     }
 }
 
@@ -426,7 +431,7 @@ fn console_header(ui: &mut egui::Ui, console: &mut ConsoleState, task: Option<&T
 /// The lines to show, as received (escape sequences and all): the task's (with how many
 /// earlier bytes are not shown), or every task's, interleaved with an `[id]` prefix.
 fn console_rows(
-    run: &crate::app::Run,
+    run: &Run,
     task: Option<&TaskRecord>,
     all_tasks: bool,
 ) -> (Vec<(String, Channel)>, u64) {

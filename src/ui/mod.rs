@@ -28,7 +28,10 @@ impl PoolscopeApp {
             .resizable(true)
             .default_size(console_height)
             .min_size(120.0)
-            .show(ui, |ui| self.console_panel(ui, &mut actions));
+            .show(ui, |ui| {
+                self.console
+                    .show(ui, self.run.as_ref(), self.selected, &mut actions);
+            });
         egui::CentralPanel::default().show(ui, |ui| {
             // The timeline and the task list share the centre; the user drags the line
             // between them (egui remembers it, between sessions too).

@@ -1,0 +1,240 @@
+//! What the panels may ask the app to do, and the small enums they show.
+
+use std::path::PathBuf;
+
+use crate::executor::TaskId;
+
+/// What the pool is doing, as shown to the user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolStatus {
+    Idle,
+    Running,
+    /// Open, every task done: more can be added.
+    Waiting,
+    Paused,
+    /// Closed, still draining.
+    Closed,
+    Finished,
+}
+
+impl PoolStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            PoolStatus::Idle => "idle",
+            PoolStatus::Running => "running",
+            PoolStatus::Waiting => "open, all done: add tasks or Close",
+            PoolStatus::Paused => "paused",
+            PoolStatus::Closed => "closed, draining",
+            PoolStatus::Finished => "finished",
+        }
+    }
+}
+
+/// A user's request, collected while drawing and applied afterwards.
+#[must_use]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Start,
+    SubmitPending,
+    SubmitRow(usize),
+    Pause,
+    Resume,
+    Close,
+    Terminate,
+    Resize(usize),
+    Kill(TaskId),
+    Interrupt(TaskId),
+    Retry(TaskId),
+    Select(TaskId),
+    AddRow,
+    DuplicateRow(usize),
+    RemoveRow(usize),
+    MoveRow(usize, isize),
+    AddFromTemplate,
+    LoadPreset(usize),
+    OpenDialog,
+    Open(PathBuf),
+    /// Run this command line (a Python program) and show what its pools do.
+    Watch(String),
+    /// Watch one of the built-in Python programs.
+    WatchPreset(usize),
+    Save,
+    SaveAsDialog,
+    SaveAs(PathBuf),
+    ExportDialog(ExportKind),
+    /// Type a line (a newline is added) to a running task.
+    SendLine(TaskId, String),
+    CloseStdin(TaskId),
+    Rerun(TaskId, Rerun),
+    Export(ExportKind, PathBuf),
+    ConfirmQuit,
+    CancelDialog,
+    /// A past run, from its journal: open it, go on with it, or close it as it is.
+    OpenRun(PathBuf),
+    ResumeRun(PathBuf),
+    CloseRun(PathBuf),
+    /// Show a folder (a run's, the runs root) in the file manager.
+    Reveal(PathBuf),
+    Dismiss,
+}
+
+/// How to run a task again when its output seems stuck in a pipe buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rerun {
+    /// With `PYTHONUNBUFFERED=1`.
+    Unbuffered,
+    /// In a pseudo-terminal.
+    InTerminal,
+}
+
+/// Which modal is open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dialog {
+    QuitWhileRunning,
+    /// A run that did not end cleanly (poolscope was killed or crashed): what it holds.
+    Recover {
+        dir: PathBuf,
+        summary: String,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TemplateForm {
+    pub command: String,
+    pub over: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StateFilter {
+    #[default]
+    All,
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl StateFilter {
+    pub const ALL: [StateFilter; 5] = [
+        StateFilter::All,
+        StateFilter::Pending,
+        StateFilter::Running,
+        StateFilter::Succeeded,
+        StateFilter::Failed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            StateFilter::All => "all",
+            StateFilter::Pending => "not started",
+            StateFilter::Running => "running",
+            StateFilter::Succeeded => "succeeded",
+            StateFilter::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortKey {
+    #[default]
+    Order,
+    Started,
+    Runtime,
+    State,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 4] = [
+        SortKey::Order,
+        SortKey::Started,
+        SortKey::Runtime,
+        SortKey::State,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Order => "list order",
+            SortKey::Started => "start time",
+            SortKey::Runtime => "runtime",
+            SortKey::State => "state",
+        }
+    }
+}
+
+impl Action {
+    /// Whether it starts, loads or opens something in place of the current run.
+    pub(super) fn replaces_the_run(&self) -> bool {
+        matches!(
+            self,
+            Action::Start
+                | Action::Watch(_)
+                | Action::WatchPreset(_)
+                | Action::LoadPreset(_)
+                | Action::Open(_)
+                | Action::OpenRun(_)
+                | Action::ResumeRun(_)
+        )
+    }
+}
+
+/// What a file dialog was opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilePurpose {
+    /// A task file, a saved run or a GNU parallel joblog.
+    Open,
+    SaveTasks,
+    Export(ExportKind),
+}
+
+/// Ways to write the current run out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportKind {
+    /// The full record, to open again later.
+    Run,
+    ChromeTrace,
+    Joblog,
+    Csv,
+    /// A picture of the timeline.
+    TimelinePng,
+}
+
+impl ExportKind {
+    pub const ALL: [ExportKind; 5] = [
+        ExportKind::Run,
+        ExportKind::ChromeTrace,
+        ExportKind::Joblog,
+        ExportKind::Csv,
+        ExportKind::TimelinePng,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ExportKind::Run => "Save run (to open later)…",
+            ExportKind::ChromeTrace => "Chrome trace (Perfetto)…",
+            ExportKind::Joblog => "GNU parallel joblog…",
+            ExportKind::Csv => "CSV…",
+            ExportKind::TimelinePng => "Timeline as PNG…",
+        }
+    }
+
+    /// The kind in a word or two, for "… to the path".
+    pub fn short_label(self) -> &'static str {
+        match self {
+            ExportKind::Run => "Run",
+            ExportKind::ChromeTrace => "Trace",
+            ExportKind::Joblog => "Joblog",
+            ExportKind::Csv => "CSV",
+            ExportKind::TimelinePng => "PNG",
+        }
+    }
+
+    pub(super) fn file_name(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            ExportKind::Run => ("run.poolscope.json", "poolscope run", "json"),
+            ExportKind::ChromeTrace => ("trace.json", "Chrome trace", "json"),
+            ExportKind::Joblog => ("joblog.tsv", "Joblog", "tsv"),
+            ExportKind::Csv => ("run.csv", "CSV", "csv"),
+            ExportKind::TimelinePng => ("timeline.png", "PNG image", "png"),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Task files, presets, file dialogs (with their typed-path fallback) and exports.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::model::presets::PRESETS;
+use crate::model::{RunRecord, TaskDraft, taskfile};
+
+use super::{ExportKind, FilePurpose, MAX_RECENT, PoolscopeApp, Row, Run, save_png};
+
+pub(super) struct FileChoice {
+    purpose: FilePurpose,
+    path: Option<PathBuf>,
+    /// How long the dialog was open: a "cancel" at once means none could open.
+    open_for: Duration,
+}
+
+/// A dialog that answers faster than this never showed (no desktop portal).
+pub(super) const DIALOG_NEVER_SHOWN: Duration = Duration::from_millis(300);
+
+impl PoolscopeApp {
+    pub(super) fn replace_rows(
+        &mut self,
+        drafts: Vec<TaskDraft>,
+        file: Option<&taskfile::TaskFile>,
+    ) {
+        self.rows = drafts
+            .into_iter()
+            .map(|draft| Row { draft, task: None })
+            .collect();
+        self.pool_size = file
+            .and_then(|f| f.pool_size)
+            .unwrap_or(self.cpu_count)
+            .max(1);
+        self.workers = file.and_then(|f| f.workers.clone());
+        self.chunk_size = file.and_then(|f| f.chunk_size);
+        self.selected = None;
+        if self.run.as_ref().is_some_and(|r| !r.is_live()) {
+            self.run = None;
+        }
+    }
+
+    pub(super) fn load_preset(&mut self, index: usize) {
+        let Some(&(label, name, text)) = PRESETS.get(index) else {
+            return;
+        };
+        if self.live_run().is_some() {
+            self.error(
+                "A run is in progress: wait for it or Terminate it before loading another list",
+            );
+            return;
+        }
+        match taskfile::parse(text, Path::new(name)) {
+            Ok(file) => {
+                self.replace_rows(
+                    file.tasks.iter().map(TaskDraft::from_spec).collect(),
+                    Some(&file),
+                );
+                self.file = None;
+                self.notify(format!("Loaded preset: {label}"));
+            }
+            Err(e) => self.error(e.to_string()),
+        }
+    }
+
+    /// Open a task file, a saved run or a GNU parallel joblog; on error the current
+    /// list stays as it is.
+    pub fn open(&mut self, path: &Path) {
+        use crate::model::runfile;
+        if self.live_run().is_some() {
+            self.error(
+                "A run is in progress: wait for it or Terminate it before opening another list",
+            );
+            return;
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                self.error(format!(
+                    "Could not open {}; the list is unchanged: {e}",
+                    path.display()
+                ));
+                return;
+            }
+        };
+        if runfile::looks_like_run(&text) || runfile::looks_like_joblog(&text) {
+            match runfile::load(path) {
+                Ok(record) => self.show_record(record, path),
+                Err(e) => self.error(format!(
+                    "Could not open the file; the list is unchanged. {e}"
+                )),
+            }
+            return;
+        }
+        match taskfile::parse(&text, path) {
+            Ok(file) => {
+                self.replace_rows(
+                    file.tasks.iter().map(TaskDraft::from_spec).collect(),
+                    Some(&file),
+                );
+                self.file = Some(path.to_owned());
+                self.remember(path);
+                self.notify(format!("Opened {}", path.display()));
+            }
+            Err(e) => self.error(format!(
+                "Could not open the file; the list is unchanged. {e}"
+            )),
+        }
+    }
+
+    /// Show a finished record from a file: its timeline, and its tasks as rows (Start
+    /// runs them again).
+    pub(super) fn show_record(&mut self, record: RunRecord, path: &Path) {
+        self.rows = record
+            .tasks
+            .iter()
+            .map(|t| Row {
+                draft: TaskDraft::from_spec(&t.spec),
+                task: Some(t.id),
+            })
+            .collect();
+        if let Some(&(_, size)) = record.pool_sizes.iter().max_by_key(|(_, s)| *s) {
+            self.pool_size = size.max(1);
+        }
+        let (tasks, failed) = (record.tasks.len(), record.failed());
+        self.selected = record.tasks.first().map(|t| t.id);
+        self.run = Some(Run::opened(record));
+        self.timeline.view = None;
+        self.file = None;
+        self.remember(path);
+        self.notify(format!(
+            "Opened the run in {}: {tasks} tasks, {failed} failed",
+            path.display()
+        ));
+    }
+
+    pub(super) fn save(&mut self, path: &Path) {
+        let drafts: Vec<TaskDraft> = self.rows.iter().map(|r| r.draft.clone()).collect();
+        let size = (self.pool_size != self.cpu_count).then_some(self.pool_size);
+        let result = taskfile::to_toml(size, &drafts)
+            .and_then(|text| taskfile::save_atomic(path, &text).map_err(|e| e.to_string()));
+        match result {
+            Ok(()) => {
+                self.file = Some(path.to_owned());
+                self.remember(path);
+                self.notify(format!("Saved {}", path.display()));
+            }
+            Err(e) => self.error(format!("Could not save {}: {e}", path.display())),
+        }
+    }
+
+    pub(super) fn remember(&mut self, path: &Path) {
+        self.recent.retain(|p| p != path);
+        self.recent.insert(0, path.to_owned());
+        self.recent.truncate(MAX_RECENT);
+    }
+
+    /// Native file dialogs block, so they run on their own thread.
+    pub(super) fn file_dialog(&mut self, purpose: FilePurpose) {
+        if self.file_dialog.is_some() {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let start_dir = self
+            .file
+            .as_ref()
+            .and_then(|f| f.parent().map(Path::to_owned));
+        let spawned = std::thread::Builder::new()
+            .name("poolscope-file-dialog".into())
+            .spawn(move || {
+                let opened = Instant::now();
+                let mut dialog = rfd::FileDialog::new();
+                if let Some(dir) = start_dir {
+                    dialog = dialog.set_directory(dir);
+                }
+                let path = match purpose {
+                    FilePurpose::Open => dialog
+                        .add_filter(
+                            "Task files, runs, joblogs",
+                            &["toml", "json", "tsv", "log", "txt"],
+                        )
+                        .add_filter("All files", &["*"])
+                        .pick_file(),
+                    FilePurpose::SaveTasks => dialog
+                        .add_filter("Task files", &["toml"])
+                        .set_file_name("tasks.toml")
+                        .save_file(),
+                    FilePurpose::Export(kind) => {
+                        let (name, what, ext) = kind.file_name();
+                        dialog
+                            .add_filter(what, &[ext])
+                            .set_file_name(name)
+                            .save_file()
+                    }
+                };
+                let _ = tx.send(FileChoice {
+                    purpose,
+                    path,
+                    open_for: opened.elapsed(),
+                });
+            });
+        match spawned {
+            Ok(_) => self.file_dialog = Some(rx),
+            Err(e) => self.error(format!("Cannot open a file dialog: {e}")),
+        }
+    }
+
+    pub(super) fn poll_file_dialog(&mut self, ctx: &egui::Context) {
+        let Some(rx) = &self.file_dialog else {
+            return;
+        };
+        match rx.try_recv() {
+            Ok(FileChoice {
+                purpose,
+                path,
+                open_for,
+            }) => {
+                self.file_dialog = None;
+                let Some(path) = path else {
+                    if open_for < DIALOG_NEVER_SHOWN {
+                        self.error(
+                            "No file dialog could open (this desktop has no file-dialog \
+                             portal): type a path in the menu instead",
+                        );
+                    }
+                    return;
+                };
+                match purpose {
+                    FilePurpose::Open => self.open(&path),
+                    FilePurpose::SaveTasks => self.save(&path),
+                    FilePurpose::Export(kind) => self.export(kind, &path, ctx),
+                }
+            }
+            Err(mpsc::TryRecvError::Disconnected) => self.file_dialog = None,
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+    }
+
+    /// Write the current run out in one of the export formats.
+    pub fn export(&mut self, kind: ExportKind, path: &Path, ctx: &egui::Context) {
+        use crate::model::{joblog, runfile, trace};
+        let Some(run) = &self.run else {
+            self.error("Nothing to export yet: start a run or open one");
+            return;
+        };
+        if kind == ExportKind::TimelinePng {
+            let Some(rect) = self.timeline.last_rect else {
+                self.error("The timeline is not on screen");
+                return;
+            };
+            save_png(ctx, path.to_owned(), Some(rect), None);
+            self.notify(format!("Saving the timeline to {}", path.display()));
+            return;
+        }
+        let record = &run.record;
+        let mut bytes = Vec::new();
+        let written = match kind {
+            ExportKind::Run => runfile::write(record, &mut bytes),
+            ExportKind::ChromeTrace => trace::write(record, &mut bytes),
+            ExportKind::Joblog => joblog::write(record, &mut bytes),
+            ExportKind::Csv => runfile::write_csv(record, &mut bytes),
+            ExportKind::TimelinePng => Ok(()),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        match written.and_then(|()| taskfile::save_atomic(path, &text)) {
+            Ok(()) => self.notify(format!("Exported {}", path.display())),
+            Err(e) => self.error(format!("Could not write {}: {e}", path.display())),
+        }
+    }
+}

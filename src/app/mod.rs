@@ -1,0 +1,361 @@
+//! The workbench application: its state, what the user's actions do, and the eframe glue.
+//! Panels live in `ui/`; they read this state and return [`Action`]s, applied here.
+//!
+//! Its rooms: `actions` (what the panels may ask for), `run` (the run on screen and its
+//! pool: start, submit, type, retry), `past_runs` (run folders: recovery, resume, open),
+//! `files` (task files, presets, file dialogs, exports), `automation` (scripted windows
+//! and PNG capture), `persist` (what is kept between sessions).
+
+mod actions;
+mod automation;
+mod files;
+mod past_runs;
+mod persist;
+mod run;
+
+pub use actions::{
+    Action, Dialog, ExportKind, FilePurpose, PoolStatus, Rerun, SortKey, StateFilter, TemplateForm,
+};
+use automation::save_png;
+use files::FileChoice;
+use persist::STORAGE_KEY;
+pub use run::Run;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::executor::{Signal, TaskId, WorkerConfig};
+use crate::model::presets::DEFAULT_PRESET;
+use crate::model::{PoolPhase, TaskDraft};
+
+/// Time per frame spent applying executor events; the rest waits for the next frame.
+const EVENT_BUDGET: Duration = Duration::from_millis(8);
+/// While tasks run, runtimes tick at this rate.
+const TICK: Duration = Duration::from_millis(250);
+/// Shortest time between two frames drawn only because executor events arrived.
+const FRAME_WHILE_BUSY: Duration = TICK;
+const MAX_RECENT: usize = 8;
+const DEFAULT_KEEP_RUNS: usize = 100;
+
+/// Command-line options of the GUI.
+#[derive(Clone, Debug, Default)]
+pub struct AppOptions {
+    /// Load this task file instead of the last list.
+    pub file: Option<PathBuf>,
+    /// Press Start as soon as the window opens.
+    pub autostart: bool,
+    /// Close the pool and quit when every task is over.
+    pub exit_when_done: bool,
+    /// Save a PNG of the window (when the run is done, or after `screenshot_after`), then quit.
+    pub screenshot: Option<PathBuf>,
+    pub screenshot_after: Option<Duration>,
+    /// The screenshot shows only the timeline (the same crop as Export → Timeline as PNG).
+    pub screenshot_timeline: bool,
+    /// Watch this command line (a Python program) as soon as the window opens.
+    pub watch: Option<String>,
+    /// Where runs are kept; `None`: the platform's data directory.
+    pub run_dir: Option<PathBuf>,
+}
+
+/// One editor row, and the task it became once submitted.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Row {
+    pub draft: TaskDraft,
+    #[serde(skip)]
+    pub task: Option<TaskId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    pub is_error: bool,
+}
+
+pub struct PoolscopeApp {
+    pub rows: Vec<Row>,
+    pub pool_size: usize,
+    /// `None`: a process per task; `Some`: persistent workers (Python's `Pool`).
+    pub workers: Option<WorkerConfig>,
+    /// Tasks handed to a worker at once at Start; `None`: Python's `map` default.
+    pub chunk_size: Option<usize>,
+    pub cpu_count: usize,
+    pub run: Option<Run>,
+    pub selected: Option<TaskId>,
+    pub notice: Option<Notice>,
+    pub file: Option<PathBuf>,
+    pub recent: Vec<PathBuf>,
+    /// The File menu's typed path (for desktops without a file-dialog portal).
+    pub path_input: String,
+    /// The File menu's command line to watch (a Python program).
+    pub watch_input: String,
+    pub template: TemplateForm,
+    pub filter: StateFilter,
+    pub sort: SortKey,
+    pub timeline: crate::ui::timeline::TimelineState,
+    pub console: crate::ui::console::ConsoleState,
+    pub dialog: Option<Dialog>,
+    file_dialog: Option<Receiver<FileChoice>>,
+    options: AppOptions,
+    autostarted: bool,
+    quitting: bool,
+    screenshot_requested: bool,
+    screenshot_saved: Arc<AtomicBool>,
+    opened: Instant,
+    /// The process exit code once the app quits by itself (`--exit-when-done`).
+    pub exit_code: Arc<AtomicU8>,
+    /// Set from a signal handler: terminate the tasks and quit.
+    pub interrupted: Arc<AtomicBool>,
+    /// How many past runs are kept under the run root (older ones are removed).
+    pub keep_runs: usize,
+    /// And at most this many MB of them (0: no cap).
+    pub max_runs_mb: u64,
+    past_runs: Option<(Instant, Vec<crate::model::runs::RunSummary>)>,
+}
+
+impl PoolscopeApp {
+    /// A fresh app: the given file, else the seed's Pool demo.
+    pub fn new(options: AppOptions) -> Self {
+        let cpu_count = num_cpus::get();
+        let mut app = Self {
+            rows: Vec::new(),
+            pool_size: cpu_count,
+            workers: None,
+            chunk_size: None,
+            cpu_count,
+            run: None,
+            selected: None,
+            notice: None,
+            file: None,
+            recent: Vec::new(),
+            path_input: String::new(),
+            watch_input: "python3 script.py".to_owned(),
+            template: TemplateForm {
+                command: "sleep {}".into(),
+                over: "1..4".into(),
+            },
+            filter: StateFilter::All,
+            sort: SortKey::Order,
+            timeline: crate::ui::timeline::TimelineState::default(),
+            console: crate::ui::console::ConsoleState::default(),
+            dialog: None,
+            file_dialog: None,
+            options,
+            autostarted: false,
+            quitting: false,
+            screenshot_requested: false,
+            screenshot_saved: Arc::new(AtomicBool::new(false)),
+            opened: Instant::now(),
+            exit_code: Arc::new(AtomicU8::new(0)),
+            interrupted: Arc::new(AtomicBool::new(false)),
+            keep_runs: DEFAULT_KEEP_RUNS,
+            max_runs_mb: 0,
+            past_runs: None,
+        };
+        match app.options.file.clone() {
+            Some(path) => app.open(&path),
+            None => app.load_preset(DEFAULT_PRESET),
+        }
+        // A scripted window (autostart, exit when done) has nobody to ask.
+        let scripted = app.options.autostart || app.options.exit_when_done;
+        if !scripted {
+            app.offer_recovery();
+        }
+        app
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        let Some(run) = &self.run else {
+            return PoolStatus::Idle;
+        };
+        match run.record.phase {
+            PoolPhase::Finished => PoolStatus::Finished,
+            PoolPhase::Closed => PoolStatus::Closed,
+            PoolPhase::Paused => PoolStatus::Paused,
+            PoolPhase::Running if run.active() == 0 => PoolStatus::Waiting,
+            PoolPhase::Running => PoolStatus::Running,
+        }
+    }
+
+    fn notify(&mut self, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            text: text.into(),
+            is_error: false,
+        });
+    }
+
+    fn error(&mut self, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            text: text.into(),
+            is_error: true,
+        });
+    }
+
+    pub fn apply(&mut self, action: Action, ctx: &egui::Context) {
+        // A finished run whose pool is still open must not block the next one.
+        if action.replaces_the_run() {
+            self.settle_idle_run();
+        }
+        match action {
+            Action::Start => self.start(ctx),
+            Action::SubmitPending => {
+                let rows: Vec<usize> = (0..self.rows.len())
+                    .filter(|&i| self.rows[i].task.is_none())
+                    .collect();
+                self.submit_rows(&rows);
+            }
+            Action::SubmitRow(i) => self.submit_rows(&[i]),
+            Action::Pause => self.with_pool(|e| e.pause()),
+            Action::Resume => self.with_pool(|e| e.resume()),
+            Action::Close => self.with_pool(|e| e.close()),
+            Action::Terminate => {
+                if let Some(run) = &self.run {
+                    run.stop_watched();
+                }
+                self.with_pool(|e| e.terminate());
+            }
+            Action::Watch(command) => self.watch(&command, ctx),
+            Action::WatchPreset(i) => self.watch_preset(i, ctx),
+            Action::Resize(size) => {
+                self.pool_size = size.max(1);
+                let size = self.pool_size;
+                self.with_pool(|e| e.resize(size));
+            }
+            Action::Kill(task) => self.task_command(task, |e| e.kill(task)),
+            Action::Interrupt(task) => self.task_command(task, |e| e.signal(task, Signal::SIGINT)),
+            Action::Retry(task) => self.retry(task),
+            Action::Select(task) => {
+                self.selected = Some(task);
+                self.restore_output(task);
+            }
+            Action::AddRow => self.rows.push(Row::default()),
+            Action::DuplicateRow(i) => {
+                if let Some(row) = self.rows.get(i) {
+                    let copy = Row {
+                        draft: row.draft.clone(),
+                        task: None,
+                    };
+                    self.rows.insert(i + 1, copy);
+                }
+            }
+            Action::RemoveRow(i) => {
+                if i < self.rows.len() && self.rows[i].task.is_none() {
+                    self.rows.remove(i);
+                }
+            }
+            Action::MoveRow(i, delta) => {
+                let j = i.checked_add_signed(delta).filter(|&j| j < self.rows.len());
+                if let Some(j) = j {
+                    self.rows.swap(i, j);
+                }
+            }
+            Action::AddFromTemplate => {
+                match crate::model::draft::expand_template(
+                    &self.template.command,
+                    &self.template.over,
+                ) {
+                    Ok(drafts) => {
+                        let n = drafts.len();
+                        self.rows
+                            .extend(drafts.into_iter().map(|draft| Row { draft, task: None }));
+                        self.notify(format!("added {n} tasks from the template"));
+                    }
+                    Err(e) => self.error(format!("template: {e}")),
+                }
+            }
+            Action::LoadPreset(i) => self.load_preset(i),
+            Action::OpenDialog => self.file_dialog(FilePurpose::Open),
+            Action::Open(path) => self.open(&path),
+            Action::Save => match self.file.clone() {
+                Some(path) => self.save(&path),
+                None => self.file_dialog(FilePurpose::SaveTasks),
+            },
+            Action::SaveAsDialog => self.file_dialog(FilePurpose::SaveTasks),
+            Action::ExportDialog(kind) => self.file_dialog(FilePurpose::Export(kind)),
+            Action::Export(kind, path) => self.export(kind, &path, ctx),
+            Action::SendLine(task, line) => self.send_line(task, line),
+            Action::CloseStdin(task) => self.task_command(task, |e| e.close_stdin(task)),
+            Action::Rerun(task, how) => self.rerun(task, how),
+            Action::SaveAs(path) => self.save(&path),
+            Action::ConfirmQuit => {
+                self.dialog = None;
+                self.quit(ctx);
+            }
+            Action::CancelDialog => self.dialog = None,
+            Action::OpenRun(dir) => self.open_run(&dir),
+            Action::ResumeRun(dir) => self.resume_run(&dir, ctx),
+            Action::CloseRun(dir) => self.close_run(&dir),
+            Action::Reveal(path) => self.reveal(&path),
+            Action::Dismiss => self.notice = None,
+        }
+    }
+
+    /// Terminate whatever runs and close the window.
+    fn quit(&mut self, ctx: &egui::Context) {
+        self.quitting = true;
+        if let Some(run) = &self.run {
+            run.stop_watched();
+            if let Some(executor) = run.executor() {
+                executor.terminate();
+            }
+        }
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+    }
+
+    /// Everything that is not drawing: events, dialogs, window close, automation.
+    pub fn logic(&mut self, ctx: &egui::Context) {
+        if self.interrupted.load(Ordering::Acquire) && !self.quitting {
+            self.exit_code.store(130, Ordering::Release);
+            self.quit(ctx);
+        }
+        if self.pump_events() {
+            ctx.request_repaint();
+        }
+        self.poll_file_dialog(ctx);
+        if let Some(command) = self.options.watch.clone().filter(|_| !self.autostarted) {
+            self.autostarted = true;
+            self.watch(&command, ctx);
+        } else if self.options.autostart && !self.autostarted {
+            self.autostarted = true;
+            self.start(ctx);
+        }
+        let running = self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.is_live() && r.active() > 0);
+        if running {
+            ctx.request_repaint_after(TICK);
+        }
+        if ctx.input(|i| i.viewport().close_requested()) && running && !self.quitting {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.dialog = Some(Dialog::QuitWhileRunning);
+        }
+        self.automation(ctx);
+    }
+}
+
+impl eframe::App for PoolscopeApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        PoolscopeApp::logic(self, ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let actions = self.draw(ui);
+        for action in actions {
+            self.apply(action, ui.ctx());
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.to_saved());
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        // Dropping the executor kills every task group and reaps it before we exit.
+        self.run = None;
+    }
+}

@@ -1,0 +1,257 @@
+//! Run folders: the recovery offer at start, opening, resuming and closing past runs,
+//! and the Past runs list.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::executor::{Executor, PoolConfig};
+use crate::model::TaskDraft;
+use crate::model::journal::JournalWriter;
+use crate::model::resume::{ResumeWhat, Resumption};
+
+use super::{Dialog, FRAME_WHILE_BUSY, PoolscopeApp, Row, Run};
+
+impl PoolscopeApp {
+    pub(super) fn run_root(
+        &self,
+    ) -> Result<crate::model::runs::RunRoot, crate::model::runs::RunRootError> {
+        let root = match &self.options.run_dir {
+            Some(dir) => dir.clone(),
+            None => crate::model::runs::default_root()?,
+        };
+        crate::model::runs::RunRoot::open(&root)
+    }
+
+    /// The newest run that did not end cleanly, offered to open, resume or close.
+    pub(super) fn offer_recovery(&mut self) {
+        let Ok(root) = self.run_root() else {
+            return;
+        };
+        let Some(dir) = root.unfinished(5).into_iter().next() else {
+            return;
+        };
+        let summary = match crate::model::journal::load(&dir) {
+            Ok(loaded) => {
+                let tally = loaded.record.tally();
+                let when = loaded
+                    .record
+                    .wall_clock_start
+                    .map_or_else(String::new, |t| {
+                        let ago = t.elapsed().unwrap_or_default();
+                        format!(", started {} ago", crate::ui::theme::duration(ago))
+                    });
+                format!(
+                    "{}{when}: {} tasks, {} succeeded, {} failed, {} lost (running when it \
+                     stopped), {} never started.",
+                    dir.display(),
+                    loaded.record.tasks.len(),
+                    tally.succeeded,
+                    tally.failed,
+                    tally.lost,
+                    tally.queued + tally.cancelled,
+                )
+            }
+            Err(e) => format!("{}: {e}", dir.display()),
+        };
+        self.dialog = Some(Dialog::Recover { dir, summary });
+    }
+
+    /// Load a run from its journal in `dir`: rows for its tasks, its output read back
+    /// from its files.
+    pub(super) fn load_run(&mut self, dir: &Path) -> Option<crate::model::journal::Loaded> {
+        self.dialog = None;
+        if self.live_run().is_some() {
+            self.error("A run is in progress: wait for it or Terminate it first");
+            return None;
+        }
+        match crate::model::journal::load(dir) {
+            Ok(loaded) => {
+                if !loaded.dropped.is_empty() {
+                    log::warn!("{}: {}", dir.display(), loaded.dropped.join("; "));
+                }
+                Some(loaded)
+            }
+            Err(e) => {
+                self.error(format!("Cannot open the run: {e}"));
+                None
+            }
+        }
+    }
+
+    pub(super) fn show_run(&mut self, run: Run) {
+        self.rows = run
+            .record
+            .tasks
+            .iter()
+            .map(|t| Row {
+                draft: TaskDraft::from_spec(&t.spec),
+                task: Some(t.id),
+            })
+            .collect();
+        self.file = None;
+        self.timeline.view = None;
+        self.selected = run.record.tasks.first().map(|t| t.id);
+        self.run = Some(run);
+    }
+
+    pub(super) fn open_run(&mut self, dir: &Path) {
+        let Some(loaded) = self.load_run(dir) else {
+            return;
+        };
+        let lost = loaded.lost();
+        let dropped = loaded.dropped.len();
+        let mut run = Run::opened(loaded.record);
+        run.output_dir = Some(dir.to_owned());
+        self.show_run(run);
+        self.notify(format!(
+            "Opened the run in {}: {lost} task(s) lost where its record stops{}",
+            dir.display(),
+            if dropped > 0 {
+                format!("; {dropped} cut-off line(s) of its journal dropped")
+            } else {
+                String::new()
+            }
+        ));
+    }
+
+    /// Reopen `dir`'s journal for more (after its last whole line), with the lost
+    /// attempts written first.
+    pub(super) fn reopen_journal(
+        &mut self,
+        dir: &Path,
+        loaded: &crate::model::journal::Loaded,
+    ) -> Option<JournalWriter> {
+        let path = dir.join(crate::model::journal::JOURNAL_FILE);
+        let reopened = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(loaded.whole_len))
+            .map_err(|e| e.to_string())
+            .and_then(|()| JournalWriter::create(dir, true).map_err(|e| e.to_string()));
+        match reopened {
+            Ok(journal) => {
+                for event in &loaded.lost_events {
+                    journal.record(event);
+                }
+                Some(journal)
+            }
+            Err(e) => {
+                self.error(format!("Cannot write {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// Run again what did not finish, as new attempts of the same run.
+    pub(super) fn resume_run(&mut self, dir: &Path, ctx: &egui::Context) {
+        let Some(loaded) = self.load_run(dir) else {
+            return;
+        };
+        let Some(journal) = self.reopen_journal(dir, &loaded) else {
+            return;
+        };
+        let (specs, resumption) = Resumption::plan(&loaded.record, ResumeWhat::Unfinished);
+        let count = specs.len();
+        let resume_output = dir.join(format!(
+            "resume-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ));
+        let waker_ctx = ctx.clone();
+        let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
+        let config = PoolConfig {
+            size: self.pool_size,
+            output_dir: Some(resume_output.clone()),
+            create_empty_output_files: false,
+            ..PoolConfig::default()
+        };
+        let (executor, events) = Executor::start(config, Some(Arc::new(waker)));
+        if let Err(e) = executor.submit_map(specs, 1) {
+            self.error(format!("Cannot resume: {e}"));
+            return;
+        }
+        executor.close();
+        let started = Instant::now()
+            .checked_sub(resumption.offset())
+            .unwrap_or_else(Instant::now);
+        let run = Run {
+            pool: Some((executor, events)),
+            finished: None,
+            started,
+            output_dir: Some(dir.to_owned()),
+            journal: Some(journal),
+            resumption,
+            resume_output: Some(resume_output),
+            ..Run::opened(loaded.record)
+        };
+        self.show_run(run);
+        self.notify(format!(
+            "Resuming the run in {}: {count} task(s) that did not finish run again",
+            dir.display()
+        ));
+    }
+
+    /// Keep the run as it is: its lost attempts and an end marker go into its journal,
+    /// so it is not offered again.
+    pub(super) fn close_run(&mut self, dir: &Path) {
+        let Some(loaded) = self.load_run(dir) else {
+            return;
+        };
+        if let Some(journal) = self.reopen_journal(dir, &loaded) {
+            journal.end_soon(&loaded.record);
+            // Dropping waits for the writer: not on the window's thread.
+            let _ = std::thread::Builder::new()
+                .name("poolscope-journal-close".into())
+                .spawn(move || drop(journal));
+        }
+        self.notify(format!("Closed the run in {} as it is", dir.display()));
+    }
+
+    /// A private folder for the next run's output, under the run root (checked each time:
+    /// an unwritable or foreign root is an error before any task starts).
+    pub(super) fn new_run_folder(&self) -> Result<PathBuf, crate::model::runs::RunRootError> {
+        let root = self.run_root()?;
+        // The user's policy: room for this run among the newest `keep_runs`.
+        root.prune(
+            self.keep_runs.saturating_sub(1),
+            (self.max_runs_mb > 0).then_some(self.max_runs_mb << 20),
+        );
+        root.new_run()
+    }
+
+    /// The past runs the File menu lists, read again at most every 2 s while shown.
+    pub fn past_runs(&mut self) -> &[crate::model::runs::RunSummary] {
+        let stale = self
+            .past_runs
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() > Duration::from_secs(2));
+        if stale {
+            let runs = self.run_root().map(|r| r.recent(12)).unwrap_or_default();
+            self.past_runs = Some((Instant::now(), runs));
+        }
+        self.past_runs.as_ref().map_or(&[], |(_, runs)| runs)
+    }
+
+    /// Show a folder in the desktop's file manager (`xdg-open`), without waiting for it.
+    pub(super) fn reveal(&mut self, path: &Path) {
+        match std::process::Command::new("xdg-open")
+            .arg(path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(mut child) => {
+                let _ = std::thread::Builder::new()
+                    .name("poolscope-reveal".into())
+                    .spawn(move || child.wait());
+                self.notify(format!("Opened {}", path.display()));
+            }
+            Err(e) => self.error(format!(
+                "Cannot open a file manager (xdg-open: {e}); the folder is {}",
+                path.display()
+            )),
+        }
+    }
+}

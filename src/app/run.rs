@@ -1,0 +1,524 @@
+//! The run on screen and its pool: start it, submit rows, type to tasks, retry, rerun,
+//! and apply what the executor reports.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::executor::{Events, Executor, PoolConfig, TaskId};
+use crate::model::journal::JournalWriter;
+use crate::model::resume::Resumption;
+use crate::model::{PoolPhase, RunRecord, TaskDraft};
+
+use super::{EVENT_BUDGET, FRAME_WHILE_BUSY, Notice, PoolscopeApp, Rerun, Row};
+
+/// A run on screen: a pool started here (with its executor), or a record opened from a
+/// file (a saved run, a GNU parallel joblog), which has none.
+pub struct Run {
+    pub(super) pool: Option<(Executor, Events)>,
+    /// A watched Python program (File › Watch): its pools' events.
+    pub(super) watched: Option<(crate::watch::Watch, Events)>,
+    pub record: RunRecord,
+    pub started: Instant,
+    /// Run time at which the pool drained.
+    pub finished: Option<Duration>,
+    /// Where every attempt's full output is saved (read back when a dropped tail is
+    /// looked at again).
+    pub output_dir: Option<PathBuf>,
+    /// The run's journal, written as events arrive (not for watched programs).
+    pub(super) journal: Option<JournalWriter>,
+    /// A resumed run: the executor's events as the original run's.
+    pub(super) resumption: Resumption,
+    /// A resumed run's executor saves output here (its own task numbers); each file
+    /// moves to the run's folder under the original number when its attempt ends.
+    pub(super) resume_output: Option<PathBuf>,
+}
+
+impl Run {
+    /// A finished record opened from a file.
+    pub fn opened(record: RunRecord) -> Self {
+        Self {
+            pool: None,
+            watched: None,
+            finished: Some(record.last_event),
+            record,
+            started: Instant::now(),
+            output_dir: None,
+            journal: None,
+            resumption: Resumption::default(),
+            resume_output: None,
+        }
+    }
+
+    /// A run of a new executor, journaled in `dir` (where its output goes too).
+    pub(super) fn live(pool: (Executor, Events), dir: PathBuf, journal: JournalWriter) -> Self {
+        Self {
+            pool: Some(pool),
+            watched: None,
+            record: RunRecord::default(),
+            started: Instant::now(),
+            finished: None,
+            output_dir: Some(dir),
+            journal: Some(journal),
+            resumption: Resumption::default(),
+            resume_output: None,
+        }
+    }
+
+    /// Record an executor event (and journal it); the drain stops the run's clock.
+    pub(super) fn apply(&mut self, event: &crate::executor::Event) {
+        use crate::executor::EventKind;
+        let Some(event) = self.resumption.translate(event) else {
+            return;
+        };
+        self.record.apply(&event);
+        if let Some(journal) = &self.journal {
+            journal.record(&event);
+        }
+        match &event.kind {
+            EventKind::Finished { task, attempt, .. } => self.move_resumed_output(*task, *attempt),
+            EventKind::Drained => {
+                self.finished = Some(event.at);
+                if let Some(journal) = &self.journal {
+                    journal.end_soon(&self.record);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A resumed attempt's output files, moved to where the run's own are.
+    pub(super) fn move_resumed_output(&self, task: TaskId, attempt: u32) {
+        let (Some(from), Some(to)) = (&self.resume_output, &self.output_dir) else {
+            return;
+        };
+        let Some((new_task, new_attempt)) = self.resumption.executor_ids(task, attempt) else {
+            return;
+        };
+        for stream in ["stdout", "stderr"] {
+            let source = from.join(format!("{new_task}.{new_attempt}.{stream}"));
+            if source.exists()
+                && let Err(e) =
+                    std::fs::rename(&source, to.join(format!("{task}.{attempt}.{stream}")))
+            {
+                log::warn!("cannot move {}: {e}", source.display());
+            }
+        }
+    }
+
+    pub fn executor(&self) -> Option<&Executor> {
+        self.pool.as_ref().map(|(e, _)| e)
+    }
+
+    /// The run's clock: it stops at the drain, and at the last event while an open pool
+    /// has nothing to do (a finished run not yet closed).
+    pub fn now(&self) -> Duration {
+        if let Some(end) = self.finished {
+            return end;
+        }
+        if self.pool.is_some() && self.active() == 0 && self.record.last_event > Duration::ZERO {
+            return self.record.last_event;
+        }
+        self.started.elapsed()
+    }
+
+    pub fn is_live(&self) -> bool {
+        (self.pool.is_some() || self.watched.is_some()) && self.record.phase != PoolPhase::Finished
+    }
+
+    /// Where this run's events come from.
+    pub(super) fn events(&self) -> Option<&Events> {
+        self.pool
+            .as_ref()
+            .map(|(_, e)| e)
+            .or(self.watched.as_ref().map(|(_, e)| e))
+    }
+
+    /// Stop a watched program (its pool goes with it).
+    pub(super) fn stop_watched(&self) {
+        if let Some((watch, _)) = &self.watched {
+            watch.terminate();
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.executor().is_some_and(|e| !e.is_closed())
+    }
+
+    /// Tasks queued, waiting or running (kept by the record: no pass over the tasks).
+    pub fn active(&self) -> usize {
+        self.record.unfinished()
+    }
+}
+
+impl PoolscopeApp {
+    /// An open pool with nothing queued or running is a finished run the user has not
+    /// closed: close it (its journal ends), keep it on screen, and let the next one start.
+    pub(super) fn settle_idle_run(&mut self) {
+        let Some(run) = &mut self.run else { return };
+        if !run.is_open() || run.active() > 0 || run.watched.is_some() {
+            return;
+        }
+        if let Some(executor) = run.executor() {
+            executor.close();
+        }
+        run.record.phase = PoolPhase::Finished;
+        run.finished = Some(run.record.last_event);
+        if let Some(journal) = &run.journal {
+            journal.end_soon(&run.record);
+        }
+        // Nothing runs in it: dropping the executor kills nothing.
+        run.pool = None;
+    }
+
+    pub fn live_run(&self) -> Option<&Run> {
+        self.run.as_ref().filter(|r| r.is_live())
+    }
+
+    /// Rows not yet handed to the pool.
+    pub fn pending_rows(&self) -> usize {
+        self.rows.iter().filter(|r| r.task.is_none()).count()
+    }
+
+    /// Why Start cannot run now, in words.
+    pub fn start_blocker(&self) -> Option<String> {
+        if self.live_run().is_some() {
+            return Some("a run is in progress: add tasks to it, or Terminate it first".into());
+        }
+        if self.rows.is_empty() {
+            return Some("there are no tasks: add one first".into());
+        }
+        self.rows.iter().enumerate().find_map(|(i, r)| {
+            r.draft
+                .problem()
+                .map(|p| format!("task {} cannot run: {p}", i + 1))
+        })
+    }
+
+    /// Drain executor events within the frame budget. Returns whether events remain.
+    pub fn pump_events(&mut self) -> bool {
+        let Some(run) = &mut self.run else {
+            return false;
+        };
+        let deadline = Instant::now() + EVENT_BUDGET;
+        let mut more = true;
+        while Instant::now() < deadline {
+            let Some(event) = run.events().and_then(Events::try_recv) else {
+                more = false;
+                break;
+            };
+            run.apply(&event);
+        }
+        if let Some(journal) = &run.journal {
+            journal.send();
+        }
+        if let Some((watch, _)) = &run.watched
+            && run.record.phase == PoolPhase::Finished
+            && !watch.saw_inside()
+            && !run.record.markers.is_empty()
+            && self
+                .notice
+                .as_ref()
+                .is_none_or(|n| !n.text.contains("nothing inside"))
+        {
+            let text = "The program ran, but nothing inside it was visible: its Python did not \
+                        load the watch (python -I or -S, Python before 3.8, or not Python)";
+            self.notice = Some(Notice {
+                text: text.to_owned(),
+                is_error: true,
+            });
+        }
+        // A watched program's tasks are the table's rows, as they are submitted.
+        if run.watched.is_some() && self.rows.len() < run.record.tasks.len() {
+            let new = &run.record.tasks[self.rows.len()..];
+            self.rows.extend(new.iter().map(|t| Row {
+                draft: TaskDraft::from_spec(&t.spec),
+                task: Some(t.id),
+            }));
+        }
+        more
+    }
+
+    /// Wait at most `timeout` for the next executor event and apply it (for tests and
+    /// headless drivers that have nothing else to do meanwhile).
+    pub fn wait_for_event(&mut self, timeout: Duration) -> bool {
+        let Some(run) = &mut self.run else {
+            return false;
+        };
+        let Some(event) = run.events().and_then(|events| events.recv_timeout(timeout)) else {
+            return false;
+        };
+        run.apply(&event);
+        if let Some(journal) = &run.journal {
+            journal.send();
+        }
+        true
+    }
+
+    /// Act on the live pool, if there is one.
+    pub(super) fn with_pool(&self, f: impl FnOnce(&Executor)) {
+        if let Some(executor) = self.live_run().and_then(Run::executor) {
+            f(executor);
+        }
+    }
+
+    pub(super) fn task_command(
+        &mut self,
+        task: TaskId,
+        f: impl FnOnce(&Executor) -> Result<(), crate::executor::CommandError>,
+    ) {
+        if let Some(executor) = self.run.as_ref().and_then(Run::executor)
+            && let Err(e) = f(executor)
+        {
+            self.error(e.to_string());
+        }
+        self.selected = Some(task);
+    }
+
+    pub(super) fn start(&mut self, ctx: &egui::Context) {
+        if let Some(reason) = self.start_blocker() {
+            self.error(format!("Cannot start: {reason}"));
+            return;
+        }
+        let output_dir = match self.new_run_folder() {
+            Ok(dir) => dir,
+            Err(e) => {
+                self.error(format!("Cannot start: {e}"));
+                return;
+            }
+        };
+        let journal = match JournalWriter::create(&output_dir, false) {
+            Ok(journal) => journal,
+            Err(e) => {
+                self.error(format!("Cannot start: {e}"));
+                return;
+            }
+        };
+        let waker_ctx = ctx.clone();
+        let config = PoolConfig {
+            size: self.pool_size,
+            output_dir: Some(output_dir.clone()),
+            create_empty_output_files: false,
+            workers: self.workers.clone(),
+            ..PoolConfig::default()
+        };
+        // A busy pool hands over events up to a thousand times a second; the window
+        // redraws at most every FRAME_WHILE_BUSY for them (input still redraws at once).
+        let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
+        let (executor, events) = Executor::start(config, Some(Arc::new(waker)));
+        self.run = Some(Run::live((executor, events), output_dir, journal));
+        for row in &mut self.rows {
+            row.task = None;
+        }
+        self.selected = None;
+        self.notice = None;
+        let all: Vec<usize> = (0..self.rows.len()).collect();
+        // The list goes out as one map: on workers, in chunks (Python's default size
+        // unless the file set one); tasks added later go one by one (apply_async).
+        let chunk = match self.workers {
+            Some(_) => self.chunk_size.unwrap_or_else(|| {
+                crate::model::taskfile::python_chunksize(all.len(), self.pool_size)
+            }),
+            None => 1,
+        };
+        self.submit_rows_in_chunks(&all, chunk);
+        // Show the first task's output at once: the demo then speaks for itself.
+        self.selected = self.rows.first().and_then(|r| r.task);
+    }
+
+    /// Run a Python program (a shell command line) watched: its pools fill the timeline
+    /// as they run. The task list stays as it is.
+    pub(super) fn watch(&mut self, command: &str, ctx: &egui::Context) {
+        if self.live_run().is_some() {
+            self.error(
+                "A run is in progress: wait for it or Terminate it before watching a program",
+            );
+            return;
+        }
+        let dir = match crate::watch::run_folder() {
+            Ok(dir) => dir,
+            Err(e) => {
+                self.error(format!("Cannot watch: no folder for the watch: {e}"));
+                return;
+            }
+        };
+        let waker_ctx = ctx.clone();
+        let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
+        let argv = ["/bin/sh".into(), "-c".into(), command.into()];
+        match crate::watch::start(&argv, &dir, Some(Arc::new(waker))) {
+            Ok((watch, events)) => {
+                self.rows.clear();
+                self.file = None;
+                self.run = Some(Run {
+                    watched: Some((watch, events)),
+                    record: RunRecord::default(),
+                    finished: None,
+                    ..Run::opened(RunRecord::default())
+                });
+                self.selected = None;
+                self.notify(format!(
+                    "Watching `{command}`: its pools appear as they run (by PID shows the workers)"
+                ));
+            }
+            Err(e) => self.error(format!("Cannot watch `{command}`: {e}")),
+        }
+    }
+
+    /// Write a built-in Python program to a private folder and watch it.
+    pub(super) fn watch_preset(&mut self, index: usize, ctx: &egui::Context) {
+        let Some(&(_, name, text)) = crate::model::presets::WATCH_PRESETS.get(index) else {
+            return;
+        };
+        let written = crate::watch::run_folder().and_then(|dir| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map(|()| path)
+        });
+        match written {
+            Ok(path) => {
+                let command = format!("python3 '{}'", path.display());
+                self.watch_input.clone_from(&command);
+                self.watch(&command, ctx);
+            }
+            Err(e) => self.error(format!("Cannot write the program to watch: {e}")),
+        }
+    }
+
+    pub(super) fn submit_rows(&mut self, rows: &[usize]) {
+        self.submit_rows_in_chunks(rows, 1);
+    }
+
+    pub(super) fn submit_rows_in_chunks(&mut self, rows: &[usize], chunk: usize) {
+        let Some(run) = self.run.as_ref().filter(|r| r.is_live()) else {
+            self.error("No pool is running: press Start");
+            return;
+        };
+        let mut specs = Vec::new();
+        for &i in rows {
+            let Some(row) = self.rows.get(i).filter(|r| r.task.is_none()) else {
+                continue;
+            };
+            match row.draft.to_spec() {
+                Ok(spec) => specs.push((i, spec)),
+                Err(e) => {
+                    self.error(format!("Task {} cannot run: {e}", i + 1));
+                    return;
+                }
+            }
+        }
+        if specs.is_empty() {
+            return;
+        }
+        let Some(executor) = run.executor() else {
+            return;
+        };
+        match executor.submit_map(specs.iter().map(|(_, s)| s.clone()).collect(), chunk) {
+            Ok(ids) => {
+                for ((i, _), id) in specs.iter().zip(ids) {
+                    self.rows[*i].task = Some(id);
+                }
+            }
+            Err(e) => self.error(format!("Cannot add tasks: {e}. Press Start for a new run.")),
+        }
+    }
+
+    /// Type a line to a running task; in a pipe it is echoed into the console as input
+    /// (a terminal echoes it by itself).
+    pub(super) fn send_line(&mut self, task: TaskId, line: String) {
+        let Some(run) = self.run.as_mut() else { return };
+        let Some(executor) = run.executor() else {
+            return;
+        };
+        let mut bytes = line.clone().into_bytes();
+        bytes.push(b'\n');
+        match executor.write_stdin(task, bytes.clone()) {
+            Ok(()) => {
+                if run.record.task(task).is_some_and(|t| !t.spec.pty) {
+                    run.record.record_input(task, &bytes);
+                }
+                if self.console.history.last() != Some(&line) && !line.is_empty() {
+                    self.console.history.push(line);
+                }
+            }
+            Err(e) => {
+                // Keep what was typed so nothing is lost.
+                self.console.input = line;
+                self.error(format!("Could not send: {e}"));
+            }
+        }
+    }
+
+    /// Run a copy of a task with output unbuffered, or in a terminal.
+    pub(super) fn rerun(&mut self, task: TaskId, how: Rerun) {
+        let Some(spec) = self
+            .run
+            .as_ref()
+            .and_then(|r| r.record.task(task))
+            .map(|t| (*t.spec).clone())
+        else {
+            return;
+        };
+        let spec = match how {
+            Rerun::Unbuffered => spec.with_env("PYTHONUNBUFFERED", "1"),
+            Rerun::InTerminal => {
+                let mut spec = spec.with_pty();
+                if spec.stdin == crate::executor::StdinMode::Null {
+                    spec.stdin = crate::executor::StdinMode::Pipe;
+                }
+                spec
+            }
+        };
+        self.add_and_run(&spec);
+    }
+
+    pub(super) fn retry(&mut self, task: TaskId) {
+        if self.run.as_ref().is_some_and(|r| r.watched.is_some()) {
+            self.error(
+                "A watched program's task is a call inside that program: run the program \
+                 again (File › Watch) to run it again",
+            );
+            return;
+        }
+        let Some(spec) = self
+            .run
+            .as_ref()
+            .and_then(|r| r.record.task(task))
+            .map(|t| (*t.spec).clone())
+        else {
+            return;
+        };
+        self.add_and_run(&spec);
+    }
+
+    /// A new row for `spec`, run at once if the pool is open (else on the next Start);
+    /// the new task is selected.
+    pub(super) fn add_and_run(&mut self, spec: &crate::executor::TaskSpec) {
+        self.rows.push(Row {
+            draft: TaskDraft::from_spec(spec),
+            task: None,
+        });
+        let last = self.rows.len() - 1;
+        if self.live_run().is_some_and(Run::is_open) {
+            self.submit_rows(&[last]);
+            self.selected = self.rows[last].task.or(self.selected);
+        } else {
+            self.notify("Added a copy of the task; press Start to run it");
+        }
+    }
+
+    /// A task whose output was dropped to keep memory within budget: read its newest
+    /// output back from the run's files (a few MiB, only when the user selects it).
+    pub(super) fn restore_output(&mut self, task: TaskId) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        let Some(dir) = run.output_dir.clone() else {
+            return;
+        };
+        if let Err(e) = run.record.restore_output(task, &dir) {
+            self.error(format!(
+                "Cannot read task {task}'s output back from {}: {e}",
+                dir.display()
+            ));
+        }
+    }
+}
