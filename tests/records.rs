@@ -60,6 +60,26 @@ fn importing_the_basic_sample_finds_its_tasks_failure_and_concurrency() {
     assert_eq!(peak, Some(true_max_concurrency(&entries) as u32));
     let summary = poolscope::model::stats::summary(&record, record.last_event);
     assert_eq!(summary.max_concurrency, true_max_concurrency(&entries));
+    // The Chrome trace's counter track tells the same story, never a negative queue.
+    let mut trace = Vec::new();
+    poolscope::model::trace::write(&record, &mut trace).expect("trace");
+    let trace: serde_json::Value = serde_json::from_slice(&trace).expect("json");
+    let counters: Vec<&serde_json::Value> = trace["traceEvents"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["ph"] == "C" && e["name"] == "tasks")
+        .collect();
+    let peak = counters
+        .iter()
+        .filter_map(|e| e["args"]["running"].as_u64())
+        .max();
+    assert_eq!(peak, Some(true_max_concurrency(&entries) as u64));
+    assert!(
+        counters
+            .iter()
+            .all(|e| e["args"]["queued"].as_u64().is_some())
+    );
 }
 
 #[test]

@@ -866,23 +866,14 @@ impl RunRecord {
         }
     }
 
-    /// The largest number of attempts running at the same instant.
+    /// The largest number of attempts running at the same instant (a slot handed over
+    /// at one instant is not an overlap).
     pub fn max_concurrency(&self) -> usize {
-        let mut edges: Vec<(Duration, i32)> = Vec::new();
-        for a in self.tasks.iter().flat_map(|t| &t.attempts) {
-            if a.ran() {
-                edges.push((a.started, 1));
-                edges.push((a.ended.unwrap_or(self.last_event), -1));
-            }
-        }
-        // Ends before starts at the same instant: a slot handed over is not an overlap.
-        edges.sort();
-        let (mut now, mut max) = (0i32, 0i32);
-        for (_, d) in edges {
-            now += d;
-            max = max.max(now);
-        }
-        max as usize
+        super::stats::concurrency(self, self.last_event)
+            .iter()
+            .map(|level| level.running as usize)
+            .max()
+            .unwrap_or(0)
     }
 }
 

@@ -91,9 +91,7 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"{\"traceEvents\":[")?;
     let mut w = EventWriter { out, first: true };
     write_names(&mut w, run)?;
-    let mut edges: Vec<(Duration, i64, i64)> = Vec::new();
     for task in &run.tasks {
-        edges.push((task.queued, 0, 1));
         let command = task.spec.invocation.display_line();
         for attempt in &task.attempts {
             let end = attempt.ended.unwrap_or(run.last_event);
@@ -125,28 +123,19 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
                     "queued_us": micros(task.queued),
                 }),
             })?;
-            if attempt.ran() {
-                edges.push((attempt.started, 1, -1));
-                edges.push((end, -1, 0));
-            } else if attempt.number == 1 {
-                edges.push((attempt.started, 0, -1));
-            }
         }
     }
-    edges.sort_by_key(|e| e.0);
-    let (mut running, mut queued) = (0i64, 0i64);
-    for (at, d_running, d_queued) in edges {
-        running += d_running;
-        queued = (queued + d_queued).max(0);
+    // The same running and waiting counts as the window's concurrency strip.
+    for level in super::stats::concurrency(run, run.last_event) {
         w.event(&TraceEvent {
             name: "tasks",
             cat: None,
             ph: "C",
-            ts: Some(micros(at)),
+            ts: Some(level.at * 1e6),
             dur: None,
             pid: POOL_PID,
             tid: None,
-            args: json!({"running": running, "queued": queued}),
+            args: json!({"running": level.running, "queued": level.waiting}),
         })?;
     }
     // What the tasks cost: cores in use at each usage sample, as a counter track.
