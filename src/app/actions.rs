@@ -76,6 +76,8 @@ pub enum Action {
     /// Show a folder (a run's, the runs root) in the file manager.
     Reveal(PathBuf),
     Dismiss,
+    /// Open the task editor on a row not submitted yet, or close it.
+    Edit(Option<usize>),
 }
 
 /// How to run a task again when its output seems stuck in a pipe buffer.

@@ -36,6 +36,7 @@ impl PoolscopeApp {
         self.workers = file.and_then(|f| f.workers.clone());
         self.chunk_size = file.and_then(|f| f.chunk_size);
         self.selected = None;
+        self.editing = None;
         if self.run.as_ref().is_some_and(|r| !r.is_live()) {
             self.run = None;
         }

@@ -11,6 +11,7 @@ mod automation;
 mod files;
 mod past_runs;
 mod persist;
+mod rows;
 mod run;
 
 pub use actions::{
@@ -98,6 +99,9 @@ pub struct PoolscopeApp {
     pub sort: SortKey,
     pub timeline: crate::ui::timeline::TimelineState,
     pub console: crate::ui::console::ConsoleState,
+    /// The row open in the task editor (a task not submitted yet).
+    pub editing: Option<usize>,
+    pub editor: crate::ui::editor::EditorState,
     pub dialog: Option<Dialog>,
     file_dialog: Option<Receiver<FileChoice>>,
     options: AppOptions,
@@ -142,6 +146,8 @@ impl PoolscopeApp {
             sort: SortKey::Order,
             timeline: crate::ui::timeline::TimelineState::default(),
             console: crate::ui::console::ConsoleState::default(),
+            editing: None,
+            editor: crate::ui::editor::EditorState::default(),
             dialog: None,
             file_dialog: None,
             options,
@@ -232,41 +238,12 @@ impl PoolscopeApp {
                 self.selected = Some(task);
                 self.restore_output(task);
             }
-            Action::AddRow => self.rows.push(Row::default()),
-            Action::DuplicateRow(i) => {
-                if let Some(row) = self.rows.get(i) {
-                    let copy = Row {
-                        draft: row.draft.clone(),
-                        task: None,
-                    };
-                    self.rows.insert(i + 1, copy);
-                }
-            }
-            Action::RemoveRow(i) => {
-                if i < self.rows.len() && self.rows[i].task.is_none() {
-                    self.rows.remove(i);
-                }
-            }
-            Action::MoveRow(i, delta) => {
-                let j = i.checked_add_signed(delta).filter(|&j| j < self.rows.len());
-                if let Some(j) = j {
-                    self.rows.swap(i, j);
-                }
-            }
-            Action::AddFromTemplate => {
-                match crate::model::draft::expand_template(
-                    &self.template.command,
-                    &self.template.over,
-                ) {
-                    Ok(drafts) => {
-                        let n = drafts.len();
-                        self.rows
-                            .extend(drafts.into_iter().map(|draft| Row { draft, task: None }));
-                        self.notify(format!("added {n} tasks from the template"));
-                    }
-                    Err(e) => self.error(format!("template: {e}")),
-                }
-            }
+            Action::AddRow
+            | Action::DuplicateRow(_)
+            | Action::RemoveRow(_)
+            | Action::MoveRow(..)
+            | Action::AddFromTemplate
+            | Action::Edit(_) => self.edit_rows(&action),
             Action::LoadPreset(i) => self.load_preset(i),
             Action::OpenDialog => self.file_dialog(FilePurpose::Open),
             Action::Open(path) => self.open(&path),

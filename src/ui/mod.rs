@@ -3,6 +3,7 @@
 
 pub mod console;
 mod controls;
+pub mod editor;
 mod status;
 mod table;
 pub mod theme;
@@ -41,6 +42,20 @@ impl PoolscopeApp {
                 .default_size(half)
                 .min_size(140.0)
                 .show(ui, |ui| self.timeline_panel(ui, &mut actions));
+            let editing = self
+                .editing
+                .filter(|&i| self.rows.get(i).is_some_and(|r| r.task.is_none()));
+            if let Some(i) = editing {
+                let workers = self.workers.is_some();
+                egui::Panel::right("editor")
+                    .resizable(true)
+                    .default_size(380.0)
+                    .min_size(260.0)
+                    .show(ui, |ui| {
+                        self.editor
+                            .show(ui, i, &mut self.rows[i].draft, workers, &mut actions);
+                    });
+            }
             self.task_table(ui, &mut actions);
         });
         if let Some(dialog) = self.dialog.clone() {

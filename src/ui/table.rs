@@ -210,7 +210,7 @@ fn draw_row(
     let task = row.task.and_then(|id| run.and_then(|r| r.record.task(id)));
     let now = run.map(Run::now).unwrap_or_default();
     table_row.set_selected(row.task.is_some() && row.task == selected);
-    draft_cells(table_row, i, row);
+    draft_cells(table_row, i, row, actions);
     table_row.col(|ui| {
         if let Some(task) = task {
             let colour = state_colour(ui.visuals(), Some(&task.state));
@@ -226,16 +226,22 @@ fn draw_row(
     });
     attempt_cells(table_row, task, now);
     table_row.col(|ui| row_actions(ui, i, row, task, live_open, actions));
-    if table_row.response().clicked()
-        && let Some(id) = row.task
-    {
-        actions.push(Action::Select(id));
+    if table_row.response().clicked() {
+        actions.push(match row.task {
+            Some(id) => Action::Select(id),
+            None => Action::Edit(Some(i)),
+        });
     }
 }
 
 /// The cells a user writes: number, name, command, stdin, timeout (editable until the
 /// task is submitted).
-fn draft_cells(table_row: &mut egui_extras::TableRow<'_, '_>, i: usize, row: &mut Row) {
+fn draft_cells(
+    table_row: &mut egui_extras::TableRow<'_, '_>,
+    i: usize,
+    row: &mut Row,
+    actions: &mut Vec<Action>,
+) {
     let editable = row.task.is_none();
     table_row.col(|ui| {
         match row.task {
@@ -251,21 +257,31 @@ fn draft_cells(table_row: &mut egui_extras::TableRow<'_, '_>, i: usize, row: &mu
         }
     });
     table_row.col(|ui| {
-        if editable {
-            // Multi-line so a script's newlines survive editing; one row shown.
+        let one_line = !row.draft.command.trim().contains('\n');
+        if editable && one_line {
             ui.add(
-                egui::TextEdit::multiline(&mut row.draft.command)
+                egui::TextEdit::singleline(&mut row.draft.command)
                     .hint_text("command")
                     .font(egui::TextStyle::Monospace)
-                    .desired_rows(1)
                     .desired_width(f32::INFINITY),
             );
         } else {
-            ui.monospace(row.draft.command.trim())
+            // A script shows as its first line; the editor (or the tooltip) has it all.
+            let shown = ui
+                .add(
+                    egui::Label::new(
+                        RichText::new(command_summary(&row.draft.command)).monospace(),
+                    )
+                    .truncate()
+                    .sense(Sense::click()),
+                )
                 .on_hover_text(&row.draft.command);
+            if editable && shown.clicked() {
+                actions.push(Action::Edit(Some(i)));
+            }
         }
     });
-    table_row.col(|ui| stdin_cell(ui, &mut row.draft, editable));
+    table_row.col(|ui| stdin_cell(ui, i, &row.draft, editable, actions));
     table_row.col(|ui| {
         if editable {
             ui.add(egui::TextEdit::singleline(&mut row.draft.timeout).hint_text("timeout s"));
@@ -273,6 +289,17 @@ fn draft_cells(table_row: &mut egui_extras::TableRow<'_, '_>, i: usize, row: &mu
             ui.label(&row.draft.timeout);
         }
     });
+}
+
+/// A command in one line: its first line, and how many more there are.
+pub fn command_summary(command: &str) -> String {
+    let mut lines = command.trim().lines();
+    let first = lines.next().unwrap_or_default();
+    match lines.count() {
+        0 => first.to_owned(),
+        1 => format!("{first} … (+1 line)"),
+        more => format!("{first} … (+{more} lines)"),
+    }
 }
 
 /// The cells of its latest attempt: slot, PID, start, run time, cost, outcome.
@@ -329,44 +356,39 @@ fn attempt_cells(
     });
 }
 
-fn stdin_cell(ui: &mut egui::Ui, draft: &mut crate::model::TaskDraft, editable: bool) {
-    if !editable {
-        ui.label(if draft.pty {
-            format!("{} (tty)", draft.stdin.label())
+/// How the task's stdin is set, in a word (and "tty" for a terminal); a click opens the
+/// editor, where it is set.
+fn stdin_cell(
+    ui: &mut egui::Ui,
+    i: usize,
+    draft: &crate::model::TaskDraft,
+    editable: bool,
+    actions: &mut Vec<Action>,
+) {
+    let mode = match draft.stdin {
+        DraftStdin::Null => "none",
+        DraftStdin::Pipe => "typed",
+        DraftStdin::Preset => "text",
+    };
+    let text = if draft.pty {
+        format!("{mode} · tty")
+    } else {
+        mode.to_owned()
+    };
+    let hover = match draft.stdin {
+        DraftStdin::Null => "stdin: none (/dev/null)".to_owned(),
+        DraftStdin::Pipe => "stdin: kept open, type to the task in the console".to_owned(),
+        DraftStdin::Preset => format!("stdin: this text, then EOF:\n{}", draft.input),
+    };
+    let label = ui
+        .add(egui::Label::new(text).truncate().sense(Sense::click()))
+        .on_hover_text(if editable {
+            format!("{hover}\n(click to change it in the editor)")
         } else {
-            draft.stdin.label().to_owned()
+            hover
         });
-        return;
-    }
-    ui.toggle_value(&mut draft.pty, "tty").on_hover_text(
-        "Run in a terminal: prompts and line buffering as in a shell (python3 -i, bc, nslookup); stdout and stderr arrive merged",
-    );
-    let next = DraftStdin::ALL[(DraftStdin::ALL
-        .iter()
-        .position(|s| *s == draft.stdin)
-        .unwrap_or(0)
-        + 1)
-        % 3];
-    if ui
-        .small_button(draft.stdin.label())
-        .on_hover_text(format!("stdin: click for \"{}\"", next.label()))
-        .clicked()
-    {
-        draft.stdin = next;
-    }
-    if draft.stdin == DraftStdin::Preset {
-        // One line here; `\n` stands for a newline.
-        let mut escaped = draft.input.replace('\n', "\\n");
-        if ui
-            .add(
-                egui::TextEdit::singleline(&mut escaped)
-                    .hint_text("input text")
-                    .desired_width(60.0),
-            )
-            .changed()
-        {
-            draft.input = escaped.replace("\\n", "\n");
-        }
+    if editable && label.clicked() {
+        actions.push(Action::Edit(Some(i)));
     }
 }
 
@@ -380,6 +402,13 @@ fn row_actions(
 ) {
     match (row.task, task.map(|t| &t.state)) {
         (None, _) => {
+            if ui
+                .small_button("Edit")
+                .on_hover_text("Every field of this task, with room to write")
+                .clicked()
+            {
+                actions.push(Action::Edit(Some(i)));
+            }
             if live_open
                 && ui
                     .small_button("Run")
@@ -399,18 +428,22 @@ fn row_actions(
             {
                 actions.push(Action::Watch(row.draft.command.clone()));
             }
-            if ui.small_button("↑").on_hover_text("Move up").clicked() {
-                actions.push(Action::MoveRow(i, -1));
-            }
-            if ui.small_button("↓").on_hover_text("Move down").clicked() {
-                actions.push(Action::MoveRow(i, 1));
-            }
-            if ui.small_button("Dup").on_hover_text("Duplicate").clicked() {
-                actions.push(Action::DuplicateRow(i));
-            }
-            if ui.small_button("Del").on_hover_text("Remove").clicked() {
-                actions.push(Action::RemoveRow(i));
-            }
+            ui.menu_button("⋯", |ui| {
+                if ui.button("Move up").clicked() {
+                    actions.push(Action::MoveRow(i, -1));
+                }
+                if ui.button("Move down").clicked() {
+                    actions.push(Action::MoveRow(i, 1));
+                }
+                if ui.button("Duplicate").clicked() {
+                    actions.push(Action::DuplicateRow(i));
+                }
+                if ui.button("Remove").clicked() {
+                    actions.push(Action::RemoveRow(i));
+                }
+            })
+            .response
+            .on_hover_text("Move, duplicate or remove this task");
         }
         (Some(id), Some(TaskState::Running)) => {
             if ui

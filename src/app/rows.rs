@@ -1,0 +1,61 @@
+//! The task list being edited: rows added, duplicated, moved, removed, expanded from a
+//! template, and the row open in the task editor (which follows its task as rows move).
+
+use super::{Action, PoolscopeApp, Row};
+
+impl PoolscopeApp {
+    /// An action on the rows (see [`Action`]); others are ignored.
+    pub(super) fn edit_rows(&mut self, action: &Action) {
+        match *action {
+            Action::AddRow => self.rows.push(Row::default()),
+            Action::DuplicateRow(i) => {
+                if let Some(row) = self.rows.get(i) {
+                    let copy = Row {
+                        draft: row.draft.clone(),
+                        task: None,
+                    };
+                    self.rows.insert(i + 1, copy);
+                    self.editing = self.editing.map(|e| if e > i { e + 1 } else { e });
+                }
+            }
+            Action::RemoveRow(i) if i < self.rows.len() && self.rows[i].task.is_none() => {
+                self.rows.remove(i);
+                // The editor stays on the same task, or closes with it.
+                self.editing = match self.editing {
+                    Some(e) if e == i => None,
+                    Some(e) if e > i => Some(e - 1),
+                    other => other,
+                };
+            }
+            Action::MoveRow(i, delta) => {
+                let j = i.checked_add_signed(delta).filter(|&j| j < self.rows.len());
+                if let Some(j) = j {
+                    self.rows.swap(i, j);
+                    self.editing = self.editing.map(|e| match e {
+                        e if e == i => j,
+                        e if e == j => i,
+                        e => e,
+                    });
+                }
+            }
+            Action::AddFromTemplate => {
+                match crate::model::draft::expand_template(
+                    &self.template.command,
+                    &self.template.over,
+                ) {
+                    Ok(drafts) => {
+                        let n = drafts.len();
+                        self.rows
+                            .extend(drafts.into_iter().map(|draft| Row { draft, task: None }));
+                        self.notify(format!("added {n} tasks from the template"));
+                    }
+                    Err(e) => self.error(format!("template: {e}")),
+                }
+            }
+            Action::Edit(row) => {
+                self.editing = row.filter(|&i| self.rows.get(i).is_some_and(|r| r.task.is_none()));
+            }
+            _ => {}
+        }
+    }
+}
