@@ -84,21 +84,44 @@ fn run_until(
 
 /// Click into the last row's command field and type, as a user would.
 fn type_into_last_command(h: &mut Harness<'static, PoolscopeApp>, text: &str) {
-    let role = egui::accesskit::Role::MultilineTextInput;
-    let rect = h
-        .get_all_by_role(role)
-        .last()
-        .map(|n| n.rect())
-        .expect("a command field");
-    h.get_all_by_role(role)
+    // The last row's text fields, left to right: name, command, timeout.
+    let field = |h: &Harness<'static, PoolscopeApp>| {
+        let fields: Vec<egui::Rect> = h
+            .get_all_by_role(egui::accesskit::Role::TextInput)
+            .map(|n| n.rect())
+            .collect();
+        // The list's last row: the lowest fields above the console's.
+        let console_top = h.get_by_label("all tasks").rect().top();
+        let bottom = fields
+            .iter()
+            .map(|r| r.center().y)
+            .filter(|&y| y < console_top)
+            .fold(f32::MIN, f32::max);
+        let mut row: Vec<egui::Rect> = fields
+            .into_iter()
+            .filter(|r| (r.center().y - bottom).abs() < 6.0)
+            .collect();
+        row.sort_by(|a, b| a.left().total_cmp(&b.left()));
+        row[1]
+    };
+    let rect = field(h);
+    h.get_all_by_role(egui::accesskit::Role::TextInput)
         .find(|n| n.rect() == rect)
-        .expect("field")
+        .expect("the command field")
         .focus();
     h.run_steps(1);
-    h.get_all_by_role(role)
+    h.get_all_by_role(egui::accesskit::Role::TextInput)
         .find(|n| n.rect() == rect)
-        .expect("field")
+        .expect("the command field")
         .type_text(text);
+}
+
+/// Of the widgets labelled `label`, the highest in the window (the task list's, not the
+/// console's).
+fn topmost<'h>(h: &'h Harness<'static, PoolscopeApp>, label: &'h str) -> egui_kittest::Node<'h> {
+    h.get_all_by_label(label)
+        .min_by(|a, b| a.rect().top().total_cmp(&b.rect().top()))
+        .unwrap_or_else(|| panic!("no {label}"))
 }
 
 fn shows(h: &Harness<'static, PoolscopeApp>, text: &str) -> usize {
@@ -614,4 +637,443 @@ fn export_writes_to_a_typed_path_without_a_file_dialog() {
     let text = std::fs::read_to_string(&joblog).expect("the joblog was written");
     assert!(text.starts_with("Seq\tHost"), "{text}");
     assert!(text.contains("echo exported"), "{text}");
+}
+
+/// Press Start and wait until every task of the list ran to its end.
+fn start_and_finish(h: &mut Harness<'static, PoolscopeApp>, tasks: usize) {
+    h.get_by_label("Start").click();
+    run_until(h, "the tasks to finish", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.tasks.len() == tasks && r.record.unfinished() == 0)
+    });
+}
+
+#[test]
+fn the_timeline_zooms_pans_fits_and_shows_three_lane_modes() {
+    use poolscope::ui::timeline::layout::LaneMode;
+    let mut h = harness(app_with(&["sleep 0.2", "sleep 0.3", "sleep 0.2"]));
+    start_and_finish(&mut h, 3);
+    h.run_steps(2);
+    assert!(
+        h.state().timeline.view.is_none(),
+        "a finished run is fitted"
+    );
+    let bar = {
+        let app = h.state();
+        let run = app.run.as_ref().expect("run");
+        let first = run.record.tasks[1].id;
+        app.timeline
+            .bar_center(&run.record, run.now(), first)
+            .expect("task 2's bar is drawn")
+    };
+    h.hover_at(bar);
+    h.run_steps(1);
+    h.key_press(egui::Key::Plus);
+    h.run_steps(2);
+    let zoomed = h.state().timeline.view.expect("+ zooms in");
+    let makespan = h
+        .state()
+        .run
+        .as_ref()
+        .expect("run")
+        .record
+        .last_event
+        .as_secs_f64();
+    assert!(zoomed.span() < makespan, "{zoomed:?} narrower than the run");
+    h.key_press(egui::Key::ArrowRight);
+    h.run_steps(2);
+    let panned = h.state().timeline.view.expect("view");
+    assert!(panned.start > zoomed.start, "→ pans later");
+    assert!(
+        !h.state().timeline.follow_live,
+        "looking around stops following the present"
+    );
+    assert!(
+        (panned.span() - zoomed.span()).abs() < 1e-9,
+        "panning keeps the zoom"
+    );
+    // Dragging the lanes pans too.
+    h.drag_at(bar);
+    h.run_steps(1);
+    h.hover_at(bar + egui::vec2(120.0, 0.0));
+    h.run_steps(1);
+    h.drop_at(bar + egui::vec2(120.0, 0.0));
+    h.run_steps(2);
+    let dragged = h.state().timeline.view.expect("view");
+    assert!(
+        dragged.start < panned.start,
+        "dragging right shows earlier times"
+    );
+    h.get_by_label("Fit").click();
+    h.run_steps(2);
+    assert!(h.state().timeline.view.is_none(), "Fit shows the whole run");
+    for (label, mode) in [
+        ("by PID", LaneMode::Pid),
+        ("by task", LaneMode::Task),
+        ("by slot", LaneMode::Slot),
+    ] {
+        h.get_by_label(label).click();
+        h.run_steps(2);
+        assert_eq!(h.state().timeline.mode, mode);
+        let app = h.state();
+        let run = app.run.as_ref().expect("run");
+        for task in &run.record.tasks {
+            assert!(
+                app.timeline
+                    .bar_center(&run.record, run.now(), task.id)
+                    .is_some(),
+                "{label}: task {} has its bar",
+                task.id
+            );
+        }
+    }
+}
+
+#[test]
+fn the_menus_list_exports_and_presets_and_recent_files_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = dir.path().join("two.toml");
+    let mut h = harness(app_with(&["echo one", "echo two"]));
+    // Save to a typed path: it becomes a recent file.
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Path").focus();
+    h.run_steps(1);
+    h.get_by_label("Path")
+        .type_text(saved.to_str().expect("utf8"));
+    h.run_steps(1);
+    h.get_by_label("Save to path").click();
+    h.run_steps(2);
+    assert!(saved.exists(), "saved to the typed path");
+    // A preset replaces the list.
+    h.get_by_label("Presets").click();
+    h.run_steps(2);
+    for (label, _, _) in poolscope::model::presets::PRESETS {
+        assert_eq!(shows(&h, label), 1, "the Presets menu lists {label}");
+    }
+    let (label, _, text) = poolscope::model::presets::PRESETS[0];
+    h.get_by_label(label).click();
+    h.run_steps(2);
+    let preset = poolscope::model::taskfile::parse(text, std::path::Path::new("preset.toml"))
+        .expect("preset parses");
+    assert_eq!(h.state().rows.len(), preset.tasks.len());
+    // The recent file brings the saved list back.
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Recent files").click();
+    h.run_steps(2);
+    h.get_by_label(saved.display().to_string().as_str()).click();
+    h.run_steps(2);
+    let commands: Vec<&str> = h
+        .state()
+        .rows
+        .iter()
+        .map(|r| r.draft.command.as_str())
+        .collect();
+    assert_eq!(commands, ["echo one", "echo two"]);
+    // The Export menu offers every kind, enabled once there is a run.
+    start_and_finish(&mut h, 2);
+    h.get_by_label("Export").click();
+    h.run_steps(2);
+    for kind in poolscope::app::ExportKind::ALL {
+        assert_eq!(shows(&h, kind.label()), 1, "Export lists {}", kind.label());
+        let to_path = format!("{} to the path", kind.short_label());
+        assert_eq!(shows(&h, &to_path), 1, "Export offers {to_path}");
+    }
+}
+
+#[test]
+fn pause_resume_resize_and_terminate_act_on_the_running_pool() {
+    let mut h = harness(app_with(&["sleep 30", "sleep 30", "sleep 30", "sleep 30"]));
+    h.state_mut().pool_size = 1;
+    h.get_by_label("Start").click();
+    run_until(&mut h, "one task running", |h| {
+        h.query_by_label_contains("Running 1").is_some()
+    });
+    h.get_by_label("Pool size").set_value_accesskit(2.0);
+    run_until(&mut h, "two running after the resize", |h| {
+        h.query_by_label_contains("Running 2").is_some()
+    });
+    h.get_by_label("Pause").click();
+    run_until(&mut h, "the pool paused", |h| {
+        h.state().status() == poolscope::app::PoolStatus::Paused
+    });
+    h.get_by_label("Pool size").set_value_accesskit(3.0);
+    h.run_steps(4);
+    assert!(
+        h.query_by_label_contains("Running 2").is_some(),
+        "paused: a bigger pool starts nothing new"
+    );
+    h.get_by_label("Resume").click();
+    run_until(&mut h, "three running after Resume", |h| {
+        h.query_by_label_contains("Running 3").is_some()
+    });
+    h.get_by_label("Terminate").click();
+    run_until(&mut h, "everything ended", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.unfinished() == 0)
+    });
+    let record = &h.state().run.as_ref().expect("run").record;
+    assert!(
+        record
+            .tasks
+            .iter()
+            .all(|t| t.outcome() != Some(&poolscope::executor::Outcome::Exited(0)))
+    );
+    assert!(
+        record.pool_sizes.len() >= 3,
+        "the resizes are recorded: {:?}",
+        record.pool_sizes
+    );
+}
+
+#[test]
+fn a_row_can_be_interrupted_killed_and_retried() {
+    let mut h = harness(app_with(&[
+        "trap 'echo caught; exit 7' INT; while :; do sleep 0.1; done",
+        "sleep 30",
+    ]));
+    h.get_by_label("Start").click();
+    run_until(&mut h, "both running", |h| {
+        h.query_by_label_contains("Running 2").is_some()
+    });
+    // The rows' buttons (the console, below, has its own for the selected task).
+    topmost(&h, "Ctrl-C").click();
+    run_until(&mut h, "task 1 to end on SIGINT", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.tasks[0].outcome().is_some())
+    });
+    assert_eq!(
+        h.state().run.as_ref().expect("run").record.tasks[0].outcome(),
+        Some(&poolscope::executor::Outcome::Exited(7)),
+        "its trap ran"
+    );
+    topmost(&h, "Kill").click();
+    h.run_steps(2);
+    run_until(&mut h, "task 2 killed", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.tasks[1].outcome().is_some())
+    });
+    let record = &h.state().run.as_ref().expect("run").record;
+    assert_eq!(
+        record.tasks[1].outcome(),
+        Some(&poolscope::executor::Outcome::Killed),
+        "{:?}",
+        record
+            .tasks
+            .iter()
+            .map(|t| (t.id, &t.spec.name, t.outcome()))
+            .collect::<Vec<_>>()
+    );
+    // Row 2's, below row 1's.
+    h.get_all_by_label("Retry")
+        .filter(|n| n.rect().top() < h.get_by_label("all tasks").rect().top())
+        .max_by(|a, b| a.rect().top().total_cmp(&b.rect().top()))
+        .expect("row 2's Retry")
+        .click();
+    // Retry runs it again as a new task of the same run, with the same command.
+    run_until(&mut h, "the retried task running", |h| {
+        h.state().run.as_ref().is_some_and(|r| {
+            r.record.tasks.len() == 3
+                && r.record.tasks[2].spec.invocation == r.record.tasks[1].spec.invocation
+                && r.record.tasks[2].state == poolscope::model::TaskState::Running
+        })
+    });
+}
+
+#[test]
+fn closing_the_window_while_tasks_run_asks_first() {
+    let mut h = harness(app_with(&["sleep 30"]));
+    h.get_by_label("Start").click();
+    run_until(&mut h, "the task running", |h| {
+        h.query_by_label_contains("Running 1").is_some()
+    });
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.run_steps(2);
+    assert_eq!(
+        h.state().dialog,
+        Some(poolscope::app::Dialog::QuitWhileRunning)
+    );
+    h.get_by_label("Cancel").click();
+    h.run_steps(2);
+    assert_eq!(h.state().dialog, None);
+    assert!(
+        h.query_by_label_contains("Running 1").is_some(),
+        "Cancel keeps the task running"
+    );
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.run_steps(2);
+    h.get_by_label("Terminate and quit").click();
+    run_until(&mut h, "the task ended by quitting", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.unfinished() == 0)
+    });
+}
+
+/// eframe's storage, in memory.
+#[derive(Default)]
+struct MemoryStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemoryStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn flush(&mut self) {}
+}
+
+#[test]
+fn the_list_pool_size_and_mode_come_back_in_the_next_session() {
+    let mut app = app_with(&["echo kept", "sleep 1"]);
+    app.pool_size = 3;
+    app.chunk_size = Some(4);
+    app.workers = Some(poolscope::executor::WorkerConfig::default());
+    let mut storage = MemoryStorage::default();
+    eframe::App::save(&mut app, &mut storage);
+    let options = AppOptions {
+        run_dir: Some(RUNS.path().join("runs")),
+        ..AppOptions::default()
+    };
+    let restored = PoolscopeApp::with_storage(options, Some(&storage));
+    let commands: Vec<&str> = restored
+        .rows
+        .iter()
+        .map(|r| r.draft.command.as_str())
+        .collect();
+    assert_eq!(commands, ["echo kept", "sleep 1"]);
+    assert_eq!(restored.pool_size, 3);
+    assert_eq!(restored.chunk_size, Some(4));
+    assert!(restored.workers.is_some());
+    // And the window shows them.
+    let mut h = harness(restored);
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("2 tasks in the list").is_some());
+}
+
+#[test]
+fn ctrl_enter_starts_ctrl_s_saves_and_ctrl_o_asks_for_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("list.toml");
+    let mut app = app_with(&["echo via keys"]);
+    app.file = Some(path.clone());
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::S);
+    h.run_steps(2);
+    let text = std::fs::read_to_string(&path).expect("Ctrl+S saved to the list's file");
+    assert!(text.contains("echo via keys"), "{text}");
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Enter);
+    run_until(&mut h, "Ctrl+Enter to run the list", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.succeeded() == 1)
+    });
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::O);
+    // A file dialog opens, or (no desktop portal here) the window says none could.
+    run_until(&mut h, "Ctrl+O to ask for a file", |h| {
+        h.state().file_dialog_pending()
+            || h.state()
+                .notice
+                .as_ref()
+                .is_some_and(|n| n.text.contains("dialog"))
+    });
+}
+
+#[test]
+fn a_preset_loads_right_after_a_finished_run() {
+    let mut h = harness(app_with(&["echo done"]));
+    start_and_finish(&mut h, 1);
+    h.get_by_label("Presets").click();
+    h.run_steps(2);
+    let (label, _, _) = poolscope::model::presets::PRESETS[0];
+    h.get_by_label(label).click();
+    h.run_steps(2);
+    let notice = h.state().notice.clone();
+    assert!(
+        notice.as_ref().is_none_or(|n| !n.is_error),
+        "no error: {notice:?}"
+    );
+    assert!(
+        h.state().rows.iter().all(|r| r.task.is_none()),
+        "a fresh list to start"
+    );
+    h.get_by_label("Start").click();
+    run_until(&mut h, "the preset to run", |h| {
+        h.state().run.as_ref().is_some_and(|r| {
+            !r.record.tasks.is_empty() && r.record.tasks[0].spec.name != "echo done"
+        })
+    });
+}
+
+#[test]
+fn the_editor_edits_a_task_and_names_a_bad_environment_line() {
+    let mut h = harness(app_with(&["echo $GREETING"]));
+    h.get_by_label("Edit").click();
+    h.run_steps(2);
+    assert_eq!(h.state().editing, Some(0));
+    let env = "Environment (one KEY=VALUE per line, added to poolscope's)";
+    h.get_by_label(env).focus();
+    h.run_steps(1);
+    h.get_by_label(env)
+        .type_text("GREETING=hello from the editor");
+    h.run_steps(2);
+    assert_eq!(
+        h.state().rows[0].draft.env,
+        [("GREETING".to_owned(), "hello from the editor".to_owned())]
+    );
+    h.get_by_label(env).type_text("\nnot a pair");
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("environment line 2").is_some());
+    assert_eq!(
+        h.state().rows[0].draft.env.len(),
+        1,
+        "the last good value is kept"
+    );
+    h.get_by_label("Run in a terminal (tty)").click();
+    h.run_steps(2);
+    assert!(h.state().rows[0].draft.pty);
+    h.get_by_label("Run in a terminal (tty)").click();
+    h.run_steps(1);
+    h.state_mut().rows[0].draft.env.truncate(1);
+    h.get_by_label("Start").click();
+    run_until(&mut h, "the task's greeting", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.succeeded() == 1)
+    });
+    assert!(
+        h.query_by_label("Task 1 (not started)").is_none(),
+        "a started task is not in the editor"
+    );
+    let out = h.state().run.as_ref().expect("run").record.tasks[0]
+        .output
+        .tail_lines(1024, 10);
+    assert_eq!(out.line(0).0, "hello from the editor");
 }

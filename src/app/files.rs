@@ -207,6 +207,11 @@ impl PoolscopeApp {
         }
     }
 
+    /// Whether a file dialog is open (its answer not yet in).
+    pub fn file_dialog_pending(&self) -> bool {
+        self.file_dialog.is_some()
+    }
+
     pub(super) fn poll_file_dialog(&mut self, ctx: &egui::Context) {
         let Some(rx) = &self.file_dialog else {
             return;

@@ -252,6 +252,8 @@ impl TimelineState {
         let mut clicked = None;
         let mut view_changed = false;
         let (mut fit, mut panned) = (false, false);
+        // Read before the scroll area, which takes the arrow keys for itself.
+        let keys = timeline_keys(ui);
         egui::ScrollArea::vertical()
             .id_salt("timeline-lanes")
             .max_height(lanes_height)
@@ -299,11 +301,11 @@ impl TimelineState {
                 {
                     clicked = Some(bar.task);
                 }
-                view_changed |= interact(ui, &response, plot, &mut view, width);
+                view_changed |= interact(ui, &response, plot, &mut view, width, keys);
                 fit |= response.double_clicked();
-                panned |= response.dragged();
+                panned |= user_panned(&response, keys);
             });
-        let (strip_rect, below) = axis_and_strip(ui, levels, record, &mut view, width, now);
+        let (strip_rect, below) = axis_and_strip(ui, levels, record, &mut view, (width, now), keys);
         view_changed |= below.moved;
         fit |= below.fit;
         panned |= below.panned;
@@ -565,8 +567,8 @@ fn axis_and_strip(
     levels: &[Level],
     record: &RunRecord,
     view: &mut TimeView,
-    width: f32,
-    now: Duration,
+    (width, now): (f32, Duration),
+    keys: TimelineKeys,
 ) -> (Rect, ViewInput) {
     let mut input = ViewInput::default();
     let (axis_rect, axis_response) = ui.allocate_exact_size(
@@ -578,15 +580,15 @@ fn axis_and_strip(
         axis_rect.max,
     );
     paint_axis(ui, axis_plot, *view, width);
-    input.moved |= interact(ui, &axis_response, axis_plot, view, width);
+    input.moved |= interact(ui, &axis_response, axis_plot, view, width, keys);
     let (strip_rect, strip_response) = ui.allocate_exact_size(
         vec2(ui.available_width(), STRIP_HEIGHT),
         Sense::click_and_drag(),
     );
     paint_strip(ui, strip_rect, levels, record, *view, width, now);
-    input.moved |= interact(ui, &strip_response, strip_rect, view, width);
+    input.moved |= interact(ui, &strip_response, strip_rect, view, width, keys);
     for response in [&axis_response, &strip_response] {
-        input.panned |= response.dragged();
+        input.panned |= user_panned(response, keys);
         input.fit |= response.double_clicked();
     }
     (strip_rect, input)
@@ -951,6 +953,49 @@ fn paint_cpu_line(
     }
 }
 
+/// What the timeline's keys ask this frame: a zoom factor (1: none; +/= in, - out) and a
+/// pan in spans (0: none; ← and →). Nothing while a text field has focus (the keys are
+/// typed into it then).
+#[derive(Clone, Copy)]
+struct TimelineKeys {
+    zoom: f64,
+    pan: f64,
+}
+
+/// Whether the user moved the view in time (dragged it, or pressed ← or → over it): then
+/// following the present stops.
+fn user_panned(response: &egui::Response, keys: TimelineKeys) -> bool {
+    response.dragged() || (response.hovered() && keys.pan != 0.0)
+}
+
+fn timeline_keys(ui: &egui::Ui) -> TimelineKeys {
+    if ui.ctx().egui_wants_keyboard_input() {
+        return TimelineKeys {
+            zoom: 1.0,
+            pan: 0.0,
+        };
+    }
+    ui.input(|i| {
+        let pressed = |key| i.key_pressed(key);
+        TimelineKeys {
+            zoom: if pressed(egui::Key::Plus) || pressed(egui::Key::Equals) {
+                0.8
+            } else if pressed(egui::Key::Minus) {
+                1.25
+            } else {
+                1.0
+            },
+            pan: if pressed(egui::Key::ArrowLeft) {
+                -0.1
+            } else if pressed(egui::Key::ArrowRight) {
+                0.1
+            } else {
+                0.0
+            },
+        }
+    })
+}
+
 /// Wheel zooms about the pointer, drag pans, keys zoom and pan. Returns whether the view moved.
 fn interact(
     ui: &egui::Ui,
@@ -958,6 +1003,7 @@ fn interact(
     plot: Rect,
     view: &mut TimeView,
     width: f32,
+    keys: TimelineKeys,
 ) -> bool {
     let mut changed = false;
     if response.dragged() && response.drag_delta().x != 0.0 {
@@ -967,21 +1013,7 @@ fn interact(
     if !response.hovered() {
         return changed;
     }
-    // Keys belong to a text field that has focus, not to the timeline under the pointer.
-    let typing = ui.ctx().egui_wants_keyboard_input();
-    let (scroll, zoom, keys) = ui.input(|i| {
-        let keys = if typing {
-            (false, false, false, false)
-        } else {
-            (
-                i.key_pressed(egui::Key::Plus) || i.key_pressed(egui::Key::Equals),
-                i.key_pressed(egui::Key::Minus),
-                i.key_pressed(egui::Key::ArrowLeft),
-                i.key_pressed(egui::Key::ArrowRight),
-            )
-        };
-        (i.smooth_scroll_delta, i.zoom_delta(), keys)
-    });
+    let (scroll, zoom) = ui.input(|i| (i.smooth_scroll_delta, i.zoom_delta()));
     let anchor = response
         .hover_pos()
         .map_or(f64::midpoint(view.start, view.end), |p| {
@@ -999,13 +1031,12 @@ fn interact(
         view.zoom_about(1.0 / f64::from(zoom), anchor);
         changed = true;
     }
-    let (zoom_in, zoom_out, left, right) = keys;
-    if zoom_in || zoom_out {
-        view.zoom_about(if zoom_in { 0.8 } else { 1.25 }, anchor);
+    if (keys.zoom - 1.0).abs() > f64::EPSILON {
+        view.zoom_about(keys.zoom, anchor);
         changed = true;
     }
-    if left || right {
-        view.pan_by(if left { -0.1 } else { 0.1 } * view.span());
+    if keys.pan != 0.0 {
+        view.pan_by(keys.pan * view.span());
         changed = true;
     }
     changed
