@@ -41,7 +41,12 @@ impl PoolscopeApp {
                 .resizable(true)
                 .default_size(half)
                 .min_size(140.0)
-                .show(ui, |ui| self.timeline_panel(ui, &mut actions));
+                .show(ui, |ui| {
+                    self.timeline_panel(ui, &mut actions);
+                    // The panel keeps the height it was given (a panel shrinks to what
+                    // its content used, and the timeline may use a little less).
+                    ui.allocate_space(egui::vec2(0.0, ui.available_height()));
+                });
             let editing = self
                 .editing
                 .filter(|&i| self.rows.get(i).is_some_and(|r| r.task.is_none()));

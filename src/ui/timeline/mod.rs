@@ -21,7 +21,14 @@ const LANE_HEIGHT: f32 = 22.0;
 /// Lanes shrink down to this to fit the panel before it has to scroll.
 const MIN_LANE_HEIGHT: f32 = 7.0;
 const AXIS_HEIGHT: f32 = 18.0;
-const STRIP_HEIGHT: f32 = 56.0;
+const STRIP_HEIGHT: f32 = 64.0;
+/// Lanes grow to fill the panel up to this (few lanes in a tall panel: thick bars, no
+/// empty band above the axis).
+const MAX_LANE_HEIGHT: f32 = 40.0;
+/// The concurrency strip takes this share of a tall panel full of lanes, and what
+/// few lanes leave, up to its maximum.
+const STRIP_SHARE: f32 = 0.22;
+const MAX_STRIP_HEIGHT: f32 = 160.0;
 
 /// What the user has chosen about the timeline; kept across frames.
 #[derive(Clone, Debug)]
@@ -240,14 +247,20 @@ impl TimelineState {
             view.follow(present.as_secs_f64());
         }
         let width = (ui.available_width() - GUTTER).max(50.0);
-        let strip_and_axis = AXIS_HEIGHT + STRIP_HEIGHT + 8.0;
+        let strip_h = (ui.available_height() * STRIP_SHARE).clamp(STRIP_HEIGHT, MAX_STRIP_HEIGHT);
+        let strip_and_axis = AXIS_HEIGHT + strip_h + 8.0;
         let lanes_height = (ui.available_height() - strip_and_axis).max(LANE_HEIGHT * 2.0);
         let lane_count = self
             .layout(record, now, view, width, 0..0)
             .lane_count
             .max(1);
-        self.lane_h = (lanes_height / lane_count as f32).clamp(MIN_LANE_HEIGHT, LANE_HEIGHT);
+        self.lane_h = (lanes_height / lane_count as f32).clamp(MIN_LANE_HEIGHT, MAX_LANE_HEIGHT);
         let lane_h = self.lane_h;
+        // Few lanes in a tall panel: the axis follows the last lane, and the strip gets
+        // the height the lanes do not need.
+        let lanes_height = lanes_height.min(lane_count as f32 * lane_h).max(lane_h);
+        let strip_h = (ui.available_height() - lanes_height - AXIS_HEIGHT - 8.0)
+            .clamp(STRIP_HEIGHT, MAX_STRIP_HEIGHT);
 
         let mut clicked = None;
         let mut view_changed = false;
@@ -305,7 +318,8 @@ impl TimelineState {
                 fit |= response.double_clicked();
                 panned |= user_panned(&response, keys);
             });
-        let (strip_rect, below) = axis_and_strip(ui, levels, record, &mut view, (width, now), keys);
+        let (strip_rect, below) =
+            axis_and_strip(ui, levels, record, &mut view, (width, now, strip_h), keys);
         view_changed |= below.moved;
         fit |= below.fit;
         panned |= below.panned;
@@ -567,7 +581,7 @@ fn axis_and_strip(
     levels: &[Level],
     record: &RunRecord,
     view: &mut TimeView,
-    (width, now): (f32, Duration),
+    (width, now, strip_h): (f32, Duration, f32),
     keys: TimelineKeys,
 ) -> (Rect, ViewInput) {
     let mut input = ViewInput::default();
@@ -581,10 +595,8 @@ fn axis_and_strip(
     );
     paint_axis(ui, axis_plot, *view, width);
     input.moved |= interact(ui, &axis_response, axis_plot, view, width, keys);
-    let (strip_rect, strip_response) = ui.allocate_exact_size(
-        vec2(ui.available_width(), STRIP_HEIGHT),
-        Sense::click_and_drag(),
-    );
+    let (strip_rect, strip_response) =
+        ui.allocate_exact_size(vec2(ui.available_width(), strip_h), Sense::click_and_drag());
     paint_strip(ui, strip_rect, levels, record, *view, width, now);
     input.moved |= interact(ui, &strip_response, strip_rect, view, width, keys);
     for response in [&axis_response, &strip_response] {
