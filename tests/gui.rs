@@ -104,14 +104,26 @@ fn type_into_last_command(h: &mut Harness<'static, PoolscopeApp>, text: &str) {
         row.sort_by(|a, b| a.left().total_cmp(&b.left()));
         row[1]
     };
+    // Found again after each frame: the layout may move by a point or two.
     let rect = field(h);
+    let nearest = |h: &Harness<'static, PoolscopeApp>| {
+        h.get_all_by_role(egui::accesskit::Role::TextInput)
+            .min_by(|a, b| {
+                let d = |n: &egui_kittest::Node<'_>| n.rect().center().distance(rect.center());
+                d(a).total_cmp(&d(b))
+            })
+            .expect("the command field")
+            .rect()
+    };
+    let target = nearest(h);
     h.get_all_by_role(egui::accesskit::Role::TextInput)
-        .find(|n| n.rect() == rect)
+        .find(|n| n.rect() == target)
         .expect("the command field")
         .focus();
     h.run_steps(1);
+    let target = nearest(h);
     h.get_all_by_role(egui::accesskit::Role::TextInput)
-        .find(|n| n.rect() == rect)
+        .find(|n| n.rect() == target)
         .expect("the command field")
         .type_text(text);
 }

@@ -247,20 +247,8 @@ impl TimelineState {
             view.follow(present.as_secs_f64());
         }
         let width = (ui.available_width() - GUTTER).max(50.0);
-        let strip_h = (ui.available_height() * STRIP_SHARE).clamp(STRIP_HEIGHT, MAX_STRIP_HEIGHT);
-        let strip_and_axis = AXIS_HEIGHT + strip_h + 8.0;
-        let lanes_height = (ui.available_height() - strip_and_axis).max(LANE_HEIGHT * 2.0);
-        let lane_count = self
-            .layout(record, now, view, width, 0..0)
-            .lane_count
-            .max(1);
-        self.lane_h = (lanes_height / lane_count as f32).clamp(MIN_LANE_HEIGHT, MAX_LANE_HEIGHT);
+        let (lanes_height, strip_h) = self.heights(ui.available_height(), record, now, view, width);
         let lane_h = self.lane_h;
-        // Few lanes in a tall panel: the axis follows the last lane, and the strip gets
-        // the height the lanes do not need.
-        let lanes_height = lanes_height.min(lane_count as f32 * lane_h).max(lane_h);
-        let strip_h = (ui.available_height() - lanes_height - AXIS_HEIGHT - 8.0)
-            .clamp(STRIP_HEIGHT, MAX_STRIP_HEIGHT);
 
         let mut clicked = None;
         let mut view_changed = false;
@@ -335,6 +323,33 @@ impl TimelineState {
             self.view = None;
         }
         clicked
+    }
+
+    /// How tall the lanes (together) and the concurrency strip are in `available`
+    /// points; sets the height of one lane.
+    fn heights(
+        &mut self,
+        available: f32,
+        record: &RunRecord,
+        now: Duration,
+        view: TimeView,
+        width: f32,
+    ) -> (f32, f32) {
+        let strip_h = (available * STRIP_SHARE).clamp(STRIP_HEIGHT, MAX_STRIP_HEIGHT);
+        let lanes_height = (available - AXIS_HEIGHT - strip_h - 8.0).max(LANE_HEIGHT * 2.0);
+        let lane_count = self
+            .layout(record, now, view, width, 0..0)
+            .lane_count
+            .max(1);
+        self.lane_h = (lanes_height / lane_count as f32).clamp(MIN_LANE_HEIGHT, MAX_LANE_HEIGHT);
+        // Few lanes in a tall panel: the axis follows the last lane, and the strip gets
+        // the height the lanes do not need.
+        let lanes_height = lanes_height
+            .min(lane_count as f32 * self.lane_h)
+            .max(self.lane_h);
+        let strip_h =
+            (available - lanes_height - AXIS_HEIGHT - 8.0).clamp(STRIP_HEIGHT, MAX_STRIP_HEIGHT);
+        (lanes_height, strip_h)
     }
 
     /// The frame's layout; slot and PID lanes come from an index rebuilt only when the
