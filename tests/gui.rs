@@ -136,6 +136,23 @@ fn topmost<'h>(h: &'h Harness<'static, PoolscopeApp>, label: &'h str) -> egui_ki
         .unwrap_or_else(|| panic!("no {label}"))
 }
 
+/// Focus the field labelled `label` and type `text` into it.
+fn type_into(h: &mut Harness<'static, PoolscopeApp>, label: &str, text: &str) {
+    h.get_by_label(label).focus();
+    h.run_steps(1);
+    h.get_by_label(label).type_text(text);
+}
+
+/// The window's close button.
+fn request_close(h: &mut Harness<'static, PoolscopeApp>) {
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+}
+
 fn shows(h: &Harness<'static, PoolscopeApp>, text: &str) -> usize {
     h.query_all_by_label(text).count()
 }
@@ -389,9 +406,7 @@ fn typing_into_the_input_box_reaches_the_task_and_its_reply_shows() {
     run_until(&mut h, "cat to run", |h| {
         h.query_by_label_contains("Running 1").is_some()
     });
-    h.get_by_label("Input").focus();
-    h.run_steps(1);
-    h.get_by_label("Input").type_text("hello there");
+    type_into(&mut h, "Input", "hello there");
     h.run_steps(1);
     h.key_press(egui::Key::Enter);
     let console_has = |h: &Harness<'static, PoolscopeApp>, line: &str| {
@@ -639,10 +654,7 @@ fn export_writes_to_a_typed_path_without_a_file_dialog() {
     });
     h.get_by_label("Export").click();
     h.run_steps(2);
-    h.get_by_label("Path").focus();
-    h.run_steps(1);
-    h.get_by_label("Path")
-        .type_text(joblog.to_str().expect("utf8"));
+    type_into(&mut h, "Path", joblog.to_str().expect("utf8"));
     h.run_steps(1);
     h.get_by_label("Joblog to the path").click();
     h.run_steps(2);
@@ -751,10 +763,7 @@ fn the_menus_list_exports_and_presets_and_recent_files_reopen() {
     // Save to a typed path: it becomes a recent file.
     h.get_by_label("File").click();
     h.run_steps(2);
-    h.get_by_label("Path").focus();
-    h.run_steps(1);
-    h.get_by_label("Path")
-        .type_text(saved.to_str().expect("utf8"));
+    type_into(&mut h, "Path", saved.to_str().expect("utf8"));
     h.run_steps(1);
     h.get_by_label("Save to path").click();
     h.run_steps(2);
@@ -908,12 +917,7 @@ fn closing_the_window_while_tasks_run_asks_first() {
     run_until(&mut h, "the task running", |h| {
         h.query_by_label_contains("Running 1").is_some()
     });
-    h.input_mut()
-        .viewports
-        .entry(egui::ViewportId::ROOT)
-        .or_default()
-        .events
-        .push(egui::ViewportEvent::Close);
+    request_close(&mut h);
     h.run_steps(2);
     assert_eq!(
         h.state().dialog,
@@ -926,12 +930,7 @@ fn closing_the_window_while_tasks_run_asks_first() {
         h.query_by_label_contains("Running 1").is_some(),
         "Cancel keeps the task running"
     );
-    h.input_mut()
-        .viewports
-        .entry(egui::ViewportId::ROOT)
-        .or_default()
-        .events
-        .push(egui::ViewportEvent::Close);
+    request_close(&mut h);
     h.run_steps(2);
     h.get_by_label("Terminate and quit").click();
     run_until(&mut h, "the task ended by quitting", |h| {
@@ -1050,10 +1049,7 @@ fn the_editor_edits_a_task_and_names_a_bad_environment_line() {
     h.run_steps(2);
     assert_eq!(h.state().editing, Some(0));
     let env = "Environment (one KEY=VALUE per line, added to poolscope's)";
-    h.get_by_label(env).focus();
-    h.run_steps(1);
-    h.get_by_label(env)
-        .type_text("GREETING=hello from the editor");
+    type_into(&mut h, env, "GREETING=hello from the editor");
     h.run_steps(2);
     assert_eq!(
         h.state().rows[0].draft.env,

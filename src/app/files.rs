@@ -113,14 +113,7 @@ impl PoolscopeApp {
     /// Show a finished record from a file: its timeline, and its tasks as rows (Start
     /// runs them again).
     pub(super) fn show_record(&mut self, record: RunRecord, path: &Path) {
-        self.rows = record
-            .tasks
-            .iter()
-            .map(|t| Row {
-                draft: TaskDraft::from_spec(&t.spec),
-                task: Some(t.id),
-            })
-            .collect();
+        self.rows = Row::of_record(&record);
         if let Some(&(_, size)) = record.pool_sizes.iter().max_by_key(|(_, s)| *s) {
             self.pool_size = size.max(1);
         }

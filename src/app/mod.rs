@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::{Signal, TaskId, WorkerConfig};
 use crate::model::presets::DEFAULT_PRESET;
-use crate::model::{PoolPhase, TaskDraft};
+use crate::model::{PoolPhase, RunRecord, TaskDraft};
 
 /// Time per frame spent applying executor events; the rest waits for the next frame.
 const EVENT_BUDGET: Duration = Duration::from_millis(8);
@@ -69,6 +69,20 @@ pub struct Row {
     pub draft: TaskDraft,
     #[serde(skip)]
     pub task: Option<TaskId>,
+}
+
+impl Row {
+    /// A record's tasks as rows, each tied to its task (Start runs them again).
+    pub fn of_record(record: &RunRecord) -> Vec<Row> {
+        record
+            .tasks
+            .iter()
+            .map(|t| Row {
+                draft: TaskDraft::from_spec(&t.spec),
+                task: Some(t.id),
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

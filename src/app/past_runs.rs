@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::executor::{Executor, PoolConfig};
-use crate::model::TaskDraft;
 use crate::model::journal::JournalWriter;
 use crate::model::resume::{ResumeWhat, Resumption};
 
@@ -80,15 +79,7 @@ impl PoolscopeApp {
     }
 
     pub(super) fn show_run(&mut self, run: Run) {
-        self.rows = run
-            .record
-            .tasks
-            .iter()
-            .map(|t| Row {
-                draft: TaskDraft::from_spec(&t.spec),
-                task: Some(t.id),
-            })
-            .collect();
+        self.rows = Row::of_record(&run.record);
         self.file = None;
         self.timeline.view = None;
         self.selected = run.record.tasks.first().map(|t| t.id);

@@ -447,14 +447,17 @@ impl PoolscopeApp {
         }
     }
 
-    /// Run a copy of a task with output unbuffered, or in a terminal.
-    pub(super) fn rerun(&mut self, task: TaskId, how: Rerun) {
-        let Some(spec) = self
-            .run
+    /// A copy of a task's spec, from the run on screen.
+    fn task_spec(&self, task: TaskId) -> Option<crate::executor::TaskSpec> {
+        self.run
             .as_ref()
             .and_then(|r| r.record.task(task))
             .map(|t| (*t.spec).clone())
-        else {
+    }
+
+    /// Run a copy of a task with output unbuffered, or in a terminal.
+    pub(super) fn rerun(&mut self, task: TaskId, how: Rerun) {
+        let Some(spec) = self.task_spec(task) else {
             return;
         };
         let spec = match how {
@@ -478,12 +481,7 @@ impl PoolscopeApp {
             );
             return;
         }
-        let Some(spec) = self
-            .run
-            .as_ref()
-            .and_then(|r| r.record.task(task))
-            .map(|t| (*t.spec).clone())
-        else {
+        let Some(spec) = self.task_spec(task) else {
             return;
         };
         self.add_and_run(&spec);

@@ -277,6 +277,7 @@ impl TimelineState {
                 let plot = Rect::from_min_max(pos2(rect.left() + GUTTER, rect.top()), rect.max);
                 self.last_lanes = Some((rect, view));
                 self.paint_lanes(ui, (rect, plot), &items, first..last, selected);
+                paint_cpu_in_bars(ui, record, plot, &items, (view, width, lane_h));
                 paint_markers(ui, record, (rect, plot), view, width);
                 if live {
                     let x = plot.left() + view.x_of(now.as_secs_f64(), width);
@@ -623,6 +624,47 @@ fn axis_and_strip(
 
 /// Moments of the pool as a whole (a watched program's `close()`, `join()`): a dashed
 /// line across the lanes, labelled at the top; labels that would overlap are stacked.
+/// Inside each run bar wide and tall enough, a line of the CPU share the task used over
+/// time (bottom: idle, top: a whole core), from its usage samples.
+fn paint_cpu_in_bars(
+    ui: &egui::Ui,
+    record: &RunRecord,
+    plot: Rect,
+    items: &TimelineLayout,
+    (view, width, lane_h): (TimeView, f32, f32),
+) {
+    if lane_h < 14.0 {
+        return;
+    }
+    let painter = ui.painter_at(plot);
+    let stroke = Stroke::new(1.2, Color32::from_white_alpha(170));
+    for bar in &items.bars {
+        if bar.kind != BarKind::Run || bar.merged > 0 || bar.x1 - bar.x0 < 24.0 {
+            continue;
+        }
+        let Some(attempt) = record
+            .task(bar.task)
+            .and_then(|t| t.attempts.iter().find(|a| a.number == bar.attempt))
+        else {
+            continue;
+        };
+        let shares = &attempt.usage.shares;
+        if shares.len() < 2 {
+            continue;
+        }
+        let top = plot.top() + bar.lane as f32 * lane_h + 4.0;
+        let bottom = top + lane_h - 8.0;
+        let line: Vec<Pos2> = shares
+            .iter()
+            .map(|&(at, share)| {
+                let x = plot.left() + view.x_of(at.as_secs_f64(), width);
+                pos2(x, bottom - share.clamp(0.0, 1.0) * (bottom - top))
+            })
+            .collect();
+        painter.add(egui::Shape::line(line, stroke));
+    }
+}
+
 fn paint_markers(
     ui: &egui::Ui,
     record: &RunRecord,
