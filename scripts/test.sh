@@ -30,6 +30,19 @@ if [ ${#packages[@]} -gt 0 ]; then
 fi
 
 export PATH="$PATH:/usr/sbin"  # dnsmasq lives there
+
+# A single-node Slurm for tests/slurm.rs (4 slots, so a pool larger than 2 cores can be
+# tried), stopped again at the end unless one was running already. Without root it is
+# not started, and those tests say SKIPPED.
+slurm_started=0
+if ! scontrol ping 2>/dev/null | grep -q UP; then
+  if [ "$(id -u)" -eq 0 ] && SLURM_SLOTS=4 bash scripts/slurm_up.sh; then
+    slurm_started=1
+  else
+    echo "test.sh: no Slurm here; tests/slurm.rs will say SKIPPED"
+  fi
+fi
+trap '[ "$slurm_started" = 1 ] && bash scripts/slurm_down.sh >/dev/null' EXIT
 cargo test --locked
 cargo build --locked
 bash scripts/gui_smoke.sh

@@ -11,6 +11,7 @@
 
 pub mod local;
 mod pty;
+pub mod slurm;
 pub mod workers;
 
 use std::collections::HashSet;

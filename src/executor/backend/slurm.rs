@@ -1,0 +1,365 @@
+//! Talking to Slurm: a task list goes out as one job array throttled to the pool size
+//! (`sbatch --array=0-(N-1)%P`), each element runs poolscope's launcher (which records its
+//! own start and end to the nanosecond in the run folder), and the array's state comes
+//! back from `scontrol -o show job`. Controls map onto Slurm: resize is
+//! `scontrol update ArrayTaskThrottle`, kill one is `scancel J_i`, terminate `scancel J`,
+//! pause and resume hold and release the pending elements.
+//!
+//! These are the pieces the slurm backend is built from; each is tested against a real
+//! single-node Slurm (`scripts/slurm_up.sh`) where one runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The launcher each array element runs (written to the run folder at submission).
+pub const LAUNCHER: &str = include_str!("../../../assets/slurm/launcher.sh");
+
+/// What a user may ask of Slurm for every task (task file `[slurm]`, `poolscope run`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    /// Slurm's own spelling: `MM`, `HH:MM:SS`, `D-HH`.
+    pub time_limit: Option<String>,
+    pub cpus_per_task: Option<u32>,
+    /// Slurm's own spelling: `500M`, `4G`.
+    pub mem: Option<String>,
+    /// Further `sbatch` arguments, as given.
+    pub extra: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmError {
+    #[error(
+        "{command} is not installed (is this a Slurm login node? scripts/slurm_up.sh starts a local one)"
+    )]
+    Missing { command: &'static str },
+    /// Slurm's own words, as it said them.
+    #[error("{command} failed: {message}")]
+    Refused {
+        command: &'static str,
+        message: String,
+    },
+    #[error("{command} answered something unexpected: {text:?}")]
+    Unexpected { command: &'static str, text: String },
+    #[error("cannot write the run folder {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where an array's files live in its run folder.
+#[derive(Clone, Debug)]
+pub struct ArrayDir(pub PathBuf);
+
+impl ArrayDir {
+    pub fn task_script(&self, index: u64) -> PathBuf {
+        self.0.join("tasks").join(format!("{index}.sh"))
+    }
+    pub fn stdout(&self, index: u64) -> PathBuf {
+        self.0.join("out").join(format!("{index}.stdout"))
+    }
+    pub fn stderr(&self, index: u64) -> PathBuf {
+        self.0.join("out").join(format!("{index}.stderr"))
+    }
+    fn launcher(&self) -> PathBuf {
+        self.0.join("launcher.sh")
+    }
+
+    /// Write the launcher and each task's script (element `i` runs `commands[i]`).
+    pub fn prepare(&self, commands: &[String]) -> Result<(), SlurmError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| SlurmError::Io { path, source }
+        };
+        let tasks = self.0.join("tasks");
+        std::fs::create_dir_all(&tasks).map_err(io(&tasks))?;
+        std::fs::write(self.launcher(), LAUNCHER).map_err(io(&self.launcher()))?;
+        for (i, command) in commands.iter().enumerate() {
+            let path = self.task_script(i as u64);
+            std::fs::write(&path, format!("{command}\n")).map_err(io(&path))?;
+        }
+        Ok(())
+    }
+
+    /// What element `index`'s launcher recorded so far.
+    pub fn stamp(&self, index: u64) -> LauncherStamp {
+        let read = |name: String| std::fs::read_to_string(self.0.join("stamps").join(name)).ok();
+        let start = read(format!("{index}.start")).and_then(|text| {
+            let mut words = text.split_whitespace();
+            let ns = words.next()?.parse::<u64>().ok()?;
+            let host = words.next()?.to_owned();
+            let pid = words.next()?.parse().ok()?;
+            Some((Duration::from_nanos(ns), host, pid))
+        });
+        let end = read(format!("{index}.end")).and_then(|text| {
+            let mut words = text.split_whitespace();
+            let ns = words.next()?.parse::<u64>().ok()?;
+            let code = words.next()?.parse().ok()?;
+            Some((Duration::from_nanos(ns), code))
+        });
+        LauncherStamp { start, end }
+    }
+}
+
+/// A launcher's record of one element: (since the epoch, host, launcher PID) at start,
+/// (since the epoch, exit status) at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LauncherStamp {
+    pub start: Option<(Duration, String, u32)>,
+    pub end: Option<(Duration, i32)>,
+}
+
+/// The `sbatch` arguments that submit `count` tasks as one array, at most `throttle` at
+/// once, each running the launcher on `dir`.
+pub fn sbatch_args(
+    dir: &ArrayDir,
+    count: u64,
+    throttle: usize,
+    job_name: &str,
+    options: &SlurmOptions,
+) -> Vec<String> {
+    let mut args = vec![
+        "--parsable".to_owned(),
+        format!("--array=0-{}%{}", count.saturating_sub(1), throttle.max(1)),
+        format!("--job-name={job_name}"),
+        // The launcher keeps each task's output; Slurm's own file holds only what the
+        // launcher itself might say.
+        format!("--output={}", dir.0.join("slurm-%a.log").display()),
+        format!(
+            "--chdir={}",
+            std::env::current_dir().unwrap_or_default().display()
+        ),
+    ];
+    if let Some(partition) = &options.partition {
+        args.push(format!("--partition={partition}"));
+    }
+    if let Some(limit) = &options.time_limit {
+        args.push(format!("--time={limit}"));
+    }
+    if let Some(cpus) = options.cpus_per_task {
+        args.push(format!("--cpus-per-task={cpus}"));
+    }
+    if let Some(mem) = &options.mem {
+        args.push(format!("--mem={mem}"));
+    }
+    args.extend(options.extra.iter().cloned());
+    args.push(dir.launcher().display().to_string());
+    args.push(dir.0.display().to_string());
+    args
+}
+
+fn run(command: &'static str, args: &[String]) -> Result<String, SlurmError> {
+    let output = Command::new(command).args(args).output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            SlurmError::Missing { command }
+        } else {
+            SlurmError::Refused {
+                command,
+                message: e.to_string(),
+            }
+        }
+    })?;
+    if !output.status.success() {
+        let message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        return Err(SlurmError::Refused { command, message });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Submit; the array's job id.
+pub fn submit(args: &[String]) -> Result<u64, SlurmError> {
+    let text = run("sbatch", args)?;
+    // `--parsable`: "JOBID" or "JOBID;CLUSTER".
+    text.trim()
+        .split(';')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .ok_or(SlurmError::Unexpected {
+            command: "sbatch",
+            text,
+        })
+}
+
+/// Every element of array `job` that Slurm still knows.
+pub fn show_job(job: u64) -> Result<Vec<Element>, SlurmError> {
+    run(
+        "scontrol",
+        &["-o".into(), "show".into(), "job".into(), job.to_string()],
+    )
+    .map(|text| parse_show_job(&text))
+}
+
+/// `scancel J` (the whole array) or `scancel J_i` (one element).
+pub fn cancel(job: u64, index: Option<u64>) -> Result<(), SlurmError> {
+    let target = index.map_or_else(|| job.to_string(), |i| format!("{job}_{i}"));
+    run("scancel", &[target]).map(drop)
+}
+
+/// How many elements may run at once from now on.
+pub fn set_throttle(job: u64, throttle: usize) -> Result<(), SlurmError> {
+    run(
+        "scontrol",
+        &[
+            "update".into(),
+            format!("JobId={job}"),
+            format!("ArrayTaskThrottle={}", throttle.max(1)),
+        ],
+    )
+    .map(drop)
+}
+
+/// Hold (pause) or release (resume) the elements not started yet.
+pub fn hold(job: u64, held: bool) -> Result<(), SlurmError> {
+    run(
+        "scontrol",
+        &[
+            if held { "hold" } else { "release" }.into(),
+            job.to_string(),
+        ],
+    )
+    .map(drop)
+}
+
+/// One line of `scontrol -o show job`: an element, or the record of the elements still
+/// pending (`ArrayTaskId=2-9%4`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Element {
+    pub job_id: u64,
+    pub array_job: u64,
+    /// `Some(i)` for a single element; `None` for the pending remainder.
+    pub index: Option<u64>,
+    pub state: String,
+    pub reason: String,
+    /// (exit code, signal) as Slurm reports them (`ExitCode=3:0`).
+    pub exit: (i32, i32),
+    pub node: Option<String>,
+}
+
+/// The elements in `scontrol -o show job` output (one job per line, `Key=Value` fields).
+pub fn parse_show_job(text: &str) -> Vec<Element> {
+    text.lines()
+        .filter_map(|line| {
+            let field = |key: &str| {
+                line.split_whitespace()
+                    .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+            };
+            let job_id = field("JobId")?.parse().ok()?;
+            let array_job = field("ArrayJobId")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(job_id);
+            let index = field("ArrayTaskId").and_then(|v| v.parse().ok());
+            let exit = field("ExitCode")
+                .and_then(|v| v.split_once(':'))
+                .and_then(|(c, s)| Some((c.parse().ok()?, s.parse().ok()?)))
+                .unwrap_or((0, 0));
+            let node = field("NodeList").filter(|n| !n.is_empty() && *n != "(null)");
+            Some(Element {
+                job_id,
+                array_job,
+                index,
+                state: field("JobState")?.to_owned(),
+                reason: field("Reason").unwrap_or("None").to_owned(),
+                exit,
+                node: node.map(str::to_owned),
+            })
+        })
+        .collect()
+}
+
+/// How an element ended, in poolscope's terms; `None` while it waits or runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlurmEnd {
+    Exited(i32),
+    Signaled(i32),
+    /// Past its time limit (`TIMEOUT`).
+    TimedOut,
+    /// `scancel`led (by poolscope or by hand).
+    Cancelled,
+    /// Ended by the cluster: `NODE_FAIL`, `PREEMPTED`, `OUT_OF_MEMORY`, `BOOT_FAIL`,
+    /// `DEADLINE`.
+    Scheduler(String),
+}
+
+pub fn end_of(element: &Element) -> Option<SlurmEnd> {
+    let (code, signal) = element.exit;
+    // `CANCELLED by 0` is how scontrol spells a cancel; the state word comes first.
+    let state = element.state.split_whitespace().next().unwrap_or_default();
+    match state {
+        "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED" | "REQUEUED"
+        | "RESIZING" | "SIGNALING" | "STAGE_OUT" => None,
+        "COMPLETED" => Some(SlurmEnd::Exited(0)),
+        "FAILED" if signal != 0 => Some(SlurmEnd::Signaled(signal)),
+        "FAILED" => Some(SlurmEnd::Exited(code)),
+        "TIMEOUT" => Some(SlurmEnd::TimedOut),
+        "CANCELLED" => Some(SlurmEnd::Cancelled),
+        other => Some(SlurmEnd::Scheduler(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOW_JOB: &str = "JobId=1 ArrayJobId=1 ArrayTaskId=2-3%2 ArrayTaskThrottle=2 JobName=job.sh JobState=PENDING Reason=JobArrayTaskLimit Dependency=(null) ExitCode=0:0 NodeList=(null)
+JobId=3 ArrayJobId=1 ArrayTaskId=1 ArrayTaskThrottle=2 JobName=job.sh JobState=RUNNING Reason=None ExitCode=0:0 NodeList=vm
+JobId=4 ArrayJobId=1 ArrayTaskId=0 JobState=FAILED Reason=NonZeroExitCode ExitCode=3:0 NodeList=vm
+JobId=5 ArrayJobId=1 ArrayTaskId=4 JobState=TIMEOUT Reason=TimeLimit ExitCode=0:15 NodeList=vm
+JobId=6 ArrayJobId=1 ArrayTaskId=5 JobState=FAILED Reason=NonZeroExitCode ExitCode=0:9 NodeList=vm
+";
+
+    #[test]
+    fn scontrol_lines_become_elements_and_outcomes() {
+        let elements = parse_show_job(SHOW_JOB);
+        assert_eq!(elements.len(), 5);
+        assert_eq!(elements[0].index, None, "the pending remainder");
+        assert_eq!(elements[0].reason, "JobArrayTaskLimit");
+        assert_eq!(elements[0].node, None);
+        assert_eq!(elements[1].index, Some(1));
+        assert_eq!(elements[1].node.as_deref(), Some("vm"));
+        let ends: Vec<Option<SlurmEnd>> = elements.iter().map(end_of).collect();
+        assert_eq!(
+            ends,
+            [
+                None,
+                None,
+                Some(SlurmEnd::Exited(3)),
+                Some(SlurmEnd::TimedOut),
+                Some(SlurmEnd::Signaled(9)),
+            ]
+        );
+        let other = Element {
+            state: "NODE_FAIL".into(),
+            ..elements[2].clone()
+        };
+        assert_eq!(
+            end_of(&other),
+            Some(SlurmEnd::Scheduler("NODE_FAIL".into()))
+        );
+    }
+
+    #[test]
+    fn the_array_is_throttled_to_the_pool_and_carries_the_options() {
+        let dir = ArrayDir(PathBuf::from("/runs/r1/slurm-0"));
+        let options = SlurmOptions {
+            partition: Some("debug".into()),
+            time_limit: Some("00:05:00".into()),
+            cpus_per_task: Some(2),
+            mem: Some("1G".into()),
+            extra: vec!["--qos=low".into()],
+        };
+        let args = sbatch_args(&dir, 20, 4, "poolscope", &options);
+        assert!(args.contains(&"--array=0-19%4".to_owned()));
+        for wanted in [
+            "--partition=debug",
+            "--time=00:05:00",
+            "--cpus-per-task=2",
+            "--mem=1G",
+            "--qos=low",
+        ] {
+            assert!(args.iter().any(|a| a == wanted), "{wanted} in {args:?}");
+        }
+        assert_eq!(args.last().map(String::as_str), Some("/runs/r1/slurm-0"));
+    }
+}
