@@ -165,6 +165,32 @@ pub struct RunArgs {
     /// Print output as tasks produce it (default without --workers).
     #[arg(long)]
     pub unordered: bool,
+    /// Where tasks run: on this machine, or on a Slurm cluster as job arrays throttled
+    /// to the pool size [default: the file's `[pool] backend`, else local].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// With --backend slurm: the partition.
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// With --backend slurm: each task's time limit, in Slurm's spelling (MM, HH:MM:SS).
+    #[arg(long, value_name = "LIMIT")]
+    pub time_limit: Option<String>,
+    /// With --backend slurm: CPUs per task.
+    #[arg(long, value_name = "N")]
+    pub cpus_per_task: Option<u32>,
+    /// With --backend slurm: memory per task, in Slurm's spelling (500M, 4G).
+    #[arg(long, value_name = "SIZE")]
+    pub mem: Option<String>,
+    /// With --backend slurm: one more sbatch argument, as given (repeatable).
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_args: Vec<String>,
+}
+
+/// Where `poolscope run` runs its tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    Local,
+    Slurm,
 }
 
 pub fn main() -> ExitCode {
@@ -274,6 +300,13 @@ fn plan(args: &RunArgs) -> Result<Plan> {
                 config.kill_grace = grace;
             }
             config.workers.clone_from(&file.workers);
+            config.slurm = file
+                .slurm
+                .clone()
+                .map(|options| crate::executor::SlurmSettings {
+                    options,
+                    folder: PathBuf::new(),
+                });
             file_chunk = file.chunk_size;
             (config, file.tasks)
         }
@@ -300,6 +333,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         }
     }
     config.output_dir.clone_from(&args.results);
+    slurm_choice(args, &mut config)?;
     if args.workers && config.workers.is_none() {
         config.workers = Some(crate::executor::WorkerConfig::default());
     }
@@ -364,6 +398,14 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     };
 
     let total = record.tasks.len().max(specs.len());
+    let mut config = config;
+    if let Some(slurm) = config.slurm.as_mut() {
+        // The arrays' files live in the run's folder, where the nodes write them.
+        let Some((dir, _)) = &journal else {
+            bail!("the slurm backend keeps its files in the run's folder: drop --no-journal");
+        };
+        slurm.folder = dir.join("slurm");
+    }
     if let Some(dir) = &config.output_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("--results: cannot create {}", dir.display()))?;
@@ -507,6 +549,51 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     // GNU parallel's convention: the number of failed tasks, capped at 101.
     Ok(failed.min(101) as u8)
+}
+
+/// `--backend` and the slurm options over what the task file said.
+fn slurm_choice(args: &RunArgs, config: &mut PoolConfig) -> Result<()> {
+    match args.backend {
+        Some(BackendChoice::Local) => config.slurm = None,
+        Some(BackendChoice::Slurm) if config.slurm.is_none() => {
+            config.slurm = Some(crate::executor::SlurmSettings {
+                options: crate::executor::backend::slurm::SlurmOptions::default(),
+                folder: PathBuf::new(),
+            });
+        }
+        _ => {}
+    }
+    let asked_slurm_options = args.partition.is_some()
+        || args.time_limit.is_some()
+        || args.cpus_per_task.is_some()
+        || args.mem.is_some()
+        || !args.sbatch_args.is_empty();
+    let Some(slurm) = config.slurm.as_mut() else {
+        if asked_slurm_options {
+            bail!(
+                "--partition, --time-limit, --cpus-per-task, --mem and --sbatch-arg need --backend slurm"
+            );
+        }
+        return Ok(());
+    };
+    if config.workers.is_some() {
+        bail!("--workers runs persistent workers on this machine: not with the slurm backend");
+    }
+    let options = &mut slurm.options;
+    if args.partition.is_some() {
+        options.partition.clone_from(&args.partition);
+    }
+    if args.time_limit.is_some() {
+        options.time_limit.clone_from(&args.time_limit);
+    }
+    if args.cpus_per_task.is_some() {
+        options.cpus_per_task = args.cpus_per_task;
+    }
+    if args.mem.is_some() {
+        options.mem.clone_from(&args.mem);
+    }
+    options.extra.extend(args.sbatch_args.iter().cloned());
+    Ok(())
 }
 
 /// What a headless run starts from: a new run, or one resumed.

@@ -125,6 +125,7 @@ fn an_attempt_waits_in_the_backend_then_starts_and_output_never_precedes_started
         attempt: 1,
         pid: None,
         at: None,
+        slot: None,
     });
     fake.report(Report::Ended {
         task,
@@ -172,6 +173,7 @@ fn the_timeout_clock_starts_when_the_backend_says_started() {
         attempt: 1,
         pid: Some(4242),
         at: None,
+        slot: None,
     });
     pool.close();
     drain(&events, &mut record);
@@ -204,6 +206,7 @@ fn a_lost_worker_is_its_own_outcome_and_is_retried() {
             attempt,
             pid: Some(100 + attempt),
             at: None,
+            slot: None,
         });
         fake.report(Report::Ended {
             task,
@@ -240,6 +243,7 @@ fn kill_reaches_only_the_attempt_it_names_and_resize_reaches_the_backend() {
             attempt: 1,
             pid: Some(7), // one worker process runs both
             at: None,
+            slot: None,
         });
     }
     pool.kill(ids[0]).expect("kill");

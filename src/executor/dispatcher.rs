@@ -328,12 +328,14 @@ impl<B: Backend> Dispatcher<B> {
             Msg::Pause => {
                 if !self.sched.is_paused() {
                     self.sched.set_paused(true);
+                    self.with_ctx(|b, ctx| b.paused(true, ctx));
                     self.sink.send(EventKind::Paused);
                 }
             }
             Msg::Resume => {
                 if self.sched.is_paused() {
                     self.sched.set_paused(false);
+                    self.with_ctx(|b, ctx| b.paused(false, ctx));
                     self.sink.send(EventKind::Resumed);
                 }
             }
@@ -386,7 +388,13 @@ impl<B: Backend> Dispatcher<B> {
                 attempt,
                 pid,
                 at,
-            } => self.started(task, attempt, pid, at),
+                slot,
+            } => {
+                if let Some(slot) = slot {
+                    self.move_to_slot(task, attempt, slot);
+                }
+                self.started(task, attempt, pid, at);
+            }
             Report::Output {
                 task,
                 attempt,
@@ -490,6 +498,23 @@ impl<B: Backend> Dispatcher<B> {
             || self.sink.now(),
             |at| at.saturating_duration_since(self.sink.start()),
         )
+    }
+
+    /// The backend says where the attempt really runs (a cluster packs its elements
+    /// into the pool's lanes as they start).
+    fn move_to_slot(&mut self, task: TaskId, attempt: u32, slot: usize) {
+        let Some(old) = self
+            .active
+            .get_mut(&task)
+            .filter(|a| a.attempt == attempt && !a.started)
+            .map(|a| std::mem::replace(&mut a.slot, slot))
+        else {
+            return;
+        };
+        if old != slot {
+            self.hold(slot);
+            self.let_go(old);
+        }
     }
 
     fn started(&mut self, task: TaskId, attempt: u32, pid: Option<u32>, at: Option<Instant>) {
@@ -670,6 +695,7 @@ impl<B: Backend> Dispatcher<B> {
             self.process_reports();
         }
         launched |= self.prefetch();
+        launched |= self.launch_ahead();
         if launched {
             self.with_ctx(B::launched);
             self.process_reports();
@@ -716,6 +742,23 @@ impl<B: Backend> Dispatcher<B> {
             }
         }
         self.process_reports();
+        launched
+    }
+
+    /// A backend that keeps the pool size itself (a throttled job array) gets every
+    /// queued task now, spread over the slots; it reports the lane each really ran on.
+    fn launch_ahead(&mut self) -> bool {
+        if !self.backend.launches_ahead() || self.sched.is_paused() {
+            return false;
+        }
+        let size = self.sched.size().max(1);
+        let mut launched = false;
+        let mut slot = 0;
+        while let Some(next) = self.sched.take_next_if(|_| true) {
+            self.launch(next, slot % size);
+            slot += 1;
+            launched = true;
+        }
         launched
     }
 
@@ -802,7 +845,7 @@ impl<B: Backend> Dispatcher<B> {
         }
         let outcome = match (active.kill, exit) {
             (Some(KillReason::User), _) => Outcome::Killed,
-            (Some(KillReason::Timeout), _) => Outcome::TimedOut,
+            (Some(KillReason::Timeout), _) | (None, RawExit::TimedOut) => Outcome::TimedOut,
             (Some(KillReason::Setup(reason)), _) => Outcome::FailedToSpawn(reason),
             (None, RawExit::Code(code)) => Outcome::Exited(code),
             (None, RawExit::Signal(sig)) => Outcome::Signaled(sig),

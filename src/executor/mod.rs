@@ -145,6 +145,16 @@ pub struct PoolConfig {
     /// `None`: a process per task. `Some`: persistent workers, one per slot (Python's
     /// `Pool`).
     pub workers: Option<WorkerConfig>,
+    /// Run the tasks on a Slurm cluster (as job arrays) instead of this machine.
+    pub slurm: Option<SlurmSettings>,
+}
+
+/// Where and how a run's tasks go to Slurm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlurmSettings {
+    pub options: backend::slurm::SlurmOptions,
+    /// The arrays' scripts, output and records (a folder every node can see: the run's).
+    pub folder: PathBuf,
 }
 
 impl Default for PoolConfig {
@@ -160,6 +170,7 @@ impl Default for PoolConfig {
             start_paused: false,
             helper: None,
             workers: None,
+            slurm: None,
         }
     }
 }
@@ -367,6 +378,10 @@ impl Executor {
     /// Start a pool: local child processes, or persistent workers when
     /// [`PoolConfig::workers`] is set.
     pub fn start(config: PoolConfig, waker: Option<Waker>) -> (Self, Events) {
+        if let Some(slurm) = config.slurm.clone() {
+            let backend = backend::slurm::SlurmBackend::new(slurm.options, slurm.folder);
+            return Self::with_backend(backend, config, waker);
+        }
         match config.workers.clone() {
             Some(workers) => Self::with_backend(WorkerPool::new(workers), config, waker),
             None => Self::with_backend(LocalBackend::default(), config, waker),

@@ -27,6 +27,8 @@ pub struct TaskFile {
     pub workers: Option<WorkerConfig>,
     /// `[pool] chunksize`: tasks handed to a worker at once; `None`: Python's default.
     pub chunk_size: Option<usize>,
+    /// `[pool] backend = "slurm"`: run on a Slurm cluster, with the `[slurm]` options.
+    pub slurm: Option<crate::executor::backend::slurm::SlurmOptions>,
     pub tasks: Vec<TaskSpec>,
 }
 
@@ -69,6 +71,7 @@ impl fmt::Display for TaskFileError {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     pool: Option<RawPool>,
+    slurm: Option<RawSlurm>,
     defaults: Option<RawDefaults>,
     #[serde(default, rename = "task")]
     tasks: Vec<Spanned<RawTask>>,
@@ -85,6 +88,19 @@ struct RawPool {
     maxtasksperchild: Option<Spanned<i64>>,
     initializer: Option<Spanned<RawJob>>,
     chunksize: Option<Spanned<i64>>,
+    backend: Option<Spanned<String>>,
+}
+
+/// `[slurm]`: what every task asks of the cluster (Slurm's own spellings).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlurm {
+    partition: Option<String>,
+    time: Option<String>,
+    cpus_per_task: Option<u32>,
+    mem: Option<String>,
+    #[serde(default)]
+    sbatch_args: Vec<String>,
 }
 
 /// A built-in job or a command, where one job is expected (`initializer`).
@@ -238,6 +254,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TaskFile, TaskFileError> {
             );
         }
     }
+    file.slurm = slurm_settings(&ctx, raw.pool.as_ref(), raw.slurm)?;
     let defaults = raw.defaults.unwrap_or_default();
     let default_timeout = defaults
         .timeout
@@ -409,6 +426,50 @@ fn parse_task(
             .map(|(i, value)| expand(&base, value, i + 1, task.name.is_some()))
             .collect(),
     })
+}
+
+/// `[pool] backend` and the `[slurm]` table: `Some` options for the slurm backend.
+fn slurm_settings(
+    ctx: &Ctx<'_>,
+    pool: Option<&RawPool>,
+    slurm: Option<RawSlurm>,
+) -> Result<Option<crate::executor::backend::slurm::SlurmOptions>, TaskFileError> {
+    let backend = pool.and_then(|p| p.backend.as_ref());
+    let on_slurm = match backend.map(|b| (b, b.get_ref().as_str())) {
+        None | Some((_, "local")) => false,
+        Some((_, "slurm")) => true,
+        Some((b, other)) => {
+            return Err(ctx.error(
+                Some(b.span().start),
+                "pool.backend",
+                format!("expected \"local\" or \"slurm\", got {other:?}"),
+            ));
+        }
+    };
+    if !on_slurm {
+        return Ok(None);
+    }
+    if pool.is_some_and(|p| p.mode.as_ref().is_some_and(|m| m.get_ref() == "workers")) {
+        return Err(ctx.error(
+            backend.map(|b| b.span().start),
+            "pool.backend",
+            "persistent workers run on this machine: use mode = \"processes\" with the slurm backend",
+        ));
+    }
+    let slurm = slurm.unwrap_or(RawSlurm {
+        partition: None,
+        time: None,
+        cpus_per_task: None,
+        mem: None,
+        sbatch_args: Vec::new(),
+    });
+    Ok(Some(crate::executor::backend::slurm::SlurmOptions {
+        partition: slurm.partition,
+        time_limit: slurm.time,
+        cpus_per_task: slurm.cpus_per_task,
+        mem: slurm.mem,
+        extra: slurm.sbatch_args,
+    }))
 }
 
 /// `[pool]` worker settings: `mode`, `maxtasksperchild`, `initializer`.

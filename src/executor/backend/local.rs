@@ -558,6 +558,7 @@ impl Backend for LocalBackend {
             attempt: request.attempt,
             pid: Some(spawned.pid),
             at: None,
+            slot: None,
         });
         self.by_attempt.insert((request.task, request.attempt), key);
         let has_queue = proc

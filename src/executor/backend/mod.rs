@@ -40,6 +40,8 @@ pub enum RawExit {
     WorkerLost(String),
     /// A cluster scheduler ended the attempt in this state (`PREEMPTED`, `NODE_FAIL`).
     Scheduler(String),
+    /// A cluster scheduler ended it at its time limit.
+    TimedOut,
 }
 
 /// One attempt to start.
@@ -82,6 +84,9 @@ pub enum Report {
         /// When it started by the clock of whoever ran it (a worker's own timestamp);
         /// `None`: when the report is seen.
         at: Option<Instant>,
+        /// The lane it really runs on, when the backend (a cluster throttling a job
+        /// array) knows better than the slot it was launched with.
+        slot: Option<usize>,
     },
     Output {
         task: TaskId,
@@ -337,6 +342,16 @@ pub trait Backend: Send + 'static {
 
     /// The pool size changed (a job array's throttle follows it).
     fn resize(&mut self, _size: usize, _ctx: &mut Ctx<'_>) {}
+
+    /// Whether it keeps the pool size itself (a cluster's throttled job array): it is
+    /// then handed every queued task at once, and starts them as slots free up.
+    fn launches_ahead(&self) -> bool {
+        false
+    }
+
+    /// The pool was paused or resumed (a backend that launches ahead holds or releases
+    /// what it has not started).
+    fn paused(&mut self, _paused: bool, _ctx: &mut Ctx<'_>) {}
 
     /// At most how many attempts beyond the running one a slot may be given ahead of
     /// time (a worker's queue); 0 for backends that start each attempt at once.

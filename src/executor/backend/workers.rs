@@ -318,6 +318,7 @@ impl WorkerBackend {
                         attempt,
                         pid: Some(pid),
                         at: Some(at),
+                        slot: None,
                     });
                 }
             }

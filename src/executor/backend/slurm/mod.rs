@@ -8,12 +8,16 @@
 //! These are the pieces the slurm backend is built from; each is tested against a real
 //! single-node Slurm (`scripts/slurm_up.sh`) where one runs.
 
+mod backend;
+
+pub use backend::SlurmBackend;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 /// The launcher each array element runs (written to the run folder at submission).
-pub const LAUNCHER: &str = include_str!("../../../assets/slurm/launcher.sh");
+pub const LAUNCHER: &str = include_str!("../../../../assets/slurm/launcher.sh");
 
 /// What a user may ask of Slurm for every task (task file `[slurm]`, `poolscope run`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,0 +1,475 @@
+//! The slurm backend: the dispatcher hands it every queued task at once; each turn's
+//! tasks go out as one job array throttled to the pool size, and a poller thread turns
+//! what the launchers record (and what Slurm says of elements that never ran) into the
+//! same started, output and ended reports as a local process gives.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{ArrayDir, SlurmEnd, SlurmOptions};
+use crate::executor::backend::{Backend, Control, Ctx, LaunchRequest, RawExit, Remote, Report};
+use crate::executor::task::{Invocation, TaskId, TaskSpec};
+use crate::executor::{CommandError, Stream};
+
+/// How often the poller reads the launchers' records while things happen; it backs off
+/// to [`POLL_IDLE`] while nothing changes.
+const POLL_BUSY: Duration = Duration::from_millis(200);
+const POLL_IDLE: Duration = Duration::from_secs(2);
+/// How often Slurm itself is asked (one `scontrol` per array with work left).
+const ASK_SLURM_EVERY: Duration = Duration::from_secs(1);
+/// Most output read from one file in one round.
+const READ_AT_ONCE: u64 = 1 << 20;
+
+/// One element of a submitted array, as the poller follows it.
+#[derive(Debug)]
+struct Tracked {
+    task: TaskId,
+    attempt: u32,
+    index: u64,
+    /// The lane it runs on, once started.
+    slot: Option<usize>,
+    over: bool,
+    read: [u64; 2],
+    /// What Slurm last said of it while it waited.
+    waiting: String,
+}
+
+#[derive(Debug)]
+struct Array {
+    job: u64,
+    dir: ArrayDir,
+    elements: Vec<Tracked>,
+}
+
+impl Array {
+    fn open(&self) -> bool {
+        self.elements.iter().any(|e| !e.over)
+    }
+}
+
+/// What the backend and its poller share.
+#[derive(Debug, Default)]
+struct State {
+    arrays: Vec<Array>,
+    /// Lanes in use by running elements (a cluster packs them into the pool's lanes).
+    busy: Vec<bool>,
+}
+
+impl State {
+    fn element(&self, task: TaskId, attempt: u32) -> Option<(u64, u64)> {
+        self.arrays.iter().find_map(|array| {
+            array
+                .elements
+                .iter()
+                .find(|e| e.task == task && e.attempt == attempt && !e.over)
+                .map(|e| (array.job, e.index))
+        })
+    }
+
+    fn take_lane(&mut self) -> usize {
+        let lane = self.busy.iter().position(|b| !b).unwrap_or(self.busy.len());
+        if lane == self.busy.len() {
+            self.busy.push(true);
+        } else {
+            self.busy[lane] = true;
+        }
+        lane
+    }
+}
+
+/// Runs tasks as elements of Slurm job arrays.
+pub struct SlurmBackend {
+    options: SlurmOptions,
+    /// Where the arrays' files go (`array-K/` each).
+    root: PathBuf,
+    throttle: usize,
+    /// Launched this turn, submitted together by [`Backend::launched`].
+    batch: Vec<(TaskId, u32, String)>,
+    state: Arc<Mutex<State>>,
+    stop: Option<mpsc::Sender<()>>,
+    poller: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlurmBackend {
+    /// Arrays keep their scripts, output and records under `root` (the run's folder).
+    pub fn new(options: SlurmOptions, root: PathBuf) -> Self {
+        Self {
+            options,
+            root,
+            throttle: 1,
+            batch: Vec::new(),
+            state: Arc::new(Mutex::new(State::default())),
+            stop: None,
+            poller: None,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn open_jobs(&self) -> Vec<u64> {
+        self.state()
+            .arrays
+            .iter()
+            .filter(|a| a.open())
+            .map(|a| a.job)
+            .collect()
+    }
+}
+
+/// The shell script an element runs: its folder, environment and command.
+fn task_script(spec: &TaskSpec, task: TaskId, helper: &std::path::Path) -> String {
+    let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+    let mut lines = Vec::new();
+    if let Some(dir) = &spec.cwd {
+        lines.push(format!("cd {} || exit 126", quote(&dir.to_string_lossy())));
+    }
+    lines.push(format!("export POOLSCOPE_TASK_ID={}", task.0));
+    for (key, value) in &spec.env {
+        lines.push(format!("export {key}={}", quote(value)));
+    }
+    lines.push(match &spec.invocation {
+        Invocation::Shell(line) => line.clone(),
+        other => {
+            let (program, args) = other.argv(helper);
+            std::iter::once(program)
+                .chain(args)
+                .map(|word| quote(&word))
+                .fold("exec".to_owned(), |line, word| line + " " + &word)
+        }
+    });
+    lines.join("\n")
+}
+
+impl Backend for SlurmBackend {
+    fn start(&mut self, size: usize, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        self.throttle = size.max(1);
+        let (stop, stopped) = mpsc::channel();
+        let state = Arc::clone(&self.state);
+        let remote = ctx.remote();
+        let poller = std::thread::Builder::new()
+            .name("poolscope-slurm".into())
+            .spawn(move || poll(&state, &remote, &stopped))
+            .map_err(|e| format!("cannot start the Slurm poller: {e}"))?;
+        self.stop = Some(stop);
+        self.poller = Some(poller);
+        Ok(())
+    }
+
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        if request.spec.pty {
+            return Err("a cluster task cannot run in a terminal here".into());
+        }
+        let script = task_script(request.spec, request.task, ctx.helper());
+        self.batch.push((request.task, request.attempt, script));
+        Ok(())
+    }
+
+    fn launches_ahead(&self) -> bool {
+        true
+    }
+
+    fn launched(&mut self, ctx: &mut Ctx<'_>) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let number = self.state().arrays.len();
+        let dir = ArrayDir(self.root.join(format!("array-{number}")));
+        let scripts: Vec<String> = batch.iter().map(|(_, _, s)| s.clone()).collect();
+        let submitted = dir.prepare(&scripts).and_then(|()| {
+            let args = super::sbatch_args(
+                &dir,
+                scripts.len() as u64,
+                self.throttle,
+                "poolscope",
+                &self.options,
+            );
+            super::submit(&args)
+        });
+        match submitted {
+            Ok(job) => {
+                log::info!("submitted {} tasks as Slurm job array {job}", batch.len());
+                let elements = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(index, &(task, attempt, _))| Tracked {
+                        task,
+                        attempt,
+                        index: index as u64,
+                        slot: None,
+                        over: false,
+                        read: [0, 0],
+                        waiting: String::new(),
+                    })
+                    .collect();
+                self.state().arrays.push(Array { job, dir, elements });
+            }
+            Err(e) => {
+                // Nothing ran: each task ends with Slurm's own words.
+                let reason = format!("not submitted: {e}");
+                for (task, attempt, _) in batch {
+                    ctx.report(Report::Ended {
+                        task,
+                        attempt,
+                        exit: RawExit::Scheduler(reason.clone()),
+                        stdin_bytes: 0,
+                        at: None,
+                    });
+                }
+            }
+        }
+    }
+
+    fn control(
+        &mut self,
+        task: TaskId,
+        attempt: u32,
+        control: Control<'_>,
+        _ctx: &mut Ctx<'_>,
+    ) -> Result<(), CommandError> {
+        let (job, index) = self
+            .state()
+            .element(task, attempt)
+            .ok_or(CommandError::NotRunning(task))?;
+        match control {
+            // Slurm ends an element its own way (TERM, then KILL after KillWait).
+            Control::Signal(_) => super::cancel(job, Some(index))
+                .map_err(|e| CommandError::Signal(task, e.to_string())),
+            Control::Write(_) | Control::CloseStdin => Err(CommandError::StdinNotOpen(task)),
+        }
+    }
+
+    fn resize(&mut self, size: usize, _ctx: &mut Ctx<'_>) {
+        self.throttle = size.max(1);
+        for job in self.open_jobs() {
+            if let Err(e) = super::set_throttle(job, self.throttle) {
+                log::warn!("Slurm job {job}: the throttle stays as it was: {e}");
+            }
+        }
+    }
+
+    fn paused(&mut self, paused: bool, _ctx: &mut Ctx<'_>) {
+        for job in self.open_jobs() {
+            if let Err(e) = super::hold(job, paused) {
+                log::warn!("Slurm job {job}: {e}");
+            }
+        }
+    }
+
+    fn shutdown(&mut self, _ctx: &mut Ctx<'_>) {
+        drop(self.stop.take());
+        if let Some(poller) = self.poller.take() {
+            let _ = poller.join();
+        }
+    }
+}
+
+impl Drop for SlurmBackend {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(poller) = self.poller.take() {
+            let _ = poller.join();
+        }
+    }
+}
+
+/// The poller: until stopped, read each open element's records and output, and ask
+/// Slurm about the elements that have none.
+fn poll(state: &Mutex<State>, remote: &Remote, stopped: &mpsc::Receiver<()>) {
+    let mut interval = POLL_BUSY;
+    let mut asked = Instant::now();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+        let ask_slurm = asked.elapsed() >= ASK_SLURM_EVERY;
+        if ask_slurm {
+            asked = Instant::now();
+        }
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut reports = Vec::new();
+        follow(&mut state, ask_slurm, &mut reports);
+        drop(state);
+        interval = if reports.is_empty() {
+            (interval * 2).min(POLL_IDLE)
+        } else {
+            POLL_BUSY
+        };
+        for report in reports {
+            remote.report(report);
+        }
+    }
+}
+
+/// One round over every open array: starts first (in the order they happened, so lanes
+/// pack as the cluster ran them), then output and ends.
+fn follow(state: &mut State, ask_slurm: bool, reports: &mut Vec<Report>) {
+    let mut starts = Vec::new();
+    for (a, array) in state.arrays.iter().enumerate() {
+        for (e, element) in array.elements.iter().enumerate() {
+            if element.over || element.slot.is_some() {
+                continue;
+            }
+            if let Some((at, _host, pid)) = array.dir.stamp(element.index).start {
+                starts.push((at, a, e, pid));
+            }
+        }
+    }
+    starts.sort_by_key(|&(at, ..)| at);
+    for (at, a, e, pid) in starts {
+        let lane = state.take_lane();
+        let element = &mut state.arrays[a].elements[e];
+        element.slot = Some(lane);
+        reports.push(Report::Started {
+            task: element.task,
+            attempt: element.attempt,
+            pid: Some(pid),
+            at: Some(instant_of(at)),
+            slot: Some(lane),
+        });
+    }
+    let mut freed = Vec::new();
+    for array in state.arrays.iter_mut().filter(|a| a.open()) {
+        let slurm_says = if ask_slurm {
+            super::show_job(array.job)
+                .inspect_err(|e| log::warn!("Slurm job {}: {e}", array.job))
+                .ok()
+        } else {
+            None
+        };
+        for element in array.elements.iter_mut().filter(|e| !e.over) {
+            if element.slot.is_none() {
+                if let Some(said) = &slurm_says {
+                    waiting_or_gone(element, said, reports);
+                }
+                continue;
+            }
+            // The end record is read before the output: output is whole once it exists.
+            let end = array.dir.stamp(element.index).end;
+            read_output(&array.dir, element, reports);
+            if let Some((at, code)) = end {
+                let exit = if code > 128 {
+                    RawExit::Signal(code - 128)
+                } else {
+                    RawExit::Code(code)
+                };
+                finish(element, exit, Some(instant_of(at)), reports, &mut freed);
+            } else if let Some(end) = slurm_says
+                .iter()
+                .flatten()
+                .find(|s| s.index == Some(element.index))
+                .and_then(super::end_of)
+            {
+                // Ended by Slurm with no record of its own (killed with its launcher).
+                finish(element, raw_exit(end), None, reports, &mut freed);
+            }
+        }
+    }
+    for lane in freed {
+        if let Some(busy) = state.busy.get_mut(lane) {
+            *busy = false;
+        }
+    }
+}
+
+/// An element not started: still waiting (say why, once), or ended by Slurm before it
+/// ran (cancelled while pending, a submission that failed on the node).
+fn waiting_or_gone(element: &mut Tracked, said: &[super::Element], reports: &mut Vec<Report>) {
+    let mine = said.iter().find(|s| s.index == Some(element.index));
+    if let Some(end) = mine.and_then(super::end_of) {
+        element.over = true;
+        reports.push(Report::Ended {
+            task: element.task,
+            attempt: element.attempt,
+            exit: raw_exit(end),
+            stdin_bytes: 0,
+            at: None,
+        });
+        return;
+    }
+    // Pending elements are one record (`ArrayTaskId=3-9%4`) until they start.
+    let reason = mine
+        .or_else(|| said.iter().find(|s| s.index.is_none()))
+        .map(|s| format!("{} ({})", s.state.to_lowercase(), s.reason))
+        .unwrap_or_default();
+    if !reason.is_empty() && reason != element.waiting {
+        element.waiting.clone_from(&reason);
+        reports.push(Report::Waiting {
+            task: element.task,
+            attempt: element.attempt,
+            state: reason,
+        });
+    }
+}
+
+fn finish(
+    element: &mut Tracked,
+    exit: RawExit,
+    at: Option<Instant>,
+    reports: &mut Vec<Report>,
+    freed: &mut Vec<usize>,
+) {
+    element.over = true;
+    freed.extend(element.slot);
+    reports.push(Report::Ended {
+        task: element.task,
+        attempt: element.attempt,
+        exit,
+        stdin_bytes: 0,
+        at,
+    });
+}
+
+fn raw_exit(end: SlurmEnd) -> RawExit {
+    match end {
+        SlurmEnd::Exited(code) => RawExit::Code(code),
+        SlurmEnd::Signaled(signal) => RawExit::Signal(signal),
+        SlurmEnd::TimedOut => RawExit::TimedOut,
+        SlurmEnd::Cancelled => RawExit::Signal(15),
+        SlurmEnd::Scheduler(state) => RawExit::Scheduler(state),
+    }
+}
+
+/// New output in an element's files since the last round.
+fn read_output(dir: &ArrayDir, element: &mut Tracked, reports: &mut Vec<Report>) {
+    for (n, (stream, path)) in [
+        (Stream::Stdout, dir.stdout(element.index)),
+        (Stream::Stderr, dir.stderr(element.index)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if file.seek(SeekFrom::Start(element.read[n])).is_err() {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        if (&mut file)
+            .take(READ_AT_ONCE)
+            .read_to_end(&mut bytes)
+            .is_ok()
+            && !bytes.is_empty()
+        {
+            element.read[n] += bytes.len() as u64;
+            reports.push(Report::Output {
+                task: element.task,
+                attempt: element.attempt,
+                stream,
+                bytes,
+            });
+        }
+    }
+}
+
+/// A launcher's wall-clock stamp as an instant of this process's clock.
+fn instant_of(since_epoch: Duration) -> Instant {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ago = now.saturating_sub(since_epoch);
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
