@@ -2,9 +2,27 @@
 //! the array poolscope submits, its launcher's records, and the controls. Where no Slurm
 //! answers, each test says so and returns (it is not counted as a pass of anything else).
 
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use common::{config, drain, until_within};
 use poolscope::executor::backend::slurm::{self, ArrayDir, Element, SlurmEnd, SlurmOptions};
+use poolscope::executor::{EventKind, Executor, Outcome, SlurmSettings, TaskSpec};
+use poolscope::model::RunRecord;
+
+/// A pool of `size` on the cluster, its arrays' files in `folder`.
+fn slurm_pool(size: usize, folder: &std::path::Path) -> (Executor, poolscope::executor::Events) {
+    let mut config = config(size);
+    config.slurm = Some(SlurmSettings {
+        options: SlurmOptions::default(),
+        folder: folder.to_owned(),
+    });
+    Executor::start(config, None)
+}
+
+/// Slurm schedules about once a second: waits here are generous.
+const CLUSTER_WAIT: Duration = Duration::from_mins(2);
 
 /// Whether a controller answers; prints why a test does not run when none does.
 fn slurm_here(test: &str) -> bool {
@@ -174,4 +192,192 @@ fn a_refused_submission_shows_slurms_own_words() {
         text.contains("sbatch failed") && text.contains("partition"),
         "{text}"
     );
+}
+
+#[test]
+fn twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own() {
+    if !slurm_here("twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own")
+    {
+        return;
+    }
+    let run = tempfile::tempdir().expect("tempdir");
+    let own = run.path().join("own");
+    std::fs::create_dir_all(&own).expect("own");
+    let (pool, events) = slurm_pool(4, &run.path().join("slurm"));
+    let specs = (1..=20)
+        .map(|i| {
+            let code = if i == 7 { 4 } else { 0 };
+            TaskSpec::shell(format!(
+                "date +%s%N > {dir}/{i}.start; echo task {i}; sleep 0.4; \
+                 date +%s%N > {dir}/{i}.end; exit {code}",
+                dir = own.display()
+            ))
+        })
+        .collect();
+    pool.submit(specs).expect("submit");
+    pool.close();
+    let mut record = RunRecord::default();
+    until_within(
+        CLUSTER_WAIT,
+        &events,
+        &mut record,
+        "the array to finish",
+        |e, _| matches!(e.kind, EventKind::Drained),
+    );
+    assert_eq!(record.tasks.len(), 20);
+    assert!(
+        record.max_concurrency() <= 4,
+        "{} at once",
+        record.max_concurrency()
+    );
+    let epoch = |ns: &str| Duration::from_nanos(ns.trim().parse().expect("ns"));
+    let pool_start = record
+        .wall_clock_start
+        .and_then(|w| w.duration_since(UNIX_EPOCH).ok())
+        .expect("wall clock");
+    let mut own_edges = Vec::new();
+    for (i, task) in (1..=20).zip(&record.tasks) {
+        let expected = if i == 7 {
+            Outcome::Exited(4)
+        } else {
+            Outcome::Exited(0)
+        };
+        assert_eq!(task.outcome(), Some(&expected), "task {i}");
+        assert_eq!(common::stdout_of(&record, task.id), format!("task {i}\n"));
+        let a = &task.attempts[0];
+        let started = pool_start + a.started;
+        let ended = pool_start + a.ended.expect("ended");
+        let own_start =
+            epoch(&std::fs::read_to_string(own.join(format!("{i}.start"))).expect("own start"));
+        let own_end =
+            epoch(&std::fs::read_to_string(own.join(format!("{i}.end"))).expect("own end"));
+        // The record's times are the launcher's (sub-second, the node's clock): just
+        // around what the task itself saw, not Slurm's whole seconds.
+        let slack = Duration::from_millis(100);
+        assert!(
+            started <= own_start + slack && own_start <= started + slack * 5,
+            "task {i} start"
+        );
+        assert!(
+            own_end <= ended + slack && ended <= own_end + slack * 5,
+            "task {i} end"
+        );
+        own_edges.push((own_start, 1));
+        own_edges.push((own_end, -1));
+    }
+    own_edges.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in own_edges {
+        now += d;
+        most = most.max(now);
+    }
+    assert!(most <= 4, "the tasks saw {most} of themselves at once");
+}
+
+#[test]
+fn kill_one_timeout_resize_and_terminate_act_on_the_cluster() {
+    if !slurm_here("kill_one_timeout_resize_and_terminate_act_on_the_cluster") {
+        return;
+    }
+    let run = tempfile::tempdir().expect("tempdir");
+    let (pool, events) = slurm_pool(1, &run.path().join("slurm"));
+    let mut timed = TaskSpec::shell("sleep 60");
+    timed.timeout = Some(Duration::from_secs(1));
+    let mut specs = vec![TaskSpec::shell("sleep 60"), timed];
+    specs.extend((0..4).map(|_| TaskSpec::shell("sleep 60")));
+    let ids = pool.submit(specs).expect("submit");
+    let mut record = RunRecord::default();
+    let running = |r: &RunRecord| {
+        r.tasks
+            .iter()
+            .filter(|t| t.state == poolscope::model::TaskState::Running)
+            .count()
+    };
+    until_within(
+        CLUSTER_WAIT,
+        &events,
+        &mut record,
+        "the first task to start",
+        |_, r| running(r) == 1,
+    );
+    pool.kill(ids[0]).expect("kill one");
+    until_within(
+        CLUSTER_WAIT,
+        &events,
+        &mut record,
+        "task 1 killed",
+        |_, r| r.task(ids[0]).is_some_and(|t| t.outcome().is_some()),
+    );
+    assert_eq!(
+        record.task(ids[0]).and_then(|t| t.outcome()),
+        Some(&Outcome::Killed)
+    );
+    until_within(
+        CLUSTER_WAIT,
+        &events,
+        &mut record,
+        "task 2 timed out",
+        |_, r| r.task(ids[1]).is_some_and(|t| t.outcome().is_some()),
+    );
+    assert_eq!(
+        record.task(ids[1]).and_then(|t| t.outcome()),
+        Some(&Outcome::TimedOut)
+    );
+    // One at a time so far; a pool of 3 runs three of the rest at once.
+    pool.resize(3);
+    until_within(
+        CLUSTER_WAIT,
+        &events,
+        &mut record,
+        "three running after the resize",
+        |_, r| running(r) == 3,
+    );
+    pool.terminate();
+    drain(&events, &mut record);
+    assert!(
+        record
+            .tasks
+            .iter()
+            .all(|t| t.outcome().is_some_and(|o| !o.is_success()))
+    );
+    assert!(record.max_concurrency() <= 3);
+}
+
+#[test]
+fn the_same_task_file_gives_the_same_joblog_tasks_and_outcomes_locally_and_on_slurm() {
+    if !slurm_here(
+        "the_same_task_file_gives_the_same_joblog_tasks_and_outcomes_locally_and_on_slurm",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tasks.toml");
+    std::fs::write(
+        &file,
+        "[pool]\nsize = 3\n\n[[task]]\nname = \"t{}\"\ncommand = \"echo {}; exit $(( {} % 3 ))\"\nrange = [0, 6]\n",
+    )
+    .expect("task file");
+    let joblog = |backend: &str| {
+        let path = dir.path().join(format!("{backend}.tsv"));
+        let status = common::poolscope()
+            .args(["run", "--backend", backend, "--joblog"])
+            .arg(&path)
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("poolscope run");
+        assert_eq!(status.code(), Some(4), "{backend}: four of six fail");
+        let text = std::fs::read_to_string(&path).expect("joblog");
+        let mut rows: Vec<(String, String, String)> = text
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let cols: Vec<&str> = line.split('\t').collect();
+                (cols[0].to_owned(), cols[6].to_owned(), cols[8].to_owned())
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(joblog("local"), joblog("slurm"));
 }
