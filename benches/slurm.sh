@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# poolscope's slurm backend against Slurm used by hand, same cluster, same run:
+# N trivial tasks on P slots (default 200 on 4) as
+#   - a bare job array with the same throttle (sbatch --array=0-(N-1)%P, its end seen
+#     by polling squeue every 0.2 s),
+#   - poolscope run -j P --backend slurm,
+#   - srun per task from a loop (xargs -P P).
+# Needs a running Slurm (sudo bash scripts/slurm_up.sh; SLURM_SLOTS=4 for 4 slots).
+#   bash benches/slurm.sh [N] [P]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-200}
+p=${2:-4}
+scontrol ping | grep -q UP || { echo "no Slurm controller answers (scripts/slurm_up.sh)" >&2; exit 1; }
+cargo build --release --quiet
+bin=target/release/poolscope
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+seconds() { # COMMAND...: wall seconds
+  local t0 t1
+  t0=$(date +%s%N)
+  "$@" >/dev/null 2>&1
+  t1=$(date +%s%N)
+  echo "scale=2; ($t1 - $t0) / 1000000000" | bc
+}
+# The bare array's end is seen by polling squeue every 0.2 s (sbatch --wait polls far
+# more slowly and would flatter poolscope).
+bare_array() {
+  local job
+  job=$(sbatch --parsable --array=0-$((n - 1))%"$p" --output=/dev/null --wrap true)
+  while [ -n "$(squeue -h -j "$job" 2>/dev/null)" ]; do sleep 0.2; done
+}
+bare=$(seconds bare_array)
+for _ in $(seq "$n"); do echo true; done >"$work/tasks.txt"
+ours=$(seconds sh -c "$bin run -j $p --backend slurm --run-dir $work/runs < $work/tasks.txt")
+loop=$(seconds sh -c "seq $n | xargs -P $p -I{} srun -n1 --quiet true")
+printf '%s trivial tasks on %s slots\n' "$n" "$p"
+printf '  bare sbatch --array %%%s:        %6.2f s\n' "$p" "$bare"
+printf '  poolscope run --backend slurm: %6.2f s  (%+.1f%% against the bare array; target within 10%%)\n' \
+  "$ours" "$(echo "($ours / $bare - 1) * 100" | bc -l)"
+printf '  srun per task (xargs -P %s):    %6.2f s\n' "$p" "$loop"
