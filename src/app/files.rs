@@ -35,6 +35,7 @@ impl PoolscopeApp {
             .max(1);
         self.workers = file.and_then(|f| f.workers.clone());
         self.chunk_size = file.and_then(|f| f.chunk_size);
+        self.slurm = file.and_then(|f| f.slurm.clone());
         self.selected = None;
         self.editing = None;
         if self.run.as_ref().is_some_and(|r| !r.is_live()) {

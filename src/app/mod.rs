@@ -98,6 +98,8 @@ pub struct PoolscopeApp {
     pub workers: Option<WorkerConfig>,
     /// Tasks handed to a worker at once at Start; `None`: Python's `map` default.
     pub chunk_size: Option<usize>,
+    /// `Some`: tasks run on a Slurm cluster, as job arrays, with these options.
+    pub slurm: Option<crate::executor::backend::slurm::SlurmOptions>,
     pub cpu_count: usize,
     pub run: Option<Run>,
     pub selected: Option<TaskId>,
@@ -144,6 +146,7 @@ impl PoolscopeApp {
             pool_size: cpu_count,
             workers: None,
             chunk_size: None,
+            slurm: None,
             cpu_count,
             run: None,
             selected: None,

@@ -17,6 +17,7 @@ pub(super) struct Saved {
     recent: Vec<PathBuf>,
     file: Option<PathBuf>,
     workers: Option<WorkerConfig>,
+    slurm: Option<crate::executor::backend::slurm::SlurmOptions>,
     chunk_size: Option<usize>,
     #[serde(default)]
     keep_runs: Option<usize>,
@@ -43,6 +44,7 @@ impl PoolscopeApp {
                     app.pool_size = size.max(1);
                 }
                 app.workers = saved.workers;
+                app.slurm = saved.slurm;
                 app.chunk_size = saved.chunk_size;
             }
         }
@@ -66,6 +68,7 @@ impl PoolscopeApp {
             recent: self.recent.clone(),
             file: self.file.clone(),
             workers: self.workers.clone(),
+            slurm: self.slurm.clone(),
             chunk_size: self.chunk_size,
             keep_runs: Some(self.keep_runs),
             max_runs_mb: self.max_runs_mb,

@@ -300,6 +300,14 @@ impl PoolscopeApp {
             output_dir: Some(output_dir.clone()),
             create_empty_output_files: false,
             workers: self.workers.clone(),
+            // The arrays' scripts, output and records go in the run's folder.
+            slurm: self
+                .slurm
+                .clone()
+                .map(|options| crate::executor::SlurmSettings {
+                    options,
+                    folder: output_dir.join("slurm"),
+                }),
             ..PoolConfig::default()
         };
         // A busy pool hands over events up to a thousand times a second; the window

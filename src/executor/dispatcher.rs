@@ -523,7 +523,10 @@ impl<B: Backend> Dispatcher<B> {
             .active
             .get(&task)
             .is_some_and(|a| a.attempt == attempt && !a.started);
-        if first_report && let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        if first_report
+            && self.backend.runs_here()
+            && let Some(pid) = pid.and_then(|p| i32::try_from(p).ok())
+        {
             // Its process group (each task, each worker leads its own).
             self.usage.watch(pid, task, attempt);
         }

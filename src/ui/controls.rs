@@ -113,24 +113,41 @@ impl PoolscopeApp {
         ui.separator();
         let idle = self.live_run().is_none();
         ui.add_enabled_ui(idle, |ui| {
-            let mut workers = self.workers.is_some();
-            let before = workers;
+            let before = Mode::of(self);
+            let mut mode = before;
             egui::ComboBox::from_id_salt("pool-mode")
-                .selected_text(if workers {
-                    "Workers (Python Pool)"
-                } else {
-                    "Process per task"
-                })
+                .selected_text(mode.label())
                 .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut workers, false, "Process per task")
-                        .on_hover_text("A fresh process for every task (subprocess, xargs, GNU parallel)");
-                    ui.selectable_value(&mut workers, true, "Workers (Python Pool)")
-                        .on_hover_text("One persistent worker per slot runs task after task: one PID, many tasks");
+                    for (choice, hover) in [
+                        (Mode::Processes, "A fresh process for every task (subprocess, xargs, GNU parallel)"),
+                        (Mode::Workers, "One persistent worker per slot runs task after task: one PID, many tasks"),
+                        (Mode::Slurm, "Each task an element of a Slurm job array, at most the pool size at once (needs sbatch here)"),
+                    ] {
+                        ui.selectable_value(&mut mode, choice, choice.label())
+                            .on_hover_text(hover);
+                    }
                 })
                 .response
                 .on_hover_text("How tasks run; the timeline by PID shows the difference");
-            if workers != before {
-                self.workers = workers.then(WorkerConfig::default);
+            if mode != before {
+                self.workers = (mode == Mode::Workers).then(WorkerConfig::default);
+                self.slurm = (mode == Mode::Slurm).then(Default::default);
+            }
+            if let Some(options) = self.slurm.as_mut() {
+                let mut partition = options.partition.clone().unwrap_or_default();
+                let label = ui.label("partition");
+                if ui
+                    .add(
+                        egui::TextEdit::singleline(&mut partition)
+                            .hint_text("default")
+                            .desired_width(80.0),
+                    )
+                    .labelled_by(label.id)
+                    .changed()
+                {
+                    let typed = partition.trim();
+                    options.partition = (!typed.is_empty()).then(|| typed.to_owned());
+                }
             }
             if let Some(config) = self.workers.as_mut() {
                 let mut max = config.max_tasks.unwrap_or(0);
@@ -156,5 +173,31 @@ impl PoolscopeApp {
             }
         });
         ui.separator();
+    }
+}
+
+/// How tasks run, as the mode menu offers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Processes,
+    Workers,
+    Slurm,
+}
+
+impl Mode {
+    fn of(app: &PoolscopeApp) -> Self {
+        match (&app.workers, &app.slurm) {
+            (Some(_), _) => Mode::Workers,
+            (None, Some(_)) => Mode::Slurm,
+            (None, None) => Mode::Processes,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Processes => "Process per task",
+            Mode::Workers => "Workers (Python Pool)",
+            Mode::Slurm => "Slurm cluster (job array)",
+        }
     }
 }

@@ -349,6 +349,12 @@ pub trait Backend: Send + 'static {
         false
     }
 
+    /// Whether an attempt's PID is a process group on this machine (its CPU and memory
+    /// can be read from `/proc`); not for a cluster's elements.
+    fn runs_here(&self) -> bool {
+        true
+    }
+
     /// The pool was paused or resumed (a backend that launches ahead holds or releases
     /// what it has not started).
     fn paused(&mut self, _paused: bool, _ctx: &mut Ctx<'_>) {}

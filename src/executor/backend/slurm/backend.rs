@@ -173,6 +173,10 @@ impl Backend for SlurmBackend {
         true
     }
 
+    fn runs_here(&self) -> bool {
+        false
+    }
+
     fn launched(&mut self, ctx: &mut Ctx<'_>) {
         if self.batch.is_empty() {
             return;
@@ -303,9 +307,40 @@ fn poll(state: &Mutex<State>, remote: &Remote, stopped: &mpsc::Receiver<()>) {
     }
 }
 
-/// One round over every open array: starts first (in the order they happened, so lanes
-/// pack as the cluster ran them), then output and ends.
+/// One round over every open array, in the order things happened: ends of running
+/// elements (freeing their lanes), then starts (lanes packed in start order), then ends
+/// of what just started, then what Slurm says of elements that have not started.
 fn follow(state: &mut State, ask_slurm: bool, reports: &mut Vec<Report>) {
+    let said: Vec<Option<Vec<super::Element>>> = state
+        .arrays
+        .iter()
+        .map(|array| {
+            (ask_slurm && array.open())
+                .then(|| {
+                    super::show_job(array.job)
+                        .inspect_err(|e| log::warn!("Slurm job {}: {e}", array.job))
+                        .ok()
+                })
+                .flatten()
+        })
+        .collect();
+    ends(state, &said, reports);
+    starts(state, reports);
+    ends(state, &said, reports);
+    for (array, said) in state.arrays.iter_mut().zip(&said) {
+        let Some(said) = said else { continue };
+        for element in array
+            .elements
+            .iter_mut()
+            .filter(|e| !e.over && e.slot.is_none())
+        {
+            waiting_or_gone(element, said, reports);
+        }
+    }
+}
+
+/// Elements whose launcher recorded a start get a lane and a started report.
+fn starts(state: &mut State, reports: &mut Vec<Report>) {
     let mut starts = Vec::new();
     for (a, array) in state.arrays.iter().enumerate() {
         for (e, element) in array.elements.iter().enumerate() {
@@ -330,22 +365,18 @@ fn follow(state: &mut State, ask_slurm: bool, reports: &mut Vec<Report>) {
             slot: Some(lane),
         });
     }
+}
+
+/// Running elements: their new output, and their end (the launcher's record, or
+/// Slurm's word for one ended with its launcher); their lanes are freed.
+fn ends(state: &mut State, said: &[Option<Vec<super::Element>>], reports: &mut Vec<Report>) {
     let mut freed = Vec::new();
-    for array in state.arrays.iter_mut().filter(|a| a.open()) {
-        let slurm_says = if ask_slurm {
-            super::show_job(array.job)
-                .inspect_err(|e| log::warn!("Slurm job {}: {e}", array.job))
-                .ok()
-        } else {
-            None
-        };
-        for element in array.elements.iter_mut().filter(|e| !e.over) {
-            if element.slot.is_none() {
-                if let Some(said) = &slurm_says {
-                    waiting_or_gone(element, said, reports);
-                }
-                continue;
-            }
+    for (array, said) in state.arrays.iter_mut().zip(said) {
+        for element in array
+            .elements
+            .iter_mut()
+            .filter(|e| !e.over && e.slot.is_some())
+        {
             // The end record is read before the output: output is whole once it exists.
             let end = array.dir.stamp(element.index).end;
             read_output(&array.dir, element, reports);
@@ -356,13 +387,12 @@ fn follow(state: &mut State, ask_slurm: bool, reports: &mut Vec<Report>) {
                     RawExit::Code(code)
                 };
                 finish(element, exit, Some(instant_of(at)), reports, &mut freed);
-            } else if let Some(end) = slurm_says
+            } else if let Some(end) = said
                 .iter()
                 .flatten()
                 .find(|s| s.index == Some(element.index))
                 .and_then(super::end_of)
             {
-                // Ended by Slurm with no record of its own (killed with its launcher).
                 finish(element, raw_exit(end), None, reports, &mut freed);
             }
         }

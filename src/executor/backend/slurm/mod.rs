@@ -20,7 +20,8 @@ use std::time::Duration;
 pub const LAUNCHER: &str = include_str!("../../../../assets/slurm/launcher.sh");
 
 /// What a user may ask of Slurm for every task (task file `[slurm]`, `poolscope run`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SlurmOptions {
     pub partition: Option<String>,
     /// Slurm's own spelling: `MM`, `HH:MM:SS`, `D-HH`.
