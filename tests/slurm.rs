@@ -381,3 +381,51 @@ fn the_same_task_file_gives_the_same_joblog_tasks_and_outcomes_locally_and_on_sl
     };
     assert_eq!(joblog("local"), joblog("slurm"));
 }
+
+#[test]
+fn pause_holds_what_has_not_started_and_resume_releases_it() {
+    if !slurm_here("pause_holds_what_has_not_started_and_resume_releases_it") {
+        return;
+    }
+    let run = tempfile::tempdir().expect("tempdir");
+    let folder = run.path().join("slurm");
+    let (pool, events) = slurm_pool(1, &folder);
+    pool.submit((0..4).map(|_| TaskSpec::shell("sleep 1")).collect())
+        .expect("submit");
+    pool.close();
+    let mut record = RunRecord::default();
+    until_within(
+        CLUSTER_WAIT,
+        &events,
+        &mut record,
+        "the first start",
+        |e, _| matches!(e.kind, EventKind::Started { .. }),
+    );
+    pool.pause();
+    // Slurm says so itself: the elements not started are held.
+    let job: u64 = std::fs::read_to_string(folder.join("array-0").join("job"))
+        .expect("the array's job id is kept in its folder")
+        .trim()
+        .parse()
+        .expect("a job id");
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    while !slurm::show_job(job)
+        .expect("scontrol")
+        .iter()
+        .any(|e| e.reason.starts_with("JobHeld"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the pending elements were never held"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    pool.resume();
+    drain(&events, &mut record);
+    assert!(
+        record
+            .tasks
+            .iter()
+            .all(|t| t.outcome() == Some(&Outcome::Exited(0)))
+    );
+}

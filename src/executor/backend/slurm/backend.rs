@@ -198,6 +198,13 @@ impl Backend for SlurmBackend {
         match submitted {
             Ok(job) => {
                 log::info!("submitted {} tasks as Slurm job array {job}", batch.len());
+                // Kept beside its scripts: what was submitted, and as which job.
+                if let Err(e) = std::fs::write(dir.0.join("job"), format!("{job}\n")) {
+                    log::warn!(
+                        "Slurm job {job}: cannot note its id in {}: {e}",
+                        dir.0.display()
+                    );
+                }
                 let elements = batch
                     .iter()
                     .enumerate()

@@ -215,12 +215,13 @@ pub fn set_throttle(job: u64, throttle: usize) -> Result<(), SlurmError> {
     .map(drop)
 }
 
-/// Hold (pause) or release (resume) the elements not started yet.
+/// Hold (pause) or release (resume) the elements not started yet (a user hold, which the
+/// user may release, even as root).
 pub fn hold(job: u64, held: bool) -> Result<(), SlurmError> {
     run(
         "scontrol",
         &[
-            if held { "hold" } else { "release" }.into(),
+            if held { "uhold" } else { "release" }.into(),
             job.to_string(),
         ],
     )
