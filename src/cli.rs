@@ -305,7 +305,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
                 .clone()
                 .map(|options| crate::executor::SlurmSettings {
                     options,
-                    folder: PathBuf::new(),
+                    ..crate::executor::SlurmSettings::default()
                 });
             file_chunk = file.chunk_size;
             (config, file.tasks)
@@ -556,10 +556,7 @@ fn slurm_choice(args: &RunArgs, config: &mut PoolConfig) -> Result<()> {
     match args.backend {
         Some(BackendChoice::Local) => config.slurm = None,
         Some(BackendChoice::Slurm) if config.slurm.is_none() => {
-            config.slurm = Some(crate::executor::SlurmSettings {
-                options: crate::executor::backend::slurm::SlurmOptions::default(),
-                folder: PathBuf::new(),
-            });
+            config.slurm = Some(crate::executor::SlurmSettings::default());
         }
         _ => {}
     }
@@ -718,10 +715,14 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
         }
         None => JoblogOut::create(None)?,
     };
+    // A run that went to Slurm goes on there, following what is still on the cluster.
+    let slurm = crate::executor::backend::slurm::resumed(dir, resumption.originals())
+        .filter(|_| args.backend != Some(BackendChoice::Local));
     Ok(Session {
         config: PoolConfig {
             size,
             output_dir: args.results.clone(),
+            slurm,
             ..PoolConfig::default()
         },
         specs,

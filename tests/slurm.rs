@@ -17,6 +17,7 @@ fn slurm_pool(size: usize, folder: &std::path::Path) -> (Executor, poolscope::ex
     config.slurm = Some(SlurmSettings {
         options: SlurmOptions::default(),
         folder: folder.to_owned(),
+        ..SlurmSettings::default()
     });
     Executor::start(config, None)
 }
@@ -428,4 +429,65 @@ fn pause_holds_what_has_not_started_and_resume_releases_it() {
             .iter()
             .all(|t| t.outcome() == Some(&Outcome::Exited(0)))
     );
+}
+
+#[test]
+fn a_resumed_run_follows_its_array_on_the_cluster_instead_of_submitting_again() {
+    if !slurm_here("a_resumed_run_follows_its_array_on_the_cluster_instead_of_submitting_again") {
+        return;
+    }
+    let runs = tempfile::tempdir().expect("tempdir");
+    let commands = (1..=6)
+        .map(|i| format!("echo task {i}; sleep 2"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut first = common::poolscope()
+        .args(["run", "-j", "2", "--backend", "slurm", "--run-dir"])
+        .arg(runs.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("poolscope run");
+    std::io::Write::write_all(&mut first.stdin.take().expect("stdin"), commands.as_bytes())
+        .expect("tasks");
+    // Once the array runs on the cluster, poolscope dies (SIGKILL: no goodbye).
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    let run = loop {
+        let started = std::fs::read_dir(runs.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|run| run.join("slurm/array-0/stamps/0.start").exists());
+        if let Some(run) = started {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the array never started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let resumed = common::poolscope()
+        .args(["run", "--resume"])
+        .arg(&run)
+        .output()
+        .expect("poolscope run --resume");
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(
+        !run.join("slurm/array-1").exists(),
+        "nothing was submitted again"
+    );
+    let loaded = poolscope::model::journal::load(&run).expect("the journal");
+    let done = loaded
+        .record
+        .tasks
+        .iter()
+        .filter(|t| t.outcome() == Some(&Outcome::Exited(0)))
+        .count();
+    assert_eq!(done, 6, "every task succeeded, once");
 }

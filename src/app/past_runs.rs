@@ -156,6 +156,8 @@ impl PoolscopeApp {
             size: self.pool_size,
             output_dir: Some(resume_output.clone()),
             create_empty_output_files: false,
+            // A run on Slurm goes on there, following what is still on the cluster.
+            slurm: crate::executor::backend::slurm::resumed(dir, resumption.originals()),
             ..PoolConfig::default()
         };
         let (executor, events) = Executor::start(config, Some(Arc::new(waker)));

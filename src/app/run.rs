@@ -307,6 +307,7 @@ impl PoolscopeApp {
                 .map(|options| crate::executor::SlurmSettings {
                     options,
                     folder: output_dir.join("slurm"),
+                    ..crate::executor::SlurmSettings::default()
                 }),
             ..PoolConfig::default()
         };

@@ -150,11 +150,17 @@ pub struct PoolConfig {
 }
 
 /// Where and how a run's tasks go to Slurm.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlurmSettings {
     pub options: backend::slurm::SlurmOptions,
     /// The arrays' scripts, output and records (a folder every node can see: the run's).
     pub folder: PathBuf,
+    /// A resumed run: the original task of the executor's task N is `originals[N-1]`
+    /// (empty: the same numbers).
+    pub originals: Vec<TaskId>,
+    /// A resumed run: elements already submitted for its tasks (by original task), to
+    /// follow again instead of submitting anew.
+    pub reattach: std::collections::HashMap<TaskId, backend::slurm::Submitted>,
 }
 
 impl Default for PoolConfig {
@@ -379,7 +385,7 @@ impl Executor {
     /// [`PoolConfig::workers`] is set.
     pub fn start(config: PoolConfig, waker: Option<Waker>) -> (Self, Events) {
         if let Some(slurm) = config.slurm.clone() {
-            let backend = backend::slurm::SlurmBackend::new(slurm.options, slurm.folder);
+            let backend = backend::slurm::SlurmBackend::new(slurm);
             return Self::with_backend(backend, config, waker);
         }
         match config.workers.clone() {

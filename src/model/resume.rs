@@ -71,6 +71,12 @@ impl Resumption {
         Some((TaskId(i as u64 + 1), attempt.checked_sub(before)?))
     }
 
+    /// The original task of each of the resuming executor's tasks, in its order (task N
+    /// is the N-th).
+    pub fn originals(&self) -> Vec<TaskId> {
+        self.tasks.iter().map(|&(id, _)| id).collect()
+    }
+
     /// How far the original run's clock is ahead of the resuming executor's.
     pub fn offset(&self) -> Duration {
         self.offset

@@ -3,6 +3,7 @@
 //! what the launchers record (and what Slurm says of elements that never ran) into the
 //! same started, output and ended reports as a local process gives.
 
+use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -83,6 +84,10 @@ impl State {
 /// Runs tasks as elements of Slurm job arrays.
 pub struct SlurmBackend {
     options: SlurmOptions,
+    /// A resumed run: the original task of executor task N is `originals[N-1]`.
+    originals: Vec<TaskId>,
+    /// A resumed run: elements already on the cluster, followed instead of resubmitted.
+    reattach: std::collections::HashMap<TaskId, super::Submitted>,
     /// Where the arrays' files go (`array-K/` each).
     root: PathBuf,
     throttle: usize,
@@ -94,11 +99,14 @@ pub struct SlurmBackend {
 }
 
 impl SlurmBackend {
-    /// Arrays keep their scripts, output and records under `root` (the run's folder).
-    pub fn new(options: SlurmOptions, root: PathBuf) -> Self {
+    /// Arrays keep their scripts, output and records under the settings' folder (the
+    /// run's).
+    pub fn new(settings: crate::executor::SlurmSettings) -> Self {
         Self {
-            options,
-            root,
+            options: settings.options,
+            originals: settings.originals,
+            reattach: settings.reattach,
+            root: settings.folder,
             throttle: 1,
             batch: Vec::new(),
             state: Arc::new(Mutex::new(State::default())),
@@ -109,6 +117,39 @@ impl SlurmBackend {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The run's own number for the executor's `task`.
+    fn original(&self, task: TaskId) -> TaskId {
+        usize::try_from(task.0)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| self.originals.get(i))
+            .copied()
+            .unwrap_or(task)
+    }
+
+    /// Follow an element submitted before (by the run this one resumes) as `task`'s
+    /// attempt, instead of submitting it again.
+    fn reattach(&self, task: TaskId, attempt: u32, element: super::Submitted) {
+        let mut state = self.state();
+        let tracked = Tracked {
+            task,
+            attempt,
+            index: element.index,
+            slot: None,
+            over: false,
+            read: [0, 0],
+            waiting: String::new(),
+        };
+        match state.arrays.iter_mut().find(|a| a.job == element.job) {
+            Some(array) => array.elements.push(tracked),
+            None => state.arrays.push(Array {
+                job: element.job,
+                dir: element.dir,
+                elements: vec![tracked],
+            }),
+        }
     }
 
     fn open_jobs(&self) -> Vec<u64> {
@@ -148,6 +189,12 @@ fn task_script(spec: &TaskSpec, task: TaskId, helper: &std::path::Path) -> Strin
 impl Backend for SlurmBackend {
     fn start(&mut self, size: usize, ctx: &mut Ctx<'_>) -> Result<(), String> {
         self.throttle = size.max(1);
+        super::save_options(&self.root, &self.options).map_err(|e| {
+            format!(
+                "cannot write the run's Slurm folder {}: {e}",
+                self.root.display()
+            )
+        })?;
         let (stop, stopped) = mpsc::channel();
         let state = Arc::clone(&self.state);
         let remote = ctx.remote();
@@ -163,6 +210,16 @@ impl Backend for SlurmBackend {
     fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
         if request.spec.pty {
             return Err("a cluster task cannot run in a terminal here".into());
+        }
+        let original = self.original(request.task);
+        if let Some(element) = self.reattach.remove(&original) {
+            log::info!(
+                "task {original}: following Slurm job {}_{} again",
+                element.job,
+                element.index
+            );
+            self.reattach(request.task, request.attempt, element);
+            return Ok(());
         }
         let script = task_script(request.spec, request.task, ctx.helper());
         self.batch.push((request.task, request.attempt, script));
@@ -198,10 +255,20 @@ impl Backend for SlurmBackend {
         match submitted {
             Ok(job) => {
                 log::info!("submitted {} tasks as Slurm job array {job}", batch.len());
-                // Kept beside its scripts: what was submitted, and as which job.
-                if let Err(e) = std::fs::write(dir.0.join("job"), format!("{job}\n")) {
+                // Kept beside its scripts: what was submitted, for which tasks (the run's
+                // own numbers), and as which job; a resumed run follows them again.
+                let listed = batch.iter().enumerate().fold(
+                    String::new(),
+                    |mut out, (index, &(task, _, _))| {
+                        let _ = writeln!(out, "{index} {}", self.original(task).0);
+                        out
+                    },
+                );
+                let noted = std::fs::write(dir.0.join("elements"), listed)
+                    .and_then(|()| std::fs::write(dir.0.join("job"), format!("{job}\n")));
+                if let Err(e) = noted {
                     log::warn!(
-                        "Slurm job {job}: cannot note its id in {}: {e}",
+                        "Slurm job {job}: cannot note it in {}: {e}",
                         dir.0.display()
                     );
                 }
@@ -323,10 +390,14 @@ fn follow(state: &mut State, ask_slurm: bool, reports: &mut Vec<Report>) {
         .iter()
         .map(|array| {
             (ask_slurm && array.open())
-                .then(|| {
-                    super::show_job(array.job)
-                        .inspect_err(|e| log::warn!("Slurm job {}: {e}", array.job))
-                        .ok()
+                .then(|| match super::show_job(array.job) {
+                    Ok(elements) => Some(elements),
+                    // Long finished (or never known): nothing more will be said of it.
+                    Err(e) if e.to_string().contains("Invalid job id") => Some(Vec::new()),
+                    Err(e) => {
+                        log::warn!("Slurm job {}: {e}", array.job);
+                        None
+                    }
                 })
                 .flatten()
         })
@@ -415,7 +486,10 @@ fn ends(state: &mut State, said: &[Option<Vec<super::Element>>], reports: &mut V
 /// ran (cancelled while pending, a submission that failed on the node).
 fn waiting_or_gone(element: &mut Tracked, said: &[super::Element], reports: &mut Vec<Report>) {
     let mine = said.iter().find(|s| s.index == Some(element.index));
-    if let Some(end) = mine.and_then(super::end_of) {
+    let gone = said
+        .is_empty()
+        .then(|| SlurmEnd::Scheduler("no longer on the cluster".into()));
+    if let Some(end) = mine.and_then(super::end_of).or(gone) {
         element.over = true;
         reports.push(Report::Ended {
             task: element.task,

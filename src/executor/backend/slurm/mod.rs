@@ -55,7 +55,7 @@ pub enum SlurmError {
 }
 
 /// Where an array's files live in its run folder.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArrayDir(pub PathBuf);
 
 impl ArrayDir {
@@ -106,6 +106,87 @@ impl ArrayDir {
         });
         LauncherStamp { start, end }
     }
+}
+
+/// An element submitted earlier (by a run now resumed): its array and index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    pub job: u64,
+    pub dir: ArrayDir,
+    pub index: u64,
+}
+
+/// What a run's Slurm folder says it submitted, by original task: for each, the element
+/// submitted last. Each array folder keeps its `job` id and its `elements` (one line per
+/// element: index and original task number).
+pub fn submitted(folder: &Path) -> std::collections::HashMap<super::super::TaskId, Submitted> {
+    let mut arrays: Vec<(u64, PathBuf)> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let number = name.to_str()?.strip_prefix("array-")?.parse().ok()?;
+            Some((number, entry.path()))
+        })
+        .collect();
+    arrays.sort();
+    let mut found = std::collections::HashMap::new();
+    for (_, path) in arrays {
+        let job = std::fs::read_to_string(path.join("job"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok());
+        let (Some(job), Ok(elements)) = (job, std::fs::read_to_string(path.join("elements")))
+        else {
+            continue;
+        };
+        for line in elements.lines() {
+            let mut words = line
+                .split_whitespace()
+                .filter_map(|w| w.parse::<u64>().ok());
+            if let (Some(index), Some(task)) = (words.next(), words.next()) {
+                let dir = ArrayDir(path.clone());
+                found.insert(super::super::TaskId(task), Submitted { job, dir, index });
+            }
+        }
+    }
+    found
+}
+
+const OPTIONS_FILE: &str = "options.json";
+
+/// How a resumed run goes on, when the run went to Slurm (its folder has `slurm/`): with
+/// the same options, following the elements still submitted for the tasks it resumes
+/// (`originals`, in the resuming executor's order) rather than submitting them again.
+pub fn resumed(
+    run_dir: &Path,
+    originals: Vec<super::super::TaskId>,
+) -> Option<super::super::SlurmSettings> {
+    let folder = run_dir.join("slurm");
+    if !folder.is_dir() {
+        return None;
+    }
+    let mut reattach = submitted(&folder);
+    reattach.retain(|task, _| originals.contains(task));
+    Some(super::super::SlurmSettings {
+        options: saved_options(&folder),
+        folder,
+        originals,
+        reattach,
+    })
+}
+
+/// The options a run's arrays were submitted with (a resumed run submits with the same).
+pub fn saved_options(folder: &Path) -> SlurmOptions {
+    std::fs::read(folder.join(OPTIONS_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn save_options(folder: &Path, options: &SlurmOptions) -> std::io::Result<()> {
+    std::fs::create_dir_all(folder)?;
+    std::fs::write(folder.join(OPTIONS_FILE), serde_json::to_vec(options)?)
 }
 
 /// A launcher's record of one element: (since the epoch, host, launcher PID) at start,
