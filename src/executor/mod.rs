@@ -8,6 +8,7 @@ pub mod event;
 pub mod reactor;
 pub mod scheduler;
 pub mod sink;
+mod stoppable;
 pub mod task;
 pub mod usage;
 pub mod watchdog;

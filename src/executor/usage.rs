@@ -6,13 +6,14 @@
 //! short-lived grandchildren counts once. Its memory is the sum of their resident sets.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::TaskId;
 use super::backend::{Remote, Report};
+use super::stoppable::StoppableThread;
 
 /// How often running tasks are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
@@ -33,44 +34,37 @@ type Watched = HashMap<i32, (TaskId, u32)>;
 /// The sampling thread and the process groups it watches.
 pub(crate) struct Sampler {
     watched: Arc<Mutex<Watched>>,
-    /// Dropped to stop the thread at once (it waits on the other end between rounds).
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Stopped and joined when the sampler is dropped.
+    _thread: Option<StoppableThread>,
 }
 
 impl Sampler {
     /// Start sampling; each round's samples go to the dispatcher as a report.
     pub(crate) fn start(remote: Remote) -> Self {
         let watched = Arc::new(Mutex::new(Watched::new()));
-        let (stop, stopped) = mpsc::channel::<()>();
         let thread_watched = Arc::clone(&watched);
-        let spawned = std::thread::Builder::new()
-            .name("poolscope-usage".into())
-            .spawn(move || {
-                let clock = Clock::new();
-                // A fixed pace (sampling is periodic), cut short when the pool ends.
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(SAMPLE_EVERY)
-                {
-                    let groups = thread_watched
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .clone();
-                    if groups.is_empty() {
-                        continue;
-                    }
-                    let samples = sample(&groups, &clock);
-                    if !samples.is_empty() {
-                        remote.report(Report::Usage { samples });
-                    }
+        let thread = StoppableThread::spawn("poolscope-usage", move |rounds| {
+            let clock = Clock::new();
+            // A fixed pace (sampling is periodic), cut short when the pool ends.
+            while rounds.wait(SAMPLE_EVERY) {
+                let groups = thread_watched
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                if groups.is_empty() {
+                    continue;
                 }
-            });
-        let thread = spawned
-            .inspect_err(|e| log::warn!("no CPU and memory figures per task: {e}"))
-            .ok();
+                let samples = sample(&groups, &clock);
+                if !samples.is_empty() {
+                    remote.report(Report::Usage { samples });
+                }
+            }
+        })
+        .inspect_err(|e| log::warn!("no CPU and memory figures per task: {e}"))
+        .ok();
         Self {
             watched,
-            stop: Some(stop),
-            thread,
+            _thread: thread,
         }
     }
 
@@ -86,16 +80,6 @@ impl Sampler {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, &mut t| t != (task, attempt));
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        // Joined, so no `/proc` file of a round in flight outlives the pool.
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -6,12 +6,12 @@
 use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{ArrayDir, SlurmEnd, SlurmOptions};
 use crate::executor::backend::{Backend, Control, Ctx, LaunchRequest, RawExit, Remote, Report};
+use crate::executor::stoppable::{Rounds, StoppableThread};
 use crate::executor::task::{Invocation, TaskId, TaskSpec};
 use crate::executor::{CommandError, Stream};
 
@@ -94,8 +94,8 @@ pub struct SlurmBackend {
     /// Launched this turn, submitted together by [`Backend::launched`].
     batch: Vec<(TaskId, u32, String)>,
     state: Arc<Mutex<State>>,
-    stop: Option<mpsc::Sender<()>>,
-    poller: Option<std::thread::JoinHandle<()>>,
+    /// Follows the arrays; stopped and joined when dropped.
+    poller: Option<StoppableThread>,
 }
 
 impl SlurmBackend {
@@ -110,7 +110,6 @@ impl SlurmBackend {
             throttle: 1,
             batch: Vec::new(),
             state: Arc::new(Mutex::new(State::default())),
-            stop: None,
             poller: None,
         }
     }
@@ -195,14 +194,12 @@ impl Backend for SlurmBackend {
                 self.root.display()
             )
         })?;
-        let (stop, stopped) = mpsc::channel();
         let state = Arc::clone(&self.state);
         let remote = ctx.remote();
-        let poller = std::thread::Builder::new()
-            .name("poolscope-slurm".into())
-            .spawn(move || poll(&state, &remote, &stopped))
-            .map_err(|e| format!("cannot start the Slurm poller: {e}"))?;
-        self.stop = Some(stop);
+        let poller = StoppableThread::spawn("poolscope-slurm", move |rounds| {
+            poll(&state, &remote, &rounds);
+        })
+        .map_err(|e| format!("cannot start the Slurm poller: {e}"))?;
         self.poller = Some(poller);
         Ok(())
     }
@@ -340,28 +337,16 @@ impl Backend for SlurmBackend {
     }
 
     fn shutdown(&mut self, _ctx: &mut Ctx<'_>) {
-        drop(self.stop.take());
-        if let Some(poller) = self.poller.take() {
-            let _ = poller.join();
-        }
-    }
-}
-
-impl Drop for SlurmBackend {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(poller) = self.poller.take() {
-            let _ = poller.join();
-        }
+        self.poller = None;
     }
 }
 
 /// The poller: until stopped, read each open element's records and output, and ask
 /// Slurm about the elements that have none.
-fn poll(state: &Mutex<State>, remote: &Remote, stopped: &mpsc::Receiver<()>) {
+fn poll(state: &Mutex<State>, remote: &Remote, rounds: &Rounds) {
     let mut interval = POLL_BUSY;
     let mut asked = Instant::now();
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+    while rounds.wait(interval) {
         let ask_slurm = asked.elapsed() >= ASK_SLURM_EVERY;
         if ask_slurm {
             asked = Instant::now();
