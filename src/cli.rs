@@ -404,7 +404,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         let Some((dir, _)) = &journal else {
             bail!("the slurm backend keeps its files in the run's folder: drop --no-journal");
         };
-        slurm.folder = dir.join("slurm");
+        slurm.folder = crate::executor::backend::slurm::folder_of(dir);
     }
     if let Some(dir) = &config.output_dir {
         std::fs::create_dir_all(dir)

@@ -306,7 +306,7 @@ impl PoolscopeApp {
                 .clone()
                 .map(|options| crate::executor::SlurmSettings {
                     options,
-                    folder: output_dir.join("slurm"),
+                    folder: crate::executor::backend::slurm::folder_of(&output_dir),
                     ..crate::executor::SlurmSettings::default()
                 }),
             ..PoolConfig::default()

@@ -100,7 +100,7 @@ impl Invocation {
     }
 }
 
-fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .bytes()

@@ -3,7 +3,6 @@
 //! what the launchers record (and what Slurm says of elements that never ran) into the
 //! same started, output and ended reports as a local process gives.
 
-use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::{ArrayDir, SlurmEnd, SlurmOptions};
 use crate::executor::backend::{Backend, Control, Ctx, LaunchRequest, RawExit, Remote, Report};
 use crate::executor::stoppable::{Rounds, StoppableThread};
-use crate::executor::task::{Invocation, TaskId, TaskSpec};
+use crate::executor::task::{Invocation, TaskId, TaskSpec, shell_quote};
 use crate::executor::{CommandError, Stream};
 
 /// How often the poller reads the launchers' records while things happen; it backs off
@@ -43,6 +42,20 @@ struct Array {
     job: u64,
     dir: ArrayDir,
     elements: Vec<Tracked>,
+}
+
+impl Tracked {
+    fn new(task: TaskId, attempt: u32, index: u64) -> Self {
+        Self {
+            task,
+            attempt,
+            index,
+            slot: None,
+            over: false,
+            read: [0, 0],
+            waiting: String::new(),
+        }
+    }
 }
 
 impl Array {
@@ -132,15 +145,7 @@ impl SlurmBackend {
     /// attempt, instead of submitting it again.
     fn reattach(&self, task: TaskId, attempt: u32, element: super::Submitted) {
         let mut state = self.state();
-        let tracked = Tracked {
-            task,
-            attempt,
-            index: element.index,
-            slot: None,
-            over: false,
-            read: [0, 0],
-            waiting: String::new(),
-        };
+        let tracked = Tracked::new(task, attempt, element.index);
         match state.arrays.iter_mut().find(|a| a.job == element.job) {
             Some(array) => array.elements.push(tracked),
             None => state.arrays.push(Array {
@@ -163,14 +168,16 @@ impl SlurmBackend {
 
 /// The shell script an element runs: its folder, environment and command.
 fn task_script(spec: &TaskSpec, task: TaskId, helper: &std::path::Path) -> String {
-    let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
     let mut lines = Vec::new();
     if let Some(dir) = &spec.cwd {
-        lines.push(format!("cd {} || exit 126", quote(&dir.to_string_lossy())));
+        lines.push(format!(
+            "cd {} || exit 126",
+            shell_quote(&dir.to_string_lossy())
+        ));
     }
     lines.push(format!("export POOLSCOPE_TASK_ID={}", task.0));
     for (key, value) in &spec.env {
-        lines.push(format!("export {key}={}", quote(value)));
+        lines.push(format!("export {key}={}", shell_quote(value)));
     }
     lines.push(match &spec.invocation {
         Invocation::Shell(line) => line.clone(),
@@ -178,7 +185,7 @@ fn task_script(spec: &TaskSpec, task: TaskId, helper: &std::path::Path) -> Strin
             let (program, args) = other.argv(helper);
             std::iter::once(program)
                 .chain(args)
-                .map(|word| quote(&word))
+                .map(|word| shell_quote(&word))
                 .fold("exec".to_owned(), |line, word| line + " " + &word)
         }
     });
@@ -238,11 +245,11 @@ impl Backend for SlurmBackend {
         let batch = std::mem::take(&mut self.batch);
         let number = self.state().arrays.len();
         let dir = ArrayDir(self.root.join(format!("array-{number}")));
-        let scripts: Vec<String> = batch.iter().map(|(_, _, s)| s.clone()).collect();
-        let submitted = dir.prepare(&scripts).and_then(|()| {
+        let scripts = batch.iter().map(|(_, _, script)| script.as_str());
+        let submitted = dir.prepare(scripts).and_then(|()| {
             let args = super::sbatch_args(
                 &dir,
-                scripts.len() as u64,
+                batch.len() as u64,
                 self.throttle,
                 "poolscope",
                 &self.options,
@@ -252,18 +259,9 @@ impl Backend for SlurmBackend {
         match submitted {
             Ok(job) => {
                 log::info!("submitted {} tasks as Slurm job array {job}", batch.len());
-                // Kept beside its scripts: what was submitted, for which tasks (the run's
-                // own numbers), and as which job; a resumed run follows them again.
-                let listed = batch.iter().enumerate().fold(
-                    String::new(),
-                    |mut out, (index, &(task, _, _))| {
-                        let _ = writeln!(out, "{index} {}", self.original(task).0);
-                        out
-                    },
-                );
-                let noted = std::fs::write(dir.0.join("elements"), listed)
-                    .and_then(|()| std::fs::write(dir.0.join("job"), format!("{job}\n")));
-                if let Err(e) = noted {
+                // A resumed run follows them again.
+                let tasks = batch.iter().map(|&(task, _, _)| self.original(task));
+                if let Err(e) = dir.note_submitted(job, tasks) {
                     log::warn!(
                         "Slurm job {job}: cannot note it in {}: {e}",
                         dir.0.display()
@@ -272,15 +270,7 @@ impl Backend for SlurmBackend {
                 let elements = batch
                     .iter()
                     .enumerate()
-                    .map(|(index, &(task, attempt, _))| Tracked {
-                        task,
-                        attempt,
-                        index: index as u64,
-                        slot: None,
-                        over: false,
-                        read: [0, 0],
-                        waiting: String::new(),
-                    })
+                    .map(|(index, &(task, attempt, _))| Tracked::new(task, attempt, index as u64))
                     .collect();
                 self.state().arrays.push(Array { job, dir, elements });
             }

@@ -16,6 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// The run folder's subfolder that holds its arrays.
+const FOLDER: &str = "slurm";
+
+/// Where a run keeps its Slurm arrays: a folder every node can see, the run's own.
+pub fn folder_of(run_dir: &Path) -> PathBuf {
+    run_dir.join(FOLDER)
+}
+
 /// The launcher each array element runs (written to the run folder at submission).
 pub const LAUNCHER: &str = include_str!("../../../../assets/slurm/launcher.sh");
 
@@ -72,8 +80,11 @@ impl ArrayDir {
         self.0.join("launcher.sh")
     }
 
-    /// Write the launcher and each task's script (element `i` runs `commands[i]`).
-    pub fn prepare(&self, commands: &[String]) -> Result<(), SlurmError> {
+    /// Write the launcher and each task's script (element `i` runs the `i`-th command).
+    pub fn prepare(
+        &self,
+        commands: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<(), SlurmError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| SlurmError::Io { path, source }
@@ -81,11 +92,49 @@ impl ArrayDir {
         let tasks = self.0.join("tasks");
         std::fs::create_dir_all(&tasks).map_err(io(&tasks))?;
         std::fs::write(self.launcher(), LAUNCHER).map_err(io(&self.launcher()))?;
-        for (i, command) in commands.iter().enumerate() {
+        for (i, command) in commands.into_iter().enumerate() {
             let path = self.task_script(i as u64);
-            std::fs::write(&path, format!("{command}\n")).map_err(io(&path))?;
+            std::fs::write(&path, format!("{}\n", command.as_ref())).map_err(io(&path))?;
         }
         Ok(())
+    }
+
+    /// Note, beside its scripts, which job the array went out as and which task (by the
+    /// run's own number) each element runs: [`submitted`] reads it back for a resumed
+    /// run.
+    pub fn note_submitted(
+        &self,
+        job: u64,
+        tasks: impl IntoIterator<Item = super::super::TaskId>,
+    ) -> std::io::Result<()> {
+        let listed = tasks
+            .into_iter()
+            .enumerate()
+            .map(|(index, task)| format!("{index} {}\n", task.0))
+            .collect::<Vec<_>>()
+            .concat();
+        std::fs::write(self.0.join(ELEMENTS_FILE), listed)?;
+        std::fs::write(self.0.join(JOB_FILE), format!("{job}\n"))
+    }
+
+    /// What [`Self::note_submitted`] noted: the job and (element index, task) pairs.
+    fn submitted(&self) -> Option<(u64, Vec<(u64, u64)>)> {
+        let job = std::fs::read_to_string(self.0.join(JOB_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let elements = std::fs::read_to_string(self.0.join(ELEMENTS_FILE)).ok()?;
+        let pairs = elements
+            .lines()
+            .filter_map(|line| {
+                let mut words = line
+                    .split_whitespace()
+                    .filter_map(|w| w.parse::<u64>().ok());
+                Some((words.next()?, words.next()?))
+            })
+            .collect();
+        Some((job, pairs))
     }
 
     /// What element `index`'s launcher recorded so far.
@@ -133,27 +182,21 @@ pub fn submitted(folder: &Path) -> std::collections::HashMap<super::super::TaskI
     arrays.sort();
     let mut found = std::collections::HashMap::new();
     for (_, path) in arrays {
-        let job = std::fs::read_to_string(path.join("job"))
-            .ok()
-            .and_then(|text| text.trim().parse().ok());
-        let (Some(job), Ok(elements)) = (job, std::fs::read_to_string(path.join("elements")))
-        else {
+        let dir = ArrayDir(path);
+        let Some((job, elements)) = dir.submitted() else {
             continue;
         };
-        for line in elements.lines() {
-            let mut words = line
-                .split_whitespace()
-                .filter_map(|w| w.parse::<u64>().ok());
-            if let (Some(index), Some(task)) = (words.next(), words.next()) {
-                let dir = ArrayDir(path.clone());
-                found.insert(super::super::TaskId(task), Submitted { job, dir, index });
-            }
+        for (index, task) in elements {
+            let dir = dir.clone();
+            found.insert(super::super::TaskId(task), Submitted { job, dir, index });
         }
     }
     found
 }
 
 const OPTIONS_FILE: &str = "options.json";
+const JOB_FILE: &str = "job";
+const ELEMENTS_FILE: &str = "elements";
 
 /// How a resumed run goes on, when the run went to Slurm (its folder has `slurm/`): with
 /// the same options, following the elements still submitted for the tasks it resumes
@@ -162,7 +205,7 @@ pub fn resumed(
     run_dir: &Path,
     originals: Vec<super::super::TaskId>,
 ) -> Option<super::super::SlurmSettings> {
-    let folder = run_dir.join("slurm");
+    let folder = folder_of(run_dir);
     if !folder.is_dir() {
         return None;
     }
@@ -177,7 +220,7 @@ pub fn resumed(
 }
 
 /// The options a run's arrays were submitted with (a resumed run submits with the same).
-pub fn saved_options(folder: &Path) -> SlurmOptions {
+fn saved_options(folder: &Path) -> SlurmOptions {
     std::fs::read(folder.join(OPTIONS_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
