@@ -90,13 +90,6 @@ pub struct StyledLine {
     pub spans: Vec<(std::ops::Range<usize>, TermStyle)>,
 }
 
-impl StyledLine {
-    /// Whether any part has a style (else it draws as plain text).
-    pub fn is_plain(&self) -> bool {
-        self.spans.iter().all(|(_, s)| *s == TermStyle::default())
-    }
-}
-
 struct LineBuilder {
     line: StyledLine,
     style: TermStyle,
@@ -214,7 +207,16 @@ mod tests {
             plain_line("\u{1b}[1mServer:\u{1b}[0m\t127.0.0.1"),
             "Server:\t127.0.0.1"
         );
+        assert_eq!(
+            plain_line("example.test\tmail exchanger = 50 mail.example.test.\r"),
+            "example.test\tmail exchanger = 50 mail.example.test."
+        );
         assert!(matches!(plain_line("plain"), Cow::Borrowed("plain")));
-        assert!(styled_line("plain text").is_plain());
+        assert!(
+            styled_line("plain text")
+                .spans
+                .iter()
+                .all(|(_, s)| *s == TermStyle::default())
+        );
     }
 }

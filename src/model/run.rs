@@ -110,6 +110,12 @@ impl TaskRecord {
         self.attempts.last()
     }
 
+    /// Attempt `number` (the latest ones are searched first: they are the ones that
+    /// change).
+    fn attempt_mut(&mut self, number: u32) -> Option<&mut Attempt> {
+        self.attempts.iter_mut().rev().find(|a| a.number == number)
+    }
+
     pub fn outcome(&self) -> Option<&Outcome> {
         match &self.state {
             TaskState::Done(o) => Some(o),
@@ -511,6 +517,10 @@ impl RunRecord {
         self.task(id)?.attempts.iter().find(|a| a.number == number)
     }
 
+    fn attempt_mut(&mut self, id: TaskId, number: u32) -> Option<&mut Attempt> {
+        self.task_mut(id)?.attempt_mut(number)
+    }
+
     pub fn count(&self, pred: impl Fn(&TaskState) -> bool) -> usize {
         self.tasks.iter().filter(|t| pred(&t.state)).count()
     }
@@ -592,10 +602,7 @@ impl RunRecord {
                 });
             }
             EventKind::CommandStarted { task, attempt, pid } => {
-                if let Some(a) = self
-                    .task_mut(*task)
-                    .and_then(|t| t.attempts.iter_mut().rev().find(|a| a.number == *attempt))
-                {
+                if let Some(a) = self.attempt_mut(*task, *attempt) {
                     a.command_pid = Some(*pid);
                 }
             }
@@ -661,9 +668,7 @@ impl RunRecord {
                     self.interleaved.push(*task, (*stream).into(), bytes);
                     self.hold_output(*task, (*stream).into(), bytes);
                 }
-                if let Some(t) = self.task_mut(*task)
-                    && let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == *attempt)
-                {
+                if let Some(a) = self.attempt_mut(*task, *attempt) {
                     match stream {
                         Stream::Stdout => a.stdout_bytes += bytes.len() as u64,
                         Stream::Stderr => a.stderr_bytes += bytes.len() as u64,
@@ -763,7 +768,7 @@ impl RunRecord {
                 usage: Usage::default(),
             });
         }
-        if let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == attempt) {
+        if let Some(a) = t.attempt_mut(attempt) {
             a.ended = Some(at);
             a.outcome = Some(outcome.clone());
             a.stdin_bytes = stdin_bytes;
@@ -795,10 +800,7 @@ impl RunRecord {
     fn used(&mut self, at: Duration, samples: &[crate::executor::usage::UsageSample]) {
         let mut cores = 0.0f32;
         for s in samples {
-            let Some(t) = self.task_mut(s.task) else {
-                continue;
-            };
-            let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == s.attempt) else {
+            let Some(a) = self.attempt_mut(s.task, s.attempt) else {
                 continue;
             };
             let (since, before) = a
@@ -826,7 +828,7 @@ impl RunRecord {
         };
         self.changes.push(task);
         let t = &mut self.tasks[index];
-        let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == attempt) else {
+        let Some(a) = t.attempt_mut(attempt) else {
             return;
         };
         if a.ended.is_some() {
@@ -847,9 +849,7 @@ impl RunRecord {
     /// An attempt's CPU time and peak memory, without its samples (a run loaded from its
     /// journal).
     pub fn set_usage(&mut self, task: TaskId, attempt: u32, cpu: Duration, peak_rss: u64) {
-        if let Some(t) = self.task_mut(task)
-            && let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == attempt)
-        {
+        if let Some(a) = self.attempt_mut(task, attempt) {
             a.usage.cpu = cpu;
             a.usage.peak_rss = peak_rss;
         }
@@ -858,9 +858,7 @@ impl RunRecord {
     /// Byte counts of an attempt's output whose bytes are not replayed (a run loaded
     /// from its journal: the bytes are in the run's files).
     pub fn count_output(&mut self, task: TaskId, attempt: u32, stdout: u64, stderr: u64) {
-        if let Some(t) = self.task_mut(task)
-            && let Some(a) = t.attempts.iter_mut().rev().find(|a| a.number == attempt)
-        {
+        if let Some(a) = self.attempt_mut(task, attempt) {
             a.stdout_bytes = stdout;
             a.stderr_bytes = stderr;
         }

@@ -34,12 +34,6 @@ pub struct ConsoleState {
     pub lines_view: bool,
 }
 
-/// Terminal output as plain text: escape sequences removed, and of a line rewritten with
-/// carriage returns (progress bars, prompts redrawn) only what is finally on screen.
-pub fn clean_line(text: &str) -> Cow<'_, str> {
-    ansi::plain_line(text)
-}
-
 /// One line of output into `job`, in its terminal colours; `base` where it has none.
 fn append_line(job: &mut LayoutJob, raw: &str, base: Color32, font: &FontId, dark_mode: bool) {
     let line = ansi::styled_line(raw);
@@ -299,7 +293,7 @@ impl ConsoleState {
         let find = self.find.trim().to_owned();
         let (mut rows, hidden) = console_rows(run, task, self.all_tasks);
         if !find.is_empty() {
-            rows.retain(|(raw, _)| clean_line(raw).contains(&find));
+            rows.retain(|(raw, _)| ansi::plain_line(raw).contains(&find));
         }
         ui.horizontal(|ui| {
             if ui
@@ -307,7 +301,8 @@ impl ConsoleState {
                 .on_hover_text("Copy the lines shown to the clipboard")
                 .clicked()
             {
-                let text: Vec<Cow<'_, str>> = rows.iter().map(|(raw, _)| clean_line(raw)).collect();
+                let text: Vec<Cow<'_, str>> =
+                    rows.iter().map(|(raw, _)| ansi::plain_line(raw)).collect();
                 ui.ctx().copy_text(text.join("\n"));
             }
             if let Some(dir) = &run.output_dir
@@ -486,25 +481,4 @@ fn quiet_hint(ui: &mut egui::Ui, task: &TaskRecord, now: Duration, actions: &mut
             actions.push(Action::Rerun(task.id, Rerun::InTerminal));
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn terminal_noise_is_cleaned() {
-        assert_eq!(clean_line("\u{1b}[1;32mok\u{1b}[0m"), "ok");
-        assert_eq!(clean_line("10%\r50%\r100%"), "100%");
-        assert_eq!(clean_line(">>> 42\r"), ">>> 42");
-        assert_eq!(
-            clean_line("example.test\tmail exchanger = 50 mail.example.test.\r"),
-            "example.test\tmail exchanger = 50 mail.example.test."
-        );
-        assert_eq!(
-            clean_line("\u{1b}[1mServer:\u{1b}[0m\t127.0.0.1"),
-            "Server:\t127.0.0.1"
-        );
-        assert!(matches!(clean_line("plain"), Cow::Borrowed("plain")));
-    }
 }
