@@ -356,9 +356,11 @@ fn poll(state: &Mutex<State>, remote: &Remote, rounds: &Rounds) {
     }
 }
 
-/// One round over every open array, in the order things happened: ends of running
-/// elements (freeing their lanes), then starts (lanes packed in start order), then ends
-/// of what just started, then what Slurm says of elements that have not started.
+/// One round over every open array. Starts and ends are reported in the order they
+/// happened by the launchers' clocks (an end before a start at the same instant), so
+/// a lane freed by one element is the lane the next one takes, and no report goes out
+/// with a time earlier than one already sent. Then what Slurm says of elements that
+/// have not started.
 fn follow(state: &mut State, ask_slurm: bool, reports: &mut Vec<Report>) {
     let said: Vec<Option<Vec<super::Element>>> = state
         .arrays
@@ -377,84 +379,128 @@ fn follow(state: &mut State, ask_slurm: bool, reports: &mut Vec<Report>) {
                 .flatten()
         })
         .collect();
-    ends(state, &said, reports);
-    starts(state, reports);
-    ends(state, &said, reports);
+    let mut happened = happenings(state, &said);
+    happened.sort_by_key(|h| (h.at, matches!(h.what, What::Started { .. })));
+    for Happening { at, a, e, what } in happened {
+        match what {
+            What::Started { pid } => {
+                let lane = state.take_lane();
+                let element = &mut state.arrays[a].elements[e];
+                element.slot = Some(lane);
+                reports.push(Report::Started {
+                    task: element.task,
+                    attempt: element.attempt,
+                    pid: Some(pid),
+                    at: Some(instant_of(at)),
+                    slot: Some(lane),
+                });
+            }
+            What::Ended { exit, stamped } => {
+                let array = &mut state.arrays[a];
+                let element = &mut array.elements[e];
+                // Output is whole once the end is known (its record was read first).
+                read_output(&array.dir, element, reports);
+                element.over = true;
+                let lane = element.slot;
+                reports.push(Report::Ended {
+                    task: element.task,
+                    attempt: element.attempt,
+                    exit,
+                    stdin_bytes: 0,
+                    at: stamped.then(|| instant_of(at)),
+                });
+                if let Some(busy) = lane.and_then(|l| state.busy.get_mut(l)) {
+                    *busy = false;
+                }
+            }
+        }
+    }
     for (array, said) in state.arrays.iter_mut().zip(&said) {
-        let Some(said) = said else { continue };
-        for element in array
-            .elements
-            .iter_mut()
-            .filter(|e| !e.over && e.slot.is_none())
-        {
-            waiting_or_gone(element, said, reports);
+        for element in array.elements.iter_mut().filter(|e| !e.over) {
+            if element.slot.is_some() {
+                read_output(&array.dir, element, reports);
+            } else if let Some(said) = said {
+                waiting_or_gone(element, said, reports);
+            }
         }
     }
 }
 
-/// Elements whose launcher recorded a start get a lane and a started report.
-fn starts(state: &mut State, reports: &mut Vec<Report>) {
-    let mut starts = Vec::new();
-    for (a, array) in state.arrays.iter().enumerate() {
+/// Something an element's launcher (or Slurm) says happened, at this time since the
+/// epoch; element `e` of array `a`.
+struct Happening {
+    at: Duration,
+    a: usize,
+    e: usize,
+    what: What,
+}
+
+enum What {
+    Started {
+        pid: u32,
+    },
+    /// `stamped`: the time is the launcher's; else it is when it was seen (Slurm ended
+    /// it with its launcher).
+    Ended {
+        exit: RawExit,
+        stamped: bool,
+    },
+}
+
+/// The starts and ends not yet reported: from the launchers' records, and for running
+/// elements with none, Slurm's word.
+fn happenings(state: &State, said: &[Option<Vec<super::Element>>]) -> Vec<Happening> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut happened = Vec::new();
+    for (a, (array, said)) in state.arrays.iter().zip(said).enumerate() {
         for (e, element) in array.elements.iter().enumerate() {
-            if element.over || element.slot.is_some() {
+            if element.over {
                 continue;
             }
-            if let Some((at, _host, pid)) = array.dir.stamp(element.index).start {
-                starts.push((at, a, e, pid));
-            }
-        }
-    }
-    starts.sort_by_key(|&(at, ..)| at);
-    for (at, a, e, pid) in starts {
-        let lane = state.take_lane();
-        let element = &mut state.arrays[a].elements[e];
-        element.slot = Some(lane);
-        reports.push(Report::Started {
-            task: element.task,
-            attempt: element.attempt,
-            pid: Some(pid),
-            at: Some(instant_of(at)),
-            slot: Some(lane),
-        });
-    }
-}
-
-/// Running elements: their new output, and their end (the launcher's record, or
-/// Slurm's word for one ended with its launcher); their lanes are freed.
-fn ends(state: &mut State, said: &[Option<Vec<super::Element>>], reports: &mut Vec<Report>) {
-    let mut freed = Vec::new();
-    for (array, said) in state.arrays.iter_mut().zip(said) {
-        for element in array
-            .elements
-            .iter_mut()
-            .filter(|e| !e.over && e.slot.is_some())
-        {
-            // The end record is read before the output: output is whole once it exists.
-            let end = array.dir.stamp(element.index).end;
-            read_output(&array.dir, element, reports);
-            if let Some((at, code)) = end {
-                let exit = if code > 128 {
-                    RawExit::Signal(code - 128)
-                } else {
-                    RawExit::Code(code)
-                };
-                finish(element, exit, Some(instant_of(at)), reports, &mut freed);
-            } else if let Some(end) = said
-                .iter()
-                .flatten()
-                .find(|s| s.index == Some(element.index))
-                .and_then(super::end_of)
+            let stamp = array.dir.stamp(element.index);
+            let started = element.slot.is_some() || stamp.start.is_some();
+            if element.slot.is_none()
+                && let Some((at, _host, pid)) = stamp.start
             {
-                finish(element, raw_exit(end), None, reports, &mut freed);
+                happened.push(Happening {
+                    at,
+                    a,
+                    e,
+                    what: What::Started { pid },
+                });
+            }
+            if !started {
+                continue;
+            }
+            let ended = match stamp.end {
+                Some((at, code)) => {
+                    let exit = if code > 128 {
+                        RawExit::Signal(code - 128)
+                    } else {
+                        RawExit::Code(code)
+                    };
+                    Some((at, exit, true))
+                }
+                None => said
+                    .iter()
+                    .flatten()
+                    .find(|s| s.index == Some(element.index))
+                    .and_then(super::end_of)
+                    .map(|end| (now, raw_exit(end), false)),
+            };
+            if let Some((at, exit, stamped)) = ended {
+                happened.push(Happening {
+                    at,
+                    a,
+                    e,
+                    what: What::Ended { exit, stamped },
+                });
             }
         }
     }
-    for lane in freed {
-        if let Some(busy) = state.busy.get_mut(lane) {
-            *busy = false;
-        }
-    }
+    happened
 }
 
 /// An element not started: still waiting (say why, once), or ended by Slurm before it
@@ -488,24 +534,6 @@ fn waiting_or_gone(element: &mut Tracked, said: &[super::Element], reports: &mut
             state: reason,
         });
     }
-}
-
-fn finish(
-    element: &mut Tracked,
-    exit: RawExit,
-    at: Option<Instant>,
-    reports: &mut Vec<Report>,
-    freed: &mut Vec<usize>,
-) {
-    element.over = true;
-    freed.extend(element.slot);
-    reports.push(Report::Ended {
-        task: element.task,
-        attempt: element.attempt,
-        exit,
-        stdin_bytes: 0,
-        at,
-    });
 }
 
 fn raw_exit(end: SlurmEnd) -> RawExit {
