@@ -25,8 +25,9 @@ fn slurm_pool(size: usize, folder: &std::path::Path) -> (Executor, poolscope::ex
 /// Slurm schedules about once a second: waits here are generous.
 const CLUSTER_WAIT: Duration = Duration::from_mins(2);
 
-/// Whether a controller answers; prints why a test does not run when none does.
-fn slurm_here(test: &str) -> bool {
+/// A scratch folder for a test on the cluster, when a Slurm controller answers; else
+/// `None`, with why the test does not run.
+fn cluster(test: &str) -> Option<tempfile::TempDir> {
     let up = std::process::Command::new("scontrol")
         .arg("ping")
         .output()
@@ -35,8 +36,9 @@ fn slurm_here(test: &str) -> bool {
         eprintln!(
             "SKIPPED {test}: no Slurm controller answers here (run scripts/slurm_up.sh as root)"
         );
+        return None;
     }
-    up
+    Some(tempfile::tempdir().expect("tempdir"))
 }
 
 /// Poll the array (at most every 200 ms, bounded) until every element has ended.
@@ -86,10 +88,9 @@ fn most_at_once(dir: &ArrayDir, count: u64) -> usize {
 
 #[test]
 fn an_array_runs_at_most_the_pool_at_once_and_reports_each_exit() {
-    if !slurm_here("an_array_runs_at_most_the_pool_at_once_and_reports_each_exit") {
+    let Some(run) = cluster("an_array_runs_at_most_the_pool_at_once_and_reports_each_exit") else {
         return;
-    }
-    let run = tempfile::tempdir().expect("tempdir");
+    };
     let dir = ArrayDir(run.path().join("slurm-0"));
     let count = 12u64;
     let commands: Vec<String> = (0..count)
@@ -137,10 +138,10 @@ fn an_array_runs_at_most_the_pool_at_once_and_reports_each_exit() {
 
 #[test]
 fn one_element_is_cancelled_and_the_throttle_changes_while_it_runs() {
-    if !slurm_here("one_element_is_cancelled_and_the_throttle_changes_while_it_runs") {
+    let Some(run) = cluster("one_element_is_cancelled_and_the_throttle_changes_while_it_runs")
+    else {
         return;
-    }
-    let run = tempfile::tempdir().expect("tempdir");
+    };
     let dir = ArrayDir(run.path().join("slurm-0"));
     let count = 6u64;
     let commands: Vec<String> = (0..count)
@@ -181,10 +182,9 @@ fn one_element_is_cancelled_and_the_throttle_changes_while_it_runs() {
 
 #[test]
 fn a_refused_submission_shows_slurms_own_words() {
-    if !slurm_here("a_refused_submission_shows_slurms_own_words") {
+    let Some(run) = cluster("a_refused_submission_shows_slurms_own_words") else {
         return;
-    }
-    let run = tempfile::tempdir().expect("tempdir");
+    };
     let dir = ArrayDir(run.path().join("slurm-0"));
     dir.prepare(&["true".to_owned()]).expect("prepare");
     let options = SlurmOptions {
@@ -202,11 +202,11 @@ fn a_refused_submission_shows_slurms_own_words() {
 
 #[test]
 fn twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own() {
-    if !slurm_here("twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own")
-    {
+    let Some(run) =
+        cluster("twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own")
+    else {
         return;
-    }
-    let run = tempfile::tempdir().expect("tempdir");
+    };
     let own = run.path().join("own");
     std::fs::create_dir_all(&own).expect("own");
     let (pool, events) = slurm_pool(4, &run.path().join("slurm"));
@@ -278,10 +278,9 @@ fn twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own
 
 #[test]
 fn kill_one_timeout_resize_and_terminate_act_on_the_cluster() {
-    if !slurm_here("kill_one_timeout_resize_and_terminate_act_on_the_cluster") {
+    let Some(run) = cluster("kill_one_timeout_resize_and_terminate_act_on_the_cluster") else {
         return;
-    }
-    let run = tempfile::tempdir().expect("tempdir");
+    };
     let (pool, events) = slurm_pool(1, &run.path().join("slurm"));
     let mut timed = TaskSpec::shell("sleep 60");
     timed.timeout = Some(Duration::from_secs(1));
@@ -347,12 +346,11 @@ fn kill_one_timeout_resize_and_terminate_act_on_the_cluster() {
 
 #[test]
 fn the_same_task_file_gives_the_same_joblog_tasks_and_outcomes_locally_and_on_slurm() {
-    if !slurm_here(
-        "the_same_task_file_gives_the_same_joblog_tasks_and_outcomes_locally_and_on_slurm",
-    ) {
+    let Some(dir) =
+        cluster("the_same_task_file_gives_the_same_joblog_tasks_and_outcomes_locally_and_on_slurm")
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
+    };
     let file = dir.path().join("tasks.toml");
     std::fs::write(
         &file,
@@ -386,10 +384,9 @@ fn the_same_task_file_gives_the_same_joblog_tasks_and_outcomes_locally_and_on_sl
 
 #[test]
 fn pause_holds_what_has_not_started_and_resume_releases_it() {
-    if !slurm_here("pause_holds_what_has_not_started_and_resume_releases_it") {
+    let Some(run) = cluster("pause_holds_what_has_not_started_and_resume_releases_it") else {
         return;
-    }
-    let run = tempfile::tempdir().expect("tempdir");
+    };
     let folder = run.path().join("slurm");
     let (pool, events) = slurm_pool(1, &folder);
     pool.submit((0..4).map(|_| TaskSpec::shell("sleep 1")).collect())
@@ -434,10 +431,11 @@ fn pause_holds_what_has_not_started_and_resume_releases_it() {
 
 #[test]
 fn a_resumed_run_follows_its_array_on_the_cluster_instead_of_submitting_again() {
-    if !slurm_here("a_resumed_run_follows_its_array_on_the_cluster_instead_of_submitting_again") {
+    let Some(runs) =
+        cluster("a_resumed_run_follows_its_array_on_the_cluster_instead_of_submitting_again")
+    else {
         return;
-    }
-    let runs = tempfile::tempdir().expect("tempdir");
+    };
     let commands = (1..=6)
         .map(|i| format!("echo task {i}; sleep 2"))
         .collect::<Vec<_>>()
