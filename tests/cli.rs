@@ -5,9 +5,8 @@ mod common;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{WAIT, poolscope, wait_gone};
+use common::{poolscope, wait_gone};
 use poolscope::executor::Outcome;
 
 fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
@@ -241,22 +240,7 @@ fn sigterm_kills_every_task_and_still_writes_the_joblog() {
         .expect("stdin")
         .write_all(script.as_bytes())
         .expect("write");
-    let pid_file = |i: u32| dir.path().join(format!("pid.{i}"));
-    let deadline = Instant::now() + WAIT;
-    // No event reaches this test from another process: poll the files, bounded.
-    while !(pid_file(1).exists() && pid_file(2).exists()) {
-        assert!(Instant::now() < deadline, "tasks never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pids: Vec<u32> = (1..=2)
-        .map(|i| {
-            std::fs::read_to_string(pid_file(i))
-                .expect("pid")
-                .trim()
-                .parse()
-                .expect("number")
-        })
-        .collect();
+    let pids = common::started_pids(dir.path(), 2);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

@@ -99,20 +99,8 @@ fn sigterm_during_a_flood_ends_the_run_and_every_task() {
         &format!("echo $$ > {d}/pid.1; exec yes flood\necho $$ > {d}/pid.2; exec cat /dev/zero\n"),
         Stdio::null(),
     );
-    let pid_file = |i: u32| dir.path().join(format!("pid.{i}"));
-    let deadline = Instant::now() + WAIT;
-    // No event reaches this test from another process: poll the files, bounded.
-    while !(pid_file(1).exists() && pid_file(2).exists()) {
-        assert!(Instant::now() < deadline, "tasks never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let pids = common::started_pids(dir.path(), 2);
     std::thread::sleep(Duration::from_millis(200)); // let the flood build up
-    let pids: Vec<u32> = (1..=2)
-        .map(|i| {
-            let text = std::fs::read_to_string(pid_file(i)).expect("pid");
-            text.trim().parse().expect("number")
-        })
-        .collect();
     let signalled = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

@@ -6,26 +6,9 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{WAIT, config, drain, poolscope, stdout_of, wait_gone};
+use common::{WAIT, config, drain, poolscope, started_pids, stdout_of, wait_gone, written_pid};
 use poolscope::executor::{Executor, Outcome, StdinMode, Stream, TaskSpec};
 use poolscope::model::RunRecord;
-
-/// Poll (bounded) until every `dir/pid.N` for N in 1..=n exists; their PIDs.
-fn started_pids(dir: &std::path::Path, n: u32) -> Vec<u32> {
-    let pid_file = |i: u32| dir.join(format!("pid.{i}"));
-    let deadline = Instant::now() + WAIT;
-    // No event reaches this test from another process: poll the files, bounded.
-    while !(1..=n).all(|i| pid_file(i).exists()) {
-        assert!(Instant::now() < deadline, "tasks never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (1..=n)
-        .map(|i| {
-            let text = std::fs::read_to_string(pid_file(i)).expect("pid");
-            text.trim().parse().expect("number")
-        })
-        .collect()
-}
 
 #[test]
 fn sigkill_of_poolscope_leaves_no_task_running() {
@@ -400,16 +383,7 @@ fn a_task_that_leaves_its_session_is_out_of_reach_as_documented() {
     ))]);
     assert!(went_on);
     assert_eq!(outcome_of(&record, ids[0]), Outcome::Exited(0));
-    let deadline = Instant::now() + WAIT;
-    while !pid_file.exists() {
-        assert!(Instant::now() < deadline, "the escaped process never wrote");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("number");
+    let pid: i32 = written_pid(&pid_file);
     // It outlived its task: poolscope cannot reach it (README: "Not reachable").
     let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
     let _ = nix::sys::signal::kill(

@@ -103,3 +103,29 @@ pub fn wait_gone(pid: u32) -> bool {
     }
     false
 }
+
+/// The PID a task wrote to `path`, once the whole number is there (the shell creates
+/// the file before it writes to it); polled, bounded.
+pub fn written_pid<T: std::str::FromStr<Err: std::fmt::Debug>>(path: &std::path::Path) -> T {
+    let deadline = Instant::now() + WAIT;
+    // No event reaches this test from another process: poll the file.
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.ends_with('\n') {
+            return text.trim().parse().expect("number");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never held a PID",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Poll (bounded) until every `dir/pid.N` for N in 1..=n holds a PID; those PIDs.
+pub fn started_pids(dir: &std::path::Path, n: u32) -> Vec<u32> {
+    (1..=n)
+        .map(|i| written_pid(&dir.join(format!("pid.{i}"))))
+        .collect()
+}
