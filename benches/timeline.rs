@@ -46,6 +46,7 @@ fn record(n: usize) -> RunRecord {
                 attempt: 1,
                 slot,
                 pid: Some(10_000 + i as u32),
+                host: None,
             },
         );
         let outcome = if i % 50 == 0 {

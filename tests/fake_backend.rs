@@ -126,6 +126,7 @@ fn an_attempt_waits_in_the_backend_then_starts_and_output_never_precedes_started
         pid: None,
         at: None,
         slot: None,
+        host: None,
     });
     fake.report(Report::Ended {
         task,
@@ -174,6 +175,7 @@ fn the_timeout_clock_starts_when_the_backend_says_started() {
         pid: Some(4242),
         at: None,
         slot: None,
+        host: None,
     });
     pool.close();
     drain(&events, &mut record);
@@ -207,6 +209,7 @@ fn a_lost_worker_is_its_own_outcome_and_is_retried() {
             pid: Some(100 + attempt),
             at: None,
             slot: None,
+            host: None,
         });
         fake.report(Report::Ended {
             task,
@@ -244,6 +247,7 @@ fn kill_reaches_only_the_attempt_it_names_and_resize_reaches_the_backend() {
             pid: Some(7), // one worker process runs both
             at: None,
             slot: None,
+            host: None,
         });
     }
     pool.kill(ids[0]).expect("kill");

@@ -214,7 +214,7 @@ fn twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own
         .map(|i| {
             let code = if i == 7 { 4 } else { 0 };
             TaskSpec::shell(format!(
-                "date +%s%N > {dir}/{i}.start; echo task {i}; sleep 0.4; \
+                "date +%s%N > {dir}/{i}.start; hostname > {dir}/{i}.host; echo task {i}; sleep 0.4; \
                  date +%s%N > {dir}/{i}.end; exit {code}",
                 dir = own.display()
             ))
@@ -271,6 +271,9 @@ fn twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own
             "task {i}: recorded end {ended:?}, its own {own_end:?}"
         );
         own_spans.push((own_start, own_end));
+        // The node it ran on, for the timeline's lanes by host and the joblog's Host.
+        let own_host = std::fs::read_to_string(own.join(format!("{i}.host"))).expect("host");
+        assert_eq!(a.host.as_deref(), Some(own_host.trim()), "task {i}");
     }
     let most = most_overlapping(own_spans);
     assert!(most <= 4, "the tasks saw {most} of themselves at once");

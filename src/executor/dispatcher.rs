@@ -389,11 +389,12 @@ impl<B: Backend> Dispatcher<B> {
                 pid,
                 at,
                 slot,
+                host,
             } => {
                 if let Some(slot) = slot {
                     self.move_to_slot(task, attempt, slot);
                 }
-                self.started(task, attempt, pid, at);
+                self.started(task, attempt, pid, host, at);
             }
             Report::Output {
                 task,
@@ -517,7 +518,14 @@ impl<B: Backend> Dispatcher<B> {
         }
     }
 
-    fn started(&mut self, task: TaskId, attempt: u32, pid: Option<u32>, at: Option<Instant>) {
+    fn started(
+        &mut self,
+        task: TaskId,
+        attempt: u32,
+        pid: Option<u32>,
+        host: Option<String>,
+        at: Option<Instant>,
+    ) {
         let at = self.stamp(at);
         let first_report = self
             .active
@@ -553,6 +561,7 @@ impl<B: Backend> Dispatcher<B> {
                 attempt,
                 slot,
                 pid,
+                host,
             },
         );
         if let Some(dir) = output_dir {

@@ -126,6 +126,9 @@ pub enum EventKind {
         slot: usize,
         /// The OS process running it (a worker's for persistent workers), if known.
         pid: Option<u32>,
+        /// The machine running it, when not this one (a cluster node).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
     },
     /// What running attempts cost so far (CPU time and resident memory of each one's
     /// process group), sampled together a few times a second.

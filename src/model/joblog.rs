@@ -67,8 +67,10 @@ pub fn line(run: &RunRecord, task: &TaskRecord, attempt: &Attempt) -> String {
         .replace('\\', "\\\\")
         .replace('\n', "\\n")
         .replace('\t', "\\t");
+    // parallel writes `:` for this machine, the sshlogin for another.
+    let host = attempt.host.as_deref().unwrap_or(":");
     format!(
-        "{}\t:\t{:.3}\t{:>10.3}\t{}\t{}\t{}\t{}\t{}",
+        "{}\t{host}\t{:.3}\t{:>10.3}\t{}\t{}\t{}\t{}\t{}",
         task.id,
         epoch_seconds(wall, attempt.started),
         runtime,
@@ -95,6 +97,8 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct JoblogEntry {
     pub seq: u64,
+    /// `:` for the machine parallel ran on, else the host (sshlogin, cluster node).
+    pub host: String,
     pub start: f64,
     pub runtime: f64,
     pub send: u64,
@@ -176,6 +180,7 @@ pub fn parse(text: &str, path: &std::path::Path) -> Result<Vec<JoblogEntry>, sup
         };
         entries.push(JoblogEntry {
             seq: num(cols[0]).ok_or_else(|| field(0, "Seq"))?,
+            host: cols[1].trim().to_owned(),
             start: bounded(2, "Starttime", LATEST_START)?,
             runtime: bounded(3, "JobRuntime", crate::executor::MAX_DURATION.as_secs_f64())?,
             send: num(cols[4]).ok_or_else(|| field(4, "Send"))?,
@@ -235,6 +240,7 @@ pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
             number: 1,
             slot: Some(lane),
             pid: None,
+            host: Some(e.host.clone()).filter(|h| !h.is_empty() && h != ":"),
             command_pid: None,
             started: at(e.start),
             ended: Some(at(e.start + e.runtime)),
@@ -310,5 +316,29 @@ mod tests {
             outcome_of_columns(exit, signal),
             Outcome::WorkerLost(_)
         ));
+    }
+
+    #[test]
+    fn the_host_column_is_read_and_written_back() {
+        // parallel --sshlogin: `:` is the machine parallel ran on.
+        let text = format!(
+            "{HEADER}\n1\t:\t1700000000.000\t1.000\t0\t2\t0\t0\techo a\n\
+             2\tnode7\t1700000000.500\t1.000\t0\t2\t0\t0\techo b\n"
+        );
+        let entries = parse(&text, std::path::Path::new("log")).expect("parses");
+        let run = to_record(&entries);
+        let hosts: Vec<Option<&str>> = run
+            .tasks
+            .iter()
+            .map(|t| t.attempts[0].host.as_deref())
+            .collect();
+        assert_eq!(hosts, [None, Some("node7")]);
+        let written: Vec<String> = run
+            .tasks
+            .iter()
+            .map(|t| line(&run, t, &t.attempts[0]))
+            .collect();
+        assert_eq!(written[0].split('\t').nth(1), Some(":"));
+        assert_eq!(written[1].split('\t').nth(1), Some("node7"));
     }
 }

@@ -535,6 +535,7 @@ mod tests {
                     attempt: 1,
                     slot: 0,
                     pid: Some(100),
+                    host: None,
                 },
             ));
         }

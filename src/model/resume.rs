@@ -158,6 +158,7 @@ mod tests {
                     attempt: 1,
                     slot: 0,
                     pid: None,
+                    host: None,
                 },
             ));
         }
@@ -205,6 +206,7 @@ mod tests {
                 attempt: 1,
                 slot: 1,
                 pid: Some(42),
+                host: None,
             },
         );
         let moved = resume.translate(&started).expect("kept");

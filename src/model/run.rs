@@ -25,6 +25,9 @@ pub struct Attempt {
     pub number: u32,
     pub slot: Option<usize>,
     pub pid: Option<u32>,
+    /// The machine it ran on, when not this one (a cluster node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// On a persistent worker, the process of the external command it ran for the task.
     #[serde(default)]
     pub command_pid: Option<u32>,
@@ -623,6 +626,7 @@ impl RunRecord {
                 attempt,
                 slot,
                 pid,
+                host,
             } => {
                 self.changes.push(*task);
                 if let (Some(&i), Some(live)) = (self.index.get(task), self.live.as_mut()) {
@@ -646,6 +650,7 @@ impl RunRecord {
                         number: *attempt,
                         slot: Some(*slot),
                         pid: *pid,
+                        host: host.clone(),
                         command_pid: None,
                         started: at,
                         ended: None,
@@ -758,6 +763,7 @@ impl RunRecord {
                 number: attempt,
                 slot: None,
                 pid: None,
+                host: None,
                 command_pid: None,
                 started: at,
                 ended: None,
@@ -988,6 +994,7 @@ mod tests {
             attempt: 1,
             slot: 0,
             pid: None,
+            host: None,
         };
         record.apply(&event(id, started));
         let output = EventKind::Output {

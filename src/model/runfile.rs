@@ -79,7 +79,7 @@ fn csv_field(s: &str) -> String {
 pub fn write_csv(record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
-        "task,attempt,name,command,slot,pid,queued_s,started_s,ended_s,runtime_s,outcome,exit_code,signal,cpu_s,peak_rss_bytes"
+        "task,attempt,name,command,slot,pid,queued_s,started_s,ended_s,runtime_s,outcome,exit_code,signal,cpu_s,peak_rss_bytes,host"
     )?;
     for task in &record.tasks {
         for a in &task.attempts {
@@ -93,7 +93,7 @@ pub fn write_csv(record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
                 });
             writeln!(
                 out,
-                "{},{},{},{},{},{},{:.6},{:.6},{},{:.6},{},{},{},{:.3},{}",
+                "{},{},{},{},{},{},{:.6},{:.6},{},{:.6},{},{},{},{:.3},{},{}",
                 task.id,
                 a.number,
                 csv_field(&task.spec.name),
@@ -114,7 +114,8 @@ pub fn write_csv(record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
                 exit,
                 signal,
                 a.usage.cpu.as_secs_f64(),
-                a.usage.peak_rss
+                a.usage.peak_rss,
+                csv_field(a.host.as_deref().unwrap_or_default())
             )?;
         }
     }

@@ -115,6 +115,7 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
                     "task": task.id.0,
                     "attempt": attempt.number,
                     "os_pid": attempt.pid,
+                    "host": attempt.host,
                     "command_pid": attempt.command_pid,
                     "outcome": attempt.outcome.as_ref().map_or_else(|| "running".to_owned(), ToString::to_string),
                     "exit": exit,

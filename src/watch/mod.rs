@@ -800,6 +800,7 @@ impl Collector {
                 attempt: 1,
                 slot,
                 pid: Some(pid),
+                host: None,
             },
         );
     }

@@ -559,6 +559,7 @@ impl Backend for LocalBackend {
             pid: Some(spawned.pid),
             at: None,
             slot: None,
+            host: None,
         });
         self.by_attempt.insert((request.task, request.attempt), key);
         let has_queue = proc

@@ -87,6 +87,8 @@ pub enum Report {
         /// The lane it really runs on, when the backend (a cluster throttling a job
         /// array) knows better than the slot it was launched with.
         slot: Option<usize>,
+        /// The machine it runs on, when not this one (a cluster node).
+        host: Option<String>,
     },
     Output {
         task: TaskId,

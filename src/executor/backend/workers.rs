@@ -319,6 +319,7 @@ impl WorkerBackend {
                         pid: Some(pid),
                         at: Some(at),
                         slot: None,
+                        host: None,
                     });
                 }
             }

@@ -21,16 +21,24 @@ pub enum LaneMode {
     Pid,
     /// One row per task, with its queued segment.
     Task,
+    /// Each machine's slots together (a cluster's nodes; this machine for local runs).
+    Host,
 }
 
 impl LaneMode {
-    pub const ALL: [LaneMode; 3] = [LaneMode::Slot, LaneMode::Pid, LaneMode::Task];
+    pub const ALL: [LaneMode; 4] = [
+        LaneMode::Slot,
+        LaneMode::Pid,
+        LaneMode::Host,
+        LaneMode::Task,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             LaneMode::Slot => "by slot",
             LaneMode::Pid => "by PID",
             LaneMode::Task => "by task",
+            LaneMode::Host => "by host",
         }
     }
 }
@@ -290,11 +298,71 @@ fn slot_count(record: &RunRecord) -> usize {
     }
 }
 
+/// Lanes by host: each machine's slots together, machines by name (this machine, which
+/// has no name in the record, first), each one's slots in order.
+fn host_lanes(record: &RunRecord) -> (HashMap<String, HashMap<usize, usize>>, Vec<String>) {
+    let attempts = record.tasks.iter().flat_map(|t| &t.attempts);
+    let pairs: std::collections::BTreeSet<(&str, usize)> = attempts
+        .filter_map(|a| a.slot.map(|s| (a.host.as_deref().unwrap_or_default(), s)))
+        // Workers run here and have their lanes from their start.
+        .chain(record.workers.iter().map(|w| ("", w.slot)))
+        .collect();
+    let mut lanes: HashMap<String, HashMap<usize, usize>> = HashMap::new();
+    let mut labels = Vec::with_capacity(pairs.len());
+    for (lane, (host, slot)) in pairs.into_iter().enumerate() {
+        lanes.entry(host.to_owned()).or_default().insert(slot, lane);
+        let machine = if host.is_empty() { "local" } else { host };
+        labels.push(format!("{} · {slot}", short_host(machine)));
+    }
+    (lanes, labels)
+}
+
+/// A node name that fits the lane gutter with its slot: long names keep their start and
+/// their end (`compute-node-042` → `comp…e-042`), where cluster names differ.
+fn short_host(host: &str) -> std::borrow::Cow<'_, str> {
+    const KEEP: usize = 10;
+    let chars: Vec<char> = host.chars().collect();
+    if chars.len() <= KEEP {
+        return host.into();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 5..].iter().collect();
+    format!("{head}…{tail}").into()
+}
+
+/// Which lane an attempt (or a worker) is in, for the modes whose lanes are not slots.
+#[derive(Clone, Debug, Default)]
+struct LaneKeys {
+    by_pid: HashMap<u32, usize>,
+    /// host (empty: this machine) → slot → lane.
+    by_host: HashMap<String, HashMap<usize, usize>>,
+}
+
+impl LaneKeys {
+    fn lane(
+        &self,
+        mode: LaneMode,
+        slot: Option<usize>,
+        pid: Option<u32>,
+        host: Option<&str>,
+    ) -> Option<usize> {
+        match mode {
+            LaneMode::Slot => slot,
+            LaneMode::Pid => pid.and_then(|p| self.by_pid.get(&p).copied()),
+            LaneMode::Host => {
+                let slots = self.by_host.get(host.unwrap_or_default())?;
+                slot.and_then(|s| slots.get(&s).copied())
+            }
+            LaneMode::Task => None,
+        }
+    }
+}
+
 fn lanes(
     record: &RunRecord,
     mode: LaneMode,
     lanes_shown: &Range<usize>,
-) -> (usize, Vec<(usize, String)>, HashMap<u32, usize>) {
+) -> (usize, Vec<(usize, String)>, LaneKeys) {
     let shown = |n: usize| lanes_shown.start.min(n)..lanes_shown.end.min(n);
     match mode {
         LaneMode::Slot => {
@@ -302,15 +370,31 @@ fn lanes(
             (
                 slots,
                 shown(slots).map(|s| (s, format!("slot {s}"))).collect(),
-                HashMap::new(),
+                LaneKeys::default(),
             )
         }
         LaneMode::Pid => {
-            let (lanes, pids) = pid_lanes(record);
+            let (by_pid, pids) = pid_lanes(record);
             let labels = shown(pids.len())
                 .map(|i| (i, format!("PID {}", pids[i])))
                 .collect();
-            (pids.len(), labels, lanes)
+            let keys = LaneKeys {
+                by_pid,
+                ..LaneKeys::default()
+            };
+            (pids.len(), labels, keys)
+        }
+        LaneMode::Host => {
+            let (by_host, mut names) = host_lanes(record);
+            let count = names.len();
+            let labels = shown(count)
+                .map(|i| (i, std::mem::take(&mut names[i])))
+                .collect();
+            let keys = LaneKeys {
+                by_host,
+                ..LaneKeys::default()
+            };
+            (count, labels, keys)
         }
         LaneMode::Task => {
             let n = record.tasks.len();
@@ -322,7 +406,7 @@ fn lanes(
                     )
                 })
                 .collect();
-            (n, labels, HashMap::new())
+            (n, labels, LaneKeys::default())
         }
     }
 }
@@ -370,9 +454,9 @@ struct Span {
     chunk: Option<TaskId>,
 }
 
-/// Lanes for slot and PID modes. By slot, a live record's changes are applied as they
-/// come (work per frame follows what changed, not how many tasks there are); by PID,
-/// lanes are rebuilt per record revision (a new PID can reorder them).
+/// Lanes for slot, PID and host modes. By slot, a live record's changes are applied as
+/// they come (work per frame follows what changed, not how many tasks there are); by PID
+/// or host, lanes are rebuilt per record revision (a new PID or node can reorder them).
 #[derive(Clone, Debug, Default)]
 pub struct LaneIndex {
     key: Option<(u64, usize, LaneMode)>,
@@ -383,8 +467,8 @@ pub struct LaneIndex {
     live: Option<(u64, usize)>,
     applied: usize,
     spans: HashMap<(TaskId, u32), (usize, usize)>,
-    /// PID mode: each PID's lane.
-    pid_lane: HashMap<u32, usize>,
+    /// PID and host modes: each attempt's lane.
+    keys: LaneKeys,
 }
 
 impl LaneIndex {
@@ -401,18 +485,9 @@ impl LaneIndex {
         if record.workers.is_empty() {
             return Vec::new();
         }
-        worker_marks(
-            record,
-            now,
-            view,
-            width_px,
-            lanes_shown,
-            |slot, pid| match mode {
-                LaneMode::Slot => Some(slot),
-                LaneMode::Pid => self.pid_lane.get(&pid).copied(),
-                LaneMode::Task => None,
-            },
-        )
+        worker_marks(record, now, view, width_px, lanes_shown, |slot, pid| {
+            self.keys.lane(mode, Some(slot), Some(pid), None)
+        })
     }
 
     /// Bring the lanes up to date with the record.
@@ -488,18 +563,14 @@ impl LaneIndex {
 
     fn rebuild(&mut self, record: &RunRecord, mode: LaneMode) {
         self.lanes.clear();
-        let (count, labels, pid_lane) = lanes(record, mode, &(0..usize::MAX));
+        let (count, labels, keys) = lanes(record, mode, &(0..usize::MAX));
         self.labels = labels.into_iter().map(|(_, l)| l).collect();
-        self.pid_lane.clone_from(&pid_lane);
+        self.keys = keys;
         self.lanes.resize_with(count, Vec::new);
         for task in &record.tasks {
             let hash = command_hash(&task.spec.invocation);
             for a in &task.attempts {
-                let lane = match mode {
-                    LaneMode::Slot => a.slot,
-                    LaneMode::Pid => a.pid.and_then(|p| pid_lane.get(&p).copied()),
-                    LaneMode::Task => None,
-                };
+                let lane = self.keys.lane(mode, a.slot, a.pid, a.host.as_deref());
                 let Some(lane) = lane.filter(|&l| l < count) else {
                     continue;
                 };
@@ -605,7 +676,7 @@ pub fn layout(
         return out;
     }
     let now_s = now.as_secs_f64();
-    let (lane_count, lane_labels, pid_lane) = lanes(record, mode, &lanes_shown);
+    let (lane_count, lane_labels, keys) = lanes(record, mode, &lanes_shown);
     let mut sink = BarSink {
         out: TimelineLayout {
             lane_count,
@@ -665,9 +736,8 @@ pub fn layout(
         }
         for a in &task.attempts {
             let lane = match mode {
-                LaneMode::Slot => a.slot,
-                LaneMode::Pid => a.pid.and_then(|p| pid_lane.get(&p).copied()),
                 LaneMode::Task => Some(index),
+                _ => keys.lane(mode, a.slot, a.pid, a.host.as_deref()),
             };
             let Some(lane) = lane.filter(|l| lanes_shown.contains(l)) else {
                 continue;
@@ -800,6 +870,12 @@ mod tests {
 
     /// A record built from events: (slot, pid, start ms, end ms) per task.
     fn record(runs: &[(usize, u32, u64, u64)]) -> RunRecord {
+        let here: Vec<_> = runs.iter().map(|&(s, p, a, b)| ("", s, p, a, b)).collect();
+        record_on_hosts(&here)
+    }
+
+    /// Like [`record`], with the host each task ran on first ("": this machine).
+    fn record_on_hosts(runs: &[(&str, usize, u32, u64, u64)]) -> RunRecord {
         let mut r = RunRecord::default();
         let mut apply = |at: Duration, kind| r.apply(&Event { at, kind });
         apply(
@@ -809,7 +885,7 @@ mod tests {
                 size: 2,
             },
         );
-        for (i, &(slot, pid, start, end)) in runs.iter().enumerate() {
+        for (i, &(host, slot, pid, start, end)) in runs.iter().enumerate() {
             let task = TaskId(i as u64 + 1);
             apply(
                 Duration::ZERO,
@@ -825,6 +901,7 @@ mod tests {
                     attempt: 1,
                     slot,
                     pid: Some(pid),
+                    host: Some(host.to_owned()).filter(|h| !h.is_empty()),
                 },
             );
             apply(
@@ -896,6 +973,59 @@ mod tests {
         );
         assert_eq!(l.bars.iter().filter(|b| b.lane == 0).count(), 2);
         assert_eq!(l.bars.iter().filter(|b| b.lane == 1).count(), 2);
+    }
+
+    #[test]
+    fn lanes_by_host_group_each_nodes_slots() {
+        // A cluster packs lanes across nodes: node-b has slots 0 and 2, node-a slot 1.
+        let r = record_on_hosts(&[
+            ("node-b", 0, 100, 0, 100),
+            ("node-a", 1, 200, 0, 100),
+            ("node-b", 2, 300, 0, 100),
+            ("node-b", 0, 400, 100, 200),
+            ("compute-node-042", 1, 500, 100, 200),
+        ]);
+        let l = layout(
+            &r,
+            ms(200),
+            LaneMode::Host,
+            TimeView::fit(0.2),
+            1000.0,
+            0..10,
+        );
+        let labels: Vec<&str> = l.lane_labels.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["comp…e-042 · 1", "node-a · 1", "node-b · 0", "node-b · 2"]
+        );
+        let lane_of = |task: u64| {
+            l.bars
+                .iter()
+                .find(|b| b.task == TaskId(task))
+                .map(|b| b.lane)
+        };
+        assert_eq!(lane_of(1), Some(2));
+        assert_eq!(lane_of(4), Some(2), "same node, same slot: same lane");
+        assert_eq!(lane_of(2), Some(1));
+        assert_eq!(lane_of(3), Some(3));
+        assert_eq!(lane_of(5), Some(0));
+    }
+
+    #[test]
+    fn lanes_by_host_name_this_machine_local() {
+        let r = record(&[(0, 100, 0, 100), (1, 200, 0, 100)]);
+        let l = layout(
+            &r,
+            ms(100),
+            LaneMode::Host,
+            TimeView::fit(0.1),
+            1000.0,
+            0..10,
+        );
+        assert_eq!(
+            l.lane_labels,
+            [(0, "local · 0".to_owned()), (1, "local · 1".to_owned())]
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The timeline: a live Gantt chart of the pool (lanes by slot, PID or task), with a
+//! The timeline: a live Gantt chart of the pool (lanes by slot, PID, host or task), with a
 //! concurrency strip and a summary. Layout is a pure function (`layout.rs`); this file
 //! paints it and turns pointer and keys into view changes.
 
@@ -127,6 +127,9 @@ fn tooltip(ui: &mut egui::Ui, record: &RunRecord, task: &TaskRecord, attempt: u3
             if let Some(a) = a {
                 if let Some(slot) = a.slot {
                     row("slot", slot.to_string());
+                }
+                if let Some(host) = &a.host {
+                    row("host", host.clone());
                 }
                 if let Some(pid) = a.pid {
                     row("PID", pid.to_string());

@@ -383,7 +383,7 @@ fn follow(state: &mut State, ask_slurm: bool, reports: &mut Vec<Report>) {
     happened.sort_by_key(|h| (h.at, matches!(h.what, What::Started { .. })));
     for Happening { at, a, e, what } in happened {
         match what {
-            What::Started { pid } => {
+            What::Started { pid, host } => {
                 let lane = state.take_lane();
                 let element = &mut state.arrays[a].elements[e];
                 element.slot = Some(lane);
@@ -393,6 +393,7 @@ fn follow(state: &mut State, ask_slurm: bool, reports: &mut Vec<Report>) {
                     pid: Some(pid),
                     at: Some(instant_of(at)),
                     slot: Some(lane),
+                    host: Some(host),
                 });
             }
             What::Ended { exit, stamped } => {
@@ -438,6 +439,7 @@ struct Happening {
 enum What {
     Started {
         pid: u32,
+        host: String,
     },
     /// `stamped`: the time is the launcher's; else it is when it was seen (Slurm ended
     /// it with its launcher).
@@ -462,13 +464,13 @@ fn happenings(state: &State, said: &[Option<Vec<super::Element>>]) -> Vec<Happen
             let stamp = array.dir.stamp(element.index);
             let started = element.slot.is_some() || stamp.start.is_some();
             if element.slot.is_none()
-                && let Some((at, _host, pid)) = stamp.start
+                && let Some((at, host, pid)) = stamp.start
             {
                 happened.push(Happening {
                     at,
                     a,
                     e,
-                    what: What::Started { pid },
+                    what: What::Started { pid, host },
                 });
             }
             if !started {
