@@ -13,9 +13,17 @@ use poolscope::model::RunRecord;
 
 /// A pool of `size` on the cluster, its arrays' files in `folder`.
 fn slurm_pool(size: usize, folder: &std::path::Path) -> (Executor, poolscope::executor::Events) {
+    slurm_pool_with(size, folder, SlurmOptions::default())
+}
+
+fn slurm_pool_with(
+    size: usize,
+    folder: &std::path::Path,
+    options: SlurmOptions,
+) -> (Executor, poolscope::executor::Events) {
     let mut config = config(size);
     config.slurm = Some(SlurmSettings {
-        options: SlurmOptions::default(),
+        options,
         folder: folder.to_owned(),
         ..SlurmSettings::default()
     });
@@ -345,6 +353,45 @@ fn kill_one_timeout_resize_and_terminate_act_on_the_cluster() {
             .all(|t| t.outcome().is_some_and(|o| !o.is_success()))
     );
     assert!(record.max_concurrency() <= 3);
+}
+
+/// Slurm's own limit: a minute (its smallest) on every element; the controller checks
+/// limits every 30 s, so this takes a minute and a half.
+#[test]
+fn a_task_past_slurms_time_limit_is_timed_out_and_a_task_that_signals_itself_is_not() {
+    let Some(run) =
+        cluster("a_task_past_slurms_time_limit_is_timed_out_and_a_task_that_signals_itself_is_not")
+    else {
+        return;
+    };
+    let options = SlurmOptions {
+        time_limit: Some("1".into()),
+        ..SlurmOptions::default()
+    };
+    let (pool, events) = slurm_pool_with(2, &run.path().join("slurm"), options);
+    let ids = pool
+        .submit(vec![
+            TaskSpec::shell("echo waiting; sleep 600"),
+            TaskSpec::shell("kill -TERM $$"),
+        ])
+        .expect("submit");
+    pool.close();
+    let mut record = RunRecord::default();
+    until_within(
+        CLUSTER_WAIT,
+        &events,
+        &mut record,
+        "the time limit to end the run",
+        |e, _| matches!(e.kind, EventKind::Drained),
+    );
+    let outcome = |i: usize| record.task(ids[i]).and_then(|t| t.outcome()).cloned();
+    assert_eq!(outcome(0), Some(Outcome::TimedOut));
+    assert_eq!(outcome(1), Some(Outcome::Signaled(15)), "its own SIGTERM");
+    let limited = &record.task(ids[0]).expect("task").attempts[0];
+    let ran = limited.ended.expect("ended") - limited.started;
+    // Ended by the cluster at its limit (the launcher's time, not when it was seen).
+    assert!(ran >= Duration::from_secs(59), "ran {ran:?}");
+    assert_eq!(common::stdout_of(&record, ids[0]), "waiting\n");
 }
 
 #[test]

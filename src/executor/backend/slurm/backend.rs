@@ -20,6 +20,10 @@ const POLL_BUSY: Duration = Duration::from_millis(200);
 const POLL_IDLE: Duration = Duration::from_secs(2);
 /// How often Slurm itself is asked (one `scontrol` per array with work left).
 const ASK_SLURM_EVERY: Duration = Duration::from_secs(1);
+/// How long a launcher's record of a signal waits for Slurm to say whether the cluster
+/// sent it (a time limit, a preemption): Slurm shows such an element COMPLETING until
+/// its node has cleaned up, a second or two on a healthy node.
+const SLURM_WORD_WAIT: Duration = Duration::from_secs(10);
 /// Most output read from one file in one round.
 const READ_AT_ONCE: u64 = 1 << 20;
 
@@ -476,21 +480,29 @@ fn happenings(state: &State, said: &[Option<Vec<super::Element>>]) -> Vec<Happen
             if !started {
                 continue;
             }
-            let ended = match stamp.end {
-                Some((at, code)) => {
-                    let exit = if code > 128 {
-                        RawExit::Signal(code - 128)
-                    } else {
-                        RawExit::Code(code)
-                    };
-                    Some((at, exit, true))
-                }
-                None => said
-                    .iter()
+            let slurms_end = || {
+                said.iter()
                     .flatten()
                     .find(|s| s.index == Some(element.index))
                     .and_then(super::end_of)
-                    .map(|end| (now, raw_exit(end), false)),
+            };
+            let ended = match stamp.end {
+                Some((at, code)) if code > 128 => {
+                    // A signal may be the cluster's doing (TIMEOUT, PREEMPTED,
+                    // OUT_OF_MEMORY): Slurm's word names it; the time stays the launcher's.
+                    // Where Slurm saw only an exit code, the launcher knew better.
+                    let signal = RawExit::Signal(code - 128);
+                    match slurms_end() {
+                        Some(SlurmEnd::Exited(_) | SlurmEnd::Signaled(_)) => {
+                            Some((at, signal, true))
+                        }
+                        Some(end) => Some((at, raw_exit(end), true)),
+                        None if now.saturating_sub(at) < SLURM_WORD_WAIT => None,
+                        None => Some((at, signal, true)),
+                    }
+                }
+                Some((at, code)) => Some((at, RawExit::Code(code), true)),
+                None => slurms_end().map(|end| (now, raw_exit(end), false)),
             };
             if let Some((at, exit, stamped)) = ended {
                 happened.push(Happening {
