@@ -1,5 +1,7 @@
 //! The workbench window driven as a user would, through its accessibility tree.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
@@ -908,6 +910,119 @@ fn a_row_can_be_interrupted_killed_and_retried() {
                 && r.record.tasks[2].state == poolscope::model::TaskState::Running
         })
     });
+}
+
+/// Cancels a Slurm job when dropped (a failing test leaves nothing on the cluster).
+struct CancelOnDrop(u64);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let _ = poolscope::executor::backend::slurm::cancel(self.0, None);
+    }
+}
+
+/// A run on Slurm outlives the window when the user says so, and the next window
+/// follows the same array (nothing submitted twice) to its end.
+#[test]
+fn a_cluster_run_left_at_quit_is_reattached_at_the_next_start() {
+    use poolscope::executor::backend::slurm;
+    let test = "a_cluster_run_left_at_quit_is_reattached_at_the_next_start";
+    if !common::slurm_answers(test) {
+        return;
+    }
+    let runs = tempfile::tempdir().expect("tempdir");
+    let root = runs.path().join("runs");
+    // The tasks wait for this flag (two minutes at most, should the test fail): they are
+    // mid-way when the window closes.
+    let flag = runs.path().join("flag");
+    let task = format!(
+        "for i in $(seq 1200); do test -e {} && break; sleep 0.1; done; echo done",
+        flag.display()
+    );
+    let options = || AppOptions {
+        run_dir: Some(root.clone()),
+        ..AppOptions::default()
+    };
+    let mut app = app_with_options(&[&task, &task, &task], options());
+    app.slurm = Some(slurm::SlurmOptions::default());
+    let mut h = harness(app);
+    h.get_by_label("Start").click();
+    let running = |h: &Harness<'static, PoolscopeApp>| {
+        h.state().run.as_ref().map_or(0, |r| {
+            r.record
+                .tasks
+                .iter()
+                .filter(|t| t.state == poolscope::model::TaskState::Running)
+                .count()
+        })
+    };
+    run_until(&mut h, "two tasks running on the cluster", |h| {
+        running(h) == 2
+    });
+    request_close(&mut h);
+    h.run_steps(2);
+    h.get_by_label("Leave them on the cluster and quit").click();
+    h.run_steps(2);
+    let dir = h
+        .state()
+        .run
+        .as_ref()
+        .and_then(|r| r.output_dir.clone())
+        .expect("the run's folder");
+    drop(h);
+    let arrays = || {
+        let mut jobs: Vec<u64> = slurm::submitted(&slurm::folder_of(&dir))
+            .values()
+            .map(|s| s.job)
+            .collect();
+        jobs.sort_unstable();
+        jobs.dedup();
+        jobs
+    };
+    let jobs = arrays();
+    assert_eq!(jobs.len(), 1, "one array: {jobs:?}");
+    // Should an assertion below fail, the array does not stay on the cluster.
+    let _cancel = CancelOnDrop(jobs[0]);
+    let elements = slurm::show_job(jobs[0]).expect("scontrol");
+    assert!(
+        elements.iter().all(|e| slurm::end_of(e).is_none()),
+        "still on the cluster after the window closed: {elements:?}"
+    );
+
+    // A new window. (It offers only runs whose poolscope is gone, and this test process
+    // made that run: it is offered as a start in another process would.)
+    let mut h = harness(app_with_options(&[], options()));
+    h.state_mut().offer_recovery_of(dir.clone());
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("on the Slurm cluster").is_some(),
+        "the next start says where the run's tasks are"
+    );
+    h.get_by_label("Resume it").click();
+    run_until(&mut h, "the tasks followed again", |h| running(h) == 2);
+    std::fs::write(&flag, "").expect("flag");
+    run_until(&mut h, "the run to end", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.phase == poolscope::model::PoolPhase::Finished)
+    });
+    let record = &h.state().run.as_ref().expect("run").record;
+    assert_eq!(record.tasks.len(), 3);
+    assert_eq!(record.succeeded(), 3, "every task ended well");
+    // A resumed run's output is in its folder, under the task's own number and attempt
+    // (the first attempt is the one no poolscope followed for a while).
+    for t in &record.tasks {
+        let attempt = t.attempts.last().expect("attempt").number;
+        let file = dir.join(format!("{}.{attempt}.stdout", t.id));
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("its output"),
+            "done\n",
+            "task {}'s output",
+            t.id
+        );
+    }
+    assert_eq!(arrays(), jobs, "nothing was submitted again");
 }
 
 #[test]

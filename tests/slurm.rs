@@ -36,17 +36,7 @@ const CLUSTER_WAIT: Duration = Duration::from_mins(2);
 /// A scratch folder for a test on the cluster, when a Slurm controller answers; else
 /// `None`, with why the test does not run.
 fn cluster(test: &str) -> Option<tempfile::TempDir> {
-    let up = std::process::Command::new("scontrol")
-        .arg("ping")
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("UP"));
-    if !up {
-        eprintln!(
-            "SKIPPED {test}: no Slurm controller answers here (run scripts/slurm_up.sh as root)"
-        );
-        return None;
-    }
-    Some(tempfile::tempdir().expect("tempdir"))
+    common::slurm_answers(test).then(|| tempfile::tempdir().expect("tempdir"))
 }
 
 /// Poll the array (at most every 200 ms, bounded) until every element has ended.

@@ -68,6 +68,8 @@ pub enum Action {
     Rerun(TaskId, Rerun),
     Export(ExportKind, PathBuf),
     ConfirmQuit,
+    /// Quit, leaving a cluster run's tasks on the cluster (Resume follows them again).
+    LeaveOnClusterAndQuit,
     CancelDialog,
     /// A past run, from its journal: open it, go on with it, or close it as it is.
     OpenRun(PathBuf),

@@ -279,6 +279,15 @@ impl PoolscopeApp {
                 self.dialog = None;
                 self.quit(ctx);
             }
+            Action::LeaveOnClusterAndQuit => {
+                self.dialog = None;
+                self.quitting = true;
+                if let Some(executor) = self.run.as_ref().and_then(Run::executor) {
+                    // No end marker follows: the next start offers the run for Resume.
+                    executor.detach();
+                }
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
             Action::CancelDialog => self.dialog = None,
             Action::OpenRun(dir) => self.open_run(&dir),
             Action::ResumeRun(dir) => self.resume_run(&dir, ctx),

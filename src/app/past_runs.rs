@@ -30,6 +30,11 @@ impl PoolscopeApp {
         let Some(dir) = root.unfinished(5).into_iter().next() else {
             return;
         };
+        self.offer_recovery_of(dir);
+    }
+
+    /// Ask what to do with `dir`, a run that did not end cleanly: resume, open, close.
+    pub fn offer_recovery_of(&mut self, dir: PathBuf) {
         let summary = match crate::model::journal::load(&dir) {
             Ok(loaded) => {
                 let tally = loaded.record.tally();

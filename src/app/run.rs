@@ -149,6 +149,13 @@ impl Run {
     pub fn active(&self) -> usize {
         self.record.unfinished()
     }
+
+    /// Its tasks went to a Slurm cluster (they run on without poolscope).
+    pub fn on_cluster(&self) -> bool {
+        self.output_dir
+            .as_deref()
+            .is_some_and(|d| crate::executor::backend::slurm::folder_of(d).is_dir())
+    }
 }
 
 impl PoolscopeApp {

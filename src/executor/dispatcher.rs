@@ -57,6 +57,8 @@ pub(crate) enum Msg {
     Resume,
     /// The executor is dropped: terminate, wait for every process, then stop.
     Shutdown,
+    /// Stop following, leaving what runs elsewhere (a cluster's elements) running.
+    Detach,
     Report(Report),
 }
 
@@ -133,6 +135,8 @@ struct Lifecycle {
     /// Terminated or halted: nothing new starts, nothing is retried.
     stopped: bool,
     drained_sent: bool,
+    /// Left its tasks to run on (a cluster): it is not drained, only no longer followed.
+    detached: bool,
 }
 
 impl<B: Backend> Dispatcher<B> {
@@ -289,7 +293,10 @@ impl<B: Backend> Dispatcher<B> {
             }
             Msg::Close => self.close(),
             Msg::Terminate => self.terminate(),
-            Msg::Shutdown => {
+            Msg::Detach if !self.backend.runs_here() => self.detach(),
+            // This machine's processes cannot be left unwatched (the orphan guard would
+            // end them anyway): as when the executor is dropped.
+            Msg::Detach | Msg::Shutdown => {
                 self.state.shutting_down = true;
                 // Whoever reads events may be going away too: never hold output back
                 // while we wait for the tasks to end.
@@ -925,9 +932,24 @@ impl<B: Backend> Dispatcher<B> {
         }
     }
 
+    /// Stop following the pool's tasks without ending them: they go on where they run,
+    /// and their records there (the run folder) let a later pool follow them again.
+    /// What is still queued here stays queued in the run record, for a resume to start.
+    fn detach(&mut self) {
+        self.state.detached = true;
+        self.state.shutting_down = true;
+        self.state.closed = true;
+        self.shared.closed.store(true, Ordering::Release);
+        self.active.clear();
+        self.timed.clear();
+        self.sink.flush();
+        // Nothing more will happen in this pool: joiners must not wait for it.
+        self.shared.set_drained();
+    }
+
     fn check_drained(&mut self) {
         let idle = self.state.closed && self.sched.queued() == 0 && self.active.is_empty();
-        if idle && !self.state.drained_sent {
+        if idle && !self.state.drained_sent && !self.state.detached {
             self.state.drained_sent = true;
             self.sink.send(EventKind::Drained);
             self.with_ctx(B::drained);

@@ -289,6 +289,15 @@ impl Handle {
         self.tell(Msg::Close);
     }
 
+    /// Stop following the pool, leaving its tasks running where they are when they run
+    /// elsewhere (a Slurm cluster's elements: a later `--resume` of the run follows
+    /// them again). Local tasks cannot be left behind: for them this terminates.
+    /// No `Drained` follows; the executor stops.
+    pub fn detach(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.tell(Msg::Detach);
+    }
+
     /// Kill every running task and drop the queue.
     pub fn terminate(&self) {
         self.shared.closed.store(true, Ordering::Release);

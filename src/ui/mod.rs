@@ -276,13 +276,29 @@ impl PoolscopeApp {
         match dialog {
             Dialog::QuitWhileRunning => {
                 let running = self.run.as_ref().map_or(0, crate::app::Run::active);
+                let on_cluster = self.run.as_ref().is_some_and(crate::app::Run::on_cluster);
                 let modal = egui::Modal::new(egui::Id::unique("quit-while-running")).show(ctx, |ui| {
                     ui.heading("Tasks are still running");
-                    ui.label(format!(
-                        "{running} task(s) are running or queued. Quitting terminates them all (and their child processes)."
-                    ));
+                    ui.label(if on_cluster {
+                        format!(
+                            "{running} task(s) are running or queued on the Slurm cluster. They can run on without poolscope: the next start offers to follow them again."
+                        )
+                    } else {
+                        format!(
+                            "{running} task(s) are running or queued. Quitting terminates them all (and their child processes)."
+                        )
+                    });
                     ui.horizontal(|ui| {
-                        if ui.button("Terminate and quit").clicked() {
+                        if on_cluster
+                            && ui
+                                .button("Leave them on the cluster and quit")
+                                .on_hover_text("Nothing is cancelled; Resume at the next start reattaches")
+                                .clicked()
+                        {
+                            actions.push(Action::LeaveOnClusterAndQuit);
+                        }
+                        let terminate = if on_cluster { "Cancel them and quit" } else { "Terminate and quit" };
+                        if ui.button(terminate).clicked() {
                             actions.push(Action::ConfirmQuit);
                         }
                         if ui.button("Cancel").clicked() {
@@ -297,8 +313,14 @@ impl PoolscopeApp {
             Dialog::Recover { dir, summary } => {
                 let modal = egui::Modal::new(egui::Id::unique("recover-run")).show(ctx, |ui| {
                     ui.heading("A run did not end cleanly");
-                    ui.label("poolscope stopped (killed or crashed) while this run was going:");
-                    ui.label(summary);
+                    if crate::executor::backend::slurm::folder_of(dir).is_dir() {
+                        ui.label("poolscope stopped following this run while its tasks were on the Slurm cluster:");
+                        ui.label(summary);
+                        ui.label("Resume follows the tasks still there (nothing is submitted twice) and runs what was never submitted.");
+                    } else {
+                        ui.label("poolscope stopped (killed or crashed) while this run was going:");
+                        ui.label(summary);
+                    }
                     ui.horizontal(|ui| {
                         if ui
                             .button("Resume it")

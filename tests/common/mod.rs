@@ -129,3 +129,18 @@ pub fn started_pids(dir: &std::path::Path, n: u32) -> Vec<u32> {
         .map(|i| written_pid(&dir.join(format!("pid.{i}"))))
         .collect()
 }
+
+/// Whether a Slurm controller answers here; if not, says that `test` is skipped and why
+/// (`scripts/slurm_up.sh` starts one; `.ci/run` does).
+pub fn slurm_answers(test: &str) -> bool {
+    let up = std::process::Command::new("scontrol")
+        .arg("ping")
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("UP"));
+    if !up {
+        eprintln!(
+            "SKIPPED {test}: no Slurm controller answers here (run scripts/slurm_up.sh as root)"
+        );
+    }
+    up
+}
