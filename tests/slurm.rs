@@ -33,6 +33,20 @@ fn slurm_pool_with(
 /// Slurm schedules about once a second: waits here are generous.
 const CLUSTER_WAIT: Duration = Duration::from_mins(2);
 
+/// Close the pool and follow it (bounded by [`CLUSTER_WAIT`]) until it drains.
+fn close_and_finish(pool: &Executor, events: &poolscope::executor::Events) -> RunRecord {
+    pool.close();
+    let mut record = RunRecord::default();
+    until_within(
+        CLUSTER_WAIT,
+        events,
+        &mut record,
+        "the run to finish on the cluster",
+        |e, _| matches!(e.kind, EventKind::Drained),
+    );
+    record
+}
+
 /// A scratch folder for a test on the cluster, when a Slurm controller answers; else
 /// `None`, with why the test does not run.
 fn cluster(test: &str) -> Option<tempfile::TempDir> {
@@ -219,15 +233,7 @@ fn twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own
         })
         .collect();
     pool.submit(specs).expect("submit");
-    pool.close();
-    let mut record = RunRecord::default();
-    until_within(
-        CLUSTER_WAIT,
-        &events,
-        &mut record,
-        "the array to finish",
-        |e, _| matches!(e.kind, EventKind::Drained),
-    );
+    let record = close_and_finish(&pool, &events);
     assert_eq!(record.tasks.len(), 20);
     assert!(
         record.max_concurrency() <= 4,
@@ -365,15 +371,7 @@ fn a_task_past_slurms_time_limit_is_timed_out_and_a_task_that_signals_itself_is_
             TaskSpec::shell("kill -TERM $$"),
         ])
         .expect("submit");
-    pool.close();
-    let mut record = RunRecord::default();
-    until_within(
-        CLUSTER_WAIT,
-        &events,
-        &mut record,
-        "the time limit to end the run",
-        |e, _| matches!(e.kind, EventKind::Drained),
-    );
+    let record = close_and_finish(&pool, &events);
     let outcome = |i: usize| record.task(ids[i]).and_then(|t| t.outcome()).cloned();
     assert_eq!(outcome(0), Some(Outcome::TimedOut));
     assert_eq!(outcome(1), Some(Outcome::Signaled(15)), "its own SIGTERM");
