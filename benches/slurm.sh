@@ -5,12 +5,16 @@
 #     by polling squeue every 0.2 s),
 #   - poolscope run -j P --backend slurm,
 #   - srun per task from a loop (xargs -P P).
+# Slurm's own scheduling cycles make one run of each vary by tens of percent (a bare
+# array took 24 s, then 46 s, on an idle machine), so the three take turns for ROUNDS
+# rounds (default 3) and the medians are compared.
 # Needs a running Slurm (sudo bash scripts/slurm_up.sh; SLURM_SLOTS=4 for 4 slots).
-#   bash benches/slurm.sh [N] [P]
+#   [ROUNDS=3] bash benches/slurm.sh [N] [P]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}
 p=${2:-4}
+rounds=${ROUNDS:-3}
 scontrol ping | grep -q UP || { echo "no Slurm controller answers (scripts/slurm_up.sh)" >&2; exit 1; }
 cargo build --release --quiet
 bin=target/release/poolscope
@@ -30,11 +34,19 @@ bare_array() {
   job=$(sbatch --parsable --array=0-$((n - 1))%"$p" --output=/dev/null --wrap true)
   while [ -n "$(squeue -h -j "$job" 2>/dev/null)" ]; do sleep 0.2; done
 }
-bare=$(seconds bare_array)
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 for _ in $(seq "$n"); do echo true; done >"$work/tasks.txt"
-ours=$(seconds sh -c "$bin run -j $p --backend slurm --run-dir $work/runs < $work/tasks.txt")
-loop=$(seconds sh -c "seq $n | xargs -P $p -I{} srun -n1 --quiet true")
-printf '%s trivial tasks on %s slots\n' "$n" "$p"
+bares=() ours_all=() loops=()
+for r in $(seq "$rounds"); do
+  bares+=("$(seconds bare_array)")
+  ours_all+=("$(seconds sh -c "$bin run -j $p --backend slurm --run-dir $work/runs < $work/tasks.txt")")
+  loops+=("$(seconds sh -c "seq $n | xargs -P $p -I{} srun -n1 --quiet true")")
+  echo "round $r: bare ${bares[-1]} s, poolscope ${ours_all[-1]} s, srun ${loops[-1]} s"
+done
+bare=$(printf '%s\n' "${bares[@]}" | median)
+ours=$(printf '%s\n' "${ours_all[@]}" | median)
+loop=$(printf '%s\n' "${loops[@]}" | median)
+printf '%s trivial tasks on %s slots, medians of %s rounds\n' "$n" "$p" "$rounds"
 printf '  bare sbatch --array %%%s:        %6.2f s\n' "$p" "$bare"
 printf '  poolscope run --backend slurm: %6.2f s  (%+.1f%% against the bare array; target within 10%%)\n' \
   "$ours" "$(echo "($ours / $bare - 1) * 100" | bc -l)"
