@@ -998,6 +998,11 @@ fn a_cluster_run_left_at_quit_is_reattached_at_the_next_start() {
         h.query_by_label_contains("on the Slurm cluster").is_some(),
         "the next start says where the run's tasks are"
     );
+    assert!(
+        h.query_by_label_contains("2 on the cluster when poolscope stopped following")
+            .is_some(),
+        "the two running tasks are not called lost"
+    );
     h.get_by_label("Resume it").click();
     run_until(&mut h, "the tasks followed again", |h| running(h) == 2);
     std::fs::write(&flag, "").expect("flag");

@@ -45,9 +45,14 @@ impl PoolscopeApp {
                         let ago = t.elapsed().unwrap_or_default();
                         format!(", started {} ago", crate::ui::theme::duration(ago))
                     });
+                // A cluster run's "lost" tasks were left running there, not lost.
+                let lost = if crate::executor::backend::slurm::folder_of(&dir).is_dir() {
+                    "on the cluster when poolscope stopped following"
+                } else {
+                    "lost (running when it stopped)"
+                };
                 format!(
-                    "{}{when}: {} tasks, {} succeeded, {} failed, {} lost (running when it \
-                     stopped), {} never started.",
+                    "{}{when}: {} tasks, {} succeeded, {} failed, {} {lost}, {} never started.",
                     dir.display(),
                     loaded.record.tasks.len(),
                     tally.succeeded,
