@@ -666,7 +666,9 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
     if args.file.is_some() {
         bail!("--resume RUN_DIR takes its tasks from the run; give no task file");
     }
-    let loaded = journal::load(dir)?;
+    // What ran on a cluster may run there still: followed again, not lost.
+    let on_cluster = crate::executor::backend::slurm::on_cluster(dir);
+    let loaded = journal::load_following(dir, |t| on_cluster.contains(&t))?;
     for line in &loaded.dropped {
         eprintln!(
             "poolscope: {}: {line}",
@@ -716,7 +718,9 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
         None => JoblogOut::create(None)?,
     };
     // A run that went to Slurm goes on there, following what is still on the cluster.
-    let slurm = crate::executor::backend::slurm::resumed(dir, resumption.originals())
+    // Headless runs keep no output in the run folder: an attempt followed again is read
+    // from its start, so this run's output has all of it.
+    let slurm = crate::executor::backend::slurm::resumed(dir, resumption.originals(), |_| [0, 0])
         .filter(|_| args.backend != Some(BackendChoice::Local));
     Ok(Session {
         config: PoolConfig {

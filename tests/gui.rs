@@ -912,6 +912,17 @@ fn a_row_can_be_interrupted_killed_and_retried() {
     });
 }
 
+/// How many of the current run's tasks `pred` holds for.
+fn tasks_where(
+    h: &Harness<'static, PoolscopeApp>,
+    pred: impl Fn(&poolscope::model::TaskRecord) -> bool,
+) -> usize {
+    h.state()
+        .run
+        .as_ref()
+        .map_or(0, |r| r.record.tasks.iter().filter(|t| pred(t)).count())
+}
+
 /// Cancels a Slurm job when dropped (a failing test leaves nothing on the cluster).
 struct CancelOnDrop(u64);
 
@@ -936,7 +947,7 @@ fn a_cluster_run_left_at_quit_is_reattached_at_the_next_start() {
     // mid-way when the window closes.
     let flag = runs.path().join("flag");
     let task = format!(
-        "for i in $(seq 1200); do test -e {} && break; sleep 0.1; done; echo done",
+        "echo start; for i in $(seq 1200); do test -e {} && break; sleep 0.1; done; echo done",
         flag.display()
     );
     let options = || AppOptions {
@@ -948,16 +959,14 @@ fn a_cluster_run_left_at_quit_is_reattached_at_the_next_start() {
     let mut h = harness(app);
     h.get_by_label("Start").click();
     let running = |h: &Harness<'static, PoolscopeApp>| {
-        h.state().run.as_ref().map_or(0, |r| {
-            r.record
-                .tasks
-                .iter()
-                .filter(|t| t.state == poolscope::model::TaskState::Running)
-                .count()
-        })
+        tasks_where(h, |t| t.state == poolscope::model::TaskState::Running)
     };
+    // Two running, each with its first line seen: output is left off mid-attempt.
     run_until(&mut h, "two tasks running on the cluster", |h| {
-        running(h) == 2
+        let first_line = |t: &poolscope::model::TaskRecord| {
+            t.attempts.last().is_some_and(|a| a.stdout_bytes == 6)
+        };
+        running(h) == 2 && tasks_where(h, first_line) == 2
     });
     request_close(&mut h);
     h.run_steps(2);
@@ -1015,14 +1024,14 @@ fn a_cluster_run_left_at_quit_is_reattached_at_the_next_start() {
     let record = &h.state().run.as_ref().expect("run").record;
     assert_eq!(record.tasks.len(), 3);
     assert_eq!(record.succeeded(), 3, "every task ended well");
-    // A resumed run's output is in its folder, under the task's own number and attempt
-    // (the first attempt is the one no poolscope followed for a while).
+    // Each task ran once, as one attempt across the gap no poolscope watched, and its
+    // output file holds each line once.
     for t in &record.tasks {
-        let attempt = t.attempts.last().expect("attempt").number;
-        let file = dir.join(format!("{}.{attempt}.stdout", t.id));
+        assert_eq!(t.attempts.len(), 1, "task {}: {:?}", t.id, t.attempts);
+        let file = dir.join(format!("{}.1.stdout", t.id));
         assert_eq!(
             std::fs::read_to_string(&file).expect("its output"),
-            "done\n",
+            "start\ndone\n",
             "task {}'s output",
             t.id
         );

@@ -527,4 +527,8 @@ fn a_resumed_run_follows_its_array_on_the_cluster_instead_of_submitting_again() 
         .filter(|t| t.outcome() == Some(&Outcome::Exited(0)))
         .count();
     assert_eq!(done, 6, "every task succeeded, once");
+    // What ran when poolscope died went on as the same attempt, followed again.
+    for t in &loaded.record.tasks {
+        assert_eq!(t.attempts.len(), 1, "task {}: {:?}", t.id, t.attempts);
+    }
 }

@@ -1,11 +1,12 @@
 //! Run folders: the recovery offer at start, opening, resuming and closing past runs,
 //! and the Past runs list.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::executor::{Executor, PoolConfig};
+use crate::executor::{Executor, PoolConfig, TaskId};
 use crate::model::journal::JournalWriter;
 use crate::model::resume::{ResumeWhat, Resumption};
 
@@ -69,12 +70,22 @@ impl PoolscopeApp {
     /// Load a run from its journal in `dir`: rows for its tasks, its output read back
     /// from its files.
     pub(super) fn load_run(&mut self, dir: &Path) -> Option<crate::model::journal::Loaded> {
+        self.load_run_following(dir, |_| false)
+    }
+
+    /// Like [`Self::load_run`], with the attempts of `elsewhere`'s tasks left open, to be
+    /// followed again.
+    fn load_run_following(
+        &mut self,
+        dir: &Path,
+        elsewhere: impl Fn(TaskId) -> bool,
+    ) -> Option<crate::model::journal::Loaded> {
         self.dialog = None;
         if self.live_run().is_some() {
             self.error("A run is in progress: wait for it or Terminate it first");
             return None;
         }
-        match crate::model::journal::load(dir) {
+        match crate::model::journal::load_following(dir, elsewhere) {
             Ok(loaded) => {
                 if !loaded.dropped.is_empty() {
                     log::warn!("{}: {}", dir.display(), loaded.dropped.join("; "));
@@ -146,13 +157,16 @@ impl PoolscopeApp {
 
     /// Run again what did not finish, as new attempts of the same run.
     pub(super) fn resume_run(&mut self, dir: &Path, ctx: &egui::Context) {
-        let Some(loaded) = self.load_run(dir) else {
+        // What ran on a cluster may run there still: followed again, not lost.
+        let on_cluster = crate::executor::backend::slurm::on_cluster(dir);
+        let Some(loaded) = self.load_run_following(dir, |t| on_cluster.contains(&t)) else {
             return;
         };
         let Some(journal) = self.reopen_journal(dir, &loaded) else {
             return;
         };
         let (specs, resumption) = Resumption::plan(&loaded.record, ResumeWhat::Unfinished);
+        let kept = kept_output(dir, &loaded.record);
         let count = specs.len();
         let resume_output = dir.join(format!(
             "resume-{}",
@@ -167,7 +181,9 @@ impl PoolscopeApp {
             output_dir: Some(resume_output.clone()),
             create_empty_output_files: false,
             // A run on Slurm goes on there, following what is still on the cluster.
-            slurm: crate::executor::backend::slurm::resumed(dir, resumption.originals()),
+            slurm: crate::executor::backend::slurm::resumed(dir, resumption.originals(), |task| {
+                kept.get(&task).copied().unwrap_or_default()
+            }),
             ..PoolConfig::default()
         };
         let (executor, events) = Executor::start(config, Some(Arc::new(waker)));
@@ -257,4 +273,20 @@ impl PoolscopeApp {
             )),
         }
     }
+}
+
+/// For each attempt to be followed again, the bytes of its stdout and stderr the run's
+/// folder already keeps: it goes on from there (its files grow, nothing twice).
+fn kept_output(dir: &Path, record: &crate::model::RunRecord) -> HashMap<TaskId, [u64; 2]> {
+    let size = |name: String| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    record
+        .open_attempts()
+        .map(|(task, n)| {
+            let kept = [
+                size(format!("{task}.{n}.stdout")),
+                size(format!("{task}.{n}.stderr")),
+            ];
+            (task, kept)
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! The run on screen and its pool: start it, submit rows, type to tasks, retry, rerun,
 //! and apply what the executor reports.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,7 +99,7 @@ impl Run {
             let source = from.join(format!("{new_task}.{new_attempt}.{stream}"));
             if source.exists()
                 && let Err(e) =
-                    std::fs::rename(&source, to.join(format!("{task}.{attempt}.{stream}")))
+                    move_or_append(&source, &to.join(format!("{task}.{attempt}.{stream}")))
             {
                 log::warn!("cannot move {}: {e}", source.display());
             }
@@ -156,6 +156,17 @@ impl Run {
             .as_deref()
             .is_some_and(|d| crate::executor::backend::slurm::folder_of(d).is_dir())
     }
+}
+
+/// `source` becomes `target`, or goes on its end when `target` holds the first part of
+/// the same attempt's output (one followed again after poolscope stopped watching).
+fn move_or_append(source: &Path, target: &Path) -> std::io::Result<()> {
+    if !target.exists() {
+        return std::fs::rename(source, target);
+    }
+    let mut out = std::fs::OpenOptions::new().append(true).open(target)?;
+    std::io::copy(&mut std::fs::File::open(source)?, &mut out)?;
+    std::fs::remove_file(source)
 }
 
 impl PoolscopeApp {

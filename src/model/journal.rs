@@ -401,6 +401,15 @@ impl Loaded {
 /// Rebuild the run in `dir` from its journal. A run that did not end cleanly has its
 /// running attempts marked lost at the last moment recorded.
 pub fn load(dir: &Path) -> Result<Loaded, JournalError> {
+    load_following(dir, |_| false)
+}
+
+/// Like [`load`], but the attempts of the tasks `elsewhere` says are still running where
+/// they run (a cluster) are to be followed again: they stay open, not lost.
+pub fn load_following(
+    dir: &Path,
+    elsewhere: impl Fn(crate::executor::TaskId) -> bool,
+) -> Result<Loaded, JournalError> {
     let path = dir.join(JOURNAL_FILE);
     let text = std::fs::read(&path).map_err(|source| JournalError::Io {
         path: path.clone(),
@@ -468,7 +477,9 @@ pub fn load(dir: &Path) -> Result<Loaded, JournalError> {
     let lost_events = if clean {
         Vec::new()
     } else {
-        lost_events(&record)
+        let mut lost = lost_events(&record);
+        lost.retain(|e| !matches!(e.kind, EventKind::Lost { task, .. } if elsewhere(task)));
+        lost
     };
     for event in &lost_events {
         record.apply(event);

@@ -45,7 +45,9 @@ impl Resumption {
             .filter(|t| again(&t.state))
             .map(|t| {
                 let attempts = t.attempts.iter().map(|a| a.number).max().unwrap_or(0);
-                ((*t.spec).clone(), (t.id, attempts))
+                // An attempt still open (followed again where it runs) goes on as itself.
+                let open = t.attempts.last().is_some_and(|a| a.ended.is_none());
+                ((*t.spec).clone(), (t.id, attempts - u32::from(open)))
             })
             .unzip();
         let offset = record
@@ -180,6 +182,52 @@ mod tests {
             },
         ));
         record
+    }
+
+    #[test]
+    fn an_attempt_still_running_elsewhere_goes_on_as_itself() {
+        // One task started and never lost: a cluster element followed again.
+        let mut record = RunRecord::without_output();
+        record.apply(&event(
+            0,
+            EventKind::PoolStarted {
+                wall_clock: SystemTime::now() - Duration::from_secs(10),
+                size: 1,
+            },
+        ));
+        let spec = std::sync::Arc::new(TaskSpec::shell("sleep 60"));
+        let task = TaskId(1);
+        record.apply(&event(0, EventKind::Queued { task, spec }));
+        let started = |host: Option<&str>| EventKind::Started {
+            task,
+            attempt: 1,
+            slot: 0,
+            pid: Some(7),
+            host: host.map(str::to_owned),
+        };
+        record.apply(&event(1, started(None)));
+        let (specs, resume) = Resumption::plan(&record, ResumeWhat::Unfinished);
+        assert_eq!(specs.len(), 1);
+        assert_eq!(resume.original(task, 1), (task, 1), "the same attempt");
+        record.apply(
+            &resume
+                .translate(&event(5, started(Some("node7"))))
+                .expect("kept"),
+        );
+        let finished = EventKind::Finished {
+            task,
+            attempt: 1,
+            outcome: Outcome::Exited(0),
+            stdin_bytes: 0,
+            will_retry: false,
+        };
+        record.apply(&resume.translate(&event(9, finished)).expect("kept"));
+        let t = record.task(task).expect("task");
+        assert_eq!(t.attempts.len(), 1, "{:?}", t.attempts);
+        let a = &t.attempts[0];
+        assert_eq!(a.started, Duration::from_millis(1), "from its first start");
+        assert_eq!(a.host.as_deref(), Some("node7"));
+        assert_eq!(t.outcome(), Some(&Outcome::Exited(0)));
     }
 
     #[test]

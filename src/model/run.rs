@@ -524,6 +524,39 @@ impl RunRecord {
         self.task_mut(id)?.attempt_mut(number)
     }
 
+    /// A `Started` for an attempt already running here: one followed again after
+    /// poolscope stopped watching it (a cluster element reattached). It goes on as the
+    /// same attempt, from its first start; where it runs is brought up to date.
+    fn continue_attempt(
+        &mut self,
+        task: TaskId,
+        number: u32,
+        slot: usize,
+        pid: Option<u32>,
+        host: Option<&String>,
+    ) -> bool {
+        let Some(a) = self.attempt_mut(task, number).filter(|a| a.ended.is_none()) else {
+            return false;
+        };
+        a.slot = Some(slot);
+        a.pid = pid.or(a.pid);
+        if let Some(host) = host {
+            a.host = Some(host.clone());
+        }
+        if let Some(&i) = self.index.get(&task) {
+            self.set_state(i, TaskState::Running);
+        }
+        true
+    }
+
+    /// The attempts still open (to be followed again when the run goes on).
+    pub fn open_attempts(&self) -> impl Iterator<Item = (TaskId, u32)> + '_ {
+        self.tasks.iter().filter_map(|t| {
+            let a = t.attempts.last().filter(|a| a.ended.is_none())?;
+            Some((t.id, a.number))
+        })
+    }
+
     pub fn count(&self, pred: impl Fn(&TaskState) -> bool) -> usize {
         self.tasks.iter().filter(|t| pred(&t.state)).count()
     }
@@ -629,6 +662,9 @@ impl RunRecord {
                 host,
             } => {
                 self.changes.push(*task);
+                if self.continue_attempt(*task, *attempt, *slot, *pid, host.as_ref()) {
+                    return;
+                }
                 if let (Some(&i), Some(live)) = (self.index.get(task), self.live.as_mut()) {
                     let t = &self.tasks[i];
                     let first = !t.attempts.iter().any(Attempt::ran);

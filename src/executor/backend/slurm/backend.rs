@@ -149,7 +149,8 @@ impl SlurmBackend {
     /// attempt, instead of submitting it again.
     fn reattach(&self, task: TaskId, attempt: u32, element: super::Submitted) {
         let mut state = self.state();
-        let tracked = Tracked::new(task, attempt, element.index);
+        let mut tracked = Tracked::new(task, attempt, element.index);
+        tracked.read = element.read;
         match state.arrays.iter_mut().find(|a| a.job == element.job) {
             Some(array) => array.elements.push(tracked),
             None => state.arrays.push(Array {

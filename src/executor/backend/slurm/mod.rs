@@ -163,6 +163,9 @@ pub struct Submitted {
     pub job: u64,
     pub dir: ArrayDir,
     pub index: u64,
+    /// Bytes of its stdout and stderr files already recorded (an attempt followed again
+    /// goes on reading from there).
+    pub read: [u64; 2],
 }
 
 /// What a run's Slurm folder says it submitted, by original task: for each, the element
@@ -188,10 +191,24 @@ pub fn submitted(folder: &Path) -> std::collections::HashMap<super::super::TaskI
         };
         for (index, task) in elements {
             let dir = dir.clone();
-            found.insert(super::super::TaskId(task), Submitted { job, dir, index });
+            found.insert(
+                super::super::TaskId(task),
+                Submitted {
+                    job,
+                    dir,
+                    index,
+                    read: [0, 0],
+                },
+            );
         }
     }
     found
+}
+
+/// The tasks of the run in `run_dir` that went to the cluster (none for a local run):
+/// what was running of them when poolscope stopped may be running still.
+pub fn on_cluster(run_dir: &Path) -> std::collections::HashSet<super::super::TaskId> {
+    submitted(&folder_of(run_dir)).into_keys().collect()
 }
 
 const OPTIONS_FILE: &str = "options.json";
@@ -201,9 +218,12 @@ const ELEMENTS_FILE: &str = "elements";
 /// How a resumed run goes on, when the run went to Slurm (its folder has `slurm/`): with
 /// the same options, following the elements still submitted for the tasks it resumes
 /// (`originals`, in the resuming executor's order) rather than submitting them again.
+/// `already_read`: for an attempt that goes on, the stdout and stderr bytes its run
+/// already recorded.
 pub fn resumed(
     run_dir: &Path,
     originals: Vec<super::super::TaskId>,
+    already_read: impl Fn(super::super::TaskId) -> [u64; 2],
 ) -> Option<super::super::SlurmSettings> {
     let folder = folder_of(run_dir);
     if !folder.is_dir() {
@@ -211,6 +231,9 @@ pub fn resumed(
     }
     let mut reattach = submitted(&folder);
     reattach.retain(|task, _| originals.contains(task));
+    for (task, element) in &mut reattach {
+        element.read = already_read(*task);
+    }
     Some(super::super::SlurmSettings {
         options: saved_options(&folder),
         folder,
