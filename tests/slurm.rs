@@ -351,6 +351,24 @@ fn kill_one_timeout_resize_and_terminate_act_on_the_cluster() {
     assert!(record.max_concurrency() <= 3);
 }
 
+/// Output far beyond what one poll round reads: nothing of it is cut off at the end.
+#[test]
+fn a_task_that_writes_megabytes_and_ends_keeps_all_of_its_output() {
+    let Some(run) = cluster("a_task_that_writes_megabytes_and_ends_keeps_all_of_its_output") else {
+        return;
+    };
+    let (pool, events) = slurm_pool(1, &run.path().join("slurm"));
+    let ids = pool
+        .submit(vec![TaskSpec::shell(
+            "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo end",
+        )])
+        .expect("submit");
+    let record = close_and_finish(&pool, &events);
+    let task = record.task(ids[0]).expect("task");
+    assert_eq!(task.outcome(), Some(&Outcome::Exited(0)));
+    assert_eq!(task.attempts[0].stdout_bytes, 3_000_000 + 1 + 4);
+}
+
 /// Slurm's own limit: a minute (its smallest) on every element; the controller checks
 /// limits every 30 s, so this takes a minute and a half.
 #[test]

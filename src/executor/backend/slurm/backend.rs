@@ -404,8 +404,9 @@ fn follow(state: &mut State, ask_slurm: bool, reports: &mut Vec<Report>) {
             What::Ended { exit, stamped } => {
                 let array = &mut state.arrays[a];
                 let element = &mut array.elements[e];
-                // Output is whole once the end is known (its record was read first).
-                read_output(&array.dir, element, reports);
+                // Output is whole once the end is known (its record was read first):
+                // all of what is left is read now, not one round's share.
+                while read_output(&array.dir, element, reports) {}
                 element.over = true;
                 let lane = element.slot;
                 reports.push(Report::Ended {
@@ -561,8 +562,10 @@ fn raw_exit(end: SlurmEnd) -> RawExit {
     }
 }
 
-/// New output in an element's files since the last round.
-fn read_output(dir: &ArrayDir, element: &mut Tracked, reports: &mut Vec<Report>) {
+/// New output in an element's files since the last round, at most [`READ_AT_ONCE`] of
+/// each; whether either file may hold more.
+fn read_output(dir: &ArrayDir, element: &mut Tracked, reports: &mut Vec<Report>) -> bool {
+    let mut more = false;
     for (n, (stream, path)) in [
         (Stream::Stdout, dir.stdout(element.index)),
         (Stream::Stderr, dir.stderr(element.index)),
@@ -584,6 +587,7 @@ fn read_output(dir: &ArrayDir, element: &mut Tracked, reports: &mut Vec<Report>)
             && !bytes.is_empty()
         {
             element.read[n] += bytes.len() as u64;
+            more |= bytes.len() as u64 == READ_AT_ONCE;
             reports.push(Report::Output {
                 task: element.task,
                 attempt: element.attempt,
@@ -592,6 +596,7 @@ fn read_output(dir: &ArrayDir, element: &mut Tracked, reports: &mut Vec<Report>)
             });
         }
     }
+    more
 }
 
 /// A launcher's wall-clock stamp as an instant of this process's clock.
