@@ -668,7 +668,7 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
     }
     // What ran on a cluster may run there still: followed again, not lost.
     let on_cluster = crate::executor::backend::slurm::on_cluster(dir);
-    let loaded = journal::load_following(dir, |t| on_cluster.contains(&t))?;
+    let loaded = journal::load_following(dir, |t| on_cluster.contains_key(&t))?;
     for line in &loaded.dropped {
         eprintln!(
             "poolscope: {}: {line}",
@@ -720,7 +720,10 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
     // A run that went to Slurm goes on there, following what is still on the cluster.
     // Headless runs keep no output in the run folder: an attempt followed again is read
     // from its start, so this run's output has all of it.
-    let slurm = crate::executor::backend::slurm::resumed(dir, resumption.originals(), |_| [0, 0])
+    let slurm =
+        crate::executor::backend::slurm::resumed(dir, on_cluster, resumption.originals(), |_| {
+            [0, 0]
+        })
         .filter(|_| args.backend != Some(BackendChoice::Local));
     Ok(Session {
         config: PoolConfig {

@@ -47,7 +47,7 @@ impl PoolscopeApp {
                         format!(", started {} ago", crate::ui::theme::duration(ago))
                     });
                 // A cluster run's "lost" tasks were left running there, not lost.
-                let lost = if crate::executor::backend::slurm::folder_of(&dir).is_dir() {
+                let lost = if crate::executor::backend::slurm::went_to_cluster(&dir) {
                     "on the cluster when poolscope stopped following"
                 } else {
                     "lost (running when it stopped)"
@@ -159,7 +159,7 @@ impl PoolscopeApp {
     pub(super) fn resume_run(&mut self, dir: &Path, ctx: &egui::Context) {
         // What ran on a cluster may run there still: followed again, not lost.
         let on_cluster = crate::executor::backend::slurm::on_cluster(dir);
-        let Some(loaded) = self.load_run_following(dir, |t| on_cluster.contains(&t)) else {
+        let Some(loaded) = self.load_run_following(dir, |t| on_cluster.contains_key(&t)) else {
             return;
         };
         let Some(journal) = self.reopen_journal(dir, &loaded) else {
@@ -181,9 +181,12 @@ impl PoolscopeApp {
             output_dir: Some(resume_output.clone()),
             create_empty_output_files: false,
             // A run on Slurm goes on there, following what is still on the cluster.
-            slurm: crate::executor::backend::slurm::resumed(dir, resumption.originals(), |task| {
-                kept.get(&task).copied().unwrap_or_default()
-            }),
+            slurm: crate::executor::backend::slurm::resumed(
+                dir,
+                on_cluster,
+                resumption.originals(),
+                |task| kept.get(&task).copied().unwrap_or_default(),
+            ),
             ..PoolConfig::default()
         };
         let (executor, events) = Executor::start(config, Some(Arc::new(waker)));

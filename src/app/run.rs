@@ -154,7 +154,7 @@ impl Run {
     pub fn on_cluster(&self) -> bool {
         self.output_dir
             .as_deref()
-            .is_some_and(|d| crate::executor::backend::slurm::folder_of(d).is_dir())
+            .is_some_and(crate::executor::backend::slurm::went_to_cluster)
     }
 }
 

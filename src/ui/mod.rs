@@ -313,7 +313,7 @@ impl PoolscopeApp {
             Dialog::Recover { dir, summary } => {
                 let modal = egui::Modal::new(egui::Id::unique("recover-run")).show(ctx, |ui| {
                     ui.heading("A run did not end cleanly");
-                    if crate::executor::backend::slurm::folder_of(dir).is_dir() {
+                    if crate::executor::backend::slurm::went_to_cluster(dir) {
                         ui.label("poolscope stopped following this run while its tasks were on the Slurm cluster:");
                         ui.label(summary);
                         ui.label("Resume follows the tasks still there (nothing is submitted twice) and runs what was never submitted.");

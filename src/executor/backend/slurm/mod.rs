@@ -205,10 +205,16 @@ pub fn submitted(folder: &Path) -> std::collections::HashMap<super::super::TaskI
     found
 }
 
-/// The tasks of the run in `run_dir` that went to the cluster (none for a local run):
-/// what was running of them when poolscope stopped may be running still.
-pub fn on_cluster(run_dir: &Path) -> std::collections::HashSet<super::super::TaskId> {
-    submitted(&folder_of(run_dir)).into_keys().collect()
+/// Whether the run in `run_dir` sent its tasks to a Slurm cluster (they may run on
+/// there without poolscope).
+pub fn went_to_cluster(run_dir: &Path) -> bool {
+    folder_of(run_dir).is_dir()
+}
+
+/// What the run in `run_dir` submitted to the cluster, by its own task number (nothing
+/// for a local run): what was running of it when poolscope stopped may run there still.
+pub fn on_cluster(run_dir: &Path) -> std::collections::HashMap<super::super::TaskId, Submitted> {
+    submitted(&folder_of(run_dir))
 }
 
 const OPTIONS_FILE: &str = "options.json";
@@ -216,29 +222,31 @@ const JOB_FILE: &str = "job";
 const ELEMENTS_FILE: &str = "elements";
 
 /// How a resumed run goes on, when the run went to Slurm (its folder has `slurm/`): with
-/// the same options, following the elements still submitted for the tasks it resumes
-/// (`originals`, in the resuming executor's order) rather than submitting them again.
-/// `already_read`: for an attempt that goes on, the stdout and stderr bytes its run
-/// already recorded.
+/// the same options, following the elements it submitted (`on_cluster`, as
+/// [`on_cluster`] read them) for the tasks it resumes (`originals`, in the resuming
+/// executor's order) rather than submitting them again. `already_read`: for an attempt
+/// that goes on, the stdout and stderr bytes its run already recorded.
+#[allow(clippy::implicit_hasher)] // the map becomes `SlurmSettings::reattach` as it is
 pub fn resumed(
     run_dir: &Path,
+    mut on_cluster: std::collections::HashMap<super::super::TaskId, Submitted>,
     originals: Vec<super::super::TaskId>,
     already_read: impl Fn(super::super::TaskId) -> [u64; 2],
 ) -> Option<super::super::SlurmSettings> {
-    let folder = folder_of(run_dir);
-    if !folder.is_dir() {
+    if !went_to_cluster(run_dir) {
         return None;
     }
-    let mut reattach = submitted(&folder);
-    reattach.retain(|task, _| originals.contains(task));
-    for (task, element) in &mut reattach {
+    let folder = folder_of(run_dir);
+    let resuming: std::collections::HashSet<_> = originals.iter().collect();
+    on_cluster.retain(|task, _| resuming.contains(task));
+    for (task, element) in &mut on_cluster {
         element.read = already_read(*task);
     }
     Some(super::super::SlurmSettings {
         options: saved_options(&folder),
         folder,
         originals,
-        reattach,
+        reattach: on_cluster,
     })
 }
 
