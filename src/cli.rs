@@ -228,10 +228,24 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // One line, and the status of a usage error (as clap's own errors).
-            eprintln!("poolscope: {e:#}");
+            eprintln!("poolscope: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes on one line, each said once (an error that quotes its
+/// cause is not followed by it again), control bytes escaped and very long text cut.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    crate::model::shown(&text, 2000)
 }
 
 /// `poolscope __builtin JOB`: one built-in job as a process of its own.
@@ -383,6 +397,11 @@ pub fn run(args: &RunArgs) -> Result<u8> {
              printed), or --joblog FILE --resume (GNU parallel's way)"
         );
     }
+    // Every place the run writes to is tried before its first task starts.
+    let trace_out = TraceOut::create(args.trace.as_deref())?;
+    if let Some(dir) = &args.results {
+        check_results_folder(dir)?;
+    }
     let Session {
         config,
         specs,
@@ -392,6 +411,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         mut record,
         resumption,
         mut joblog_out,
+        unaccounted,
     } = match &run_folder {
         Some(dir) => resume_session(args, dir)?,
         None => new_session(args, gnu_resume)?,
@@ -406,10 +426,6 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         };
         slurm.folder = crate::executor::backend::slurm::folder_of(dir);
     }
-    if let Some(dir) = &config.output_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("--results: cannot create {}", dir.display()))?;
-    }
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
     executor.submit_map(specs, chunk_size)?;
@@ -419,6 +435,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let mut printer = Printer::new(args.tag);
     let mut order = keep_order.then(InputOrder::default);
     let mut journal_failed = None;
+    let mut save_failed = None;
     let mut drained = false;
     // The journal gets what arrived in one batch whenever no more is at hand.
     let next = || {
@@ -434,7 +451,21 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         // numbers); what is printed follows the executor's.
         if let Some(mine) = resumption.translate(&event) {
             record.apply(&mine);
-            if let Some((_, journal)) = &journal {
+            // Once the journal could not be written, the run stops: the tasks it
+            // cancels or kills for that are left unfinished in the journal (a resume
+            // runs them), only what ended by itself goes in.
+            let stopped_by_us = journal_failed.is_some()
+                && matches!(
+                    mine.kind,
+                    EventKind::Cancelled { .. }
+                        | EventKind::Finished {
+                            outcome: Outcome::Killed,
+                            ..
+                        }
+                );
+            if let Some((_, journal)) = &journal
+                && !stopped_by_us
+            {
                 journal.record(&mine);
             }
         }
@@ -506,13 +537,38 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 bar.finish_and_clear();
                 bail!("the pool failed and killed every task: {reason}");
             }
+            EventKind::SaveFailed { path, error } if save_failed.is_none() => {
+                // --results is the user's copy of the output: a cut file is a failed run.
+                bar.quiet(|| {
+                    eprintln!(
+                        "poolscope: cannot save output to {} ({error}): stopping the run",
+                        path.display()
+                    );
+                });
+                executor.terminate();
+                save_failed = Some(format!("{}: {error}", path.display()));
+            }
+            EventKind::Limited { running, reason } => {
+                bar.quiet(|| {
+                    eprintln!(
+                        "poolscope: only {running} tasks can run at once here ({reason}); \
+                         the others wait for a free slot"
+                    );
+                });
+            }
             _ => {}
         }
     }
     bar.finish_and_clear();
     drop(executor);
     if let Some(e) = journal_failed {
-        bail!("the run stopped: its journal could not be written ({e})");
+        bail!(
+            "the run stopped: its journal could not be written ({e}); go on with: poolscope \
+             run --resume {} (on a disk with room)",
+            journal
+                .as_ref()
+                .map_or_else(String::new, |(d, _)| d.display().to_string())
+        );
     }
     let dir = match journal {
         Some((dir, journal)) => {
@@ -524,20 +580,26 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         None => None,
     };
 
-    write_trace(args.trace.as_deref(), &record)?;
+    trace_out.write(&record)?;
+    if let Some(e) = save_failed {
+        again_hint(dir.as_deref());
+        bail!("the run stopped: output could not be saved ({e})");
+    }
     let failed = record
         .tasks
         .iter()
         .filter(|t| !matches!(&t.state, TaskState::Done(o) if o.is_success()))
         .count();
-    let again = || {
-        if let Some(dir) = &dir {
-            eprintln!(
-                "poolscope: the run is recorded in {}; go on with: poolscope run --resume {0}",
-                dir.display()
-            );
-        }
-    };
+    let again = || again_hint(dir.as_deref());
+    if unaccounted > 0 {
+        eprintln!(
+            "poolscope: {failed} of {total} tasks did not succeed, and {unaccounted} more of \
+             the run are unaccounted for"
+        );
+        return Ok(u8::try_from((failed as u64 + unaccounted).min(101))
+            .unwrap_or(101)
+            .max(1));
+    }
     if interrupted.load(Ordering::Acquire) {
         eprintln!("poolscope: interrupted; {failed} of {total} tasks did not succeed");
         again();
@@ -549,6 +611,28 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     // GNU parallel's convention: the number of failed tasks, capped at 101.
     Ok(failed.min(101) as u8)
+}
+
+/// Where to go on from, after a run that did not end well.
+fn again_hint(dir: Option<&Path>) {
+    if let Some(dir) = dir {
+        eprintln!(
+            "poolscope: the run is recorded in {}; go on with: poolscope run --resume {0}",
+            dir.display()
+        );
+    }
+}
+
+/// `--results DIR`: made if missing, and tried with a file, before any task starts.
+fn check_results_folder(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--results: cannot create {}", dir.display()))?;
+    let probe = dir.join(format!(".poolscope-probe-{}", std::process::id()));
+    File::create(&probe)
+        .and_then(|mut f| f.write_all(b"probe"))
+        .with_context(|| format!("--results: cannot write in {}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// `--backend` and the slurm options over what the task file said.
@@ -604,6 +688,8 @@ struct Session {
     record: RunRecord,
     resumption: Resumption,
     joblog_out: JoblogOut,
+    /// Tasks of a resumed run its journal cannot account for (the run cannot succeed).
+    unaccounted: u64,
 }
 
 /// A new run: its tasks from the file or stdin (less those a GNU-style `--resume` skips),
@@ -645,8 +731,18 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
             args.keep_runs.saturating_sub(1),
             args.max_runs_size.map(|mb| mb << 20),
         );
-        let dir = root.new_run()?;
-        let journal = JournalWriter::create(&dir, false)?;
+        let lock = root.new_run()?;
+        let dir = lock.dir().to_owned();
+        let journal = JournalWriter::create(lock)?;
+        // Every task is in the journal before the first can start: a resume after any
+        // stop knows exactly what ran and what did not.
+        let listed: Vec<Arc<TaskSpec>> = specs.iter().cloned().map(Arc::new).collect();
+        if let Err(e) = journal.plan(TaskId(1), &listed, Duration::ZERO) {
+            // Nothing ran: nothing to resume, and no half-written run left behind.
+            drop(journal);
+            let _ = std::fs::remove_dir_all(&dir);
+            bail!("cannot write the run's journal ({e}); no task was started");
+        }
         Some((dir, journal))
     };
     Ok(Session {
@@ -658,6 +754,7 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         record: RunRecord::without_output(),
         resumption: Resumption::default(),
         joblog_out,
+        unaccounted: 0,
     })
 }
 
@@ -666,6 +763,8 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
     if args.file.is_some() {
         bail!("--resume RUN_DIR takes its tasks from the run; give no task file");
     }
+    // The run is ours from here: refused while its poolscope still runs it.
+    let lock = runs::RunLock::acquire(dir)?;
     // What ran on a cluster may run there still: followed again, not lost.
     let on_cluster = crate::executor::backend::slurm::on_cluster(dir);
     let loaded = journal::load_following(dir, |t| on_cluster.contains_key(&t))?;
@@ -676,13 +775,7 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
         );
     }
     // Append after the last whole line (a line cut off by a crash is dropped).
-    let path = dir.join(journal::JOURNAL_FILE);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .and_then(|f| f.set_len(loaded.whole_len))
-        .with_context(|| format!("cannot resume {}", path.display()))?;
-    let journal = JournalWriter::create(dir, true)?;
+    let journal = JournalWriter::reopen(lock, loaded.whole_len)?;
     for event in &loaded.lost_events {
         journal.record(event);
     }
@@ -699,6 +792,13 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
         loaded.record.tasks.len(),
         loaded.lost()
     );
+    if loaded.unaccounted > 0 {
+        eprintln!(
+            "poolscope: {} more tasks of this run cannot be accounted for: poolscope stopped \
+             while listing them in its journal, so they are not known and cannot run",
+            loaded.unaccounted
+        );
+    }
     let size = match args.jobs {
         Some(n) => usize::try_from(n)
             .ok()
@@ -736,6 +836,7 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
         chunk_size: 1,
         keep_order: false,
         journal: Some((dir.to_owned(), journal)),
+        unaccounted: loaded.unaccounted,
         record: loaded.record,
         resumption,
         joblog_out,
@@ -753,6 +854,7 @@ pub fn watch(args: &WatchArgs) -> Result<u8> {
 
 fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
     let mut joblog_out = JoblogOut::create(args.joblog.as_deref())?;
+    let trace_out = TraceOut::create(args.trace.as_deref())?;
     let (mut watched, events) = crate::watch::start(&args.program, dir, None)?;
     let mut record = RunRecord::without_output();
     while let Some(event) = events.recv() {
@@ -765,7 +867,7 @@ fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
             _ => {}
         }
     }
-    write_trace(args.trace.as_deref(), &record)?;
+    trace_out.write(&record)?;
     let code = watched.wait(Duration::from_secs(5)).unwrap_or(1);
     for line in crate::model::story::pool_story(&record) {
         eprintln!("poolscope: {line}");
@@ -782,7 +884,7 @@ fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
 /// `--joblog`: GNU parallel's format, a line per finished attempt, each written at once
 /// (an interrupted run keeps what finished, and `--resume` goes on from it).
 struct JoblogOut {
-    out: Option<BufWriter<File>>,
+    out: Option<(PathBuf, BufWriter<File>)>,
     /// Resuming: the sequence number of each submitted task (task id N is `seqs[N-1]`).
     seqs: Vec<u64>,
 }
@@ -796,10 +898,11 @@ impl JoblogOut {
             });
         };
         let mut out = BufWriter::new(create(path)?);
-        writeln!(out, "{}", joblog::HEADER)?;
-        out.flush()?;
+        writeln!(out, "{}", joblog::HEADER)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("cannot write the joblog {}", path.display()))?;
         Ok(Self {
-            out: Some(out),
+            out: Some((path.to_owned(), out)),
             seqs: Vec::new(),
         })
     }
@@ -821,34 +924,37 @@ impl JoblogOut {
         let empty = file.metadata().map_or(true, |m| m.len() == 0);
         let mut out = BufWriter::new(file);
         if empty {
-            writeln!(out, "{}", joblog::HEADER)?;
-            out.flush()?;
+            writeln!(out, "{}", joblog::HEADER)
+                .and_then(|()| out.flush())
+                .with_context(|| format!("cannot write the joblog {}", path.display()))?;
         }
         Ok(Self {
-            out: Some(out),
+            out: Some((path.to_owned(), out)),
             seqs,
         })
     }
 
     fn finished(&mut self, record: &RunRecord, task: TaskId, attempt: u32) -> Result<()> {
-        if let (Some(out), Some(t), Some(a)) = (
+        if let (Some((path, out)), Some(t), Some(a)) = (
             &mut self.out,
             record.task(task),
             record.attempt(task, attempt),
         ) {
             let line = joblog::line(record, t, a);
-            match usize::try_from(task.0)
+            let written = match usize::try_from(task.0)
                 .ok()
                 .and_then(|i| self.seqs.get(i - 1))
             {
                 // The first column is the task id: a resumed task keeps its first number.
                 Some(seq) => {
                     let rest = line.find('\t').map_or("", |i| &line[i..]);
-                    writeln!(out, "{seq}{rest}")?;
+                    writeln!(out, "{seq}{rest}")
                 }
-                None => writeln!(out, "{line}")?,
-            }
-            out.flush()?;
+                None => writeln!(out, "{line}"),
+            };
+            written
+                .and_then(|()| out.flush())
+                .with_context(|| format!("cannot write the joblog {}", path.display()))?;
         }
         Ok(())
     }
@@ -889,14 +995,28 @@ fn resume_skip(
     Ok((skip, whole_len))
 }
 
-/// `--trace`: the run as a Chrome trace, written when it ends.
-fn write_trace(path: Option<&Path>, record: &RunRecord) -> Result<()> {
-    if let Some(path) = path {
-        let mut out = BufWriter::new(create(path)?);
-        trace::write(record, &mut out)?;
-        out.flush()?;
+/// `--trace`: the run as a Chrome trace, written when it ends to a file created when it
+/// starts (a path that cannot be written is an error before any task runs).
+struct TraceOut(Option<(PathBuf, File)>);
+
+impl TraceOut {
+    fn create(path: Option<&Path>) -> Result<Self> {
+        Ok(Self(match path {
+            Some(path) => Some((path.to_owned(), create(path)?)),
+            None => None,
+        }))
     }
-    Ok(())
+
+    fn write(self, record: &RunRecord) -> Result<()> {
+        if let Some((path, file)) = self.0 {
+            let mut out = BufWriter::new(file);
+            trace::write(record, &mut out)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| out.flush().map_err(anyhow::Error::from))
+                .with_context(|| format!("cannot write the trace {}", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 fn create(path: &Path) -> Result<File> {

@@ -134,13 +134,12 @@ impl PoolscopeApp {
         dir: &Path,
         loaded: &crate::model::journal::Loaded,
     ) -> Option<JournalWriter> {
-        let path = dir.join(crate::model::journal::JOURNAL_FILE);
-        let reopened = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_len(loaded.whole_len))
+        // Refused while another poolscope runs it (its lock names the PID).
+        let reopened = crate::model::runs::RunLock::acquire(dir)
             .map_err(|e| e.to_string())
-            .and_then(|()| JournalWriter::create(dir, true).map_err(|e| e.to_string()));
+            .and_then(|lock| {
+                JournalWriter::reopen(lock, loaded.whole_len).map_err(|e| e.to_string())
+            });
         match reopened {
             Ok(journal) => {
                 for event in &loaded.lost_events {
@@ -149,7 +148,7 @@ impl PoolscopeApp {
                 Some(journal)
             }
             Err(e) => {
-                self.error(format!("Cannot write {}: {e}", path.display()));
+                self.error(format!("Cannot go on with the run: {e}"));
                 None
             }
         }
@@ -233,7 +232,9 @@ impl PoolscopeApp {
 
     /// A private folder for the next run's output, under the run root (checked each time:
     /// an unwritable or foreign root is an error before any task starts).
-    pub(super) fn new_run_folder(&self) -> Result<PathBuf, crate::model::runs::RunRootError> {
+    pub(super) fn new_run_folder(
+        &self,
+    ) -> Result<crate::model::runs::RunLock, crate::model::runs::RunRootError> {
         let root = self.run_root()?;
         // The user's policy: room for this run among the newest `keep_runs`.
         root.prune(

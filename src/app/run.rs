@@ -32,6 +32,12 @@ pub struct Run {
     /// A resumed run's executor saves output here (its own task numbers); each file
     /// moves to the run's folder under the original number when its attempt ends.
     pub(super) resume_output: Option<PathBuf>,
+    /// The id the pool gives the next task submitted (it numbers them from 1, in
+    /// order): the journal lists tasks under it before they are submitted.
+    pub(super) next_task: u64,
+    /// Why the run was stopped by poolscope itself (its folder could not be written):
+    /// what it cancels and kills for that stays unfinished in the journal.
+    pub(super) stopped_for: Option<String>,
 }
 
 impl Run {
@@ -47,6 +53,8 @@ impl Run {
             journal: None,
             resumption: Resumption::default(),
             resume_output: None,
+            next_task: 1,
+            stopped_for: None,
         }
     }
 
@@ -62,6 +70,8 @@ impl Run {
             journal: Some(journal),
             resumption: Resumption::default(),
             resume_output: None,
+            next_task: 1,
+            stopped_for: None,
         }
     }
 
@@ -72,11 +82,28 @@ impl Run {
             return;
         };
         self.record.apply(&event);
-        if let Some(journal) = &self.journal {
+        let stopped_by_us = self.stopped_for.is_some()
+            && matches!(
+                event.kind,
+                EventKind::Cancelled { .. }
+                    | EventKind::Finished {
+                        outcome: crate::executor::Outcome::Killed,
+                        ..
+                    }
+            );
+        if let Some(journal) = &self.journal
+            && !stopped_by_us
+        {
             journal.record(&event);
         }
         match &event.kind {
             EventKind::Finished { task, attempt, .. } => self.move_resumed_output(*task, *attempt),
+            EventKind::SaveFailed { path, error } => {
+                self.stop_for(format!(
+                    "cannot save output to {} ({error})",
+                    path.display()
+                ));
+            }
             EventKind::Drained => {
                 self.finished = Some(event.at);
                 if let Some(journal) = &self.journal {
@@ -85,6 +112,18 @@ impl Run {
             }
             _ => {}
         }
+    }
+
+    /// The run's folder cannot be written (a full disk): stop the run, keep what was
+    /// recorded. The first reason is kept for the user.
+    pub(super) fn stop_for(&mut self, reason: String) {
+        if self.stopped_for.is_some() {
+            return;
+        }
+        if let Some(executor) = self.executor() {
+            executor.terminate();
+        }
+        self.stopped_for = Some(reason);
     }
 
     /// A resumed attempt's output files, moved to where the run's own are.
@@ -229,7 +268,34 @@ impl PoolscopeApp {
         }
         if let Some(journal) = &run.journal {
             journal.send();
+            if run.stopped_for.is_none()
+                && let Some(e) = journal.error()
+            {
+                run.stop_for(format!("cannot write the run's journal ({e})"));
+            }
         }
+        if let Some(reason) = run.stopped_for.clone()
+            && self
+                .notice
+                .as_ref()
+                .is_none_or(|n| !n.text.contains(&reason))
+            && run.record.phase != PoolPhase::Finished
+        {
+            let dir = run
+                .output_dir
+                .as_ref()
+                .map_or_else(String::new, |d| d.display().to_string());
+            self.notice = Some(Notice {
+                text: format!(
+                    "The run was stopped: {reason}. What was recorded is intact in {dir}; \
+                     make room and resume it from File › Past runs"
+                ),
+                is_error: true,
+            });
+        }
+        let Some(run) = &mut self.run else {
+            return more;
+        };
         if let Some((watch, _)) = &run.watched
             && run.record.phase == PoolPhase::Finished
             && !watch.saw_inside()
@@ -298,14 +364,15 @@ impl PoolscopeApp {
             self.error(format!("Cannot start: {reason}"));
             return;
         }
-        let output_dir = match self.new_run_folder() {
-            Ok(dir) => dir,
+        let lock = match self.new_run_folder() {
+            Ok(lock) => lock,
             Err(e) => {
                 self.error(format!("Cannot start: {e}"));
                 return;
             }
         };
-        let journal = match JournalWriter::create(&output_dir, false) {
+        let output_dir = lock.dir().to_owned();
+        let journal = match JournalWriter::create(lock) {
             Ok(journal) => journal,
             Err(e) => {
                 self.error(format!("Cannot start: {e}"));
@@ -438,8 +505,23 @@ impl PoolscopeApp {
         let Some(executor) = run.executor() else {
             return;
         };
+        // The journal lists them before any can start (a resumed run's tasks are in it
+        // already, under their first numbers).
+        if let Some(journal) = &run.journal
+            && run.resumption.is_empty()
+        {
+            let listed: Vec<Arc<crate::executor::TaskSpec>> =
+                specs.iter().map(|(_, s)| Arc::new(s.clone())).collect();
+            if let Err(e) = journal.plan(TaskId(run.next_task), &listed, run.now()) {
+                self.error(format!("Cannot add tasks: the run's journal: {e}"));
+                return;
+            }
+        }
         match executor.submit_map(specs.iter().map(|(_, s)| s.clone()).collect(), chunk) {
             Ok(ids) => {
+                if let (Some(run), Some(last)) = (self.run.as_mut(), ids.last()) {
+                    run.next_task = last.0 + 1;
+                }
                 for ((i, _), id) in specs.iter().zip(ids) {
                     self.rows[*i].task = Some(id);
                 }

@@ -475,10 +475,14 @@ impl<B: Backend> Dispatcher<B> {
             return;
         }
         if let Some(files) = &mut a.files
-            && let Err(e) = files.write(stream, &bytes)
+            && let Err((path, e)) = files.write(stream, &bytes)
         {
-            log::error!("task {task}: cannot save output: {e}");
+            log::error!("task {task}: cannot save output to {}: {e}", path.display());
             a.files = None;
+            self.sink.send(EventKind::SaveFailed {
+                path,
+                error: e.to_string(),
+            });
         }
         self.sink.send(EventKind::Output {
             task,
@@ -1029,10 +1033,7 @@ impl OutputFiles {
     fn open(&mut self, stream: Stream) -> std::io::Result<&mut File> {
         let index = usize::from(stream == Stream::Stderr);
         if self.open[index].is_none() {
-            let suffix = if index == 0 { "stdout" } else { "stderr" };
-            let path = self
-                .dir
-                .join(format!("{}.{}.{suffix}", self.task, self.attempt));
+            let path = self.path(stream);
             // The folder is made once, by the first file that finds it missing. Output is
             // private: folders 0700, files 0600 (tasks print tokens and paths).
             let create = || {
@@ -1066,7 +1067,19 @@ impl OutputFiles {
         Ok(())
     }
 
-    fn write(&mut self, stream: Stream, bytes: &[u8]) -> std::io::Result<()> {
-        self.open(stream)?.write_all(bytes)
+    /// Append to a stream's file; a failure names the file.
+    fn write(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), (PathBuf, std::io::Error)> {
+        self.open(stream)
+            .and_then(|file| file.write_all(bytes))
+            .map_err(|e| (self.path(stream), e))
+    }
+
+    fn path(&self, stream: Stream) -> PathBuf {
+        let suffix = match stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        };
+        self.dir
+            .join(format!("{}.{}.{suffix}", self.task, self.attempt))
     }
 }

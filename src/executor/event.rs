@@ -201,6 +201,19 @@ pub enum EventKind {
     Marker {
         label: String,
     },
+    /// A task's output could not be saved to its file (`--results`, the run's folder):
+    /// what is in the file is cut short. Sent once per file.
+    SaveFailed {
+        path: std::path::PathBuf,
+        error: String,
+    },
+    /// The machine refused to start more processes (too many open files, too many
+    /// processes): the pool runs at most `running` tasks at once until one ends; the rest
+    /// wait. Sent when the limit is first met, and when it drops further.
+    Limited {
+        running: usize,
+        reason: String,
+    },
     /// The executor itself failed (a bug): every task was killed, nothing more will
     /// happen.
     Failed {

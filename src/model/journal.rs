@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::run::{RunRecord, TaskState};
+use super::runs::RunLock;
 use crate::executor::{Event, EventKind, Stream, TaskId};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -41,16 +42,20 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: not a poolscope journal (the first line is not its header)")]
+    /// A write that failed, in words that name the file.
+    #[error("{0}")]
+    Write(String),
+    #[error("{}: not a poolscope journal (the first line is not its header)", path.display())]
     NotAJournal { path: PathBuf },
     #[error(
-        "{path}: journal version {found} is newer than this poolscope reads ({VERSION}); \
-         update poolscope to open it"
+        "{}: journal version {found} is newer than this poolscope reads ({VERSION}); \
+         update poolscope to open it",
+        path.display()
     )]
     TooNew { path: PathBuf, found: u32 },
 }
@@ -110,50 +115,110 @@ enum Msg {
         stream: Stream,
         len: u64,
     },
+    /// Tasks about to be submitted: written and synced before the answer.
+    Plan {
+        plan: Plan,
+        queued: Vec<Event>,
+        reply: Sender<Result<(), String>>,
+    },
     End(End),
 }
 
-/// Writes one run's journal on a thread of its own.
+/// A plan line: the next `count` tasks from `first` are listed after it. A journal cut
+/// off while listing them (poolscope killed mid-list) shows which are missing.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Plan {
+    first: u64,
+    count: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PlanLine {
+    plan: Plan,
+}
+
+/// Room kept on the run's disk for the journal's last lines: when the disk fills, this
+/// file is deleted and what ends the run (the outcomes of tasks that end meanwhile)
+/// still fits.
+pub const RESERVE_FILE: &str = "journal.reserve";
+const RESERVE_BYTES: u64 = 256 * 1024;
+
+/// Writes one run's journal on a thread of its own. It holds the run's lock: while it
+/// lives, no other poolscope resumes or removes the run.
 pub struct JournalWriter {
     tx: Sender<Msg>,
     pending: Mutex<Vec<Msg>>,
     error: Arc<Mutex<Option<String>>>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
+    /// Last: released only after the writer has finished.
+    _lock: RunLock,
 }
 
 impl JournalWriter {
-    /// Start the journal in `dir` (a new file, 0600, or appended to with `append`). The
-    /// header is written at once, so a folder that cannot be written is an error before
-    /// any task starts.
-    pub fn create(dir: &Path, append: bool) -> Result<Self, JournalError> {
+    /// Start a new journal in the locked run folder (0600). The header is written at
+    /// once, so a folder that cannot be written is an error before any task starts.
+    pub fn create(lock: RunLock) -> Result<Self, JournalError> {
+        Self::open(lock, None)
+    }
+
+    /// Go on writing a run's journal after its first `whole_len` bytes (its whole lines;
+    /// a line cut off by a crash is dropped).
+    pub fn reopen(lock: RunLock, whole_len: u64) -> Result<Self, JournalError> {
+        Self::open(lock, Some(whole_len))
+    }
+
+    fn open(lock: RunLock, keep: Option<u64>) -> Result<Self, JournalError> {
         use std::os::unix::fs::OpenOptionsExt;
+        let dir = lock.dir().to_owned();
         let path = dir.join(JOURNAL_FILE);
         let io = |source| JournalError::Io {
             path: path.clone(),
             source,
         };
         let mut options = std::fs::OpenOptions::new();
-        options.mode(0o600);
-        if append {
-            options.append(true).create(true);
-        } else {
-            options.write(true).create_new(true);
-        }
+        options.mode(0o600).append(true);
+        match keep {
+            Some(_) => options.create(true),
+            None => options.create_new(true),
+        };
         let mut file = options.open(&path).map_err(io)?;
-        if !append || file.metadata().map_err(io)?.len() == 0 {
+        if let Some(len) = keep
+            && file.metadata().map_err(io)?.len() > len
+        {
+            file.set_len(len).map_err(io)?;
+        }
+        let len = file.metadata().map_err(io)?.len();
+        if len == 0 {
             let header = serde_json::to_string(&Header {
                 poolscope_journal: VERSION,
             })
             .map_err(|e| io(e.into()))?;
             writeln!(file, "{header}").map_err(io)?;
         }
+        let committed = file.metadata().map_err(io)?.len();
+        let reserve = dir.join(RESERVE_FILE);
+        reserve_room(&reserve).map_err(|source| JournalError::Io {
+            path: reserve.clone(),
+            source,
+        })?;
         let (tx, rx) = mpsc::channel();
         let error = Arc::new(Mutex::new(None));
         let thread_error = Arc::clone(&error);
+        let writer = Writer {
+            file,
+            buf: Vec::with_capacity(FLUSH_AT),
+            committed,
+            path: path.clone(),
+            reserve: Some(reserve),
+            counts: HashMap::new(),
+            usage: HashMap::new(),
+            planned: Vec::new(),
+            urgent: false,
+        };
         let thread = std::thread::Builder::new()
             .name("poolscope-journal".into())
-            .spawn(move || write_loop(file, &rx, &thread_error))
+            .spawn(move || write_loop(writer, &rx, &thread_error))
             .map_err(io)?;
         Ok(Self {
             tx,
@@ -161,11 +226,53 @@ impl JournalWriter {
             error,
             thread: Some(thread),
             path,
+            _lock: lock,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Write down the tasks about to be submitted (ids `first`, `first + 1`, …, as the
+    /// pool will number them) and sync, before any of them can start: a resume then
+    /// knows every task of the run, whatever happens next. The pool's own `Queued`
+    /// events for them are not written again.
+    pub fn plan(
+        &self,
+        first: TaskId,
+        specs: &[Arc<crate::executor::TaskSpec>],
+        at: Duration,
+    ) -> Result<(), JournalError> {
+        self.send();
+        let queued = (first.0..)
+            .zip(specs)
+            .map(|(id, spec)| Event {
+                at,
+                kind: EventKind::Queued {
+                    task: TaskId(id),
+                    spec: Arc::clone(spec),
+                },
+            })
+            .collect();
+        let plan = Plan {
+            first: first.0,
+            count: specs.len() as u64,
+        };
+        let (reply, answer) = mpsc::channel();
+        let stopped =
+            || JournalError::Write(format!("{}: its writer has stopped", self.path.display()));
+        self.tx
+            .send(Msg::Plan {
+                plan,
+                queued,
+                reply,
+            })
+            .map_err(|_| stopped())?;
+        answer
+            .recv()
+            .map_err(|_| stopped())?
+            .map_err(JournalError::Write)
     }
 
     /// Journal `event` (output only as byte counts). It goes to the writer with the
@@ -204,7 +311,9 @@ impl JournalWriter {
         }
     }
 
-    /// The first write that failed (a full disk): what was written before it is intact.
+    /// The first write that failed (a full disk), naming the file: the run must stop.
+    /// What was written before it is intact, and the lines after it go to the room the
+    /// journal kept, as long as it lasts.
     pub fn error(&self) -> Option<String> {
         self.error
             .lock()
@@ -213,7 +322,7 @@ impl JournalWriter {
     }
 
     /// The run ended cleanly: write the end marker (with `record`'s counts), sync, and
-    /// wait for the writer.
+    /// wait for the writer. An error names the journal and what failed.
     pub fn end(mut self, record: &RunRecord) -> Result<(), String> {
         self.send();
         let _ = self.tx.send(Msg::End(End::of(record)));
@@ -247,22 +356,59 @@ impl Drop for JournalWriter {
     }
 }
 
-fn write_loop(file: File, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
-    let mut writer = Writer {
-        out: BufWriter::with_capacity(64 * 1024, file),
-        counts: HashMap::new(),
-        usage: HashMap::new(),
-        urgent: false,
-    };
+/// Set `RESERVE_BYTES` aside in `path` (allocated, not a sparse file).
+fn reserve_room(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let have = file.metadata()?.len();
+    if have >= RESERVE_BYTES {
+        return Ok(());
+    }
+    match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, RESERVE_BYTES) {
+        Ok(()) => Ok(()),
+        // A file system without fallocate: write the room out.
+        Err(rustix::io::Errno::OPNOTSUPP) => {
+            let mut file = file;
+            file.write_all(&vec![0; usize::try_from(RESERVE_BYTES - have).unwrap_or(0)])?;
+            file.sync_data()
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Lines wait in memory until this many bytes (or a state change) are at hand.
+const FLUSH_AT: usize = 64 * 1024;
+
+fn write_loop(mut writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
     let mut synced = Instant::now();
     let mut dirty = false;
     let mut failed = false;
+    // Whether nothing more can be written: the error is kept (the first one), and the
+    // writer goes on only while the lines it holds could still be written (the reserve).
+    let give_up = |writer: &Writer, result: Result<(), WriteError>| -> bool {
+        let why = match result {
+            Ok(()) => return false,
+            Err(WriteError::Serialize(e)) => format!("{}: {e}", writer.path.display()),
+            Err(WriteError::Disk(e)) => e,
+        };
+        let mut slot = error.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(why);
+        }
+        !writer.buf.is_empty()
+    };
     loop {
         let msg = match rx.recv_timeout(SYNC_EVERY) {
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) => {
                 if dirty && !failed {
-                    failed |= sync(&mut writer.out, error);
+                    let result = writer.sync();
+                    failed = give_up(&writer, result);
                     dirty = false;
                     synced = Instant::now();
                 }
@@ -270,46 +416,160 @@ fn write_loop(file: File, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        if let Msg::Plan {
+            plan,
+            queued,
+            reply,
+        } = msg
+        {
+            let result = if failed {
+                Err(WriteError::Disk(error_text(error)))
+            } else {
+                writer.plan(plan, queued)
+            };
+            let answer = match &result {
+                Ok(()) => Ok(()),
+                Err(WriteError::Disk(e)) => Err(e.clone()),
+                Err(WriteError::Serialize(e)) => Err(e.to_string()),
+            };
+            // A plan that did not reach the disk whole stops the run before it starts.
+            failed |= give_up(&writer, result) || answer.is_err();
+            let _ = reply.send(answer);
+            dirty = false;
+            synced = Instant::now();
+            continue;
+        }
         if failed {
             continue;
         }
         let result = writer.write(msg).and_then(|()| {
             // Lines reach the OS once per batch that changed a task's or the pool's state.
-            if std::mem::take(&mut writer.urgent) {
-                writer.out.flush()
+            if std::mem::take(&mut writer.urgent) || writer.buf.len() >= FLUSH_AT {
+                writer.flush()
             } else {
                 Ok(())
             }
         });
-        if let Err(e) = result {
-            *error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
-            failed = true;
+        failed = give_up(&writer, result);
+        if failed {
             continue;
         }
         dirty = true;
         if synced.elapsed() >= SYNC_EVERY {
-            failed |= sync(&mut writer.out, error);
+            let result = writer.sync();
+            failed = give_up(&writer, result);
             dirty = false;
             synced = Instant::now();
         }
     }
     if !failed {
-        let _ = writer.out.flush();
+        let result = writer.flush();
+        give_up(&writer, result);
+    }
+    // A clean end gives the room back; after a failure it was already used.
+    if let Some(reserve) = writer.reserve.take() {
+        let _ = std::fs::remove_file(reserve);
     }
 }
 
-/// The writer thread's state: the file, and output byte counts until their attempt ends.
+fn error_text(error: &Mutex<Option<String>>) -> String {
+    error
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .unwrap_or_else(|| "an earlier write failed".to_owned())
+}
+
+enum WriteError {
+    Serialize(serde_json::Error),
+    /// What failed, naming the file.
+    Disk(String),
+}
+
+impl From<serde_json::Error> for WriteError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Serialize(e)
+    }
+}
+
+/// The writer thread's state: the file, lines not yet written, and output byte counts
+/// until their attempt ends.
 struct Writer {
-    out: BufWriter<File>,
+    file: File,
+    /// Whole lines not yet handed to the OS.
+    buf: Vec<u8>,
+    /// Bytes of the file that are whole lines (a failed write is cut back to this).
+    committed: u64,
+    path: PathBuf,
+    /// Room set aside for the last lines, until the disk fills.
+    reserve: Option<PathBuf>,
     counts: HashMap<(TaskId, u32), [u64; 2]>,
     /// Each running attempt's CPU time and peak memory so far.
     usage: HashMap<(TaskId, u32), [u64; 2]>,
+    /// Task ids already written by a plan (the pool's `Queued` for them is skipped).
+    planned: Vec<std::ops::Range<u64>>,
     /// Something was written that must reach the OS now.
     urgent: bool,
 }
 
 impl Writer {
-    fn write(&mut self, msg: Msg) -> std::io::Result<()> {
+    fn line(&mut self, value: &impl Serialize) -> Result<(), WriteError> {
+        serde_json::to_writer(&mut self.buf, value)?;
+        self.buf.push(b'\n');
+        Ok(())
+    }
+
+    /// Hand the waiting lines to the OS. When the disk is full, the reserve is given up
+    /// and the lines written again into its room; the error is still reported (the run
+    /// must stop), but nothing recorded so far is lost.
+    fn flush(&mut self) -> Result<(), WriteError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let first = match self.file.write_all(&self.buf) {
+            Ok(()) => {
+                self.committed += self.buf.len() as u64;
+                self.buf.clear();
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let why = format!("{}: {first}", self.path.display());
+        // A partial line would tear the journal: cut back to the last whole line.
+        let _ = self.file.set_len(self.committed);
+        if let Some(reserve) = self.reserve.take() {
+            let _ = std::fs::remove_file(reserve);
+            if self.file.write_all(&self.buf).is_ok() {
+                self.committed += self.buf.len() as u64;
+                self.buf.clear();
+            } else {
+                let _ = self.file.set_len(self.committed);
+            }
+        }
+        Err(WriteError::Disk(why))
+    }
+
+    fn sync(&mut self) -> Result<(), WriteError> {
+        self.flush()?;
+        self.file
+            .sync_data()
+            .map_err(|e| WriteError::Disk(format!("{}: {e}", self.path.display())))
+    }
+
+    /// The plan line, then each task's `Queued` line, synced.
+    fn plan(&mut self, plan: Plan, queued: Vec<Event>) -> Result<(), WriteError> {
+        self.planned.push(plan.first..plan.first + plan.count);
+        self.line(&PlanLine { plan })?;
+        for event in queued {
+            self.event(event)?;
+            if self.buf.len() >= FLUSH_AT {
+                self.flush()?;
+            }
+        }
+        self.sync()
+    }
+
+    fn write(&mut self, msg: Msg) -> Result<(), WriteError> {
         match msg {
             Msg::Batch(batch) => batch.into_iter().try_for_each(|m| self.write(m)),
             Msg::Output {
@@ -323,56 +583,55 @@ impl Writer {
                 Ok(())
             }
             Msg::End(end) => {
-                let line = serde_json::to_string(&end)?;
-                writeln!(self.out, "{line}")?;
-                self.out.flush()?;
-                self.out.get_ref().sync_data()
+                self.line(&end)?;
+                self.flush()?;
+                self.file
+                    .sync_data()
+                    .map_err(|e| WriteError::Disk(format!("{}: {e}", self.path.display())))
             }
             Msg::Event(event) => {
-                if let EventKind::Usage { samples } = &event.kind {
-                    for s in samples {
-                        let seen = self.usage.entry((s.task, s.attempt)).or_default();
-                        seen[0] = seen[0].max(u64::try_from(s.cpu.as_nanos()).unwrap_or(u64::MAX));
-                        seen[1] = seen[1].max(s.rss);
-                    }
+                if let EventKind::Queued { task, .. } = &event.kind
+                    && self.planned.iter().any(|r| r.contains(&task.0))
+                {
                     return Ok(());
                 }
-                let (out, usage) = match &event.kind {
-                    EventKind::Finished { task, attempt, .. } => (
-                        Some(self.counts.remove(&(*task, *attempt)).unwrap_or_default()),
-                        self.usage.remove(&(*task, *attempt)),
-                    ),
-                    _ => (None, None),
-                };
-                self.urgent |= !matches!(
-                    event.kind,
-                    EventKind::Queued { .. }
-                        | EventKind::Chunk { .. }
-                        | EventKind::CommandStarted { .. }
-                        | EventKind::Worker { .. }
-                        | EventKind::Marker { .. }
-                );
-                let line = Line {
-                    at: u64::try_from(event.at.as_nanos()).unwrap_or(u64::MAX),
-                    e: event.kind,
-                    out,
-                    usage,
-                };
-                let text = serde_json::to_string(&line)?;
-                writeln!(self.out, "{text}")
+                self.event(event)
             }
+            // Answered by the loop, never batched.
+            Msg::Plan { .. } => Ok(()),
         }
     }
-}
 
-/// Flush and `fdatasync`; whether it failed (the error is kept).
-fn sync(out: &mut BufWriter<File>, error: &Mutex<Option<String>>) -> bool {
-    match out.flush().and_then(|()| out.get_ref().sync_data()) {
-        Ok(()) => false,
-        Err(e) => {
-            *error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
-            true
+    fn event(&mut self, event: Event) -> Result<(), WriteError> {
+        if let EventKind::Usage { samples } = &event.kind {
+            for s in samples {
+                let seen = self.usage.entry((s.task, s.attempt)).or_default();
+                seen[0] = seen[0].max(u64::try_from(s.cpu.as_nanos()).unwrap_or(u64::MAX));
+                seen[1] = seen[1].max(s.rss);
+            }
+            return Ok(());
         }
+        let (out, usage) = match &event.kind {
+            EventKind::Finished { task, attempt, .. } => (
+                Some(self.counts.remove(&(*task, *attempt)).unwrap_or_default()),
+                self.usage.remove(&(*task, *attempt)),
+            ),
+            _ => (None, None),
+        };
+        self.urgent |= !matches!(
+            event.kind,
+            EventKind::Queued { .. }
+                | EventKind::Chunk { .. }
+                | EventKind::CommandStarted { .. }
+                | EventKind::Worker { .. }
+                | EventKind::Marker { .. }
+        );
+        self.line(&Line {
+            at: u64::try_from(event.at.as_nanos()).unwrap_or(u64::MAX),
+            e: event.kind,
+            out,
+            usage,
+        })
     }
 }
 
@@ -389,6 +648,9 @@ pub struct Loaded {
     /// The `Lost` events applied because the run did not end cleanly (a resume writes
     /// them to the journal before its own).
     pub lost_events: Vec<Event>,
+    /// Tasks the run planned that its journal does not list (it stopped while listing
+    /// them): nobody can say what they were, so a resume cannot run them.
+    pub unaccounted: u64,
 }
 
 impl Loaded {
@@ -431,6 +693,7 @@ pub fn load_following(
     }
     let mut record = RunRecord::without_output();
     let mut clean = false;
+    let mut planned = Vec::new();
     let mut dropped = Vec::new();
     let mut whole_len = text.find('\n').map_or(0, |i| i + 1) as u64;
     for (i, raw) in lines.enumerate() {
@@ -448,6 +711,11 @@ pub fn load_following(
         }
         if let Ok(end) = serde_json::from_str::<End>(line) {
             clean = end.end;
+            whole_len += raw.len() as u64;
+            continue;
+        }
+        if let Ok(PlanLine { plan }) = serde_json::from_str::<PlanLine>(line) {
+            planned.push(plan.first..plan.first.saturating_add(plan.count));
             whole_len += raw.len() as u64;
             continue;
         }
@@ -484,12 +752,20 @@ pub fn load_following(
     for event in &lost_events {
         record.apply(event);
     }
+    // Planned tasks are listed one by one after their plan line: those missing were
+    // never written down (poolscope stopped while listing them) and cannot be run again.
+    let unaccounted = planned
+        .into_iter()
+        .flatten()
+        .filter(|&id| record.task(TaskId(id)).is_none())
+        .count() as u64;
     Ok(Loaded {
         record,
         clean,
         dropped,
         whole_len,
         lost_events,
+        unaccounted,
     })
 }
 
@@ -523,7 +799,8 @@ mod tests {
 
     /// A journal of two tasks: 1 finished, 2 still running.
     fn write_run(dir: &Path) {
-        let journal = JournalWriter::create(dir, false).expect("journal");
+        let lock = RunLock::acquire(dir).expect("lock");
+        let journal = JournalWriter::create(lock).expect("journal");
         journal.record(&event(
             0,
             EventKind::PoolStarted {
@@ -630,9 +907,73 @@ mod tests {
     fn a_full_disk_is_an_error_before_any_task_starts() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::os::unix::fs::symlink("/dev/full", dir.path().join(JOURNAL_FILE)).expect("link");
-        let err = JournalWriter::create(dir.path(), true)
-            .err()
-            .expect("no space");
+        let lock = RunLock::acquire(dir.path()).expect("lock");
+        let err = JournalWriter::reopen(lock, 0).err().expect("no space");
         assert!(err.to_string().contains("No space left"), "{err}");
+    }
+
+    #[test]
+    fn planned_tasks_are_on_disk_before_the_answer_and_not_written_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal =
+            JournalWriter::create(RunLock::acquire(dir.path()).expect("lock")).expect("journal");
+        let specs: Vec<Arc<TaskSpec>> = (1..=3)
+            .map(|i| Arc::new(TaskSpec::shell(format!("echo {i}"))))
+            .collect();
+        journal
+            .plan(TaskId(1), &specs, Duration::ZERO)
+            .expect("plan");
+        // Synced before the answer: a reader (a resume after a crash) sees them all now.
+        let loaded = load(dir.path()).expect("load");
+        assert_eq!(loaded.record.tasks.len(), 3);
+        assert_eq!(loaded.unaccounted, 0);
+        // The pool's own Queued events for them are not written again.
+        for (i, spec) in (1..).zip(&specs) {
+            journal.record(&event(
+                1,
+                EventKind::Queued {
+                    task: TaskId(i),
+                    spec: Arc::clone(spec),
+                },
+            ));
+        }
+        drop(journal);
+        let loaded = load(dir.path()).expect("load");
+        assert_eq!(loaded.record.tasks.len(), 3, "each task listed once");
+        assert!(
+            !dir.path().join(RESERVE_FILE).exists(),
+            "the reserve is given back"
+        );
+    }
+
+    #[test]
+    fn a_plan_cut_off_by_a_crash_says_how_many_tasks_are_unaccounted_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal =
+            JournalWriter::create(RunLock::acquire(dir.path()).expect("lock")).expect("journal");
+        let specs: Vec<Arc<TaskSpec>> = (1..=5)
+            .map(|i| Arc::new(TaskSpec::shell(format!("echo {i}"))))
+            .collect();
+        journal
+            .plan(TaskId(1), &specs, Duration::ZERO)
+            .expect("plan");
+        drop(journal);
+        // Cut the file after the third task's line, as a SIGKILL mid-list would.
+        let path = dir.path().join(JOURNAL_FILE);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let kept: String = text.split_inclusive('\n').take(2 + 3).collect();
+        std::fs::write(&path, kept).expect("write");
+        let loaded = load(dir.path()).expect("load");
+        assert_eq!(loaded.record.tasks.len(), 3);
+        assert_eq!(loaded.unaccounted, 2);
+    }
+
+    #[test]
+    fn a_live_runs_journal_cannot_be_opened_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _journal =
+            JournalWriter::create(RunLock::acquire(dir.path()).expect("lock")).expect("journal");
+        let err = RunLock::acquire(dir.path()).expect_err("the run is live");
+        assert!(err.to_string().contains("in use by poolscope"), "{err}");
     }
 }

@@ -14,9 +14,11 @@ pub mod stats;
 pub mod story;
 pub mod tail;
 pub mod taskfile;
+pub mod text;
 pub mod trace;
 
 pub use draft::{DraftStdin, TaskDraft};
 pub use run::{Attempt, PoolPhase, RunRecord, TaskRecord, TaskState};
 pub use tail::{Channel, OutputTail};
 pub use taskfile::{TaskFile, TaskFileError};
+pub use text::shown;

@@ -57,6 +57,11 @@ impl Resumption {
         (specs, Self { tasks, offset })
     }
 
+    /// Not a resumption: the executor's tasks are the run's own.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
     /// The original task and attempt of the new executor's `task` and `attempt`.
     pub fn original(&self, task: TaskId, attempt: u32) -> (TaskId, u32) {
         usize::try_from(task.0)

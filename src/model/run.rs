@@ -753,7 +753,11 @@ impl RunRecord {
                 self.phase = PoolPhase::Finished;
                 self.failure = Some(reason.clone());
             }
-            EventKind::Terminated | EventKind::Halted { .. } => {}
+            // The machine's limit, where the pool met it: a marker across the timeline.
+            EventKind::Limited { running, .. } => self
+                .markers
+                .push((at, format!("the machine allows {running} at once"))),
+            EventKind::Terminated | EventKind::Halted { .. } | EventKind::SaveFailed { .. } => {}
         }
     }
 

@@ -4,28 +4,56 @@
 //! else `~/.local/share/poolscope/runs`), never a predictable path in a shared temp
 //! directory. Folders are 0700 and files 0600. A root that is a symlink, or that another
 //! user owns, is refused: someone else could read or plant what poolscope writes there.
+//! A folder poolscope did not make is never changed: one that others may write (`/tmp`,
+//! a group's share) is used through a private sub-folder of this user's,
+//! `poolscope-UID`.
+//!
+//! A run that is alive is owned: its folder's `lock` file is `flock`ed by the poolscope
+//! running it for the whole run (the lock goes with the process, however it ends).
+//! Cleanup never removes a locked run, and resuming one is refused with the PID that
+//! holds it.
 
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunRootError {
     #[error("no place for runs: neither XDG_DATA_HOME nor HOME is set (use --run-dir)")]
     NoHome,
-    #[error("run folder {path} is a symbolic link; poolscope keeps runs only in a real folder")]
+    #[error(
+        "run folder {} is a symbolic link; poolscope keeps runs only in a real folder",
+        path.display()
+    )]
     Symlink { path: PathBuf },
     #[error(
-        "run folder {path} belongs to another user (uid {owner}); poolscope keeps runs only \
-         in a folder of its own user"
+        "run folder {} belongs to another user (uid {owner}); poolscope keeps runs only \
+         in a folder of its own user",
+        path.display()
     )]
     NotOurs { path: PathBuf, owner: u32 },
-    #[error("run folder {path} is not a folder")]
+    #[error("run folder {} is not a folder", path.display())]
     NotADirectory { path: PathBuf },
-    #[error("cannot use run folder {path}: {source}")]
+    #[error(
+        "run folder {} is a private sub-folder of a shared folder, but others may read or \
+         write it (mode {mode:o}); poolscope keeps runs only in a folder of mode 700",
+        path.display()
+    )]
+    NotPrivate { path: PathBuf, mode: u32 },
+    #[error("cannot use run folder {}: {source}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the run in {} is in use by poolscope{}: it is still running; wait for it to end \
+         or stop it first",
+        path.display(),
+        pid.map_or_else(String::new, |p| format!(" (PID {p})"))
+    )]
+    Busy { path: PathBuf, pid: Option<u32> },
 }
 
 /// A checked run root.
@@ -49,55 +77,41 @@ pub fn default_root() -> Result<PathBuf, RunRootError> {
 }
 
 impl RunRoot {
-    /// Create `path` if needed (0700) and check it is a real folder of this user; a
-    /// folder that others may read is made private.
+    /// Create `path` if needed (0700) and check it is a real folder of this user. An
+    /// existing folder that others may write (or another user's that we may write, like
+    /// `/tmp`) is left as it is and runs go in a private sub-folder, `poolscope-UID`.
     pub fn open(path: &Path) -> Result<Self, RunRootError> {
-        let io = |source| RunRootError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        match std::fs::symlink_metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(path)
-                    .map_err(io)?;
-            }
-            Err(e) => return Err(io(e)),
-            Ok(_) => {}
-        }
-        let meta = std::fs::symlink_metadata(path).map_err(io)?;
-        if meta.file_type().is_symlink() {
-            return Err(RunRootError::Symlink {
-                path: path.to_owned(),
-            });
-        }
-        if !meta.is_dir() {
-            return Err(RunRootError::NotADirectory {
-                path: path.to_owned(),
-            });
-        }
         let me = rustix::process::geteuid().as_raw();
-        if meta.uid() != me {
+        let meta = checked_folder(path, true)?;
+        let shared = meta.mode() & 0o022 != 0;
+        if meta.uid() == me && !shared {
+            probe_writable(path)?;
+            return Ok(Self {
+                path: path.to_owned(),
+            });
+        }
+        if !shared {
             return Err(RunRootError::NotOurs {
                 path: path.to_owned(),
                 owner: meta.uid(),
             });
         }
-        if meta.mode() & 0o077 != 0 {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        let private = path.join(format!("poolscope-{me}"));
+        let meta = checked_folder(&private, false)?;
+        if meta.uid() != me {
+            return Err(RunRootError::NotOurs {
+                path: private,
+                owner: meta.uid(),
+            });
         }
-        // Writable? Found now, before any task starts, not at the first output.
-        let probe = path.join(format!(".poolscope-probe-{}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&probe)
-            .map_err(io)?;
-        let _ = std::fs::remove_dir(&probe);
-        Ok(Self {
-            path: path.to_owned(),
-        })
+        if meta.mode() & 0o077 != 0 {
+            return Err(RunRootError::NotPrivate {
+                path: private,
+                mode: meta.mode() & 0o7777,
+            });
+        }
+        probe_writable(&private)?;
+        Ok(Self { path: private })
     }
 
     pub fn path(&self) -> &Path {
@@ -136,6 +150,11 @@ impl RunRoot {
                 used += size;
                 continue;
             }
+            // A live run is never removed, and none starts while it is (its lock is
+            // held until the folder is gone).
+            let Ok(_lock) = RunLock::acquire(run) else {
+                continue;
+            };
             if let Err(e) = std::fs::remove_dir_all(run) {
                 log::warn!("cannot remove old run {}: {e}", run.display());
             }
@@ -149,7 +168,7 @@ impl RunRoot {
         runs.iter()
             .rev()
             .take(recent)
-            .filter(|dir| !ended_cleanly(dir) && !owner_alive(dir))
+            .filter(|dir| !ended_cleanly(dir) && !is_live(dir))
             .cloned()
             .collect()
     }
@@ -165,23 +184,156 @@ impl RunRoot {
     }
 
     /// A fresh folder for one run (0700), named by its local start time and this
-    /// process, so that runs list in order.
-    pub fn new_run(&self) -> Result<PathBuf, RunRootError> {
-        let stamp = std::time::SystemTime::now()
+    /// process, so that runs list in order; locked for this run from the start, so no
+    /// cleanup can take it.
+    pub fn new_run(&self) -> Result<RunLock, RunRootError> {
+        let mut stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        let dir = self
-            .path
-            .join(format!("run-{stamp}-{}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|source| RunRootError::Io {
-                path: dir.clone(),
-                source,
-            })?;
-        Ok(dir)
+        loop {
+            let dir = self
+                .path
+                .join(format!("run-{stamp}-{}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return RunLock::acquire(&dir),
+                // Two runs of this process in one millisecond (two windows' threads).
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => stamp += 1,
+                Err(source) => return Err(RunRootError::Io { path: dir, source }),
+            }
+        }
     }
+}
+
+/// `path` as a real folder (created 0700 when `create` and it is missing).
+fn checked_folder(path: &Path, create: bool) -> Result<std::fs::Metadata, RunRootError> {
+    let io = |source| RunRootError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(create).mode(0o700);
+            match builder.create(path) {
+                // Another poolscope made it a moment ago.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                other => other.map_err(io)?,
+            }
+        }
+        Err(e) => return Err(io(e)),
+        Ok(_) => {}
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(io)?;
+    if meta.file_type().is_symlink() {
+        return Err(RunRootError::Symlink {
+            path: path.to_owned(),
+        });
+    }
+    if !meta.is_dir() {
+        return Err(RunRootError::NotADirectory {
+            path: path.to_owned(),
+        });
+    }
+    Ok(meta)
+}
+
+/// Writable? Found now, before any task starts, not at the first output. The probe's
+/// name is unique in this process too: two windows open one root at once.
+fn probe_writable(path: &Path) -> Result<(), RunRootError> {
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    let probe = path.join(format!(
+        ".poolscope-probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&probe)
+        .map_err(|source| RunRootError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    let _ = std::fs::remove_dir(&probe);
+    Ok(())
+}
+
+/// The name of the lock file in each run's folder.
+pub const LOCK_FILE: &str = "lock";
+
+/// A run's folder held by this process for as long as the run lives: an exclusive
+/// `flock` on its `lock` file, which names the holder's PID. The kernel drops it when
+/// the process ends, however it ends, so a stale lock is simply taken over.
+#[derive(Debug)]
+pub struct RunLock {
+    dir: PathBuf,
+    _file: File,
+}
+
+impl RunLock {
+    /// Take `dir`'s lock, or say which poolscope holds it.
+    pub fn acquire(dir: &Path) -> Result<Self, RunRootError> {
+        let path = dir.join(LOCK_FILE);
+        let io = |source| RunRootError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        if !try_flock(&file, true).map_err(io)? {
+            return Err(RunRootError::Busy {
+                path: dir.to_owned(),
+                pid: holder(&mut file),
+            });
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            _file: file,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// `flock` without waiting; whether it was taken.
+fn try_flock(file: &File, exclusive: bool) -> std::io::Result<bool> {
+    use rustix::fs::FlockOperation;
+    let operation = if exclusive {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::NonBlockingLockShared
+    };
+    match rustix::fs::flock(file, operation) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The PID the holder wrote in its lock file (it may not have written it yet).
+fn holder(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// Whether a poolscope holds `dir`'s run now (its run is live, not lost).
+pub fn is_live(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    try_flock(&file, false).is_ok_and(|taken| !taken)
 }
 
 /// Bytes of the files under `dir`.
@@ -245,24 +397,6 @@ fn ended_cleanly(dir: &Path) -> bool {
     !dir.join(super::journal::JOURNAL_FILE).exists() || end_marker(dir).is_some()
 }
 
-/// Whether the poolscope that made this run (its PID ends the folder's name) still runs:
-/// its run is live, not lost.
-fn owner_alive(dir: &Path) -> bool {
-    let pid = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.rsplit('-').next())
-        .and_then(|p| p.parse::<u32>().ok());
-    let Some(pid) = pid else { return false };
-    if pid == std::process::id() {
-        return true;
-    }
-    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
-        exe.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("poolscope"))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,8 +408,8 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).expect("meta").mode() & 0o777;
         assert_eq!(mode(root.path()), 0o700);
         let run = root.new_run().expect("run");
-        assert_eq!(mode(&run), 0o700);
-        assert!(run.starts_with(root.path()));
+        assert_eq!(mode(run.dir()), 0o700);
+        assert!(run.dir().starts_with(root.path()));
     }
 
     #[test]
@@ -315,13 +449,92 @@ mod tests {
     }
 
     #[test]
-    fn a_readable_root_is_made_private() {
+    fn a_shared_root_keeps_its_mode_and_runs_go_in_a_private_sub_folder() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").mode() & 0o7777;
+        for shared in [0o1777, 0o777, 0o770] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(shared))
+                .expect("chmod");
+            let root = RunRoot::open(dir.path()).expect("root");
+            assert_eq!(
+                mode(dir.path()),
+                shared,
+                "the shared folder is left as it was"
+            );
+            let me = rustix::process::geteuid().as_raw();
+            assert_eq!(root.path(), dir.path().join(format!("poolscope-{me}")));
+            assert_eq!(mode(root.path()), 0o700);
+            let run = root.new_run().expect("run");
+            assert!(run.dir().starts_with(root.path()));
+        }
+    }
+
+    #[test]
+    fn a_readable_root_of_our_own_is_used_as_it_is() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        RunRoot::open(dir.path()).expect("root");
+        let root = RunRoot::open(dir.path()).expect("root");
+        assert_eq!(root.path(), dir.path());
         let mode = std::fs::metadata(dir.path()).expect("meta").mode() & 0o777;
-        assert_eq!(mode, 0o700);
+        assert_eq!(mode, 0o755, "poolscope did not make it: its mode stays");
+        let run = root.new_run().expect("run");
+        let mode = std::fs::metadata(run.dir()).expect("meta").mode() & 0o777;
+        assert_eq!(mode, 0o700, "each run is private");
+    }
+
+    #[test]
+    fn a_live_run_is_neither_pruned_nor_taken_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = RunRoot::open(dir.path()).expect("root");
+        let live = root.new_run().expect("live run");
+        let old = root.new_run().expect("ended run");
+        let old_dir = old.dir().to_owned();
+        drop(old);
+        assert!(is_live(live.dir()));
+        assert!(!is_live(&old_dir));
+        let err = RunLock::acquire(live.dir()).expect_err("a live run is taken once");
+        assert!(
+            matches!(err, RunRootError::Busy { pid: Some(p), .. } if p == std::process::id()),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("in use by poolscope (PID"),
+            "{err}"
+        );
+        root.prune(0, None);
+        assert!(live.dir().is_dir(), "the live run is kept");
+        assert!(!old_dir.exists(), "the ended run is removed");
+        let dir_of_live = live.dir().to_owned();
+        drop(live);
+        RunLock::acquire(&dir_of_live).expect("a run whose holder is gone is taken over");
+    }
+
+    #[test]
+    fn one_root_opened_from_many_threads_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("runs");
+        let runs: Vec<PathBuf> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let root = RunRoot::open(&path).expect("no collision opening the root");
+                        root.new_run()
+                            .expect("no collision making a run")
+                            .dir()
+                            .to_owned()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let unique: std::collections::HashSet<_> = runs.iter().collect();
+        assert_eq!(unique.len(), 16, "each run has a folder of its own");
     }
 
     #[test]

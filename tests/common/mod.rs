@@ -144,3 +144,64 @@ pub fn slurm_answers(test: &str) -> bool {
     }
     up
 }
+
+/// A tiny tmpfs, unmounted when dropped; `None` (with a note) where mounting is not
+/// allowed (not root, or no `CAP_SYS_ADMIN`).
+pub struct SmallDisk {
+    pub dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(bytes: u64) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            Some(Self { dir })
+        } else {
+            eprintln!(
+                "SKIPPED: cannot mount a small tmpfs here (needs root); the full-disk case is not tested"
+            );
+            None
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The folder of the one run under `runs` once it exists (a live run's is made before
+/// its first task starts); polled, bounded.
+pub fn the_run(runs: &std::path::Path) -> std::path::PathBuf {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let found = std::fs::read_dir(runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("journal.jsonl").exists());
+        if let Some(run) = found {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run folder in {}",
+            runs.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
