@@ -282,3 +282,173 @@ fn finding_12_every_output_path_is_checked_before_the_first_task() {
         "the task ran though its joblog cannot be written"
     );
 }
+
+/// The PIDs of `poolscope`'s persistent workers (its children running `__worker`),
+/// once `count` of them are there; polled, bounded.
+fn workers_of(poolscope: u32, count: usize) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        // Children are listed by the thread that started them (the pool's thread).
+        let children: String = std::fs::read_dir(format!("/proc/{poolscope}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let workers: Vec<i32> = children
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__worker"))
+            })
+            .collect();
+        if workers.len() >= count {
+            return workers;
+        }
+        assert!(std::time::Instant::now() < deadline, "no workers started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn signal(pid: i32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("kill");
+}
+
+/// Wait (bounded) for a child to end; its exit status, or `None` if it did not.
+fn ended_within(child: &mut Child, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    // A child's exit has no event this test can wait on besides wait(): poll try_wait.
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn finding_4_every_signal_ends_a_run_whose_worker_is_stopped() {
+    use nix::sys::signal::Signal;
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display();
+        // Each task writes its PID, then runs long.
+        let input = format!(
+            "sh -c 'echo $$ > {d}/pid.1; exec sleep 600'\nsh -c 'echo $$ > {d}/pid.2; exec sleep 600'\n"
+        );
+        let mut child = start_run(&["--workers", "-j", "2"], &input);
+        let tasks = common::started_pids(dir.path(), 2);
+        let workers = workers_of(child.id(), 2);
+        signal(workers[0], Signal::SIGSTOP);
+        signal(child.id() as i32, sig);
+        let status = ended_within(&mut child, std::time::Duration::from_secs(10));
+        if status.is_none() {
+            for &w in &workers {
+                signal(w, Signal::SIGCONT);
+            }
+        }
+        assert!(
+            status.is_some(),
+            "{sig}: the run did not end with a stopped worker"
+        );
+        for pid in tasks.into_iter().chain(workers.iter().map(|&w| w as u32)) {
+            assert!(wait_gone(pid), "{sig}: {pid} outlived the run");
+        }
+    }
+}
+
+#[test]
+fn finding_4_a_timeout_fires_whatever_the_worker_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("joblog");
+    let d = dir.path().display();
+    let input = format!(
+        "sh -c 'echo $$ > {d}/pid.1; exec sleep 600'\nsh -c 'echo $$ > {d}/pid.2; exec sleep 600'\ntrue\n"
+    );
+    let mut child = start_run(
+        &[
+            "--workers",
+            "-j",
+            "2",
+            "--timeout",
+            "2",
+            "--joblog",
+            &path_arg(&joblog),
+        ],
+        &input,
+    );
+    common::started_pids(dir.path(), 2);
+    let workers = workers_of(child.id(), 2);
+    signal(workers[0], nix::sys::signal::Signal::SIGSTOP);
+    let status = ended_within(&mut child, common::WAIT);
+    for &w in &workers {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(w),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+    }
+    assert!(status.is_some(), "the run never ended");
+    let log = std::fs::read_to_string(&joblog).expect("joblog");
+    let rows: Vec<Vec<&str>> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{log}");
+    for row in &rows {
+        let timed_out = row[6] == "-1" && row[7] == "15";
+        let ok = row[6] == "0" && row[7] == "0";
+        match row[0] {
+            "1" | "2" => assert!(timed_out, "a long task did not time out: {log}"),
+            _ => assert!(ok, "the short task failed: {log}"),
+        }
+    }
+}
+
+#[test]
+fn finding_4_a_worker_stopped_too_long_is_lost_and_a_new_one_takes_its_slot() {
+    use poolscope::executor::{EventKind, Executor, PoolConfig, TaskSpec, WorkerConfig};
+    let config = PoolConfig {
+        workers: Some(WorkerConfig {
+            stopped_limit: Some(std::time::Duration::from_millis(500)),
+            ..WorkerConfig::default()
+        }),
+        helper: Some(std::path::PathBuf::from(env!("CARGO_BIN_EXE_poolscope"))),
+        ..common::config(1)
+    };
+    let (pool, events) = Executor::start(config, None);
+    let specs = vec![TaskSpec::shell("sleep 600"), TaskSpec::shell("echo after")];
+    pool.submit(specs).expect("submit");
+    pool.close();
+    let mut record = poolscope::model::RunRecord::default();
+    let started = common::until(
+        &events,
+        &mut record,
+        "task 1 to start",
+        |e, _| matches!(e.kind, EventKind::Started { task, .. } if task == TaskId(1)),
+    );
+    let EventKind::Started {
+        pid: Some(worker), ..
+    } = started.kind
+    else {
+        panic!("no worker PID");
+    };
+    signal(worker as i32, nix::sys::signal::Signal::SIGSTOP);
+    common::drain(&events, &mut record);
+    let lost = record.task(TaskId(1)).and_then(|t| t.outcome()).cloned();
+    assert!(
+        matches!(&lost, Some(Outcome::WorkerLost(why)) if why.contains("stopped")),
+        "{lost:?}"
+    );
+    let after = record.task(TaskId(2)).expect("task 2");
+    assert_eq!(after.outcome(), Some(&Outcome::Exited(0)));
+    let new_worker = after.attempts[0].pid.expect("pid");
+    assert_ne!(new_worker, worker, "a new worker took the slot");
+    assert_eq!(common::stdout_of(&record, TaskId(2)), "after\n");
+    assert!(wait_gone(worker), "the stopped worker is gone");
+}

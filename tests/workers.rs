@@ -21,6 +21,7 @@ fn workers(size: usize, max_tasks: Option<u32>) -> PoolConfig {
         workers: Some(WorkerConfig {
             max_tasks,
             initializer: None,
+            stopped_limit: None,
         }),
         ..config(size)
     }
@@ -366,6 +367,7 @@ fn each_worker_runs_its_initializer_first_and_its_life_is_recorded() {
                 BuiltinKind::Sleep(Span::fixed(Duration::from_millis(50))),
                 "",
             ))),
+            stopped_limit: None,
         }),
         ..workers(2, None)
     };

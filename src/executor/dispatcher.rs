@@ -700,6 +700,11 @@ impl<B: Backend> Dispatcher<B> {
         {
             log::warn!("task {task}: {first} failed: {e}");
         }
+        // A stopped group keeps SIGTERM pending until it is continued (as pueue does).
+        if first == Signal::SIGTERM {
+            let _ = self
+                .with_ctx(|b, ctx| b.control(task, attempt, Control::Signal(Signal::SIGCONT), ctx));
+        }
     }
 
     fn start_ready(&mut self) {

@@ -43,6 +43,10 @@ pub struct WorkerConfig {
     pub max_tasks: Option<u32>,
     /// Run once when the worker starts, before any task (Python's `initializer`).
     pub initializer: Option<Invocation>,
+    /// A worker stopped (SIGSTOP, a debugger) this long while it holds tasks is lost:
+    /// its task fails as `worker lost` and a new worker takes its slot [default: 10 s].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_limit: Option<std::time::Duration>,
 }
 
 /// One task handed to a worker.

@@ -547,6 +547,7 @@ fn worker_settings(ctx: &Ctx<'_>, pool: &RawPool) -> Result<Option<WorkerConfig>
     Ok(workers.then_some(WorkerConfig {
         max_tasks,
         initializer,
+        stopped_limit: None,
     }))
 }
 

@@ -32,6 +32,11 @@ use crate::executor::worker::{
 /// Workers started with the pool; above this, slots get theirs when first used.
 const EAGER_WORKERS: usize = 512;
 
+/// How long a worker may be stopped (SIGSTOP) while it holds tasks before it is lost.
+pub const STOPPED_LIMIT: Duration = Duration::from_secs(10);
+/// How often workers that hold tasks are looked at for being stopped.
+const STOPPED_CHECK: Duration = Duration::from_millis(250);
+
 // Token layout: the worker key, then which of its descriptors.
 const PIDFD: u64 = 0;
 const REPORTS: u64 = 1;
@@ -56,6 +61,8 @@ pub struct WorkerBackend {
     placed: HashMap<(TaskId, u32), Slot>,
     stopping: bool,
     buf: Vec<u8>,
+    /// When workers were last looked at for being stopped.
+    checked: Instant,
 }
 
 struct Worker {
@@ -78,6 +85,10 @@ struct Worker {
     /// A task on it was ended by signalling the worker itself (an in-process job).
     signalled_for: Option<(TaskId, u32)>,
     retiring: bool,
+    /// Seen stopped (`T` in /proc) since then, while it held tasks.
+    stopped_since: Option<Instant>,
+    /// Why poolscope gave it up (killed it): what its task's failure says.
+    lost: Option<String>,
 }
 
 impl WorkerBackend {
@@ -93,6 +104,7 @@ impl WorkerBackend {
             placed: HashMap::new(),
             stopping: false,
             buf: vec![0; 1 << 20],
+            checked: Instant::now(),
         }
     }
 }
@@ -178,6 +190,8 @@ impl WorkerBackend {
                 child: None,
                 signalled_for: None,
                 retiring: false,
+                stopped_since: None,
+                lost: None,
             },
         );
         Ok(())
@@ -441,9 +455,10 @@ impl WorkerBackend {
             let _ = killpg(Pid::from_raw(child), Signal::SIGKILL);
             ctx.guard().remove(child);
         }
-        let how = match (status.exit_status(), status.terminating_signal()) {
-            (_, Some(sig)) => signal_name(sig),
-            (Some(code), _) => format!("exit {code}"),
+        let how = match (&w.lost, status.exit_status(), status.terminating_signal()) {
+            (Some(why), ..) => why.clone(),
+            (None, _, Some(sig)) => signal_name(sig),
+            (None, Some(code), _) => format!("exit {code}"),
             _ => "ended".to_owned(),
         };
         let retired = (w.retiring || self.stopping) && status.exit_status() == Some(0);
@@ -511,6 +526,40 @@ impl WorkerBackend {
 
     fn take_void(&mut self, task: TaskId, attempt: u32) -> bool {
         !self.void.is_empty() && self.void.remove(&(task, attempt))
+    }
+
+    /// Give up the workers that have been stopped (SIGSTOP) for the limit while holding
+    /// tasks: SIGKILL them (and their command), so their task fails as `worker lost`
+    /// and a new worker takes the slot and what it had not started.
+    fn check_stopped(&mut self, now: Instant) {
+        self.checked = now;
+        let limit = self.config.stopped_limit.unwrap_or(STOPPED_LIMIT);
+        for w in self.workers.values_mut() {
+            if w.assigned.is_empty() || w.lost.is_some() {
+                w.stopped_since = None;
+                continue;
+            }
+            if !is_stopped(w.pid) {
+                w.stopped_since = None;
+                continue;
+            }
+            let since = *w.stopped_since.get_or_insert(now);
+            if now.duration_since(since) >= limit {
+                log::info!(
+                    "worker {} has been stopped for {:.1} s: giving it up",
+                    w.pid,
+                    limit.as_secs_f64()
+                );
+                w.lost = Some(format!(
+                    "stopped (SIGSTOP) for {:.1} s, not answering",
+                    limit.as_secs_f64()
+                ));
+                if let Some(child) = w.child {
+                    let _ = killpg(Pid::from_raw(child), Signal::SIGKILL);
+                }
+                let _ = killpg(Pid::from_raw(w.pid as i32), Signal::SIGKILL);
+            }
+        }
     }
 
     /// Ask every worker to leave after its current task.
@@ -606,8 +655,13 @@ impl Backend for WorkerBackend {
                 w.signalled_for = Some((task, attempt));
                 w.pid as i32
             };
-            return killpg(Pid::from_raw(target), signal)
+            let sent = killpg(Pid::from_raw(target), signal)
                 .map_err(|e| CommandError::Signal(task, e.to_string()));
+            // A stopped worker cannot see its command end: ending a task continues it.
+            if matches!(signal, Signal::SIGTERM | Signal::SIGKILL | Signal::SIGCONT) {
+                let _ = killpg(Pid::from_raw(w.pid as i32), Signal::SIGCONT);
+            }
+            return sent;
         }
         // Not started yet: it ends now. If it was already sent, the worker may still run
         // it; what it reports of it is dropped.
@@ -633,6 +687,19 @@ impl Backend for WorkerBackend {
             REPORTS => self.read_reports(slot, ctx),
             JOBS => self.write_jobs(slot, ctx),
             _ => {}
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.workers
+            .values()
+            .any(|w| !w.assigned.is_empty())
+            .then(|| self.checked + STOPPED_CHECK)
+    }
+
+    fn on_deadline(&mut self, now: Instant, _ctx: &mut Ctx<'_>) {
+        if now >= self.checked + STOPPED_CHECK {
+            self.check_stopped(now);
         }
     }
 
@@ -787,12 +854,17 @@ impl Backend for WorkerPool {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.processes.deadline()
+        self.processes
+            .deadline()
+            .into_iter()
+            .chain(self.workers.deadline())
+            .min()
     }
 
     fn on_deadline(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         self.processes
             .on_deadline(now, &mut ctx.tagged(PROCESS_TAG));
+        self.workers.on_deadline(now, ctx);
     }
 
     fn resize(&mut self, size: usize, ctx: &mut Ctx<'_>) {
@@ -807,4 +879,16 @@ impl Backend for WorkerPool {
         self.processes.shutdown(&mut ctx.tagged(PROCESS_TAG));
         self.workers.shutdown(ctx);
     }
+}
+
+/// Whether a process is stopped (`T`, or `t` under a debugger) by its /proc entry.
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses and may hold any
+        // character: read after the last ')'.
+        stat.rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state == "T" || state == "t")
+    })
 }
