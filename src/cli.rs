@@ -1028,7 +1028,8 @@ fn create(path: &Path) -> Result<File> {
 fn watch_signals(executor: &Executor) -> Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let interrupted = Arc::new(AtomicBool::new(false));
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot watch for Ctrl-C and SIGTERM")?;
     let handle = executor.handle();
     let flag = Arc::clone(&interrupted);
     std::thread::Builder::new()
@@ -1038,7 +1039,8 @@ fn watch_signals(executor: &Executor) -> Result<Arc<AtomicBool>> {
                 flag.store(true, Ordering::Release);
                 handle.terminate();
             }
-        })?;
+        })
+        .context("cannot start the thread that watches for Ctrl-C and SIGTERM")?;
     Ok(interrupted)
 }
 

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use common::{config, drain, until};
-use poolscope::executor::backend::{Backend, Control, Ctx, LaunchRequest, RawExit, Remote, Report};
+use poolscope::executor::backend::{
+    Backend, Control, Ctx, LaunchError, LaunchRequest, RawExit, Remote, Report,
+};
 use poolscope::executor::{
     CommandError, EventKind, Executor, Outcome, PoolConfig, Signal, Stream, TaskId, TaskSpec,
 };
@@ -47,7 +49,7 @@ impl Backend for Fake {
         Ok(())
     }
 
-    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
         self.seen().launched.push((request.task, request.attempt));
         ctx.report(Report::Waiting {
             task: request.task,

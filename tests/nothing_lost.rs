@@ -452,3 +452,149 @@ fn finding_4_a_worker_stopped_too_long_is_lost_and_a_new_one_takes_its_slot() {
     assert_eq!(common::stdout_of(&record, TaskId(2)), "after\n");
     assert!(wait_gone(worker), "the stopped worker is gone");
 }
+
+/// `poolscope ARGS` under a shell's `ulimit` settings, `input` on its stdin; as the
+/// user `nobody` when `as_nobody` (root is not held to a process limit), in which case
+/// `None` where that cannot be done here. `{dir}` in an argument is a folder both can
+/// write (kept as long as the returned `TempDir`).
+fn limited_run(
+    limits: &str,
+    args: &[&str],
+    input: &str,
+    as_nobody: bool,
+) -> Option<(std::process::Output, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A folder the other user can write, for its run root.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("dir");
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let input_file = shared.join("input");
+    std::fs::write(&input_file, input).expect("input");
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| format!("'{}'", a.replace("{dir}", &shared.to_string_lossy())))
+        .collect();
+    let script = format!(
+        "{limits}; exec '{}' run --run-dir '{}' {} < '{}'",
+        env!("CARGO_BIN_EXE_poolscope"),
+        shared.join("runs").display(),
+        quoted.join(" "),
+        input_file.display()
+    );
+    let mut command = if as_nobody {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: a process limit is tested as root switching to nobody");
+            return None;
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "bash",
+            "-c",
+        ]);
+        c
+    } else {
+        let mut c = std::process::Command::new("bash");
+        c.arg("-c");
+        c
+    };
+    let out = command
+        .arg(script)
+        .env("HOME", &shared)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("bash");
+    Some((out, dir))
+}
+
+fn joblog_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .skip(1)
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn finding_5_scarce_file_descriptors_make_tasks_wait_not_fail() {
+    for mode in [&[][..], &["--workers"][..]] {
+        let mut args = vec!["-j", "60", "--joblog", "{dir}/joblog"];
+        args.extend_from_slice(mode);
+        let (out, dir) = limited_run("ulimit -n 64", &args, &"sleep 0.05\n".repeat(120), false)
+            .expect("runs here");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode:?}: {stderr}");
+        let joblog = dir.path().join("shared/joblog");
+        let rows = joblog_rows(&std::fs::read_to_string(&joblog).expect("joblog"));
+        assert_eq!(rows.len(), 120, "{mode:?}");
+        assert!(rows.iter().all(|r| r[6] == "0"), "{mode:?}: a task failed");
+        // Told once, as GNU parallel warns once.
+        assert_eq!(
+            stderr.matches("tasks can run at once here").count(),
+            1,
+            "{mode:?}: {stderr}"
+        );
+        assert!(stderr.contains("Too many open files"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn finding_5_a_process_limit_makes_tasks_wait_not_fail() {
+    let Some((out, dir)) = limited_run(
+        "ulimit -u 20",
+        &["-j", "30", "--joblog", "{dir}/joblog"],
+        &"sleep 0.05\n".repeat(50),
+        true,
+    ) else {
+        return;
+    };
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let joblog = dir.path().join("shared/joblog");
+    let rows = joblog_rows(&std::fs::read_to_string(&joblog).expect("joblog"));
+    assert_eq!(rows.len(), 50);
+    assert!(rows.iter().all(|r| r[6] == "0"), "a task failed");
+    assert_eq!(
+        stderr.matches("tasks can run at once here").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn finding_6_no_panic_when_the_machine_refuses_threads_or_processes() {
+    for mode in [&[][..], &["--workers"][..]] {
+        for limit in ["ulimit -u 3", "ulimit -u 5"] {
+            let mut args = vec!["-j", "40"];
+            args.extend_from_slice(mode);
+            let Some((out, _dir)) = limited_run(limit, &args, &"true\n".repeat(10), true) else {
+                return;
+            };
+            let stderr = text(&out.stderr);
+            assert!(!stderr.contains("panicked"), "{limit} {mode:?}: {stderr}");
+            assert!(
+                out.status.code() == Some(0) || stderr.contains("Resource temporarily unavailable"),
+                "{limit} {mode:?}: it failed without saying why: {stderr}"
+            );
+        }
+    }
+    // Workers under a descriptor limit (the backend's start used to panic).
+    let (out, _dir) = limited_run(
+        "ulimit -n 64",
+        &["--workers", "-j", "40"],
+        &"true\n".repeat(80),
+        false,
+    )
+    .expect("runs here");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

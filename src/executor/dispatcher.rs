@@ -14,7 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 
-use super::backend::{Backend, Control, Ctx, GroupGuard, LaunchRequest, RawExit, Remote, Report};
+use super::backend::{
+    Backend, Control, Ctx, GroupGuard, LaunchError, LaunchRequest, RawExit, Remote, Report,
+};
 use super::event::{EventKind, HaltReason, Outcome, Stream};
 use super::reactor::{EventBuffer, Reactor, WAKE_TOKEN};
 use super::scheduler::{Scheduler, Slot};
@@ -121,7 +123,28 @@ pub(crate) struct Dispatcher<B: Backend> {
     next_chunk: u64,
     /// How long tasks have been taking lately (for [`Self::prefetch`]).
     recent_runtime: Option<Duration>,
+    /// The machine refused to start more (file descriptors, processes): the pool runs
+    /// at what it allows, trying one more now and then.
+    limit: Option<MachineLimit>,
 }
+
+/// Where the machine's limit stands.
+struct MachineLimit {
+    /// The user was told.
+    told: bool,
+    /// When to try one more task than run now.
+    probe_at: Instant,
+    /// Since when nothing of the pool runs and still nothing can start.
+    stuck_since: Option<Instant>,
+}
+
+/// How often a pool held back by the machine tries to start one more task.
+const LIMIT_PROBE: Duration = Duration::from_secs(1);
+/// With nothing of its own running, how soon the pool tries again.
+const LIMIT_RETRY: Duration = Duration::from_millis(100);
+/// With nothing of its own running, how long the pool waits for the machine before the
+/// task at the head of the queue fails.
+const LIMIT_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// A slot is given ahead of time as many tasks as recently ran in this long.
 const PREFETCH_WINDOW: Duration = Duration::from_millis(1);
@@ -173,30 +196,44 @@ impl<B: Backend> Dispatcher<B> {
             slot_holders: Vec::new(),
             next_chunk: 0,
             recent_runtime: None,
+            limit: None,
         }
+    }
+
+    /// The pool's thread could not start: say so as the pool's last event.
+    pub(crate) fn fail(mut self, reason: String) {
+        self.shared.set_failed(&reason);
+        self.sink.send(EventKind::Failed { reason });
+        self.sink.flush();
     }
 
     /// Runs the loop. Whatever happens in it, even a panic, every task's process group
     /// is killed before this returns, and the error is reported as an event.
     pub(crate) fn run(mut self, inbox: &Receiver<Msg>) {
         let result = catch_unwind(AssertUnwindSafe(|| self.run_loop(inbox)));
-        if let Err(panic) = result {
+        let failure = match result {
+            Ok(Ok(())) => None,
+            // The machine refused what the pool needs (a worker, its epoll): said plainly.
+            Ok(Err(reason)) => Some(reason),
+            Err(panic) => Some(
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned()),
+            ),
+        };
+        if let Some(reason) = failure {
             self.guard.kill_all();
-            let reason = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            log::error!("the pool's dispatcher failed: {reason}; every task was killed");
+            log::info!("the pool failed: {reason}; every task was killed");
+            self.shared.set_failed(&reason);
             self.sink.send(EventKind::Failed { reason });
-            self.shared.closed.store(true, Ordering::Release);
-            self.shared.set_drained();
         }
         self.sink.flush();
         self.sink.budget().disable();
     }
 
-    fn run_loop(&mut self, inbox: &Receiver<Msg>) {
+    fn run_loop(&mut self, inbox: &Receiver<Msg>) -> Result<(), String> {
         self.sink.send_at(
             Duration::ZERO,
             EventKind::PoolStarted {
@@ -205,9 +242,8 @@ impl<B: Backend> Dispatcher<B> {
             },
         );
         let size = self.sched.size();
-        if let Err(reason) = self.with_ctx(|b, ctx| b.start(size, ctx)) {
-            panic!("the backend could not start: {reason}");
-        }
+        self.with_ctx(|b, ctx| b.start(size, ctx))
+            .map_err(|reason| format!("the pool could not start: {reason}"))?;
         let mut events = EventBuffer::new();
         let mut tokens = Vec::new();
         loop {
@@ -216,7 +252,7 @@ impl<B: Backend> Dispatcher<B> {
             if self.state.shutting_down && self.active.is_empty() {
                 self.with_ctx(B::shutdown);
                 self.process_reports();
-                break;
+                return Ok(());
             }
             if self.sink.budget().take_reopened() {
                 self.with_ctx(B::resume_output);
@@ -228,9 +264,9 @@ impl<B: Backend> Dispatcher<B> {
                 .chain(self.sink.flush_due())
                 .min()
                 .map(|at| at.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.reactor.wait(&mut events, &mut tokens, timeout) {
-                panic!("the readiness loop failed: {e}");
-            }
+            self.reactor
+                .wait(&mut events, &mut tokens, timeout)
+                .map_err(|e| format!("the pool's readiness loop failed: {e}"))?;
             for &token in &tokens {
                 if token == WAKE_TOKEN {
                     if !self.drain_inbox(inbox) {
@@ -710,15 +746,19 @@ impl<B: Backend> Dispatcher<B> {
     fn start_ready(&mut self) {
         let mut launched = false;
         while let Some((pending, slot)) = self.sched.start_next() {
-            launched = true;
             let chunk = pending.chunk;
-            self.launch(pending, slot);
+            if !self.launch(pending, slot) {
+                break;
+            }
+            launched = true;
             // The rest of its chunk goes to the same slot, in order.
             while let Some(next) = self
                 .sched
                 .take_next_if(|p| chunk.is_some() && p.chunk == chunk)
             {
-                self.launch(next, slot);
+                if !self.launch(next, slot) {
+                    break;
+                }
             }
             self.process_reports();
         }
@@ -765,7 +805,9 @@ impl<B: Backend> Dispatcher<B> {
                 let Some(next) = self.sched.take_next_if(|p| p.chunk.is_none()) else {
                     break;
                 };
-                self.launch(next, slot);
+                if !self.launch(next, slot) {
+                    break;
+                }
                 launched = true;
             }
         }
@@ -783,7 +825,9 @@ impl<B: Backend> Dispatcher<B> {
         let mut launched = false;
         let mut slot = 0;
         while let Some(next) = self.sched.take_next_if(|_| true) {
-            self.launch(next, slot % size);
+            if !self.launch(next, slot % size) {
+                break;
+            }
             slot += 1;
             launched = true;
         }
@@ -808,12 +852,14 @@ impl<B: Backend> Dispatcher<B> {
         }
     }
 
-    fn launch(&mut self, pending: Pending, slot: Slot) {
+    /// Hand an attempt to the backend; false when the machine had no room for it (it is
+    /// back at the head of the queue).
+    fn launch(&mut self, pending: Pending, slot: Slot) -> bool {
         let Pending {
             task,
             attempt,
             spec,
-            chunk: _,
+            chunk,
         } = pending;
         self.hold(slot);
         self.active.insert(
@@ -837,13 +883,80 @@ impl<B: Backend> Dispatcher<B> {
             slot,
             spec: &spec,
         };
-        if let Err(reason) = self.with_ctx(|b, ctx| b.launch(request, ctx)) {
-            // Whatever it reported before failing is void: it never ran.
-            self.reports
-                .retain(|r| !matches!(r, Report::Started { task: t, .. } if *t == task));
-            self.active.remove(&task);
-            self.let_go(slot);
-            self.finish(task, attempt, spec, Outcome::FailedToSpawn(reason), 0, None);
+        let error = match self.with_ctx(|b, ctx| b.launch(request, ctx)) {
+            Ok(()) => {
+                if let Some(limit) = &mut self.limit {
+                    limit.stuck_since = None;
+                }
+                return true;
+            }
+            Err(error) => error,
+        };
+        // Whatever it reported before failing is void: it never ran.
+        self.reports
+            .retain(|r| !matches!(r, Report::Started { task: t, .. } if *t == task));
+        self.active.remove(&task);
+        self.let_go(slot);
+        match error {
+            LaunchError::Busy(reason) => {
+                self.sched.push_front(Pending {
+                    task,
+                    attempt,
+                    spec,
+                    chunk,
+                });
+                self.machine_limit(&reason);
+                false
+            }
+            LaunchError::Failed(reason) => {
+                self.finish(task, attempt, spec, Outcome::FailedToSpawn(reason), 0, None);
+                true
+            }
+        }
+    }
+
+    /// The machine refused one more task: run at what runs now, tell the user once,
+    /// and try one more now and then. With
+    /// nothing of the pool running, the head of the queue fails if the machine stays
+    /// full for [`LIMIT_GIVE_UP`].
+    fn machine_limit(&mut self, reason: &str) {
+        let now = Instant::now();
+        let running = self.sched.running();
+        self.sched.set_cap(Some(running));
+        let limit = self.limit.get_or_insert(MachineLimit {
+            told: false,
+            probe_at: now,
+            stuck_since: None,
+        });
+        // Once, as GNU parallel warns once: later probes move the limit by one or two.
+        if !limit.told {
+            limit.told = true;
+            log::info!("the machine allows {running} tasks at once: {reason}");
+            self.sink.send(EventKind::Limited {
+                running,
+                reason: reason.to_owned(),
+            });
+        }
+        if running > 0 {
+            limit.stuck_since = None;
+            limit.probe_at = now + LIMIT_PROBE;
+            return;
+        }
+        limit.probe_at = now + LIMIT_RETRY;
+        let since = *limit.stuck_since.get_or_insert(now);
+        if now.duration_since(since) >= LIMIT_GIVE_UP
+            && let Some(head) = self.sched.take_next_if(|_| true)
+        {
+            limit.stuck_since = None;
+            let reason = format!("{reason} (waited {} s for room)", LIMIT_GIVE_UP.as_secs());
+            self.finish(
+                head.task,
+                head.attempt,
+                head.spec,
+                Outcome::FailedToSpawn(reason),
+                0,
+                None,
+            );
         }
     }
 
@@ -970,17 +1083,31 @@ impl<B: Backend> Dispatcher<B> {
     }
 
     fn next_timer(&self) -> Option<Instant> {
+        let probe = self
+            .limit
+            .as_ref()
+            .filter(|_| self.sched.queued() > 0 && self.sched.cap().is_some())
+            .map(|l| l.probe_at);
         self.timed
             .iter()
             .filter_map(|t| self.active.get(t))
             .flat_map(|a| [a.escalate_at, a.timeout_at.filter(|_| a.kill.is_none())])
             .flatten()
             .chain(self.backend.deadline())
+            .chain(probe)
             .min()
     }
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
+        // Held back by the machine: try one more than runs now.
+        if let Some(limit) = &mut self.limit
+            && limit.probe_at <= now
+            && let Some(cap) = self.sched.cap()
+        {
+            limit.probe_at = now + LIMIT_PROBE;
+            self.sched.set_cap(Some(cap.max(self.sched.running()) + 1));
+        }
         let mut timed_out = Vec::new();
         let mut escalate = Vec::new();
         // Only attempts with a timer are looked at: a map's thousands of handed-out tasks

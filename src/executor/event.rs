@@ -209,13 +209,14 @@ pub enum EventKind {
     },
     /// The machine refused to start more processes (too many open files, too many
     /// processes): the pool runs at most `running` tasks at once until one ends; the rest
-    /// wait. Sent when the limit is first met, and when it drops further.
+    /// wait. Sent once, when the limit is first met.
     Limited {
         running: usize,
         reason: String,
     },
-    /// The executor itself failed (a bug): every task was killed, nothing more will
-    /// happen.
+    /// The pool failed: it could not start (the machine refused it a thread or
+    /// descriptors), or the executor itself failed (a bug). Every task was killed;
+    /// nothing more will happen.
     Failed {
         reason: String,
     },

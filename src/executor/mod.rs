@@ -201,17 +201,39 @@ pub enum CommandError {
     Signal(TaskId, String),
     #[error("the executor has stopped")]
     ExecutorGone,
+    #[error("{0}")]
+    PoolFailed(String),
 }
 
 /// State shared with handles without a round trip to the dispatcher.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     closed: AtomicBool,
+    /// Why the pool could not go on (it could not start: no thread, no descriptors).
+    failure: Mutex<Option<String>>,
     drained: Mutex<bool>,
     drained_cv: Condvar,
 }
 
 impl Shared {
+    /// The pool failed: it accepts nothing more, and says why to whoever asks.
+    fn set_failed(&self, reason: &str) {
+        *self
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.to_owned());
+        self.closed.store(true, Ordering::Release);
+        self.set_drained();
+    }
+
+    fn refusal(&self) -> CommandError {
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .map_or(CommandError::PoolClosed, CommandError::PoolFailed)
+    }
+
     fn set_drained(&self) {
         *self
             .drained
@@ -251,7 +273,7 @@ impl Handle {
     /// Queue tasks (also while others run). Refused once the pool is closed.
     pub fn submit(&self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, CommandError> {
         if self.shared.closed.load(Ordering::Acquire) {
-            return Err(CommandError::PoolClosed);
+            return Err(self.shared.refusal());
         }
         self.ask(|reply| Msg::Submit {
             specs,
@@ -269,7 +291,7 @@ impl Handle {
         chunk_size: usize,
     ) -> Result<Vec<TaskId>, CommandError> {
         if self.shared.closed.load(Ordering::Acquire) {
-            return Err(CommandError::PoolClosed);
+            return Err(self.shared.refusal());
         }
         self.ask(|reply| Msg::Submit {
             specs,
@@ -411,20 +433,48 @@ impl Executor {
     ) -> (Self, Events) {
         ignore_sigpipe();
         let start = Instant::now();
-        let (sink, events) = EventSink::new(start, waker, config.output_in_flight);
+        let (mut sink, events) = EventSink::new(start, waker, config.output_in_flight);
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
-        let (reactor, loop_waker) = Reactor::new().expect("cannot create the executor's epoll");
-        let remote = Remote {
-            inbox: tx.clone(),
-            waker: loop_waker.clone(),
+        // Where the machine refuses what the pool needs (descriptors, a thread), the
+        // pool fails at once with the reason as its only event: no panic.
+        let (thread, loop_waker) = match Reactor::new() {
+            Ok((reactor, loop_waker)) => {
+                let remote = Remote {
+                    inbox: tx.clone(),
+                    waker: loop_waker.clone(),
+                };
+                let dispatcher =
+                    Dispatcher::new(backend, config, sink, reactor, remote, Arc::clone(&shared));
+                // Handed over once the thread runs: if it cannot start, the dispatcher
+                // is still here to say so.
+                let (hand_over, taken) = mpsc::channel::<Dispatcher<B>>();
+                let spawned = thread::Builder::new()
+                    .name("poolscope-dispatch".into())
+                    .spawn(move || {
+                        if let Ok(dispatcher) = taken.recv() {
+                            dispatcher.run(&rx);
+                        }
+                    });
+                match spawned {
+                    Ok(thread) => {
+                        let _ = hand_over.send(dispatcher);
+                        (Some(thread), loop_waker)
+                    }
+                    Err(e) => {
+                        dispatcher.fail(format!("cannot start the pool's thread: {e}"));
+                        (None, LoopWaker::none())
+                    }
+                }
+            }
+            Err(e) => {
+                let reason = format!("cannot start the pool: {e}");
+                shared.set_failed(&reason);
+                sink.send(EventKind::Failed { reason });
+                sink.flush();
+                (None, LoopWaker::none())
+            }
         };
-        let dispatcher =
-            Dispatcher::new(backend, config, sink, reactor, remote, Arc::clone(&shared));
-        let thread = thread::Builder::new()
-            .name("poolscope-dispatch".into())
-            .spawn(move || dispatcher.run(&rx))
-            .expect("cannot start the dispatcher thread");
         let executor = Self {
             handle: Handle {
                 tx,
@@ -432,7 +482,7 @@ impl Executor {
                 shared,
             },
             start,
-            thread: Some(thread),
+            thread,
         };
         (executor, events)
     }

@@ -22,12 +22,19 @@ pub enum Interest {
 /// Wakes the dispatcher's loop from any thread (a command was queued, output budget
 /// was freed, a backend thread has news).
 #[derive(Clone, Debug)]
-pub struct LoopWaker(Arc<OwnedFd>);
+pub struct LoopWaker(Option<Arc<OwnedFd>>);
 
 impl LoopWaker {
     pub fn wake(&self) {
         // A full counter (EAGAIN) already means "wake up": nothing to handle.
-        let _ = rustix::io::write(&*self.0, &1u64.to_ne_bytes());
+        if let Some(fd) = &self.0 {
+            let _ = rustix::io::write(&**fd, &1u64.to_ne_bytes());
+        }
+    }
+
+    /// The waker of a pool that could not start: there is no loop to wake.
+    pub(crate) fn none() -> Self {
+        Self(None)
     }
 }
 
@@ -54,7 +61,7 @@ impl Reactor {
             epoll,
             wake: Arc::clone(&wake),
         };
-        Ok((reactor, LoopWaker(wake)))
+        Ok((reactor, LoopWaker(Some(wake))))
     }
 
     pub(crate) fn watch(&self, fd: impl AsFd, token: u64, interest: Interest) -> io::Result<()> {

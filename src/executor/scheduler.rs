@@ -18,6 +18,9 @@ pub struct Scheduler<T> {
     fresh: Slot,
     busy: BTreeSet<Slot>,
     paused: bool,
+    /// The most the machine lets run now (file descriptors, processes), when that is
+    /// fewer than `size`.
+    cap: Option<usize>,
 }
 
 impl<T> Scheduler<T> {
@@ -29,6 +32,7 @@ impl<T> Scheduler<T> {
             fresh: 0,
             busy: BTreeSet::new(),
             paused: false,
+            cap: None,
         }
     }
 
@@ -54,6 +58,20 @@ impl<T> Scheduler<T> {
 
     pub fn push(&mut self, item: T) {
         self.queue.push_back(item);
+    }
+
+    /// Put an item back at the head of the queue (it could not start yet).
+    pub fn push_front(&mut self, item: T) {
+        self.queue.push_front(item);
+    }
+
+    /// At most `cap` run at once, whatever the size (`None`: the size alone).
+    pub fn set_cap(&mut self, cap: Option<usize>) {
+        self.cap = cap.filter(|&c| c < self.size);
+    }
+
+    pub fn cap(&self) -> Option<usize> {
+        self.cap
     }
 
     /// Take the whole queue (terminate, halt).
@@ -86,7 +104,8 @@ impl<T> Scheduler<T> {
 
     /// The next task to start and the slot it gets, if a slot is free and dispatch is on.
     pub fn start_next(&mut self) -> Option<(T, Slot)> {
-        if self.paused || self.busy.len() >= self.size || self.queue.is_empty() {
+        let limit = self.cap.unwrap_or(self.size).min(self.size);
+        if self.paused || self.busy.len() >= limit || self.queue.is_empty() {
             return None;
         }
         let slot = self.lowest_free()?;
@@ -222,5 +241,30 @@ mod tests {
         assert!(s.start_next().is_none());
         s.set_paused(false);
         assert_eq!(s.start_next(), Some((1, 0)));
+    }
+
+    #[test]
+    fn a_machine_cap_holds_starts_below_the_size_and_an_item_goes_back_first() {
+        let mut s = Scheduler::new(4);
+        for i in 0..6 {
+            s.push(i);
+        }
+        let first = start_all(&mut s);
+        assert_eq!(first.len(), 4);
+        // The fourth could not start after all: back at the head, at most 3 for now.
+        let (item, slot) = first[3];
+        s.release(slot);
+        s.push_front(item);
+        s.set_cap(Some(3));
+        assert!(s.start_next().is_none(), "three run: the cap is reached");
+        s.release(first[0].1);
+        assert_eq!(
+            s.start_next().map(|(i, _)| i),
+            Some(3),
+            "the same item is next"
+        );
+        // A cap at or above the size is no cap.
+        s.set_cap(Some(4));
+        assert_eq!(s.cap(), None);
     }
 }

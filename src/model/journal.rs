@@ -219,7 +219,7 @@ impl JournalWriter {
         let thread = std::thread::Builder::new()
             .name("poolscope-journal".into())
             .spawn(move || write_loop(writer, &rx, &thread_error))
-            .map_err(io)?;
+            .map_err(|e| JournalError::Write(format!("cannot start the journal's thread: {e}")))?;
         Ok(Self {
             tx,
             pending: Mutex::new(Vec::new()),

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use process_wrap::std::{CommandWrap, ProcessGroup};
 use rustix::process::PidfdFlags;
 
-use super::{Backend, Control, Ctx, LaunchRequest, RawExit, Report};
+use super::{Backend, Control, Ctx, LaunchError, LaunchRequest, RawExit, Report};
 use crate::executor::CommandError;
 use crate::executor::event::Stream;
 use crate::executor::reactor::Interest;
@@ -119,15 +119,15 @@ impl LocalBackend {
         runnable.then(|| words.iter().map(|w| (*w).to_owned()).collect())
     }
 
-    fn dev_null(&mut self) -> Result<&OwnedFd, String> {
+    fn dev_null(&mut self) -> Result<&OwnedFd, LaunchError> {
         if self.dev_null.is_none() {
             let file = std::fs::File::open("/dev/null")
-                .map_err(|e| format!("cannot open /dev/null: {e}"))?;
+                .map_err(|e| LaunchError::from_io("cannot open /dev/null", &e))?;
             self.dev_null = Some(OwnedFd::from(file));
         }
         self.dev_null
             .as_ref()
-            .ok_or_else(|| "cannot open /dev/null".to_owned())
+            .ok_or_else(|| LaunchError::Failed("cannot open /dev/null".to_owned()))
     }
 
     /// Start a pipe-connected child; returns it with its pipes.
@@ -135,7 +135,7 @@ impl LocalBackend {
         &mut self,
         request: LaunchRequest<'_>,
         helper: &std::path::Path,
-    ) -> Result<Spawned, String> {
+    ) -> Result<Spawned, LaunchError> {
         let spec = request.spec;
         let direct = match &spec.invocation {
             Invocation::Shell(line) => self.direct_argv(line),
@@ -182,7 +182,7 @@ impl LocalBackend {
         // `ProcessGroup` sets the group with `Command::process_group`, which keeps std on
         // the posix_spawn path (no fork of a large parent).
         command.wrap(ProcessGroup::leader());
-        let mut child = command.spawn().map_err(|e| e.to_string())?;
+        let mut child = command.spawn().map_err(|e| LaunchError::from_io("", &e))?;
         let pid = child.id();
         let stdout = child.stdout().take().map(OwnedFd::from);
         let stderr = child.stderr().take().map(OwnedFd::from);
@@ -536,7 +536,7 @@ fn abandon(pid: u32) {
 }
 
 impl Backend for LocalBackend {
-    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
         let mut spawned = if request.spec.pty {
             super::pty::spawn(request, ctx.helper())?
         } else {
@@ -550,7 +550,7 @@ impl Backend for LocalBackend {
             Err(e) => {
                 abandon(spawned.pid);
                 ctx.guard().remove(spawned.pid as i32);
-                return Err(format!("cannot watch the started process: {e}"));
+                return Err(LaunchError::from_io("cannot watch the started process", &e));
             }
         };
         ctx.report(Report::Started {

@@ -44,6 +44,61 @@ pub enum RawExit {
     TimedOut,
 }
 
+/// Why an attempt could not be started.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    /// The machine is short of something a running task gives back when it ends (file
+    /// descriptors, processes, memory): the attempt waits for that, it does not fail.
+    #[error("{0}")]
+    Busy(String),
+    /// It cannot start as given (no such program, no such folder): it fails.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl LaunchError {
+    /// An OS error at start-up, sorted: too many open files (the process's or the
+    /// system's), too many processes (`EAGAIN` from fork or clone), no memory.
+    pub fn from_io(context: &str, e: &io::Error) -> Self {
+        let reason = if context.is_empty() {
+            e.to_string()
+        } else {
+            format!("{context}: {e}")
+        };
+        let scarce = [
+            libc_errno::EMFILE,
+            libc_errno::ENFILE,
+            libc_errno::EAGAIN,
+            libc_errno::ENOMEM,
+        ];
+        if e.raw_os_error().is_some_and(|code| scarce.contains(&code)) {
+            Self::Busy(reason)
+        } else {
+            Self::Failed(reason)
+        }
+    }
+}
+
+/// The error numbers of scarce resources (Linux's values, through rustix).
+mod libc_errno {
+    pub const EMFILE: i32 = rustix::io::Errno::MFILE.raw_os_error();
+    pub const ENFILE: i32 = rustix::io::Errno::NFILE.raw_os_error();
+    pub const EAGAIN: i32 = rustix::io::Errno::AGAIN.raw_os_error();
+    pub const ENOMEM: i32 = rustix::io::Errno::NOMEM.raw_os_error();
+}
+
+impl From<String> for LaunchError {
+    fn from(reason: String) -> Self {
+        Self::Failed(reason)
+    }
+}
+
+impl From<&str> for LaunchError {
+    fn from(reason: &str) -> Self {
+        Self::Failed(reason.to_owned())
+    }
+}
+
 /// One attempt to start.
 #[derive(Clone, Copy, Debug)]
 pub struct LaunchRequest<'a> {
@@ -318,7 +373,8 @@ pub trait Backend: Send + 'static {
     /// Start (or submit) one attempt. Must not block on the task. Report
     /// [`Report::Started`] once it runs (at once, for a local process). An `Err` is the
     /// reason it could not be started; nothing of it may be left running then.
-    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String>;
+    /// [`LaunchError::Busy`] puts it back at the head of the queue until a task ends.
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), LaunchError>;
 
     /// Act on one attempt. Refuse attempts that are over with `NotRunning`.
     fn control(

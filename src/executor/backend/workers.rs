@@ -18,7 +18,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use rustix::process::PidfdFlags;
 
-use super::{Backend, Control, Ctx, LaunchRequest, RawExit, Report};
+use super::{Backend, Control, Ctx, LaunchError, LaunchRequest, RawExit, Report};
 use crate::executor::CommandError;
 use crate::executor::event::{WorkerChange, signal_name};
 use crate::executor::reactor::Interest;
@@ -120,7 +120,7 @@ fn instant((base, base_ns): (Instant, u64), ns: u64) -> Instant {
 }
 
 impl WorkerBackend {
-    fn spawn(&mut self, slot: Slot, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    fn spawn(&mut self, slot: Slot, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
         let config = serde_json::to_string(&self.config).map_err(|e| e.to_string())?;
         let mut command = Command::new(ctx.helper());
         command
@@ -131,9 +131,10 @@ impl WorkerBackend {
             .stderr(Stdio::inherit())
             .env("POOLSCOPE_SLOT", slot.to_string())
             .process_group(0);
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start a worker ({}): {e}", ctx.helper().display()))?;
+        let mut child = command.spawn().map_err(|e| {
+            let context = format!("cannot start a worker ({})", ctx.helper().display());
+            LaunchError::from_io(&context, &e)
+        })?;
         let pid = child.id();
         ctx.guard().add(pid as i32);
         let jobs = child.stdin.take().map(OwnedFd::from);
@@ -163,7 +164,7 @@ impl WorkerBackend {
                 let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
                 let _ = nix::sys::wait::waitpid(Pid::from_raw(pid as i32), None);
                 ctx.guard().remove(pid as i32);
-                return Err(format!("cannot watch a worker: {e}"));
+                return Err(LaunchError::from_io("cannot watch a worker", &e));
             }
         };
         self.slot_of.insert(key, slot);
@@ -576,18 +577,27 @@ impl Backend for WorkerBackend {
     fn start(&mut self, size: usize, ctx: &mut Ctx<'_>) -> Result<(), String> {
         self.size = size;
         for slot in 0..size.min(EAGER_WORKERS) {
-            self.spawn(slot, ctx)?;
+            match self.spawn(slot, ctx) {
+                Ok(()) => {}
+                // The machine allows fewer workers for now: the rest start when a task
+                // is handed to their slot, and wait for room then.
+                Err(LaunchError::Busy(reason)) => {
+                    log::info!("{reason}: {slot} workers started ahead");
+                    break;
+                }
+                Err(LaunchError::Failed(reason)) => return Err(reason),
+            }
         }
         Ok(())
     }
 
-    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
         let spec = request.spec;
         if spec.pty || spec.stdin != StdinMode::Null {
-            return Err(
+            return Err(LaunchError::Failed(
                 "a task on a persistent worker has no terminal and no stdin: give it `process = true` or use process mode"
                     .to_owned(),
-            );
+            ));
         }
         self.stopping = false;
         if !self.workers.contains_key(&request.slot) {
@@ -800,7 +810,7 @@ impl Backend for WorkerPool {
         self.workers.start(size, ctx)
     }
 
-    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
         if request.spec.own_process {
             self.processes
                 .launch(request, &mut ctx.tagged(PROCESS_TAG))?;

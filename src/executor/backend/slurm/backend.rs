@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{ArrayDir, SlurmEnd, SlurmOptions};
-use crate::executor::backend::{Backend, Control, Ctx, LaunchRequest, RawExit, Remote, Report};
+use crate::executor::backend::{
+    Backend, Control, Ctx, LaunchError, LaunchRequest, RawExit, Remote, Report,
+};
 use crate::executor::stoppable::{Rounds, StoppableThread};
 use crate::executor::task::{Invocation, TaskId, TaskSpec, shell_quote};
 use crate::executor::{CommandError, Stream};
@@ -216,7 +218,7 @@ impl Backend for SlurmBackend {
         Ok(())
     }
 
-    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
         if request.spec.pty {
             return Err("a cluster task cannot run in a terminal here".into());
         }
