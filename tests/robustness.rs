@@ -87,7 +87,11 @@ struct PanicsOnThirdLaunch {
 }
 
 impl Backend for PanicsOnThirdLaunch {
-    fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), String> {
+    fn launch(
+        &mut self,
+        request: LaunchRequest<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), poolscope::executor::backend::LaunchError> {
         self.launches += 1;
         assert!(self.launches < 3, "a bug in the backend");
         self.inner.launch(request, ctx)
