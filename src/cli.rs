@@ -76,7 +76,8 @@ pub enum Command {
     Watch(WatchArgs),
     /// Open a GNU parallel joblog or a saved run in the window, to see its timeline.
     View {
-        /// A joblog (`parallel --joblog`, `poolscope run --joblog`) or a saved run.
+        /// A joblog (`parallel --joblog`, `poolscope run --joblog`), a saved run, or a
+        /// run's folder (as `poolscope run` prints it).
         file: PathBuf,
     },
 }
@@ -213,15 +214,23 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Run(args)) => run(&args),
         Some(Command::Watch(args)) => watch(&args),
-        // Check the file first so a bad one is reported on the terminal too.
-        Some(Command::View { file }) => crate::model::runfile::load(&file)
-            .map_err(anyhow::Error::from)
-            .and_then(|_| {
-                gui(&GuiArgs {
-                    file: Some(file),
-                    ..cli.gui
-                })
-            }),
+        // Check the file first so a bad one is reported on the terminal too. A run's
+        // folder (as `poolscope run` prints it) opens its journal.
+        Some(Command::View { file }) => if file.is_dir() {
+            journal::load(&file)
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        } else {
+            crate::model::runfile::load(&file)
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        }
+        .and_then(|()| {
+            gui(&GuiArgs {
+                file: Some(file),
+                ..cli.gui
+            })
+        }),
         None => gui(&cli.gui),
     };
     match result {
@@ -278,11 +287,44 @@ fn read_stdin_commands() -> Result<Vec<TaskSpec>> {
             "no task file given, and stdin is a terminal: pass FILE, or pipe one command per line"
         );
     }
+    read_commands(stdin.lock())
+}
+
+/// Longest command line read from stdin, as xargs' default: a longer one (or input with
+/// no newline at all, `< /dev/zero`) is refused at once rather than read into memory.
+pub const MAX_COMMAND_LINE: usize = 128 * 1024;
+
+/// One shell command per line; a line longer than [`MAX_COMMAND_LINE`] or not UTF-8 is
+/// refused by its number, showing its start.
+fn read_commands(mut input: impl BufRead) -> Result<Vec<TaskSpec>> {
     let mut specs = Vec::new();
-    for line in stdin.lock().lines() {
-        let line = line.context("reading commands from stdin")?;
-        if !line.trim().is_empty() {
-            specs.push(TaskSpec::shell(line));
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let read = io::Read::take(&mut input, MAX_COMMAND_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .context("reading commands from stdin")?;
+        if read == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        } else if line.len() > MAX_COMMAND_LINE {
+            bail!(
+                "stdin line {number} is longer than {} KiB (it starts \"{}\"): a command \
+                 line that long is refused, as xargs refuses it",
+                MAX_COMMAND_LINE / 1024,
+                crate::model::shown(&String::from_utf8_lossy(&line[..60]), 60)
+            );
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            bail!(
+                "stdin line {number} is not UTF-8 text (it starts \"{}\")",
+                crate::model::shown(&String::from_utf8_lossy(&line[..line.len().min(60)]), 60)
+            );
+        };
+        if !text.trim().is_empty() {
+            specs.push(TaskSpec::shell(text));
         }
     }
     Ok(specs)
@@ -501,6 +543,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                     Outcome::FailedToSpawn(_) | Outcome::TimedOut | Outcome::WorkerLost(_)
                 ) {
                     let name = record.task(task).map_or("", |t| t.spec.name.as_str());
+                    let name = crate::model::shown(name, 80);
+                    let outcome = crate::model::shown(&outcome.to_string(), 400);
                     bar.quiet(|| eprintln!("poolscope: task {task} ({name}): {outcome}"));
                 }
                 joblog_out.finished(&record, task, attempt)?;
@@ -1218,17 +1262,22 @@ impl Printer {
         }
     }
 
+    /// The task is over: print what is left of its last line. Its bytes go out exactly
+    /// as it wrote them (no newline is added to a last line without one, as GNU
+    /// parallel passes them); with `--tag` a tagged line is ended, so the next task's
+    /// tag starts a line of its own.
     fn flush_task(&mut self, task: TaskId) {
         for stream in [Stream::Stdout, Stream::Stderr] {
             if let Some(mut rest) = self.partial.remove(&(task, stream))
                 && (!rest.bytes.is_empty() || rest.mid_line)
             {
+                let end: &[u8] = if self.tag { b"\n" } else { b"" };
                 Self::emit(
                     self.tag,
                     task,
                     stream,
                     &mut rest.mid_line,
-                    &[&rest.bytes, b"\n"],
+                    &[&rest.bytes, end],
                 );
             }
         }
@@ -1262,6 +1311,11 @@ fn gui(args: &GuiArgs) -> Result<u8> {
         run_dir: args.run_dir.clone(),
     };
     let size = parse_size(&args.size)?;
+    if let Some(dir) = eframe::storage_dir("poolscope")
+        && let Err(e) = crate::app::make_state_private(&dir)
+    {
+        log::warn!("cannot make {} private: {e}", dir.display());
+    }
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("poolscope")

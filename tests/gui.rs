@@ -1214,3 +1214,97 @@ fn the_editor_edits_a_task_and_names_a_bad_environment_line() {
         .tail_lines(1024, 10);
     assert_eq!(out.line(0).0, "hello from the editor");
 }
+
+#[test]
+fn viewing_a_joblog_or_a_run_folder_never_replaces_the_saved_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("big.joblog");
+    let mut text = String::from(poolscope::model::joblog::HEADER);
+    text.push('\n');
+    for seq in 1..=2000 {
+        text.push_str(&format!(
+            "{seq}\t:\t1700000000.000\t0.5\t0\t0\t0\t0\techo viewed-{seq}\n"
+        ));
+    }
+    std::fs::write(&joblog, text).expect("joblog");
+    let mut app = app_with(&["echo mine", "sleep 1"]);
+    app.pool_size = 3;
+    let mut storage = MemoryStorage::default();
+    eframe::App::save(&mut app, &mut storage);
+    let before = storage.0.values().map(String::len).sum::<usize>();
+    app.open(&joblog);
+    assert_eq!(app.rows.len(), 2000, "the joblog is on screen");
+    eframe::App::save(&mut app, &mut storage);
+    let saved: String = storage.0.values().cloned().collect();
+    assert!(
+        !saved.contains("viewed-"),
+        "the viewed tasks were saved as the list"
+    );
+    assert!(saved.contains("echo mine"));
+    assert!(
+        saved.len() < before + 1000,
+        "the state grew with the viewed run"
+    );
+    // The same from the command line (`poolscope view FILE`): the list stays.
+    let options = AppOptions {
+        run_dir: Some(RUNS.path().join("runs")),
+        file: Some(joblog.clone()),
+        ..AppOptions::default()
+    };
+    let mut viewer = PoolscopeApp::with_storage(options, Some(&storage));
+    assert_eq!(viewer.rows.len(), 2000);
+    let mut after = MemoryStorage::default();
+    eframe::App::save(&mut viewer, &mut after);
+    let restored = PoolscopeApp::with_storage(
+        AppOptions {
+            run_dir: Some(RUNS.path().join("runs")),
+            ..AppOptions::default()
+        },
+        Some(&after),
+    );
+    let commands: Vec<&str> = restored
+        .rows
+        .iter()
+        .map(|r| r.draft.command.as_str())
+        .collect();
+    assert_eq!(commands, ["echo mine", "sleep 1"]);
+    assert_eq!(restored.pool_size, 3);
+}
+
+#[test]
+fn many_windows_start_runs_on_one_run_root_at_once_without_a_collision() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let runs = root.path().join("runs");
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            let runs = runs.clone();
+            scope.spawn(move || {
+                for _ in 0..6 {
+                    let mut app = app_with_options(
+                        &["true"],
+                        AppOptions {
+                            run_dir: Some(runs.clone()),
+                            ..AppOptions::default()
+                        },
+                    );
+                    let ctx = egui::Context::default();
+                    app.apply(poolscope::app::Action::Start, &ctx);
+                    if let Some(notice) = &app.notice {
+                        assert!(!notice.is_error, "{}", notice.text);
+                    }
+                    let deadline = Instant::now() + WAIT;
+                    while !app
+                        .run
+                        .as_ref()
+                        .is_some_and(|r| r.record.unfinished() == 0 && !r.record.tasks.is_empty())
+                    {
+                        assert!(Instant::now() < deadline, "the run did not end");
+                        app.wait_for_event(Duration::from_millis(100));
+                    }
+                }
+            });
+        }
+    });
+    let made = std::fs::read_dir(&runs).expect("runs").count();
+    assert_eq!(made, 48, "each of the 48 runs has a folder of its own");
+}

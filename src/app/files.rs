@@ -25,6 +25,7 @@ impl PoolscopeApp {
         drafts: Vec<TaskDraft>,
         file: Option<&taskfile::TaskFile>,
     ) {
+        self.kept = None;
         self.rows = drafts
             .into_iter()
             .map(|draft| Row { draft, task: None })
@@ -76,6 +77,11 @@ impl PoolscopeApp {
             );
             return;
         }
+        // A run's folder: its journal.
+        if path.is_dir() {
+            self.open_run(path);
+            return;
+        }
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) => {
@@ -114,6 +120,7 @@ impl PoolscopeApp {
     /// Show a finished record from a file: its timeline, and its tasks as rows (Start
     /// runs them again).
     pub(super) fn show_record(&mut self, record: RunRecord, path: &Path) {
+        self.keep_list_while_viewing();
         self.rows = Row::of_record(&record);
         if let Some(&(_, size)) = record.pool_sizes.iter().max_by_key(|(_, s)| *s) {
             self.pool_size = size.max(1);

@@ -20,6 +20,7 @@ pub use actions::{
 use automation::save_png;
 use files::FileChoice;
 use persist::STORAGE_KEY;
+pub use persist::make_state_private;
 pub use run::Run;
 
 use std::path::PathBuf;
@@ -130,6 +131,8 @@ pub struct PoolscopeApp {
     pub exit_code: Arc<AtomicU8>,
     /// Set from a signal handler: terminate the tasks and quit.
     pub interrupted: Arc<AtomicBool>,
+    /// The user's list (and its settings) while the rows show a run being viewed.
+    kept: Option<persist::Saved>,
     /// How many past runs are kept under the run root (older ones are removed).
     pub keep_runs: usize,
     /// And at most this many MB of them (0: no cap).
@@ -178,6 +181,7 @@ impl PoolscopeApp {
             keep_runs: DEFAULT_KEEP_RUNS,
             max_runs_mb: 0,
             past_runs: None,
+            kept: None,
         };
         match app.options.file.clone() {
             Some(path) => app.open(&path),

@@ -115,6 +115,7 @@ impl PoolscopeApp {
         let dropped = loaded.dropped.len();
         let mut run = Run::opened(loaded.record);
         run.output_dir = Some(dir.to_owned());
+        self.keep_list_while_viewing();
         self.show_run(run);
         self.notify(format!(
             "Opened the run in {}: {lost} task(s) lost where its record stops{}",

@@ -364,6 +364,8 @@ impl PoolscopeApp {
             self.error(format!("Cannot start: {reason}"));
             return;
         }
+        // Running the rows makes them the user's list.
+        self.kept = None;
         let lock = match self.new_run_folder() {
             Ok(lock) => lock,
             Err(e) => {

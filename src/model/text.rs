@@ -2,25 +2,39 @@
 //! bytes escaped, so a message cannot move the cursor or clear the terminal, and cut to
 //! a length a terminal or a dialog can show.
 
-/// `text` with control characters escaped (`\n`, `\u{1b}`) and, past `max_chars`, cut
-/// with a note of how much was left out.
+/// `text` with control characters escaped (`\n`, `\u{1b}`), numbers of more than
+/// [`LONG_NUMBER`] digits shortened (`1e300` written out is 301 digits) and, past
+/// `max_chars`, cut with a note of how much was left out.
 pub fn shown(text: &str, max_chars: usize) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(text.len().min(max_chars + 32));
-    for (taken, (i, c)) in text.char_indices().enumerate() {
+    let mut taken = 0;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
         if taken >= max_chars {
-            let rest = text.len() - i;
-            let _ = write!(out, "… ({rest} more bytes)");
+            let _ = write!(out, "… ({} more bytes)", rest.len());
             return out;
+        }
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > LONG_NUMBER {
+            let _ = write!(out, "{}… ({digits} digits)", &rest[..6]);
+            rest = &rest[digits..];
+            taken += 6;
+            continue;
         }
         if c.is_control() {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
+        taken += 1;
+        rest = &rest[c.len_utf8()..];
     }
     out
 }
+
+/// Longest number shown whole.
+pub const LONG_NUMBER: usize = 24;
 
 #[cfg(test)]
 mod tests {
@@ -35,5 +49,8 @@ mod tests {
         assert!(cut.starts_with(&"x".repeat(80)), "{cut}");
         assert!(cut.ends_with("(9999920 more bytes)"), "{cut}");
         assert!(cut.len() < 120);
+        let huge = format!("--timeout: {} seconds", 1e300);
+        assert_eq!(shown(&huge, 100), "--timeout: 100000… (301 digits) seconds");
+        assert_eq!(shown("exit 12345", 100), "exit 12345");
     }
 }
