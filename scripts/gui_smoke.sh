@@ -7,7 +7,8 @@
 #     the run, cut short, is finished by `poolscope run --resume RUN_DIR`;
 #  5. "Copy all" puts the console's text on the X clipboard (clicked with xdotool at the
 #     default 1280x800 layout, read back with xclip);
-#  6. a task's ANSI red text is drawn red (pixels of the screenshot), plain text is not.
+#  6. a task's ANSI red text is drawn red (pixels of the screenshot), plain text is not;
+#  and after step 1, the saved window state is private (app.ron 0600 in a 0700 folder).
 # Needs Xvfb (package xvfb); `scripts/test.sh` installs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,10 @@ xvfb "$bin" assets/presets/pool4.toml --autostart --exit-when-done --screenshot 
   || fail "exit status $?"
 [ -s "$out/pool-done.png" ] || fail "no screenshot"
 png_is_not_blank "$out/pool-done.png" || fail "the screenshot is blank"
+# The saved state holds the tasks' environments: private to the user.
+state_mode=$(stat -c %a "$XDG_DATA_HOME/poolscope/app.ron" 2>/dev/null || echo missing)
+[ "$state_mode" = 600 ] || fail "app.ron is $state_mode, not 600"
+[ "$(stat -c %a "$XDG_DATA_HOME/poolscope")" = 700 ] || fail "the state folder is not 700"
 
 echo "== 2. quit while tasks run"
 cat >"$out/long.toml" <<TOML

@@ -142,10 +142,7 @@ fn values_too_large_to_mean_anything_are_refused_in_one_line() {
     let file = file.to_str().expect("utf8");
     assert_refused(&["run", "--timeout", "1e19", file], "10000000000000000000");
     assert_refused(&["run", "--timeout", "1e20", file], "100000000000000000000");
-    assert_refused(
-        &["run", "--kill-grace", "1e30", file],
-        "1000000000000000000000000000000",
-    );
+    assert_refused(&["run", "--kill-grace", "1e30", file], "1e30");
     assert_refused(&["run", "--kill-grace", "-1", file], "-1");
     assert_refused(&["run", "-j", "100000000", file], "100000000");
     assert_refused(&["run", "-j", "0", file], "got 0");

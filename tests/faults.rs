@@ -6,7 +6,9 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{WAIT, config, drain, poolscope, started_pids, stdout_of, wait_gone, written_pid};
+use common::{
+    WAIT, config, drain, poolscope, run_with_input, started_pids, stdout_of, wait_gone, written_pid,
+};
 use poolscope::executor::{Executor, Outcome, StdinMode, Stream, TaskSpec};
 use poolscope::model::RunRecord;
 
@@ -38,25 +40,6 @@ fn sigkill_of_poolscope_leaves_no_task_running() {
     for pid in pids {
         assert!(wait_gone(pid), "task {pid} outlived a SIGKILLed poolscope");
     }
-}
-
-/// Feed `input` to `poolscope run ARGS` and wait for it.
-fn run_with_input(args: &[&str], input: &str) -> std::process::Output {
-    let mut child = poolscope()
-        .arg("run")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("poolscope run");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    child.wait_with_output().expect("wait")
 }
 
 /// The joblog's sequence numbers, in file order, and whether each succeeded.

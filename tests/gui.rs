@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
@@ -1222,9 +1223,10 @@ fn viewing_a_joblog_or_a_run_folder_never_replaces_the_saved_list() {
     let mut text = String::from(poolscope::model::joblog::HEADER);
     text.push('\n');
     for seq in 1..=2000 {
-        text.push_str(&format!(
-            "{seq}\t:\t1700000000.000\t0.5\t0\t0\t0\t0\techo viewed-{seq}\n"
-        ));
+        let _ = writeln!(
+            text,
+            "{seq}\t:\t1700000000.000\t0.5\t0\t0\t0\t0\techo viewed-{seq}"
+        );
     }
     std::fs::write(&joblog, text).expect("joblog");
     let mut app = app_with(&["echo mine", "sleep 1"]);

@@ -3,37 +3,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use common::{SmallDisk, the_run, wait_gone};
+use common::{SmallDisk, run_with_input, start_run, the_run, wait_gone};
 use poolscope::executor::{Outcome, TaskId};
 use poolscope::model::journal;
-
-/// `poolscope run ARGS` with `input` on its stdin, left running.
-fn start_run(args: &[&str], input: &str) -> Child {
-    let mut child = common::poolscope()
-        .arg("run")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("poolscope run");
-    // poolscope may refuse the input before reading all of it (a line too long).
-    let _ = child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes());
-    child
-}
-
-/// `poolscope run ARGS` with `input`, to its end.
-fn run_with_input(args: &[&str], input: &str) -> std::process::Output {
-    start_run(args, input).wait_with_output().expect("wait")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -161,14 +161,15 @@ impl RunRoot {
         }
     }
 
-    /// Recent runs that did not end cleanly (their journal has no end marker) and whose
-    /// poolscope is gone: newest first, among the last `recent` runs.
+    /// Recent runs that did not end cleanly (their journal has no end marker) and that
+    /// no poolscope holds (nor this one made): newest first, among the last `recent`
+    /// runs.
     pub fn unfinished(&self, recent: usize) -> Vec<PathBuf> {
         let runs = self.runs();
         runs.iter()
             .rev()
             .take(recent)
-            .filter(|dir| !ended_cleanly(dir) && !is_live(dir))
+            .filter(|dir| !ended_cleanly(dir) && !is_live(dir) && !made_here(dir))
             .cloned()
             .collect()
     }
@@ -326,6 +327,16 @@ fn holder(file: &mut File) -> Option<u32> {
     file.rewind().ok()?;
     file.read_to_string(&mut text).ok()?;
     text.trim().parse().ok()
+}
+
+/// Whether this process made the run (its PID ends the folder's name): a run of this
+/// session, on screen or closed by the user in it, is not one to recover.
+fn made_here(dir: &Path) -> bool {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit('-').next())
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id())
 }
 
 /// Whether a poolscope holds `dir`'s run now (its run is live, not lost).

@@ -3,7 +3,7 @@
 //! a length a terminal or a dialog can show.
 
 /// `text` with control characters escaped (`\n`, `\u{1b}`), numbers of more than
-/// [`LONG_NUMBER`] digits shortened (`1e300` written out is 301 digits) and, past
+/// [`LONG_NUMBER`] digits written as `1e300` (written out it is 301 digits) and, past
 /// `max_chars`, cut with a note of how much was left out.
 pub fn shown(text: &str, max_chars: usize) -> String {
     use std::fmt::Write;
@@ -17,7 +17,11 @@ pub fn shown(text: &str, max_chars: usize) -> String {
         }
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits > LONG_NUMBER {
-            let _ = write!(out, "{}… ({digits} digits)", &rest[..6]);
+            // As a number is read: 1e30, 1.23e45 (three digits of its precision).
+            let lead = &rest[..1];
+            let fraction = rest[1..3].trim_end_matches('0');
+            let dot = if fraction.is_empty() { "" } else { "." };
+            let _ = write!(out, "{lead}{dot}{fraction}e{}", digits - 1);
             rest = &rest[digits..];
             taken += 6;
             continue;
@@ -50,7 +54,8 @@ mod tests {
         assert!(cut.ends_with("(9999920 more bytes)"), "{cut}");
         assert!(cut.len() < 120);
         let huge = format!("--timeout: {} seconds", 1e300);
-        assert_eq!(shown(&huge, 100), "--timeout: 100000… (301 digits) seconds");
+        assert_eq!(shown(&huge, 100), "--timeout: 1e300 seconds");
+        assert_eq!(shown(&"1234".repeat(10), 100), "1.23e39");
         assert_eq!(shown("exit 12345", 100), "exit 12345");
     }
 }

@@ -205,3 +205,29 @@ pub fn the_run(runs: &std::path::Path) -> std::path::PathBuf {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `poolscope run ARGS` with `input` on its stdin, left running (poolscope may refuse
+/// the input before reading all of it: a write error is not a test failure).
+pub fn start_run(args: &[&str], input: &str) -> std::process::Child {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = poolscope()
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("poolscope run");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes());
+    child
+}
+
+/// `poolscope run ARGS` with `input`, to its end.
+pub fn run_with_input(args: &[&str], input: &str) -> std::process::Output {
+    start_run(args, input).wait_with_output().expect("wait")
+}
