@@ -246,7 +246,12 @@ fn a_malformed_file_shows_the_error_and_keeps_the_list() {
 
 #[test]
 fn a_task_added_while_running_runs_and_close_refuses_more() {
-    let mut h = harness(app_with(&["sleep 0.3"]));
+    // The first task runs until the test lets it end: it is still running when the
+    // second is added, however loaded the machine.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = dir.path().join("stop");
+    let first = format!("while [ ! -e '{}' ]; do sleep 0.05; done", stop.display());
+    let mut h = harness(app_with(&[first.as_str()]));
     h.run_steps(2);
     h.get_by_label("Start").click();
     run_until(&mut h, "the first task to run", |h| {
@@ -258,6 +263,7 @@ fn a_task_added_while_running_runs_and_close_refuses_more() {
     type_into_last_command(&mut h, "echo late arrival");
     h.run_steps(2);
     h.get_by_label("Run").click();
+    std::fs::write(&stop, "").expect("stop file");
     run_until(&mut h, "both tasks to finish", |h| {
         h.query_by_label_contains("Done 2").is_some()
     });

@@ -44,6 +44,11 @@ pub enum WatchError {
         program: String,
         source: std::io::Error,
     },
+    #[error("cannot start the watch's {what} thread: {source}")]
+    Thread {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// A watched program, running.
@@ -140,23 +145,80 @@ pub fn start(
     };
     let start = Instant::now();
     let base_ns = monotonic_ns();
-    let mut child: Child = Command::new(program)
+    let thread_error = |what| move |source| WatchError::Thread { what, source };
+    // The threads that need no program first: where the machine refuses a thread,
+    // nothing has been started yet.
+    let (sink, events) = EventSink::new(start, waker, 32 * 1024 * 1024);
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let exited = Arc::new(AtomicBool::new(false));
+    let seen_inside = Arc::new(AtomicBool::new(false));
+    let mut collector = Collector::new(sink, start, base_ns);
+    collector.seen_inside = Arc::clone(&seen_inside);
+    thread::Builder::new()
+        .name("poolscope-watch".into())
+        .spawn(move || collector.run(&rx))
+        .map_err(thread_error("collector"))?;
+    let accept_tx = tx.clone();
+    let accept_exited = Arc::clone(&exited);
+    thread::Builder::new()
+        .name("poolscope-watch-accept".into())
+        .spawn(move || accept(&listener, &accept_tx, &accept_exited))
+        .map_err(|e| {
+            // The collector ends once every sender is gone.
+            exited.store(true, Ordering::Release);
+            thread_error("accept")(e)
+        })?;
+    let stop_accepting = |exited: &AtomicBool| exited.store(true, Ordering::Release);
+    let child: Child = match Command::new(program)
         .args(program_args)
         .env("PYTHONPATH", python_path)
         .env("POOLSCOPE_WATCH", &socket)
         .spawn()
-        .map_err(|e| WatchError::Start {
-            program: program.to_string_lossy().into_owned(),
-            source: e,
-        })?;
+    {
+        Ok(child) => child,
+        Err(source) => {
+            stop_accepting(&exited);
+            return Err(WatchError::Start {
+                program: program.to_string_lossy().into_owned(),
+                source,
+            });
+        }
+    };
     let child_pid = child.id();
+    let done = match wait_for(child, Arc::clone(&exited), tx) {
+        Ok(done) => done,
+        Err(e) => {
+            // Nobody would wait for the program: it does not run unwatched.
+            let pid = nix::unistd::Pid::from_raw(child_pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            stop_accepting(&exited);
+            return Err(WatchError::Thread {
+                what: "wait",
+                source: e,
+            });
+        }
+    };
+    Ok((
+        Watch {
+            child_pid,
+            seen_inside,
+            done,
+            exit: None,
+            dir: dir.to_owned(),
+        },
+        events,
+    ))
+}
 
-    let (sink, events) = EventSink::new(start, waker, 32 * 1024 * 1024);
-    let (tx, rx) = mpsc::channel::<Msg>();
+/// A thread that waits for the watched program and reports its exit status (as a
+/// shell does: 128 + the signal that ended it).
+fn wait_for(
+    mut child: Child,
+    exited: Arc<AtomicBool>,
+    exit_tx: mpsc::Sender<Msg>,
+) -> std::io::Result<Receiver<i32>> {
     let (done_tx, done) = mpsc::channel();
-    let exit_tx = tx.clone();
-    let exited = Arc::new(AtomicBool::new(false));
-    let exited_flag = Arc::clone(&exited);
     thread::Builder::new()
         .name("poolscope-watch-wait".into())
         .spawn(move || {
@@ -168,33 +230,11 @@ pub fn start(
                     .unwrap_or(1),
                 Err(_) => 1,
             };
-            exited_flag.store(true, Ordering::Release);
+            exited.store(true, Ordering::Release);
             let _ = exit_tx.send(Msg::Exited(code));
             let _ = done_tx.send(code);
-        })
-        .expect("cannot start a thread");
-    let accept_tx = tx;
-    thread::Builder::new()
-        .name("poolscope-watch-accept".into())
-        .spawn(move || accept(&listener, &accept_tx, &exited))
-        .expect("cannot start a thread");
-    let seen_inside = Arc::new(AtomicBool::new(false));
-    let mut collector = Collector::new(sink, start, base_ns);
-    collector.seen_inside = Arc::clone(&seen_inside);
-    thread::Builder::new()
-        .name("poolscope-watch".into())
-        .spawn(move || collector.run(&rx))
-        .expect("cannot start a thread");
-    Ok((
-        Watch {
-            child_pid,
-            seen_inside,
-            done,
-            exit: None,
-            dir: dir.to_owned(),
-        },
-        events,
-    ))
+        })?;
+    Ok(done)
 }
 
 /// One process's connection, numbered in order of arrival.
