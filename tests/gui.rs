@@ -568,7 +568,10 @@ fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
         run_dir: Some(root.clone()),
         ..AppOptions::default()
     };
-    let mut h = harness(app_with_options(&[], options));
+    let mut app = app_with_options(&[], options);
+    // The controls say 4 (a preset, another list): the run goes on at its own 2.
+    app.pool_size = 4;
+    let mut h = harness(app);
     h.run_steps(2);
     assert!(h.query_by_label("A run did not end cleanly").is_some());
     assert!(
@@ -592,6 +595,13 @@ fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
     });
     let record = &h.state().run.as_ref().expect("run").record;
     assert_eq!(record.succeeded(), 6, "every task succeeded");
+    assert_eq!(h.state().pool_size, 2, "resumed at its own pool size");
+    let slots: Vec<usize> = record
+        .tasks
+        .iter()
+        .flat_map(|t| t.attempts.iter().filter_map(|a| a.slot))
+        .collect();
+    assert!(slots.iter().all(|&s| s < 2), "slots used: {slots:?}");
     drop(h);
     let dir = journal()
         .expect("journal")

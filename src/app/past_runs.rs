@@ -176,6 +176,10 @@ impl PoolscopeApp {
         ));
         let waker_ctx = ctx.clone();
         let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
+        // The run goes on at its own pool size, not at what the controls show now.
+        if let Some(&(_, size)) = loaded.record.pool_sizes.last() {
+            self.pool_size = size.max(1);
+        }
         let config = PoolConfig {
             size: self.pool_size,
             output_dir: Some(resume_output.clone()),
