@@ -65,6 +65,11 @@ pub struct GuiArgs {
     /// Window size in points, `WIDTHxHEIGHT`.
     #[arg(long, value_name = "WxH", default_value = "1280x800")]
     pub size: String,
+    /// Keep a JSON file of what the window shows (panel sizes, named widgets, the run,
+    /// the selected task's output), rewritten as it changes: for scripts that drive the
+    /// window with real clicks and keys.
+    #[arg(long, value_name = "JSON", hide = true)]
+    pub state_dump: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1309,6 +1314,7 @@ fn gui(args: &GuiArgs) -> Result<u8> {
         screenshot_timeline: args.screenshot_timeline,
         watch: args.watch.clone(),
         run_dir: args.run_dir.clone(),
+        state_dump: args.state_dump.clone(),
     };
     let size = parse_size(&args.size)?;
     if let Some(dir) = eframe::storage_dir("poolscope")

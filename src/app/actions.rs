@@ -53,6 +53,11 @@ pub enum Action {
     AddFromTemplate,
     LoadPreset(usize),
     OpenDialog,
+    /// The window of its own where a path is typed (File › Type a path…, and where no
+    /// native file dialog can open).
+    TypePath(FilePurpose),
+    /// The window where a command line to watch is typed.
+    WatchDialog,
     Open(PathBuf),
     /// Run this command line (a Python program) and show what its pools do.
     Watch(String),
@@ -95,6 +100,10 @@ pub enum Rerun {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dialog {
     QuitWhileRunning,
+    /// A path typed for opening, saving or exporting, in a window of its own.
+    TypePath(FilePurpose),
+    /// A command line (a Python program) to watch.
+    Watch,
     /// A run that did not end cleanly (poolscope was killed or crashed): what it holds.
     Recover {
         dir: PathBuf,

@@ -226,10 +226,8 @@ impl PoolscopeApp {
                 self.file_dialog = None;
                 let Some(path) = path else {
                     if open_for < DIALOG_NEVER_SHOWN {
-                        self.error(
-                            "No file dialog could open (this desktop has no file-dialog \
-                             portal): type a path in the menu instead",
-                        );
+                        // No desktop portal: the path is typed in a window of our own.
+                        self.dialog = Some(super::Dialog::TypePath(purpose));
                     }
                     return;
                 };

@@ -62,6 +62,8 @@ pub struct AppOptions {
     pub watch: Option<String>,
     /// Where runs are kept; `None`: the platform's data directory.
     pub run_dir: Option<PathBuf>,
+    /// Keep what the window shows in this JSON file (see `automation::state_dump`).
+    pub state_dump: Option<PathBuf>,
 }
 
 /// One editor row, and the task it became once submitted.
@@ -120,6 +122,8 @@ pub struct PoolscopeApp {
     pub editing: Option<usize>,
     pub editor: crate::ui::editor::EditorState,
     pub dialog: Option<Dialog>,
+    /// Where the resizable panels were drawn last frame.
+    pub layout: crate::ui::PanelRects,
     file_dialog: Option<Receiver<FileChoice>>,
     options: AppOptions,
     autostarted: bool,
@@ -138,6 +142,8 @@ pub struct PoolscopeApp {
     /// And at most this many MB of them (0: no cap).
     pub max_runs_mb: u64,
     past_runs: Option<(Instant, Vec<crate::model::runs::RunSummary>)>,
+    /// The state dump last written (rewritten only when it changes).
+    last_dump: String,
 }
 
 impl PoolscopeApp {
@@ -169,6 +175,7 @@ impl PoolscopeApp {
             editing: None,
             editor: crate::ui::editor::EditorState::default(),
             dialog: None,
+            layout: crate::ui::PanelRects::default(),
             file_dialog: None,
             options,
             autostarted: false,
@@ -182,6 +189,7 @@ impl PoolscopeApp {
             max_runs_mb: 0,
             past_runs: None,
             kept: None,
+            last_dump: String::new(),
         };
         match app.options.file.clone() {
             Some(path) => app.open(&path),
@@ -245,7 +253,12 @@ impl PoolscopeApp {
                 }
                 self.with_pool(|e| e.terminate());
             }
-            Action::Watch(command) => self.watch(&command, ctx),
+            Action::Watch(command) => {
+                if self.dialog == Some(Dialog::Watch) {
+                    self.dialog = None;
+                }
+                self.watch(&command, ctx);
+            }
             Action::WatchPreset(i) => self.watch_preset(i, ctx),
             Action::Resize(size) => {
                 self.pool_size = size.max(1);
@@ -267,18 +280,29 @@ impl PoolscopeApp {
             | Action::Edit(_) => self.edit_rows(&action),
             Action::LoadPreset(i) => self.load_preset(i),
             Action::OpenDialog => self.file_dialog(FilePurpose::Open),
-            Action::Open(path) => self.open(&path),
+            Action::TypePath(purpose) => self.dialog = Some(Dialog::TypePath(purpose)),
+            Action::WatchDialog => self.dialog = Some(Dialog::Watch),
+            Action::Open(path) => {
+                self.close_path_dialog();
+                self.open(&path);
+            }
             Action::Save => match self.file.clone() {
                 Some(path) => self.save(&path),
                 None => self.file_dialog(FilePurpose::SaveTasks),
             },
             Action::SaveAsDialog => self.file_dialog(FilePurpose::SaveTasks),
             Action::ExportDialog(kind) => self.file_dialog(FilePurpose::Export(kind)),
-            Action::Export(kind, path) => self.export(kind, &path, ctx),
+            Action::Export(kind, path) => {
+                self.close_path_dialog();
+                self.export(kind, &path, ctx);
+            }
             Action::SendLine(task, line) => self.send_line(task, line),
             Action::CloseStdin(task) => self.task_command(task, |e| e.close_stdin(task)),
             Action::Rerun(task, how) => self.rerun(task, how),
-            Action::SaveAs(path) => self.save(&path),
+            Action::SaveAs(path) => {
+                self.close_path_dialog();
+                self.save(&path);
+            }
             Action::ConfirmQuit => {
                 self.dialog = None;
                 self.quit(ctx);
@@ -298,6 +322,12 @@ impl PoolscopeApp {
             Action::CloseRun(dir) => self.close_run(&dir),
             Action::Reveal(path) => self.reveal(&path),
             Action::Dismiss => self.notice = None,
+        }
+    }
+
+    fn close_path_dialog(&mut self) {
+        if matches!(self.dialog, Some(Dialog::TypePath(_))) {
+            self.dialog = None;
         }
     }
 

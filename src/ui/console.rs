@@ -20,6 +20,17 @@ const SHOWN_BYTES: usize = 1024 * 1024;
 const SHOWN_LINES: usize = 5000;
 /// A pipe task silent for this long may be block-buffering its output.
 const QUIET_HINT_AFTER: Duration = Duration::from_millis(1500);
+/// The console's splitter stops here: its header rows, six lines of output and the
+/// input row.
+pub const CONSOLE_MIN: f32 = 210.0;
+/// The input box keeps one id whatever shows above it, so it keeps the keyboard focus
+/// when a hint comes or goes (a line typed just then would be lost otherwise).
+const INPUT_ID: &str = "console-input";
+
+/// The console input box's id (it has the keyboard focus when typing goes to a task).
+pub fn input_id() -> egui::Id {
+    egui::Id::unique(INPUT_ID)
+}
 
 /// What the console keeps between frames.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +43,9 @@ pub struct ConsoleState {
     pub all_tasks: bool,
     /// A screen-drawing terminal task shown as its lines rather than its screen.
     pub lines_view: bool,
+    /// Typing that came after an Enter within one frame, handed to the box in the
+    /// next frame (the box stops reading a frame's keys at Enter).
+    deferred: Vec<egui::Event>,
 }
 
 /// One line of output into `job`, in its terminal colours; `base` where it has none.
@@ -104,15 +118,17 @@ fn lines_view(
     rows: &[(String, Channel)],
     salt: (&'static str, bool, Option<u64>),
     from_file: bool,
-) {
+) -> f32 {
     let font = FontId::monospace(12.0);
     let row_height = ui.fonts_mut(|f| f.row_height(&font));
     let visuals = ui.visuals().clone();
+    let mut lines_fit = 0.0;
     egui::ScrollArea::both()
         .id_salt(salt)
         .auto_shrink(false)
         .stick_to_bottom(true)
         .show_rows(ui, row_height, rows.len().max(1), |ui, range| {
+            lines_fit = ui.clip_rect().height() / row_height;
             if rows.is_empty() {
                 ui.weak(if from_file {
                     "(no output stored for this task)"
@@ -132,6 +148,7 @@ fn lines_view(
             }
             ui.add(egui::Label::new(job).selectable(true).extend());
         });
+    lines_fit
 }
 
 /// A terminal task's screen grid laid out in its colours, with the cursor while it runs.
@@ -176,12 +193,15 @@ fn screen_job(visuals: &egui::Visuals, screen: &vt100::Screen, running: bool) ->
     job
 }
 
-fn screen_view(ui: &mut egui::Ui, job: LayoutJob) {
+fn screen_view(ui: &mut egui::Ui, job: LayoutJob) -> f32 {
     let dark_mode = ui.visuals().dark_mode;
+    let row_height = ui.fonts_mut(|f| f.row_height(&FontId::monospace(12.0)));
+    let mut lines_fit = 0.0;
     egui::ScrollArea::both()
         .id_salt("terminal screen")
         .auto_shrink(false)
         .show(ui, |ui| {
+            lines_fit = ui.clip_rect().height() / row_height;
             egui::Frame::NONE
                 .fill(if dark_mode {
                     Color32::from_gray(12)
@@ -192,6 +212,7 @@ fn screen_view(ui: &mut egui::Ui, job: LayoutJob) {
                     ui.add(egui::Label::new(job).selectable(true).extend())
                 });
         });
+    lines_fit
 }
 
 fn cell_style(cell: &vt100::Cell) -> TermStyle {
@@ -237,11 +258,11 @@ impl ConsoleState {
         run: Option<&Run>,
         selected: Option<TaskId>,
         actions: &mut Vec<Action>,
-    ) {
+    ) -> f32 {
         let task = selected.and_then(|id| run.and_then(|r| r.record.task(id)));
         console_header(ui, self, task);
         let Some(run) = run else {
-            return;
+            return 0.0;
         };
         let from_file = run.executor().is_none();
         let all_tasks = self.all_tasks;
@@ -277,8 +298,10 @@ impl ConsoleState {
             ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| match body {
                 Body::Screen(job) => screen_view(ui, job),
                 Body::Lines(rows, salt, from_file) => lines_view(ui, &rows, salt, from_file),
-            });
-        });
+            })
+            .inner
+        })
+        .inner
     }
 
     /// The buttons over the output, the hints, and the lines to show (found ones only
@@ -332,21 +355,58 @@ impl ConsoleState {
         rows
     }
 
+    /// One Enter per frame reaches the box: keys after it wait for the next frame, so
+    /// lines typed faster than frames are drawn each arrive whole (egui's text box ends
+    /// a frame's input at Enter and would drop the rest).
+    fn one_line_per_frame(&mut self, ui: &egui::Ui) {
+        let focused = ui.memory(|m| m.has_focus(input_id()));
+        let deferred = std::mem::take(&mut self.deferred);
+        ui.input_mut(|i| {
+            if !deferred.is_empty() {
+                let later = std::mem::replace(&mut i.events, deferred);
+                i.events.extend(later);
+            }
+            if !focused {
+                return;
+            }
+            let enter = i.events.iter().position(|e| {
+                matches!(
+                    e,
+                    egui::Event::Key {
+                        key: Key::Enter,
+                        pressed: true,
+                        ..
+                    }
+                )
+            });
+            if let Some(enter) = enter {
+                self.deferred = i.events.split_off(enter + 1);
+            }
+        });
+        if !self.deferred.is_empty() {
+            ui.ctx().request_repaint();
+        }
+    }
+
     fn input_row(&mut self, ui: &mut egui::Ui, task: &TaskRecord, actions: &mut Vec<Action>) {
         let blocker = input_blocker(task);
+        self.one_line_per_frame(ui);
         ui.horizontal(|ui| {
             let running = task.state == TaskState::Running;
             let label = ui.label("Input");
             let edit = egui::TextEdit::singleline(&mut self.input)
-                .hint_text("type to the task; Enter sends the line")
+                .id(input_id())
+                .hint_text("type here; Enter sends the line")
                 .font(egui::TextStyle::Monospace)
-                .desired_width(
-                    (ui.available_width() - if blocker.is_some() { 520.0 } else { 190.0 })
-                        .max(120.0),
-                );
+                .desired_width(if blocker.is_some() {
+                    (ui.available_width() * 0.4).max(120.0)
+                } else {
+                    (ui.available_width() - 190.0).max(120.0)
+                });
             let response = ui
                 .add_enabled(blocker.is_none(), edit)
                 .labelled_by(label.id);
+            super::mark(ui, "input", &response);
             if response.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter)) && blocker.is_none()
             {
                 let line = std::mem::take(&mut self.input);
@@ -375,7 +435,10 @@ impl ConsoleState {
                 actions.push(Action::Kill(task.id));
             }
             if let Some(reason) = blocker {
-                ui.weak(format!("Input is off: {reason}"));
+                ui.add(
+                    egui::Label::new(egui::RichText::new(format!("Input is off: {reason}")).weak())
+                        .truncate(),
+                );
             }
         });
     }
@@ -467,18 +530,22 @@ fn quiet_hint(ui: &mut egui::Ui, task: &TaskRecord, now: Duration, actions: &mut
     {
         return;
     }
-    ui.horizontal_wrapped(|ui| {
-        ui.label(
-            egui::RichText::new(
-                "No output yet. Writing to a pipe, many programs (Python among them) keep output in a buffer until they exit.",
-            )
-            .color(ui.visuals().warn_fg_color),
-        );
+    // One line whatever the width: the output below keeps its place.
+    ui.horizontal(|ui| {
         if ui.small_button("Rerun with PYTHONUNBUFFERED=1").clicked() {
             actions.push(Action::Rerun(task.id, Rerun::Unbuffered));
         }
         if ui.small_button("Rerun in a terminal").clicked() {
             actions.push(Action::Rerun(task.id, Rerun::InTerminal));
         }
+        ui.add(
+            egui::Label::new(
+                egui::RichText::new(
+                    "No output yet: writing to a pipe, many programs (Python among them) keep output in a buffer until they exit.",
+                )
+                .color(ui.visuals().warn_fg_color),
+            )
+            .truncate(),
+        );
     });
 }

@@ -71,6 +71,7 @@ impl PoolscopeApp {
             } else {
                 let blocker = self.start_blocker();
                 let start = ui.add(egui::Button::new("Start"));
+                super::mark(ui, "start", &start);
                 let start = match &blocker {
                     Some(reason) => start.on_hover_text(format!("Cannot start: {reason}")),
                     None => start.on_hover_text("Run the tasks (Ctrl+Enter)"),

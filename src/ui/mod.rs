@@ -11,7 +11,86 @@ pub mod timeline;
 
 use egui::{Key, KeyboardShortcut, Modifiers};
 
-use crate::app::{Action, Dialog, PoolscopeApp};
+use std::path::PathBuf;
+
+use crate::app::{Action, Dialog, FilePurpose, PoolscopeApp};
+
+/// The timeline's splitter stops here: its toolbar, a few lanes and the axis.
+const TIMELINE_MIN: f32 = 140.0;
+
+/// Where the resizable panels were drawn last frame (for the window's state dump).
+#[derive(Clone, Copy, Debug)]
+pub struct PanelRects {
+    pub timeline: egui::Rect,
+    pub list: egui::Rect,
+    pub console: egui::Rect,
+    /// Rows of the task list in view (the body's height over a row's).
+    pub list_rows_fit: f32,
+    /// Lines of output the console has room for.
+    pub console_lines_fit: f32,
+}
+
+impl Default for PanelRects {
+    fn default() -> Self {
+        Self {
+            timeline: egui::Rect::NOTHING,
+            list: egui::Rect::NOTHING,
+            console: egui::Rect::NOTHING,
+            list_rows_fit: 0.0,
+            console_lines_fit: 0.0,
+        }
+    }
+}
+
+/// `~/x` as the home folder's `x`; `None` for an empty path.
+fn expand_home(typed: &str) -> Option<PathBuf> {
+    if typed.is_empty() {
+        return None;
+    }
+    match (typed.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Some(PathBuf::from(home).join(rest)),
+        _ => Some(PathBuf::from(typed)),
+    }
+}
+
+/// Remember where a widget is, by name, for the window's state dump (scripted clicks
+/// find their target there rather than by guessing pixels).
+pub fn mark(ui: &egui::Ui, name: &'static str, response: &egui::Response) {
+    let rect = response.interact_rect;
+    ui.ctx().data_mut(|d| {
+        d.get_temp_mut_or_default::<Marks>(egui::Id::unique("marks"))
+            .0
+            .insert(name, rect);
+    });
+}
+
+/// Named widget rects of the last frames (see [`mark`]).
+#[derive(Clone, Debug, Default)]
+pub struct Marks(pub std::collections::BTreeMap<&'static str, egui::Rect>);
+
+impl Marks {
+    pub fn of(ctx: &egui::Context) -> Self {
+        ctx.data(|d| d.get_temp::<Marks>(egui::Id::unique("marks")))
+            .unwrap_or_default()
+    }
+}
+
+/// Lay out `add` in exactly the room left in `ui` and take all of it: content that
+/// needs more is clipped (or scrolls, where it has a scroll area), so a panel never
+/// grows from what it shows. Returns the rect it filled.
+fn fill_exactly(ui: &mut egui::Ui, add: impl FnOnce(&mut egui::Ui)) -> egui::Rect {
+    let rect = ui.available_rect_before_wrap();
+    let mut inner = ui.new_child(
+        egui::UiBuilder::new()
+            .id_salt("fill")
+            .max_rect(rect)
+            .layout(*ui.layout()),
+    );
+    inner.shrink_clip_rect(rect);
+    add(&mut inner);
+    ui.advance_cursor_after_rect(rect);
+    rect
+}
 use crate::model::presets::PRESETS;
 
 impl PoolscopeApp {
@@ -22,30 +101,36 @@ impl PoolscopeApp {
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui, &mut actions));
         egui::Panel::top("controls").show(ui, |ui| self.controls(ui, &mut actions));
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui, &mut actions));
-        // A third of the window for the console (a dozen lines at 1280×800); the user
-        // drags its top edge, and egui remembers it between sessions.
-        let console_height = (ui.available_height() * 0.36).max(220.0);
+        // Sizes are the user's: each resizable panel gets exactly what its splitter says
+        // (its content scrolls or clips inside, never pushes), and the splitters stop
+        // where the task list would show fewer than five rows or the console fewer than
+        // six lines.
+        let room = ui.available_height();
+        let console_max = (room - TIMELINE_MIN - table::LIST_MIN).max(console::CONSOLE_MIN);
         egui::Panel::bottom("output")
             .resizable(true)
-            .default_size(console_height)
-            .min_size(120.0)
+            .default_size((room * 0.36).clamp(console::CONSOLE_MIN, console_max))
+            .size_range(console::CONSOLE_MIN..=console_max)
             .show(ui, |ui| {
-                self.console
-                    .show(ui, self.run.as_ref(), self.selected, &mut actions);
+                let mut lines_fit = 0.0;
+                let rect = fill_exactly(ui, |ui| {
+                    lines_fit =
+                        self.console
+                            .show(ui, self.run.as_ref(), self.selected, &mut actions);
+                });
+                self.layout.console = rect;
+                self.layout.console_lines_fit = lines_fit;
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            // The timeline and the task list share the centre; the user drags the line
-            // between them (egui remembers it, between sessions too).
-            let half = (ui.available_height() * 0.5).max(160.0);
+            let centre = ui.available_height();
+            let timeline_max = (centre - table::LIST_MIN).max(TIMELINE_MIN);
             egui::Panel::top("timeline")
                 .resizable(true)
-                .default_size(half)
-                .min_size(140.0)
+                .default_size((centre * 0.5).clamp(TIMELINE_MIN, timeline_max))
+                .size_range(TIMELINE_MIN..=timeline_max)
                 .show(ui, |ui| {
-                    self.timeline_panel(ui, &mut actions);
-                    // The panel keeps the height it was given (a panel shrinks to what
-                    // its content used, and the timeline may use a little less).
-                    ui.allocate_space(egui::vec2(0.0, ui.available_height()));
+                    let rect = fill_exactly(ui, |ui| self.timeline_panel(ui, &mut actions));
+                    self.layout.timeline = rect;
                 });
             let editing = self
                 .editing
@@ -55,16 +140,20 @@ impl PoolscopeApp {
                 egui::Panel::right("editor")
                     .resizable(true)
                     .default_size(380.0)
-                    .min_size(260.0)
+                    .size_range(260.0..=(ui.available_width() * 0.6).max(260.0))
                     .show(ui, |ui| {
-                        self.editor
-                            .show(ui, i, &mut self.rows[i].draft, workers, &mut actions);
+                        fill_exactly(ui, |ui| {
+                            self.editor
+                                .show(ui, i, &mut self.rows[i].draft, workers, &mut actions);
+                        });
                     });
             }
-            self.task_table(ui, &mut actions);
+            let rect = fill_exactly(ui, |ui| self.task_table(ui, &mut actions));
+            self.layout.list = rect;
         });
         if let Some(dialog) = self.dialog.clone() {
-            self.dialog_ui(ui.ctx(), &dialog, &mut actions);
+            let ctx = ui.ctx().clone();
+            self.dialog_ui(&ctx, &dialog, &mut actions);
         }
         actions
     }
@@ -94,34 +183,13 @@ impl PoolscopeApp {
                 {
                     actions.push(Action::OpenDialog);
                 }
-                if ui.button("Save  (Ctrl+S)").clicked() {
-                    actions.push(Action::Save);
+                if ui
+                    .button("Open a typed path…")
+                    .on_hover_text("Type the path (or pick a recent file) instead of browsing")
+                    .clicked()
+                {
+                    actions.push(Action::TypePath(FilePurpose::Open));
                 }
-                if ui.button("Save as…").clicked() {
-                    actions.push(Action::SaveAsDialog);
-                }
-                ui.menu_button("Past runs", |ui| self.past_runs_menu(ui, actions));
-                // Native dialogs need a desktop portal; a typed path always works.
-                ui.separator();
-                self.watch_field(ui, actions);
-                ui.separator();
-                self.path_field(ui);
-                ui.horizontal(|ui| {
-                    let path = self.path_input.trim();
-                    if ui
-                        .add_enabled(!path.is_empty(), egui::Button::new("Open path"))
-                        .clicked()
-                    {
-                        actions.push(Action::Open(path.into()));
-                    }
-                    if ui
-                        .add_enabled(!path.is_empty(), egui::Button::new("Save to path"))
-                        .clicked()
-                    {
-                        actions.push(Action::SaveAs(path.into()));
-                    }
-                });
-                ui.separator();
                 ui.menu_button("Recent files", |ui| {
                     if self.recent.is_empty() {
                         ui.label("none yet");
@@ -132,6 +200,25 @@ impl PoolscopeApp {
                         }
                     }
                 });
+                ui.separator();
+                if ui.button("Save  (Ctrl+S)").clicked() {
+                    actions.push(Action::Save);
+                }
+                if ui.button("Save as…").clicked() {
+                    actions.push(Action::SaveAsDialog);
+                }
+                ui.separator();
+                ui.menu_button("Past runs", |ui| self.past_runs_menu(ui, actions));
+                if ui
+                    .button("Watch a Python program…")
+                    .on_hover_text(
+                        "Runs the command unchanged; its multiprocessing Pool, Process and \
+                         ProcessPoolExecutor appear on the timeline",
+                    )
+                    .clicked()
+                {
+                    actions.push(Action::WatchDialog);
+                }
             });
             ui.menu_button("Export", |ui| self.export_menu(ui, actions));
             ui.menu_button("Presets", |ui| {
@@ -155,19 +242,6 @@ impl PoolscopeApp {
         });
     }
 
-    /// Native dialogs need a desktop portal; a typed path always works (File, Export).
-    fn path_field(&mut self, ui: &mut egui::Ui) {
-        ui.horizontal(|ui| {
-            let label = ui.label("Path");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.path_input)
-                    .hint_text("or type a file path")
-                    .desired_width(220.0),
-            )
-            .labelled_by(label.id);
-        });
-    }
-
     fn export_menu(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         let has_run = self.run.is_some();
         for kind in crate::app::ExportKind::ALL {
@@ -178,43 +252,137 @@ impl PoolscopeApp {
                 actions.push(Action::ExportDialog(kind));
             }
         }
-        ui.separator();
-        self.path_field(ui);
-        let path = self.path_input.trim().to_owned();
-        ui.horizontal_wrapped(|ui| {
-            for kind in crate::app::ExportKind::ALL {
-                if ui
-                    .add_enabled(
-                        has_run && !path.is_empty(),
-                        egui::Button::new(format!("{} to the path", kind.short_label())),
+    }
+
+    /// Where a path is typed when no native file dialog can open (no desktop portal),
+    /// or when the user prefers typing: a window of its own, so a click in the field
+    /// does not close it as a menu would.
+    fn path_window(
+        &mut self,
+        ctx: &egui::Context,
+        purpose: FilePurpose,
+        actions: &mut Vec<Action>,
+    ) {
+        let (title, verb) = match purpose {
+            FilePurpose::Open => ("Open a file".to_owned(), "Open"),
+            FilePurpose::SaveTasks => ("Save the task list".to_owned(), "Save"),
+            FilePurpose::Export(kind) => (
+                format!("Export: {}", kind.label().trim_end_matches('…')),
+                "Export",
+            ),
+        };
+        let modal = egui::Modal::new(egui::Id::unique("type-a-path")).show(ctx, |ui| {
+            ui.set_width(520.0);
+            ui.heading(title);
+            ui.weak("A task file (.toml), a saved run or a joblog; ~ is your home folder.");
+            let path = expand_home(self.path_input.trim());
+            let field = ui
+                .horizontal(|ui| {
+                    let label = ui.label("Path");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.path_input)
+                            .id(egui::Id::unique("typed-path"))
+                            .hint_text("/path/to/file")
+                            .desired_width(f32::INFINITY),
                     )
-                    .clicked()
+                    .labelled_by(label.id)
+                })
+                .inner;
+            mark(ui, "path-field", &field);
+            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+            if !entered && ctx.memory(|m| m.focused().is_none()) {
+                field.request_focus();
+            }
+            let chosen = |path: PathBuf| match purpose {
+                FilePurpose::Open => Action::Open(path),
+                FilePurpose::SaveTasks => Action::SaveAs(path),
+                FilePurpose::Export(kind) => Action::Export(kind, path),
+            };
+            ui.horizontal(|ui| {
+                let go = ui.add_enabled(path.is_some(), egui::Button::new(verb));
+                mark(ui, "path-go", &go);
+                if let Some(path) = &path
+                    && (go.clicked() || entered)
                 {
-                    actions.push(Action::Export(kind, path.clone().into()));
+                    actions.push(chosen(path.clone()));
+                }
+                if ui.button("Cancel").clicked() {
+                    actions.push(Action::CancelDialog);
+                }
+            });
+            if !self.recent.is_empty() {
+                ui.separator();
+                ui.weak(if purpose == FilePurpose::Open {
+                    "Recent files (click to open):"
+                } else {
+                    "Recent files (click to use the path):"
+                });
+                for recent in &self.recent {
+                    if ui.button(recent.display().to_string()).clicked() {
+                        if purpose == FilePurpose::Open {
+                            actions.push(chosen(recent.clone()));
+                        } else {
+                            self.path_input = recent.display().to_string();
+                        }
+                    }
                 }
             }
         });
+        if modal.should_close() {
+            actions.push(Action::CancelDialog);
+        }
     }
 
-    /// File › Watch: a command line to run watched.
-    fn watch_field(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-        ui.label("Watch a Python program (its real pools, live):")
-            .on_hover_text(
-                "Runs the command unchanged; its multiprocessing Pool, Process and \
-                 ProcessPoolExecutor appear on the timeline",
+    /// File › Watch: a command line (a Python program) run watched, in a window of its own.
+    fn watch_window(&mut self, ctx: &egui::Context, actions: &mut Vec<Action>) {
+        let modal = egui::Modal::new(egui::Id::unique("watch-a-program")).show(ctx, |ui| {
+            ui.set_width(520.0);
+            ui.heading("Watch a Python program");
+            ui.label(
+                "The command runs unchanged; its multiprocessing Pool, Process and \
+                 ProcessPoolExecutor appear on the timeline, and its own output in the \
+                 console as task \"main\".",
             );
-        ui.horizontal(|ui| {
-            let label = ui.label("Command");
-            ui.add(egui::TextEdit::singleline(&mut self.watch_input).desired_width(220.0))
-                .labelled_by(label.id);
-            let command = self.watch_input.trim();
-            if ui
-                .add_enabled(!command.is_empty(), egui::Button::new("Watch"))
-                .clicked()
-            {
-                actions.push(Action::Watch(command.to_owned()));
+            let field = ui
+                .horizontal(|ui| {
+                    let label = ui.label("Command");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.watch_input)
+                            .id(egui::Id::unique("watch-command"))
+                            .hint_text("python3 script.py")
+                            .font(egui::TextStyle::Monospace)
+                            .desired_width(f32::INFINITY),
+                    )
+                    .labelled_by(label.id)
+                })
+                .inner;
+            mark(ui, "watch-field", &field);
+            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+            if !entered && ctx.memory(|m| m.focused().is_none()) {
+                field.request_focus();
+            }
+            let command = self.watch_input.trim().to_owned();
+            ui.horizontal(|ui| {
+                let go = ui.add_enabled(!command.is_empty(), egui::Button::new("Watch"));
+                mark(ui, "watch-go", &go);
+                if !command.is_empty() && (go.clicked() || entered) {
+                    actions.push(Action::Watch(command.clone()));
+                }
+                if ui.button("Cancel").clicked() {
+                    actions.push(Action::CancelDialog);
+                }
+            });
+            ui.separator();
+            ui.weak("Or one of the built-in programs:");
+            for (i, (label, _, _)) in crate::model::presets::WATCH_PRESETS.iter().enumerate() {
+                if ui.button(*label).clicked() {
+                    actions.push(Action::WatchPreset(i));
+                }
             }
         });
+        if modal.should_close() {
+            actions.push(Action::CancelDialog);
+        }
     }
 
     /// Recent runs (newest first): open one on the timeline, with its output.
@@ -272,8 +440,10 @@ impl PoolscopeApp {
         });
     }
 
-    fn dialog_ui(&self, ctx: &egui::Context, dialog: &Dialog, actions: &mut Vec<Action>) {
+    fn dialog_ui(&mut self, ctx: &egui::Context, dialog: &Dialog, actions: &mut Vec<Action>) {
         match dialog {
+            Dialog::TypePath(purpose) => self.path_window(ctx, *purpose, actions),
+            Dialog::Watch => self.watch_window(ctx, actions),
             Dialog::QuitWhileRunning => {
                 let running = self.run.as_ref().map_or(0, crate::app::Run::active);
                 let on_cluster = self.run.as_ref().is_some_and(crate::app::Run::on_cluster);
@@ -322,11 +492,11 @@ impl PoolscopeApp {
                         ui.label(summary);
                     }
                     ui.horizontal(|ui| {
-                        if ui
+                        let resume = ui
                             .button("Resume it")
-                            .on_hover_text("Run the tasks that did not finish, as new attempts of the same run")
-                            .clicked()
-                        {
+                            .on_hover_text("Run the tasks that did not finish, as new attempts of the same run");
+                        mark(ui, "recover-resume", &resume);
+                        if resume.clicked() {
                             actions.push(Action::ResumeRun(dir.clone()));
                         }
                         if ui.button("Open it").on_hover_text("See it on the timeline as it was").clicked() {

@@ -8,6 +8,9 @@ use crate::app::{Action, PoolscopeApp, Row, Run, SortKey, StateFilter};
 use crate::model::{DraftStdin, TaskRecord, TaskState};
 
 const ROW_HEIGHT: f32 = 24.0;
+/// The splitter above the list stops here: its toolbar, the header and five rows (and
+/// the sideways scroll bar).
+pub const LIST_MIN: f32 = 40.0 + 20.0 + 5.0 * ROW_HEIGHT + 24.0;
 
 fn matches_filter(filter: StateFilter, task: Option<&TaskRecord>) -> bool {
     let state = task.map(|t| &t.state);
@@ -83,6 +86,7 @@ impl PoolscopeApp {
         let run = self.run.as_ref();
         let selected = self.selected;
         let rows = &mut self.rows;
+        let rows_fit = &mut self.layout.list_rows_fit;
         let available = ui.available_height();
         // Narrow windows scroll sideways rather than hiding the status columns.
         egui::ScrollArea::horizontal()
@@ -130,7 +134,8 @@ impl PoolscopeApp {
                             });
                         }
                     })
-                    .body(|body| {
+                    .body(|mut body| {
+                        *rows_fit = body.ui_mut().clip_rect().height() / ROW_HEIGHT;
                         body.rows(ROW_HEIGHT, order.len(), |mut table_row| {
                             let i = order[table_row.index()];
                             draw_row(
@@ -148,7 +153,9 @@ impl PoolscopeApp {
     }
 
     fn table_toolbar(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
-        ui.horizontal_wrapped(|ui| {
+        // One row at any width (what does not fit is clipped): the list below keeps
+        // its place.
+        ui.horizontal(|ui| {
             if ui.button("+ Add task").clicked() {
                 actions.push(Action::AddRow);
             }
@@ -179,20 +186,26 @@ impl PoolscopeApp {
                 actions.push(Action::AddFromTemplate);
             }
             ui.separator();
-            egui::ComboBox::from_label("show")
+            let label = ui.label("Show");
+            egui::ComboBox::from_id_salt("show")
                 .selected_text(self.filter.label())
                 .show_ui(ui, |ui| {
                     for f in StateFilter::ALL {
                         ui.selectable_value(&mut self.filter, f, f.label());
                     }
-                });
-            egui::ComboBox::from_label("sort by")
+                })
+                .response
+                .labelled_by(label.id);
+            let label = ui.label("sort by");
+            egui::ComboBox::from_id_salt("sort by")
                 .selected_text(self.sort.label())
                 .show_ui(ui, |ui| {
                     for s in SortKey::ALL {
                         ui.selectable_value(&mut self.sort, s, s.label());
                     }
-                });
+                })
+                .response
+                .labelled_by(label.id);
         });
     }
 }

@@ -29,6 +29,8 @@ const MAX_LANE_HEIGHT: f32 = 40.0;
 /// few lanes leave, up to its maximum.
 const STRIP_SHARE: f32 = 0.22;
 const MAX_STRIP_HEIGHT: f32 = 160.0;
+/// Below this the strip says nothing readable: a short panel shows lanes only.
+const MIN_STRIP_HEIGHT: f32 = 28.0;
 
 /// What the user has chosen about the timeline; kept across frames.
 #[derive(Clone, Debug)]
@@ -339,8 +341,18 @@ impl TimelineState {
         view: TimeView,
         width: f32,
     ) -> (f32, f32) {
-        let strip_h = (available * STRIP_SHARE).clamp(STRIP_HEIGHT, MAX_STRIP_HEIGHT);
-        let lanes_height = (available - AXIS_HEIGHT - strip_h - 8.0).max(LANE_HEIGHT * 2.0);
+        // Whatever the panel's height, lanes + axis + strip fit in it: the strip gives
+        // way first (down to nothing in a short panel), then lanes scroll.
+        let room = (available - AXIS_HEIGHT - 8.0).max(MIN_LANE_HEIGHT);
+        let strip_h = (available * STRIP_SHARE)
+            .clamp(STRIP_HEIGHT, MAX_STRIP_HEIGHT)
+            .min(room - 2.0 * LANE_HEIGHT);
+        let strip_h = if strip_h < MIN_STRIP_HEIGHT {
+            0.0
+        } else {
+            strip_h
+        };
+        let lanes_height = (room - strip_h).max(MIN_LANE_HEIGHT);
         let lane_count = self
             .layout(record, now, view, width, 0..0)
             .lane_count
@@ -350,9 +362,12 @@ impl TimelineState {
         // the height the lanes do not need.
         let lanes_height = lanes_height
             .min(lane_count as f32 * self.lane_h)
-            .max(self.lane_h);
-        let strip_h =
-            (available - lanes_height - AXIS_HEIGHT - 8.0).clamp(STRIP_HEIGHT, MAX_STRIP_HEIGHT);
+            .max(self.lane_h.min(lanes_height));
+        let strip_h = if strip_h > 0.0 {
+            (room - lanes_height).min(MAX_STRIP_HEIGHT)
+        } else {
+            0.0
+        };
         (lanes_height, strip_h)
     }
 
@@ -614,6 +629,9 @@ fn axis_and_strip(
     );
     paint_axis(ui, axis_plot, *view, width);
     input.moved |= interact(ui, &axis_response, axis_plot, view, width, keys);
+    if strip_h <= 0.0 {
+        return (axis_rect, input);
+    }
     let (strip_rect, strip_response) =
         ui.allocate_exact_size(vec2(ui.available_width(), strip_h), Sense::click_and_drag());
     paint_strip(ui, strip_rect, levels, record, *view, width, now);
