@@ -782,7 +782,16 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         );
         let lock = root.new_run()?;
         let dir = lock.dir().to_owned();
-        let journal = JournalWriter::create(lock)?;
+        let about = crate::model::journal::RunAbout {
+            source: Some(match &args.file {
+                Some(file) => file.display().to_string(),
+                None => "commands from stdin".to_owned(),
+            }),
+            workers: config.workers.clone(),
+            chunk_size: config.workers.as_ref().map(|_| chunk_size),
+            watched: false,
+        };
+        let journal = JournalWriter::create_about(lock, &about)?;
         // Every task is in the journal before the first can start: a resume after any
         // stop knows exactly what ran and what did not.
         let listed: Vec<Arc<TaskSpec>> = specs.iter().cloned().map(Arc::new).collect();

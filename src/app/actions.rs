@@ -15,6 +15,8 @@ pub enum PoolStatus {
     /// Closed, still draining.
     Closed,
     Finished,
+    /// A past run on screen as its record left it (nothing runs).
+    Recorded,
 }
 
 impl PoolStatus {
@@ -26,6 +28,7 @@ impl PoolStatus {
             PoolStatus::Paused => "paused",
             PoolStatus::Closed => "closed, draining",
             PoolStatus::Finished => "finished",
+            PoolStatus::Recorded => "a past run, as recorded (Start runs its tasks again)",
         }
     }
 }

@@ -26,6 +26,7 @@ impl PoolscopeApp {
         file: Option<&taskfile::TaskFile>,
     ) {
         self.kept = None;
+        self.preset = None;
         self.rows = drafts
             .into_iter()
             .map(|draft| Row { draft, task: None })
@@ -61,6 +62,7 @@ impl PoolscopeApp {
                     Some(&file),
                 );
                 self.file = None;
+                self.preset = Some(label);
                 self.notify(format!("Loaded preset: {label}"));
             }
             Err(e) => self.error(e.to_string()),

@@ -144,6 +144,10 @@ pub struct PoolscopeApp {
     past_runs: Option<(Instant, Vec<crate::model::runs::RunSummary>)>,
     /// The state dump last written (rewritten only when it changes).
     last_dump: String,
+    /// The preset the list came from (none once a file is opened).
+    pub preset: Option<&'static str>,
+    /// Save the window's state at the end of this frame (a run just started).
+    save_state_now: bool,
 }
 
 impl PoolscopeApp {
@@ -190,6 +194,8 @@ impl PoolscopeApp {
             past_runs: None,
             kept: None,
             last_dump: String::new(),
+            preset: None,
+            save_state_now: false,
         };
         match app.options.file.clone() {
             Some(path) => app.open(&path),
@@ -207,8 +213,11 @@ impl PoolscopeApp {
         let Some(run) = &self.run else {
             return PoolStatus::Idle;
         };
+        let recorded = run.executor().is_none() && run.watched.is_none();
         match run.record.phase {
             PoolPhase::Finished => PoolStatus::Finished,
+            // A past run shown as its record left it (it may have stopped mid-run).
+            _ if recorded => PoolStatus::Recorded,
             PoolPhase::Closed => PoolStatus::Closed,
             PoolPhase::Paused => PoolStatus::Paused,
             PoolPhase::Running if run.active() == 0 => PoolStatus::Waiting,
@@ -353,6 +362,7 @@ impl PoolscopeApp {
             ctx.request_repaint();
         }
         self.poll_file_dialog(ctx);
+        self.restore_all_output();
         if let Some(command) = self.options.watch.clone().filter(|_| !self.autostarted) {
             self.autostarted = true;
             self.watch(&command, ctx);
@@ -380,10 +390,16 @@ impl eframe::App for PoolscopeApp {
         PoolscopeApp::logic(self, ctx);
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let actions = self.draw(ui);
         for action in actions {
             self.apply(action, ui.ctx());
+        }
+        if std::mem::take(&mut self.save_state_now)
+            && let Some(storage) = frame.storage_mut()
+        {
+            eframe::set_value(storage, STORAGE_KEY, &self.to_saved());
+            storage.flush();
         }
     }
 

@@ -105,6 +105,10 @@ impl PoolscopeApp {
         self.timeline.view = None;
         self.selected = run.record.tasks.first().map(|t| t.id);
         self.run = Some(run);
+        // The first task's console shows its stored output, as a click on it would.
+        if let Some(task) = self.selected {
+            self.restore_output(task);
+        }
     }
 
     pub(super) fn open_run(&mut self, dir: &Path) {
@@ -176,12 +180,16 @@ impl PoolscopeApp {
         ));
         let waker_ctx = ctx.clone();
         let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
-        // The run goes on at its own pool size, not at what the controls show now.
+        // The run goes on as it was (its pool size, its mode), not as the controls
+        // are set now.
         if let Some(&(_, size)) = loaded.record.pool_sizes.last() {
             self.pool_size = size.max(1);
         }
+        self.workers.clone_from(&loaded.about.workers);
+        self.chunk_size = loaded.about.chunk_size;
         let config = PoolConfig {
             size: self.pool_size,
+            workers: self.workers.clone(),
             output_dir: Some(resume_output.clone()),
             create_empty_output_files: false,
             // A run on Slurm goes on there, following what is still on the cluster.

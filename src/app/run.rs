@@ -18,6 +18,8 @@ pub struct Run {
     pub(super) pool: Option<(Executor, Events)>,
     /// A watched Python program (File › Watch): its pools' events.
     pub(super) watched: Option<(crate::watch::Watch, Events)>,
+    /// A past run's stored output was read for the all-tasks view.
+    pub(super) all_output_read: bool,
     pub record: RunRecord,
     pub started: Instant,
     /// Run time at which the pool drained.
@@ -46,6 +48,7 @@ impl Run {
         Self {
             pool: None,
             watched: None,
+            all_output_read: false,
             finished: Some(record.last_event),
             record,
             started: Instant::now(),
@@ -63,6 +66,7 @@ impl Run {
         Self {
             pool: Some(pool),
             watched: None,
+            all_output_read: false,
             record: RunRecord::default(),
             started: Instant::now(),
             finished: None,
@@ -374,7 +378,13 @@ impl PoolscopeApp {
             }
         };
         let output_dir = lock.dir().to_owned();
-        let journal = match JournalWriter::create(lock) {
+        let about = crate::model::journal::RunAbout {
+            source: self.list_source(),
+            workers: self.workers.clone(),
+            chunk_size: self.chunk_size,
+            watched: false,
+        };
+        let journal = match JournalWriter::create_about(lock, &about) {
             Ok(journal) => journal,
             Err(e) => {
                 self.error(format!("Cannot start: {e}"));
@@ -420,6 +430,17 @@ impl PoolscopeApp {
         self.submit_rows_in_chunks(&all, chunk);
         // Show the first task's output at once: the demo then speaks for itself.
         self.selected = self.rows.first().and_then(|r| r.task);
+        // The list that runs is saved now: after a crash, the next window has it.
+        self.save_state_now = true;
+    }
+
+    /// What the list came from, as Past runs names it: its file, else its preset.
+    pub(super) fn list_source(&self) -> Option<String> {
+        match (&self.file, self.preset) {
+            (Some(file), _) => Some(file.display().to_string()),
+            (None, Some(preset)) => Some(format!("preset: {preset}")),
+            (None, None) => None,
+        }
     }
 
     /// Run a Python program (a shell command line) watched: its pools fill the timeline
@@ -616,6 +637,28 @@ impl PoolscopeApp {
 
     /// A task whose output was dropped to keep memory within budget: read its newest
     /// output back from the run's files (a few MiB, only when the user selects it).
+    /// A run read back from its folder shows every task's output in the all-tasks view
+    /// (its record holds none until asked).
+    pub(super) fn restore_all_output(&mut self) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        let wanted = self.console.all_tasks
+            && run.executor().is_none()
+            && run.watched.is_none()
+            && !run.all_output_read;
+        let Some(dir) = run.output_dir.clone().filter(|_| wanted) else {
+            return;
+        };
+        run.all_output_read = true;
+        if let Err(e) = run.record.interleave_stored(&dir) {
+            self.error(format!(
+                "Cannot read the run's output back from {}: {e}",
+                dir.display()
+            ));
+        }
+    }
+
     pub(super) fn restore_output(&mut self, task: TaskId) {
         let Some(run) = self.run.as_mut() else {
             return;

@@ -63,6 +63,44 @@ pub enum JournalError {
 #[derive(Serialize, Deserialize)]
 struct Header {
     poolscope_journal: u32,
+    #[serde(default, skip_serializing_if = "RunAbout::is_empty")]
+    about: RunAbout,
+}
+
+/// What a run was, beyond its tasks: where its list came from and how it ran, so the
+/// Past runs list can name it and a resume goes on as it was.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAbout {
+    /// A task file's path, a preset's name, or the watched command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// On persistent workers (Python's `Pool`), with these settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<crate::executor::WorkerConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<usize>,
+    /// A watched program's pools (nothing to resume: the program ran them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub watched: bool,
+}
+
+impl RunAbout {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The `about` of the journal in `dir`, from its first line only.
+    pub fn read(dir: &Path) -> Option<Self> {
+        use std::io::BufRead;
+        let file = std::fs::File::open(dir.join(JOURNAL_FILE)).ok()?;
+        let mut first = String::new();
+        std::io::Read::take(std::io::BufReader::new(file), 64 * 1024)
+            .read_line(&mut first)
+            .ok()?;
+        serde_json::from_str::<Header>(first.trim_end())
+            .ok()
+            .map(|h| h.about)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -159,16 +197,21 @@ impl JournalWriter {
     /// Start a new journal in the locked run folder (0600). The header is written at
     /// once, so a folder that cannot be written is an error before any task starts.
     pub fn create(lock: RunLock) -> Result<Self, JournalError> {
-        Self::open(lock, None)
+        Self::open(lock, None, &RunAbout::default())
+    }
+
+    /// [`Self::create`], with what the run is (named in Past runs, kept for a resume).
+    pub fn create_about(lock: RunLock, about: &RunAbout) -> Result<Self, JournalError> {
+        Self::open(lock, None, about)
     }
 
     /// Go on writing a run's journal after its first `whole_len` bytes (its whole lines;
     /// a line cut off by a crash is dropped).
     pub fn reopen(lock: RunLock, whole_len: u64) -> Result<Self, JournalError> {
-        Self::open(lock, Some(whole_len))
+        Self::open(lock, Some(whole_len), &RunAbout::default())
     }
 
-    fn open(lock: RunLock, keep: Option<u64>) -> Result<Self, JournalError> {
+    fn open(lock: RunLock, keep: Option<u64>, about: &RunAbout) -> Result<Self, JournalError> {
         use std::os::unix::fs::OpenOptionsExt;
         let dir = lock.dir().to_owned();
         let path = dir.join(JOURNAL_FILE);
@@ -192,6 +235,7 @@ impl JournalWriter {
         if len == 0 {
             let header = serde_json::to_string(&Header {
                 poolscope_journal: VERSION,
+                about: about.clone(),
             })
             .map_err(|e| io(e.into()))?;
             writeln!(file, "{header}").map_err(io)?;
@@ -651,6 +695,8 @@ pub struct Loaded {
     /// Tasks the run planned that its journal does not list (it stopped while listing
     /// them): nobody can say what they were, so a resume cannot run them.
     pub unaccounted: u64,
+    /// What the run was (its source, its mode).
+    pub about: RunAbout,
 }
 
 impl Loaded {
@@ -766,6 +812,7 @@ pub fn load_following(
         whole_len,
         lost_events,
         unaccounted,
+        about: header.about,
     })
 }
 

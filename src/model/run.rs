@@ -438,6 +438,28 @@ impl RunRecord {
         Ok(())
     }
 
+    /// The all-tasks view of a run read back from its folder: each task's stored output
+    /// (its last attempt), tasks in the order they started. Lines carry no times on
+    /// disk, so one task's lines follow another's rather than interleave.
+    pub fn interleave_stored(&mut self, dir: &std::path::Path) -> std::io::Result<()> {
+        let mut order: Vec<(Duration, TaskId, u32)> = self
+            .tasks
+            .iter()
+            .filter_map(|t| t.last_attempt().map(|a| (a.started, t.id, a.number)))
+            .collect();
+        order.sort_unstable();
+        let share = (INTERLEAVED_BYTES / order.len().max(1)).max(MAX_LINE);
+        self.interleaved = Interleaved::default();
+        for (_, task, attempt) in order {
+            for (stream, channel) in [("stdout", Channel::Stdout), ("stderr", Channel::Stderr)] {
+                let bytes = read_tail(&dir.join(format!("{task}.{attempt}.{stream}")), share)?;
+                self.interleaved.push(task, channel, &bytes);
+            }
+            self.interleaved.flush(task);
+        }
+        Ok(())
+    }
+
     /// A record that counts output bytes but keeps none of them.
     pub fn without_output() -> Self {
         Self {

@@ -368,6 +368,8 @@ pub struct RunSummary {
     pub started: std::time::SystemTime,
     /// Its end marker and counts; `None`: it did not end cleanly, or still runs.
     pub ended: Option<super::journal::End>,
+    /// Where its list came from, how it ran.
+    pub about: super::journal::RunAbout,
 }
 
 impl RunSummary {
@@ -383,6 +385,7 @@ impl RunSummary {
             dir: dir.to_owned(),
             started: std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis),
             ended: end_marker(dir),
+            about: super::journal::RunAbout::read(dir).unwrap_or_default(),
         }
     }
 }

@@ -42,6 +42,16 @@ impl Default for PanelRects {
     }
 }
 
+/// `text` cut to `max` characters (its end kept: a path's file name matters most).
+fn short(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_owned();
+    }
+    let tail: String = text.chars().skip(count - (max - 1)).collect();
+    format!("…{tail}")
+}
+
 /// `~/x` as the home folder's `x`; `None` for an empty path.
 fn expand_home(typed: &str) -> Option<PathBuf> {
     if typed.is_empty() {
@@ -408,9 +418,14 @@ impl PoolscopeApp {
                 ),
                 None => "did not end cleanly (or still runs)".to_owned(),
             };
+            let name = match (&run.about.source, run.about.watched) {
+                (Some(source), true) => format!("watched `{}`", short(source, 48)),
+                (Some(source), false) => short(source, 48),
+                (None, _) => "a list".to_owned(),
+            };
             ui.horizontal(|ui| {
                 if ui
-                    .button(format!("{ago} ago · {what}"))
+                    .button(format!("{name} · {ago} ago · {what}"))
                     .on_hover_text(run.dir.display().to_string())
                     .clicked()
                 {
@@ -434,9 +449,23 @@ impl PoolscopeApp {
             ui.add(
                 egui::DragValue::new(&mut self.max_runs_mb)
                     .range(0..=1_000_000)
-                    .suffix(" MB"),
+                    .custom_formatter(|mb, _| {
+                        if mb < 1.0 {
+                            "any size".to_owned()
+                        } else {
+                            format!("{mb:.0} MB")
+                        }
+                    })
+                    .custom_parser(|text| {
+                        let text = text.trim().trim_end_matches("MB").trim();
+                        if text.starts_with("any") {
+                            Some(0.0)
+                        } else {
+                            text.parse().ok()
+                        }
+                    }),
             )
-            .on_hover_text("0: no size cap; older runs go first");
+            .on_hover_text("Older runs go first; drag to 0 for no size cap");
         });
     }
 
