@@ -582,14 +582,32 @@ fn a_python_row_can_be_watched_and_its_pool_fills_the_window() {
     // Only the Python row offers it.
     assert_eq!(h.query_all_by_label("Watch").count(), 1);
     h.get_by_label("Watch").click();
-    run_until(&mut h, "the watched map's 40 tasks", |h| {
+    // The map's 40 tasks, and the program itself (task 0, "main").
+    run_until(&mut h, "the watched map's 40 tasks and the program", |h| {
         h.state()
             .run
             .as_ref()
-            .is_some_and(|r| r.record.succeeded() == 40)
+            .is_some_and(|r| r.record.succeeded() == 41)
     });
     let record = &h.state().run.as_ref().expect("run").record;
-    assert_eq!(record.tasks[0].spec.name, "f(0)");
+    let main = record
+        .task(poolscope::executor::TaskId(0))
+        .expect("the program is task 0");
+    assert_eq!(main.spec.name, format!("main: python3 {script}"));
+    let printed = main.output.tail_lines(4096, 10);
+    assert!(
+        (0..printed.lines.len()).any(|i| printed.line(i).0 == "20540"),
+        "what the program printed is in its console, not lost to a terminal"
+    );
+    assert_eq!(record.tasks[1].spec.name, "f(0)");
+    let listed = h.state_mut().past_runs().to_vec();
+    assert!(
+        listed
+            .iter()
+            .any(|r| r.about.watched
+                && r.about.source.as_deref() == Some(&format!("python3 {script}"))),
+        "the watched run is in Past runs, named by its command"
+    );
 }
 
 #[test]

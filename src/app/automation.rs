@@ -41,8 +41,8 @@ impl PoolscopeApp {
                 Some(after) => self.opened.elapsed() >= after,
                 None => finished,
             };
-            if due && !self.screenshot_requested {
-                self.screenshot_requested = true;
+            if due && !self.scripted.screenshot_requested {
+                self.scripted.screenshot_requested = true;
                 self.request_screenshot(ctx, path);
             } else if !due {
                 ctx.request_repaint_after(TICK);

@@ -66,6 +66,13 @@ pub struct AppOptions {
     pub state_dump: Option<PathBuf>,
 }
 
+/// What a scripted window has done already.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scripted {
+    autostarted: bool,
+    screenshot_requested: bool,
+}
+
 /// One editor row, and the task it became once submitted.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Row {
@@ -126,9 +133,9 @@ pub struct PoolscopeApp {
     pub layout: crate::ui::PanelRects,
     file_dialog: Option<Receiver<FileChoice>>,
     options: AppOptions,
-    autostarted: bool,
+    /// What a scripted window (`--autostart`, `--screenshot`) has done already.
+    scripted: Scripted,
     quitting: bool,
-    screenshot_requested: bool,
     screenshot_saved: Arc<AtomicBool>,
     opened: Instant,
     /// The process exit code once the app quits by itself (`--exit-when-done`).
@@ -182,9 +189,8 @@ impl PoolscopeApp {
             layout: crate::ui::PanelRects::default(),
             file_dialog: None,
             options,
-            autostarted: false,
+            scripted: Scripted::default(),
             quitting: false,
-            screenshot_requested: false,
             screenshot_saved: Arc::new(AtomicBool::new(false)),
             opened: Instant::now(),
             exit_code: Arc::new(AtomicU8::new(0)),
@@ -363,11 +369,16 @@ impl PoolscopeApp {
         }
         self.poll_file_dialog(ctx);
         self.restore_all_output();
-        if let Some(command) = self.options.watch.clone().filter(|_| !self.autostarted) {
-            self.autostarted = true;
+        if let Some(command) = self
+            .options
+            .watch
+            .clone()
+            .filter(|_| !self.scripted.autostarted)
+        {
+            self.scripted.autostarted = true;
             self.watch(&command, ctx);
-        } else if self.options.autostart && !self.autostarted {
-            self.autostarted = true;
+        } else if self.options.autostart && !self.scripted.autostarted {
+            self.scripted.autostarted = true;
             self.start(ctx);
         }
         let running = self

@@ -28,7 +28,11 @@ impl PoolscopeApp {
         let Ok(root) = self.run_root() else {
             return;
         };
-        let Some(dir) = root.unfinished(5).into_iter().next() else {
+        // A watched program's run is not offered: the program ran its tasks, and only
+        // running it again would run them again.
+        let Some(dir) = root.unfinished(5).into_iter().find(|dir| {
+            !crate::model::journal::RunAbout::read(dir).is_some_and(|about| about.watched)
+        }) else {
             return;
         };
         self.offer_recovery_of(dir);
@@ -166,6 +170,12 @@ impl PoolscopeApp {
         let Some(loaded) = self.load_run_following(dir, |t| on_cluster.contains_key(&t)) else {
             return;
         };
+        if loaded.about.watched {
+            self.error(
+                "A watched program's run cannot be resumed: its program ran the tasks. Watch it again to run them again.",
+            );
+            return;
+        }
         let Some(journal) = self.reopen_journal(dir, &loaded) else {
             return;
         };

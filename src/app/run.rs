@@ -100,6 +100,9 @@ impl Run {
         {
             journal.record(&event);
         }
+        if self.watched.is_some() {
+            self.store_watched_output(&event);
+        }
         match &event.kind {
             EventKind::Finished { task, attempt, .. } => self.move_resumed_output(*task, *attempt),
             EventKind::SaveFailed { path, error } => {
@@ -115,6 +118,33 @@ impl Run {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A watched program's output has no executor to save it: kept in the run's folder
+    /// here, as the executor keeps a task's (ID.ATTEMPT.stdout and .stderr).
+    fn store_watched_output(&mut self, event: &crate::executor::Event) {
+        use std::io::Write;
+        let crate::executor::EventKind::Output {
+            task,
+            attempt,
+            stream,
+            bytes,
+        } = &event.kind
+        else {
+            return;
+        };
+        let Some(dir) = &self.output_dir else {
+            return;
+        };
+        let path = dir.join(format!("{task}.{attempt}.{}", stream.file_suffix()));
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(bytes));
+        if let Err(e) = written {
+            self.stop_for(format!("cannot save output to {} ({e})", path.display()));
         }
     }
 
@@ -459,20 +489,44 @@ impl PoolscopeApp {
                 return;
             }
         };
+        // Kept with the other runs (Past runs lists it, with the program's output).
+        let journal = self
+            .new_run_folder()
+            .map_err(|e| e.to_string())
+            .and_then(|lock| {
+                let about = crate::model::journal::RunAbout {
+                    source: Some(command.to_owned()),
+                    watched: true,
+                    ..crate::model::journal::RunAbout::default()
+                };
+                JournalWriter::create_about(lock, &about).map_err(|e| e.to_string())
+            });
+        let journal = match journal {
+            Ok(journal) => journal,
+            Err(e) => {
+                self.error(format!("Cannot watch: {e}"));
+                return;
+            }
+        };
+        let output_dir = journal.dir().to_owned();
         let waker_ctx = ctx.clone();
         let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
         let argv = ["/bin/sh".into(), "-c".into(), command.into()];
-        match crate::watch::start(&argv, &dir, Some(Arc::new(waker))) {
+        match crate::watch::start_with(&argv, &dir, Some(Arc::new(waker)), true) {
             Ok((watch, events)) => {
+                self.kept = None;
                 self.rows.clear();
                 self.file = None;
                 self.run = Some(Run {
                     watched: Some((watch, events)),
                     record: RunRecord::default(),
                     finished: None,
+                    output_dir: Some(output_dir),
+                    journal: Some(journal),
                     ..Run::opened(RunRecord::default())
                 });
-                self.selected = None;
+                // The program's own output (task 0) is what a user looks for first.
+                self.selected = Some(TaskId(0));
                 self.notify(format!(
                     "Watching `{command}`: its pools appear as they run (by PID shows the workers)"
                 ));

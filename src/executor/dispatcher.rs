@@ -1207,11 +1207,11 @@ impl OutputFiles {
     }
 
     fn path(&self, stream: Stream) -> PathBuf {
-        let suffix = match stream {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        };
-        self.dir
-            .join(format!("{}.{}.{suffix}", self.task, self.attempt))
+        self.dir.join(format!(
+            "{}.{}.{}",
+            self.task,
+            self.attempt,
+            stream.file_suffix()
+        ))
     }
 }

@@ -15,6 +15,16 @@ pub enum Stream {
     Stderr,
 }
 
+impl Stream {
+    /// How an attempt's file of this stream ends: `ID.ATTEMPT.stdout`.
+    pub fn file_suffix(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
 /// How one attempt of a task ended. Kept apart, never collapsed into "failed".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {

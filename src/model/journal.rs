@@ -200,6 +200,11 @@ impl JournalWriter {
         Self::open(lock, None, &RunAbout::default())
     }
 
+    /// The run's folder.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// [`Self::create`], with what the run is (named in Past runs, kept for a resume).
     pub fn create_about(lock: RunLock, about: &RunAbout) -> Result<Self, JournalError> {
         Self::open(lock, None, about)

@@ -110,39 +110,21 @@ pub fn start(
     dir: &Path,
     waker: Option<Waker>,
 ) -> Result<(Watch, Events), WatchError> {
-    let (program, program_args) = argv.split_first().ok_or(WatchError::NoProgram)?;
-    let setup = |path: &Path, e| WatchError::Setup {
-        path: path.to_owned(),
-        source: e,
-    };
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| setup(dir, e))?;
-    }
-    for (name, text) in [
-        ("poolscope_shim.py", SHIM),
-        ("sitecustomize.py", SITECUSTOMIZE),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| setup(&path, e))?;
-    }
-    let socket = dir.join("watch.sock");
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).map_err(|e| setup(&socket, e))?;
+    start_with(argv, dir, waker, false)
+}
 
-    let python_path = match std::env::var_os("PYTHONPATH") {
-        Some(old) if !old.is_empty() => {
-            let mut p = dir.as_os_str().to_owned();
-            p.push(":");
-            p.push(old);
-            p
-        }
-        _ => dir.as_os_str().to_owned(),
-    };
+/// [`start`]; with `capture_main`, the program's own stdout and stderr (and what its
+/// children print there) are not the terminal's: they are the output of a task of
+/// their own, task 0, "main", which lasts as long as the program (for a window, which
+/// has no terminal to show them in).
+pub fn start_with(
+    argv: &[OsString],
+    dir: &Path,
+    waker: Option<Waker>,
+    capture_main: bool,
+) -> Result<(Watch, Events), WatchError> {
+    let (program, program_args) = argv.split_first().ok_or(WatchError::NoProgram)?;
+    let (socket, listener, python_path) = prepare(dir)?;
     let start = Instant::now();
     let base_ns = monotonic_ns();
     let thread_error = |what| move |source| WatchError::Thread { what, source };
@@ -169,12 +151,18 @@ pub fn start(
             thread_error("accept")(e)
         })?;
     let stop_accepting = |exited: &AtomicBool| exited.store(true, Ordering::Release);
-    let child: Child = match Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(program_args)
         .env("PYTHONPATH", python_path)
-        .env("POOLSCOPE_WATCH", &socket)
-        .spawn()
-    {
+        .env("POOLSCOPE_WATCH", &socket);
+    if capture_main {
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    }
+    let mut child: Child = match command.spawn() {
         Ok(child) => child,
         Err(source) => {
             stop_accepting(&exited);
@@ -185,6 +173,9 @@ pub fn start(
         }
     };
     let child_pid = child.id();
+    if capture_main {
+        capture_main_output(&mut child, argv, &tx);
+    }
     let done = match wait_for(child, Arc::clone(&exited), tx) {
         Ok(done) => done,
         Err(e) => {
@@ -248,6 +239,23 @@ enum Msg {
     Report(Conn, Box<Report>),
     Disconnected(Conn),
     Exited(i32),
+    /// The program runs as task 0 (its output is captured): its PID and command line.
+    MainStarted(u32, String),
+    MainOutput(Stream, Vec<u8>),
+    /// One of the program's output pipes is closed.
+    MainClosed,
+}
+
+/// The watched program itself, as task 0, when its output is captured.
+const MAIN_TASK: u64 = 0;
+/// After the program exits, its output pipes are read this long at most (a child it
+/// left behind may hold them open).
+const MAIN_DRAIN: Duration = Duration::from_secs(1);
+
+/// Task 0 while its output pipes are open.
+struct MainTask {
+    open_pipes: u8,
+    exited_at: Option<(Instant, Duration)>,
 }
 
 /// Accepts every process's connection. Once the program has exited, the connections
@@ -295,6 +303,98 @@ fn accept(listener: &UnixListener, tx: &Sender<Msg>, exited: &AtomicBool) {
             Err(e) => log::warn!("watch: accept: {e}"),
         }
     }
+}
+
+/// The watch's folder (0700) with the shim that reports from inside the program, its
+/// socket, and the `PYTHONPATH` that loads the shim.
+fn prepare(dir: &Path) -> Result<(PathBuf, UnixListener, OsString), WatchError> {
+    let setup = |path: &Path, e| WatchError::Setup {
+        path: path.to_owned(),
+        source: e,
+    };
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| setup(dir, e))?;
+    }
+    for (name, text) in [
+        ("poolscope_shim.py", SHIM),
+        ("sitecustomize.py", SITECUSTOMIZE),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| setup(&path, e))?;
+    }
+    let socket = dir.join("watch.sock");
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(|e| setup(&socket, e))?;
+
+    let python_path = match std::env::var_os("PYTHONPATH") {
+        Some(old) if !old.is_empty() => {
+            let mut p = dir.as_os_str().to_owned();
+            p.push(":");
+            p.push(old);
+            p
+        }
+        _ => dir.as_os_str().to_owned(),
+    };
+    Ok((socket, listener, python_path))
+}
+
+/// The program is task 0: its command line, and its stdout and stderr read as they come.
+fn capture_main_output(child: &mut Child, argv: &[OsString], tx: &Sender<Msg>) {
+    // `sh -c LINE` (what a window runs) is named by its line.
+    let name = match argv {
+        [_, c, line] if c == "-c" => line.to_string_lossy().into_owned(),
+        _ => argv
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    let _ = tx.send(Msg::MainStarted(child.id(), name));
+    let streams = [
+        child
+            .stdout
+            .take()
+            .map(|s| (Stream::Stdout, Box::new(s) as Box<dyn std::io::Read + Send>)),
+        child
+            .stderr
+            .take()
+            .map(|s| (Stream::Stderr, Box::new(s) as Box<dyn std::io::Read + Send>)),
+    ];
+    for (stream, reader) in streams.into_iter().flatten() {
+        let main_tx = tx.clone();
+        let spawned = thread::Builder::new()
+            .name("poolscope-watch-main".into())
+            .spawn(move || read_main(reader, stream, &main_tx));
+        if let Err(e) = spawned {
+            // Its pipe closes with the thread: the program sees a broken pipe, and
+            // its task says why nothing more came.
+            log::error!("watch: cannot read the program's {stream:?}: {e}");
+            let _ = tx.send(Msg::MainClosed);
+        }
+    }
+}
+
+/// The watched program's own output, as it comes, for task 0.
+fn read_main(mut reader: Box<dyn std::io::Read + Send>, stream: Stream, tx: &Sender<Msg>) {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if tx.send(Msg::MainOutput(stream, buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = tx.send(Msg::MainClosed);
 }
 
 fn read_reports(stream: UnixStream, conn: Conn, tx: &Sender<Msg>) {
@@ -397,6 +497,7 @@ struct Collector {
     seen_inside: Arc<AtomicBool>,
     exit: Option<i32>,
     pool_size: usize,
+    main: Option<MainTask>,
 }
 
 /// Where a watched task is.
@@ -441,6 +542,7 @@ impl Collector {
             seen_inside: Arc::new(AtomicBool::new(false)),
             exit: None,
             pool_size: 0,
+            main: None,
         }
     }
 
@@ -509,7 +611,31 @@ impl Collector {
                     self.listening.remove(&conn);
                     self.synced(conn);
                 }
-                Msg::Exited(code) => self.exit = Some(code),
+                Msg::Exited(code) => {
+                    self.exit = Some(code);
+                    let at = self.start.elapsed();
+                    if let Some(main) = &mut self.main {
+                        main.exited_at = Some((Instant::now(), at));
+                    }
+                }
+                Msg::MainStarted(pid, name) => self.main_started(pid, name),
+                Msg::MainOutput(stream, bytes) => {
+                    let at = self.start.elapsed();
+                    self.sink.send_at(
+                        at,
+                        EventKind::Output {
+                            task: TaskId(MAIN_TASK),
+                            attempt: 1,
+                            stream,
+                            bytes,
+                        },
+                    );
+                }
+                Msg::MainClosed => {
+                    if let Some(main) = &mut self.main {
+                        main.open_pipes = main.open_pipes.saturating_sub(1);
+                    }
+                }
                 Msg::Report(conn, report) => match report.kind.as_str() {
                     "listening" => {
                         self.listening.insert(conn);
@@ -576,7 +702,44 @@ impl Collector {
 
     /// The program has exited and every process that reported has closed its socket.
     fn finished(&self) -> bool {
-        self.exit.is_some() && !self.accepting && self.connections == 0
+        let main_read = self.main.as_ref().is_none_or(|m| {
+            m.open_pipes == 0
+                || m.exited_at
+                    .is_some_and(|(when, _)| when.elapsed() >= MAIN_DRAIN)
+        });
+        self.exit.is_some() && !self.accepting && self.connections == 0 && main_read
+    }
+
+    /// The program itself, task 0, on a lane of its own (not one of a pool's workers).
+    fn main_started(&mut self, pid: u32, name: String) {
+        let spec = TaskSpec {
+            name: format!("main: {name}"),
+            ..TaskSpec::shell(name)
+        };
+        self.tasks.insert(TaskId(MAIN_TASK), Life::Running);
+        self.sink.send_at(
+            Duration::ZERO,
+            EventKind::Queued {
+                task: TaskId(MAIN_TASK),
+                spec: Arc::new(spec),
+            },
+        );
+        let slot = self.new_slot();
+        self.slots.insert(pid, slot);
+        self.sink.send_at(
+            Duration::ZERO,
+            EventKind::Started {
+                task: TaskId(MAIN_TASK),
+                attempt: 1,
+                slot,
+                pid: Some(pid),
+                host: None,
+            },
+        );
+        self.main = Some(MainTask {
+            open_pipes: 2,
+            exited_at: None,
+        });
     }
 
     fn slot_of(&mut self, pid: u32, at: Duration) -> usize {
@@ -926,6 +1089,18 @@ impl Collector {
     /// was lost with its process.
     fn end(mut self) {
         let now = self.start.elapsed();
+        if let Some(main) = self.main.take()
+            && self.stop_running(MAIN_TASK)
+        {
+            let code = self.exit.unwrap_or(-1);
+            let outcome = if code > 128 {
+                Outcome::Signaled(code - 128)
+            } else {
+                Outcome::Exited(code)
+            };
+            let at = main.exited_at.map_or(now, |(_, at)| at);
+            self.finish(MAIN_TASK, outcome, at);
+        }
         let mut never_ran = Vec::new();
         let mut unreported = Vec::new();
         for (&task, life) in &self.tasks {
