@@ -47,7 +47,14 @@ impl PoolscopeApp {
                         let n = drafts.len();
                         self.rows
                             .extend(drafts.into_iter().map(|draft| Row { draft, task: None }));
-                        self.notify(format!("added {n} tasks from the template"));
+                        if self.template.command.contains("{}") {
+                            self.notify(format!("Added {n} tasks from the template"));
+                        } else {
+                            // As GNU parallel does; said, because it may surprise.
+                            self.notify(format!(
+                                "Added {n} tasks; the command has no {{}}, so each value was added at its end (as GNU parallel does)"
+                            ));
+                        }
                     }
                     Err(e) => self.error(format!("template: {e}")),
                 }

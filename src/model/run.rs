@@ -231,9 +231,15 @@ pub struct Tally {
     pub failed: usize,
     pub cancelled: usize,
     pub lost: usize,
+    /// Of the failed: ended by the user (Kill, Terminate), not by a fault of their own.
+    pub killed: usize,
 }
 
 impl Tally {
+    fn is_killed(state: &TaskState) -> bool {
+        matches!(state, TaskState::Done(Outcome::Killed))
+    }
+
     fn slot(&mut self, state: &TaskState) -> &mut usize {
         match state {
             TaskState::Queued | TaskState::Waiting(_) | TaskState::Retrying => &mut self.queued,
@@ -249,6 +255,7 @@ impl Tally {
         let mut tally = Self::default();
         for t in tasks {
             *tally.slot(&t.state) += 1;
+            tally.killed += usize::from(Self::is_killed(&t.state));
         }
         tally
     }
@@ -527,6 +534,8 @@ impl RunRecord {
     fn set_state(&mut self, index: usize, state: TaskState) {
         *self.tally.slot(&self.tasks[index].state) -= 1;
         *self.tally.slot(&state) += 1;
+        self.tally.killed -= usize::from(Tally::is_killed(&self.tasks[index].state));
+        self.tally.killed += usize::from(Tally::is_killed(&state));
         self.tasks[index].state = state;
     }
 

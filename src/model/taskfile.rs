@@ -423,7 +423,13 @@ fn parse_task(
         Some(values) => values
             .iter()
             .enumerate()
-            .map(|(i, value)| expand(&base, value, i + 1, task.name.is_some()))
+            .map(|(i, value)| {
+                // A range repeats a command that does not use its number (`sleep 1`
+                // over range [0, 20] is twenty `sleep 1`); inputs are arguments, added
+                // at the end when there is no `{}`, as GNU parallel does.
+                let append = task.inputs.is_some();
+                expand(&base, value, i + 1, (task.name.is_some(), append))
+            })
             .collect(),
     })
 }
@@ -754,16 +760,21 @@ fn inputs(
     }
 }
 
-/// `{}` becomes the input, `{#}` its 1-based position; a command with no `{}` gets the
-/// input appended, as GNU parallel does.
-fn expand(base: &TaskSpec, value: &str, seq: usize, explicit_name: bool) -> TaskSpec {
+/// `{}` becomes the input, `{#}` its 1-based position; with `append`, a command with no
+/// `{}` gets the input appended, as GNU parallel does.
+fn expand(
+    base: &TaskSpec,
+    value: &str,
+    seq: usize,
+    (explicit_name, append): (bool, bool),
+) -> TaskSpec {
     let fill = |s: &str| s.replace("{#}", &seq.to_string()).replace("{}", value);
     let invocation = match &base.invocation {
-        Invocation::Shell(line) if line.contains("{}") => Invocation::Shell(fill(line)),
+        Invocation::Shell(line) if line.contains("{}") || !append => Invocation::Shell(fill(line)),
         Invocation::Shell(line) => Invocation::Shell(format!("{} {value}", fill(line))),
         Invocation::Program { program, args } => {
             let mut args: Vec<String> = args.iter().map(|a| fill(a)).collect();
-            if !base.invocation.display_line().contains("{}") {
+            if append && !base.invocation.display_line().contains("{}") {
                 args.push(value.to_owned());
             }
             Invocation::Program {
@@ -825,6 +836,16 @@ mod tests {
             file.tasks[4].invocation,
             Invocation::Shell("echo 4 of 5".into())
         );
+    }
+
+    #[test]
+    fn a_range_repeats_a_command_that_does_not_use_its_number() {
+        let file =
+            parse_str("[[task]]\ncommand = \"sleep 0.01\"\nrange = [0, 3]\n").expect("valid");
+        assert_eq!(file.tasks.len(), 3);
+        for task in &file.tasks {
+            assert_eq!(task.invocation, Invocation::Shell("sleep 0.01".into()));
+        }
     }
 
     #[test]

@@ -49,14 +49,24 @@ pub struct ConsoleState {
 }
 
 /// One line of output into `job`, in its terminal colours; `base` where it has none.
-fn append_line(job: &mut LayoutJob, raw: &str, base: Color32, font: &FontId, dark_mode: bool) {
+/// A stderr line also has `shade` behind it (where its own colours set none), so it
+/// reads apart from stdout printed in red.
+fn append_line(
+    job: &mut LayoutJob,
+    raw: &str,
+    (base, shade): (Color32, Option<Color32>),
+    font: &FontId,
+    dark_mode: bool,
+) {
     let line = ansi::styled_line(raw);
     for (range, style) in &line.spans {
-        job.append(
-            &line.text[range.clone()],
-            0.0,
-            text_format(style, base, font, dark_mode),
-        );
+        let mut format = text_format(style, base, font, dark_mode);
+        if let Some(shade) = shade
+            && format.background == Color32::TRANSPARENT
+        {
+            format.background = shade;
+        }
+        job.append(&line.text[range.clone()], 0.0, format);
     }
     job.append("\n", 0.0, TextFormat::simple(font.clone(), base));
 }
@@ -139,12 +149,15 @@ fn lines_view(
             }
             let mut job = LayoutJob::default();
             for (raw, channel) in &rows[range] {
-                let base = match channel {
-                    Channel::Stdout => visuals.text_color(),
-                    Channel::Stderr => visuals.error_fg_color,
-                    Channel::Input => visuals.hyperlink_color,
+                let colours = match channel {
+                    Channel::Stdout => (visuals.text_color(), None),
+                    Channel::Stderr => (
+                        visuals.error_fg_color,
+                        Some(visuals.error_fg_color.gamma_multiply(0.18)),
+                    ),
+                    Channel::Input => (visuals.hyperlink_color, None),
                 };
-                append_line(&mut job, raw, base, &font, visuals.dark_mode);
+                append_line(&mut job, raw, colours, &font, visuals.dark_mode);
             }
             ui.add(egui::Label::new(job).selectable(true).extend());
         });

@@ -5,12 +5,36 @@ use std::time::Duration;
 use super::theme::duration;
 use crate::app::{Action, PoolscopeApp, Run};
 
-/// Remaining time: median runtime of finished tasks × the waves still to run.
+/// Remaining time: the median runtime of finished tasks × the waves still queued; in
+/// the last wave, what the running tasks have left of the median. `None` while only
+/// tasks that wait for the user (typed input, a terminal) are left: nobody can say
+/// when they end.
 pub fn eta(run: &Run, pool_size: usize) -> Option<Duration> {
     let median = run.record.median_runtime()?;
     let tally = run.record.tally();
-    let waves = (tally.queued + tally.running).div_ceil(pool_size.max(1));
-    Some(median * waves as u32)
+    if tally.queued > 0 {
+        let waves = (tally.queued + tally.running).div_ceil(pool_size.max(1));
+        return Some(median * waves as u32);
+    }
+    // The last wave (its tasks are found by a walk over the list, once per frame).
+    let now = run.now();
+    let mut left = None;
+    for task in run
+        .record
+        .tasks
+        .iter()
+        .filter(|t| t.state == crate::model::TaskState::Running)
+    {
+        if task.spec.pty || task.spec.stdin == crate::executor::StdinMode::Pipe {
+            continue;
+        }
+        let ran = task
+            .last_attempt()
+            .map(|a| a.runtime(now))
+            .unwrap_or_default();
+        left = left.max(Some(median.saturating_sub(ran)));
+    }
+    left
 }
 
 impl PoolscopeApp {
@@ -30,7 +54,10 @@ impl PoolscopeApp {
                 failed,
                 cancelled,
                 lost,
+                killed,
             } = run.record.tally();
+            // Killed by the user is not a task's own failure: counted apart.
+            let failed = failed - killed;
             let elapsed = run.now();
             ui.label(format!("Running {running}"));
             ui.label(format!("Queued {queued}"));
@@ -41,6 +68,10 @@ impl PoolscopeApp {
             } else {
                 failed_text
             });
+            if killed > 0 {
+                ui.label(format!("Killed {killed}"))
+                    .on_hover_text("ended by Kill or Terminate");
+            }
             if cancelled > 0 {
                 ui.label(format!("Cancelled {cancelled}"));
             }
@@ -50,7 +81,7 @@ impl PoolscopeApp {
             }
             ui.separator();
             ui.label(format!("Elapsed {}", duration(elapsed)));
-            let finished = done + failed;
+            let finished = done + failed + killed;
             if elapsed.as_secs_f64() > 0.0 && finished > 0 {
                 ui.label(format!(
                     "{:.1} tasks/s",

@@ -263,8 +263,24 @@ fn draft_cells(
         };
     });
     table_row.col(|ui| {
+        // A task with no name of its own is named by its command (as on its bar).
+        let unnamed = row
+            .draft
+            .command
+            .trim()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
         if editable {
-            ui.add(egui::TextEdit::singleline(&mut row.draft.name).hint_text("name"));
+            let hint = if unnamed.is_empty() {
+                "name"
+            } else {
+                unnamed.as_str()
+            };
+            ui.add(egui::TextEdit::singleline(&mut row.draft.name).hint_text(hint));
+        } else if row.draft.name.is_empty() {
+            ui.weak(unnamed);
         } else {
             ui.label(&row.draft.name);
         }

@@ -256,30 +256,67 @@ fn command_hash(command: &crate::executor::Invocation) -> u64 {
     h
 }
 
-/// Lane of each attempt in PID mode: PIDs in the order they first started.
-fn pid_lanes(record: &RunRecord) -> (HashMap<u32, usize>, Vec<u32>) {
-    let mut firsts: Vec<(Duration, u32)> = Vec::new();
-    let mut seen = HashMap::new();
+/// More PIDs than this share lanes (one lane per PID would be too thin to read).
+const PACK_PIDS_ABOVE: usize = 100;
+
+/// Lane of each attempt in PID mode, and each lane's label: a lane per PID, in the
+/// order they first started; past [`PACK_PIDS_ABOVE`] PIDs, a PID takes the first lane
+/// free since the last PID in it ended (as many lanes as processes were alive at once,
+/// each labelled with its first PID and how many followed).
+fn pid_lanes(record: &RunRecord) -> (HashMap<u32, usize>, Vec<String>) {
+    // Each PID's life: from its first start to its last end (open while running).
+    let mut life: HashMap<u32, (Duration, Duration)> = HashMap::new();
+    let mut see = |pid: u32, from: Duration, to: Duration| {
+        let e = life.entry(pid).or_insert((from, to));
+        e.0 = e.0.min(from);
+        e.1 = e.1.max(to);
+    };
     for a in record.tasks.iter().flat_map(|t| &t.attempts) {
         if let Some(pid) = a.pid {
-            let e = seen.entry(pid).or_insert(a.started);
-            *e = (*e).min(a.started);
+            see(pid, a.started, a.ended.unwrap_or(Duration::MAX));
         }
     }
     // A worker has its lane from its start, before (or without) any task.
     for w in &record.workers {
-        let e = seen.entry(w.pid).or_insert(w.started);
-        *e = (*e).min(w.started);
+        see(w.pid, w.started, w.ended.unwrap_or(Duration::MAX));
     }
-    firsts.extend(seen.iter().map(|(&pid, &t)| (t, pid)));
+    let mut firsts: Vec<(Duration, u32)> = life.iter().map(|(&pid, &(t, _))| (t, pid)).collect();
     firsts.sort_unstable();
-    let lanes = firsts
+    if firsts.len() <= PACK_PIDS_ABOVE {
+        let lanes = firsts
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, pid))| (pid, i))
+            .collect();
+        let labels = firsts
+            .iter()
+            .map(|&(_, pid)| format!("PID {pid}"))
+            .collect();
+        return (lanes, labels);
+    }
+    let mut lanes = HashMap::with_capacity(firsts.len());
+    // Per lane: when its last PID ended, its first PID, how many PIDs it holds.
+    let mut packed: Vec<(Duration, u32, usize)> = Vec::new();
+    for &(start, pid) in &firsts {
+        let end = life[&pid].1;
+        let lane = if let Some(lane) = packed.iter().position(|&(free, _, _)| free <= start) {
+            packed[lane].0 = end;
+            packed[lane].2 += 1;
+            lane
+        } else {
+            packed.push((end, pid, 1));
+            packed.len() - 1
+        };
+        lanes.insert(pid, lane);
+    }
+    let labels = packed
         .iter()
-        .enumerate()
-        .map(|(i, &(_, pid))| (pid, i))
+        .map(|&(_, first, count)| match count {
+            1 => format!("PID {first}"),
+            n => format!("PID {first} +{}", n - 1),
+        })
         .collect();
-    let pids = firsts.iter().map(|&(_, pid)| pid).collect();
-    (lanes, pids)
+    (lanes, labels)
 }
 
 /// How many lanes, the labels of those shown, and (PID mode) each PID's lane.
@@ -374,15 +411,16 @@ fn lanes(
             )
         }
         LaneMode::Pid => {
-            let (by_pid, pids) = pid_lanes(record);
-            let labels = shown(pids.len())
-                .map(|i| (i, format!("PID {}", pids[i])))
+            let (by_pid, mut names) = pid_lanes(record);
+            let count = names.len();
+            let labels = shown(count)
+                .map(|i| (i, std::mem::take(&mut names[i])))
                 .collect();
             let keys = LaneKeys {
                 by_pid,
                 ..LaneKeys::default()
             };
-            (pids.len(), labels, keys)
+            (count, labels, keys)
         }
         LaneMode::Host => {
             let (by_host, mut names) = host_lanes(record);
@@ -948,6 +986,35 @@ mod tests {
             }
         }
         assert_eq!(l.bars.len(), 5);
+    }
+
+    #[test]
+    fn two_thousand_short_lived_pids_share_as_many_lanes_as_ran_at_once() {
+        // A process per task at pool 2: 2000 PIDs, never more than 2 alive.
+        let runs: Vec<(usize, u32, u64, u64)> = (0..2000u32)
+            .map(|i| {
+                let start = u64::from(i / 2) * 10;
+                ((i % 2) as usize, 10_000 + i, start, start + 10)
+            })
+            .collect();
+        let r = record(&runs);
+        let l = layout(
+            &r,
+            ms(10_000),
+            LaneMode::Pid,
+            TimeView::fit(10.0),
+            1000.0,
+            0..10,
+        );
+        assert_eq!(l.lane_count, 2, "lanes for what ran at once, not per PID");
+        assert_eq!(
+            l.lane_labels,
+            [
+                (0, "PID 10000 +999".to_owned()),
+                (1, "PID 10001 +999".to_owned())
+            ]
+        );
+        assert!(!l.bars.is_empty(), "the visible chart shows the runs");
     }
 
     #[test]

@@ -30,7 +30,7 @@ const MAX_LANE_HEIGHT: f32 = 40.0;
 const STRIP_SHARE: f32 = 0.22;
 const MAX_STRIP_HEIGHT: f32 = 160.0;
 /// Below this the strip says nothing readable: a short panel shows lanes only.
-const MIN_STRIP_HEIGHT: f32 = 28.0;
+const MIN_STRIP_HEIGHT: f32 = 40.0;
 
 /// What the user has chosen about the timeline; kept across frames.
 #[derive(Clone, Debug)]
@@ -281,7 +281,7 @@ impl TimelineState {
                 );
                 let plot = Rect::from_min_max(pos2(rect.left() + GUTTER, rect.top()), rect.max);
                 self.last_lanes = Some((rect, view));
-                self.paint_lanes(ui, (rect, plot), &items, first..last, selected);
+                self.paint_lanes(ui, (rect, plot), &items, first..last, (record, selected));
                 paint_cpu_in_bars(ui, record, plot, &items, (view, width, lane_h));
                 paint_markers(ui, record, (rect, plot), view, width);
                 if live {
@@ -320,6 +320,10 @@ impl TimelineState {
         self.last_rect = Some(Rect::from_min_max(top_left, strip_rect.max));
         if view_changed || self.view.is_some() {
             self.view = Some(view);
+        }
+        // Zoomed out past the whole run: show the whole run, its start in view.
+        if view_changed && view.span() >= TimeView::fit(total).span() {
+            self.view = None;
         }
         if panned {
             // A user looking back in time does not want to be yanked to the present.
@@ -433,14 +437,20 @@ impl TimelineState {
             }
         });
         let text = format!(
-            "makespan {} · max {} at once · slots {:.0}% busy · total queue wait {}   \
-             (wheel: zoom · drag: pan · double-click: fit · +/−/←/→ keys)",
+            "makespan {} · max {} at once · slots {:.0}% busy · total queue wait {}",
             duration(summary.makespan),
             summary.max_concurrency,
             summary.utilisation * 100.0,
             duration(summary.total_queue_wait)
         );
-        ui.add(egui::Label::new(egui::RichText::new(text).weak()).truncate());
+        ui.horizontal(|ui| {
+            // The legend keeps its place on the right; the numbers take what is left.
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                bar_legend(ui);
+                ui.add(egui::Label::new(egui::RichText::new(text).weak()).truncate())
+                    .on_hover_text("Wheel: zoom · drag: pan · double-click: fit · +/−/←/→ keys");
+            });
+        });
     }
 
     /// A watched program's pool, in words (its markers say it was watched); told again
@@ -467,7 +477,7 @@ impl TimelineState {
         (rect, plot): (Rect, Rect),
         items: &TimelineLayout,
         lanes: std::ops::Range<usize>,
-        selected: Option<TaskId>,
+        (record, selected): (&RunRecord, Option<TaskId>),
     ) {
         let painter = ui.painter_at(rect);
         let visuals = ui.visuals();
@@ -488,18 +498,15 @@ impl TimelineState {
                 continue;
             }
             if let Some((_, label)) = items.lane_labels.iter().find(|(l, _)| *l == lane) {
-                painter
-                    .with_clip_rect(Rect::from_min_size(
-                        pos2(rect.left(), y),
-                        vec2(GUTTER - 4.0, lane_h),
-                    ))
-                    .text(
-                        pos2(rect.left() + 4.0, y + lane_h / 2.0),
-                        Align2::LEFT_CENTER,
-                        label,
-                        font.clone(),
-                        visuals.weak_text_color(),
-                    );
+                // Cut in the middle: a task's number and its arguments both stay.
+                let label = fit_text(&painter, label, GUTTER - 8.0, &font);
+                painter.text(
+                    pos2(rect.left() + 4.0, y + lane_h / 2.0),
+                    Align2::LEFT_CENTER,
+                    label,
+                    font.clone(),
+                    visuals.weak_text_color(),
+                );
             }
         }
         let bar_painter = painter.with_clip_rect(plot.intersect(painter.clip_rect()));
@@ -516,6 +523,7 @@ impl TimelineState {
             selected,
             by_command: self.colour_by_command,
             visuals,
+            record,
         };
         let mut fills = egui::Mesh::default();
         for bar in &items.bars {
@@ -695,6 +703,8 @@ fn paint_markers(
 ) {
     let painter = ui.painter_at(plot);
     let colour = ui.visuals().hyperlink_color;
+    let text_colour = ui.visuals().strong_text_color();
+    let plate = ui.visuals().extreme_bg_color.gamma_multiply(0.9);
     let font = FontId::proportional(10.0);
     let mut row_free = [f32::NEG_INFINITY; 3];
     for (at, label) in &record.markers {
@@ -709,11 +719,24 @@ fn paint_markers(
             4.0,
             3.0,
         ));
-        let galley = painter.layout_no_wrap(label.clone(), font.clone(), colour);
-        if let Some(row) = row_free.iter().position(|&free| free < x) {
-            let y = rect.top() + 1.0 + row as f32 * 11.0;
-            row_free[row] = x + galley.size().x + 6.0;
-            painter.galley(pos2(x + 2.0, y), galley, colour);
+        let galley = painter.layout_no_wrap(label.clone(), font.clone(), text_colour);
+        let size = galley.size();
+        // Near the right edge a label goes left of its line: it is read whole.
+        let left = if x + 2.0 + size.x > plot.right() {
+            (x - 2.0 - size.x).max(plot.left())
+        } else {
+            x + 2.0
+        };
+        if let Some(row) = row_free.iter().position(|&free| free < left) {
+            let y = rect.top() + 1.0 + row as f32 * 12.0;
+            row_free[row] = left + size.x + 6.0;
+            // On a plate of the background: readable over any bar colour.
+            painter.rect_filled(
+                Rect::from_min_size(pos2(left - 2.0, y), size + vec2(4.0, 0.0)),
+                2.0,
+                plate,
+            );
+            painter.galley(pos2(left, y), galley, text_colour);
         }
     }
 }
@@ -749,6 +772,45 @@ struct BarStyle<'a> {
     selected: Option<TaskId>,
     by_command: bool,
     visuals: &'a egui::Visuals,
+    record: &'a RunRecord,
+}
+
+/// `text` as it fits in `width` points: whole, or with its middle cut out.
+fn fit_text(painter: &egui::Painter, text: &str, width: f32, font: &FontId) -> String {
+    let fits = |t: &str| {
+        painter
+            .layout_no_wrap(t.to_owned(), font.clone(), Color32::WHITE)
+            .size()
+            .x
+            <= width
+    };
+    if fits(text) {
+        return text.to_owned();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let cut = |keep: usize| -> String {
+        let head = keep.div_ceil(2);
+        chars[..head]
+            .iter()
+            .chain(std::iter::once(&'…'))
+            .chain(&chars[chars.len() - (keep - head)..])
+            .collect()
+    };
+    // The most characters kept that still fit (a few layouts, not one per character).
+    let (mut fitting, mut too_many) = (0, chars.len());
+    while fitting + 1 < too_many {
+        let keep = usize::midpoint(fitting, too_many);
+        if fits(&cut(keep)) {
+            fitting = keep;
+        } else {
+            too_many = keep;
+        }
+    }
+    if fitting < 2 {
+        String::new()
+    } else {
+        cut(fitting)
+    }
 }
 
 fn paint_bar(
@@ -763,6 +825,7 @@ fn paint_bar(
         selected,
         by_command,
         visuals,
+        record,
     } = *style;
     let dark = visuals.dark_mode;
     let y = plot.top() + bar.lane as f32 * lane_h;
@@ -804,11 +867,22 @@ fn paint_bar(
             StrokeKind::Outside,
         );
     }
-    if bar.kind == BarKind::Run && r.width() > 28.0 && lane_h >= 14.0 {
+    if bar.kind == BarKind::Run && r.width() > 20.0 && lane_h >= 14.0 {
+        // The task's name where it fits (as the list and the console name it), else
+        // its number (the list's # column).
+        let font = FontId::proportional(11.0);
+        let room = r.width() - 8.0;
         let text = if bar.merged > 0 {
             format!("{} tasks", bar.merged + 1)
         } else {
-            bar.task.to_string()
+            let name = record.task(bar.task).map_or("", |t| t.spec.name.as_str());
+            let number = bar.task.to_string();
+            let named = fit_text(painter, name, room, &font);
+            if !name.is_empty() && named.chars().count() * 2 >= name.chars().count() {
+                named
+            } else {
+                number
+            }
         };
         painter
             .with_clip_rect(r.shrink(2.0).intersect(painter.clip_rect()))
@@ -816,7 +890,7 @@ fn paint_bar(
                 pos2(r.left() + 4.0, r.center().y),
                 Align2::LEFT_CENTER,
                 text,
-                FontId::proportional(11.0),
+                font,
                 Color32::BLACK,
             );
     }
@@ -831,42 +905,72 @@ fn cpu_colour(dark: bool) -> Color32 {
     }
 }
 
-fn strip_legend(
-    painter: &egui::Painter,
-    rect: Rect,
-    visuals: &egui::Visuals,
-    max_pool: u32,
-    cores: Option<usize>,
-) {
-    let dark = visuals.dark_mode;
-    let mut entries = vec![
-        (
-            "running".to_owned(),
-            status_colour(BarStatus::Success, dark),
-        ),
-        ("waiting".to_owned(), status_colour(BarStatus::Failed, dark)),
-        (format!("pool size ≤ {max_pool}"), visuals.warn_fg_color),
-    ];
-    if let Some(cores) = cores {
-        entries.push((format!("CPU in use (of {cores} cores)"), cpu_colour(dark)));
-    }
-    for (i, (label, colour)) in entries.into_iter().enumerate() {
-        painter.text(
-            pos2(rect.left() + 4.0, rect.top() + 4.0 + 14.0 * i as f32),
-            Align2::LEFT_TOP,
-            label,
-            FontId::proportional(10.0),
-            colour,
-        );
+/// What the bars' colours and the line inside them mean (drawn right to left).
+fn bar_legend(ui: &mut egui::Ui) {
+    let dark = ui.visuals().dark_mode;
+    let font = FontId::proportional(11.0);
+    let item = |ui: &mut egui::Ui, mark: &str, label: &str, colour: Color32| {
+        ui.label(egui::RichText::new(label).font(font.clone()).weak());
+        ui.label(egui::RichText::new(mark).font(font.clone()).color(colour));
+    };
+    item(
+        ui,
+        "∿",
+        "CPU use inside a bar (0 to 1 core)",
+        Color32::from_white_alpha(200),
+    );
+    for (status, label) in [
+        (BarStatus::SpawnError, "could not start"),
+        (BarStatus::Killed, "killed / timed out"),
+        (BarStatus::Failed, "failed"),
+        (BarStatus::Success, "ok"),
+        (BarStatus::Running, "running"),
+        (BarStatus::Queued, "waiting"),
+    ] {
+        item(ui, "■", label, status_colour(status, dark));
     }
 }
 
-/// The strip's vertical scale: tasks, pool size and cores in use share it.
+/// The strip's legend: one row over its plot (never on it), each entry in its colour.
+fn strip_legend(painter: &egui::Painter, row: Rect, visuals: &egui::Visuals, scale: &StripScale) {
+    let dark = visuals.dark_mode;
+    let mut entries = vec![
+        (
+            "■ running".to_owned(),
+            status_colour(BarStatus::Success, dark),
+        ),
+        (
+            format!("— pool size ≤ {}", scale.max_pool),
+            visuals.warn_fg_color,
+        ),
+    ];
+    if let Some(cores) = scale.cores {
+        entries.push((format!("— CPU in use (of {cores} cores)"), cpu_colour(dark)));
+    }
+    if scale.max_waiting > 0 {
+        entries.push((
+            format!("— waiting, on its own scale (top: {})", scale.max_waiting),
+            status_colour(BarStatus::Failed, dark),
+        ));
+    }
+    let font = FontId::proportional(10.0);
+    let mut x = row.left();
+    for (label, colour) in entries {
+        let galley = painter.layout_no_wrap(label, font.clone(), colour);
+        let width = galley.size().x;
+        painter.galley(pos2(x, row.top()), galley, colour);
+        x += width + 14.0;
+    }
+}
+
+/// The strip's vertical scale: running tasks, the pool size and cores in use share it
+/// (the left axis); waiting tasks, often far more, have a scale of their own.
 struct StripScale {
     max_pool: u32,
     /// The machine's cores, when CPU use was sampled.
     cores: Option<usize>,
     top: f32,
+    max_waiting: u32,
 }
 
 impl StripScale {
@@ -877,11 +981,8 @@ impl StripScale {
             .map(|&(_, s)| s as u32)
             .max()
             .unwrap_or(1);
-        let max_level = levels
-            .iter()
-            .map(|l| l.running.max(l.waiting))
-            .max()
-            .unwrap_or(0);
+        let max_running = levels.iter().map(|l| l.running).max().unwrap_or(0);
+        let max_waiting = levels.iter().map(|l| l.waiting).max().unwrap_or(0);
         // On 2 cores, 4 tasks at half a core each show as 4 running under a line at 2.
         let cores = (!record.cpu_in_use.is_empty()).then(num_cpus::get);
         let peak_cpu = record
@@ -891,7 +992,7 @@ impl StripScale {
             .max()
             .unwrap_or(0);
         let top = max_pool
-            .max(max_level)
+            .max(max_running)
             .max(peak_cpu)
             .max(cores.unwrap_or(0) as u32)
             .max(1) as f32;
@@ -899,8 +1000,30 @@ impl StripScale {
             max_pool,
             cores,
             top,
+            max_waiting,
         }
     }
+}
+
+/// The left axis: 0, the top and a tick between, right-aligned in the gutter.
+fn strip_axis(painter: &egui::Painter, plot: Rect, top: f32, colour: Color32) {
+    let top = top.round().max(1.0) as u32;
+    let mut ticks = vec![0, top];
+    if top >= 4 {
+        ticks.push(top / 2);
+    }
+    for v in ticks {
+        let y = plot.bottom() - v as f32 / top as f32 * plot.height();
+        painter.hline(plot.left() - 4.0..=plot.left(), y, Stroke::new(1.0, colour));
+        painter.text(
+            pos2(plot.left() - 6.0, y),
+            Align2::RIGHT_CENTER,
+            v.to_string(),
+            FontId::proportional(10.0),
+            colour,
+        );
+    }
+    painter.vline(plot.left(), plot.y_range(), Stroke::new(1.0, colour));
 }
 
 /// Running (filled) and waiting (line) counts over time, with the pool size as a line.
@@ -915,18 +1038,23 @@ fn paint_strip(
 ) {
     let painter = ui.painter_at(rect);
     let visuals = ui.visuals();
+    // The legend's row on top, the plot under it with its axis in the gutter.
+    let legend_row = Rect::from_min_max(
+        pos2(rect.left() + GUTTER, rect.top() + 1.0),
+        pos2(rect.right(), rect.top() + 13.0),
+    );
     let plot = Rect::from_min_max(
-        pos2(rect.left() + GUTTER, rect.top() + 4.0),
+        pos2(rect.left() + GUTTER, legend_row.bottom() + 6.0),
         rect.max - Vec2::new(0.0, 2.0),
     );
-    let StripScale {
-        max_pool,
-        cores,
-        top,
-    } = StripScale::of(record, levels);
+    let scale = StripScale::of(record, levels);
+    let (cores, top) = (scale.cores, scale.top);
     let y_of = |v: u32| plot.bottom() - v as f32 / top * plot.height();
+    let waiting_top = scale.max_waiting.max(1) as f32;
+    let y_waiting = |v: u32| plot.bottom() - v as f32 / waiting_top * plot.height();
     let x_of = |t: f64| (plot.left() + view.x_of(t, width)).clamp(plot.left(), plot.right());
-    strip_legend(&painter, rect, visuals, max_pool, cores);
+    strip_legend(&painter, legend_row, visuals, &scale);
+    strip_axis(&painter, plot, top, visuals.weak_text_color());
     let end_t = now.as_secs_f64().max(record.last_event.as_secs_f64());
     let running_fill = status_colour(BarStatus::Success, visuals.dark_mode).gamma_multiply(0.6);
     let waiting_stroke = Stroke::new(1.5, status_colour(BarStatus::Failed, visuals.dark_mode));
@@ -949,7 +1077,7 @@ fn paint_strip(
     };
     for (c, value) in peak.iter().enumerate() {
         if let Some((running, waiting)) = value {
-            waiting_line.push(pos2(plot.left() + c as f32 + 0.5, y_of(*waiting)));
+            waiting_line.push(pos2(plot.left() + c as f32 + 0.5, y_waiting(*waiting)));
             match run_start {
                 Some(start) if start.1 == *running => {}
                 Some(start) => {
