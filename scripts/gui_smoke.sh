@@ -8,6 +8,8 @@
 #  5. "Copy all" puts the console's text on the X clipboard (clicked with xdotool at the
 #     default 1280x800 layout, read back with xclip);
 #  6. a task's ANSI red text is drawn red (pixels of the screenshot), plain text is not;
+#  7. a new user's journey, clicked and typed (scripts/journey.sh): splitters dragged,
+#     a typed path, nslookup typed to quickly, a watched program, SIGKILL and Resume;
 #  and after step 1, the saved window state is private (app.ron 0600 in a 0700 folder).
 # Needs Xvfb (package xvfb); `scripts/test.sh` installs it.
 set -euo pipefail
@@ -164,4 +166,6 @@ TOML
 xvfb "$bin" "$out/plain.toml" --autostart --exit-when-done --screenshot "$out/plain.png" \
   || fail "exit status $?"
 ! python3 scripts/png_check.py red "$out/plain.png" || fail "red found without any colour asked"
-echo "smoke: 6 passed, 0 failed"
+echo "== 7. a new user's journey (scripts/journey.sh)"
+POOLSCOPE_BIN="$bin" SMOKE_OUT="$out" bash scripts/journey.sh || fail "the journey"
+echo "smoke: 7 passed, 0 failed"

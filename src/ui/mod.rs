@@ -107,6 +107,9 @@ impl PoolscopeApp {
     /// Lay out the whole window; the actions are applied by the caller.
     pub fn draw(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
         let mut actions = Vec::new();
+        // Named widgets are this frame's only (a closed menu's items are gone).
+        ui.ctx()
+            .data_mut(|d| d.remove::<Marks>(egui::Id::unique("marks")));
         shortcuts(ui, self, &mut actions);
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui, &mut actions));
         egui::Panel::top("controls").show(ui, |ui| self.controls(ui, &mut actions));
@@ -185,7 +188,7 @@ impl PoolscopeApp {
 
     fn menu_bar(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         egui::MenuBar::new().ui(ui, |ui| {
-            ui.menu_button("File", |ui| {
+            let file_menu = ui.menu_button("File", |ui| {
                 if ui
                     .button("Open…  (Ctrl+O)")
                     .on_hover_text("A task file (.toml), a saved run, or a GNU parallel joblog")
@@ -193,11 +196,11 @@ impl PoolscopeApp {
                 {
                     actions.push(Action::OpenDialog);
                 }
-                if ui
+                let typed = ui
                     .button("Open a typed path…")
-                    .on_hover_text("Type the path (or pick a recent file) instead of browsing")
-                    .clicked()
-                {
+                    .on_hover_text("Type the path (or pick a recent file) instead of browsing");
+                mark(ui, "open-typed-path", &typed);
+                if typed.clicked() {
                     actions.push(Action::TypePath(FilePurpose::Open));
                 }
                 ui.menu_button("Recent files", |ui| {
@@ -219,17 +222,16 @@ impl PoolscopeApp {
                 }
                 ui.separator();
                 ui.menu_button("Past runs", |ui| self.past_runs_menu(ui, actions));
-                if ui
-                    .button("Watch a Python program…")
-                    .on_hover_text(
-                        "Runs the command unchanged; its multiprocessing Pool, Process and \
-                         ProcessPoolExecutor appear on the timeline",
-                    )
-                    .clicked()
-                {
+                let watch = ui.button("Watch a Python program…").on_hover_text(
+                    "Runs the command unchanged; its multiprocessing Pool, Process and \
+                     ProcessPoolExecutor appear on the timeline",
+                );
+                mark(ui, "watch-program", &watch);
+                if watch.clicked() {
                     actions.push(Action::WatchDialog);
                 }
             });
+            mark(ui, "file-menu", &file_menu.response);
             ui.menu_button("Export", |ui| self.export_menu(ui, actions));
             ui.menu_button("Presets", |ui| {
                 for (i, (label, _, _)) in PRESETS.iter().enumerate() {
