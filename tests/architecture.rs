@@ -27,3 +27,21 @@ fn executor_and_model_have_no_egui() {
         }
     }
 }
+
+#[test]
+fn the_panels_never_import_the_app() {
+    // The app lays the panels out and applies their actions; a panel that reached back
+    // into the app would make a circle between the two rooms.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root.join("ui"), &mut files);
+    assert!(files.len() > 3, "found the panels");
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(
+            !text.contains("crate::app") && !text.contains("PoolscopeApp"),
+            "{} imports the app",
+            file.display()
+        );
+    }
+}

@@ -1,20 +1,20 @@
 //! The workbench application: its state, what the user's actions do, and the eframe glue.
 //! Panels live in `ui/`; they read this state and return [`Action`]s, applied here.
 //!
-//! Its rooms: `actions` (what the panels may ask for), `run` (the run on screen and its
+//! Its rooms: `window` (the panels laid out, menus, dialogs), `run` (the run on screen and its
 //! pool: start, submit, type, retry), `past_runs` (run folders: recovery, resume, open),
 //! `files` (task files, presets, file dialogs, exports), `automation` (scripted windows
 //! and PNG capture), `persist` (what is kept between sessions).
 
-mod actions;
 mod automation;
 mod files;
 mod past_runs;
 mod persist;
 mod rows;
 mod run;
+mod window;
 
-pub use actions::{
+pub use crate::ui::actions::{
     Action, Dialog, ExportKind, FilePurpose, PoolStatus, Rerun, SortKey, StateFilter, TemplateForm,
 };
 use automation::save_png;

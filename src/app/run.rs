@@ -179,6 +179,16 @@ impl Run {
         }
     }
 
+    /// What the panels read of it.
+    pub fn view(&self) -> crate::ui::RunView<'_> {
+        crate::ui::RunView {
+            record: &self.record,
+            now: self.now(),
+            recorded: self.pool.is_none(),
+            output_dir: self.output_dir.as_deref(),
+        }
+    }
+
     pub fn executor(&self) -> Option<&Executor> {
         self.pool.as_ref().map(|(e, _)| e)
     }
@@ -612,6 +622,8 @@ impl PoolscopeApp {
     pub(super) fn send_line(&mut self, task: TaskId, line: String) {
         let Some(run) = self.run.as_mut() else { return };
         let Some(executor) = run.executor() else {
+            self.console.input = line;
+            self.error("Not sent: this run's tasks take no typed input (a past or watched run)");
             return;
         };
         let mut bytes = line.clone().into_bytes();

@@ -8,8 +8,9 @@ use std::time::Duration;
 use egui::text::LayoutJob;
 use egui::{Color32, FontId, Key, TextFormat};
 
+use super::RunView;
+use super::actions::{Action, Rerun};
 use super::theme::{self, state_text};
-use crate::app::{Action, Rerun, Run};
 use crate::executor::StdinMode;
 use crate::executor::TaskId;
 use crate::model::ansi::{self, TermStyle};
@@ -268,7 +269,7 @@ impl ConsoleState {
     pub fn show(
         &mut self,
         ui: &mut egui::Ui,
-        run: Option<&Run>,
+        run: Option<RunView<'_>>,
         selected: Option<TaskId>,
         actions: &mut Vec<Action>,
     ) -> f32 {
@@ -277,7 +278,7 @@ impl ConsoleState {
         let Some(run) = run else {
             return 0.0;
         };
-        let from_file = run.executor().is_none();
+        let from_file = run.recorded;
         let all_tasks = self.all_tasks;
         let screen = task
             .filter(|_| !all_tasks)
@@ -322,7 +323,7 @@ impl ConsoleState {
     fn console_lines(
         &self,
         ui: &mut egui::Ui,
-        run: &Run,
+        run: RunView<'_>,
         task: Option<&TaskRecord>,
         actions: &mut Vec<Action>,
     ) -> Vec<(String, Channel)> {
@@ -341,7 +342,7 @@ impl ConsoleState {
                     rows.iter().map(|(raw, _)| ansi::plain_line(raw)).collect();
                 ui.ctx().copy_text(text.join("\n"));
             }
-            if let Some(dir) = &run.output_dir
+            if let Some(dir) = run.output_dir
                 && ui
                     .small_button("Output files")
                     .on_hover_text(format!(
@@ -351,7 +352,7 @@ impl ConsoleState {
                     ))
                     .clicked()
             {
-                actions.push(Action::Reveal(dir.clone()));
+                actions.push(Action::Reveal(dir.to_owned()));
             }
             if !find.is_empty() {
                 ui.weak(format!("{} matching lines", rows.len()));
@@ -363,7 +364,7 @@ impl ConsoleState {
             }
         });
         if let Some(task) = task.filter(|_| !self.all_tasks) {
-            quiet_hint(ui, task, run.now(), actions);
+            quiet_hint(ui, task, run.now, actions);
         }
         rows
     }
@@ -502,7 +503,7 @@ fn console_header(ui: &mut egui::Ui, console: &mut ConsoleState, task: Option<&T
 /// The lines to show, as received (escape sequences and all): the task's (with how many
 /// earlier bytes are not shown), or every task's, interleaved with an `[id]` prefix.
 fn console_rows(
-    run: &Run,
+    run: RunView<'_>,
     task: Option<&TaskRecord>,
     all_tasks: bool,
 ) -> (Vec<(String, Channel)>, u64) {

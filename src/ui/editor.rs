@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use egui::RichText;
 
-use crate::app::Action;
+use super::actions::Action;
 use crate::model::{DraftStdin, TaskDraft};
 
 /// Text being typed that is not yet a valid value (environment lines, a folder).

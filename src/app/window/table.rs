@@ -3,9 +3,9 @@
 use egui::{RichText, Sense};
 use egui_extras::{Column, TableBuilder};
 
-use super::theme::{duration, state_colour, state_text};
 use crate::app::{Action, PoolscopeApp, Row, Run, SortKey, StateFilter};
 use crate::model::{DraftStdin, TaskRecord, TaskState};
+use crate::ui::theme::{duration, state_colour, state_text};
 
 const ROW_HEIGHT: f32 = 24.0;
 /// The splitter above the list stops here: its toolbar, the header and five rows (and
@@ -78,7 +78,7 @@ fn visible_rows(rows: &[Row], run: Option<&Run>, filter: StateFilter, sort: Sort
 }
 
 impl PoolscopeApp {
-    pub(super) fn task_table(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    pub(in crate::app) fn task_table(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         self.table_toolbar(ui, actions);
         ui.separator();
         let order = visible_rows(&self.rows, self.run.as_ref(), self.filter, self.sort);

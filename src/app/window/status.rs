@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::theme::duration;
 use crate::app::{Action, PoolscopeApp, Run};
+use crate::ui::theme::duration;
 
 /// Remaining time: the median runtime of finished tasks × the waves still queued; in
 /// the last wave, what the running tasks have left of the median. `None` while only
@@ -38,7 +38,7 @@ pub fn eta(run: &Run, pool_size: usize) -> Option<Duration> {
 }
 
 impl PoolscopeApp {
-    pub(super) fn status_bar(&self, ui: &mut egui::Ui, _actions: &mut [Action]) {
+    pub(in crate::app) fn status_bar(&self, ui: &mut egui::Ui, _actions: &mut [Action]) {
         ui.horizontal(|ui| {
             let Some(run) = &self.run else {
                 ui.weak(format!(

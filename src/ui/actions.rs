@@ -179,7 +179,7 @@ impl SortKey {
 
 impl Action {
     /// Whether it starts, loads or opens something in place of the current run.
-    pub(super) fn replaces_the_run(&self) -> bool {
+    pub fn replaces_the_run(&self) -> bool {
         matches!(
             self,
             Action::Start
@@ -244,7 +244,7 @@ impl ExportKind {
         }
     }
 
-    pub(super) fn file_name(self) -> (&'static str, &'static str, &'static str) {
+    pub fn file_name(self) -> (&'static str, &'static str, &'static str) {
         match self {
             ExportKind::Run => ("run.poolscope.json", "poolscope run", "json"),
             ExportKind::ChromeTrace => ("trace.json", "Chrome trace", "json"),

@@ -4,7 +4,7 @@ use crate::app::{Action, PoolStatus, PoolscopeApp};
 use crate::executor::WorkerConfig;
 
 impl PoolscopeApp {
-    pub(super) fn controls(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+    pub(in crate::app) fn controls(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         ui.add_space(4.0);
         ui.horizontal_wrapped(|ui| {
             let label = ui.label("Pool size");
@@ -71,7 +71,7 @@ impl PoolscopeApp {
             } else {
                 let blocker = self.start_blocker();
                 let start = ui.add(egui::Button::new("Start"));
-                super::mark(ui, "start", &start);
+                crate::ui::mark(ui, "start", &start);
                 let start = match &blocker {
                     Some(reason) => start.on_hover_text(format!("Cannot start: {reason}")),
                     None => start.on_hover_text("Run the tasks (Ctrl+Enter)"),
