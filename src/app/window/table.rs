@@ -83,6 +83,8 @@ impl PoolscopeApp {
         ui.separator();
         let order = visible_rows(&self.rows, self.run.as_ref(), self.filter, self.sort);
         let live_open = self.live_run().is_some_and(Run::is_open);
+        // A watched program's tasks are calls inside it: nothing here can stop or rerun one.
+        let watched = self.run.as_ref().is_some_and(|r| r.watched.is_some());
         let run = self.run.as_ref();
         let selected = self.selected;
         let rows = &mut self.rows;
@@ -144,7 +146,7 @@ impl PoolscopeApp {
                                 &mut rows[i],
                                 run,
                                 selected,
-                                live_open,
+                                (live_open, watched),
                                 actions,
                             );
                         });
@@ -217,7 +219,7 @@ fn draw_row(
     row: &mut Row,
     run: Option<&Run>,
     selected: Option<crate::executor::TaskId>,
-    live_open: bool,
+    (live_open, watched): (bool, bool),
     actions: &mut Vec<Action>,
 ) {
     let task = row.task.and_then(|id| run.and_then(|r| r.record.task(id)));
@@ -238,7 +240,12 @@ fn draw_row(
         }
     });
     attempt_cells(table_row, task, now);
-    table_row.col(|ui| row_actions(ui, i, row, task, live_open, actions));
+    let task_controls = task.filter(|_| !watched);
+    table_row.col(|ui| {
+        if task.is_none() || task_controls.is_some() {
+            row_actions(ui, i, row, task_controls, live_open, actions);
+        }
+    });
     if table_row.response().clicked() {
         actions.push(match row.task {
             Some(id) => Action::Select(id),
