@@ -202,23 +202,11 @@ impl PoolscopeApp {
             ui.heading(title);
             ui.weak("A task file (.toml), a saved run or a joblog; ~ is your home folder.");
             let path = expand_home(self.path_input.trim());
-            let field = ui
-                .horizontal(|ui| {
-                    let label = ui.label("Path");
-                    ui.add(
-                        egui::TextEdit::singleline(&mut self.path_input)
-                            .id(egui::Id::unique("typed-path"))
-                            .hint_text("/path/to/file")
-                            .desired_width(f32::INFINITY),
-                    )
-                    .labelled_by(label.id)
-                })
-                .inner;
-            mark(ui, "path-field", &field);
-            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
-            if !entered && ctx.memory(|m| m.focused().is_none()) {
-                field.request_focus();
-            }
+            let entered = typed_field(
+                ui,
+                ("Path", "path-field"),
+                egui::TextEdit::singleline(&mut self.path_input).hint_text("/path/to/file"),
+            );
             let chosen = |path: PathBuf| match purpose {
                 FilePurpose::Open => Action::Open(path),
                 FilePurpose::SaveTasks => Action::SaveAs(path),
@@ -269,24 +257,13 @@ impl PoolscopeApp {
                  ProcessPoolExecutor appear on the timeline, and its own output in the \
                  console as task \"main\".",
             );
-            let field = ui
-                .horizontal(|ui| {
-                    let label = ui.label("Command");
-                    ui.add(
-                        egui::TextEdit::singleline(&mut self.watch_input)
-                            .id(egui::Id::unique("watch-command"))
-                            .hint_text("python3 script.py")
-                            .font(egui::TextStyle::Monospace)
-                            .desired_width(f32::INFINITY),
-                    )
-                    .labelled_by(label.id)
-                })
-                .inner;
-            mark(ui, "watch-field", &field);
-            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
-            if !entered && ctx.memory(|m| m.focused().is_none()) {
-                field.request_focus();
-            }
+            let entered = typed_field(
+                ui,
+                ("Command", "watch-field"),
+                egui::TextEdit::singleline(&mut self.watch_input)
+                    .hint_text("python3 script.py")
+                    .font(egui::TextStyle::Monospace),
+            );
             let command = self.watch_input.trim().to_owned();
             ui.horizontal(|ui| {
                 let go = ui.add_enabled(!command.is_empty(), egui::Button::new("Watch"));
@@ -465,6 +442,28 @@ impl PoolscopeApp {
             }
         }
     }
+}
+
+/// A labelled one-line field that takes the keyboard when its window opens (nothing
+/// else has it); whether Enter was pressed in it.
+fn typed_field(
+    ui: &mut egui::Ui,
+    (label, name): (&str, &'static str),
+    edit: egui::TextEdit<'_>,
+) -> bool {
+    let field = ui
+        .horizontal(|ui| {
+            let label = ui.label(label);
+            ui.add(edit.id(egui::Id::unique(name)).desired_width(f32::INFINITY))
+                .labelled_by(label.id)
+        })
+        .inner;
+    mark(ui, name, &field);
+    let entered = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+    if !entered && ui.ctx().memory(|m| m.focused().is_none()) {
+        field.request_focus();
+    }
+    entered
 }
 
 fn shortcuts(ui: &egui::Ui, app: &PoolscopeApp, actions: &mut Vec<Action>) {

@@ -909,9 +909,13 @@ fn cpu_colour(dark: bool) -> Color32 {
 fn bar_legend(ui: &mut egui::Ui) {
     let dark = ui.visuals().dark_mode;
     let font = FontId::proportional(11.0);
+    let weak = ui.visuals().weak_text_color();
+    // One label per entry ("■ failed"): its mark in the colour, its words weak.
     let item = |ui: &mut egui::Ui, mark: &str, label: &str, colour: Color32| {
-        ui.label(egui::RichText::new(label).font(font.clone()).weak());
-        ui.label(egui::RichText::new(mark).font(font.clone()).color(colour));
+        let mut job = egui::text::LayoutJob::default();
+        job.append(mark, 0.0, egui::TextFormat::simple(font.clone(), colour));
+        job.append(label, 4.0, egui::TextFormat::simple(font.clone(), weak));
+        ui.label(job);
     };
     item(
         ui,
