@@ -5,8 +5,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -305,34 +305,125 @@ fn read_commands(mut input: impl BufRead) -> Result<Vec<TaskSpec>> {
     let mut specs = Vec::new();
     let mut line = Vec::new();
     for number in 1.. {
-        line.clear();
-        let read = io::Read::take(&mut input, MAX_COMMAND_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .context("reading commands from stdin")?;
-        if read == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        } else if line.len() > MAX_COMMAND_LINE {
-            bail!(
-                "stdin line {number} is longer than {} KiB (it starts \"{}\"): a command \
-                 line that long is refused, as xargs refuses it",
-                MAX_COMMAND_LINE / 1024,
-                crate::model::shown(&String::from_utf8_lossy(&line[..60]), 60)
-            );
-        }
-        let Ok(text) = std::str::from_utf8(&line) else {
-            bail!(
-                "stdin line {number} is not UTF-8 text (it starts \"{}\")",
-                crate::model::shown(&String::from_utf8_lossy(&line[..line.len().min(60)]), 60)
-            );
-        };
-        if !text.trim().is_empty() {
-            specs.push(TaskSpec::shell(text));
+        match next_command(&mut input, &mut line, number)? {
+            None => break,
+            Some(text) if text.trim().is_empty() => {}
+            Some(text) => specs.push(TaskSpec::shell(text)),
         }
     }
     Ok(specs)
+}
+
+/// Line `number` of the input (`None` at its end), checked as [`read_commands`] says.
+fn next_command<'a>(
+    input: &mut impl BufRead,
+    line: &'a mut Vec<u8>,
+    number: usize,
+) -> Result<Option<&'a str>> {
+    line.clear();
+    let read = io::Read::take(&mut *input, MAX_COMMAND_LINE as u64 + 1)
+        .read_until(b'\n', line)
+        .context("reading commands from stdin")?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > MAX_COMMAND_LINE {
+        bail!(
+            "stdin line {number} is longer than {} KiB (it starts \"{}\"): a command \
+             line that long is refused, as xargs refuses it",
+            MAX_COMMAND_LINE / 1024,
+            crate::model::shown(&String::from_utf8_lossy(&line[..60]), 60)
+        );
+    }
+    match std::str::from_utf8(line) {
+        Ok(text) => Ok(Some(text)),
+        Err(_) => bail!(
+            "stdin line {number} is not UTF-8 text (it starts \"{}\")",
+            crate::model::shown(&String::from_utf8_lossy(&line[..line.len().min(60)]), 60)
+        ),
+    }
+}
+
+/// Commands read from stdin as they come, each with this timeout.
+#[derive(Clone, Copy, Debug)]
+struct StdinStream {
+    timeout: Option<Duration>,
+}
+
+/// What the stdin reader hands the run: commands as they arrive, then how input ended.
+enum FromStdin {
+    Tasks(Vec<TaskSpec>),
+    /// A line that cannot be a command: nothing after it is read.
+    Refused(String),
+    End,
+}
+
+/// The run's clock now, for a journal line written outside an event.
+fn start_of(record: &RunRecord) -> Duration {
+    record.last_event
+}
+
+/// Most commands handed over at once (more wait for the next batch).
+const STDIN_BATCH: usize = 4096;
+/// Tasks read but not yet over, at most: then stdin is not read (the producer waits on
+/// its pipe), so an endless producer runs in constant memory.
+const READ_AHEAD: usize = 16 * 1024;
+
+/// Read stdin on a thread of its own, one command per line, as a stream: a batch goes
+/// out as soon as no more input is waiting, so a slow producer's first line runs at
+/// once; the channel's bound holds the reader back when the run is behind.
+fn stream_stdin(timeout: Option<Duration>) -> Result<mpsc::Receiver<FromStdin>> {
+    use std::os::fd::AsFd;
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        bail!(
+            "no task file given, and stdin is a terminal: pass FILE, or pipe one command per line"
+        );
+    }
+    // Its own descriptor, read through a buffer whose fill shows whether more is waiting.
+    let fd = stdin
+        .as_fd()
+        .try_clone_to_owned()
+        .context("reading stdin")?;
+    let mut input = io::BufReader::with_capacity(256 * 1024, File::from(fd));
+    let (tx, rx) = mpsc::sync_channel(2);
+    std::thread::Builder::new()
+        .name("poolscope-stdin".into())
+        .spawn(move || {
+            let mut batch = Vec::new();
+            let mut line = Vec::new();
+            for number in 1.. {
+                let command = match next_command(&mut input, &mut line, number) {
+                    Ok(command) => command,
+                    Err(e) => {
+                        let _ = tx.send(FromStdin::Tasks(std::mem::take(&mut batch)));
+                        let _ = tx.send(FromStdin::Refused(format!("{e:#}")));
+                        return;
+                    }
+                };
+                let Some(text) = command else { break };
+                if !text.trim().is_empty() {
+                    let mut spec = TaskSpec::shell(text);
+                    spec.timeout = timeout;
+                    batch.push(spec);
+                }
+                let waiting = !input.buffer().is_empty();
+                let full = (!waiting && !batch.is_empty()) || batch.len() >= STDIN_BATCH;
+                if full
+                    && tx
+                        .send(FromStdin::Tasks(std::mem::take(&mut batch)))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = tx.send(FromStdin::Tasks(batch));
+            let _ = tx.send(FromStdin::End);
+        })
+        .context("starting the stdin reader")?;
+    Ok(rx)
 }
 
 /// What `poolscope run` does: the pool settings and tasks (the file's, overridden by the
@@ -342,11 +433,13 @@ struct Plan {
     specs: Vec<TaskSpec>,
     chunk_size: usize,
     keep_order: bool,
+    /// Commands come from stdin as they are read.
+    stream: Option<StdinStream>,
 }
 
-fn plan(args: &RunArgs) -> Result<Plan> {
+fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
     let mut file_chunk = None;
-    let (mut config, mut specs) = match &args.file {
+    let (mut config, file_specs) = match &args.file {
         Some(path) => {
             let file = taskfile::load(path)?;
             let mut config = PoolConfig {
@@ -369,9 +462,9 @@ fn plan(args: &RunArgs) -> Result<Plan> {
                     ..crate::executor::SlurmSettings::default()
                 });
             file_chunk = file.chunk_size;
-            (config, file.tasks)
+            (config, Some(file.tasks))
         }
-        None => (PoolConfig::default(), read_stdin_commands()?),
+        None => (PoolConfig::default(), None),
     };
     if let Some(jobs) = args.jobs {
         config.size =
@@ -386,13 +479,11 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     if let Some(grace) = args.kill_grace {
         config.kill_grace = positive_seconds(grace, "kill-grace")?;
     }
-    if let Some(timeout) = args.timeout {
-        let timeout = crate::executor::user_seconds(timeout, false)
-            .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-        for spec in specs.iter_mut().filter(|s| s.timeout.is_none()) {
-            spec.timeout = Some(timeout);
-        }
-    }
+    let timeout = args
+        .timeout
+        .map(|t| crate::executor::user_seconds(t, false))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
     config.output_dir.clone_from(&args.results);
     slurm_choice(args, &mut config)?;
     if args.workers && config.workers.is_none() {
@@ -413,6 +504,20 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     if args.chunksize.is_some() && config.workers.is_none() {
         bail!("--chunksize needs persistent workers: add --workers");
     }
+    // stdin streams into a pool of processes; workers (a map's chunks are sized by the
+    // whole list) and a cluster (arrays) take the list whole.
+    let stream =
+        file_specs.is_none() && may_stream && config.workers.is_none() && config.slurm.is_none();
+    let mut specs = match file_specs {
+        Some(specs) => specs,
+        None if stream => Vec::new(),
+        None => read_stdin_commands()?,
+    };
+    if let Some(timeout) = timeout {
+        for spec in specs.iter_mut().filter(|s| s.timeout.is_none()) {
+            spec.timeout = Some(timeout);
+        }
+    }
     let chunk_size = match config.workers {
         Some(_) => args
             .chunksize
@@ -426,6 +531,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         specs,
         chunk_size,
         keep_order,
+        stream: stream.then_some(StdinStream { timeout }),
     })
 }
 
@@ -459,6 +565,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         resumption,
         mut joblog_out,
         unaccounted,
+        stream,
     } = match &run_folder {
         Some(dir) => resume_session(args, dir)?,
         None => new_session(args, gnu_resume)?,
@@ -473,10 +580,16 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         };
         slurm.folder = crate::executor::backend::slurm::folder_of(dir);
     }
+    let mut from_stdin = stream.map(|s| stream_stdin(s.timeout)).transpose()?;
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
-    executor.submit_map(specs, chunk_size)?;
-    executor.close();
+    if from_stdin.is_none() {
+        executor.submit_map(specs, chunk_size)?;
+        executor.close();
+    }
+    // Tasks read from stdin and not over yet; the next one's number.
+    let (mut in_flight, mut next_task) = (0usize, 1u64);
+    let mut refused = None;
 
     let bar = progress_bar(total);
     let mut printer = Printer::new(args.tag);
@@ -493,7 +606,74 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             events.recv()
         })
     };
-    while let Some(event) = next() {
+    loop {
+        if let Some(rx) = &from_stdin {
+            // What stdin brought, while the run is not too far behind it.
+            let mut ended = interrupted.load(Ordering::Acquire);
+            while !ended && in_flight < READ_AHEAD {
+                match rx.try_recv() {
+                    Ok(FromStdin::Tasks(specs)) if specs.is_empty() => {}
+                    Ok(FromStdin::Tasks(specs)) => {
+                        let count = specs.len();
+                        // In the journal before they can start, as a whole list is.
+                        if let Some((_, journal)) = &journal {
+                            let listed: Vec<Arc<TaskSpec>> =
+                                specs.iter().cloned().map(Arc::new).collect();
+                            if let Err(e) =
+                                journal.plan(TaskId(next_task), &listed, start_of(&record))
+                            {
+                                journal_failed = Some(e.to_string());
+                                executor.terminate();
+                                ended = true;
+                                break;
+                            }
+                        }
+                        executor.submit(specs)?;
+                        in_flight += count;
+                        next_task += count as u64;
+                        bar.grow(count);
+                    }
+                    Ok(FromStdin::Refused(why)) => {
+                        refused = Some(why);
+                        ended = true;
+                    }
+                    Ok(FromStdin::End) | Err(mpsc::TryRecvError::Disconnected) => ended = true,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                }
+            }
+            if ended {
+                from_stdin = None;
+                executor.close();
+            }
+        }
+        let event = if from_stdin.is_some() {
+            // stdin is polled between events: a line waits at most this long.
+            let event = events.try_recv().or_else(|| {
+                if let Some((_, journal)) = &journal {
+                    journal.send();
+                }
+                events.recv_timeout(Duration::from_millis(2))
+            });
+            match event {
+                Some(event) => event,
+                None => continue,
+            }
+        } else {
+            match next() {
+                Some(event) => event,
+                None => break,
+            }
+        };
+        if matches!(
+            event.kind,
+            EventKind::Cancelled { .. }
+                | EventKind::Finished {
+                    will_retry: false,
+                    ..
+                }
+        ) {
+            in_flight = in_flight.saturating_sub(1);
+        }
         // The record and the journal see the run's own tasks (a resumed run's first
         // numbers); what is printed follows the executor's.
         if let Some(mine) = resumption.translate(&event) {
@@ -610,6 +790,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     bar.finish_and_clear();
     drop(executor);
+    // Streamed, the run's size is what was read.
+    let total = total.max(record.tasks.len());
     if let Some(e) = journal_failed {
         bail!(
             "the run stopped: its journal could not be written ({e}); go on with: poolscope \
@@ -630,6 +812,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     };
 
     trace_out.write(&record)?;
+    if let Some(why) = refused {
+        again_hint(dir.as_deref());
+        bail!("{why}; the {total} tasks read before it ran");
+    }
     if let Some(e) = save_failed {
         again_hint(dir.as_deref());
         bail!("the run stopped: output could not be saved ({e})");
@@ -739,6 +925,8 @@ struct Session {
     joblog_out: JoblogOut,
     /// Tasks of a resumed run its journal cannot account for (the run cannot succeed).
     unaccounted: u64,
+    /// Tasks come from stdin as they are read.
+    stream: Option<StdinStream>,
 }
 
 /// A new run: its tasks from the file or stdin (less those a GNU-style `--resume` skips),
@@ -749,7 +937,8 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         specs,
         chunk_size,
         keep_order,
-    } = plan(args)?;
+        stream,
+    } = plan(args, !gnu_resume)?;
     let listed = specs.len();
     let (specs, joblog_out) = match (&args.joblog, gnu_resume) {
         (Some(path), true) => {
@@ -795,7 +984,9 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         // Every task is in the journal before the first can start: a resume after any
         // stop knows exactly what ran and what did not.
         let listed: Vec<Arc<TaskSpec>> = specs.iter().cloned().map(Arc::new).collect();
-        if let Err(e) = journal.plan(TaskId(1), &listed, Duration::ZERO) {
+        if stream.is_none()
+            && let Err(e) = journal.plan(TaskId(1), &listed, Duration::ZERO)
+        {
             // Nothing ran: nothing to resume, and no half-written run left behind.
             drop(journal);
             let _ = std::fs::remove_dir_all(&dir);
@@ -813,6 +1004,7 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         resumption: Resumption::default(),
         joblog_out,
         unaccounted: 0,
+        stream,
     })
 }
 
@@ -898,6 +1090,7 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
         record: loaded.record,
         resumption,
         joblog_out,
+        stream: None,
     })
 }
 
@@ -1118,6 +1311,13 @@ impl Progress {
     fn inc(&self) {
         if let Some(bar) = &self.0 {
             bar.inc(1);
+        }
+    }
+
+    /// More tasks were read (a streamed run's length grows as it goes).
+    fn grow(&self, tasks: usize) {
+        if let Some(bar) = &self.0 {
+            bar.inc_length(tasks as u64);
         }
     }
 

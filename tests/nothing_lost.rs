@@ -190,8 +190,22 @@ fn finding_3_a_task_list_that_does_not_fit_on_the_disk_starts_nothing() {
     };
     let runs = disk.path().join("runs");
     let marker = disk.path().join("ran");
-    let input = format!("touch {}\n", marker.display()).repeat(20_000);
-    let out = run_with_input(&["-j", "2", "--run-dir", &path_arg(&runs)], &input);
+    // A task file: the whole list is known before the first task (a stream from stdin
+    // is not, see the next test).
+    let list = tempfile::tempdir().expect("tempdir");
+    let file = list.path().join("tasks.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[task]]\ncommand = \"touch {}\"\nrange = [0, 20000]\n",
+            marker.display()
+        ),
+    )
+    .expect("write the list");
+    let out = run_with_input(
+        &[&path_arg(&file), "-j", "2", "--run-dir", &path_arg(&runs)],
+        "",
+    );
     let stderr = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("no task was started"), "{stderr}");
@@ -206,6 +220,43 @@ fn finding_3_a_task_list_that_does_not_fit_on_the_disk_starts_nothing() {
         left.is_empty(),
         "no half-written run is left to resume: {left:?}"
     );
+}
+
+#[test]
+fn a_stream_that_fills_the_disk_stops_and_its_journal_holds_every_task_that_ran() {
+    let Some(disk) = SmallDisk::mount(2 << 20) else {
+        return;
+    };
+    let runs = disk.path().join("runs");
+    // On a disk with room: the tasks' own record of what ran.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let ran = elsewhere.path().join("ran.log");
+    // Each task appends its number: what ran is counted from the disk, not from us.
+    let input: String = (1..=20_000)
+        .map(|i| format!("echo {i} >> {}\n", ran.display()))
+        .collect();
+    let out = run_with_input(&["-j", "2", "--run-dir", &path_arg(&runs)], &input);
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("No space left"), "{stderr}");
+    let ran: Vec<u64> = std::fs::read_to_string(&ran)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    if ran.is_empty() {
+        return; // the first batch did not fit: nothing ran, as with a list
+    }
+    let dir = the_run(&runs);
+    let loaded = journal::load(&dir).expect("the journal loads");
+    for number in &ran {
+        let task = loaded.record.task(TaskId(*number));
+        assert!(
+            task.is_some(),
+            "task {number} ran but is not in the journal of {}",
+            dir.display()
+        );
+    }
 }
 
 #[test]
