@@ -628,7 +628,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                                 break;
                             }
                         }
-                        executor.submit(specs)?;
+                        if executor.submit(specs).is_err() {
+                            // The pool takes no more (a halt policy closed it): what was
+                            // read stays queued in the journal, for a resume.
+                            ended = true;
+                            break;
+                        }
                         in_flight += count;
                         next_task += count as u64;
                         bar.grow(count);

@@ -232,9 +232,11 @@ fn a_stream_that_fills_the_disk_stops_and_its_journal_holds_every_task_that_ran(
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let ran = elsewhere.path().join("ran.log");
     // Each task appends its number: what ran is counted from the disk, not from us.
-    let input: String = (1..=20_000)
-        .map(|i| format!("echo {i} >> {}\n", ran.display()))
-        .collect();
+    let input = (1..=20_000).fold(String::new(), |mut all, i| {
+        use std::fmt::Write as _;
+        let _ = writeln!(all, "echo {i} >> {}", ran.display());
+        all
+    });
     let out = run_with_input(&["-j", "2", "--run-dir", &path_arg(&runs)], &input);
     let stderr = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
