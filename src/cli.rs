@@ -360,11 +360,6 @@ enum FromStdin {
     End,
 }
 
-/// The run's clock now, for a journal line written outside an event.
-fn start_of(record: &RunRecord) -> Duration {
-    record.last_event
-}
-
 /// Most commands handed over at once (more wait for the next batch).
 const STDIN_BATCH: usize = 4096;
 /// Tasks read but not yet over, at most: then stdin is not read (the producer waits on
@@ -597,13 +592,17 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let mut journal_failed = None;
     let mut save_failed = None;
     let mut drained = false;
-    // The journal gets what arrived in one batch whenever no more is at hand.
-    let next = || {
+    // The journal gets what arrived in one batch whenever no more is at hand; then the
+    // next event is awaited (at most `wait`, when stdin is to be looked at again).
+    let next = |wait: Option<Duration>| {
         events.try_recv().or_else(|| {
             if let Some((_, journal)) = &journal {
                 journal.send();
             }
-            events.recv()
+            match wait {
+                Some(wait) => events.recv_timeout(wait),
+                None => events.recv(),
+            }
         })
     };
     loop {
@@ -620,7 +619,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                             let listed: Vec<Arc<TaskSpec>> =
                                 specs.iter().cloned().map(Arc::new).collect();
                             if let Err(e) =
-                                journal.plan(TaskId(next_task), &listed, start_of(&record))
+                                journal.plan(TaskId(next_task), &listed, record.last_event)
                             {
                                 journal_failed = Some(e.to_string());
                                 executor.terminate();
@@ -651,23 +650,13 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 executor.close();
             }
         }
-        let event = if from_stdin.is_some() {
-            // stdin is polled between events: a line waits at most this long.
-            let event = events.try_recv().or_else(|| {
-                if let Some((_, journal)) = &journal {
-                    journal.send();
-                }
-                events.recv_timeout(Duration::from_millis(2))
-            });
-            match event {
-                Some(event) => event,
-                None => continue,
+        // While stdin is read, it is polled between events: a line waits at most 2 ms.
+        let reading = from_stdin.is_some();
+        let Some(event) = next(reading.then_some(Duration::from_millis(2))) else {
+            if reading {
+                continue;
             }
-        } else {
-            match next() {
-                Some(event) => event,
-                None => break,
-            }
+            break;
         };
         if matches!(
             event.kind,

@@ -219,11 +219,10 @@ impl PoolscopeApp {
         let Some(run) = &self.run else {
             return PoolStatus::Idle;
         };
-        let recorded = run.executor().is_none() && run.watched.is_none();
         match run.record.phase {
             PoolPhase::Finished => PoolStatus::Finished,
             // A past run shown as its record left it (it may have stopped mid-run).
-            _ if recorded => PoolStatus::Recorded,
+            _ if run.is_recorded() => PoolStatus::Recorded,
             PoolPhase::Closed => PoolStatus::Closed,
             PoolPhase::Paused => PoolStatus::Paused,
             PoolPhase::Running if run.active() == 0 => PoolStatus::Waiting,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::executor::{Executor, PoolConfig, TaskId};
+use crate::executor::{Executor, PoolConfig, Stream, TaskId};
 use crate::model::journal::JournalWriter;
 use crate::model::resume::{ResumeWhat, Resumption};
 
@@ -305,14 +305,11 @@ impl PoolscopeApp {
 /// For each attempt to be followed again, the bytes of its stdout and stderr the run's
 /// folder already keeps: it goes on from there (its files grow, nothing twice).
 fn kept_output(dir: &Path, record: &crate::model::RunRecord) -> HashMap<TaskId, [u64; 2]> {
-    let size = |name: String| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    let size = |path: PathBuf| std::fs::metadata(path).map_or(0, |m| m.len());
     record
         .open_attempts()
         .map(|(task, n)| {
-            let kept = [
-                size(format!("{task}.{n}.stdout")),
-                size(format!("{task}.{n}.stderr")),
-            ];
+            let kept = Stream::BOTH.map(|stream| size(stream.file_in(dir, task, n)));
             (task, kept)
         })
         .collect()

@@ -137,7 +137,7 @@ impl Run {
         let Some(dir) = &self.output_dir else {
             return;
         };
-        let path = dir.join(format!("{task}.{attempt}.{}", stream.file_suffix()));
+        let path = stream.file_in(dir, *task, *attempt);
         let written = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -168,11 +168,10 @@ impl Run {
         let Some((new_task, new_attempt)) = self.resumption.executor_ids(task, attempt) else {
             return;
         };
-        for stream in ["stdout", "stderr"] {
-            let source = from.join(format!("{new_task}.{new_attempt}.{stream}"));
+        for stream in crate::executor::Stream::BOTH {
+            let source = stream.file_in(from, new_task, new_attempt);
             if source.exists()
-                && let Err(e) =
-                    move_or_append(&source, &to.join(format!("{task}.{attempt}.{stream}")))
+                && let Err(e) = move_or_append(&source, &stream.file_in(to, task, attempt))
             {
                 log::warn!("cannot move {}: {e}", source.display());
             }
@@ -187,6 +186,11 @@ impl Run {
             recorded: self.pool.is_none(),
             output_dir: self.output_dir.as_deref(),
         }
+    }
+
+    /// Shown as its record left it: read back from a file or a folder, nothing runs it.
+    pub fn is_recorded(&self) -> bool {
+        self.pool.is_none() && self.watched.is_none()
     }
 
     pub fn executor(&self) -> Option<&Executor> {
@@ -701,18 +705,13 @@ impl PoolscopeApp {
         }
     }
 
-    /// A task whose output was dropped to keep memory within budget: read its newest
-    /// output back from the run's files (a few MiB, only when the user selects it).
     /// A run read back from its folder shows every task's output in the all-tasks view
     /// (its record holds none until asked).
     pub(super) fn restore_all_output(&mut self) {
         let Some(run) = self.run.as_mut() else {
             return;
         };
-        let wanted = self.console.all_tasks
-            && run.executor().is_none()
-            && run.watched.is_none()
-            && !run.all_output_read;
+        let wanted = self.console.all_tasks && run.is_recorded() && !run.all_output_read;
         let Some(dir) = run.output_dir.clone().filter(|_| wanted) else {
             return;
         };
@@ -725,6 +724,8 @@ impl PoolscopeApp {
         }
     }
 
+    /// A task whose output was dropped to keep memory within budget: read its newest
+    /// output back from the run's files (a few MiB, only when the user selects it).
     pub(super) fn restore_output(&mut self, task: TaskId) {
         let Some(run) = self.run.as_mut() else {
             return;

@@ -1207,11 +1207,6 @@ impl OutputFiles {
     }
 
     fn path(&self, stream: Stream) -> PathBuf {
-        self.dir.join(format!(
-            "{}.{}.{}",
-            self.task,
-            self.attempt,
-            stream.file_suffix()
-        ))
+        stream.file_in(&self.dir, self.task, self.attempt)
     }
 }

@@ -16,12 +16,16 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// How an attempt's file of this stream ends: `ID.ATTEMPT.stdout`.
-    pub fn file_suffix(self) -> &'static str {
-        match self {
+    pub const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+
+    /// Where a run's folder keeps an attempt's output of this stream:
+    /// `DIR/ID.ATTEMPT.stdout` (and `.stderr`).
+    pub fn file_in(self, dir: &std::path::Path, task: TaskId, attempt: u32) -> std::path::PathBuf {
+        let suffix = match self {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
-        }
+        };
+        dir.join(format!("{task}.{attempt}.{suffix}"))
     }
 }
 

@@ -431,8 +431,8 @@ impl RunRecord {
         if !t.output.is_evicted() {
             return Ok(());
         }
-        let read = |stream: &str| read_tail(&dir.join(format!("{task}.{attempt}.{stream}")), limit);
-        let (stdout, stderr) = (read("stdout")?, read("stderr")?);
+        let read = |stream: Stream| read_tail(&stream.file_in(dir, task, attempt), limit);
+        let (stdout, stderr) = (read(Stream::Stdout)?, read(Stream::Stderr)?);
         let stderr_share = stderr.len().min(limit / 2);
         let stdout = &stdout[stdout.len().saturating_sub(limit - stderr_share)..];
         let stderr = &stderr[stderr.len() - stderr_share..];
@@ -458,9 +458,9 @@ impl RunRecord {
         let share = (INTERLEAVED_BYTES / order.len().max(1)).max(MAX_LINE);
         self.interleaved = Interleaved::default();
         for (_, task, attempt) in order {
-            for (stream, channel) in [("stdout", Channel::Stdout), ("stderr", Channel::Stderr)] {
-                let bytes = read_tail(&dir.join(format!("{task}.{attempt}.{stream}")), share)?;
-                self.interleaved.push(task, channel, &bytes);
+            for stream in Stream::BOTH {
+                let bytes = read_tail(&stream.file_in(dir, task, attempt), share)?;
+                self.interleaved.push(task, stream.into(), &bytes);
             }
             self.interleaved.flush(task);
         }

@@ -233,17 +233,6 @@ impl ExportKind {
         }
     }
 
-    /// The kind in a word or two, for "… to the path".
-    pub fn short_label(self) -> &'static str {
-        match self {
-            ExportKind::Run => "Run",
-            ExportKind::ChromeTrace => "Trace",
-            ExportKind::Joblog => "Joblog",
-            ExportKind::Csv => "CSV",
-            ExportKind::TimelinePng => "PNG",
-        }
-    }
-
     pub fn file_name(self) -> (&'static str, &'static str, &'static str) {
         match self {
             ExportKind::Run => ("run.poolscope.json", "poolscope run", "json"),
