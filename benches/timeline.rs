@@ -1,72 +1,21 @@
 //! Timeline frame time: lay out and tessellate the timeline headlessly (an egui
-//! `Context`, no GPU) for 1 000, 10 000 and 100 000 finished tasks at 1600×900, zoomed
-//! out and zoomed in; prints the median and max frame time, and memory per task record.
+//! `Context`, no GPU) for 1 000 to 1 000 000 finished tasks at 1600×900, zoomed out and
+//! zoomed in, from a record built from events in time order as the executor sends them
+//! (the window's own path: live tallies, the slot index kept up to date); prints the
+//! median and max frame time, and memory per task record.
 //!   `cargo bench --bench timeline`
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use poolscope::executor::{Event, EventKind, Outcome, TaskId, TaskSpec};
 use poolscope::model::RunRecord;
 use poolscope::ui::timeline::TimelineState;
 use poolscope::ui::timeline::layout::{LaneMode, TimeView};
 
-const POOL: usize = 8;
+#[path = "../tests/common/synthetic.rs"]
+mod synthetic;
 
-/// A finished run of `n` tasks on a pool of 8, with varied runtimes (1..50 ms).
-fn record(n: usize) -> RunRecord {
-    let mut r = RunRecord::new(1024);
-    let mut apply = |at: Duration, kind| r.apply(&Event { at, kind });
-    apply(
-        Duration::ZERO,
-        EventKind::PoolStarted {
-            wall_clock: SystemTime::now(),
-            size: POOL,
-        },
-    );
-    let mut slot_free = [Duration::ZERO; POOL];
-    for i in 0..n {
-        let task = TaskId(i as u64 + 1);
-        apply(
-            Duration::ZERO,
-            EventKind::Queued {
-                task,
-                spec: Arc::new(TaskSpec::shell(format!("work {}", i % 97))),
-            },
-        );
-        let slot = (0..POOL).min_by_key(|&s| slot_free[s]).unwrap_or(0);
-        let start = slot_free[slot];
-        let end = start + Duration::from_micros(1000 + (i as u64 * 7919) % 49_000);
-        slot_free[slot] = end;
-        apply(
-            start,
-            EventKind::Started {
-                task,
-                attempt: 1,
-                slot,
-                pid: Some(10_000 + i as u32),
-                host: None,
-            },
-        );
-        let outcome = if i % 50 == 0 {
-            Outcome::Exited(1)
-        } else {
-            Outcome::Exited(0)
-        };
-        apply(
-            end,
-            EventKind::Finished {
-                task,
-                attempt: 1,
-                outcome,
-                stdin_bytes: 0,
-                will_retry: false,
-            },
-        );
-    }
-    r
-}
+const POOL: usize = 8;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -112,9 +61,9 @@ fn frame_times(record: &RunRecord, mode: LaneMode, zoom_in: bool) -> (Duration, 
 }
 
 fn main() {
-    for n in [1_000usize, 10_000, 100_000] {
+    for n in [1_000usize, 10_000, 100_000, 1_000_000] {
         let before = rss_kib();
-        let r = record(n);
+        let r = synthetic::finished_run(n, POOL);
         let per_task = (rss_kib().saturating_sub(before) * 1024) as f64 / n as f64;
         for (mode, zoom_in) in [
             (LaneMode::Slot, false),

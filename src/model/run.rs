@@ -720,20 +720,23 @@ impl RunRecord {
                     t.stdin_open = matches!(t.spec.stdin, crate::executor::StdinMode::Pipe);
                     // A new attempt starts on a fresh terminal.
                     t.screen = None;
-                    push_attempt(&mut t.attempts, Attempt {
-                        number: *attempt,
-                        slot: Some(*slot),
-                        pid: *pid,
-                        host: host.clone(),
-                        command_pid: None,
-                        started: at,
-                        ended: None,
-                        outcome: None,
-                        stdout_bytes: 0,
-                        stderr_bytes: 0,
-                        stdin_bytes: 0,
-                        usage: Usage::default(),
-                    });
+                    push_attempt(
+                        &mut t.attempts,
+                        Attempt {
+                            number: *attempt,
+                            slot: Some(*slot),
+                            pid: *pid,
+                            host: host.clone(),
+                            command_pid: None,
+                            started: at,
+                            ended: None,
+                            outcome: None,
+                            stdout_bytes: 0,
+                            stderr_bytes: 0,
+                            stdin_bytes: 0,
+                            usage: Usage::default(),
+                        },
+                    );
                 }
             }
             EventKind::Output {
@@ -837,20 +840,23 @@ impl RunRecord {
         };
         if !t.attempts.iter().any(|a| a.number == attempt) {
             // Failed to start: the attempt never got a Started event.
-            push_attempt(&mut t.attempts, Attempt {
-                number: attempt,
-                slot: None,
-                pid: None,
-                host: None,
-                command_pid: None,
-                started: at,
-                ended: None,
-                outcome: None,
-                stdout_bytes: 0,
-                stderr_bytes: 0,
-                stdin_bytes: 0,
-                usage: Usage::default(),
-            });
+            push_attempt(
+                &mut t.attempts,
+                Attempt {
+                    number: attempt,
+                    slot: None,
+                    pid: None,
+                    host: None,
+                    command_pid: None,
+                    started: at,
+                    ended: None,
+                    outcome: None,
+                    stdout_bytes: 0,
+                    stderr_bytes: 0,
+                    stdin_bytes: 0,
+                    usage: Usage::default(),
+                },
+            );
         }
         if let Some(a) = t.attempt_mut(attempt) {
             a.ended = Some(at);

@@ -231,3 +231,5 @@ pub fn start_run(args: &[&str], input: &str) -> std::process::Child {
 pub fn run_with_input(args: &[&str], input: &str) -> std::process::Output {
     start_run(args, input).wait_with_output().expect("wait")
 }
+
+pub mod synthetic;

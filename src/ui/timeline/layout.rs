@@ -143,6 +143,9 @@ pub struct Bar {
     pub command_hash: u64,
     /// How many more bars were merged into this one (too narrow to tell apart).
     pub merged: u32,
+    /// Of the time a merged bar spans, the share its tasks ran (1.0 for one task): a
+    /// zoomed-out lane shows where it was dense and where it idled.
+    pub density: f32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -458,6 +461,31 @@ struct BarSink {
 }
 
 impl BarSink {
+    /// Bracket `bars` bars of the chunk that starts with `first` (none: not a chunk).
+    /// Brackets of different chunks too narrow to tell apart become one.
+    fn chunk(&mut self, lane: usize, first: Option<TaskId>, x0: f32, x1: f32, bars: usize) {
+        let Some(first) = first else {
+            return;
+        };
+        match self.out.chunks.last_mut() {
+            Some(c)
+                if c.lane == lane
+                    && (c.first == first
+                        || (c.x1 - c.x0 < 2.0 * COLUMN_PX && x0 <= c.x1 + 1.0)) =>
+            {
+                c.x1 = c.x1.max(x1);
+                c.bars += bars;
+            }
+            _ => self.out.chunks.push(ChunkMark {
+                lane,
+                x0,
+                x1,
+                first,
+                bars,
+            }),
+        }
+    }
+
     fn push(&mut self, bar: Bar) {
         if self.last_in_lane.len() <= bar.lane {
             self.last_in_lane.resize(bar.lane + 1, None);
@@ -466,6 +494,9 @@ impl BarSink {
             let prev = &mut self.out.bars[i];
             let tiny = bar.x1 - bar.x0 <= MIN_BAR_PX && prev.x1 - prev.x0 <= 2.0 * MIN_BAR_PX;
             if prev.kind == bar.kind && bar.x0 <= prev.x1 + 1.0 && tiny {
+                // The density of both, weighted by the tasks in each.
+                let (a, b) = (prev.merged as f32 + 1.0, bar.merged as f32 + 1.0);
+                prev.density = (prev.density * a + bar.density * b) / (a + b);
                 prev.x1 = prev.x1.max(bar.x1);
                 prev.merged += 1 + bar.merged;
                 prev.status = prev.status.max(bar.status);
@@ -479,7 +510,7 @@ impl BarSink {
 
 /// One run segment in a lane, kept compact and sorted by start so a view can find its
 /// first visible bar by binary search instead of walking every task.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Span {
     start: f64,
     /// `INFINITY` while running: the bar grows to "now".
@@ -492,24 +523,156 @@ struct Span {
     chunk: Option<TaskId>,
 }
 
+/// Width in pixels of one aggregated column: a run of tiny bars starting in it is drawn
+/// as one bar.
+const COLUMN_PX: f32 = 2.0;
+
+/// One lane's spans (sorted by start, never overlapping, so their ends are sorted too)
+/// and what lets a view summarise any run of them touching a few numbers: their starts
+/// on their own (searched every frame), prefix sums of run time, and which were not a
+/// success.
+#[derive(Clone, Debug, Default)]
+struct Lane {
+    spans: Vec<Span>,
+    starts: Vec<f64>,
+    /// `busy[i]`: run time of the finished spans in `spans[..=i]`.
+    busy: Vec<f64>,
+    /// Indices of the spans that did not succeed (running, failed, killed...), in order.
+    unlike_success: Vec<u32>,
+}
+
+/// The first index at or after `from` where `before` turns false (it must be true, then
+/// false, along the slice), searched outwards from `from`: the answer is usually a few
+/// items on, and a binary search over the whole rest of a million-span lane would miss
+/// the cache at every step.
+fn gallop<T>(items: &[T], from: usize, before: impl Fn(&T) -> bool) -> usize {
+    let mut low = from;
+    let mut step = 1;
+    while low + step < items.len() && before(&items[low + step]) {
+        low += step;
+        step *= 2;
+    }
+    let high = (low + step).min(items.len());
+    low + items[low..high].partition_point(before)
+}
+
+/// Run time a span adds to its lane's prefix sums (a running one adds nothing yet).
+fn finished_len(span: &Span) -> f64 {
+    if span.end.is_finite() {
+        span.end - span.start
+    } else {
+        0.0
+    }
+}
+
+impl Lane {
+    fn push(&mut self, span: Span) {
+        let before = self.busy.last().copied().unwrap_or(0.0);
+        self.busy.push(before + finished_len(&span));
+        if span.status != BarStatus::Success {
+            self.unlike_success.push(self.spans.len() as u32);
+        }
+        self.starts.push(span.start);
+        self.spans.push(span);
+    }
+
+    /// Replace span `i` (an attempt that ended) and bring the summaries up to date.
+    fn set(&mut self, i: usize, span: Span) {
+        let was = std::mem::replace(&mut self.spans[i], span);
+        self.starts[i] = span.start;
+        if (was.status == BarStatus::Success) != (span.status == BarStatus::Success) {
+            let at = self.unlike_success.partition_point(|&k| (k as usize) < i);
+            if span.status == BarStatus::Success {
+                self.unlike_success.remove(at);
+            } else {
+                self.unlike_success.insert(at, i as u32);
+            }
+        }
+        let mut acc = if i == 0 { 0.0 } else { self.busy[i - 1] };
+        for (busy, span) in self.busy[i..].iter_mut().zip(&self.spans[i..]) {
+            acc += finished_len(span);
+            *busy = acc;
+        }
+    }
+
+    fn sort(&mut self) {
+        self.spans.sort_by(|a, b| a.start.total_cmp(&b.start));
+        let spans = std::mem::take(&mut self.spans);
+        self.starts.clear();
+        self.busy.clear();
+        self.unlike_success.clear();
+        for span in spans {
+            self.push(span);
+        }
+    }
+
+    /// The worst status, the latest end and the run time of `spans[range]`.
+    fn summary(&self, range: Range<usize>) -> (BarStatus, f64, f64) {
+        let busy =
+            self.busy[range.end - 1] - range.start.checked_sub(1).map_or(0.0, |i| self.busy[i]);
+        let end = self.spans[range.end - 1].end;
+        let from = self
+            .unlike_success
+            .partition_point(|&k| (k as usize) < range.start);
+        let others = self.unlike_success[from..]
+            .iter()
+            .take_while(|&&k| (k as usize) < range.end);
+        let (mut count, mut status) = (0, BarStatus::Queued);
+        for &k in others {
+            count += 1;
+            status = status.max(self.spans[k as usize].status);
+        }
+        if count < range.len() {
+            status = status.max(BarStatus::Success);
+        }
+        (status, end, busy)
+    }
+}
+
 /// Lanes for slot, PID and host modes. By slot, a live record's changes are applied as
 /// they come (work per frame follows what changed, not how many tasks there are); by PID
 /// or host, lanes are rebuilt per record revision (a new PID or node can reorder them).
 #[derive(Clone, Debug, Default)]
 pub struct LaneIndex {
     key: Option<(u64, usize, LaneMode)>,
-    lanes: Vec<Vec<Span>>,
+    lanes: Vec<Lane>,
     labels: Vec<String>,
-    /// Slot mode: (record, lane count) the lanes were built for, how many of the
-    /// record's changes they include, and where each attempt's span is.
+    /// Slot mode: (record, lane count) the lanes were built for, and how many of the
+    /// record's changes they include.
     live: Option<(u64, usize)>,
     applied: usize,
-    spans: HashMap<(TaskId, u32), (usize, usize)>,
     /// PID and host modes: each attempt's lane.
     keys: LaneKeys,
 }
 
 impl LaneIndex {
+    /// The attempt drawn at `t` seconds in `lane` (or the nearest within `slack`
+    /// seconds), exactly, where the view merged it with its neighbours.
+    pub fn attempt_at(
+        &self,
+        lane: usize,
+        t: f64,
+        slack: f64,
+        now: Duration,
+    ) -> Option<(TaskId, u32)> {
+        let spans = &self.lanes.get(lane)?.spans;
+        let now_s = now.as_secs_f64();
+        let from = spans.partition_point(|s| s.end.min(now_s) < t - slack);
+        let distance = |s: &Span| (s.start - t).max(t - s.end.min(now_s)).max(0.0);
+        spans[from..]
+            .iter()
+            .take_while(|s| s.start <= t + slack)
+            .min_by(|a, b| distance(a).total_cmp(&distance(b)))
+            .map(|s| (s.task, s.attempt))
+    }
+
+    /// The lane an attempt is drawn in, in `mode` (slot, PID or host).
+    pub fn lane_of(&self, mode: LaneMode, attempt: &crate::model::Attempt) -> Option<usize> {
+        self.keys
+            .lane(mode, attempt.slot, attempt.pid, attempt.host.as_deref())
+            .filter(|&l| l < self.lanes.len())
+    }
+
     /// The workers' lives for [`layout_indexed`]'s lanes.
     pub fn worker_marks(
         &self,
@@ -539,17 +702,6 @@ impl LaneIndex {
             self.rebuild(record, mode);
             self.live = Some((record.uid(), count));
             self.applied = record.changes().len();
-            self.spans = self
-                .lanes
-                .iter()
-                .enumerate()
-                .flat_map(|(l, spans)| {
-                    spans
-                        .iter()
-                        .enumerate()
-                        .map(move |(i, s)| ((s.task, s.attempt), (l, i)))
-                })
-                .collect();
             return;
         }
         self.live = None;
@@ -584,16 +736,28 @@ impl LaneIndex {
                     command_hash: hash,
                     chunk: task.chunk.filter(|_| a.number == 1),
                 };
-                if let Some(&(l, i)) = self.spans.get(&(id, a.number)) {
-                    self.lanes[l][i] = span;
+                // Spans sort by start: its own is found by binary search, so nothing
+                // per attempt is kept beside the lanes.
+                let lane_spans = &mut self.lanes[lane];
+                let from = lane_spans.spans.partition_point(|s| s.start < span.start);
+                let found = lane_spans.spans[from..]
+                    .iter()
+                    .take_while(|s| s.start <= span.start)
+                    .position(|s| (s.task, s.attempt) == (id, a.number));
+                if let Some(at) = found {
+                    if lane_spans.spans[from + at] != span {
+                        lane_spans.set(from + at, span);
+                    }
                 } else {
-                    let spans = &mut self.lanes[lane];
-                    if spans.last().is_some_and(|last| last.start > span.start) {
+                    if lane_spans
+                        .spans
+                        .last()
+                        .is_some_and(|last| last.start > span.start)
+                    {
                         // Out of order (never from one executor): start over.
                         self.live = None;
                     }
-                    self.spans.insert((id, a.number), (lane, spans.len()));
-                    spans.push(span);
+                    lane_spans.push(span);
                 }
             }
         }
@@ -604,7 +768,7 @@ impl LaneIndex {
         let (count, labels, keys) = lanes(record, mode, &(0..usize::MAX));
         self.labels = labels.into_iter().map(|(_, l)| l).collect();
         self.keys = keys;
-        self.lanes.resize_with(count, Vec::new);
+        self.lanes.resize_with(count, Lane::default);
         for task in &record.tasks {
             let hash = command_hash(&task.spec.invocation);
             for a in &task.attempts {
@@ -624,7 +788,7 @@ impl LaneIndex {
             }
         }
         for lane in &mut self.lanes {
-            lane.sort_by(|a, b| a.start.total_cmp(&b.start));
+            lane.sort();
         }
     }
 }
@@ -655,32 +819,47 @@ pub fn layout_indexed(
         last_in_lane: Vec::new(),
     };
     for lane in shown {
-        let spans = &index.lanes[lane];
+        let lane_spans = &index.lanes[lane];
+        let spans = &lane_spans.spans;
         // Within a lane runs never overlap, so ends are sorted like starts.
-        let first = spans.partition_point(|s| s.end.min(now_s) < view.start);
-        for span in &spans[first..] {
+        let mut i = spans.partition_point(|s| s.end.min(now_s) < view.start);
+        while let Some(span) = spans.get(i) {
             if span.start > view.end {
                 break;
             }
             let x0 = view.x_of(span.start, width_px);
-            let x1 = view
-                .x_of(span.end.min(now_s), width_px)
-                .max(x0 + MIN_BAR_PX);
-            if let Some(first) = span.chunk {
-                match sink.out.chunks.last_mut() {
-                    Some(c) if c.lane == lane && c.first == first => {
-                        c.x1 = x1;
-                        c.bars += 1;
+            let x1 = view.x_of(span.end.min(now_s), width_px);
+            // Zoomed out, the tiny bars starting in this pixel column become one bar,
+            // found by binary search: a frame costs the lane's width, not its tasks.
+            if x1 - x0 < MIN_BAR_PX {
+                let column_end = view.t_of(x0.floor() + COLUMN_PX, width_px);
+                let j = gallop(&lane_spans.starts, i, |&t| t < column_end);
+                if j - i > 1 {
+                    let (status, end, busy) = lane_spans.summary(i..j);
+                    let end = end.min(now_s);
+                    let x1 = view.x_of(end, width_px);
+                    if x1 - x0 <= 2.0 * COLUMN_PX {
+                        let first = spans[i].chunk.or(spans[j - 1].chunk);
+                        sink.chunk(lane, first, x0, x1.max(x0 + MIN_BAR_PX), j - i);
+                        sink.push(Bar {
+                            lane,
+                            x0,
+                            x1: x1.max(x0 + MIN_BAR_PX),
+                            kind: BarKind::Run,
+                            task: span.task,
+                            attempt: span.attempt,
+                            status,
+                            command_hash: span.command_hash,
+                            merged: (j - i - 1) as u32,
+                            density: (busy / (end - span.start).max(1e-12)).clamp(0.0, 1.0) as f32,
+                        });
+                        i = j;
+                        continue;
                     }
-                    _ => sink.out.chunks.push(ChunkMark {
-                        lane,
-                        x0,
-                        x1,
-                        first,
-                        bars: 1,
-                    }),
                 }
             }
+            let x1 = x1.max(x0 + MIN_BAR_PX);
+            sink.chunk(lane, span.chunk, x0, x1, 1);
             sink.push(Bar {
                 lane,
                 x0,
@@ -691,7 +870,9 @@ pub fn layout_indexed(
                 status: span.status,
                 command_hash: span.command_hash,
                 merged: 0,
+                density: 1.0,
             });
+            i += 1;
         }
     }
     sink.out
@@ -769,6 +950,7 @@ pub fn layout(
                     status: BarStatus::Queued,
                     command_hash: hash,
                     merged: 0,
+                    density: 1.0,
                 });
             }
         }
@@ -798,17 +980,72 @@ pub fn layout(
                 status: BarStatus::of(a.outcome.as_ref()),
                 command_hash: hash,
                 merged: 0,
+                density: 1.0,
             });
         }
     }
     sink.out
 }
 
+/// Levels summarised per block of this many for the strip.
+const LEVEL_BLOCK: usize = 64;
+
+/// The most running and waiting per block of concurrency levels, extended as levels are
+/// appended, so the strip costs its width per frame, not the run's length.
+#[derive(Clone, Debug, Default)]
+pub struct LevelBlocks {
+    key: u64,
+    blocks: Vec<(u32, u32)>,
+}
+
+impl LevelBlocks {
+    /// Bring the blocks up to date with `levels`; `key` names the list (a new key: a
+    /// different list, built again). Only blocks before the last level are summarised:
+    /// the last level can still change in place.
+    pub fn update(&mut self, key: u64, levels: &[crate::model::stats::Level]) {
+        if key != self.key || levels.len() < self.blocks.len() * LEVEL_BLOCK {
+            self.key = key;
+            self.blocks.clear();
+        }
+        while (self.blocks.len() + 1) * LEVEL_BLOCK < levels.len() {
+            let from = self.blocks.len() * LEVEL_BLOCK;
+            let peak = levels[from..from + LEVEL_BLOCK]
+                .iter()
+                .fold((0, 0), |(r, w), l| (r.max(l.running), w.max(l.waiting)));
+            self.blocks.push(peak);
+        }
+    }
+
+    /// The most running and waiting in `levels[range]`.
+    pub fn peak(&self, levels: &[crate::model::stats::Level], range: Range<usize>) -> (u32, u32) {
+        let (mut running, mut waiting) = (0, 0);
+        let mut i = range.start;
+        while i < range.end {
+            let block = i / LEVEL_BLOCK;
+            let (r, w) = if i.is_multiple_of(LEVEL_BLOCK)
+                && i + LEVEL_BLOCK <= range.end
+                && block < self.blocks.len()
+            {
+                i += LEVEL_BLOCK;
+                self.blocks[block]
+            } else {
+                i += 1;
+                (levels[i - 1].running, levels[i - 1].waiting)
+            };
+            running = running.max(r);
+            waiting = waiting.max(w);
+        }
+        (running, waiting)
+    }
+}
+
 /// The concurrency strip at one column per pixel: the most running and waiting seen
-/// in each column (`None` where the run has no data), so drawing costs the strip's width,
+/// in each column (`None` where the run has no data). The levels starting in one column
+/// are summarised by binary search and block maxima, so drawing costs the strip's width,
 /// not the number of steps.
 pub fn strip_columns(
     levels: &[crate::model::stats::Level],
+    blocks: &LevelBlocks,
     view: TimeView,
     width_px: f32,
     columns: usize,
@@ -817,19 +1054,29 @@ pub fn strip_columns(
     let columns = columns.max(1);
     let mut peak: Vec<Option<(u32, u32)>> = vec![None; columns];
     let column_of = |t: f64| (view.x_of(t, width_px).max(0.0) as usize).min(columns - 1);
-    let from = levels
+    let raise = |slot: &mut Option<(u32, u32)>, (running, waiting): (u32, u32)| {
+        *slot = Some(slot.map_or((running, waiting), |(r, w)| {
+            (r.max(running), w.max(waiting))
+        }));
+    };
+    let mut i = levels
         .partition_point(|l| l.at < view.start)
         .saturating_sub(1);
-    for (i, level) in levels.iter().enumerate().skip(from) {
+    while let Some(level) = levels.get(i) {
         if level.at > view.end {
             break;
         }
-        let next = levels.get(i + 1).map_or(end, |n| n.at);
-        for slot in &mut peak[column_of(level.at)..=column_of(next).max(column_of(level.at))] {
-            *slot = Some(slot.map_or((level.running, level.waiting), |(r, w)| {
-                (r.max(level.running), w.max(level.waiting))
-            }));
+        let column = column_of(level.at);
+        let column_end = view.t_of((column + 1) as f32, width_px);
+        let j = gallop(levels, i + 1, |l| l.at < column_end).max(i + 1);
+        raise(&mut peak[column], blocks.peak(levels, i..j));
+        // The last of them holds until the next level (or the end).
+        let last = &levels[j - 1];
+        let until = column_of(levels.get(j).map_or(end, |n| n.at));
+        for slot in peak.iter_mut().take(until + 1).skip(column + 1) {
+            raise(slot, (last.running, last.waiting));
         }
+        i = j;
     }
     peak
 }
@@ -1207,8 +1454,11 @@ mod tests {
                 waiting: 0,
             },
         ];
+        let mut blocks = LevelBlocks::default();
+        blocks.update(1, &levels);
         let cols = strip_columns(
             &levels,
+            &blocks,
             TimeView {
                 start: 0.0,
                 end: 1.0,

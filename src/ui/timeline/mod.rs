@@ -46,10 +46,14 @@ pub struct TimelineState {
     last_lanes: Option<(Rect, TimeView)>,
     /// Height of one lane this frame: as tall as fits, between the min and the default.
     lane_h: f32,
-    cache: Option<(CacheKey, Arc<Vec<Level>>, Summary)>,
+    /// Levels computed for a record not built from events, and a number that names
+    /// them (for the strip's block maxima).
+    cache: Option<(CacheKey, Arc<Vec<Level>>, Summary, u64)>,
     /// A watched pool's story in words, for the record revision it was told for.
     story: Option<(u64, u64, String)>,
     index: layout::LaneIndex,
+    /// The strip's block maxima, for the levels drawn last frame.
+    level_blocks: layout::LevelBlocks,
 }
 
 type CacheKey = (usize, usize, Duration, usize);
@@ -67,6 +71,7 @@ impl Default for TimelineState {
             cache: None,
             story: None,
             index: layout::LaneIndex::default(),
+            level_blocks: layout::LevelBlocks::default(),
         }
     }
 }
@@ -191,6 +196,9 @@ fn tooltip(ui: &mut egui::Ui, record: &RunRecord, task: &TaskRecord, attempt: u3
         });
 }
 
+/// Counts level lists computed for records not built from events (their names).
+static COMPUTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl TimelineState {
     /// The concurrency steps and the summary. A record built from events keeps both up
     /// to date itself (nothing here grows with finished tasks); an opened one is
@@ -200,9 +208,11 @@ impl TimelineState {
         record: &RunRecord,
         now: Duration,
         live: bool,
-    ) -> (Option<Arc<Vec<Level>>>, Summary) {
+    ) -> (Option<Arc<Vec<Level>>>, Summary, u64) {
+        // A live record's levels are only appended to: its uid names them (even keys);
+        // computed ones get an odd number each time they are computed.
         if record.live_stats().is_some() {
-            return (None, stats::summary(record, now));
+            return (None, stats::summary(record, now), record.uid() << 1);
         }
         let key = (
             record.tasks.len(),
@@ -211,12 +221,15 @@ impl TimelineState {
             record.pool_sizes.len(),
         );
         match &self.cache {
-            Some((k, levels, summary)) if *k == key => (Some(Arc::clone(levels)), *summary),
+            Some((k, levels, summary, name)) if *k == key => {
+                (Some(Arc::clone(levels)), *summary, *name)
+            }
             _ => {
                 let levels = Arc::new(stats::levels(record, now).into_owned());
                 let summary = stats::summary(record, now);
-                self.cache = Some((key, Arc::clone(&levels), summary));
-                (Some(levels), summary)
+                let name = COMPUTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 1 | 1;
+                self.cache = Some((key, Arc::clone(&levels), summary, name));
+                (Some(levels), summary, name)
             }
         }
     }
@@ -230,27 +243,18 @@ impl TimelineState {
         live: bool,
         selected: Option<TaskId>,
     ) -> Option<TaskId> {
-        let (computed, summary) = self.cached(record, now, live);
+        let (computed, summary, levels_name) = self.cached(record, now, live);
         let levels: &[Level] = match (&computed, record.live_stats()) {
             (Some(levels), _) => levels,
             (None, Some(stats)) => &stats.levels,
             (None, None) => &[],
         };
+        self.level_blocks.update(levels_name, levels);
         let top_left = ui.cursor().min;
         self.toolbar(ui, &summary, live);
         self.story_line(ui, record);
         let total = record.last_event.max(now).as_secs_f64();
-        let mut view = self.view.unwrap_or_else(|| TimeView::fit(total));
-        if live && self.follow_live && self.view.is_some() {
-            // While tasks run the present moves; once none is left the view holds
-            // still on the last thing that happened (nothing moves under the pointer).
-            let present = if record.unfinished() > 0 {
-                now
-            } else {
-                record.last_event
-            };
-            view.follow(present.as_secs_f64());
-        }
+        let mut view = self.view_now(record, now, live);
         let width = (ui.available_width() - GUTTER).max(50.0);
         let (lanes_height, strip_h) = self.heights(ui.available_height(), record, now, view, width);
         let lane_h = self.lane_h;
@@ -294,7 +298,7 @@ impl TimelineState {
                 }
                 let hovered_bar = response.hover_pos().and_then(|p| {
                     let lane = ((p.y - rect.top()) / lane_h) as usize;
-                    items.bar_at(lane, p.x - plot.left()).cloned()
+                    self.bar_under(&items, lane, p.x - plot.left(), (view, width, now))
                 });
                 if let Some(bar) = &hovered_bar
                     && let Some(task) = record.task(bar.task)
@@ -312,8 +316,14 @@ impl TimelineState {
                 fit |= response.double_clicked();
                 panned |= user_panned(&response, keys);
             });
-        let (strip_rect, below) =
-            axis_and_strip(ui, levels, record, &mut view, (width, now, strip_h), keys);
+        let (strip_rect, below) = axis_and_strip(
+            ui,
+            (levels, &self.level_blocks),
+            record,
+            &mut view,
+            (width, now, strip_h),
+            keys,
+        );
         view_changed |= below.moved;
         fit |= below.fit;
         panned |= below.panned;
@@ -333,6 +343,44 @@ impl TimelineState {
             self.view = None;
         }
         clicked
+    }
+
+    /// The view this frame: the user's, or the whole run; moved along with the present
+    /// while following a live run.
+    fn view_now(&self, record: &RunRecord, now: Duration, live: bool) -> TimeView {
+        let total = record.last_event.max(now).as_secs_f64();
+        let mut view = self.view.unwrap_or_else(|| TimeView::fit(total));
+        if live && self.follow_live && self.view.is_some() {
+            // While tasks run the present moves; once none is left the view holds
+            // still on the last thing that happened (nothing moves under the pointer).
+            let present = if record.unfinished() > 0 {
+                now
+            } else {
+                record.last_event
+            };
+            view.follow(present.as_secs_f64());
+        }
+        view
+    }
+
+    /// The bar at `x` in `lane`; where it stands for many tasks (by slot, PID or host),
+    /// the one task under the pointer.
+    fn bar_under(
+        &self,
+        items: &TimelineLayout,
+        lane: usize,
+        x: f32,
+        (view, width, now): (TimeView, f32, Duration),
+    ) -> Option<Bar> {
+        let mut bar = items.bar_at(lane, x).cloned()?;
+        if bar.merged > 0 && self.mode != LaneMode::Task {
+            let t = view.t_of(x, width);
+            let slack = view.span() / f64::from(width);
+            if let Some((task, attempt)) = self.index.attempt_at(lane, t, slack, now) {
+                (bar.task, bar.attempt, bar.merged) = (task, attempt, 0);
+            }
+        }
+        Some(bar)
     }
 
     /// How tall the lanes (together) and the concurrency strip are in `available`
@@ -482,7 +530,7 @@ impl TimelineState {
         let painter = ui.painter_at(rect);
         let visuals = ui.visuals();
         let font = FontId::proportional(11.0);
-        for lane in lanes {
+        for lane in lanes.clone() {
             let lane_h = self.lane_h;
             let y = rect.top() + lane as f32 * lane_h;
             if lane % 2 == 1 {
@@ -518,9 +566,12 @@ impl TimelineState {
         }
         // Fills first (under outlines and labels), in one mesh filled in below.
         let fills_at = bar_painter.add(egui::Shape::Noop);
+        // By slot, PID or host a merged bar stands for many tasks: the selected one is
+        // outlined where it really is, after the bars.
+        let exact_selection = self.mode != LaneMode::Task;
         let style = BarStyle {
             lane_h: self.lane_h,
-            selected,
+            selected: selected.filter(|_| !exact_selection),
             by_command: self.colour_by_command,
             visuals,
             record,
@@ -530,6 +581,35 @@ impl TimelineState {
             paint_bar(&bar_painter, &mut fills, plot, bar, &style);
         }
         bar_painter.set(fills_at, egui::Shape::mesh(fills));
+        if exact_selection
+            && let (Some(task), Some((_, view))) =
+                (selected.and_then(|t| record.task(t)), self.last_lanes)
+        {
+            let now = record.last_event.as_secs_f64();
+            for a in &task.attempts {
+                let Some(lane) = self
+                    .index
+                    .lane_of(self.mode, a)
+                    .filter(|l| lanes.contains(l))
+                else {
+                    continue;
+                };
+                let x0 = view.x_of(a.started.as_secs_f64(), plot.width());
+                let end = a.ended.map_or(now, |e| e.as_secs_f64());
+                let x1 = view.x_of(end, plot.width()).max(x0 + layout::MIN_BAR_PX);
+                let y = plot.top() + lane as f32 * self.lane_h;
+                let r = Rect::from_min_max(
+                    pos2(plot.left() + x0, y + 1.0),
+                    pos2(plot.left() + x1, y + self.lane_h - 1.0),
+                );
+                bar_painter.rect_stroke(
+                    r.expand(1.0),
+                    2.0,
+                    Stroke::new(2.0, visuals.strong_text_color()),
+                    StrokeKind::Outside,
+                );
+            }
+        }
     }
 }
 
@@ -620,7 +700,7 @@ struct ViewInput {
 /// The time axis and the concurrency strip under the lanes; both pan and zoom too.
 fn axis_and_strip(
     ui: &mut egui::Ui,
-    levels: &[Level],
+    levels: (&[Level], &layout::LevelBlocks),
     record: &RunRecord,
     view: &mut TimeView,
     (width, now, strip_h): (f32, Duration, f32),
@@ -845,6 +925,9 @@ fn paint_bar(
     };
     let fill = if bar.kind == BarKind::Queued {
         base.gamma_multiply(0.35)
+    } else if bar.merged > 0 {
+        // Many tasks in a few pixels: paler where the lane idled between them.
+        base.gamma_multiply(0.3 + 0.7 * bar.density)
     } else {
         base
     };
@@ -978,15 +1061,14 @@ struct StripScale {
 }
 
 impl StripScale {
-    fn of(record: &RunRecord, levels: &[Level]) -> Self {
+    /// `peak`: the most running and waiting in the run.
+    fn of(record: &RunRecord, (max_running, max_waiting): (u32, u32)) -> Self {
         let max_pool = record
             .pool_sizes
             .iter()
             .map(|&(_, s)| s as u32)
             .max()
             .unwrap_or(1);
-        let max_running = levels.iter().map(|l| l.running).max().unwrap_or(0);
-        let max_waiting = levels.iter().map(|l| l.waiting).max().unwrap_or(0);
         // On 2 cores, 4 tasks at half a core each show as 4 running under a line at 2.
         let cores = (!record.cpu_in_use.is_empty()).then(num_cpus::get);
         let peak_cpu = record
@@ -1034,7 +1116,7 @@ fn strip_axis(painter: &egui::Painter, plot: Rect, top: f32, colour: Color32) {
 fn paint_strip(
     ui: &egui::Ui,
     rect: Rect,
-    levels: &[Level],
+    (levels, blocks): (&[Level], &layout::LevelBlocks),
     record: &RunRecord,
     view: TimeView,
     width: f32,
@@ -1051,7 +1133,7 @@ fn paint_strip(
         pos2(rect.left() + GUTTER, legend_row.bottom() + 6.0),
         rect.max - Vec2::new(0.0, 2.0),
     );
-    let scale = StripScale::of(record, levels);
+    let scale = StripScale::of(record, blocks.peak(levels, 0..levels.len()));
     let (cores, top) = (scale.cores, scale.top);
     let y_of = |v: u32| plot.bottom() - v as f32 / top * plot.height();
     let waiting_top = scale.max_waiting.max(1) as f32;
@@ -1063,7 +1145,7 @@ fn paint_strip(
     let running_fill = status_colour(BarStatus::Success, visuals.dark_mode).gamma_multiply(0.6);
     let waiting_stroke = Stroke::new(1.5, status_colour(BarStatus::Failed, visuals.dark_mode));
     let columns = plot.width().max(1.0) as usize;
-    let peak = layout::strip_columns(levels, view, width, columns, end_t);
+    let peak = layout::strip_columns(levels, blocks, view, width, columns, end_t);
     let mut waiting_line: Vec<Pos2> = Vec::with_capacity(columns);
     let mut run_start: Option<(usize, u32)> = None;
     let flush = |start: (usize, u32), end: usize| {
