@@ -69,7 +69,7 @@ fn main() {
     while app
         .run
         .as_ref()
-        .is_some_and(|r| r.record.tasks.is_empty() || r.active() > 0)
+        .is_some_and(|r| r.record.task_count() == 0 || r.active() > 0)
     {
         times.push(frame(&mut app));
         std::thread::sleep(Duration::from_millis(16));
@@ -80,7 +80,7 @@ fn main() {
     }
     let all_in = started.elapsed();
     let (bytes, held) = app.run.as_ref().map_or((0, 0), |r| {
-        let t = &r.record.tasks[0];
+        let t = r.record.task_at(0).expect("task");
         (t.attempts[0].stdout_bytes, t.output.held())
     });
     times.sort_unstable();

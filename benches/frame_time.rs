@@ -59,7 +59,7 @@ fn main() {
     while app
         .run
         .as_ref()
-        .is_some_and(|r| r.record.tasks.len() < 8 || r.active() > 0)
+        .is_some_and(|r| r.record.task_count() < 8 || r.active() > 0)
     {
         times.push(frame(&mut app));
         // A display refreshes at 60 Hz: frames do not run back to back.
@@ -73,12 +73,7 @@ fn main() {
     logic_times.sort_unstable();
     cpu_times.sort_unstable();
     let total: u64 = app.run.as_ref().map_or(0, |r| {
-        r.record
-            .tasks
-            .iter()
-            .flat_map(|t| &t.attempts)
-            .map(|a| a.stdout_bytes)
-            .sum()
+        r.record.attempts().map(|(_, a)| a.stdout_bytes).sum()
     });
     times.sort_unstable();
     let pick = |q: f64| times[((times.len() - 1) as f64 * q) as usize];

@@ -566,7 +566,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         None => new_session(args, gnu_resume)?,
     };
 
-    let total = record.tasks.len().max(specs.len());
+    let total = record.task_count().max(specs.len());
     let mut config = config;
     if let Some(slurm) = config.slurm.as_mut() {
         // The arrays' files live in the run's folder, where the nodes write them.
@@ -721,8 +721,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                     outcome,
                     Outcome::FailedToSpawn(_) | Outcome::TimedOut | Outcome::WorkerLost(_)
                 ) {
-                    let name = record.task(task).map_or("", |t| t.spec.name.as_str());
-                    let name = crate::model::shown(name, 80);
+                    let name = record.task(task).map(|t| t.spec.name.clone());
+                    let name = crate::model::shown(name.as_deref().unwrap_or_default(), 80);
                     let outcome = crate::model::shown(&outcome.to_string(), 400);
                     bar.quiet(|| eprintln!("poolscope: task {task} ({name}): {outcome}"));
                 }
@@ -785,7 +785,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     bar.finish_and_clear();
     drop(executor);
     // Streamed, the run's size is what was read.
-    let total = total.max(record.tasks.len());
+    let total = total.max(record.task_count());
     if let Some(e) = journal_failed {
         bail!(
             "the run stopped: its journal could not be written ({e}); go on with: poolscope \
@@ -815,8 +815,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         bail!("the run stopped: output could not be saved ({e})");
     }
     let failed = record
-        .tasks
-        .iter()
+        .tasks()
         .filter(|t| !matches!(&t.state, TaskState::Done(o) if o.is_success()))
         .count();
     let again = || again_hint(dir.as_deref());
@@ -1033,7 +1032,7 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
         "poolscope: resuming {}: {} of {} tasks to run ({} were lost when it stopped)",
         dir.display(),
         specs.len(),
-        loaded.record.tasks.len(),
+        loaded.record.task_count(),
         loaded.lost()
     );
     if loaded.unaccounted > 0 {
@@ -1185,7 +1184,7 @@ impl JoblogOut {
             record.task(task),
             record.attempt(task, attempt),
         ) {
-            let line = joblog::line(record, t, a);
+            let line = joblog::line(record, &t, &a);
             let written = match usize::try_from(task.0)
                 .ok()
                 .and_then(|i| self.seqs.get(i - 1))

@@ -19,7 +19,7 @@ fn outcome(record: &RunRecord, task: TaskId) -> Outcome {
         .unwrap_or_else(|| {
             panic!(
                 "task {task} has no outcome: {:?}",
-                record.task(task).map(|t| &t.state)
+                record.task(task).map(|t| t.state.clone())
             )
         })
 }
@@ -134,7 +134,7 @@ fn tasks_can_be_added_while_the_pool_runs_until_it_is_closed() {
     assert_eq!(outcome(&record, first), Outcome::Exited(0));
     assert_eq!(outcome(&record, late), Outcome::Exited(0));
     assert_eq!(stdout_of(&record, late), "late\n");
-    assert_eq!(record.tasks.len(), 2, "the refused task was never queued");
+    assert_eq!(record.task_count(), 2, "the refused task was never queued");
 }
 
 #[test]
@@ -510,8 +510,7 @@ fn dropping_the_executor_leaves_no_task_running() {
         r.count(|s| *s == TaskState::Running) == 3
     });
     let pids: Vec<u32> = record
-        .tasks
-        .iter()
+        .tasks()
         .filter_map(|t| t.last_attempt().and_then(|a| a.pid))
         .collect();
     drop(pool);
@@ -566,8 +565,7 @@ fn full_output_is_saved_per_attempt_in_the_run_directory() {
     assert_eq!(read(format!("{}.1.stderr", ids[0])), "err\n");
     assert_eq!(read(format!("{}.1.stdout", ids[1])), "1\n2\n3\n");
     let by_id: HashMap<TaskId, u64> = record
-        .tasks
-        .iter()
+        .tasks()
         .map(|t| (t.id, t.attempts[0].stdout_bytes))
         .collect();
     assert_eq!(by_id[&ids[1]], 6);

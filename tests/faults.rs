@@ -225,7 +225,7 @@ fn a_run_killed_midway_resumes_from_its_run_folder_as_new_attempts() {
             Some(&poolscope::executor::Outcome::Exited(0))
         );
     }
-    assert_eq!(loaded.record.tasks.len(), 200);
+    assert_eq!(loaded.record.task_count(), 200);
     assert!(loaded.lost() <= 4, "at most the pool's size was running");
     let unfinished = 200 - joblog_seqs(&joblog).len();
 
@@ -252,8 +252,7 @@ fn a_run_killed_midway_resumes_from_its_run_folder_as_new_attempts() {
     // A lost task ran again as its second attempt.
     let lost_before: Vec<_> = loaded
         .record
-        .tasks
-        .iter()
+        .tasks()
         .filter(|t| t.state == poolscope::model::TaskState::Lost)
         .map(|t| t.id)
         .collect();

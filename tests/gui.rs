@@ -489,10 +489,25 @@ fn lines_typed_faster_than_frames_each_reach_the_task_and_the_box_keeps_the_focu
         h.state()
             .run
             .as_ref()
-            .map(|r| r.record.tasks[0].output.tail_lines(4096, 10).lines.len())
+            .map(|r| {
+                r.record
+                    .task_at(0)
+                    .expect("task")
+                    .output
+                    .tail_lines(4096, 10)
+                    .lines
+                    .len()
+            })
             .is_some_and(|n| n >= 6)
     });
-    let task = &h.state().run.as_ref().expect("run").record.tasks[0];
+    let task = h
+        .state()
+        .run
+        .as_ref()
+        .expect("run")
+        .record
+        .task_at(0)
+        .expect("task");
     let lines = task.output.tail_lines(4096, 10);
     let text: Vec<String> = (0..lines.lines.len())
         .map(|i| lines.line(i).0.into_owned())
@@ -599,7 +614,7 @@ fn a_python_row_can_be_watched_and_its_pool_fills_the_window() {
         (0..printed.lines.len()).any(|i| printed.line(i).0 == "20540"),
         "what the program printed is in its console, not lost to a terminal"
     );
-    assert_eq!(record.tasks[1].spec.name, "f(0)");
+    assert_eq!(record.task_at(1).expect("task").spec.name, "f(0)");
     let listed = h.state_mut().past_runs().to_vec();
     assert!(
         listed
@@ -674,7 +689,7 @@ fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
     h.run_steps(2);
     let run = h.state().run.as_ref().expect("the run");
     assert_eq!(
-        run.record.tasks.len(),
+        run.record.task_count(),
         6,
         "the run's own tasks, not the list's"
     );
@@ -687,11 +702,7 @@ fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
     let record = &h.state().run.as_ref().expect("run").record;
     assert_eq!(record.succeeded(), 6, "every task succeeded");
     assert_eq!(h.state().pool_size, 2, "resumed at its own pool size");
-    let slots: Vec<usize> = record
-        .tasks
-        .iter()
-        .flat_map(|t| t.attempts.iter().filter_map(|a| a.slot))
-        .collect();
+    let slots: Vec<usize> = record.attempts().filter_map(|(_, a)| a.slot).collect();
     assert!(slots.iter().all(|&s| s < 2), "slots used: {slots:?}");
     drop(h);
     let dir = journal()
@@ -703,8 +714,8 @@ fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
     assert!(loaded.clean, "the resumed run ended cleanly");
     assert_eq!(loaded.record.succeeded(), 6);
     // The lost tasks ran again as their second attempts; the first two only once.
-    assert_eq!(loaded.record.tasks[2].attempts.len(), 2);
-    assert_eq!(loaded.record.tasks[0].attempts.len(), 1);
+    assert_eq!(loaded.record.task_at(2).expect("task").attempts.len(), 2);
+    assert_eq!(loaded.record.task_at(0).expect("task").attempts.len(), 1);
     // Their output moved next to the run's own, under their own numbers.
     assert_eq!(
         std::fs::read_to_string(dir.join("5.1.stdout")).expect("task 5's output"),
@@ -745,7 +756,7 @@ fn past_runs_are_listed_and_one_opens_on_the_timeline() {
     h.get_by_label_contains("3 tasks: 2 ok, 1 failed").click();
     h.run_steps(2);
     let run = h.state().run.as_ref().expect("the run is open");
-    assert_eq!(run.record.tasks.len(), 3);
+    assert_eq!(run.record.task_count(), 3);
     assert_eq!(run.record.failed(), 1);
     assert_eq!(h.state().rows.len(), 3, "its tasks are the rows");
 }
@@ -784,7 +795,7 @@ fn start_and_finish(h: &mut Harness<'static, PoolscopeApp>, tasks: usize) {
         h.state()
             .run
             .as_ref()
-            .is_some_and(|r| r.record.tasks.len() == tasks && r.record.unfinished() == 0)
+            .is_some_and(|r| r.record.task_count() == tasks && r.record.unfinished() == 0)
     });
 }
 
@@ -801,7 +812,7 @@ fn the_timeline_zooms_pans_fits_and_shows_three_lane_modes() {
     let bar = {
         let app = h.state();
         let run = app.run.as_ref().expect("run");
-        let first = run.record.tasks[1].id;
+        let first = run.record.task_at(1).expect("task").id;
         app.timeline
             .bar_center(&run.record, run.now(), first)
             .expect("task 2's bar is drawn")
@@ -857,7 +868,7 @@ fn the_timeline_zooms_pans_fits_and_shows_three_lane_modes() {
         assert_eq!(h.state().timeline.mode, mode);
         let app = h.state();
         let run = app.run.as_ref().expect("run");
-        for task in &run.record.tasks {
+        for task in run.record.tasks() {
             assert!(
                 app.timeline
                     .bar_center(&run.record, run.now(), task.id)
@@ -955,8 +966,7 @@ fn pause_resume_resize_and_terminate_act_on_the_running_pool() {
     let record = &h.state().run.as_ref().expect("run").record;
     assert!(
         record
-            .tasks
-            .iter()
+            .tasks()
             .all(|t| t.outcome() != Some(&poolscope::executor::Outcome::Exited(0)))
     );
     assert!(
@@ -982,10 +992,17 @@ fn a_row_can_be_interrupted_killed_and_retried() {
         h.state()
             .run
             .as_ref()
-            .is_some_and(|r| r.record.tasks[0].outcome().is_some())
+            .is_some_and(|r| r.record.task_at(0).expect("task").outcome().is_some())
     });
     assert_eq!(
-        h.state().run.as_ref().expect("run").record.tasks[0].outcome(),
+        h.state()
+            .run
+            .as_ref()
+            .expect("run")
+            .record
+            .task_at(0)
+            .expect("task")
+            .outcome(),
         Some(&poolscope::executor::Outcome::Exited(7)),
         "its trap ran"
     );
@@ -995,17 +1012,16 @@ fn a_row_can_be_interrupted_killed_and_retried() {
         h.state()
             .run
             .as_ref()
-            .is_some_and(|r| r.record.tasks[1].outcome().is_some())
+            .is_some_and(|r| r.record.task_at(1).expect("task").outcome().is_some())
     });
     let record = &h.state().run.as_ref().expect("run").record;
     assert_eq!(
-        record.tasks[1].outcome(),
+        record.task_at(1).expect("task").outcome(),
         Some(&poolscope::executor::Outcome::Killed),
         "{:?}",
         record
-            .tasks
-            .iter()
-            .map(|t| (t.id, &t.spec.name, t.outcome()))
+            .tasks()
+            .map(|t| (t.id, t.spec.name.clone(), t.outcome().cloned()))
             .collect::<Vec<_>>()
     );
     // Row 2's, below row 1's.
@@ -1017,9 +1033,10 @@ fn a_row_can_be_interrupted_killed_and_retried() {
     // Retry runs it again as a new task of the same run, with the same command.
     run_until(&mut h, "the retried task running", |h| {
         h.state().run.as_ref().is_some_and(|r| {
-            r.record.tasks.len() == 3
-                && r.record.tasks[2].spec.invocation == r.record.tasks[1].spec.invocation
-                && r.record.tasks[2].state == poolscope::model::TaskState::Running
+            r.record.task_count() == 3
+                && r.record.task_at(2).expect("task").spec.invocation
+                    == r.record.task_at(1).expect("task").spec.invocation
+                && r.record.task_at(2).expect("task").state == poolscope::model::TaskState::Running
         })
     });
 }
@@ -1032,7 +1049,7 @@ fn tasks_where(
     h.state()
         .run
         .as_ref()
-        .map_or(0, |r| r.record.tasks.iter().filter(|t| pred(t)).count())
+        .map_or(0, |r| r.record.tasks().filter(|t| pred(t)).count())
 }
 
 /// Cancels a Slurm job when dropped (a failing test leaves nothing on the cluster).
@@ -1134,11 +1151,11 @@ fn a_cluster_run_left_at_quit_is_reattached_at_the_next_start() {
             .is_some_and(|r| r.record.phase == poolscope::model::PoolPhase::Finished)
     });
     let record = &h.state().run.as_ref().expect("run").record;
-    assert_eq!(record.tasks.len(), 3);
+    assert_eq!(record.task_count(), 3);
     assert_eq!(record.succeeded(), 3, "every task ended well");
     // Each task ran once, as one attempt across the gap no poolscope watched, and its
     // output file holds each line once.
-    for t in &record.tasks {
+    for t in record.tasks() {
         assert_eq!(t.attempts.len(), 1, "task {}: {:?}", t.id, t.attempts);
         let file = dir.join(format!("{}.1.stdout", t.id));
         assert_eq!(
@@ -1275,7 +1292,7 @@ fn a_preset_loads_right_after_a_finished_run() {
     h.get_by_label("Start").click();
     run_until(&mut h, "the preset to run", |h| {
         h.state().run.as_ref().is_some_and(|r| {
-            !r.record.tasks.is_empty() && r.record.tasks[0].spec.name != "echo done"
+            r.record.task_count() > 0 && r.record.task_at(0).expect("task").spec.name != "echo done"
         })
     });
 }
@@ -1318,7 +1335,14 @@ fn the_editor_edits_a_task_and_names_a_bad_environment_line() {
         h.query_by_label("Task 1 (not started)").is_none(),
         "a started task is not in the editor"
     );
-    let out = h.state().run.as_ref().expect("run").record.tasks[0]
+    let out = h
+        .state()
+        .run
+        .as_ref()
+        .expect("run")
+        .record
+        .task_at(0)
+        .expect("task")
         .output
         .tail_lines(1024, 10);
     assert_eq!(out.line(0).0, "hello from the editor");
@@ -1406,7 +1430,7 @@ fn many_windows_start_runs_on_one_run_root_at_once_without_a_collision() {
                     while !app
                         .run
                         .as_ref()
-                        .is_some_and(|r| r.record.unfinished() == 0 && !r.record.tasks.is_empty())
+                        .is_some_and(|r| r.record.unfinished() == 0 && r.record.task_count() > 0)
                     {
                         assert!(Instant::now() < deadline, "the run did not end");
                         app.wait_for_event(Duration::from_millis(100));

@@ -26,11 +26,10 @@ fn two_thousand_short_tasks_leak_no_fd_and_leave_no_zombie() {
         pool.close();
         let mut record = RunRecord::default();
         drain(&events, &mut record);
-        assert_eq!(record.tasks.len(), 2000);
+        assert_eq!(record.task_count(), 2000);
         assert!(
             record
-                .tasks
-                .iter()
+                .tasks()
                 .all(|t| t.outcome() == Some(&Outcome::Exited(0)))
         );
     }

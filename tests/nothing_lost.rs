@@ -56,7 +56,7 @@ fn finding_1_another_runs_cleanup_never_removes_a_live_run() {
     stop(child, &pids);
     // After its poolscope is gone, it can be resumed (and then, once ended, pruned).
     let loaded = journal::load(&live).expect("the killed run's journal loads");
-    assert_eq!(loaded.record.tasks.len(), 2);
+    assert_eq!(loaded.record.task_count(), 2);
     assert_eq!(loaded.lost(), 2);
 }
 
@@ -100,11 +100,10 @@ fn finding_2_a_second_resume_of_a_live_run_is_refused_and_nothing_runs_twice() {
 /// The run's tasks that succeeded, and how many successful attempts each had.
 fn successes(run: &Path) -> (usize, Vec<(TaskId, usize)>) {
     let loaded = journal::load(run).expect("journal");
-    let tasks = loaded.record.tasks.len();
+    let tasks = loaded.record.task_count();
     let done = loaded
         .record
-        .tasks
-        .iter()
+        .tasks()
         .map(|t| {
             let ok = t
                 .attempts
@@ -468,7 +467,7 @@ fn finding_4_a_worker_stopped_too_long_is_lost_and_a_new_one_takes_its_slot() {
     };
     signal(worker as i32, nix::sys::signal::Signal::SIGSTOP);
     common::drain(&events, &mut record);
-    let lost = record.task(TaskId(1)).and_then(|t| t.outcome()).cloned();
+    let lost = record.task(TaskId(1)).and_then(|t| t.outcome().cloned());
     assert!(
         matches!(&lost, Some(Outcome::WorkerLost(why)) if why.contains("stopped")),
         "{lost:?}"

@@ -31,9 +31,8 @@ fn true_max_concurrency(entries: &[joblog::JoblogEntry]) -> usize {
 
 fn lanes_used(record: &RunRecord) -> usize {
     record
-        .tasks
-        .iter()
-        .flat_map(|t| t.attempts.iter().filter_map(|a| a.slot))
+        .attempts()
+        .filter_map(|(_, a)| a.slot)
         .max()
         .map_or(0, |m| m + 1)
 }
@@ -44,7 +43,7 @@ fn importing_the_basic_sample_finds_its_tasks_failure_and_concurrency() {
     let entries =
         joblog::parse(&std::fs::read_to_string(&path).expect("sample"), &path).expect("parses");
     let record = runfile::load(&path).expect("loads");
-    assert_eq!(record.tasks.len(), 9);
+    assert_eq!(record.task_count(), 9);
     assert_eq!(record.failed(), 1, "task 7 exits 1");
     assert_eq!(
         record
@@ -88,10 +87,9 @@ fn importing_the_timeout_sample_keeps_the_timeout_apart() {
     let entries =
         joblog::parse(&std::fs::read_to_string(&path).expect("sample"), &path).expect("parses");
     let record = runfile::load(&path).expect("loads");
-    assert_eq!(record.tasks.len(), 3);
+    assert_eq!(record.task_count(), 3);
     let timeouts = record
-        .tasks
-        .iter()
+        .tasks()
         .filter(|t| t.outcome() == Some(&Outcome::TimedOut))
         .count();
     assert_eq!(timeouts, 1, "Exitval -1 with signal 15 is a timeout");
@@ -136,8 +134,8 @@ fn a_saved_run_opens_again_with_the_same_facts() {
     runfile::write(&record, &mut out).expect("write");
     std::fs::write(&path, &out).expect("save");
     let back = runfile::load(&path).expect("opens");
-    assert_eq!(back.tasks.len(), 3);
-    for (a, b) in record.tasks.iter().zip(&back.tasks) {
+    assert_eq!(back.task_count(), 3);
+    for (a, b) in record.tasks().zip(back.tasks()) {
         assert_eq!(a.outcome(), b.outcome());
         assert_eq!(a.attempts[0].pid, b.attempts[0].pid);
         assert_eq!(a.attempts[0].started, b.attempts[0].started);

@@ -234,7 +234,7 @@ fn twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own
         .collect();
     pool.submit(specs).expect("submit");
     let record = close_and_finish(&pool, &events);
-    assert_eq!(record.tasks.len(), 20);
+    assert_eq!(record.task_count(), 20);
     assert!(
         record.max_concurrency() <= 4,
         "{} at once",
@@ -246,7 +246,7 @@ fn twenty_tasks_on_four_slots_never_overlap_more_and_their_times_match_their_own
         .and_then(|w| w.duration_since(UNIX_EPOCH).ok())
         .expect("wall clock");
     let mut own_spans = Vec::new();
-    for (i, task) in (1..=20).zip(&record.tasks) {
+    for (i, task) in (1..=20).zip(record.tasks()) {
         let expected = if i == 7 {
             Outcome::Exited(4)
         } else {
@@ -296,8 +296,7 @@ fn kill_one_timeout_resize_and_terminate_act_on_the_cluster() {
     let ids = pool.submit(specs).expect("submit");
     let mut record = RunRecord::default();
     let running = |r: &RunRecord| {
-        r.tasks
-            .iter()
+        r.tasks()
             .filter(|t| t.state == poolscope::model::TaskState::Running)
             .count()
     };
@@ -317,8 +316,8 @@ fn kill_one_timeout_resize_and_terminate_act_on_the_cluster() {
         |_, r| r.task(ids[0]).is_some_and(|t| t.outcome().is_some()),
     );
     assert_eq!(
-        record.task(ids[0]).and_then(|t| t.outcome()),
-        Some(&Outcome::Killed)
+        record.task(ids[0]).and_then(|t| t.outcome().cloned()),
+        Some(Outcome::Killed)
     );
     until_within(
         CLUSTER_WAIT,
@@ -328,8 +327,8 @@ fn kill_one_timeout_resize_and_terminate_act_on_the_cluster() {
         |_, r| r.task(ids[1]).is_some_and(|t| t.outcome().is_some()),
     );
     assert_eq!(
-        record.task(ids[1]).and_then(|t| t.outcome()),
-        Some(&Outcome::TimedOut)
+        record.task(ids[1]).and_then(|t| t.outcome().cloned()),
+        Some(Outcome::TimedOut)
     );
     // One at a time so far; a pool of 3 runs three of the rest at once.
     pool.resize(3);
@@ -344,8 +343,7 @@ fn kill_one_timeout_resize_and_terminate_act_on_the_cluster() {
     drain(&events, &mut record);
     assert!(
         record
-            .tasks
-            .iter()
+            .tasks()
             .all(|t| t.outcome().is_some_and(|o| !o.is_success()))
     );
     assert!(record.max_concurrency() <= 3);
@@ -390,7 +388,7 @@ fn a_task_past_slurms_time_limit_is_timed_out_and_a_task_that_signals_itself_is_
         ])
         .expect("submit");
     let record = close_and_finish(&pool, &events);
-    let outcome = |i: usize| record.task(ids[i]).and_then(|t| t.outcome()).cloned();
+    let outcome = |i: usize| record.task(ids[i]).and_then(|t| t.outcome().cloned());
     assert_eq!(outcome(0), Some(Outcome::TimedOut));
     assert_eq!(outcome(1), Some(Outcome::Signaled(15)), "its own SIGTERM");
     let limited = &record.task(ids[0]).expect("task").attempts[0];
@@ -479,8 +477,7 @@ fn pause_holds_what_has_not_started_and_resume_releases_it() {
     drain(&events, &mut record);
     assert!(
         record
-            .tasks
-            .iter()
+            .tasks()
             .all(|t| t.outcome() == Some(&Outcome::Exited(0)))
     );
 }
@@ -540,13 +537,12 @@ fn a_resumed_run_follows_its_array_on_the_cluster_instead_of_submitting_again() 
     let loaded = poolscope::model::journal::load(&run).expect("the journal");
     let done = loaded
         .record
-        .tasks
-        .iter()
+        .tasks()
         .filter(|t| t.outcome() == Some(&Outcome::Exited(0)))
         .count();
     assert_eq!(done, 6, "every task succeeded, once");
     // What ran when poolscope died went on as the same attempt, followed again.
-    for t in &loaded.record.tasks {
+    for t in loaded.record.tasks() {
         assert_eq!(t.attempts.len(), 1, "task {}: {:?}", t.id, t.attempts);
     }
 }

@@ -27,7 +27,7 @@ fn more_busy_tasks_than_cores_share_the_cores_and_each_is_sampled() {
         matches!(e.kind, EventKind::Drained)
     });
     assert_eq!(widest, tasks, "one sampling round saw all {tasks} at once");
-    for task in &record.tasks {
+    for task in record.tasks() {
         let a = &task.attempts[0];
         assert!(a.usage.peak_rss > 0, "task {}: memory", task.id);
         let share = a.usage.mean_share(a.runtime(record.last_event));

@@ -39,10 +39,8 @@ fn watch_with(name: &str, script_args: &[&str]) -> (RunRecord, i32) {
 
 fn max_overlap(record: &RunRecord) -> usize {
     let mut edges: Vec<(Duration, i32)> = record
-        .tasks
-        .iter()
-        .flat_map(|t| &t.attempts)
-        .flat_map(|a| [(a.started, 1), (a.ended.expect("ended"), -1)])
+        .attempts()
+        .flat_map(|(_, a)| [(a.started, 1), (a.ended.expect("ended"), -1)])
         .collect();
     edges.sort();
     let (mut now, mut max) = (0, 0);
@@ -61,11 +59,11 @@ fn markers(record: &RunRecord) -> Vec<String> {
 fn the_seeds_pool_program_unchanged_shows_its_pool() {
     let (record, code) = watch("seed_pool.py");
     assert_eq!(code, 0);
-    assert_eq!(record.tasks.len(), 5);
+    assert_eq!(record.task_count(), 5);
     assert_eq!(record.succeeded(), 5);
     assert!(max_overlap(&record) <= 4);
     let mut by_pid: BTreeMap<u32, Vec<TaskId>> = BTreeMap::new();
-    for task in &record.tasks {
+    for task in record.tasks() {
         let pid = task.attempts[0].pid.expect("a worker PID");
         by_pid.entry(pid).or_default().push(task.id);
         // Its console holds exactly its own lines, naming its worker.
@@ -96,8 +94,8 @@ fn the_seeds_pool_program_unchanged_shows_its_pool() {
 fn the_seeds_process_program_shows_its_child_and_start_and_join() {
     let (record, code) = watch("seed_process.py");
     assert_eq!(code, 0);
-    assert_eq!(record.tasks.len(), 1);
-    let task = &record.tasks[0];
+    assert_eq!(record.task_count(), 1);
+    let task = &record.task_at(0).expect("task");
     let child = task.attempts[0].pid.expect("the child's PID");
     assert_eq!(task.spec.name, "Process(run_proc)");
     assert_eq!(task.outcome(), Some(&Outcome::Exited(0)));
@@ -116,14 +114,10 @@ fn the_seeds_process_program_shows_its_child_and_start_and_join() {
 fn a_process_pool_executor_runs_ten_tasks_on_two_pids_and_shows_the_exception() {
     let (record, code) = watch("futures_raise.py");
     assert_eq!(code, 0);
-    assert_eq!(record.tasks.len(), 10);
-    let pids: BTreeSet<u32> = record
-        .tasks
-        .iter()
-        .filter_map(|t| t.attempts[0].pid)
-        .collect();
+    assert_eq!(record.task_count(), 10);
+    let pids: BTreeSet<u32> = record.tasks().filter_map(|t| t.attempts[0].pid).collect();
     assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
-    let raised = &record.tasks[7];
+    let raised = &record.task_at(7).expect("task");
     assert_eq!(raised.outcome(), Some(&Outcome::Exited(1)));
     let stderr = String::from_utf8_lossy(&raised.output.stream_bytes(Stream::Stderr)).into_owned();
     assert!(
@@ -139,7 +133,7 @@ fn the_spawn_and_forkserver_start_methods_are_watched_as_well_as_fork() {
         let (record, code) = watch_with("seed_pool_start_method.py", &[method]);
         assert_eq!(code, 0);
         assert_eq!(record.succeeded(), 5, "{method}");
-        for task in &record.tasks {
+        for task in record.tasks() {
             let pid = task.attempts[0].pid.expect("pid");
             assert!(
                 stdout_of(&record, task.id)
@@ -253,8 +247,8 @@ fn a_watched_map_shows_pythons_chunks() {
     assert_eq!(code, 0);
     assert_eq!(record.succeeded(), 40);
     // Pool(3).map over 40 items: Python's chunksize is ceil(40 / 12) = 4.
-    for (i, task) in record.tasks.iter().enumerate() {
-        let first = record.tasks[i - i % 4].id;
+    for (i, task) in record.tasks().enumerate() {
+        let first = record.task_at(i - i % 4).expect("task").id;
         assert_eq!(task.chunk, Some(first), "task {}", task.id);
         // A chunk runs on one worker.
         assert_eq!(
@@ -279,7 +273,7 @@ fn a_pool_terminated_at_once_still_reports_every_task() {
     // send what they hold first.
     let (record, code) = watch_with("map_modes.py", &["burst"]);
     assert_eq!(code, 0);
-    assert_eq!(record.tasks.len(), 2000);
+    assert_eq!(record.task_count(), 2000);
     assert_eq!(record.succeeded(), 2000);
 }
 
@@ -287,30 +281,36 @@ fn a_pool_terminated_at_once_still_reports_every_task() {
 fn an_item_that_raises_fails_alone_and_its_chunk_stops_there() {
     let (record, code) = watch_with("map_modes.py", &["raise"]);
     assert_eq!(code, 0);
-    let outcome = |i: usize| record.tasks[i].outcome().cloned();
+    let outcome = |i: usize| record.task_at(i).expect("task").outcome().cloned();
     // Chunks of 5: items 5 and 6 ran, 7 raised, 8 and 9 never started.
     for i in [0, 1, 2, 3, 4, 5, 6] {
         assert_eq!(outcome(i), Some(Outcome::Exited(0)), "item {i}");
     }
     assert_eq!(outcome(7), Some(Outcome::Exited(1)));
-    let stderr =
-        String::from_utf8_lossy(&record.tasks[7].output.stream_bytes(Stream::Stderr)).into_owned();
+    let stderr = String::from_utf8_lossy(
+        &record
+            .task_at(7)
+            .expect("task")
+            .output
+            .stream_bytes(Stream::Stderr),
+    )
+    .into_owned();
     assert!(
         stderr.contains("raised ValueError: no sevens"),
         "{stderr:?}"
     );
-    assert!(record.tasks[8].attempts.is_empty());
-    assert!(record.tasks[9].attempts.is_empty());
+    assert!(record.task_at(8).expect("task").attempts.is_empty());
+    assert!(record.task_at(9).expect("task").attempts.is_empty());
 }
 
 #[test]
 fn starmap_items_read_as_calls_and_keep_their_prints() {
     let (record, code) = watch_with("map_modes.py", &["starmap"]);
     assert_eq!(code, 0);
-    let names: Vec<&str> = record.tasks.iter().map(|t| t.spec.name.as_str()).collect();
+    let names: Vec<String> = record.tasks().map(|t| t.spec.name.clone()).collect();
     assert_eq!(names, ["add(1, 2)", "add(3, 4)", "add(5, 6)"]);
     let lines = ["adding 1 and 2", "adding 3 and 4", "adding 5 and 6"];
-    for (task, line) in record.tasks.iter().zip(lines) {
+    for (task, line) in record.tasks().zip(lines) {
         assert_eq!(stdout_of(&record, task.id), format!("{line}\n"));
     }
 }
@@ -321,8 +321,8 @@ fn each_pools_workers_sit_together_on_the_timeline() {
     assert_eq!(code, 0);
     assert_eq!(record.succeeded(), 10);
     let slots = |tasks: std::ops::Range<usize>| -> BTreeSet<usize> {
-        record.tasks[tasks]
-            .iter()
+        tasks
+            .filter_map(|i| record.task_at(i))
             .map(|t| t.attempts[0].slot.expect("slot"))
             .collect()
     };

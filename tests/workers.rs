@@ -55,11 +55,7 @@ fn sleep(seconds: f64, label: &str) -> TaskSpec {
 }
 
 fn pids(record: &RunRecord) -> BTreeSet<u32> {
-    record
-        .tasks
-        .iter()
-        .flat_map(|t| t.attempts.iter().filter_map(|a| a.pid))
-        .collect()
+    record.attempts().filter_map(|(_, a)| a.pid).collect()
 }
 
 fn run_all(config: PoolConfig, specs: Vec<TaskSpec>, chunk: usize) -> (RunRecord, Vec<TaskId>) {
@@ -192,8 +188,7 @@ fn terminate_leaves_no_worker_and_no_command_running() {
     let mut record = RunRecord::default();
     // The command's first line means its process exists.
     until(&events, &mut record, "both to start", |_, r| {
-        r.tasks.iter().filter(|t| !t.attempts.is_empty()).count() == 2
-            && stdout_of(r, ids[1]) == "up\n"
+        r.tasks().filter(|t| !t.attempts.is_empty()).count() == 2 && stdout_of(r, ids[1]) == "up\n"
     });
     let mut pids = pids(&record);
     // The command runs as the worker's child: find it by its parent.
@@ -396,10 +391,9 @@ fn each_worker_runs_its_initializer_first_and_its_life_is_recorded() {
         let to = to.expect("and ended");
         assert!(to >= from + Duration::from_millis(40), "{from:?}..{to:?}");
         let first_task = record
-            .tasks
-            .iter()
-            .flat_map(|t| &t.attempts)
-            .filter(|a| a.pid == Some(*pid))
+            .attempts()
+            .filter(|(_, a)| a.pid == Some(*pid))
+            .map(|(_, a)| a)
             .map(|a| a.started)
             .min()
             .expect("a task");

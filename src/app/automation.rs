@@ -141,9 +141,8 @@ impl PoolscopeApp {
         let run = self.run.as_ref().map(|run| {
             let record = &run.record;
             let slots_used = record
-                .tasks
-                .iter()
-                .flat_map(|t| t.attempts.iter().filter_map(|a| a.slot))
+                .attempts()
+                .filter_map(|(_, a)| a.slot)
                 .max()
                 .map_or(0, |s| s + 1);
             let tally = record.tally();
@@ -152,7 +151,7 @@ impl PoolscopeApp {
                 "pool_size": record.pool_sizes.last().map(|&(_, s)| s),
                 "largest_pool_size": record.pool_sizes.iter().map(|&(_, s)| s).max(),
                 "slots_used": slots_used,
-                "tasks": record.tasks.len(),
+                "tasks": record.task_count(),
                 "succeeded": tally.succeeded,
                 "failed": tally.failed,
                 "running": tally.running,

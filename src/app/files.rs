@@ -127,8 +127,8 @@ impl PoolscopeApp {
         if let Some(&(_, size)) = record.pool_sizes.iter().max_by_key(|(_, s)| *s) {
             self.pool_size = size.max(1);
         }
-        let (tasks, failed) = (record.tasks.len(), record.failed());
-        self.selected = record.tasks.first().map(|t| t.id);
+        let (tasks, failed) = (record.task_count(), record.failed());
+        self.selected = record.task_at(0).map(|t| t.id);
         self.run = Some(Run::opened(record));
         self.timeline.view = None;
         self.file = None;

@@ -85,8 +85,7 @@ impl Row {
     /// A record's tasks as rows, each tied to its task (Start runs them again).
     pub fn of_record(record: &RunRecord) -> Vec<Row> {
         record
-            .tasks
-            .iter()
+            .tasks()
             .map(|t| Row {
                 draft: TaskDraft::from_spec(&t.spec),
                 task: Some(t.id),

@@ -59,7 +59,7 @@ impl PoolscopeApp {
                 format!(
                     "{}{when}: {} tasks, {} succeeded, {} failed, {} {lost}, {} never started.",
                     dir.display(),
-                    loaded.record.tasks.len(),
+                    loaded.record.task_count(),
                     tally.succeeded,
                     tally.failed,
                     tally.lost,
@@ -107,7 +107,7 @@ impl PoolscopeApp {
         self.rows = Row::of_record(&run.record);
         self.file = None;
         self.timeline.view = None;
-        self.selected = run.record.tasks.first().map(|t| t.id);
+        self.selected = run.record.task_at(0).map(|t| t.id);
         self.run = Some(run);
         // The first task's console shows its stored output, as a click on it would.
         if let Some(task) = self.selected {

@@ -361,9 +361,10 @@ impl PoolscopeApp {
             });
         }
         // A watched program's tasks are the table's rows, as they are submitted.
-        if run.watched.is_some() && self.rows.len() < run.record.tasks.len() {
-            let new = &run.record.tasks[self.rows.len()..];
-            self.rows.extend(new.iter().map(|t| Row {
+        if run.watched.is_some() && self.rows.len() < run.record.task_count() {
+            let new =
+                (self.rows.len()..run.record.task_count()).filter_map(|i| run.record.task_at(i));
+            self.rows.extend(new.map(|t| Row {
                 draft: TaskDraft::from_spec(&t.spec),
                 task: Some(t.id),
             }));

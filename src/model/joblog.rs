@@ -87,7 +87,7 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "{HEADER}")?;
     for &(id, number) in &run.completions {
         if let (Some(task), Some(attempt)) = (run.task(id), run.attempt(id, number)) {
-            writeln!(out, "{}", line(run, task, attempt))?;
+            writeln!(out, "{}", line(run, &task, &attempt))?;
         }
     }
     Ok(())
@@ -327,16 +327,11 @@ mod tests {
         );
         let entries = parse(&text, std::path::Path::new("log")).expect("parses");
         let run = to_record(&entries);
-        let hosts: Vec<Option<&str>> = run
-            .tasks
-            .iter()
-            .map(|t| t.attempts[0].host.as_deref())
-            .collect();
-        assert_eq!(hosts, [None, Some("node7")]);
+        let hosts: Vec<Option<String>> = run.tasks().map(|t| t.attempts[0].host.clone()).collect();
+        assert_eq!(hosts, [None, Some("node7".to_owned())]);
         let written: Vec<String> = run
-            .tasks
-            .iter()
-            .map(|t| line(&run, t, &t.attempts[0]))
+            .tasks()
+            .map(|t| line(&run, &t, &t.attempts[0]))
             .collect();
         assert_eq!(written[0].split('\t').nth(1), Some(":"));
         assert_eq!(written[1].split('\t').nth(1), Some("node7"));

@@ -135,7 +135,7 @@ impl End {
         let tally = record.tally();
         Self {
             end: true,
-            tasks: record.tasks.len(),
+            tasks: record.task_count(),
             succeeded: tally.succeeded,
             failed: tally.failed,
             lost: tally.lost,
@@ -826,8 +826,7 @@ pub fn load_following(
 pub fn lost_events(record: &RunRecord) -> Vec<Event> {
     let at = record.last_event;
     record
-        .tasks
-        .iter()
+        .tasks()
         .filter(|t| matches!(t.state, TaskState::Running | TaskState::Waiting(_)))
         .filter_map(|t| t.attempts.last().map(|a| (t.id, a.number)))
         .map(|(task, attempt)| Event {
@@ -977,7 +976,7 @@ mod tests {
             .expect("plan");
         // Synced before the answer: a reader (a resume after a crash) sees them all now.
         let loaded = load(dir.path()).expect("load");
-        assert_eq!(loaded.record.tasks.len(), 3);
+        assert_eq!(loaded.record.task_count(), 3);
         assert_eq!(loaded.unaccounted, 0);
         // The pool's own Queued events for them are not written again.
         for (i, spec) in (1..).zip(&specs) {
@@ -991,7 +990,7 @@ mod tests {
         }
         drop(journal);
         let loaded = load(dir.path()).expect("load");
-        assert_eq!(loaded.record.tasks.len(), 3, "each task listed once");
+        assert_eq!(loaded.record.task_count(), 3, "each task listed once");
         assert!(
             !dir.path().join(RESERVE_FILE).exists(),
             "the reserve is given back"
@@ -1016,7 +1015,7 @@ mod tests {
         let kept: String = text.split_inclusive('\n').take(2 + 3).collect();
         std::fs::write(&path, kept).expect("write");
         let loaded = load(dir.path()).expect("load");
-        assert_eq!(loaded.record.tasks.len(), 3);
+        assert_eq!(loaded.record.task_count(), 3);
         assert_eq!(loaded.unaccounted, 2);
     }
 

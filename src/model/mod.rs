@@ -1,6 +1,7 @@
 //! The run record and the file formats. No GUI code here.
 
 pub mod ansi;
+mod compact;
 pub mod draft;
 pub mod joblog;
 pub mod journal;
@@ -18,7 +19,7 @@ pub mod text;
 pub mod trace;
 
 pub use draft::{DraftStdin, TaskDraft};
-pub use run::{Attempt, PoolPhase, RunRecord, TaskRecord, TaskState};
+pub use run::{Attempt, PoolPhase, RunRecord, TaskRecord, TaskRef, TaskState};
 pub use tail::{Channel, OutputTail};
 pub use taskfile::{TaskFile, TaskFileError};
 pub use text::shown;

@@ -40,8 +40,7 @@ impl Resumption {
             _ => true,
         };
         let (specs, tasks) = record
-            .tasks
-            .iter()
+            .tasks()
             .filter(|t| again(&t.state))
             .map(|t| {
                 let attempts = t.attempts.iter().map(|a| a.number).max().unwrap_or(0);

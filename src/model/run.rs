@@ -1,6 +1,7 @@
 //! The record of a run, built only from executor events, so the GUI, the CLI and the
 //! exports all see the same facts.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::{Event, EventKind, Outcome, Stream, TaskId, TaskSpec};
 
+use super::compact::TaskStore;
 use super::stats::Level;
 use super::tail::{Channel, OutputTail};
 
@@ -18,6 +20,13 @@ pub const DEFAULT_TAIL_BYTES: usize = 4 * 1024 * 1024;
 /// tasks' tails are dropped first (oldest first; they can be read back from their
 /// output files), then the growing task's own.
 pub const DEFAULT_TAIL_BUDGET: usize = 256 * 1024 * 1024;
+/// Most finished tasks whose output tails are held in memory (the oldest go first; the
+/// output files keep them), so a long run's finished tasks stay compact.
+pub const MAX_HELD_TAILS: usize = 50_000;
+
+/// A task as the record gives it out: borrowed while the record holds it whole, made
+/// from its compact form otherwise.
+pub type TaskRef<'a> = Cow<'a, TaskRecord>;
 
 /// One attempt to run a task.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,9 +159,9 @@ pub struct RunRecord {
     /// (when, size): the pool size over time.
     pub pool_sizes: Vec<(Duration, usize)>,
     pub phase: PoolPhase,
-    pub tasks: Vec<TaskRecord>,
-    #[serde(skip)]
-    index: crate::executor::task::TaskMap<usize>,
+    /// In queue order, done ones compact; read through [`RunRecord::tasks`] and
+    /// [`RunRecord::task`].
+    tasks: TaskStore,
     /// (task, attempt number) in completion order: the joblog's order.
     pub completions: Vec<(TaskId, u32)>,
     pub last_event: Duration,
@@ -258,11 +267,11 @@ impl Tally {
         }
     }
 
-    fn count(tasks: &[TaskRecord]) -> Self {
+    fn count(tasks: &TaskStore) -> Self {
         let mut tally = Self::default();
-        for t in tasks {
-            *tally.slot(&t.state) += 1;
-            tally.killed += usize::from(Self::is_killed(&t.state));
+        for state in (0..tasks.len()).filter_map(|i| tasks.state(i)) {
+            *tally.slot(&state) += 1;
+            tally.killed += usize::from(Self::is_killed(&state));
         }
         tally
     }
@@ -332,8 +341,7 @@ impl RunRecord {
             wall_clock_start: None,
             pool_sizes: Vec::new(),
             phase: PoolPhase::Running,
-            tasks: Vec::new(),
-            index: crate::executor::task::TaskMap::default(),
+            tasks: TaskStore::new(tail_bytes),
             completions: Vec::new(),
             last_event: Duration::ZERO,
             interleaved: Interleaved::default(),
@@ -390,10 +398,12 @@ impl RunRecord {
 
     /// Push output into a task's tail and keep every tail together within the budget.
     fn hold_output(&mut self, task: TaskId, channel: Channel, bytes: &[u8]) {
-        let Some(&index) = self.index.get(&task) else {
+        let Some(index) = self.tasks.position(task) else {
             return;
         };
-        let task = &mut self.tasks[index];
+        let Some(task) = self.tasks.get_mut(index) else {
+            return;
+        };
         if task.spec.pty && channel == Channel::Stdout {
             if task.screen.is_none() && super::screen::draws_on_screen(bytes) {
                 task.screen = Some(super::screen::TermScreen::new());
@@ -402,26 +412,50 @@ impl RunRecord {
                 screen.feed(bytes);
             }
         }
-        let before = self.tasks[index].output.held();
-        self.tasks[index].output.push(channel, bytes);
-        self.tails_held = self.tails_held + self.tasks[index].output.held() - before;
-        while self.tails_held > self.tail_budget {
-            let Some(old) = self.evictable.pop_front() else {
-                break;
-            };
-            if let Some(&i) = self.index.get(&old) {
-                self.tails_held -= self.tasks[i].output.held();
-                self.tasks[i].output.evict();
-            }
-        }
-        if self.tails_held > self.tail_budget {
+        let before = task.output.held();
+        task.output.push(channel, bytes);
+        self.tails_held = self.tails_held + task.output.held() - before;
+        let budget = self.tail_budget;
+        self.evict_tails(|held, _| held > budget);
+        if self.tails_held > self.tail_budget
+            && let Some(task) = self.tasks.get_mut(index)
+        {
             // Running tasks alone are over the budget: the one growing gives way.
             let excess = self.tails_held - self.tail_budget;
-            let output = &mut self.tasks[index].output;
+            let output = &mut task.output;
             let keep = output.held().saturating_sub(excess);
             let held = output.held();
             output.shrink_to(keep);
             self.tails_held -= held - output.held();
+        }
+    }
+
+    /// Drop the oldest finished tasks' tails while `over(bytes held, tails held)` says
+    /// so; a task whose tail is gone is kept compact.
+    fn evict_tails(&mut self, over: impl Fn(usize, usize) -> bool) {
+        while over(self.tails_held, self.evictable.len()) {
+            let Some(old) = self.evictable.pop_front() else {
+                break;
+            };
+            let Some(i) = self.tasks.position(old) else {
+                continue;
+            };
+            if let Some(t) = self.tasks.get_mut(i) {
+                self.tails_held -= t.output.held();
+                t.output.evict();
+            }
+            self.settle(i);
+        }
+    }
+
+    /// Keep a task compact if it is done and holds nothing a row cannot say.
+    fn settle(&mut self, index: usize) {
+        let done = self
+            .tasks
+            .state(index)
+            .is_some_and(|s| matches!(*s, TaskState::Done(_) | TaskState::Cancelled));
+        if done {
+            self.tasks.compact(index);
         }
     }
 
@@ -457,9 +491,8 @@ impl RunRecord {
     /// disk, so one task's lines follow another's rather than interleave.
     pub fn interleave_stored(&mut self, dir: &std::path::Path) -> std::io::Result<()> {
         let mut order: Vec<(Duration, TaskId, u32)> = self
-            .tasks
-            .iter()
-            .filter_map(|t| t.last_attempt().map(|a| (a.started, t.id, a.number)))
+            .attempts_by_task()
+            .filter_map(|(id, attempts)| attempts.last().map(|a| (a.started, id, a.number)))
             .collect();
         order.sort_unstable();
         let share = (INTERLEAVED_BYTES / order.len().max(1)).max(MAX_LINE);
@@ -489,16 +522,20 @@ impl RunRecord {
         tasks: Vec<TaskRecord>,
         completions: Vec<(TaskId, u32)>,
     ) -> Self {
+        let mut store = TaskStore::new(DEFAULT_TAIL_BYTES);
         let last_event = tasks
             .iter()
             .flat_map(|t| t.attempts.iter().filter_map(|a| a.ended))
             .max()
             .unwrap_or_default();
+        for task in tasks {
+            store.push(task);
+        }
         let mut record = Self {
             wall_clock_start,
             pool_sizes,
             phase: PoolPhase::Finished,
-            tasks,
+            tasks: store,
             completions,
             last_event,
             revision: 1,
@@ -510,20 +547,20 @@ impl RunRecord {
         record
     }
 
-    /// Rebuild the id → position index (after deserialising).
+    /// Count the tasks' states and run times again, and keep the done ones compact
+    /// (after deserialising).
     pub fn reindex(&mut self) {
-        self.index = self
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id, i))
-            .collect();
         self.tally = Tally::count(&self.tasks);
         self.runtimes = super::stats::RunningMedian::default();
-        for t in &self.tasks {
-            if let (TaskState::Done(_), Some(a)) = (&t.state, t.last_attempt()) {
+        for i in 0..self.tasks.len() {
+            let done = self
+                .tasks
+                .state(i)
+                .is_some_and(|s| matches!(*s, TaskState::Done(_)));
+            if let (true, Some(a)) = (done, self.tasks.attempts(i).last()) {
                 self.runtimes.push(a.runtime(a.started));
             }
+            self.settle(i);
         }
     }
 
@@ -539,23 +576,64 @@ impl RunRecord {
 
     /// Move a task to `state`, keeping the tally.
     fn set_state(&mut self, index: usize, state: TaskState) {
-        *self.tally.slot(&self.tasks[index].state) -= 1;
+        let Some(task) = self.tasks.get_mut(index) else {
+            return;
+        };
+        *self.tally.slot(&task.state) -= 1;
         *self.tally.slot(&state) += 1;
-        self.tally.killed -= usize::from(Tally::is_killed(&self.tasks[index].state));
+        self.tally.killed -= usize::from(Tally::is_killed(&task.state));
         self.tally.killed += usize::from(Tally::is_killed(&state));
-        self.tasks[index].state = state;
+        task.state = state;
     }
 
-    pub fn task(&self, id: TaskId) -> Option<&TaskRecord> {
-        self.index.get(&id).map(|&i| &self.tasks[i])
+    /// A task by id.
+    pub fn task(&self, id: TaskId) -> Option<TaskRef<'_>> {
+        self.tasks.position(id).and_then(|i| self.task_at(i))
+    }
+
+    /// How many tasks the run has (queued, running or done).
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// The task at `position` in queue order.
+    pub fn task_at(&self, position: usize) -> Option<TaskRef<'_>> {
+        self.tasks.get(position)
+    }
+
+    /// Every attempt of every task, with its task, in queue order.
+    pub fn attempts(&self) -> impl Iterator<Item = (TaskId, Attempt)> + '_ {
+        self.attempts_by_task()
+            .flat_map(|(id, attempts)| attempts.into_owned().into_iter().map(move |a| (id, a)))
+    }
+
+    /// Each task's attempts (without making done tasks whole), in queue order.
+    pub fn attempts_by_task(&self) -> impl Iterator<Item = (TaskId, Cow<'_, [Attempt]>)> + '_ {
+        (0..self.tasks.len()).filter_map(|i| Some((self.tasks.id(i)?, self.tasks.attempts(i))))
+    }
+
+    /// The state of the task at `position` (without making a done task whole).
+    pub fn state_at(&self, position: usize) -> Option<Cow<'_, TaskState>> {
+        self.tasks.state(position)
+    }
+
+    /// Every task, in queue order.
+    pub fn tasks(&self) -> impl DoubleEndedIterator<Item = TaskRef<'_>> + ExactSizeIterator + '_ {
+        let tasks = &self.tasks;
+        (0..tasks.len()).map(|i| tasks.at(i))
     }
 
     fn task_mut(&mut self, id: TaskId) -> Option<&mut TaskRecord> {
-        self.index.get(&id).map(|&i| &mut self.tasks[i])
+        let i = self.tasks.position(id)?;
+        self.tasks.get_mut(i)
     }
 
-    pub fn attempt(&self, id: TaskId, number: u32) -> Option<&Attempt> {
-        self.task(id)?.attempts.iter().find(|a| a.number == number)
+    pub fn attempt(&self, id: TaskId, number: u32) -> Option<Attempt> {
+        self.task(id)?
+            .attempts
+            .iter()
+            .find(|a| a.number == number)
+            .cloned()
     }
 
     fn attempt_mut(&mut self, id: TaskId, number: u32) -> Option<&mut Attempt> {
@@ -581,7 +659,7 @@ impl RunRecord {
         if let Some(host) = host {
             a.host = Some(host.clone());
         }
-        if let Some(&i) = self.index.get(&task) {
+        if let Some(i) = self.tasks.position(task) {
             self.set_state(i, TaskState::Running);
         }
         true
@@ -589,14 +667,17 @@ impl RunRecord {
 
     /// The attempts still open (to be followed again when the run goes on).
     pub fn open_attempts(&self) -> impl Iterator<Item = (TaskId, u32)> + '_ {
-        self.tasks.iter().filter_map(|t| {
-            let a = t.attempts.last().filter(|a| a.ended.is_none())?;
-            Some((t.id, a.number))
+        self.attempts_by_task().filter_map(|(id, attempts)| {
+            let a = attempts.last().filter(|a| a.ended.is_none())?;
+            Some((id, a.number))
         })
     }
 
     pub fn count(&self, pred: impl Fn(&TaskState) -> bool) -> usize {
-        self.tasks.iter().filter(|t| pred(&t.state)).count()
+        (0..self.tasks.len())
+            .filter_map(|i| self.tasks.state(i))
+            .filter(|s| pred(s))
+            .count()
     }
 
     pub fn failed(&self) -> usize {
@@ -661,7 +742,6 @@ impl RunRecord {
                 if let Some(live) = &mut self.live {
                     live.step(at, 0, 1);
                 }
-                self.index.insert(*task, self.tasks.len());
                 self.tally.queued += 1;
                 self.tasks.push(TaskRecord {
                     id: *task,
@@ -674,6 +754,8 @@ impl RunRecord {
                     chunk: None,
                     screen: None,
                 });
+                // Waiting, it is kept as a row (a million queued at once).
+                self.tasks.compact(self.tasks.len() - 1);
             }
             EventKind::CommandStarted { task, attempt, pid } => {
                 if let Some(a) = self.attempt_mut(*task, *attempt) {
@@ -681,14 +763,14 @@ impl RunRecord {
                 }
             }
             EventKind::Chunk { first, len } => {
-                if let Some(&start) = self.index.get(first) {
-                    for t in self.tasks.iter_mut().skip(start).take(*len) {
-                        t.chunk = Some(*first);
+                if let Some(start) = self.tasks.position(*first) {
+                    for i in start..(start + len).min(self.tasks.len()) {
+                        self.tasks.set_chunk(i, *first);
                     }
                 }
             }
             EventKind::Waiting { task, state, .. } => {
-                if let Some(&i) = self.index.get(task) {
+                if let Some(i) = self.tasks.position(*task) {
                     self.set_state(i, TaskState::Waiting(state.clone()));
                 }
             }
@@ -703,8 +785,10 @@ impl RunRecord {
                 if self.continue_attempt(*task, *attempt, *slot, *pid, host.as_ref()) {
                     return;
                 }
-                if let (Some(&i), Some(live)) = (self.index.get(task), self.live.as_mut()) {
-                    let t = &self.tasks[i];
+                let position = self.tasks.position(*task);
+                if let (Some(i), Some(live)) = (position, self.live.as_mut())
+                    && let Some(t) = self.tasks.get_mut(i)
+                {
                     let first = !t.attempts.iter().any(Attempt::ran);
                     if first {
                         live.total_queue_wait += at.saturating_sub(t.queued);
@@ -713,7 +797,7 @@ impl RunRecord {
                     live.start_sum += at;
                     live.step(at, 1, if first { -1 } else { 0 });
                 }
-                if let Some(&i) = self.index.get(task) {
+                if let Some(i) = position {
                     self.set_state(i, TaskState::Running);
                 }
                 if let Some(t) = self.task_mut(*task) {
@@ -756,6 +840,7 @@ impl RunRecord {
                         Stream::Stderr => a.stderr_bytes += bytes.len() as u64,
                     }
                 }
+                self.settle_task(*task);
             }
             EventKind::StdinClosed { task, .. } => {
                 if let Some(t) = self.task_mut(*task) {
@@ -777,8 +862,9 @@ impl RunRecord {
                 if let (true, Some(live)) = (never_ran, self.live.as_mut()) {
                     live.step(at, 0, -1);
                 }
-                if let Some(&i) = self.index.get(task) {
+                if let Some(i) = self.tasks.position(*task) {
                     self.set_state(i, TaskState::Cancelled);
+                    self.settle(i);
                 }
             }
             EventKind::Lost { task, attempt } => self.lost(at, *task, *attempt),
@@ -818,8 +904,10 @@ impl RunRecord {
         will_retry: bool,
     ) {
         self.changes.push(task);
-        if let (Some(&i), Some(live)) = (self.index.get(&task), self.live.as_mut()) {
-            let t = &self.tasks[i];
+        let position = self.tasks.position(task);
+        if let (Some(i), Some(live)) = (position, self.live.as_mut())
+            && let Some(t) = self.tasks.get_mut(i)
+        {
             match t.attempts.iter().find(|a| a.number == attempt && a.ran()) {
                 Some(a) => {
                     live.busy_finished += at.saturating_sub(a.started);
@@ -865,7 +953,7 @@ impl RunRecord {
         }
         t.stdin_open = false;
         self.interleaved.flush(task);
-        let Some(&index) = self.index.get(&task) else {
+        let Some(index) = position else {
             return;
         };
         let state = if will_retry {
@@ -874,17 +962,32 @@ impl RunRecord {
             TaskState::Done(outcome.clone())
         };
         self.set_state(index, state);
-        let t = &self.tasks[index];
-        if !will_retry && let Some(a) = t.last_attempt() {
+        self.completions.push((task, attempt));
+        if will_retry {
+            return;
+        }
+        self.unfinished = self.unfinished.saturating_sub(1);
+        let Some(t) = self.tasks.get_mut(index) else {
+            return;
+        };
+        if let Some(a) = t.last_attempt() {
             self.runtimes.push(a.runtime(a.started));
         }
-        if !will_retry && t.output.held() > 0 {
+        if t.output.held() > 0 {
             self.evictable.push_back(task);
+            // Past so many held tails the oldest go (their files keep them), so a long
+            // run's finished tasks stay compact.
+            self.evict_tails(|_, count| count > MAX_HELD_TAILS);
+        } else {
+            self.settle(index);
         }
-        if !will_retry {
-            self.unfinished = self.unfinished.saturating_sub(1);
+    }
+
+    /// [`Self::settle`] by id.
+    fn settle_task(&mut self, task: TaskId) {
+        if let Some(i) = self.tasks.position(task) {
+            self.settle(i);
         }
-        self.completions.push((task, attempt));
     }
 
     fn used(&mut self, at: Duration, samples: &[crate::executor::usage::UsageSample]) {
@@ -913,11 +1016,13 @@ impl RunRecord {
     }
 
     fn lost(&mut self, at: Duration, task: TaskId, attempt: u32) {
-        let Some(&index) = self.index.get(&task) else {
+        let Some(index) = self.tasks.position(task) else {
             return;
         };
         self.changes.push(task);
-        let t = &mut self.tasks[index];
+        let Some(t) = self.tasks.get_mut(index) else {
+            return;
+        };
         let Some(a) = t.attempt_mut(attempt) else {
             return;
         };
@@ -943,6 +1048,7 @@ impl RunRecord {
             a.usage.cpu = cpu;
             a.usage.peak_rss = peak_rss;
         }
+        self.settle_task(task);
     }
 
     /// Byte counts of an attempt's output whose bytes are not replayed (a run loaded
@@ -952,6 +1058,7 @@ impl RunRecord {
             a.stdout_bytes = stdout;
             a.stderr_bytes = stderr;
         }
+        self.settle_task(task);
     }
 
     /// The largest number of attempts running at the same instant (a slot handed over

@@ -81,7 +81,7 @@ pub fn write_csv(record: &RunRecord, out: &mut impl Write) -> io::Result<()> {
         out,
         "task,attempt,name,command,slot,pid,queued_s,started_s,ended_s,runtime_s,outcome,exit_code,signal,cpu_s,peak_rss_bytes,host"
     )?;
-    for task in &record.tasks {
+    for task in record.tasks() {
         for a in &task.attempts {
             // The same numbers as the joblog's (one mapping); empty while running.
             let (exit, signal) = a

@@ -26,7 +26,7 @@ pub fn levels(record: &RunRecord, now: Duration) -> std::borrow::Cow<'_, [Level]
 pub fn concurrency(record: &RunRecord, now: Duration) -> Vec<Level> {
     // (time, Δrunning, Δwaiting)
     let mut edges: Vec<(Duration, i32, i32)> = Vec::new();
-    for task in &record.tasks {
+    for task in record.tasks() {
         let first_start = task.attempts.iter().find(|a| a.ran()).map(|a| a.started);
         let wait_end = match (&task.state, first_start) {
             (_, Some(start)) => Some(start),
@@ -153,10 +153,9 @@ pub fn summary(record: &RunRecord, now: Duration) -> Summary {
     }
     let attempts = || {
         record
-            .tasks
-            .iter()
-            .flat_map(|t| &t.attempts)
-            .filter(|a| a.ran())
+            .attempts()
+            .map(|(_, a)| a)
+            .filter(super::run::Attempt::ran)
     };
     let first = attempts().map(|a| a.started).min();
     let last = attempts().map(|a| a.ended.unwrap_or(now)).max();
@@ -168,8 +167,7 @@ pub fn summary(record: &RunRecord, now: Duration) -> Summary {
     // The pool size in force over the run, weighted by how long it held.
     let capacity = capacity(record, first, last);
     let total_queue_wait = record
-        .tasks
-        .iter()
+        .tasks()
         .filter_map(|t| {
             t.attempts
                 .iter()

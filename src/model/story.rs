@@ -23,12 +23,12 @@ const PIDS_SHOWN: usize = 8;
 
 /// What one process ran: how many tasks, and the names of the first few.
 #[derive(Default)]
-struct Ran<'a> {
+struct Ran {
     count: usize,
-    first: Vec<&'a str>,
+    first: Vec<String>,
 }
 
-impl Ran<'_> {
+impl Ran {
     fn describe(&self) -> String {
         let more = if self.count > self.first.len() {
             ", …"
@@ -61,8 +61,8 @@ fn listed<T: ToString>(items: impl ExactSizeIterator<Item = T>, limit: usize, se
 pub fn pool_story(record: &RunRecord) -> Vec<String> {
     let mut by_pid: BTreeMap<u32, Ran> = BTreeMap::new();
     let mut first_start: Option<Duration> = None;
-    let mut longest_wait: Option<(Duration, &str)> = None;
-    for task in &record.tasks {
+    let mut longest_wait: Option<(Duration, String)> = None;
+    for task in record.tasks() {
         let Some(a) = task.attempts.first() else {
             continue;
         };
@@ -70,13 +70,13 @@ pub fn pool_story(record: &RunRecord) -> Vec<String> {
             let ran = by_pid.entry(pid).or_default();
             ran.count += 1;
             if ran.first.len() < NAMES_SHOWN {
-                ran.first.push(task.spec.name.as_str());
+                ran.first.push(task.spec.name.clone());
             }
         }
         first_start = Some(first_start.map_or(a.started, |f| f.min(a.started)));
         let wait = a.started.saturating_sub(task.queued);
-        if longest_wait.is_none_or(|(w, _)| wait > w) {
-            longest_wait = Some((wait, task.spec.name.as_str()));
+        if longest_wait.as_ref().is_none_or(|(w, _)| wait > *w) {
+            longest_wait = Some((wait, task.spec.name.clone()));
         }
     }
     let Some(first_start) = first_start else {
@@ -133,12 +133,12 @@ mod tests {
     fn a_big_map_is_summed_up_not_listed() {
         let ran = Ran {
             count: 50_000,
-            first: vec!["f(0)", "f(1)", "f(2)"],
+            first: vec!["f(0)".into(), "f(1)".into(), "f(2)".into()],
         };
         assert_eq!(ran.describe(), "50000 tasks (f(0), f(1), f(2), …)");
         let two = Ran {
             count: 2,
-            first: vec!["f(0)", "f(4)"],
+            first: vec!["f(0)".into(), "f(4)".into()],
         };
         assert_eq!(two.describe(), "f(0), f(4)");
         assert_eq!(

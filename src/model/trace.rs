@@ -65,11 +65,7 @@ fn write_names<W: Write>(w: &mut EventWriter<'_, W>, run: &RunRecord) -> io::Res
         tid: Some(0),
         args: json!({"name": "poolscope pool"}),
     })?;
-    let mut slots: Vec<usize> = run
-        .tasks
-        .iter()
-        .flat_map(|t| t.attempts.iter().filter_map(|a| a.slot))
-        .collect();
+    let mut slots: Vec<usize> = run.attempts().filter_map(|(_, a)| a.slot).collect();
     slots.sort_unstable();
     slots.dedup();
     for &slot in &slots {
@@ -91,7 +87,7 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"{\"traceEvents\":[")?;
     let mut w = EventWriter { out, first: true };
     write_names(&mut w, run)?;
-    for task in &run.tasks {
+    for task in run.tasks() {
         let command = task.spec.invocation.display_line();
         for attempt in &task.attempts {
             let end = attempt.ended.unwrap_or(run.last_event);

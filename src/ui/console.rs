@@ -274,6 +274,7 @@ impl ConsoleState {
         actions: &mut Vec<Action>,
     ) -> f32 {
         let task = selected.and_then(|id| run.and_then(|r| r.record.task(id)));
+        let task = task.as_deref();
         console_header(ui, self, task);
         let Some(run) = run else {
             return 0.0;

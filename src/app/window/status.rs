@@ -21,8 +21,7 @@ pub fn eta(run: &Run, pool_size: usize) -> Option<Duration> {
     let mut left = None;
     for task in run
         .record
-        .tasks
-        .iter()
+        .tasks()
         .filter(|t| t.state == crate::model::TaskState::Running)
     {
         if task.spec.pty || task.spec.stdin == crate::executor::StdinMode::Pipe {

@@ -54,25 +54,24 @@ fn visible_rows(rows: &[Row], run: Option<&Run>, filter: StateFilter, sort: Sort
         return (0..rows.len()).collect();
     }
     let mut order: Vec<usize> = (0..rows.len())
-        .filter(|&i| matches_filter(filter, task_of(i)))
+        .filter(|&i| matches_filter(filter, task_of(i).as_deref()))
         .collect();
     let now = run.map(Run::now).unwrap_or_default();
     match sort {
         SortKey::Order => {}
         SortKey::Started => order.sort_by_key(|&i| {
             task_of(i)
-                .and_then(|t| t.attempts.first())
-                .map_or(now * 2, |a| a.started)
+                .and_then(|t| t.attempts.first().map(|a| a.started))
+                .unwrap_or(now * 2)
         }),
         SortKey::Runtime => order.sort_by_key(|&i| {
             std::cmp::Reverse(
                 task_of(i)
-                    .and_then(|t| t.last_attempt())
-                    .map(|a| a.runtime(now))
+                    .and_then(|t| t.last_attempt().map(|a| a.runtime(now)))
                     .unwrap_or_default(),
             )
         }),
-        SortKey::State => order.sort_by_key(|&i| state_rank(task_of(i))),
+        SortKey::State => order.sort_by_key(|&i| state_rank(task_of(i).as_deref())),
     }
     order
 }
@@ -223,6 +222,7 @@ fn draw_row(
     actions: &mut Vec<Action>,
 ) {
     let task = row.task.and_then(|id| run.and_then(|r| r.record.task(id)));
+    let task = task.as_deref();
     let now = run.map(Run::now).unwrap_or_default();
     table_row.set_selected(row.task.is_some() && row.task == selected);
     draft_cells(table_row, i, row, actions);

@@ -274,7 +274,7 @@ fn pid_lanes(record: &RunRecord) -> (HashMap<u32, usize>, Vec<String>) {
         e.0 = e.0.min(from);
         e.1 = e.1.max(to);
     };
-    for a in record.tasks.iter().flat_map(|t| &t.attempts) {
+    for (_, a) in record.attempts() {
         if let Some(pid) = a.pid {
             see(pid, a.started, a.ended.unwrap_or(Duration::MAX));
         }
@@ -329,9 +329,8 @@ fn slot_count(record: &RunRecord) -> usize {
     match record.pool_sizes.iter().map(|&(_, s)| s).max() {
         Some(size) if record.live_stats().is_some() => size,
         size => record
-            .tasks
-            .iter()
-            .flat_map(|t| t.attempts.iter().filter_map(|a| a.slot))
+            .attempts()
+            .filter_map(|(_, a)| a.slot)
             .max()
             .map_or(0, |m| m + 1)
             .max(size.unwrap_or(0)),
@@ -341,18 +340,18 @@ fn slot_count(record: &RunRecord) -> usize {
 /// Lanes by host: each machine's slots together, machines by name (this machine, which
 /// has no name in the record, first), each one's slots in order.
 fn host_lanes(record: &RunRecord) -> (HashMap<String, HashMap<usize, usize>>, Vec<String>) {
-    let attempts = record.tasks.iter().flat_map(|t| &t.attempts);
-    let pairs: std::collections::BTreeSet<(&str, usize)> = attempts
-        .filter_map(|a| a.slot.map(|s| (a.host.as_deref().unwrap_or_default(), s)))
+    let pairs: std::collections::BTreeSet<(String, usize)> = record
+        .attempts()
+        .filter_map(|(_, a)| a.slot.map(|s| (a.host.clone().unwrap_or_default(), s)))
         // Workers run here and have their lanes from their start.
-        .chain(record.workers.iter().map(|w| ("", w.slot)))
+        .chain(record.workers.iter().map(|w| (String::new(), w.slot)))
         .collect();
     let mut lanes: HashMap<String, HashMap<usize, usize>> = HashMap::new();
     let mut labels = Vec::with_capacity(pairs.len());
     for (lane, (host, slot)) in pairs.into_iter().enumerate() {
-        lanes.entry(host.to_owned()).or_default().insert(slot, lane);
-        let machine = if host.is_empty() { "local" } else { host };
+        let machine = if host.is_empty() { "local" } else { &host };
         labels.push(format!("{} · {slot}", short_host(machine)));
+        lanes.entry(host).or_default().insert(slot, lane);
     }
     (lanes, labels)
 }
@@ -438,13 +437,11 @@ fn lanes(
             (count, labels, keys)
         }
         LaneMode::Task => {
-            let n = record.tasks.len();
+            let n = record.task_count();
             let labels = shown(n)
-                .map(|i| {
-                    (
-                        i,
-                        format!("{} {}", record.tasks[i].id, record.tasks[i].spec.name),
-                    )
+                .filter_map(|i| {
+                    let task = record.task_at(i)?;
+                    Some((i, format!("{} {}", task.id, task.spec.name)))
                 })
                 .collect();
             (n, labels, LaneKeys::default())
@@ -705,7 +702,7 @@ impl LaneIndex {
             return;
         }
         self.live = None;
-        let key = (record.revision, record.tasks.len(), mode);
+        let key = (record.revision, record.task_count(), mode);
         if self.key == Some(key) {
             return;
         }
@@ -769,7 +766,7 @@ impl LaneIndex {
         self.labels = labels.into_iter().map(|(_, l)| l).collect();
         self.keys = keys;
         self.lanes.resize_with(count, Lane::default);
-        for task in &record.tasks {
+        for task in record.tasks() {
             let hash = command_hash(&task.spec.invocation);
             for a in &task.attempts {
                 let lane = self.keys.lane(mode, a.slot, a.pid, a.host.as_deref());
@@ -912,17 +909,14 @@ pub fn layout(
         let x1 = view.x_of(t1, width_px).max(x0 + MIN_BAR_PX);
         (x0, x1)
     };
-    let tasks: Box<dyn Iterator<Item = (usize, &crate::model::TaskRecord)>> = match mode {
+    let tasks: Box<dyn Iterator<Item = (usize, crate::model::TaskRef<'_>)>> = match mode {
         // One lane per task: only the rows on screen are looked at.
         LaneMode::Task => Box::new(
-            record
-                .tasks
-                .iter()
-                .enumerate()
-                .skip(lanes_shown.start)
-                .take(lanes_shown.len()),
+            lanes_shown
+                .clone()
+                .map_while(|i| record.task_at(i).map(|task| (i, task))),
         ),
-        _ => Box::new(record.tasks.iter().enumerate()),
+        _ => Box::new(record.tasks().enumerate()),
     };
     for (index, task) in tasks {
         let hash = command_hash(&task.spec.invocation);

@@ -146,8 +146,7 @@ fn tooltip(ui: &mut egui::Ui, record: &RunRecord, task: &TaskRecord, attempt: u3
                 }
                 if let Some(first) = task.chunk.filter(|_| a.number == 1) {
                     let len = record
-                        .tasks
-                        .iter()
+                        .tasks()
                         .skip_while(|t| t.id != first)
                         .take_while(|t| t.chunk == Some(first))
                         .count();
@@ -215,7 +214,7 @@ impl TimelineState {
             return (None, stats::summary(record, now), record.uid() << 1);
         }
         let key = (
-            record.tasks.len(),
+            record.task_count(),
             record.completions.len(),
             if live { now } else { record.last_event },
             record.pool_sizes.len(),
@@ -305,7 +304,7 @@ impl TimelineState {
                 {
                     response
                         .clone()
-                        .on_hover_ui_at_pointer(|ui| tooltip(ui, record, task, bar.attempt, now));
+                        .on_hover_ui_at_pointer(|ui| tooltip(ui, record, &task, bar.attempt, now));
                 }
                 if response.clicked()
                     && let Some(bar) = &hovered_bar
@@ -751,10 +750,7 @@ fn paint_cpu_in_bars(
         if bar.kind != BarKind::Run || bar.merged > 0 || bar.x1 - bar.x0 < 24.0 {
             continue;
         }
-        let Some(attempt) = record
-            .task(bar.task)
-            .and_then(|t| t.attempts.iter().find(|a| a.number == bar.attempt))
-        else {
+        let Some(attempt) = record.attempt(bar.task, bar.attempt) else {
             continue;
         };
         let shares = &attempt.usage.shares;
@@ -958,7 +954,8 @@ fn paint_bar(
         let text = if bar.merged > 0 {
             format!("{} tasks", bar.merged + 1)
         } else {
-            let name = record.task(bar.task).map_or("", |t| t.spec.name.as_str());
+            let task = record.task(bar.task);
+            let name = task.as_ref().map_or("", |t| t.spec.name.as_str());
             let number = bar.task.to_string();
             let named = fit_text(painter, name, room, &font);
             if !name.is_empty() && named.chars().count() * 2 >= name.chars().count() {

@@ -1,0 +1,613 @@
+//! The run record's tasks in the memory a million of them can afford: a task is kept
+//! whole while it runs, and while it waits or once it is done, as a fixed-size row of
+//! integers with its spec encoded in one shared byte store (about 80 bytes, plus its
+//! command). What a row cannot say (a retry, a host, CPU samples, output still held, a
+//! terminal screen) keeps the task whole. A row is made whole again on demand.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::executor::task::TaskMap;
+use crate::executor::{Invocation, Outcome, StdinMode, TaskId, TaskSpec};
+
+use super::run::{Attempt, TaskRecord, TaskState, Usage};
+use super::tail::OutputTail;
+
+/// No value in a `u32` field of a row.
+const NONE: u32 = u32::MAX;
+/// Never started, in a row's `started`.
+const NEVER: u64 = u64::MAX;
+
+/// A done task as integers.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Row {
+    id: TaskId,
+    /// Where its spec starts in the [`SpecStore`].
+    spec: u64,
+    queued_us: u64,
+    started_us: u64,
+    ended_us: u64,
+    stdout_bytes: u32,
+    stderr_bytes: u32,
+    pid: u32,
+    slot: u32,
+    /// How far back its chunk's first task is (`NONE`: not in a chunk).
+    chunk_back: u32,
+    code: i32,
+    outcome: OutcomeKind,
+    state: RowState,
+    /// Its output was dropped from memory (read back from its files).
+    evicted: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowState {
+    Queued,
+    Done,
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OutcomeKind {
+    Exited,
+    Signaled,
+    Killed,
+    TimedOut,
+}
+
+#[derive(Clone)]
+enum Slot {
+    /// With where its spec is stored, if it was a row before (it is not stored again).
+    Whole(Box<TaskRecord>, Option<u64>),
+    Row(Row),
+}
+
+/// Every task of a run in queue order, found by id without a map while ids follow on
+/// from the first (as the executor numbers them).
+#[derive(Clone, Default)]
+pub(super) struct TaskStore {
+    slots: Vec<Slot>,
+    specs: SpecStore,
+    /// Ids of `slots[..dense]` are `first_id + position`.
+    first_id: u64,
+    dense: usize,
+    /// Positions of the tasks after the first id out of sequence.
+    sparse: TaskMap<usize>,
+    /// Output kept per task in memory, for tails made again from rows.
+    tail_limit: usize,
+}
+
+impl std::fmt::Debug for TaskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TaskStore({} tasks)", self.slots.len())
+    }
+}
+
+/// Saved as the list of whole tasks it stands for.
+impl serde::Serialize for TaskStore {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq((0..self.len()).map(|i| self.at(i)))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TaskStore {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let tasks = Vec::<TaskRecord>::deserialize(deserializer)?;
+        let mut store = TaskStore::new(super::run::DEFAULT_TAIL_BYTES);
+        for task in tasks {
+            store.push(task);
+        }
+        Ok(store)
+    }
+}
+
+impl TaskStore {
+    pub fn new(tail_limit: usize) -> Self {
+        Self {
+            tail_limit,
+            ..Self::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn position(&self, id: TaskId) -> Option<usize> {
+        let dense =
+            id.0.checked_sub(self.first_id)
+                .and_then(|p| usize::try_from(p).ok())
+                .filter(|&p| p < self.dense);
+        dense.or_else(|| self.sparse.get(&id).copied())
+    }
+
+    pub fn push(&mut self, task: TaskRecord) {
+        let position = self.slots.len();
+        if position == 0 {
+            self.first_id = task.id.0;
+        }
+        if self.dense == position && task.id.0 == self.first_id + position as u64 {
+            self.dense += 1;
+        } else {
+            self.sparse.insert(task.id, position);
+        }
+        self.slots.push(Slot::Whole(Box::new(task), None));
+    }
+
+    pub fn get(&self, position: usize) -> Option<Cow<'_, TaskRecord>> {
+        (position < self.slots.len()).then(|| self.at(position))
+    }
+
+    /// The task at `position`, which must be below [`Self::len`].
+    pub fn at(&self, position: usize) -> Cow<'_, TaskRecord> {
+        match &self.slots[position] {
+            Slot::Whole(task, _) => Cow::Borrowed(task),
+            Slot::Row(row) => Cow::Owned(self.whole_from(row)),
+        }
+    }
+
+    /// The task at `position`, made whole to be changed.
+    pub fn get_mut(&mut self, position: usize) -> Option<&mut TaskRecord> {
+        let slot = self.slots.get_mut(position)?;
+        if let Slot::Row(row) = slot {
+            let whole = Self::whole_from_parts(&self.specs, self.tail_limit, row);
+            *slot = Slot::Whole(Box::new(whole), Some(row.spec));
+        }
+        match slot {
+            Slot::Whole(task, _) => Some(task),
+            Slot::Row(_) => None,
+        }
+    }
+
+    /// Put the task at `position` in the chunk that starts with `first` (a row stays
+    /// one).
+    pub fn set_chunk(&mut self, position: usize, first: TaskId) {
+        match self.slots.get_mut(position) {
+            Some(Slot::Row(row)) => match row.id.0.checked_sub(first.0).map(u32::try_from) {
+                Some(Ok(back)) if back != NONE => row.chunk_back = back,
+                _ => {
+                    if let Some(task) = self.get_mut(position) {
+                        task.chunk = Some(first);
+                    }
+                }
+            },
+            Some(Slot::Whole(task, _)) => task.chunk = Some(first),
+            None => {}
+        }
+    }
+
+    /// The task's state without making it whole.
+    pub fn state(&self, position: usize) -> Option<Cow<'_, TaskState>> {
+        match self.slots.get(position)? {
+            Slot::Whole(task, _) => Some(Cow::Borrowed(&task.state)),
+            Slot::Row(row) => Some(Cow::Owned(row.state())),
+        }
+    }
+
+    /// The task's attempts without its spec.
+    pub fn attempts(&self, position: usize) -> Cow<'_, [Attempt]> {
+        match self.slots.get(position) {
+            Some(Slot::Whole(task, _)) => Cow::Borrowed(&task.attempts),
+            Some(Slot::Row(row)) => Cow::Owned(row.attempt().into_iter().collect()),
+            None => Cow::Borrowed(&[]),
+        }
+    }
+
+    pub fn id(&self, position: usize) -> Option<TaskId> {
+        match self.slots.get(position)? {
+            Slot::Whole(task, _) => Some(task.id),
+            Slot::Row(row) => Some(row.id),
+        }
+    }
+
+    /// Keep a waiting or done task as a row if a row can say all of it; true if it is
+    /// one now.
+    pub fn compact(&mut self, position: usize) -> bool {
+        let Some(slot) = self.slots.get_mut(position) else {
+            return false;
+        };
+        let Slot::Whole(task, stored) = slot else {
+            return true;
+        };
+        let Some(row) = Row::of(task, *stored, &mut self.specs) else {
+            return false;
+        };
+        *slot = Slot::Row(row);
+        true
+    }
+
+    fn whole_from(&self, row: &Row) -> TaskRecord {
+        Self::whole_from_parts(&self.specs, self.tail_limit, row)
+    }
+
+    fn whole_from_parts(specs: &SpecStore, tail_limit: usize, row: &Row) -> TaskRecord {
+        let mut output = OutputTail::new(tail_limit);
+        if row.evicted {
+            output.evict();
+        }
+        TaskRecord {
+            id: row.id,
+            spec: Arc::new(specs.get(row.spec)),
+            queued: Duration::from_micros(row.queued_us),
+            attempts: row.attempt().into_iter().collect(),
+            state: row.state(),
+            stdin_open: false,
+            output,
+            chunk: (row.chunk_back != NONE).then(|| TaskId(row.id.0 - u64::from(row.chunk_back))),
+            screen: None,
+        }
+    }
+}
+
+fn micros(d: Duration) -> Option<u64> {
+    u64::try_from(d.as_micros()).ok().filter(|&us| us != NEVER)
+}
+
+impl Row {
+    /// A row for a waiting or done task, if one can say all of it; its spec is
+    /// stored unless it already is (at `stored`).
+    fn of(task: &TaskRecord, stored: Option<u64>, specs: &mut SpecStore) -> Option<Self> {
+        if task.screen.is_some() || task.stdin_open || task.output.held() > 0 {
+            return None;
+        }
+        let (state, outcome, code) = match &task.state {
+            TaskState::Queued => (RowState::Queued, OutcomeKind::Killed, 0),
+            TaskState::Cancelled => (RowState::Cancelled, OutcomeKind::Killed, 0),
+            TaskState::Done(outcome) => {
+                let (kind, code) = match outcome {
+                    Outcome::Exited(code) => (OutcomeKind::Exited, *code),
+                    Outcome::Signaled(sig) => (OutcomeKind::Signaled, *sig),
+                    Outcome::Killed => (OutcomeKind::Killed, 0),
+                    Outcome::TimedOut => (OutcomeKind::TimedOut, 0),
+                    _ => return None,
+                };
+                (RowState::Done, kind, code)
+            }
+            _ => return None,
+        };
+        let chunk_back = match task.chunk {
+            None => NONE,
+            Some(first) => u32::try_from(task.id.0.checked_sub(first.0)?)
+                .ok()
+                .filter(|&b| b != NONE)?,
+        };
+        let mut row = Row {
+            id: task.id,
+            spec: 0,
+            queued_us: micros(task.queued)?,
+            started_us: NEVER,
+            ended_us: 0,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            pid: NONE,
+            slot: NONE,
+            chunk_back,
+            code,
+            outcome,
+            state,
+            evicted: task.output.is_evicted(),
+        };
+        match task.attempts.as_slice() {
+            [] => {}
+            [a] => {
+                let plain = a.number == 1
+                    && a.host.is_none()
+                    && a.command_pid.is_none()
+                    && a.stdin_bytes == 0
+                    && a.usage == Usage::default()
+                    && a.outcome.as_ref() == task.outcome();
+                if !plain || state != RowState::Done {
+                    return None;
+                }
+                row.started_us = micros(a.started)?;
+                row.ended_us = micros(a.ended?)?;
+                row.stdout_bytes = u32::try_from(a.stdout_bytes).ok()?;
+                row.stderr_bytes = u32::try_from(a.stderr_bytes).ok()?;
+                row.pid = a
+                    .pid
+                    .map_or(Some(NONE), |p| Some(p).filter(|&p| p != NONE))?;
+                row.slot = a
+                    .slot
+                    .map_or(Some(NONE), |s| u32::try_from(s).ok().filter(|&s| s != NONE))?;
+            }
+            _ => return None,
+        }
+        row.spec = match stored {
+            Some(at) => at,
+            None => specs.put(&task.spec),
+        };
+        Some(row)
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self.outcome {
+            OutcomeKind::Exited => Outcome::Exited(self.code),
+            OutcomeKind::Signaled => Outcome::Signaled(self.code),
+            OutcomeKind::Killed => Outcome::Killed,
+            OutcomeKind::TimedOut => Outcome::TimedOut,
+        }
+    }
+
+    fn state(&self) -> TaskState {
+        match self.state {
+            RowState::Queued => TaskState::Queued,
+            RowState::Done => TaskState::Done(self.outcome()),
+            RowState::Cancelled => TaskState::Cancelled,
+        }
+    }
+
+    fn attempt(&self) -> Option<Attempt> {
+        (self.started_us != NEVER).then(|| Attempt {
+            number: 1,
+            slot: (self.slot != NONE).then_some(self.slot as usize),
+            pid: (self.pid != NONE).then_some(self.pid),
+            host: None,
+            command_pid: None,
+            started: Duration::from_micros(self.started_us),
+            ended: Some(Duration::from_micros(self.ended_us)),
+            outcome: Some(self.outcome()),
+            stdout_bytes: u64::from(self.stdout_bytes),
+            stderr_bytes: u64::from(self.stderr_bytes),
+            stdin_bytes: 0,
+            usage: Usage::default(),
+        })
+    }
+}
+
+/// Specs of done tasks, encoded one after another in one buffer: a plain shell command
+/// costs its length and two bytes.
+#[derive(Clone, Default)]
+struct SpecStore {
+    bytes: Vec<u8>,
+    /// The last spec stored and where (a retry or a repeated command is stored once).
+    last: Option<(Arc<TaskSpec>, u64)>,
+}
+
+/// How a spec is encoded: a shell line with nothing else set and named by itself; a
+/// name and an invocation (as JSON) with nothing else set; the whole spec as JSON.
+const PLAIN_SHELL: u8 = 0;
+const NAMED: u8 = 1;
+const FULL: u8 = 2;
+
+impl SpecStore {
+    fn put(&mut self, spec: &Arc<TaskSpec>) -> u64 {
+        if let Some((last, at)) = &self.last
+            && Arc::ptr_eq(last, spec)
+        {
+            return *at;
+        }
+        let at = self.bytes.len() as u64;
+        let plain = spec.cwd.is_none()
+            && spec.env.is_empty()
+            && spec.stdin == StdinMode::Null
+            && spec.timeout.is_none()
+            && !spec.pty
+            && spec.background == crate::executor::Background::Wait
+            && !spec.own_process;
+        match &spec.invocation {
+            Invocation::Shell(line) if plain && *line == spec.name => {
+                self.bytes.push(PLAIN_SHELL);
+                self.put_bytes(line.as_bytes());
+            }
+            invocation if plain => {
+                self.bytes.push(NAMED);
+                self.put_bytes(spec.name.as_bytes());
+                let json = serde_json::to_vec(invocation).unwrap_or_default();
+                self.put_bytes(&json);
+            }
+            _ => {
+                self.bytes.push(FULL);
+                let json = serde_json::to_vec(spec.as_ref()).unwrap_or_default();
+                self.put_bytes(&json);
+            }
+        }
+        self.last = Some((Arc::clone(spec), at));
+        at
+    }
+
+    fn put_bytes(&mut self, bytes: &[u8]) {
+        let mut len = bytes.len();
+        // LEB128: seven bits a byte, the high bit says more follow.
+        while len >= 0x80 {
+            self.bytes.push((len as u8 & 0x7f) | 0x80);
+            len >>= 7;
+        }
+        self.bytes.push(len as u8);
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    fn take_bytes(&self, at: &mut usize) -> &[u8] {
+        let (mut len, mut shift) = (0usize, 0);
+        while let Some(&b) = self.bytes.get(*at) {
+            *at += 1;
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let end = (*at + len).min(self.bytes.len());
+        let bytes = &self.bytes[*at..end];
+        *at = end;
+        bytes
+    }
+
+    fn get(&self, at: u64) -> TaskSpec {
+        let mut at = at as usize;
+        let kind = self.bytes.get(at).copied();
+        at += 1;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match kind {
+            Some(PLAIN_SHELL) => TaskSpec::shell(text(self.take_bytes(&mut at))),
+            Some(NAMED) => {
+                let name = text(self.take_bytes(&mut at));
+                let invocation = serde_json::from_slice(self.take_bytes(&mut at))
+                    .unwrap_or_else(|_| Invocation::Shell(String::new()));
+                TaskSpec {
+                    name,
+                    invocation,
+                    ..TaskSpec::shell(String::new())
+                }
+            }
+            _ => serde_json::from_slice(self.take_bytes(&mut at))
+                .unwrap_or_else(|_| TaskSpec::shell(String::new())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(id: u64, spec: TaskSpec, outcome: Outcome) -> TaskRecord {
+        TaskRecord {
+            id: TaskId(id),
+            spec: Arc::new(spec),
+            queued: Duration::from_micros(5),
+            attempts: vec![Attempt {
+                number: 1,
+                slot: Some(1),
+                pid: Some(4242),
+                host: None,
+                command_pid: None,
+                started: Duration::from_micros(10),
+                ended: Some(Duration::from_micros(900)),
+                outcome: Some(outcome.clone()),
+                stdout_bytes: 12,
+                stderr_bytes: 0,
+                stdin_bytes: 0,
+                usage: Usage::default(),
+            }],
+            state: TaskState::Done(outcome),
+            stdin_open: false,
+            output: OutputTail::new(64),
+            chunk: Some(TaskId(id - 1)),
+            screen: None,
+        }
+    }
+
+    fn same(a: &TaskRecord, b: &TaskRecord) {
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.spec, b.spec);
+        assert_eq!(a.queued, b.queued);
+        assert_eq!(a.state, b.state);
+        assert_eq!(a.chunk, b.chunk);
+        assert_eq!(a.attempts.len(), b.attempts.len());
+        for (x, y) in a.attempts.iter().zip(&b.attempts) {
+            assert_eq!(
+                (x.number, x.slot, x.pid, x.started, x.ended, &x.outcome),
+                (y.number, y.slot, y.pid, y.started, y.ended, &y.outcome)
+            );
+            assert_eq!(
+                (x.stdout_bytes, x.stderr_bytes),
+                (y.stdout_bytes, y.stderr_bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn a_done_task_reads_back_as_it_was() {
+        let mut timed = TaskSpec::shell("sleep 9");
+        timed.timeout = Some(Duration::from_secs(1));
+        let specs = [
+            TaskSpec::shell("echo 1"),
+            TaskSpec::shell("echo é ünïcode").with_name("renamed"),
+            TaskSpec::program("/bin/echo", ["a b", "c"]),
+            timed,
+        ];
+        let mut store = TaskStore::new(64);
+        let mut originals = Vec::new();
+        for (i, spec) in specs.into_iter().enumerate() {
+            let outcome =
+                [Outcome::Exited(0), Outcome::Exited(3), Outcome::Signaled(9)][i % 3].clone();
+            let task = done(i as u64 + 7, spec, outcome);
+            originals.push(task.clone());
+            store.push(task);
+            assert!(store.compact(i), "task {i} fits a row");
+        }
+        for (i, original) in originals.iter().enumerate() {
+            same(original, &store.get(i).expect("there"));
+            assert_eq!(store.position(original.id), Some(i));
+        }
+    }
+
+    #[test]
+    fn what_a_row_cannot_say_stays_whole() {
+        let mut store = TaskStore::new(64);
+        let mut retried = done(1, TaskSpec::shell("x"), Outcome::Exited(0));
+        retried.attempts[0].number = 2;
+        store.push(retried);
+        let mut lost = done(2, TaskSpec::shell("x"), Outcome::Exited(0));
+        lost.state = TaskState::Lost;
+        store.push(lost);
+        let mut spawn = done(3, TaskSpec::shell("x"), Outcome::FailedToSpawn("no".into()));
+        spawn.attempts[0].outcome = Some(Outcome::FailedToSpawn("no".into()));
+        store.push(spawn);
+        let mut holding = done(4, TaskSpec::shell("x"), Outcome::Exited(0));
+        holding
+            .output
+            .push(super::super::tail::Channel::Stdout, b"kept\n");
+        store.push(holding);
+        for i in 0..4 {
+            assert!(!store.compact(i), "task {i} stays whole");
+        }
+        assert_eq!(store.get(1).expect("there").state, TaskState::Lost);
+    }
+
+    #[test]
+    fn a_waiting_task_is_a_row_and_keeps_its_chunk() {
+        let mut store = TaskStore::new(64);
+        for id in 1..=3 {
+            let mut task = done(
+                id + 1,
+                TaskSpec::shell(format!("job {id}")),
+                Outcome::Exited(0),
+            );
+            (task.attempts, task.state, task.chunk) = (Vec::new(), TaskState::Queued, None);
+            store.push(task);
+            assert!(store.compact(id as usize - 1), "a waiting task fits a row");
+        }
+        for i in 0..3 {
+            store.set_chunk(i, TaskId(2));
+        }
+        let third = store.get(2).expect("there");
+        assert_eq!(
+            (third.chunk, &third.state),
+            (Some(TaskId(2)), &TaskState::Queued)
+        );
+        assert_eq!(third.spec.name, "job 3");
+        // It starts: whole again, and done, a row again with its spec stored once.
+        let stored = store.specs.bytes.len();
+        let task = store.get_mut(2).expect("there");
+        task.state = TaskState::Done(Outcome::Exited(0));
+        task.attempts = done(4, TaskSpec::shell("x"), Outcome::Exited(0)).attempts;
+        assert!(store.compact(2));
+        assert_eq!(store.specs.bytes.len(), stored, "not stored again");
+        assert_eq!(store.get(2).expect("there").spec.name, "job 3");
+    }
+
+    #[test]
+    fn ids_out_of_sequence_are_still_found() {
+        let mut store = TaskStore::new(64);
+        for id in [1, 2, 3, 10, 4] {
+            store.push(done(id, TaskSpec::shell("x"), Outcome::Exited(0)));
+        }
+        for (i, id) in [1, 2, 3, 10, 4].into_iter().enumerate() {
+            assert_eq!(store.position(TaskId(id)), Some(i));
+        }
+        assert_eq!(store.position(TaskId(5)), None);
+    }
+
+    #[test]
+    fn a_row_made_whole_to_change_keeps_what_it_said() {
+        let mut store = TaskStore::new(64);
+        let task = done(1, TaskSpec::shell("echo hi"), Outcome::Exited(0));
+        store.push(task.clone());
+        assert!(store.compact(0));
+        let whole = store.get_mut(0).expect("there");
+        same(&task, whole);
+        whole.state = TaskState::Queued;
+        assert_eq!(*store.state(0).expect("there"), TaskState::Queued);
+    }
+}
