@@ -588,7 +588,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
 
     let bar = progress_bar(total);
     let mut printer = Printer::new(args.tag);
-    let mut order = keep_order.then(InputOrder::default);
+    // Output waiting its turn spills into the run's folder (next to its output), or
+    // the temporary folder for a run without one.
+    let spill_dir = journal
+        .as_ref()
+        .map_or_else(std::env::temp_dir, |(dir, _)| dir.clone());
+    let mut order = keep_order.then(|| InputOrder::new(spill_dir));
     let mut journal_failed = None;
     let mut save_failed = None;
     let mut drained = false;
@@ -1337,24 +1342,40 @@ fn progress_bar(total: usize) -> Progress {
 /// `--keep-order`: output is printed task by task in input order (GNU parallel's `-k`,
 /// the order of Python's `map`). The first unfinished task prints live; later tasks'
 /// output waits until every task before them is over.
-#[derive(Default)]
 struct InputOrder {
     /// The task whose output prints live (ids are 1-based, in input order).
     current: u64,
-    held: std::collections::BTreeMap<TaskId, Vec<(Stream, Vec<u8>)>>,
+    /// What later tasks printed, in memory up to a budget, then in a hidden file.
+    held: crate::model::spill::HeldOutput,
     over: std::collections::BTreeSet<TaskId>,
 }
 
 impl InputOrder {
+    /// Held output past the memory budget goes to a hidden file in `dir`.
+    fn new(dir: PathBuf) -> Self {
+        Self {
+            current: 0,
+            held: crate::model::spill::HeldOutput::new(dir, crate::model::spill::MEMORY_BUDGET),
+            over: std::collections::BTreeSet::new(),
+        }
+    }
+
     fn is_current(&self, task: TaskId) -> bool {
         task.0 == self.current.max(1)
     }
 
     fn hold(&mut self, task: TaskId, stream: Stream, bytes: &[u8]) {
-        self.held
-            .entry(task)
-            .or_default()
-            .push((stream, bytes.to_vec()));
+        self.held.hold(task, stream, bytes);
+    }
+
+    /// Print what `task` held.
+    fn release(&mut self, task: TaskId, printer: &mut Printer) {
+        if let Err(e) = self
+            .held
+            .release(task, |stream, bytes| printer.output(task, stream, bytes))
+        {
+            eprintln!("poolscope: task {task}: held output could not be read back: {e}");
+        }
     }
 
     fn finished(&mut self, task: TaskId, printer: &mut Printer) {
@@ -1363,16 +1384,11 @@ impl InputOrder {
         // Move on past every task that is over, printing what each held.
         while self.over.remove(&TaskId(self.current)) {
             let id = TaskId(self.current);
-            for (stream, bytes) in self.held.remove(&id).unwrap_or_default() {
-                printer.output(id, stream, &bytes);
-            }
+            self.release(id, printer);
             printer.flush_task(id);
             self.current += 1;
             // The next task may be running: what it printed so far goes out now.
-            let next = TaskId(self.current);
-            for (stream, bytes) in self.held.remove(&next).unwrap_or_default() {
-                printer.output(next, stream, &bytes);
-            }
+            self.release(TaskId(self.current), printer);
         }
     }
 }

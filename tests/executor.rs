@@ -387,7 +387,11 @@ fn retries_run_a_failing_task_again_and_record_each_attempt() {
             .iter()
             .all(|a| a.outcome == Some(Outcome::Exited(3)))
     );
-    assert_eq!(record.completions.len(), 3, "each attempt is a joblog line");
+    assert_eq!(
+        record.completions().len(),
+        3,
+        "each attempt is a joblog line"
+    );
 }
 
 #[test]

@@ -95,7 +95,7 @@ fn importing_the_timeout_sample_keeps_the_timeout_apart() {
     assert_eq!(timeouts, 1, "Exitval -1 with signal 15 is a timeout");
     assert_eq!(record.failed(), 1, "the timeout is the only failure");
     assert_eq!(lanes_used(&record), true_max_concurrency(&entries));
-    assert_eq!(record.completions.len(), 3, "completion order kept");
+    assert_eq!(record.completions().len(), 3, "completion order kept");
 }
 
 #[test]

@@ -23,8 +23,9 @@ const NEVER: u64 = u64::MAX;
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Row {
     id: TaskId,
-    /// Where its spec starts in the [`SpecStore`].
-    spec: u64,
+    /// Where its spec starts in the [`SpecStore`] (past 4 GiB of specs, tasks stay
+    /// whole).
+    spec: u32,
     queued_us: u64,
     started_us: u64,
     ended_us: u64,
@@ -152,7 +153,7 @@ impl TaskStore {
         let slot = self.slots.get_mut(position)?;
         if let Slot::Row(row) = slot {
             let whole = Self::whole_from_parts(&self.specs, self.tail_limit, row);
-            *slot = Slot::Whole(Box::new(whole), Some(row.spec));
+            *slot = Slot::Whole(Box::new(whole), Some(u64::from(row.spec)));
         }
         match slot {
             Slot::Whole(task, _) => Some(task),
@@ -228,7 +229,7 @@ impl TaskStore {
         }
         TaskRecord {
             id: row.id,
-            spec: Arc::new(specs.get(row.spec)),
+            spec: Arc::new(specs.get(u64::from(row.spec))),
             queued: Duration::from_micros(row.queued_us),
             attempts: row.attempt().into_iter().collect(),
             state: row.state(),
@@ -313,10 +314,7 @@ impl Row {
             }
             _ => return None,
         }
-        row.spec = match stored {
-            Some(at) => at,
-            None => specs.put(&task.spec),
-        };
+        row.spec = u32::try_from(stored.unwrap_or_else(|| specs.put(&task.spec))).ok()?;
         Some(row)
     }
 
@@ -585,6 +583,11 @@ mod tests {
         assert!(store.compact(2));
         assert_eq!(store.specs.bytes.len(), stored, "not stored again");
         assert_eq!(store.get(2).expect("there").spec.name, "job 3");
+    }
+
+    #[test]
+    fn a_row_takes_64_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 64);
     }
 
     #[test]

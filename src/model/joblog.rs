@@ -85,7 +85,7 @@ pub fn line(run: &RunRecord, task: &TaskRecord, attempt: &Attempt) -> String {
 /// The whole joblog of a run, in completion order.
 pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "{HEADER}")?;
-    for &(id, number) in &run.completions {
+    for (id, number) in run.completions() {
         if let (Some(task), Some(attempt)) = (run.task(id), run.attempt(id, number)) {
             writeln!(out, "{}", line(run, &task, &attempt))?;
         }

@@ -11,6 +11,7 @@ pub mod run;
 pub mod runfile;
 pub mod runs;
 pub mod screen;
+pub mod spill;
 pub mod stats;
 pub mod story;
 pub mod tail;

@@ -163,7 +163,7 @@ pub struct RunRecord {
     /// [`RunRecord::task`].
     tasks: TaskStore,
     /// (task, attempt number) in completion order: the joblog's order.
-    pub completions: Vec<(TaskId, u32)>,
+    completions: Completions,
     pub last_event: Duration,
     /// Every task's output, whole lines in arrival order (GNU parallel's `--tag` view).
     #[serde(skip)]
@@ -209,6 +209,9 @@ pub struct RunRecord {
     /// Tasks whose attempts changed, in event order: views catch up from a cursor.
     #[serde(skip)]
     changes: Vec<TaskId>,
+    /// Changes dropped from the front (views that fell that far behind rebuild).
+    #[serde(skip)]
+    changes_dropped: usize,
     /// Concurrency and summary kept up to date event by event (records built from
     /// events; imported ones have none and are computed once).
     #[serde(skip)]
@@ -216,6 +219,64 @@ pub struct RunRecord {
     /// Count output bytes only (headless runs print or save output instead).
     #[serde(skip)]
     discard_output: bool,
+}
+
+/// (task, attempt) pairs in order, packed into one `u64` each where the task id is
+/// below 2^40 and the attempt below 2^24 (the others, a watched program's processes,
+/// wait in `wide`); saved as the pairs.
+#[derive(Clone, Debug, Default)]
+struct Completions {
+    packed: Vec<u64>,
+    wide: Vec<(TaskId, u32)>,
+}
+
+/// In `packed`: the next pair is in `wide`.
+const WIDE: u64 = u64::MAX;
+
+impl Completions {
+    fn push(&mut self, (task, attempt): (TaskId, u32)) {
+        if task.0 < 1 << 40 && attempt < 1 << 24 {
+            self.packed.push((task.0 << 24) | u64::from(attempt));
+        } else {
+            self.packed.push(WIDE);
+            self.wide.push((task, attempt));
+        }
+    }
+
+    fn iter(&self) -> impl ExactSizeIterator<Item = (TaskId, u32)> + '_ {
+        let mut wide = self.wide.iter();
+        self.packed.iter().map(move |&c| {
+            if c == WIDE {
+                wide.next().copied().unwrap_or((TaskId(0), 0))
+            } else {
+                (TaskId(c >> 24), (c & 0xff_ffff) as u32)
+            }
+        })
+    }
+}
+
+impl FromIterator<(TaskId, u32)> for Completions {
+    fn from_iter<I: IntoIterator<Item = (TaskId, u32)>>(pairs: I) -> Self {
+        let mut completions = Self::default();
+        for pair in pairs {
+            completions.push(pair);
+        }
+        completions
+    }
+}
+
+impl Serialize for Completions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Completions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Vec::<(TaskId, u32)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// One persistent worker's life, on the run's clock.
@@ -342,7 +403,7 @@ impl RunRecord {
             pool_sizes: Vec::new(),
             phase: PoolPhase::Running,
             tasks: TaskStore::new(tail_bytes),
-            completions: Vec::new(),
+            completions: Completions::default(),
             last_event: Duration::ZERO,
             interleaved: Interleaved::default(),
             revision: 0,
@@ -359,6 +420,7 @@ impl RunRecord {
             runtimes: super::stats::RunningMedian::default(),
             uid: next_uid(),
             changes: Vec::new(),
+            changes_dropped: 0,
             live: Some(LiveStats::default()),
             discard_output: false,
         }
@@ -376,9 +438,31 @@ impl RunRecord {
         self.uid
     }
 
-    /// Every task whose attempts changed, in order; read from a cursor on.
-    pub fn changes(&self) -> &[TaskId] {
-        &self.changes
+    /// The tasks whose attempts changed since `cursor` (a count of changes, see
+    /// [`Self::changes_total`]), in order; `None` if that is further back than is kept.
+    pub fn changes_since(&self, cursor: usize) -> Option<&[TaskId]> {
+        self.changes
+            .get(cursor.checked_sub(self.changes_dropped)?..)
+    }
+
+    /// (task, attempt) in the order attempts ended: the joblog's order.
+    pub fn completions(&self) -> impl ExactSizeIterator<Item = (TaskId, u32)> + '_ {
+        self.completions.iter()
+    }
+
+    /// How many changes there have been.
+    pub fn changes_total(&self) -> usize {
+        self.changes_dropped + self.changes.len()
+    }
+
+    fn note_change(&mut self, task: TaskId) {
+        // Kept for views to catch up from; a view further behind than this rebuilds.
+        const KEPT: usize = 1 << 19;
+        if self.changes.len() >= KEPT {
+            self.changes.drain(..KEPT / 2);
+            self.changes_dropped += KEPT / 2;
+        }
+        self.changes.push(task);
     }
 
     /// Incremental statistics, for records built from events.
@@ -536,7 +620,7 @@ impl RunRecord {
             pool_sizes,
             phase: PoolPhase::Finished,
             tasks: store,
-            completions,
+            completions: completions.into_iter().collect(),
             last_event,
             revision: 1,
             // Made elsewhere: its statistics are computed from its tasks, once.
@@ -781,7 +865,7 @@ impl RunRecord {
                 pid,
                 host,
             } => {
-                self.changes.push(*task);
+                self.note_change(*task);
                 if self.continue_attempt(*task, *attempt, *slot, *pid, host.as_ref()) {
                     return;
                 }
@@ -903,7 +987,7 @@ impl RunRecord {
         stdin_bytes: u64,
         will_retry: bool,
     ) {
-        self.changes.push(task);
+        self.note_change(task);
         let position = self.tasks.position(task);
         if let (Some(i), Some(live)) = (position, self.live.as_mut())
             && let Some(t) = self.tasks.get_mut(i)
@@ -1019,7 +1103,7 @@ impl RunRecord {
         let Some(index) = self.tasks.position(task) else {
             return;
         };
-        self.changes.push(task);
+        self.note_change(task);
         let Some(t) = self.tasks.get_mut(index) else {
             return;
         };
@@ -1251,5 +1335,26 @@ mod tests {
                 .values()
                 .all(|p| p.len() <= MAX_LINE + chunk.len())
         );
+    }
+}
+
+#[cfg(test)]
+mod completion_tests {
+    use super::*;
+
+    #[test]
+    fn completions_keep_their_order_packed_or_not() {
+        let pairs = [
+            (TaskId(1), 1),
+            (TaskId(1 << 40), 1),
+            (TaskId(7), 3),
+            (TaskId(5), 1 << 24),
+            (TaskId(2), 1),
+        ];
+        let completions: Completions = pairs.into_iter().collect();
+        assert_eq!(completions.iter().collect::<Vec<_>>(), pairs);
+        let json = serde_json::to_string(&completions).expect("saves");
+        let back: Completions = serde_json::from_str(&json).expect("loads");
+        assert_eq!(back.iter().collect::<Vec<_>>(), pairs);
     }
 }

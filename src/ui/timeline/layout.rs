@@ -692,13 +692,15 @@ impl LaneIndex {
     pub fn update(&mut self, record: &RunRecord, mode: LaneMode) {
         if mode == LaneMode::Slot && record.live_stats().is_some() {
             let count = slot_count(record);
-            if self.live == Some((record.uid(), count)) {
+            if self.live == Some((record.uid(), count))
+                && record.changes_since(self.applied).is_some()
+            {
                 self.apply_changes(record);
                 return;
             }
             self.rebuild(record, mode);
             self.live = Some((record.uid(), count));
-            self.applied = record.changes().len();
+            self.applied = record.changes_total();
             return;
         }
         self.live = None;
@@ -713,8 +715,8 @@ impl LaneIndex {
     /// Attempts that started or ended since the last update: new spans go at the end
     /// of their lane (starts come in time order), ended ones are updated in place.
     fn apply_changes(&mut self, record: &RunRecord) {
-        let changes = &record.changes()[self.applied..];
-        self.applied = record.changes().len();
+        let changes = record.changes_since(self.applied).unwrap_or_default();
+        self.applied = record.changes_total();
         for &id in changes {
             let Some(task) = record.task(id) else {
                 continue;

@@ -215,7 +215,7 @@ impl TimelineState {
         }
         let key = (
             record.task_count(),
-            record.completions.len(),
+            record.completions().len(),
             if live { now } else { record.last_event },
             record.pool_sizes.len(),
         );
