@@ -99,7 +99,7 @@ for _ in $(seq 100); do [ "$(ls "$out"/pid.* 2>/dev/null | wc -l)" -eq 3 ] && br
 # The window records what it has seen: wait until its journal has the three starts.
 for _ in $(seq 100); do
   run=$(ls -d "$runs"/run-* 2>/dev/null | tail -1)
-  [ -n "$run" ] && [ "$(grep -c '"Started"' "$run/journal.jsonl" 2>/dev/null)" -ge 3 ] && break
+  [ -n "$run" ] && [ "$(grep -c -e '"Started"' -e '^\["s",' "$run/journal.jsonl" 2>/dev/null)" -ge 3 ] && break
   sleep 0.1
 done
 window=$(pgrep -f "^$bin $out/cut.toml" | head -1)

@@ -1078,11 +1078,13 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
             size,
             output_dir: args.results.clone(),
             slurm,
+            // It goes on as it ran: on persistent workers, with their chunks, if so.
+            workers: loaded.about.workers.clone(),
             ..PoolConfig::default()
         },
         specs,
-        chunk_size: 1,
-        keep_order: false,
+        chunk_size: loaded.about.chunk_size.unwrap_or(1),
+        keep_order: args.keep_order || (loaded.about.workers.is_some() && !args.unordered),
         journal: Some((dir.to_owned(), journal)),
         unaccounted: loaded.unaccounted,
         record: loaded.record,
@@ -1184,11 +1186,10 @@ impl JoblogOut {
     }
 
     fn finished(&mut self, record: &RunRecord, task: TaskId, attempt: u32) -> Result<()> {
-        if let (Some((path, out)), Some(t), Some(a)) = (
-            &mut self.out,
-            record.task(task),
-            record.attempt(task, attempt),
-        ) {
+        // (A task is looked up only for a joblog: a done one is rebuilt from its row.)
+        if let Some((path, out)) = &mut self.out
+            && let (Some(t), Some(a)) = (record.task(task), record.attempt(task, attempt))
+        {
             let line = joblog::line(record, &t, &a);
             let written = match usize::try_from(task.0)
                 .ok()

@@ -119,15 +119,17 @@ fn successes(run: &Path) -> (usize, Vec<(TaskId, usize)>) {
 
 #[test]
 fn finding_3_a_disk_that_fills_mid_run_then_resume_runs_exactly_the_rest() {
-    // Room for the list of 6000 tasks (1.2 MB) and the journal's reserve, not the run.
+    // Room for the list of 12 000 tasks (about 1.5 MB: each command is padded to
+    // 120 bytes) and the journal's reserve, not the run (about 60 bytes a task more).
     let Some(disk) = SmallDisk::mount(2 << 20) else {
         return;
     };
     let runs = disk.path().join("runs");
-    let tasks = 6000;
+    let tasks = 12_000;
+    let command = format!("echo x # {}\n", "p".repeat(100));
     let out = run_with_input(
         &["-j", "2", "--run-dir", &path_arg(&runs)],
-        &"echo x\n".repeat(tasks),
+        &command.repeat(tasks),
     );
     let stderr = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
@@ -196,7 +198,7 @@ fn finding_3_a_task_list_that_does_not_fit_on_the_disk_starts_nothing() {
     std::fs::write(
         &file,
         format!(
-            "[[task]]\ncommand = \"touch {}\"\nrange = [0, 20000]\n",
+            "[[task]]\ncommand = \"touch {}\"\nrange = [0, 60000]\n",
             marker.display()
         ),
     )

@@ -447,3 +447,44 @@ fn the_side_by_side_preset_runs_processes_and_workers_in_one_pool() {
     assert!(worker_pids.is_subset(&workers));
     assert!(worker_pids.len() <= 4, "five tasks on at most four workers");
 }
+
+/// A run on workers that is resumed goes on on workers (one PID runs the tasks again),
+/// with its output in input order, as it first ran.
+#[test]
+fn a_workers_run_resumes_on_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("fail.toml");
+    std::fs::write(
+        &file,
+        "[pool]\nsize = 1\nmode = \"workers\"\n[[task]]\nbuiltin = \"fail\"\nrange = [0, 4]\n",
+    )
+    .expect("write");
+    let runs = dir.path().join("runs");
+    let run = |args: &[&str]| {
+        common::poolscope()
+            .arg("run")
+            .args(args)
+            .args(["--run-dir".as_ref(), runs.as_os_str()])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("poolscope")
+    };
+    let first = run(&[file.to_str().expect("utf-8")]);
+    assert!(!first.status.success(), "every task failed");
+    let folder = common::the_run(&runs);
+    let again = run(&["--resume-failed", folder.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("4 of 4 tasks to run"), "{stderr}");
+    let loaded = poolscope::model::journal::load(&folder).expect("journal");
+    let pids: BTreeSet<u32> = loaded
+        .record
+        .attempts()
+        .filter(|(_, a)| a.number == 2)
+        .filter_map(|(_, a)| a.pid)
+        .collect();
+    assert_eq!(
+        pids.len(),
+        1,
+        "the four tasks ran again on one worker: {pids:?}"
+    );
+}

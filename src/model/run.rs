@@ -712,9 +712,10 @@ impl RunRecord {
         self.tasks.get_mut(i)
     }
 
+    /// Attempt `number` of a task (without making a done task whole).
     pub fn attempt(&self, id: TaskId, number: u32) -> Option<Attempt> {
-        self.task(id)?
-            .attempts
+        self.tasks
+            .attempts(self.tasks.position(id)?)
             .iter()
             .find(|a| a.number == number)
             .cloned()
