@@ -195,6 +195,16 @@ impl TaskStore {
         }
     }
 
+    /// The chunk the task went to a worker with, without making it whole.
+    pub fn chunk(&self, position: usize) -> Option<TaskId> {
+        match self.slots.get(position)? {
+            Slot::Whole(task, _) => task.chunk,
+            Slot::Row(row) => {
+                (row.chunk_back != NONE).then(|| TaskId(row.id.0 - u64::from(row.chunk_back)))
+            }
+        }
+    }
+
     pub fn id(&self, position: usize) -> Option<TaskId> {
         match self.slots.get(position)? {
             Slot::Whole(task, _) => Some(task.id),

@@ -696,6 +696,34 @@ impl RunRecord {
         (0..self.tasks.len()).filter_map(|i| Some((self.tasks.id(i)?, self.tasks.attempts(i))))
     }
 
+    /// The tasks in `state` (looked at without making done ones whole).
+    pub fn tasks_in(&self, state: &TaskState) -> impl Iterator<Item = TaskRef<'_>> + '_ {
+        let wanted = state.clone();
+        (0..self.tasks.len())
+            .filter(move |&i| self.tasks.state(i).is_some_and(|s| *s == wanted))
+            .map(|i| self.tasks.at(i))
+    }
+
+    /// How many tasks went to a worker in the chunk that starts with `first`.
+    pub fn chunk_len(&self, first: TaskId) -> usize {
+        let Some(start) = self.tasks.position(first) else {
+            return 0;
+        };
+        (start..self.tasks.len())
+            .take_while(|&i| self.tasks.chunk(i) == Some(first))
+            .count()
+    }
+
+    /// Where a task is in queue order.
+    pub fn position(&self, id: TaskId) -> Option<usize> {
+        self.tasks.position(id)
+    }
+
+    /// The attempts of the task at `position` (without making a done task whole).
+    pub fn attempts_at(&self, position: usize) -> Cow<'_, [Attempt]> {
+        self.tasks.attempts(position)
+    }
+
     /// The state of the task at `position` (without making a done task whole).
     pub fn state_at(&self, position: usize) -> Option<Cow<'_, TaskState>> {
         self.tasks.state(position)

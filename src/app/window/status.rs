@@ -19,11 +19,7 @@ pub fn eta(run: &Run, pool_size: usize) -> Option<Duration> {
     // The last wave (its tasks are found by a walk over the list, once per frame).
     let now = run.now();
     let mut left = None;
-    for task in run
-        .record
-        .tasks()
-        .filter(|t| t.state == crate::model::TaskState::Running)
-    {
+    for task in run.record.tasks_in(&crate::model::TaskState::Running) {
         if task.spec.pty || task.spec.stdin == crate::executor::StdinMode::Pipe {
             continue;
         }

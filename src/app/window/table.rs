@@ -12,8 +12,7 @@ const ROW_HEIGHT: f32 = 24.0;
 /// the sideways scroll bar).
 pub const LIST_MIN: f32 = 40.0 + 20.0 + 5.0 * ROW_HEIGHT + 24.0;
 
-fn matches_filter(filter: StateFilter, task: Option<&TaskRecord>) -> bool {
-    let state = task.map(|t| &t.state);
+fn matches_filter(filter: StateFilter, state: Option<&TaskState>) -> bool {
     match filter {
         StateFilter::All => true,
         StateFilter::Pending => {
@@ -31,8 +30,8 @@ fn matches_filter(filter: StateFilter, task: Option<&TaskRecord>) -> bool {
     }
 }
 
-fn state_rank(task: Option<&TaskRecord>) -> u8 {
-    match task.map(|t| &t.state) {
+fn state_rank(state: Option<&TaskState>) -> u8 {
+    match state {
         Some(TaskState::Running | TaskState::Retrying) => 0,
         Some(TaskState::Queued | TaskState::Waiting(_)) => 1,
         None => 2,
@@ -44,34 +43,37 @@ fn state_rank(task: Option<&TaskRecord>) -> u8 {
 
 /// Row indices to show, filtered and sorted.
 fn visible_rows(rows: &[Row], run: Option<&Run>, filter: StateFilter, sort: SortKey) -> Vec<usize> {
-    let task_of = |i: usize| {
-        rows[i]
-            .task
-            .and_then(|id| run.and_then(|r| r.record.task(id)))
+    // Looked up by position, without making a done task whole (a sort looks at every
+    // row every frame).
+    let position = |i: usize| {
+        let run = run?;
+        Some((run, run.record.position(rows[i].task?)?))
     };
+    let state_of = |i: usize| position(i).and_then(|(run, p)| run.record.state_at(p));
+    let attempts_of = |i: usize| position(i).map(|(run, p)| run.record.attempts_at(p));
     if filter == StateFilter::All && sort == SortKey::Order {
         // The common case needs no look-up per row (the list can be 100 000 long).
         return (0..rows.len()).collect();
     }
     let mut order: Vec<usize> = (0..rows.len())
-        .filter(|&i| matches_filter(filter, task_of(i).as_deref()))
+        .filter(|&i| matches_filter(filter, state_of(i).as_deref()))
         .collect();
     let now = run.map(Run::now).unwrap_or_default();
     match sort {
         SortKey::Order => {}
         SortKey::Started => order.sort_by_key(|&i| {
-            task_of(i)
-                .and_then(|t| t.attempts.first().map(|a| a.started))
+            attempts_of(i)
+                .and_then(|a| a.first().map(|a| a.started))
                 .unwrap_or(now * 2)
         }),
         SortKey::Runtime => order.sort_by_key(|&i| {
             std::cmp::Reverse(
-                task_of(i)
-                    .and_then(|t| t.last_attempt().map(|a| a.runtime(now)))
+                attempts_of(i)
+                    .and_then(|a| a.last().map(|a| a.runtime(now)))
                     .unwrap_or_default(),
             )
         }),
-        SortKey::State => order.sort_by_key(|&i| state_rank(task_of(i).as_deref())),
+        SortKey::State => order.sort_by_key(|&i| state_rank(state_of(i).as_deref())),
     }
     order
 }

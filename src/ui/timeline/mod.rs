@@ -145,11 +145,7 @@ fn tooltip(ui: &mut egui::Ui, record: &RunRecord, task: &TaskRecord, attempt: u3
                     row("command PID", format!("{pid} (the worker's child)"));
                 }
                 if let Some(first) = task.chunk.filter(|_| a.number == 1) {
-                    let len = record
-                        .tasks()
-                        .skip_while(|t| t.id != first)
-                        .take_while(|t| t.chunk == Some(first))
-                        .count();
+                    let len = record.chunk_len(first);
                     row(
                         "chunk",
                         format!("{len} tasks from task {first}, handed over together"),
