@@ -172,18 +172,40 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
             })?;
         }
     }
-    // The same running and waiting counts as the window's concurrency strip.
-    for level in super::stats::concurrency(run, run.last_event) {
+    // The same running and waiting counts as the window's concurrency strip, at most
+    // one sample per 100 µs (the most of each in it), as the strip draws its columns:
+    // a million short tasks would otherwise double the file.
+    let mut bucket: Option<(i64, f64, u32, u32)> = None;
+    let levels = super::stats::concurrency(run, run.last_event);
+    let sample = |w: &mut EventWriter<'_, _>, (at, running, queued): (f64, u32, u32)| {
         w.event(&TraceEvent {
             name: "tasks",
             cat: None,
             ph: "C",
-            ts: Some(level.at * 1e6),
+            ts: Some((at * 1e7).round() / 10.0),
             dur: None,
             pid: POOL_PID,
             tid: None,
-            args: json!({"running": level.running, "queued": level.waiting}),
-        })?;
+            args: json!({"running": running, "queued": queued}),
+        })
+    };
+    for level in &*levels {
+        let key = (level.at * 1e4).floor() as i64;
+        match &mut bucket {
+            Some((k, _, running, queued)) if *k == key => {
+                *running = (*running).max(level.running);
+                *queued = (*queued).max(level.waiting);
+            }
+            _ => {
+                if let Some((_, at, running, queued)) = bucket.take() {
+                    sample(&mut w, (at, running, queued))?;
+                }
+                bucket = Some((key, level.at, level.running, level.waiting));
+            }
+        }
+    }
+    if let Some((_, at, running, queued)) = bucket {
+        sample(&mut w, (at, running, queued))?;
     }
     // What the tasks cost: cores in use at each usage sample, as a counter track.
     for &(at, cores) in &run.cpu_in_use {
