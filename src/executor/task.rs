@@ -177,6 +177,27 @@ impl TaskSpec {
         }
     }
 
+    /// `name` running `invocation`, with nothing else set.
+    pub fn plain(name: String, invocation: Invocation) -> Self {
+        Self {
+            name,
+            invocation,
+            ..Self::shell(String::new())
+        }
+    }
+
+    /// Nothing is set but its name and invocation (what [`TaskSpec::plain`] makes): the
+    /// compact record and journal keep such a spec as those two alone.
+    pub fn is_plain(&self) -> bool {
+        self.cwd.is_none()
+            && self.env.is_empty()
+            && self.stdin == StdinMode::Null
+            && self.timeout.is_none()
+            && !self.pty
+            && self.background == Background::Wait
+            && !self.own_process
+    }
+
     /// A program with arguments, started without a shell.
     pub fn program<I, S>(program: impl Into<String>, args: I) -> Self
     where

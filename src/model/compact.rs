@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::executor::task::TaskMap;
-use crate::executor::{Invocation, Outcome, StdinMode, TaskId, TaskSpec};
+use crate::executor::{Invocation, Outcome, TaskId, TaskSpec};
 
 use super::run::{Attempt, TaskRecord, TaskState, Usage};
 use super::tail::OutputTail;
@@ -347,18 +347,13 @@ impl Row {
 
     fn attempt(&self) -> Option<Attempt> {
         (self.started_us != NEVER).then(|| Attempt {
-            number: 1,
             slot: (self.slot != NONE).then_some(self.slot as usize),
             pid: (self.pid != NONE).then_some(self.pid),
-            host: None,
-            command_pid: None,
-            started: Duration::from_micros(self.started_us),
             ended: Some(Duration::from_micros(self.ended_us)),
             outcome: Some(self.outcome()),
             stdout_bytes: u64::from(self.stdout_bytes),
             stderr_bytes: u64::from(self.stderr_bytes),
-            stdin_bytes: 0,
-            usage: Usage::default(),
+            ..Attempt::begun(1, Duration::from_micros(self.started_us))
         })
     }
 }
@@ -386,13 +381,7 @@ impl SpecStore {
             return *at;
         }
         let at = self.bytes.len() as u64;
-        let plain = spec.cwd.is_none()
-            && spec.env.is_empty()
-            && spec.stdin == StdinMode::Null
-            && spec.timeout.is_none()
-            && !spec.pty
-            && spec.background == crate::executor::Background::Wait
-            && !spec.own_process;
+        let plain = spec.is_plain();
         match &spec.invocation {
             Invocation::Shell(line) if plain && *line == spec.name => {
                 self.bytes.push(PLAIN_SHELL);
@@ -452,11 +441,7 @@ impl SpecStore {
                 let name = text(self.take_bytes(&mut at));
                 let invocation = serde_json::from_slice(self.take_bytes(&mut at))
                     .unwrap_or_else(|_| Invocation::Shell(String::new()));
-                TaskSpec {
-                    name,
-                    invocation,
-                    ..TaskSpec::shell(String::new())
-                }
+                TaskSpec::plain(name, invocation)
             }
             _ => serde_json::from_slice(self.take_bytes(&mut at))
                 .unwrap_or_else(|_| TaskSpec::shell(String::new())),
@@ -474,18 +459,12 @@ mod tests {
             spec: Arc::new(spec),
             queued: Duration::from_micros(5),
             attempts: vec![Attempt {
-                number: 1,
                 slot: Some(1),
                 pid: Some(4242),
-                host: None,
-                command_pid: None,
-                started: Duration::from_micros(10),
                 ended: Some(Duration::from_micros(900)),
                 outcome: Some(outcome.clone()),
                 stdout_bytes: 12,
-                stderr_bytes: 0,
-                stdin_bytes: 0,
-                usage: Usage::default(),
+                ..Attempt::begun(1, Duration::from_micros(10))
             }],
             state: TaskState::Done(outcome),
             stdin_open: false,

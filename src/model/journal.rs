@@ -141,27 +141,21 @@ impl Short {
     fn of(line: &Line) -> Option<Self> {
         let at = line.at / 1000;
         match &line.e {
-            EventKind::Queued { task, spec } => match &spec.invocation {
-                crate::executor::Invocation::Shell(command)
-                    if **spec == crate::executor::TaskSpec::shell(command.clone()) =>
-                {
-                    Some(Short::Queued("q".into(), at, task.0, command.clone()))
+            EventKind::Queued { task, spec } if spec.is_plain() => Some(match &spec.invocation {
+                crate::executor::Invocation::Shell(command) if *command == spec.name => {
+                    Short::Queued("q".into(), at, task.0, command.clone())
                 }
-                invocation => {
-                    let plain = crate::executor::TaskSpec {
-                        name: spec.name.clone(),
-                        invocation: invocation.clone(),
-                        ..crate::executor::TaskSpec::shell(String::new())
-                    };
-                    (plain == **spec).then(|| {
-                        if plain.name == plain.invocation.display_line() {
-                            Short::Invoked("i".into(), at, task.0, plain.invocation)
-                        } else {
-                            Short::Named("n".into(), at, task.0, plain.name, plain.invocation)
-                        }
-                    })
+                invocation if spec.name == invocation.display_line() => {
+                    Short::Invoked("i".into(), at, task.0, invocation.clone())
                 }
-            },
+                invocation => Short::Named(
+                    "n".into(),
+                    at,
+                    task.0,
+                    spec.name.clone(),
+                    invocation.clone(),
+                ),
+            }),
             EventKind::Started {
                 task,
                 attempt,
@@ -213,11 +207,10 @@ impl Short {
                 at,
                 EventKind::Queued {
                     task: TaskId(task),
-                    spec: Arc::new(crate::executor::TaskSpec {
-                        name: invocation.display_line(),
+                    spec: Arc::new(crate::executor::TaskSpec::plain(
+                        invocation.display_line(),
                         invocation,
-                        ..crate::executor::TaskSpec::shell(String::new())
-                    }),
+                    )),
                 },
                 None,
             ),
@@ -225,11 +218,7 @@ impl Short {
                 at,
                 EventKind::Queued {
                     task: TaskId(task),
-                    spec: Arc::new(crate::executor::TaskSpec {
-                        name,
-                        invocation,
-                        ..crate::executor::TaskSpec::shell(String::new())
-                    }),
+                    spec: Arc::new(crate::executor::TaskSpec::plain(name, invocation)),
                 },
                 None,
             ),

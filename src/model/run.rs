@@ -74,6 +74,24 @@ impl Usage {
 }
 
 impl Attempt {
+    /// Attempt `number`, begun at `started`: nowhere yet, nothing counted.
+    pub(super) fn begun(number: u32, started: Duration) -> Self {
+        Self {
+            number,
+            slot: None,
+            pid: None,
+            host: None,
+            command_pid: None,
+            started,
+            ended: None,
+            outcome: None,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            stdin_bytes: 0,
+            usage: Usage::default(),
+        }
+    }
+
     /// Whether a process really ran (it had a slot); false for a failed start.
     pub fn ran(&self) -> bool {
         self.slot.is_some()
@@ -742,8 +760,7 @@ impl RunRecord {
 
     /// Attempt `number` of a task (without making a done task whole).
     pub fn attempt(&self, id: TaskId, number: u32) -> Option<Attempt> {
-        self.tasks
-            .attempts(self.tasks.position(id)?)
+        self.attempts_at(self.position(id)?)
             .iter()
             .find(|a| a.number == number)
             .cloned()
@@ -920,18 +937,10 @@ impl RunRecord {
                     push_attempt(
                         &mut t.attempts,
                         Attempt {
-                            number: *attempt,
                             slot: Some(*slot),
                             pid: *pid,
                             host: host.clone(),
-                            command_pid: None,
-                            started: at,
-                            ended: None,
-                            outcome: None,
-                            stdout_bytes: 0,
-                            stderr_bytes: 0,
-                            stdin_bytes: 0,
-                            usage: Usage::default(),
+                            ..Attempt::begun(*attempt, at)
                         },
                     );
                 }
@@ -1041,23 +1050,7 @@ impl RunRecord {
         };
         if !t.attempts.iter().any(|a| a.number == attempt) {
             // Failed to start: the attempt never got a Started event.
-            push_attempt(
-                &mut t.attempts,
-                Attempt {
-                    number: attempt,
-                    slot: None,
-                    pid: None,
-                    host: None,
-                    command_pid: None,
-                    started: at,
-                    ended: None,
-                    outcome: None,
-                    stdout_bytes: 0,
-                    stderr_bytes: 0,
-                    stdin_bytes: 0,
-                    usage: Usage::default(),
-                },
-            );
+            push_attempt(&mut t.attempts, Attempt::begun(attempt, at));
         }
         if let Some(a) = t.attempt_mut(attempt) {
             a.ended = Some(at);
