@@ -1534,6 +1534,7 @@ fn gui(args: &GuiArgs) -> Result<u8> {
         watch: args.watch.clone(),
         run_dir: args.run_dir.clone(),
         state_dump: args.state_dump.clone(),
+        helper: None,
     };
     let size = parse_size(&args.size)?;
     if let Some(dir) = eframe::storage_dir("poolscope")

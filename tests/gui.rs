@@ -21,6 +21,7 @@ fn app_with(commands: &[&str]) -> PoolscopeApp {
         commands,
         AppOptions {
             run_dir: Some(RUNS.path().join("runs")),
+            helper: Some(env!("CARGO_BIN_EXE_poolscope").into()),
             ..AppOptions::default()
         },
     )
@@ -1445,4 +1446,59 @@ fn many_windows_start_runs_on_one_run_root_at_once_without_a_collision() {
     });
     let made = std::fs::read_dir(&runs).expect("runs").count();
     assert_eq!(made, 48, "each of the 48 runs has a folder of its own");
+}
+
+#[test]
+fn the_elapsed_clock_never_runs_backwards_when_the_window_falls_behind_its_pool() {
+    use poolscope::executor::{Builtin, BuiltinKind, Invocation, TaskSpec, WorkerConfig};
+    const TASKS: usize = 20_000;
+    let noop = TaskSpec {
+        invocation: Invocation::Builtin(Builtin::new(BuiltinKind::Noop, "noop")),
+        ..TaskSpec::shell("noop")
+    };
+    let mut app = app_with(&[]);
+    app.rows = (0..TASKS)
+        .map(|_| Row {
+            draft: TaskDraft::from_spec(&noop),
+            task: None,
+        })
+        .collect();
+    app.workers = Some(WorkerConfig::default());
+    let mut h = harness(app);
+    h.get_by_label("Start").click();
+    h.run_steps(1);
+    // The pool runs every task while no frame applies its events: the window is far
+    // behind, as a busy window is behind a fast pool.
+    {
+        let app = h.state();
+        let executor = app
+            .run
+            .as_ref()
+            .and_then(|r| r.executor())
+            .expect("live pool");
+        executor.close();
+        assert!(
+            executor.join_timeout(WAIT).expect("closed"),
+            "the pool drains"
+        );
+    }
+    let mut shown = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        h.run_steps(1);
+        let run = h.state().run.as_ref().expect("run");
+        shown.push(run.now());
+        if run.record.task_count() == TASKS && run.record.unfinished() == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the window catches up");
+    }
+    assert!(
+        shown.len() > 2,
+        "the window needed several frames to catch up"
+    );
+    assert!(
+        shown.windows(2).all(|w| w[0] <= w[1]),
+        "Elapsed ran backwards: {shown:?}"
+    );
 }

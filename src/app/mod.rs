@@ -64,6 +64,9 @@ pub struct AppOptions {
     pub run_dir: Option<PathBuf>,
     /// Keep what the window shows in this JSON file (see `automation::state_dump`).
     pub state_dump: Option<PathBuf>,
+    /// The poolscope binary that runs built-in jobs and workers; `None`: this
+    /// executable (a test binary names the real one).
+    pub helper: Option<PathBuf>,
 }
 
 /// What a scripted window has done already.

@@ -40,6 +40,10 @@ pub struct Run {
     /// Why the run was stopped by poolscope itself (its folder could not be written):
     /// what it cancels and kills for that stays unfinished in the journal.
     pub(super) stopped_for: Option<String>,
+    /// Events were left for the next frame: the window is behind its pool.
+    pub(super) behind: bool,
+    /// The latest time [`Run::now`] gave: the clock never runs backwards.
+    pub(super) shown: std::cell::Cell<Duration>,
 }
 
 impl Run {
@@ -58,6 +62,8 @@ impl Run {
             resume_output: None,
             next_task: 1,
             stopped_for: None,
+            behind: false,
+            shown: std::cell::Cell::default(),
         }
     }
 
@@ -76,6 +82,8 @@ impl Run {
             resume_output: None,
             next_task: 1,
             stopped_for: None,
+            behind: false,
+            shown: std::cell::Cell::default(),
         }
     }
 
@@ -198,15 +206,24 @@ impl Run {
     }
 
     /// The run's clock: it stops at the drain, and at the last event while an open pool
-    /// has nothing to do (a finished run not yet closed).
+    /// has nothing to do (a finished run not yet closed) or the window is behind its
+    /// events (the wall clock would run ahead of what is drawn, then jump back at the
+    /// drain). It never runs backwards.
     pub fn now(&self) -> Duration {
-        if let Some(end) = self.finished {
-            return end;
-        }
-        if self.pool.is_some() && self.active() == 0 && self.record.last_event > Duration::ZERO {
-            return self.record.last_event;
-        }
-        self.started.elapsed()
+        let last = self.record.last_event;
+        let now = if let Some(end) = self.finished {
+            end
+        } else if self.pool.is_some()
+            && (self.behind || self.active() == 0)
+            && last > Duration::ZERO
+        {
+            last
+        } else {
+            self.started.elapsed()
+        };
+        let now = now.max(self.shown.get());
+        self.shown.set(now);
+        now
     }
 
     pub fn is_live(&self) -> bool {
@@ -314,6 +331,7 @@ impl PoolscopeApp {
             };
             run.apply(&event);
         }
+        run.behind = more;
         if let Some(journal) = &run.journal {
             journal.send();
             if run.stopped_for.is_none()
@@ -442,6 +460,7 @@ impl PoolscopeApp {
             output_dir: Some(output_dir.clone()),
             create_empty_output_files: false,
             workers: self.workers.clone(),
+            helper: self.options.helper.clone(),
             // The arrays' scripts, output and records go in the run's folder.
             slurm: self
                 .slurm
