@@ -19,6 +19,7 @@ use crate::executor::{
 use crate::model::journal::{self, JournalWriter};
 use crate::model::resume::{ResumeWhat, Resumption};
 use crate::model::runs::{self, RunRoot};
+use crate::model::taskfile::TaskList;
 use crate::model::{RunRecord, TaskState, joblog, taskfile, trace};
 
 #[derive(Parser, Debug)]
@@ -363,8 +364,11 @@ enum FromStdin {
 /// Most commands handed over at once (more wait for the next batch).
 const STDIN_BATCH: usize = 4096;
 /// Tasks read but not yet over, at most: then stdin is not read (the producer waits on
-/// its pipe), so an endless producer runs in constant memory.
+/// its pipe), so an endless producer runs in constant memory. A task file is handed to
+/// the pool the same way.
 const READ_AHEAD: usize = 16 * 1024;
+/// Tasks of a file written to the journal at once, before the first starts.
+const PLAN_BATCH: usize = 16 * 1024;
 
 /// Read stdin on a thread of its own, one command per line, as a stream: a batch goes
 /// out as soon as no more input is waiting, so a slow producer's first line runs at
@@ -425,7 +429,7 @@ fn stream_stdin(timeout: Option<Duration>) -> Result<mpsc::Receiver<FromStdin>> 
 /// flags), how many go to a worker at once, and whether output keeps input order.
 struct Plan {
     config: PoolConfig,
-    specs: Vec<TaskSpec>,
+    specs: TaskList,
     chunk_size: usize,
     keep_order: bool,
     /// Commands come from stdin as they are read.
@@ -505,13 +509,11 @@ fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
         file_specs.is_none() && may_stream && config.workers.is_none() && config.slurm.is_none();
     let mut specs = match file_specs {
         Some(specs) => specs,
-        None if stream => Vec::new(),
-        None => read_stdin_commands()?,
+        None if stream => TaskList::default(),
+        None => TaskList::from_specs(read_stdin_commands()?),
     };
     if let Some(timeout) = timeout {
-        for spec in specs.iter_mut().filter(|s| s.timeout.is_none()) {
-            spec.timeout = Some(timeout);
-        }
+        specs.set_default_timeout(timeout);
     }
     let chunk_size = match config.workers {
         Some(_) => args
@@ -576,12 +578,13 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         slurm.folder = crate::executor::backend::slurm::folder_of(dir);
     }
     let mut from_stdin = stream.map(|s| stream_stdin(s.timeout)).transpose()?;
+    // The list goes to the pool as it runs, in whole chunks, enough to keep every worker
+    // busy with one chunk waiting: at most that many tasks are made at once.
+    let feed_limit = READ_AHEAD.max((config.size + 1).saturating_mul(chunk_size));
+    let feed_batch = chunk_size.saturating_mul(STDIN_BATCH.div_ceil(chunk_size).max(1));
+    let mut from_list = from_stdin.is_none().then(|| specs.into_stream(0));
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
-    if from_stdin.is_none() {
-        executor.submit_map(specs, chunk_size)?;
-        executor.close();
-    }
     // Tasks read from stdin and not over yet; the next one's number.
     let (mut in_flight, mut next_task) = (0usize, 1u64);
     let mut refused = None;
@@ -611,6 +614,23 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         })
     };
     loop {
+        if let Some(list) = &mut from_list {
+            let mut ended = interrupted.load(Ordering::Acquire);
+            while !ended && in_flight < feed_limit {
+                let batch: Vec<TaskSpec> = list.by_ref().take(feed_batch).collect();
+                let count = batch.len();
+                // A pool that takes no more (a halt policy closed it) runs no more.
+                if count == 0 || executor.submit_map(batch, chunk_size).is_err() {
+                    ended = true;
+                } else {
+                    in_flight += count;
+                }
+            }
+            if ended {
+                from_list = None;
+                executor.close();
+            }
+        }
         if let Some(rx) = &from_stdin {
             // What stdin brought, while the run is not too far behind it.
             let mut ended = interrupted.load(Ordering::Acquire);
@@ -819,10 +839,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         again_hint(dir.as_deref());
         bail!("the run stopped: output could not be saved ({e})");
     }
+    // A task the pool never took (a halt, an interrupt) did not succeed either.
     let failed = record
         .tasks()
         .filter(|t| !matches!(&t.state, TaskState::Done(o) if o.is_success()))
-        .count();
+        .count()
+        + total.saturating_sub(record.task_count());
     let again = || again_hint(dir.as_deref());
     if unaccounted > 0 {
         eprintln!(
@@ -913,7 +935,7 @@ fn slurm_choice(args: &RunArgs, config: &mut PoolConfig) -> Result<()> {
 /// What a headless run starts from: a new run, or one resumed.
 struct Session {
     config: PoolConfig,
-    specs: Vec<TaskSpec>,
+    specs: TaskList,
     chunk_size: usize,
     keep_order: bool,
     /// The run's folder and its journal (none with --no-journal).
@@ -943,14 +965,17 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
             let (done, whole_len) = resume_skip(path, args.resume_failed.is_some())?;
             // A task's sequence number is its place in the input, as in GNU parallel.
             let (seqs, specs): (Vec<u64>, Vec<TaskSpec>) = (1..)
-                .zip(specs)
+                .zip(specs.iter())
                 .filter(|(seq, _)| !done.contains(seq))
                 .unzip();
             eprintln!(
                 "poolscope: resuming: {} of {listed} tasks to run, the rest are done in the joblog",
                 specs.len()
             );
-            (specs, JoblogOut::append(path, whole_len, seqs)?)
+            (
+                TaskList::from_specs(specs),
+                JoblogOut::append(path, whole_len, seqs)?,
+            )
         }
         _ => (specs, JoblogOut::create(args.joblog.as_deref())?),
     };
@@ -980,11 +1005,23 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         };
         let journal = JournalWriter::create_about(lock, &about)?;
         // Every task is in the journal before the first can start: a resume after any
-        // stop knows exactly what ran and what did not.
-        let listed: Vec<Arc<TaskSpec>> = specs.iter().cloned().map(Arc::new).collect();
-        if stream.is_none()
-            && let Err(e) = journal.plan(TaskId(1), &listed, Duration::ZERO)
-        {
+        // stop knows exactly what ran and what did not. The list goes down a batch at a
+        // time, made as it is written, so a million tasks are never all in memory.
+        let mut planned = Ok(());
+        if stream.is_none() {
+            let mut tasks = specs.iter();
+            let mut first = 1;
+            while planned.is_ok() {
+                let batch: Vec<Arc<TaskSpec>> =
+                    tasks.by_ref().take(PLAN_BATCH).map(Arc::new).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                planned = journal.plan(TaskId(first), &batch, Duration::ZERO);
+                first += batch.len() as u64;
+            }
+        }
+        if let Err(e) = planned {
             // Nothing ran: nothing to resume, and no half-written run left behind.
             drop(journal);
             let _ = std::fs::remove_dir_all(&dir);
@@ -1033,6 +1070,7 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
         ResumeWhat::Unfinished
     };
     let (specs, resumption) = Resumption::plan(&loaded.record, what);
+    let specs = TaskList::from_specs(specs);
     eprintln!(
         "poolscope: resuming {}: {} of {} tasks to run ({} were lost when it stopped)",
         dir.display(),

@@ -25,14 +25,14 @@ fn every_preset_loads() {
     let pool = load(&dir.join("pool4.toml")).expect("pool4");
     assert_eq!(pool.pool_size, Some(4));
     assert_eq!(pool.tasks.len(), 5);
-    assert_eq!(pool.tasks[4].name, "long_time_task(4)");
+    assert_eq!(pool.tasks.get(4).expect("task").name, "long_time_task(4)");
     let comm = load(&dir.join("communicate.toml")).expect("communicate");
     assert_eq!(
-        comm.tasks[0].stdin,
+        comm.tasks.get(0).expect("task").stdin,
         StdinMode::Preset(b"set q=mx\npython.org\nexit\n".to_vec())
     );
     assert!(
-        matches!(&comm.tasks[0].invocation, Invocation::Program { program, .. } if program == "nslookup")
+        matches!(&comm.tasks.get(0).expect("task").invocation, Invocation::Program { program, .. } if program == "nslookup")
     );
 }
 

@@ -435,7 +435,7 @@ fn the_side_by_side_preset_runs_processes_and_workers_in_one_pool() {
         workers: file.workers.clone(),
         ..workers(file.pool_size.expect("size"), None)
     };
-    let (record, ids) = run_all(config, file.tasks.clone(), 1);
+    let (record, ids) = run_all(config, file.tasks.to_vec(), 1);
     assert_eq!(record.succeeded(), 10);
     let workers: BTreeSet<u32> = record.workers.iter().map(|w| w.pid).collect();
     let pid_of = |id: TaskId| record.task(id).expect("task").attempts[0].pid.expect("pid");

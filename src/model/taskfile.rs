@@ -29,7 +29,180 @@ pub struct TaskFile {
     pub chunk_size: Option<usize>,
     /// `[pool] backend = "slurm"`: run on a Slurm cluster, with the `[slurm]` options.
     pub slurm: Option<crate::executor::backend::slurm::SlurmOptions>,
-    pub tasks: Vec<TaskSpec>,
+    pub tasks: TaskList,
+}
+
+/// A file's tasks as written: a template over a range or a list stays its template and
+/// its values, and each task is made as it is read, so a million-value range costs its
+/// template, not a million specs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskList {
+    entries: Vec<Entry>,
+    len: usize,
+}
+
+/// One `[[task]]`: one task, or a template and the values it runs over.
+#[derive(Clone, Debug, PartialEq)]
+struct Entry {
+    base: TaskSpec,
+    values: Values,
+    /// The template names its tasks itself (else each is named by its command).
+    explicit_name: bool,
+    /// Inputs are arguments, added at the end of a command without `{}`.
+    append: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Values {
+    One,
+    List(Vec<String>),
+    Range { start: i64, step: i64, count: usize },
+}
+
+impl Values {
+    fn len(&self) -> usize {
+        match self {
+            Values::One => 1,
+            Values::List(list) => list.len(),
+            Values::Range { count, .. } => *count,
+        }
+    }
+}
+
+impl Entry {
+    fn task(&self, i: usize) -> TaskSpec {
+        let flags = (self.explicit_name, self.append);
+        match &self.values {
+            Values::One => self.base.clone(),
+            Values::List(list) => expand(&self.base, &list[i], i + 1, flags),
+            Values::Range { start, step, .. } => {
+                let value = start + step * i64::try_from(i).expect("a range has at most i64 values");
+                expand(&self.base, &value.to_string(), i + 1, flags)
+            }
+        }
+    }
+}
+
+impl TaskList {
+    /// These tasks, each one its own entry.
+    pub fn from_specs(specs: impl IntoIterator<Item = TaskSpec>) -> Self {
+        let entries: Vec<Entry> = specs
+            .into_iter()
+            .map(|base| Entry {
+                base,
+                values: Values::One,
+                explicit_name: true,
+                append: false,
+            })
+            .collect();
+        Self {
+            len: entries.len(),
+            entries,
+        }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.len += entry.values.len();
+        self.entries.push(entry);
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The task at this place in the list, made now.
+    pub fn get(&self, mut index: usize) -> Option<TaskSpec> {
+        for entry in &self.entries {
+            let n = entry.values.len();
+            if index < n {
+                return Some(entry.task(index));
+            }
+            index -= n;
+        }
+        None
+    }
+
+    /// Every task, in order, each made as it is reached.
+    pub fn iter(&self) -> impl Iterator<Item = TaskSpec> + '_ {
+        self.entries
+            .iter()
+            .flat_map(|entry| (0..entry.values.len()).map(|i| entry.task(i)))
+    }
+
+    pub fn to_vec(&self) -> Vec<TaskSpec> {
+        self.iter().collect()
+    }
+
+    /// Tasks without a timeout of their own get this one.
+    pub fn set_default_timeout(&mut self, timeout: Duration) {
+        for entry in &mut self.entries {
+            entry.base.timeout.get_or_insert(timeout);
+        }
+    }
+
+    /// The tasks from `start` on, made as they are taken: what a run hands its pool a
+    /// batch at a time.
+    pub fn into_stream(self, start: usize) -> TaskStream {
+        TaskStream {
+            list: self,
+            entry: 0,
+            within: 0,
+            skip: start,
+        }
+    }
+}
+
+/// A task list's tasks, owned and made one at a time.
+#[derive(Debug)]
+pub struct TaskStream {
+    list: TaskList,
+    entry: usize,
+    within: usize,
+    skip: usize,
+}
+
+impl TaskStream {
+    /// Tasks not yet taken.
+    pub fn remaining(&self) -> usize {
+        let taken: usize = self.list.entries[..self.entry.min(self.list.entries.len())]
+            .iter()
+            .map(|e| e.values.len())
+            .sum::<usize>()
+            + self.within;
+        self.list.len.saturating_sub(taken.max(self.skip))
+    }
+}
+
+impl Iterator for TaskStream {
+    type Item = TaskSpec;
+
+    fn next(&mut self) -> Option<TaskSpec> {
+        while self.skip > 0 {
+            let entry = self.list.entries.get(self.entry)?;
+            let left = entry.values.len() - self.within;
+            if self.skip >= left {
+                self.skip -= left;
+                self.entry += 1;
+                self.within = 0;
+            } else {
+                self.within += self.skip;
+                self.skip = 0;
+            }
+        }
+        loop {
+            let entry = self.list.entries.get(self.entry)?;
+            if self.within < entry.values.len() {
+                self.within += 1;
+                return Some(entry.task(self.within - 1));
+            }
+            self.entry += 1;
+            self.within = 0;
+        }
+    }
 }
 
 impl TaskFile {
@@ -274,7 +447,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TaskFile, TaskFileError> {
         env: defaults.env,
     };
     for (index, task) in raw.tasks.iter().enumerate() {
-        file.tasks.extend(parse_task(&ctx, index, task, &defaults)?);
+        file.tasks.push(parse_task(&ctx, index, task, &defaults)?);
     }
     if file.tasks.is_empty() {
         return Err(ctx.error(
@@ -301,7 +474,7 @@ fn parse_task(
     index: usize,
     task: &Spanned<RawTask>,
     defaults: &Defaults,
-) -> Result<Vec<TaskSpec>, TaskFileError> {
+) -> Result<Entry, TaskFileError> {
     let at = Some(task.span().start);
     let field = |name: &str| format!("task[{index}].{name}");
     let task = task.get_ref();
@@ -418,19 +591,14 @@ fn parse_task(
         background: background(ctx, task.background.as_ref(), &field("background"))?,
         own_process: task.process,
     };
-    Ok(match inputs(ctx, task, index)? {
-        None => vec![base],
-        Some(values) => values
-            .iter()
-            .enumerate()
-            .map(|(i, value)| {
-                // A range repeats a command that does not use its number (`sleep 1`
-                // over range [0, 20] is twenty `sleep 1`); inputs are arguments, added
-                // at the end when there is no `{}`, as GNU parallel does.
-                let append = task.inputs.is_some();
-                expand(&base, value, i + 1, (task.name.is_some(), append))
-            })
-            .collect(),
+    Ok(Entry {
+        base,
+        values: inputs(ctx, task, index)?,
+        explicit_name: task.name.is_some(),
+        // A range repeats a command that does not use its number (`sleep 1` over
+        // range [0, 20] is twenty `sleep 1`); inputs are arguments, added at the end
+        // when there is no `{}`, as GNU parallel does.
+        append: task.inputs.is_some(),
     })
 }
 
@@ -697,12 +865,16 @@ fn seconds(
         .map_err(|message| ctx.error(Some(value.span().start), field, message))
 }
 
+/// Most values one range runs over: its tasks are made as they run, but a window lists
+/// every one as a row.
+const MAX_RANGE: usize = 10_000_000;
+
 /// The values a template task is expanded over, if it is a template.
 fn inputs(
     ctx: &Ctx<'_>,
     task: &RawTask,
     index: usize,
-) -> Result<Option<Vec<String>>, TaskFileError> {
+) -> Result<Values, TaskFileError> {
     match (&task.inputs, &task.range) {
         (Some(_), Some(r)) => Err(ctx.error(
             Some(r.span().start),
@@ -717,7 +889,7 @@ fn inputs(
                     "the list is empty",
                 ));
             }
-            Ok(Some(
+            Ok(Values::List(
                 list.get_ref()
                     .iter()
                     .map(|v| match v {
@@ -743,20 +915,32 @@ fn inputs(
             if step == 0 {
                 return Err(bad("the step cannot be 0"));
             }
-            let values: Vec<String> = std::iter::successors(Some(start), |v| Some(v + step))
-                .take_while(|v| if step > 0 { *v < end } else { *v > end })
-                .take(1_000_001)
-                .map(|v| v.to_string())
-                .collect();
-            if values.is_empty() {
+            // Python's len(range(start, end, step)).
+            let (span, stride) = if step > 0 {
+                (i128::from(end) - i128::from(start), i128::from(step))
+            } else {
+                (i128::from(start) - i128::from(end), -i128::from(step))
+            };
+            let count = if span <= 0 {
+                0
+            } else {
+                (span + stride - 1) / stride
+            };
+            if count == 0 {
                 return Err(bad("the range is empty"));
             }
-            if values.len() > 1_000_000 {
-                return Err(bad("the range has more than a million values"));
+            if count > MAX_RANGE as i128 {
+                return Err(bad(&format!(
+                    "the range has more than {MAX_RANGE} values"
+                )));
             }
-            Ok(Some(values))
+            Ok(Values::Range {
+                start,
+                step,
+                count: usize::try_from(count).expect("at most MAX_RANGE"),
+            })
         }
-        (None, None) => Ok(None),
+        (None, None) => Ok(Values::One),
     }
 }
 
@@ -824,6 +1008,29 @@ mod tests {
     }
 
     #[test]
+    fn a_range_is_made_as_it_is_read_and_counts_like_python() {
+        let file = parse_str(
+            "[[task]]\ncommand = \"echo {}\"\nrange = [10, 0, -3]\n[[task]]\nbuiltin = \"noop\"\nrange = [9000000]\n",
+        )
+        .expect("valid");
+        // range(10, 0, -3) is 10, 7, 4, 1; nine million noop tasks are counted, not made.
+        assert_eq!(file.tasks.len(), 4 + 9_000_000);
+        let first: Vec<String> = file.tasks.iter().take(5).map(|t| t.name).collect();
+        assert_eq!(first[..4], ["echo 10", "echo 7", "echo 4", "echo 1"]);
+        assert_eq!(file.tasks.get(3).expect("task").name, "echo 1");
+        let mut rest = file.tasks.clone().into_stream(3);
+        assert_eq!(rest.next().expect("task").name, "echo 1");
+        assert_eq!(rest.remaining(), 9_000_000);
+        let last = file.tasks.get(4 + 8_999_999).expect("the last task");
+        assert_eq!(last.name, first[4].replace('0', "8999999"));
+        assert!(file.tasks.get(4 + 9_000_000).is_none());
+        let too_many = parse_str("[[task]]\nbuiltin = \"noop\"\nrange = [0, 20000000]\n");
+        assert!(too_many.is_err_and(|e| e.to_string().contains("more than 10000000 values")));
+        let empty = parse_str("[[task]]\ncommand = \"x\"\nrange = [0, 5, -1]\n");
+        assert!(empty.is_err_and(|e| e.to_string().contains("the range is empty")));
+    }
+
+    #[test]
     fn range_template_expands_like_python_range() {
         let file = parse_str(
             "[pool]\nsize = 4\n[[task]]\nname = \"task {}\"\ncommand = \"echo {} of {#}\"\nrange = [0, 5]\n",
@@ -831,9 +1038,9 @@ mod tests {
         .expect("valid");
         assert_eq!(file.pool_size, Some(4));
         assert_eq!(file.tasks.len(), 5);
-        assert_eq!(file.tasks[0].name, "task 0");
+        assert_eq!(file.tasks.get(0).expect("task").name, "task 0");
         assert_eq!(
-            file.tasks[4].invocation,
+            file.tasks.get(4).expect("task").invocation,
             Invocation::Shell("echo 4 of 5".into())
         );
     }
@@ -843,7 +1050,7 @@ mod tests {
         let file =
             parse_str("[[task]]\ncommand = \"sleep 0.01\"\nrange = [0, 3]\n").expect("valid");
         assert_eq!(file.tasks.len(), 3);
-        for task in &file.tasks {
+        for task in file.tasks.iter() {
             assert_eq!(task.invocation, Invocation::Shell("sleep 0.01".into()));
         }
     }
@@ -853,7 +1060,7 @@ mod tests {
         let file =
             parse_str("[[task]]\ncommand = \"sleep\"\ninputs = [1, \"2\"]\n").expect("valid");
         assert_eq!(
-            file.tasks[1].invocation,
+            file.tasks.get(1).expect("task").invocation,
             Invocation::Shell("sleep 2".into())
         );
     }
@@ -861,7 +1068,7 @@ mod tests {
     #[test]
     fn input_text_means_preset_stdin() {
         let file = parse_str("[[task]]\nprogram = \"cat\"\ninput = \"hi\\n\"\n").expect("valid");
-        assert_eq!(file.tasks[0].stdin, StdinMode::Preset(b"hi\n".to_vec()));
+        assert_eq!(file.tasks.get(0).expect("task").stdin, StdinMode::Preset(b"hi\n".to_vec()));
     }
 }
 
@@ -974,7 +1181,7 @@ mod write_tests {
         let text = to_toml(Some(3), &drafts).expect("valid");
         let file = parse(&text, Path::new("saved.toml")).expect("loads back");
         assert_eq!(file.pool_size, Some(3));
-        let back: Vec<TaskDraft> = file.tasks.iter().map(TaskDraft::from_spec).collect();
+        let back: Vec<TaskDraft> = file.tasks.iter().map(|s| TaskDraft::from_spec(&s)).collect();
         assert_eq!(back, drafts);
     }
 
