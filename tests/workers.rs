@@ -125,6 +125,32 @@ fn a_map_goes_out_in_pythons_chunks_and_every_task_is_recorded() {
 }
 
 #[test]
+fn a_chunk_longer_than_what_is_handed_at_once_still_runs_whole_on_one_worker_in_order() {
+    // Two chunks of 6 000: each goes to its worker a part at a time, never split.
+    let specs = (0..12_000)
+        .map(|i| job(BuiltinKind::Noop, i.to_string()))
+        .collect();
+    let (record, ids) = run_all(workers(2, None), specs, 6_000);
+    assert_eq!(record.succeeded(), 12_000);
+    let mut pids = BTreeSet::new();
+    for chunk in ids.chunks(6_000) {
+        let attempts: Vec<_> = chunk
+            .iter()
+            .map(|&id| record.task(id).expect("task").attempts[0].clone())
+            .collect();
+        assert!(attempts.windows(2).all(|w| w[0].pid == w[1].pid));
+        assert!(attempts.windows(2).all(|w| w[0].started <= w[1].started));
+        assert!(
+            chunk
+                .iter()
+                .all(|&id| record.task(id).expect("task").chunk == Some(chunk[0]))
+        );
+        pids.insert(attempts[0].pid);
+    }
+    assert_eq!(pids.len(), 2, "both workers ran a chunk at once");
+}
+
+#[test]
 fn a_worker_killed_mid_task_loses_only_that_task_and_is_replaced() {
     let (pool, events) = Executor::start(workers(2, None), None);
     let victim = pool.submit_one(sleep(60.0, "victim")).expect("submit");

@@ -58,7 +58,10 @@ impl PoolscopeApp {
         match taskfile::parse(text, Path::new(name)) {
             Ok(file) => {
                 self.replace_rows(
-                    file.tasks.iter().map(|s| TaskDraft::from_spec(&s)).collect(),
+                    file.tasks
+                        .iter()
+                        .map(|s| TaskDraft::from_spec(&s))
+                        .collect(),
                     Some(&file),
                 );
                 self.file = None;
@@ -106,7 +109,10 @@ impl PoolscopeApp {
         match taskfile::parse(&text, path) {
             Ok(file) => {
                 self.replace_rows(
-                    file.tasks.iter().map(|s| TaskDraft::from_spec(&s)).collect(),
+                    file.tasks
+                        .iter()
+                        .map(|s| TaskDraft::from_spec(&s))
+                        .collect(),
                     Some(&file),
                 );
                 self.file = Some(path.to_owned());

@@ -120,6 +120,10 @@ pub(crate) struct Dispatcher<B: Backend> {
     timed: super::task::TaskSet,
     /// Attempts holding each busy slot (more than one for a chunk), by slot.
     slot_holders: Vec<usize>,
+    /// The rest of the chunk each slot runs, handed to it [`CHUNK_WINDOW`] at a time (a
+    /// slot with some holds it once more): a 125 000-task chunk is not 125 000 running
+    /// attempts at once.
+    chunk_rest: Vec<std::collections::VecDeque<Pending>>,
     next_chunk: u64,
     /// How long tasks have been taking lately (for [`Self::prefetch`]).
     recent_runtime: Option<Duration>,
@@ -148,6 +152,8 @@ const LIMIT_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// A slot is given ahead of time as many tasks as recently ran in this long.
 const PREFETCH_WINDOW: Duration = Duration::from_millis(1);
+/// Most attempts of one chunk handed to its slot at once; the rest follow as these end.
+const CHUNK_WINDOW: usize = 2048;
 
 /// Where the pool is in its life, as the dispatcher sees it.
 #[derive(Default)]
@@ -194,6 +200,7 @@ impl<B: Backend> Dispatcher<B> {
             helper,
             timed: super::task::TaskSet::default(),
             slot_holders: Vec::new(),
+            chunk_rest: Vec::new(),
             next_chunk: 0,
             recent_runtime: None,
             limit: None,
@@ -700,6 +707,15 @@ impl<B: Backend> Dispatcher<B> {
         for pending in self.sched.drain_queue() {
             self.sink.send(EventKind::Cancelled { task: pending.task });
         }
+        for slot in 0..self.chunk_rest.len() {
+            if self.chunk_rest[slot].is_empty() {
+                continue;
+            }
+            for pending in std::mem::take(&mut self.chunk_rest[slot]) {
+                self.sink.send(EventKind::Cancelled { task: pending.task });
+            }
+            self.let_go(slot);
+        }
     }
 
     fn terminate(&mut self) {
@@ -744,19 +760,28 @@ impl<B: Backend> Dispatcher<B> {
     }
 
     fn start_ready(&mut self) {
-        let mut launched = false;
+        let mut launched = self.top_up_chunks();
         while let Some((pending, slot)) = self.sched.start_next() {
             let chunk = pending.chunk;
             if !self.launch(pending, slot) {
                 break;
             }
             launched = true;
-            // The rest of its chunk goes to the same slot, in order.
+            // The rest of its chunk goes to the same slot, in order: a window of it now,
+            // the rest as that window ends.
             while let Some(next) = self
                 .sched
                 .take_next_if(|p| chunk.is_some() && p.chunk == chunk)
             {
-                if !self.launch(next, slot) {
+                if self.slot_holders.get(slot).copied().unwrap_or(0) >= CHUNK_WINDOW {
+                    if self.chunk_rest.len() <= slot {
+                        self.chunk_rest.resize_with(slot + 1, Default::default);
+                    }
+                    if self.chunk_rest[slot].is_empty() {
+                        self.hold(slot);
+                    }
+                    self.chunk_rest[slot].push_back(next);
+                } else if !self.launch(next, slot) {
                     break;
                 }
             }
@@ -768,6 +793,31 @@ impl<B: Backend> Dispatcher<B> {
             self.with_ctx(B::launched);
             self.process_reports();
         }
+    }
+
+    /// Each slot whose chunk's window has half ended gets the next part of its chunk.
+    fn top_up_chunks(&mut self) -> bool {
+        let mut launched = false;
+        for slot in 0..self.chunk_rest.len() {
+            if self.chunk_rest[slot].is_empty()
+                || self.slot_holders.get(slot).copied().unwrap_or(0) > CHUNK_WINDOW / 2
+            {
+                continue;
+            }
+            while self.slot_holders[slot] <= CHUNK_WINDOW {
+                let Some(next) = self.chunk_rest[slot].pop_front() else {
+                    break;
+                };
+                if !self.launch(next, slot) {
+                    break;
+                }
+                launched = true;
+            }
+            if self.chunk_rest[slot].is_empty() {
+                self.let_go(slot);
+            }
+        }
+        launched
     }
 
     /// With a long queue, give each busy slot of a backend that runs tasks back to back
@@ -1070,7 +1120,13 @@ impl<B: Backend> Dispatcher<B> {
     }
 
     fn check_drained(&mut self) {
-        let idle = self.state.closed && self.sched.queued() == 0 && self.active.is_empty();
+        let idle = self.state.closed
+            && self.sched.queued() == 0
+            && self.active.is_empty()
+            && self
+                .chunk_rest
+                .iter()
+                .all(std::collections::VecDeque::is_empty);
         if idle && !self.state.drained_sent && !self.state.detached {
             self.state.drained_sent = true;
             self.sink.send(EventKind::Drained);

@@ -372,6 +372,8 @@ struct SpecStore {
 const PLAIN_SHELL: u8 = 0;
 const NAMED: u8 = 1;
 const FULL: u8 = 2;
+/// A built-in job named by itself (a range of them): its kind as JSON, then its label.
+const BUILTIN: u8 = 3;
 
 impl SpecStore {
     fn put(&mut self, spec: &Arc<TaskSpec>) -> u64 {
@@ -386,6 +388,12 @@ impl SpecStore {
             Invocation::Shell(line) if plain && *line == spec.name => {
                 self.bytes.push(PLAIN_SHELL);
                 self.put_bytes(line.as_bytes());
+            }
+            Invocation::Builtin(job) if plain && spec.name == spec.invocation.display_line() => {
+                self.bytes.push(BUILTIN);
+                let json = serde_json::to_vec(&job.kind).unwrap_or_default();
+                self.put_bytes(&json);
+                self.put_bytes(job.label.as_bytes());
             }
             invocation if plain => {
                 self.bytes.push(NAMED);
@@ -443,6 +451,15 @@ impl SpecStore {
                     .unwrap_or_else(|_| Invocation::Shell(String::new()));
                 TaskSpec::plain(name, invocation)
             }
+            Some(BUILTIN) => {
+                let kind = serde_json::from_slice(self.take_bytes(&mut at));
+                let label = text(self.take_bytes(&mut at));
+                let invocation = match kind {
+                    Ok(kind) => Invocation::Builtin(crate::executor::Builtin::new(kind, label)),
+                    Err(_) => Invocation::Shell(String::new()),
+                };
+                TaskSpec::plain(invocation.display_line(), invocation)
+            }
             _ => serde_json::from_slice(self.take_bytes(&mut at))
                 .unwrap_or_else(|_| TaskSpec::shell(String::new())),
         }
@@ -497,11 +514,18 @@ mod tests {
     fn a_done_task_reads_back_as_it_was() {
         let mut timed = TaskSpec::shell("sleep 9");
         timed.timeout = Some(Duration::from_secs(1));
+        let job = |kind, label: &str| {
+            let invocation = Invocation::Builtin(crate::executor::Builtin::new(kind, label));
+            TaskSpec::plain(invocation.display_line(), invocation)
+        };
         let specs = [
             TaskSpec::shell("echo 1"),
             TaskSpec::shell("echo é ünïcode").with_name("renamed"),
             TaskSpec::program("/bin/echo", ["a b", "c"]),
             timed,
+            job(crate::executor::BuiltinKind::Noop, "41"),
+            job(crate::executor::BuiltinKind::Print("hi {}".into()), "é"),
+            job(crate::executor::BuiltinKind::Fail(3), "").with_name("named"),
         ];
         let mut store = TaskStore::new(64);
         let mut originals = Vec::new();

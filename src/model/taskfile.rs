@@ -76,7 +76,8 @@ impl Entry {
             Values::One => self.base.clone(),
             Values::List(list) => expand(&self.base, &list[i], i + 1, flags),
             Values::Range { start, step, .. } => {
-                let value = start + step * i64::try_from(i).expect("a range has at most i64 values");
+                let value =
+                    start + step * i64::try_from(i).expect("a range has at most i64 values");
                 expand(&self.base, &value.to_string(), i + 1, flags)
             }
         }
@@ -870,11 +871,7 @@ fn seconds(
 const MAX_RANGE: usize = 10_000_000;
 
 /// The values a template task is expanded over, if it is a template.
-fn inputs(
-    ctx: &Ctx<'_>,
-    task: &RawTask,
-    index: usize,
-) -> Result<Values, TaskFileError> {
+fn inputs(ctx: &Ctx<'_>, task: &RawTask, index: usize) -> Result<Values, TaskFileError> {
     match (&task.inputs, &task.range) {
         (Some(_), Some(r)) => Err(ctx.error(
             Some(r.span().start),
@@ -930,9 +927,7 @@ fn inputs(
                 return Err(bad("the range is empty"));
             }
             if count > MAX_RANGE as i128 {
-                return Err(bad(&format!(
-                    "the range has more than {MAX_RANGE} values"
-                )));
+                return Err(bad(&format!("the range has more than {MAX_RANGE} values")));
             }
             Ok(Values::Range {
                 start,
@@ -1068,7 +1063,10 @@ mod tests {
     #[test]
     fn input_text_means_preset_stdin() {
         let file = parse_str("[[task]]\nprogram = \"cat\"\ninput = \"hi\\n\"\n").expect("valid");
-        assert_eq!(file.tasks.get(0).expect("task").stdin, StdinMode::Preset(b"hi\n".to_vec()));
+        assert_eq!(
+            file.tasks.get(0).expect("task").stdin,
+            StdinMode::Preset(b"hi\n".to_vec())
+        );
     }
 }
 
@@ -1181,7 +1179,11 @@ mod write_tests {
         let text = to_toml(Some(3), &drafts).expect("valid");
         let file = parse(&text, Path::new("saved.toml")).expect("loads back");
         assert_eq!(file.pool_size, Some(3));
-        let back: Vec<TaskDraft> = file.tasks.iter().map(|s| TaskDraft::from_spec(&s)).collect();
+        let back: Vec<TaskDraft> = file
+            .tasks
+            .iter()
+            .map(|s| TaskDraft::from_spec(&s))
+            .collect();
         assert_eq!(back, drafts);
     }
 
