@@ -224,18 +224,21 @@ pub fn main() -> ExitCode {
         // folder (as `poolscope run` prints it) opens its journal.
         Some(Command::View { file }) => if file.is_dir() {
             journal::load(&file)
-                .map(|_| ())
+                .map(|_| None)
                 .map_err(anyhow::Error::from)
         } else {
             crate::model::runfile::load(&file)
-                .map(|_| ())
+                .map(Some)
                 .map_err(anyhow::Error::from)
         }
-        .and_then(|()| {
-            gui(&GuiArgs {
-                file: Some(file),
-                ..cli.gui
-            })
+        .and_then(|record| {
+            gui_showing(
+                &GuiArgs {
+                    file: Some(file),
+                    ..cli.gui
+                },
+                record,
+            )
         }),
         None => gui(&cli.gui),
     };
@@ -1558,6 +1561,11 @@ fn parse_size(text: &str) -> Result<[f32; 2]> {
 
 /// Opens the window; returns the exit status once it closes.
 fn gui(args: &GuiArgs) -> Result<u8> {
+    gui_showing(args, None)
+}
+
+/// Opens the window showing `record` (read from `args.file` already).
+fn gui_showing(args: &GuiArgs, record: Option<RunRecord>) -> Result<u8> {
     use crate::app::{AppOptions, PoolscopeApp};
     let options = AppOptions {
         file: args.file.clone(),
@@ -1573,6 +1581,7 @@ fn gui(args: &GuiArgs) -> Result<u8> {
         run_dir: args.run_dir.clone(),
         state_dump: args.state_dump.clone(),
         helper: None,
+        preloaded: record.map(|r| Arc::new(std::sync::Mutex::new(Some(r)))),
     };
     let size = parse_size(&args.size)?;
     if let Some(dir) = eframe::storage_dir("poolscope")

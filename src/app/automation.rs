@@ -190,7 +190,7 @@ impl PoolscopeApp {
             "list_rows_fit": self.layout.list_rows_fit.floor(),
             "console_lines_fit": self.layout.console_lines_fit.floor(),
             "marks": marks,
-            "rows": self.rows.len(),
+            "rows": self.row_count(),
             "pool_size": self.pool_size,
             "workers": self.workers.is_some(),
             "file": self.file.as_ref().map(|f| f.display().to_string()),

@@ -27,6 +27,7 @@ impl PoolscopeApp {
     ) {
         self.kept = None;
         self.preset = None;
+        self.record_rows = false;
         self.rows = drafts
             .into_iter()
             .map(|draft| Row { draft, task: None })
@@ -87,6 +88,17 @@ impl PoolscopeApp {
             self.open_run(path);
             return;
         }
+        // A run or a joblog is told by its start, and read as a stream: it can be
+        // hundreds of megabytes.
+        if runfile::is_record(path) {
+            match runfile::load(path) {
+                Ok(record) => self.show_record(record, path),
+                Err(e) => self.error(format!(
+                    "Could not open the file; the list is unchanged. {e}"
+                )),
+            }
+            return;
+        }
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) => {
@@ -97,15 +109,6 @@ impl PoolscopeApp {
                 return;
             }
         };
-        if runfile::looks_like_run(&text) || runfile::looks_like_joblog(&text) {
-            match runfile::load(path) {
-                Ok(record) => self.show_record(record, path),
-                Err(e) => self.error(format!(
-                    "Could not open the file; the list is unchanged. {e}"
-                )),
-            }
-            return;
-        }
         match taskfile::parse(&text, path) {
             Ok(file) => {
                 self.replace_rows(
@@ -129,7 +132,7 @@ impl PoolscopeApp {
     /// runs them again).
     pub(super) fn show_record(&mut self, record: RunRecord, path: &Path) {
         self.keep_list_while_viewing();
-        self.rows = Row::of_record(&record);
+        self.set_record_rows(&record);
         if let Some(&(_, size)) = record.pool_sizes.iter().max_by_key(|(_, s)| *s) {
             self.pool_size = size.max(1);
         }
@@ -146,6 +149,7 @@ impl PoolscopeApp {
     }
 
     pub(super) fn save(&mut self, path: &Path) {
+        self.make_rows();
         let drafts: Vec<TaskDraft> = self.rows.iter().map(|r| r.draft.clone()).collect();
         let size = (self.pool_size != self.cpu_count).then_some(self.pool_size);
         let result = taskfile::to_toml(size, &drafts)

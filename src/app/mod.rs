@@ -67,6 +67,9 @@ pub struct AppOptions {
     /// The poolscope binary that runs built-in jobs and workers; `None`: this
     /// executable (a test binary names the real one).
     pub helper: Option<PathBuf>,
+    /// `file`, already read as a record (`poolscope view` checks it on the terminal
+    /// first): shown as it is, not read again.
+    pub preloaded: Option<std::sync::Arc<std::sync::Mutex<Option<RunRecord>>>>,
 }
 
 /// What a scripted window has done already.
@@ -86,6 +89,14 @@ pub struct Row {
 
 impl Row {
     /// A record's tasks as rows, each tied to its task (Start runs them again).
+    /// The row of a record's task at `position`.
+    pub fn at(record: &RunRecord, position: usize) -> Option<Row> {
+        record.task_at(position).map(|t| Row {
+            draft: TaskDraft::from_spec(&t.spec),
+            task: Some(t.id),
+        })
+    }
+
     pub fn of_record(record: &RunRecord) -> Vec<Row> {
         record
             .tasks()
@@ -105,6 +116,10 @@ pub struct Notice {
 
 pub struct PoolscopeApp {
     pub rows: Vec<Row>,
+    /// The rows are the shown record's tasks, made as they are drawn (a joblog of two
+    /// million lines is not two million drafts); `rows` is filled when they are edited
+    /// or run again.
+    pub record_rows: bool,
     pub pool_size: usize,
     /// `None`: a process per task; `Some`: persistent workers (Python's `Pool`).
     pub workers: Option<WorkerConfig>,
@@ -165,6 +180,7 @@ impl PoolscopeApp {
         let cpu_count = num_cpus::get();
         let mut app = Self {
             rows: Vec::new(),
+            record_rows: false,
             pool_size: cpu_count,
             workers: None,
             chunk_size: None,
@@ -205,9 +221,15 @@ impl PoolscopeApp {
             preset: None,
             save_state_now: false,
         };
-        match app.options.file.clone() {
-            Some(path) => app.open(&path),
-            None => app.load_preset(DEFAULT_PRESET),
+        let preloaded = app
+            .options
+            .preloaded
+            .take()
+            .and_then(|p| p.lock().ok().and_then(|mut r| r.take()));
+        match (app.options.file.clone(), preloaded) {
+            (Some(path), Some(record)) => app.show_record(record, &path),
+            (Some(path), None) => app.open(&path),
+            (None, _) => app.load_preset(DEFAULT_PRESET),
         }
         // A scripted window (autostart, exit when done) has nobody to ask.
         let scripted = app.options.autostart || app.options.exit_when_done;
@@ -254,6 +276,7 @@ impl PoolscopeApp {
         match action {
             Action::Start => self.start(ctx),
             Action::SubmitPending => {
+                self.make_rows();
                 let rows: Vec<usize> = (0..self.rows.len())
                     .filter(|&i| self.rows[i].task.is_none())
                     .collect();
@@ -293,7 +316,10 @@ impl PoolscopeApp {
             | Action::RemoveRow(_)
             | Action::MoveRow(..)
             | Action::AddFromTemplate
-            | Action::Edit(_) => self.edit_rows(&action),
+            | Action::Edit(_) => {
+                self.make_rows();
+                self.edit_rows(&action);
+            }
             Action::LoadPreset(i) => self.load_preset(i),
             Action::OpenDialog => self.file_dialog(FilePurpose::Open),
             Action::TypePath(purpose) => self.dialog = Some(Dialog::TypePath(purpose)),

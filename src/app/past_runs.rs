@@ -10,7 +10,7 @@ use crate::executor::{Executor, PoolConfig, Stream, TaskId};
 use crate::model::journal::JournalWriter;
 use crate::model::resume::{ResumeWhat, Resumption};
 
-use super::{Dialog, FRAME_WHILE_BUSY, PoolscopeApp, Row, Run};
+use super::{Dialog, FRAME_WHILE_BUSY, PoolscopeApp, Run};
 
 impl PoolscopeApp {
     pub(super) fn run_root(
@@ -104,7 +104,7 @@ impl PoolscopeApp {
     }
 
     pub(super) fn show_run(&mut self, run: Run) {
-        self.rows = Row::of_record(&run.record);
+        self.set_record_rows(&run.record);
         self.file = None;
         self.timeline.view = None;
         self.selected = run.record.task_at(0).map(|t| t.id);

@@ -75,9 +75,17 @@ impl PoolscopeApp {
         }
         // A watched program's rows are its function calls, not commands to run again.
         let watched = self.run.as_ref().is_some_and(|r| r.watched.is_some());
+        let record_rows = match (&self.run, self.record_rows) {
+            (Some(run), true) => Row::of_record(&run.record),
+            _ => Vec::new(),
+        };
+        let rows = if self.record_rows {
+            &record_rows
+        } else {
+            &self.rows
+        };
         Saved {
-            rows: self
-                .rows
+            rows: rows
                 .iter()
                 .filter(|_| !watched)
                 .map(|r| Row {

@@ -297,6 +297,35 @@ impl PoolscopeApp {
         self.run.as_ref().filter(|r| r.is_live())
     }
 
+    /// Rows in the list (a shown record's tasks, made or not).
+    pub fn row_count(&self) -> usize {
+        match (&self.run, self.record_rows) {
+            (Some(run), true) => run.record.task_count(),
+            _ => self.rows.len(),
+        }
+    }
+
+    /// A shown record's tasks as rows: a record this big lists its tasks from the
+    /// record as they are drawn, a smaller one as rows at once.
+    pub(super) fn set_record_rows(&mut self, record: &RunRecord) {
+        self.record_rows = record.task_count() > ROWS_MADE_AT_ONCE;
+        self.rows = if self.record_rows {
+            Vec::new()
+        } else {
+            Row::of_record(record)
+        };
+    }
+
+    /// The shown record's tasks made into rows, to be edited or run again.
+    pub(super) fn make_rows(&mut self) {
+        if !std::mem::take(&mut self.record_rows) {
+            return;
+        }
+        if let Some(run) = &self.run {
+            self.rows = Row::of_record(&run.record);
+        }
+    }
+
     /// Rows not yet handed to the pool.
     pub fn pending_rows(&self) -> usize {
         self.rows.iter().filter(|r| r.task.is_none()).count()
@@ -307,7 +336,7 @@ impl PoolscopeApp {
         if self.live_run().is_some() {
             return Some("a run is in progress: add tasks to it, or Terminate it first".into());
         }
-        if self.rows.is_empty() {
+        if self.row_count() == 0 {
             return Some("there are no tasks: add one first".into());
         }
         self.rows.iter().enumerate().find_map(|(i, r)| {
@@ -432,6 +461,7 @@ impl PoolscopeApp {
             return;
         }
         // Running the rows makes them the user's list.
+        self.make_rows();
         self.kept = None;
         let lock = match self.new_run_folder() {
             Ok(lock) => lock,
@@ -550,6 +580,7 @@ impl PoolscopeApp {
             Ok((watch, events)) => {
                 self.kept = None;
                 self.rows.clear();
+                self.record_rows = false;
                 self.file = None;
                 self.run = Some(Run {
                     watched: Some((watch, events)),
@@ -761,3 +792,7 @@ impl PoolscopeApp {
         }
     }
 }
+
+/// Most tasks of a shown record made into rows when it opens; a bigger one's rows are
+/// made from the record as they are drawn.
+const ROWS_MADE_AT_ONCE: usize = 20_000;

@@ -205,6 +205,14 @@ impl TaskStore {
         }
     }
 
+    /// When the task was queued, without making it whole.
+    pub fn queued(&self, position: usize) -> Option<Duration> {
+        match self.slots.get(position)? {
+            Slot::Whole(task, _) => Some(task.queued),
+            Slot::Row(row) => Some(Duration::from_micros(row.queued_us)),
+        }
+    }
+
     pub fn id(&self, position: usize) -> Option<TaskId> {
         match self.slots.get(position)? {
             Slot::Whole(task, _) => Some(task.id),

@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::executor::Outcome;
 
-use super::run::{Attempt, RunRecord, TaskRecord};
+use super::run::{Attempt, RunRecord, TaskRecord, TaskState};
+use crate::executor::TaskId;
 
 pub const HEADER: &str =
     "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand";
@@ -118,79 +119,374 @@ impl JoblogEntry {
 /// 9999-12-31T23:59:59Z in epoch seconds: a later Starttime is a corrupt line.
 const LATEST_START: f64 = 253_402_300_799.0;
 
-fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
-    s.trim().parse().ok()
+/// A joblog line's columns, checked, borrowing its text.
+struct Fields<'a> {
+    seq: u64,
+    host: std::borrow::Cow<'a, str>,
+    start: f64,
+    runtime: f64,
+    send: u64,
+    receive: u64,
+    exitval: i32,
+    signal: i32,
+    command: std::borrow::Cow<'a, str>,
 }
 
-/// Parse a GNU parallel joblog; errors name the file, line and column.
-pub fn parse(text: &str, path: &std::path::Path) -> Result<Vec<JoblogEntry>, super::TaskFileError> {
-    let error = |line: usize, field: &str, message: String| super::TaskFileError {
-        path: path.to_owned(),
-        line: Some(line),
-        field: (!field.is_empty()).then(|| field.to_owned()),
-        message,
-    };
-    let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, header)) if header.trim_end() == HEADER => {}
-        _ => {
-            return Err(error(
-                1,
+impl Fields<'_> {
+    fn entry(&self) -> JoblogEntry {
+        JoblogEntry {
+            seq: self.seq,
+            host: self.host.clone().into_owned(),
+            start: self.start,
+            runtime: self.runtime,
+            send: self.send,
+            receive: self.receive,
+            exitval: self.exitval,
+            signal: self.signal,
+            command: self.command.clone().into_owned(),
+        }
+    }
+}
+
+/// Reads a joblog's lines as bytes, checking the header first; errors name the file,
+/// line and column.
+struct Lines<'p, R> {
+    input: R,
+    path: &'p std::path::Path,
+    line: Vec<u8>,
+    number: usize,
+}
+
+impl<'p, R: io::BufRead> Lines<'p, R> {
+    fn new(mut input: R, path: &'p std::path::Path) -> Result<Self, super::TaskFileError> {
+        let mut line = Vec::new();
+        let read = input.read_until(b'\n', &mut line);
+        let lines = Self {
+            input,
+            path,
+            line,
+            number: 1,
+        };
+        match read {
+            Ok(_) if lines.line.trim_ascii_end() == HEADER.as_bytes() => Ok(lines),
+            Ok(_) => Err(lines.error(
                 "",
                 format!(
                     "not a GNU parallel joblog: the first line must be the header `{}`",
                     HEADER.replace('\t', " ")
                 ),
-            ));
+            )),
+            Err(e) => Err(lines.error("", format!("cannot be read: {e}"))),
         }
     }
-    let mut entries = Vec::new();
-    for (i, line) in lines {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
+
+    fn error(&self, field: &str, message: String) -> super::TaskFileError {
+        super::TaskFileError {
+            path: self.path.to_owned(),
+            line: Some(self.number),
+            field: (!field.is_empty()).then(|| field.to_owned()),
+            message,
         }
-        let cols: Vec<&str> = line.splitn(9, '\t').collect();
-        if cols.len() < 9 {
-            return Err(error(
-                n,
-                "",
-                format!("expected 9 TAB-separated columns, found {}", cols.len()),
-            ));
-        }
-        let field = |idx: usize, name: &str| {
-            error(n, name, format!("`{}` is not a number", cols[idx].trim()))
-        };
-        // Times must fit the timeline's clock: no infinity, nothing negative, nothing
-        // past the year 9999 (start) or longer than a year (runtime).
-        let bounded = |idx: usize, name: &str, max: f64| {
-            let v: f64 = num(cols[idx]).ok_or_else(|| field(idx, name))?;
-            if v.is_finite() && (0.0..=max).contains(&v) {
-                Ok(v)
-            } else {
-                Err(error(
-                    n,
-                    name,
-                    format!(
-                        "`{}` is out of range (0 to {max} seconds)",
-                        cols[idx].trim()
-                    ),
-                ))
+    }
+
+    /// Reads the next line that is not blank; false at the end.
+    fn advance(&mut self) -> Result<bool, super::TaskFileError> {
+        loop {
+            self.line.clear();
+            self.number += 1;
+            match self.input.read_until(b'\n', &mut self.line) {
+                Ok(0) => return Ok(false),
+                Ok(_) if self.line.trim_ascii().is_empty() => {}
+                Ok(_) => return Ok(true),
+                Err(e) => return Err(self.error("", format!("cannot be read: {e}"))),
             }
-        };
-        entries.push(JoblogEntry {
-            seq: num(cols[0]).ok_or_else(|| field(0, "Seq"))?,
-            host: cols[1].trim().to_owned(),
-            start: bounded(2, "Starttime", LATEST_START)?,
-            runtime: bounded(3, "JobRuntime", crate::executor::MAX_DURATION.as_secs_f64())?,
-            send: num(cols[4]).ok_or_else(|| field(4, "Send"))?,
-            receive: num(cols[5]).ok_or_else(|| field(5, "Receive"))?,
-            exitval: num(cols[6]).ok_or_else(|| field(6, "Exitval"))?,
-            signal: num(cols[7]).ok_or_else(|| field(7, "Signal"))?,
-            command: cols[8].to_owned(),
-        });
+        }
+    }
+
+    /// The line read, without its line ending, and what names an error in it.
+    fn current(
+        &self,
+    ) -> (
+        &[u8],
+        impl Fn(&str, String) -> super::TaskFileError + use<'_, 'p, R>,
+    ) {
+        let line = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        (line, |field: &str, message: String| {
+            self.error(field, message)
+        })
+    }
+
+    /// The next line's columns, every one checked.
+    fn next(&mut self) -> Result<Option<Fields<'_>>, super::TaskFileError> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        let (line, error) = self.current();
+        fields(line, error).map(Some)
+    }
+
+    /// The next line's `Seq`, `Starttime` and `JobRuntime`, checked (what places its task).
+    fn next_times(&mut self) -> Result<Option<(u64, f64, f64)>, super::TaskFileError> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        let (line, error) = self.current();
+        let cols = columns(line, &error)?;
+        Ok(Some((
+            number_in(&cols, 0, "Seq", &error)?,
+            bounded(&cols, 2, "Starttime", LATEST_START, &error)?,
+            bounded(
+                &cols,
+                3,
+                "JobRuntime",
+                crate::executor::MAX_DURATION.as_secs_f64(),
+                &error,
+            )?,
+        )))
+    }
+}
+
+type ErrorAt<'e> = &'e dyn Fn(&str, String) -> super::TaskFileError;
+
+/// A line's nine TAB-separated columns (the command keeps any TAB of its own).
+fn columns<'a>(line: &'a [u8], error: ErrorAt<'_>) -> Result<[&'a [u8]; 9], super::TaskFileError> {
+    let mut cols: [&[u8]; 9] = [&[]; 9];
+    let mut found = 0;
+    for (slot, col) in cols.iter_mut().zip(line.splitn(9, |&b| b == b'\t')) {
+        *slot = col;
+        found += 1;
+    }
+    if found < 9 {
+        return Err(error(
+            "",
+            format!("expected 9 TAB-separated columns, found {found}"),
+        ));
+    }
+    Ok(cols)
+}
+
+fn number_in<T: std::str::FromStr>(
+    cols: &[&[u8]; 9],
+    idx: usize,
+    name: &str,
+    error: ErrorAt<'_>,
+) -> Result<T, super::TaskFileError> {
+    let text = std::str::from_utf8(cols[idx].trim_ascii()).unwrap_or("");
+    text.parse().map_err(|_| {
+        error(
+            name,
+            format!(
+                "`{}` is not a number",
+                String::from_utf8_lossy(cols[idx].trim_ascii())
+            ),
+        )
+    })
+}
+
+/// Times must fit the timeline's clock: no infinity, nothing negative, nothing past the
+/// year 9999 (start) or longer than a year (runtime).
+fn bounded(
+    cols: &[&[u8]; 9],
+    idx: usize,
+    name: &str,
+    max: f64,
+    error: ErrorAt<'_>,
+) -> Result<f64, super::TaskFileError> {
+    let v: f64 = number_in(cols, idx, name, error)?;
+    if v.is_finite() && (0.0..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(error(
+            name,
+            format!(
+                "`{}` is out of range (0 to {max} seconds)",
+                String::from_utf8_lossy(cols[idx].trim_ascii())
+            ),
+        ))
+    }
+}
+
+/// One line's columns, checked.
+fn fields(
+    line: &[u8],
+    error: impl Fn(&str, String) -> super::TaskFileError,
+) -> Result<Fields<'_>, super::TaskFileError> {
+    let cols = columns(line, &error)?;
+    Ok(Fields {
+        seq: number_in(&cols, 0, "Seq", &error)?,
+        host: String::from_utf8_lossy(cols[1].trim_ascii()),
+        start: bounded(&cols, 2, "Starttime", LATEST_START, &error)?,
+        runtime: bounded(
+            &cols,
+            3,
+            "JobRuntime",
+            crate::executor::MAX_DURATION.as_secs_f64(),
+            &error,
+        )?,
+        send: number_in(&cols, 4, "Send", &error)?,
+        receive: number_in(&cols, 5, "Receive", &error)?,
+        exitval: number_in(&cols, 6, "Exitval", &error)?,
+        signal: number_in(&cols, 7, "Signal", &error)?,
+        command: String::from_utf8_lossy(cols[8]),
+    })
+}
+
+/// Parse a GNU parallel joblog; errors name the file, line and column.
+pub fn parse(text: &str, path: &std::path::Path) -> Result<Vec<JoblogEntry>, super::TaskFileError> {
+    let mut lines = Lines::new(text.as_bytes(), path)?;
+    let mut entries = Vec::new();
+    while let Some(fields) = lines.next()? {
+        entries.push(fields.entry());
     }
     Ok(entries)
+}
+
+/// Open a joblog as a finished run, reading the file twice as a stream: first the
+/// times (for lanes and the run's start) and sequence numbers, then each line made into
+/// its task and kept compact at once. A 200 MB joblog never sits in memory as text or
+/// as whole tasks.
+pub fn load(path: &std::path::Path) -> Result<RunRecord, super::TaskFileError> {
+    let open = || {
+        std::fs::File::open(path)
+            .map(|f| io::BufReader::with_capacity(1 << 20, f))
+            .map_err(|e| super::TaskFileError {
+                path: path.to_owned(),
+                line: None,
+                field: None,
+                message: format!("cannot be read: {e}"),
+            })
+    };
+    // First pass: what places each line (its task, its lane, the run's start).
+    let (mut seqs, mut spans) = (Vec::new(), Vec::new());
+    let mut times = Lines::new(open()?, path)?;
+    while let Some((seq, start, runtime)) = times.next_times()? {
+        seqs.push(seq);
+        spans.push((start, start + runtime));
+    }
+    let lanes = lanes_of(&spans);
+    let t0 = spans.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+    let t0 = if t0.is_finite() { t0 } else { 0.0 };
+    drop(spans);
+    // Tasks are made in Seq order (a retried job is one task with an attempt per line,
+    // in file order); a line read before its turn waits in `early`.
+    let mut order: Vec<u32> = (0..seqs.len() as u32).collect();
+    order.sort_by_key(|&i| (seqs[i as usize], i));
+    let mut attempt_of = vec![0u32; seqs.len()];
+    for pair in order.windows(2) {
+        let (a, b) = (pair[0] as usize, pair[1] as usize);
+        if seqs[a] == seqs[b] {
+            attempt_of[b] = attempt_of[a] + 1;
+        }
+    }
+    let completions: Vec<(TaskId, u32)> = seqs
+        .iter()
+        .zip(&attempt_of)
+        .map(|(&seq, &n)| (TaskId(seq), n + 1))
+        .collect();
+    drop(seqs);
+    let mut early: std::collections::HashMap<u32, JoblogEntry> = std::collections::HashMap::new();
+    let mut whole = Lines::new(open()?, path)?;
+    let mut read = 0u32;
+    let mut next_line = |wanted: u32| -> Result<JoblogEntry, super::TaskFileError> {
+        if let Some(entry) = early.remove(&wanted) {
+            return Ok(entry);
+        }
+        loop {
+            let Some(f) = whole.next()? else {
+                return Err(super::TaskFileError {
+                    path: path.to_owned(),
+                    line: None,
+                    field: None,
+                    message: "changed while it was read".to_owned(),
+                });
+            };
+            let index = read;
+            read += 1;
+            if index == wanted {
+                return Ok(f.entry());
+            }
+            early.insert(index, f.entry());
+        }
+    };
+    let at = |t: f64| Duration::from_secs_f64((t - t0).max(0.0));
+    let mut builder = RunRecord::finished_builder();
+    let mut current: Option<TaskRecord> = None;
+    for &i in &order {
+        let e = next_line(i)?;
+        let attempt = Attempt {
+            number: attempt_of[i as usize] + 1,
+            slot: Some(lanes[i as usize] as usize),
+            host: Some(e.host.clone()).filter(|h| !h.is_empty() && h != ":"),
+            ended: Some(at(e.start + e.runtime)),
+            outcome: Some(e.outcome()),
+            stdout_bytes: e.receive,
+            stdin_bytes: e.send,
+            ..Attempt::begun(1, at(e.start))
+        };
+        if let Some(task) = current.as_mut().filter(|t| t.id == TaskId(e.seq)) {
+            task.state = TaskState::Done(e.outcome());
+            task.attempts.push(attempt);
+            continue;
+        }
+        if let Some(done) = current.take() {
+            builder.push(done);
+        }
+        current = Some(joblog_task(&e, attempt));
+    }
+    if let Some(done) = current {
+        builder.push(done);
+    }
+    let lane_count = lanes.iter().max().map_or(0, |&m| m as usize + 1);
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t0.max(0.0));
+    Ok(builder.finish(Some(wall), vec![(Duration::ZERO, lane_count)], completions))
+}
+
+/// A task as one joblog line says it ran.
+fn joblog_task(e: &JoblogEntry, attempt: Attempt) -> TaskRecord {
+    TaskRecord {
+        id: TaskId(e.seq),
+        spec: std::sync::Arc::new(crate::executor::TaskSpec::shell(e.command.clone())),
+        queued: attempt.started,
+        attempts: vec![attempt],
+        state: TaskState::Done(e.outcome()),
+        stdin_open: false,
+        output: super::tail::OutputTail::new(0),
+        chunk: None,
+        screen: None,
+    }
+}
+
+/// [`first_free_lanes`] over (start, end) spans: a heap of busy lanes and the free ones
+/// in order, so a thousand lanes cost no more than two.
+fn lanes_of(spans: &[(f64, f64)]) -> Vec<u32> {
+    use std::cmp::Reverse;
+    use std::collections::{BTreeSet, BinaryHeap};
+    let mut order: Vec<u32> = (0..spans.len() as u32).collect();
+    order.sort_by(|&a, &b| spans[a as usize].0.total_cmp(&spans[b as usize].0));
+    let mut busy: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
+    let mut free: BTreeSet<u32> = BTreeSet::new();
+    let mut count = 0u32;
+    let mut lanes = vec![0u32; spans.len()];
+    for i in order {
+        let (start, end) = spans[i as usize];
+        // A lane freed at the very instant this job starts is free (ms rounding).
+        while let Some(&Reverse((ends, lane))) = busy.peek() {
+            if f64::from_bits(ends) > start + 1e-6 {
+                break;
+            }
+            busy.pop();
+            free.insert(lane);
+        }
+        let lane = free.pop_first().unwrap_or_else(|| {
+            count += 1;
+            count - 1
+        });
+        // Non-negative floats order as their bits.
+        busy.push(Reverse((end.max(0.0).to_bits(), lane)));
+        lanes[i as usize] = lane;
+    }
+    lanes
 }
 
 /// Lanes for jobs that have no slot column: each job, in start order, takes the first
@@ -292,6 +588,50 @@ pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_joblog_streamed_from_disk_reads_as_the_whole_text_does() {
+        // Out of Seq order, a retried job (Seq 2 twice), a host, a blank line, CRLF.
+        let text = format!(
+            "{HEADER}\n3\t:\t1700000000.300\t0.500\t0\t4\t0\t0\techo c\n\
+             2\t:\t1700000000.100\t0.100\t0\t0\t1\t0\techo b\n\
+             \n\
+             1\tnode7\t1700000000.000\t1.000\t5\t2\t0\t0\techo a\r\n\
+             2\t:\t1700000000.250\t0.200\t0\t2\t0\t0\techo b\n\
+             5\t:\t1700000001.000\t0.000\t0\t0\t0\t15\tsleep 9\n"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        std::fs::write(&path, &text).expect("write");
+        let whole = to_record(&parse(&text, &path).expect("parses"));
+        let streamed = load(&path).expect("loads");
+        assert_eq!(streamed.task_count(), 4);
+        // Listed in Seq order (the whole text's are in first-line order).
+        let ids: Vec<u64> = streamed.tasks().map(|t| t.id.0).collect();
+        assert_eq!(ids, [1, 2, 3, 5]);
+        for a in whole.tasks() {
+            let b = streamed.task(a.id).expect("the same task");
+            assert_eq!(a.id, b.id);
+            assert_eq!(a.spec, b.spec);
+            assert_eq!(a.state, b.state);
+            assert_eq!(
+                format!("{:?}", a.attempts),
+                format!("{:?}", b.attempts),
+                "task {}",
+                a.id
+            );
+        }
+        assert_eq!(
+            whole.completions().collect::<Vec<_>>(),
+            streamed.completions().collect::<Vec<_>>()
+        );
+        assert_eq!(whole.pool_sizes, streamed.pool_sizes);
+        assert_eq!(streamed.task(TaskId(2)).expect("task").attempts.len(), 2);
+        // A bad line is named by its number, as the whole text's is.
+        std::fs::write(&path, format!("{HEADER}\n1\t:\tsoon\t1\t0\t0\t0\t0\tx\n")).expect("write");
+        let e = load(&path).expect_err("a bad start time").to_string();
+        assert!(e.contains("log:2:") && e.contains("Starttime"), "{e}");
+    }
 
     #[test]
     fn every_outcome_reads_back_as_itself_from_its_columns() {

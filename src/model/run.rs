@@ -624,29 +624,20 @@ impl RunRecord {
         tasks: Vec<TaskRecord>,
         completions: Vec<(TaskId, u32)>,
     ) -> Self {
-        let mut store = TaskStore::new(DEFAULT_TAIL_BYTES);
-        let last_event = tasks
-            .iter()
-            .flat_map(|t| t.attempts.iter().filter_map(|a| a.ended))
-            .max()
-            .unwrap_or_default();
+        let mut builder = Self::finished_builder();
         for task in tasks {
-            store.push(task);
+            builder.push(task);
         }
-        let mut record = Self {
-            wall_clock_start,
-            pool_sizes,
-            phase: PoolPhase::Finished,
-            tasks: store,
-            completions: completions.into_iter().collect(),
-            last_event,
-            revision: 1,
-            // Made elsewhere: its statistics are computed from its tasks, once.
-            live: None,
-            ..Self::new(DEFAULT_TAIL_BYTES)
-        };
-        record.reindex();
-        record
+        builder.finish(wall_clock_start, pool_sizes, completions)
+    }
+
+    /// A finished run made a task at a time, each kept compact as it comes (a joblog of
+    /// millions of lines is never all whole tasks at once).
+    pub fn finished_builder() -> FinishedBuilder {
+        FinishedBuilder {
+            store: TaskStore::new(DEFAULT_TAIL_BYTES),
+            last_event: Duration::ZERO,
+        }
     }
 
     /// Count the tasks' states and run times again, and keep the done ones compact
@@ -740,6 +731,11 @@ impl RunRecord {
     /// The attempts of the task at `position` (without making a done task whole).
     pub fn attempts_at(&self, position: usize) -> Cow<'_, [Attempt]> {
         self.tasks.attempts(position)
+    }
+
+    /// When the task at `position` was queued (without making a done task whole).
+    pub fn queued_at(&self, position: usize) -> Option<Duration> {
+        self.tasks.queued(position)
     }
 
     /// The state of the task at `position` (without making a done task whole).
@@ -1170,11 +1166,7 @@ impl RunRecord {
     /// The largest number of attempts running at the same instant (a slot handed over
     /// at one instant is not an overlap).
     pub fn max_concurrency(&self) -> usize {
-        super::stats::concurrency(self, self.last_event)
-            .iter()
-            .map(|level| level.running as usize)
-            .max()
-            .unwrap_or(0)
+        super::stats::max_running(&super::stats::concurrency(self, self.last_event))
     }
 }
 
@@ -1378,5 +1370,46 @@ mod completion_tests {
         let json = serde_json::to_string(&completions).expect("saves");
         let back: Completions = serde_json::from_str(&json).expect("loads");
         assert_eq!(back.iter().collect::<Vec<_>>(), pairs);
+    }
+}
+
+/// See [`RunRecord::finished_builder`].
+pub struct FinishedBuilder {
+    store: TaskStore,
+    last_event: Duration,
+}
+
+impl FinishedBuilder {
+    pub fn push(&mut self, task: TaskRecord) {
+        let ended = task.attempts.iter().filter_map(|a| a.ended).max();
+        self.last_event = self.last_event.max(ended.unwrap_or_default());
+        let done = matches!(task.state, TaskState::Done(_) | TaskState::Cancelled);
+        let position = self.store.len();
+        self.store.push(task);
+        if done {
+            self.store.compact(position);
+        }
+    }
+
+    pub fn finish(
+        self,
+        wall_clock_start: Option<SystemTime>,
+        pool_sizes: Vec<(Duration, usize)>,
+        completions: Vec<(TaskId, u32)>,
+    ) -> RunRecord {
+        let mut record = RunRecord {
+            wall_clock_start,
+            pool_sizes,
+            phase: PoolPhase::Finished,
+            tasks: self.store,
+            completions: completions.into_iter().collect(),
+            last_event: self.last_event,
+            revision: 1,
+            // Made elsewhere: its statistics are computed from its tasks, once.
+            live: None,
+            ..RunRecord::new(DEFAULT_TAIL_BYTES)
+        };
+        record.reindex();
+        record
     }
 }

@@ -31,6 +31,22 @@ pub fn looks_like_run(text: &str) -> bool {
     text.trim_start().starts_with('{') && text.contains("\"poolscope_run\"")
 }
 
+/// Whether the file at `path` is a saved run or a joblog (not a task file), from its
+/// first bytes.
+pub fn is_record(path: &Path) -> bool {
+    let mut start = [0u8; 4096];
+    let Ok(read) =
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut start))
+    else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&start[..read]);
+    text.lines()
+        .next()
+        .is_some_and(|l| l.trim_end() == joblog::HEADER)
+        || (text.trim_start().starts_with('{') && text.contains("\"poolscope_run\""))
+}
+
 pub fn looks_like_joblog(text: &str) -> bool {
     text.lines()
         .next()
@@ -59,11 +75,22 @@ pub fn parse(text: &str, path: &Path) -> Result<RunRecord, TaskFileError> {
 
 /// Open a saved run or a GNU parallel joblog.
 pub fn load(path: &Path) -> Result<RunRecord, TaskFileError> {
-    let text = super::taskfile::read_text(path)?;
-    if looks_like_run(&text) {
+    // A saved run is one JSON object; anything else is read as a joblog, as a stream
+    // (a 200 MB joblog is never all in memory as text).
+    let mut start = [0u8; 64];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut start))
+        .map_err(|e| TaskFileError {
+            path: path.to_owned(),
+            line: None,
+            field: None,
+            message: format!("cannot be read: {e}"),
+        })?;
+    if start[..read].trim_ascii_start().starts_with(b"{") {
+        let text = super::taskfile::read_text(path)?;
         parse(&text, path)
     } else {
-        joblog::parse(&text, path).map(|entries| joblog::to_record(&entries))
+        joblog::load(path)
     }
 }
 

@@ -22,41 +22,68 @@ pub fn levels(record: &RunRecord, now: Duration) -> std::borrow::Cow<'_, [Level]
     }
 }
 
-/// Running and waiting counts over time, one step per change, from the tasks.
+/// The most tasks running at once in `levels`.
+pub fn max_running(levels: &[Level]) -> usize {
+    levels
+        .iter()
+        .map(|level| level.running as usize)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Running and waiting counts over time, one step per change, from the tasks (read by
+/// position: done tasks are not made whole).
 pub fn concurrency(record: &RunRecord, now: Duration) -> Vec<Level> {
-    // (time, Δrunning, Δwaiting)
-    let mut edges: Vec<(Duration, i32, i32)> = Vec::new();
-    for task in record.tasks() {
-        let first_start = task.attempts.iter().find(|a| a.ran()).map(|a| a.started);
-        let wait_end = match (&task.state, first_start) {
+    // Each change is one u64: nanoseconds above, what changes in the two low bits, so
+    // a million tasks' four changes sort as plain integers in 32 MB.
+    const WAIT: u64 = 0;
+    const WAITED: u64 = 1;
+    const START: u64 = 2;
+    const END: u64 = 3;
+    let edge = |at: Duration, what: u64| {
+        (u64::try_from(at.as_nanos())
+            .unwrap_or(u64::MAX >> 2)
+            .min(u64::MAX >> 2)
+            << 2)
+            | what
+    };
+    let mut edges: Vec<u64> = Vec::with_capacity(record.task_count() * 4);
+    for i in 0..record.task_count() {
+        let (Some(queued), Some(state)) = (record.queued_at(i), record.state_at(i)) else {
+            continue;
+        };
+        let attempts = record.attempts_at(i);
+        let first_start = attempts.iter().find(|a| a.ran()).map(|a| a.started);
+        let wait_end = match (&*state, first_start) {
             (_, Some(start)) => Some(start),
             (TaskState::Queued, None) => None,
             // Cancelled or failed to start: it stopped waiting when it was settled.
-            (_, None) => task
-                .attempts
-                .last()
-                .and_then(|a| a.ended)
-                .or(Some(task.queued)),
+            (_, None) => attempts.last().and_then(|a| a.ended).or(Some(queued)),
         };
-        edges.push((task.queued, 0, 1));
+        edges.push(edge(queued, WAIT));
         if let Some(end) = wait_end {
-            edges.push((end, 0, -1));
+            edges.push(edge(end, WAITED));
         }
-        for a in task.attempts.iter().filter(|a| a.ran()) {
-            edges.push((a.started, 1, 0));
-            edges.push((a.ended.unwrap_or(now), -1, 0));
+        for a in attempts.iter().filter(|a| a.ran()) {
+            edges.push(edge(a.started, START));
+            edges.push(edge(a.ended.unwrap_or(now), END));
         }
     }
-    edges.sort_by_key(|e| e.0);
+    // Changes at one instant end as one step: their order among themselves is moot.
+    edges.sort_unstable();
     let mut levels: Vec<Level> = Vec::with_capacity(edges.len() / 2 + 1);
-    let (mut running, mut waiting) = (0i32, 0i32);
-    for (at, dr, dw) in edges {
-        running += dr;
-        waiting += dw;
+    let (mut running, mut waiting) = (0i64, 0i64);
+    for e in edges {
+        match e & 3 {
+            WAIT => waiting += 1,
+            WAITED => waiting -= 1,
+            START => running += 1,
+            _ => running -= 1,
+        }
         let level = Level {
-            at: at.as_secs_f64(),
-            running: running.max(0) as u32,
-            waiting: waiting.max(0) as u32,
+            at: Duration::from_nanos(e >> 2).as_secs_f64(),
+            running: u32::try_from(running.max(0)).unwrap_or(u32::MAX),
+            waiting: u32::try_from(waiting.max(0)).unwrap_or(u32::MAX),
         };
         match levels.last_mut() {
             Some(last) if (last.at - level.at).abs() < 1e-9 => *last = level,
@@ -216,6 +243,18 @@ pub fn summary(record: &RunRecord, now: Duration) -> Summary {
     if let Some(live) = record.live_stats() {
         return live_summary(record, live, now);
     }
+    summary_of(record, now, record.max_concurrency())
+}
+
+/// [`summary`] of a record whose levels are at hand (their peak is its concurrency).
+pub fn summary_with(record: &RunRecord, now: Duration, levels: &[Level]) -> Summary {
+    if let Some(live) = record.live_stats() {
+        return live_summary(record, live, now);
+    }
+    summary_of(record, now, max_running(levels))
+}
+
+fn summary_of(record: &RunRecord, now: Duration, max_concurrency: usize) -> Summary {
     let attempts = || {
         record
             .attempts()
@@ -231,18 +270,19 @@ pub fn summary(record: &RunRecord, now: Duration) -> Summary {
     let busy: Duration = attempts().map(|a| a.runtime(now)).sum();
     // The pool size in force over the run, weighted by how long it held.
     let capacity = capacity(record, first, last);
-    let total_queue_wait = record
-        .tasks()
-        .filter_map(|t| {
-            t.attempts
+    let total_queue_wait = (0..record.task_count())
+        .filter_map(|i| {
+            let queued = record.queued_at(i)?;
+            record
+                .attempts_at(i)
                 .iter()
                 .find(|a| a.ran())
-                .map(|a| a.started.saturating_sub(t.queued))
+                .map(|a| a.started.saturating_sub(queued))
         })
         .sum();
     Summary {
         makespan,
-        max_concurrency: record.max_concurrency(),
+        max_concurrency,
         utilisation: if capacity > 0.0 {
             (busy.as_secs_f64() / capacity).min(1.0)
         } else {

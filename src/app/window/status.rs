@@ -38,7 +38,7 @@ impl PoolscopeApp {
             let Some(run) = &self.run else {
                 ui.weak(format!(
                     "{} tasks in the list · press Start to run them",
-                    self.rows.len()
+                    self.row_count()
                 ));
                 return;
             };

@@ -42,20 +42,36 @@ fn state_rank(state: Option<&TaskState>) -> u8 {
 }
 
 /// Row indices to show, filtered and sorted.
-fn visible_rows(rows: &[Row], run: Option<&Run>, filter: StateFilter, sort: SortKey) -> Vec<usize> {
+/// With `record_rows`, the rows are the run's tasks by position. `None`: every row, in
+/// order.
+fn visible_rows(
+    rows: &[Row],
+    record_rows: bool,
+    run: Option<&Run>,
+    filter: StateFilter,
+    sort: SortKey,
+) -> Option<Vec<usize>> {
     // Looked up by position, without making a done task whole (a sort looks at every
     // row every frame).
     let position = |i: usize| {
         let run = run?;
+        if record_rows {
+            return Some((run, i));
+        }
         Some((run, run.record.position(rows[i].task?)?))
+    };
+    let count = match run {
+        Some(run) if record_rows => run.record.task_count(),
+        _ => rows.len(),
     };
     let state_of = |i: usize| position(i).and_then(|(run, p)| run.record.state_at(p));
     let attempts_of = |i: usize| position(i).map(|(run, p)| run.record.attempts_at(p));
     if filter == StateFilter::All && sort == SortKey::Order {
-        // The common case needs no look-up per row (the list can be 100 000 long).
-        return (0..rows.len()).collect();
+        // The common case needs no look-up, nor a list, per row (the list can be two
+        // million long).
+        return None;
     }
-    let mut order: Vec<usize> = (0..rows.len())
+    let mut order: Vec<usize> = (0..count)
         .filter(|&i| matches_filter(filter, state_of(i).as_deref()))
         .collect();
     let now = run.map(Run::now).unwrap_or_default();
@@ -75,14 +91,22 @@ fn visible_rows(rows: &[Row], run: Option<&Run>, filter: StateFilter, sort: Sort
         }),
         SortKey::State => order.sort_by_key(|&i| state_rank(state_of(i).as_deref())),
     }
-    order
+    Some(order)
 }
 
 impl PoolscopeApp {
     pub(in crate::app) fn task_table(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         self.table_toolbar(ui, actions);
         ui.separator();
-        let order = visible_rows(&self.rows, self.run.as_ref(), self.filter, self.sort);
+        let record_rows = self.record_rows;
+        let row_count = self.row_count();
+        let order = visible_rows(
+            &self.rows,
+            record_rows,
+            self.run.as_ref(),
+            self.filter,
+            self.sort,
+        );
         let live_open = self.live_run().is_some_and(Run::is_open);
         // A watched program's tasks are calls inside it: nothing here can stop or rerun one.
         let watched = self.run.as_ref().is_some_and(|r| r.watched.is_some());
@@ -139,12 +163,26 @@ impl PoolscopeApp {
                     })
                     .body(|mut body| {
                         *rows_fit = body.ui_mut().clip_rect().height() / ROW_HEIGHT;
-                        body.rows(ROW_HEIGHT, order.len(), |mut table_row| {
-                            let i = order[table_row.index()];
+                        let shown = order.as_ref().map_or(row_count, Vec::len);
+                        body.rows(ROW_HEIGHT, shown, |mut table_row| {
+                            let i = order
+                                .as_ref()
+                                .map_or(table_row.index(), |o| o[table_row.index()]);
+                            // A shown record's row is made for the frame it is drawn in.
+                            let mut made = None;
+                            let row = match run {
+                                Some(run) if record_rows => {
+                                    match made.insert(Row::at(&run.record, i)) {
+                                        Some(row) => row,
+                                        None => return,
+                                    }
+                                }
+                                _ => &mut rows[i],
+                            };
                             draw_row(
                                 &mut table_row,
                                 i,
-                                &mut rows[i],
+                                row,
                                 run,
                                 selected,
                                 (live_open, watched),

@@ -221,7 +221,7 @@ impl TimelineState {
             }
             _ => {
                 let levels = Arc::new(stats::levels(record, now).into_owned());
-                let summary = stats::summary(record, now);
+                let summary = stats::summary_with(record, now, &levels);
                 let name = COMPUTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 1 | 1;
                 self.cache = Some((key, Arc::clone(&levels), summary, name));
                 (Some(levels), summary, name)
