@@ -205,6 +205,14 @@ impl TaskStore {
         }
     }
 
+    /// What the task runs, without making it whole.
+    pub fn invocation(&self, position: usize) -> Option<Cow<'_, crate::executor::Invocation>> {
+        match self.slots.get(position)? {
+            Slot::Whole(task, _) => Some(Cow::Borrowed(&task.spec.invocation)),
+            Slot::Row(row) => Some(Cow::Owned(self.specs.get(u64::from(row.spec)).invocation)),
+        }
+    }
+
     /// When the task was queued, without making it whole.
     pub fn queued(&self, position: usize) -> Option<Duration> {
         match self.slots.get(position)? {

@@ -733,6 +733,21 @@ impl RunRecord {
         self.tasks.attempts(position)
     }
 
+    /// The id of the task at `position`.
+    pub fn id_at(&self, position: usize) -> Option<TaskId> {
+        self.tasks.id(position)
+    }
+
+    /// The chunk of the task at `position` (without making a done task whole).
+    pub fn chunk_at(&self, position: usize) -> Option<TaskId> {
+        self.tasks.chunk(position)
+    }
+
+    /// What the task at `position` runs (without making a done task whole).
+    pub fn invocation_at(&self, position: usize) -> Option<Cow<'_, crate::executor::Invocation>> {
+        self.tasks.invocation(position)
+    }
+
     /// When the task at `position` was queued (without making a done task whole).
     pub fn queued_at(&self, position: usize) -> Option<Duration> {
         self.tasks.queued(position)

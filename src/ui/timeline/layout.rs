@@ -768,9 +768,14 @@ impl LaneIndex {
         self.labels = labels.into_iter().map(|(_, l)| l).collect();
         self.keys = keys;
         self.lanes.resize_with(count, Lane::default);
-        for task in record.tasks() {
-            let hash = command_hash(&task.spec.invocation);
-            for a in &task.attempts {
+        // By position: a done task is read from its row, not made whole.
+        for i in 0..record.task_count() {
+            let (Some(id), Some(invocation)) = (record.id_at(i), record.invocation_at(i)) else {
+                continue;
+            };
+            let hash = command_hash(&invocation);
+            let chunk = record.chunk_at(i);
+            for a in record.attempts_at(i).iter() {
                 let lane = self.keys.lane(mode, a.slot, a.pid, a.host.as_deref());
                 let Some(lane) = lane.filter(|&l| l < count) else {
                     continue;
@@ -778,11 +783,11 @@ impl LaneIndex {
                 self.lanes[lane].push(Span {
                     start: a.started.as_secs_f64(),
                     end: a.ended.map_or(f64::INFINITY, |e| e.as_secs_f64()),
-                    task: task.id,
+                    task: id,
                     attempt: a.number,
                     status: BarStatus::of(a.outcome.as_ref()),
                     command_hash: hash,
-                    chunk: task.chunk.filter(|_| a.number == 1),
+                    chunk: chunk.filter(|_| a.number == 1),
                 });
             }
         }
