@@ -1250,6 +1250,35 @@ fn the_list_pool_size_and_mode_come_back_in_the_next_session() {
 }
 
 #[test]
+fn a_long_list_from_a_file_comes_back_from_its_file_not_from_the_state_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("long.toml");
+    std::fs::write(
+        &path,
+        "[pool]\nsize = 3\n[[task]]\ncommand = \"echo {}\"\nrange = [0, 200000]\n",
+    )
+    .expect("write");
+    let options = || AppOptions {
+        run_dir: Some(RUNS.path().join("runs")),
+        ..AppOptions::default()
+    };
+    let mut app = PoolscopeApp::new(AppOptions {
+        file: Some(path.clone()),
+        ..options()
+    });
+    assert_eq!(app.rows.len(), 200_000);
+    let mut storage = MemoryStorage::default();
+    eframe::App::save(&mut app, &mut storage);
+    let state: usize = storage.0.values().map(String::len).sum();
+    assert!(state < 100_000, "the state file holds {state} bytes");
+    let restored = PoolscopeApp::with_storage(options(), Some(&storage));
+    assert_eq!(restored.rows.len(), 200_000);
+    assert_eq!(restored.rows[199_999].draft.command, "echo 199999");
+    assert_eq!(restored.file.as_deref(), Some(path.as_path()));
+    assert_eq!(restored.pool_size, 3);
+}
+
+#[test]
 fn ctrl_enter_starts_ctrl_s_saves_and_ctrl_o_asks_for_a_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("list.toml");

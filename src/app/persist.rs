@@ -27,6 +27,9 @@ pub(super) struct Saved {
 
 pub(super) const STORAGE_KEY: &str = "poolscope";
 
+/// Most rows kept in the state file; a longer list from a file is opened from it again.
+const MAX_SAVED_ROWS: usize = 10_000;
+
 impl PoolscopeApp {
     /// Like [`new`](Self::new), restoring the last list, pool size and recent files
     /// unless a file was given on the command line.
@@ -41,6 +44,15 @@ impl PoolscopeApp {
             app.recent = saved.recent;
             app.keep_runs = saved.keep_runs.unwrap_or(DEFAULT_KEEP_RUNS).max(1);
             app.max_runs_mb = saved.max_runs_mb;
+            // A long list from a file comes back from its file.
+            let reopen = saved
+                .rows
+                .is_empty()
+                .then_some(saved.file.as_ref())
+                .flatten();
+            if let (true, Some(file)) = (restore, reopen) {
+                app.open(&file.clone());
+            }
             if restore && !saved.rows.is_empty() {
                 app.rows = saved.rows;
                 app.file = saved.file;
@@ -75,19 +87,14 @@ impl PoolscopeApp {
         }
         // A watched program's rows are its function calls, not commands to run again.
         let watched = self.run.as_ref().is_some_and(|r| r.watched.is_some());
-        let record_rows = match (&self.run, self.record_rows) {
-            (Some(run), true) => Row::of_record(&run.record),
-            _ => Vec::new(),
-        };
-        let rows = if self.record_rows {
-            &record_rows
-        } else {
-            &self.rows
-        };
+        // A long list from a file is kept as its file (a million rows made a state file
+        // read again at every start); a shown record's tasks are not a list to keep.
+        let by_file = self.file.is_some() && self.rows.len() > MAX_SAVED_ROWS;
         Saved {
-            rows: rows
+            rows: self
+                .rows
                 .iter()
-                .filter(|_| !watched)
+                .filter(|_| !watched && !by_file && !self.record_rows)
                 .map(|r| Row {
                     draft: r.draft.clone(),
                     task: None,

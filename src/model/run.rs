@@ -868,7 +868,9 @@ impl RunRecord {
 
     #[allow(clippy::too_many_lines)] // one short arm per kind of event
     pub fn apply(&mut self, event: &Event) {
-        let at = event.at;
+        // Whole microseconds, as a done task's row keeps them: a bar found by its start
+        // while it runs is found by the same start once done.
+        let at = Duration::from_micros(u64::try_from(event.at.as_micros()).unwrap_or(u64::MAX));
         self.last_event = self.last_event.max(at);
         if !matches!(event.kind, EventKind::Output { .. }) {
             self.revision += 1;

@@ -1237,6 +1237,50 @@ mod tests {
     }
 
     #[test]
+    fn a_live_bar_is_updated_in_place_when_its_task_is_done_and_kept_compact() {
+        // A start with nanoseconds: a done task's row keeps whole microseconds, and the
+        // bar must still be found by its start (it was drawn twice, and every frame
+        // rebuilt the index).
+        let mut r = RunRecord::default();
+        let mut apply = |at: Duration, kind| r.apply(&Event { at, kind });
+        apply(
+            Duration::ZERO,
+            EventKind::PoolStarted {
+                wall_clock: SystemTime::now(),
+                size: 1,
+            },
+        );
+        let task = TaskId(1);
+        let spec = Arc::new(TaskSpec::shell("job"));
+        apply(Duration::ZERO, EventKind::Queued { task, spec });
+        let started = EventKind::Started {
+            task,
+            attempt: 1,
+            slot: 0,
+            pid: Some(7),
+            host: None,
+        };
+        apply(Duration::from_nanos(548_282_605), started);
+        let mut index = LaneIndex::default();
+        index.update(&r, LaneMode::Slot);
+        let finished = EventKind::Finished {
+            task,
+            attempt: 1,
+            outcome: Outcome::Exited(0),
+            stdin_bytes: 0,
+            will_retry: false,
+        };
+        r.apply(&Event {
+            at: Duration::from_nanos(548_286_999),
+            kind: finished,
+        });
+        index.update(&r, LaneMode::Slot);
+        assert_eq!(index.lanes[0].spans.len(), 1, "one bar for the task");
+        assert!(index.lanes[0].spans[0].end.is_finite(), "its end is drawn");
+        assert!(index.live.is_some(), "no rebuild is due");
+    }
+
+    #[test]
     fn two_thousand_short_lived_pids_share_as_many_lanes_as_ran_at_once() {
         // A process per task at pool 2: 2000 PIDs, never more than 2 alive.
         let runs: Vec<(usize, u32, u64, u64)> = (0..2000u32)
