@@ -585,7 +585,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     // busy with one chunk waiting: at most that many tasks are made at once.
     let feed_limit = READ_AHEAD.max((config.size + 1).saturating_mul(chunk_size));
     let feed_batch = chunk_size.saturating_mul(STDIN_BATCH.div_ceil(chunk_size).max(1));
-    let mut from_list = from_stdin.is_none().then(|| specs.into_stream(0));
+    let mut from_list = from_stdin.is_none().then(|| specs.into_stream());
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
     // Tasks read from stdin and not over yet; the next one's number.

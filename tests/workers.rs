@@ -109,19 +109,26 @@ fn a_map_goes_out_in_pythons_chunks_and_every_task_is_recorded() {
     for (i, &id) in ids.iter().enumerate() {
         assert_eq!(stdout_of(&record, id), format!("result {i}\n"));
     }
-    // A chunk runs on one worker, in input order.
-    for chunk in ids.chunks(7) {
-        let attempts: Vec<_> = chunk
-            .iter()
-            .map(|&id| record.task(id).expect("task").attempts[0].clone())
-            .collect();
-        assert!(attempts.windows(2).all(|w| w[0].pid == w[1].pid));
-        assert!(attempts.windows(2).all(|w| w[0].started <= w[1].started));
-        // The record knows the chunk (the timeline brackets it).
-        for &id in chunk {
-            assert_eq!(record.task(id).expect("task").chunk, Some(chunk[0]));
-        }
-    }
+    chunks_ran_whole(&record, &ids, 7);
+}
+
+/// Each chunk of `size` ran on one worker, in input order, and the record knows it (the
+/// timeline brackets it); returns the worker PID of each chunk.
+fn chunks_ran_whole(record: &RunRecord, ids: &[TaskId], size: usize) -> Vec<Option<u32>> {
+    ids.chunks(size)
+        .map(|chunk| {
+            let attempts: Vec<_> = chunk
+                .iter()
+                .map(|&id| record.task(id).expect("task").attempts[0].clone())
+                .collect();
+            assert!(attempts.windows(2).all(|w| w[0].pid == w[1].pid));
+            assert!(attempts.windows(2).all(|w| w[0].started <= w[1].started));
+            for &id in chunk {
+                assert_eq!(record.task(id).expect("task").chunk, Some(chunk[0]));
+            }
+            attempts[0].pid
+        })
+        .collect()
 }
 
 #[test]
@@ -132,21 +139,7 @@ fn a_chunk_longer_than_what_is_handed_at_once_still_runs_whole_on_one_worker_in_
         .collect();
     let (record, ids) = run_all(workers(2, None), specs, 6_000);
     assert_eq!(record.succeeded(), 12_000);
-    let mut pids = BTreeSet::new();
-    for chunk in ids.chunks(6_000) {
-        let attempts: Vec<_> = chunk
-            .iter()
-            .map(|&id| record.task(id).expect("task").attempts[0].clone())
-            .collect();
-        assert!(attempts.windows(2).all(|w| w[0].pid == w[1].pid));
-        assert!(attempts.windows(2).all(|w| w[0].started <= w[1].started));
-        assert!(
-            chunk
-                .iter()
-                .all(|&id| record.task(id).expect("task").chunk == Some(chunk[0]))
-        );
-        pids.insert(attempts[0].pid);
-    }
+    let pids: BTreeSet<_> = chunks_ran_whole(&record, &ids, 6_000).into_iter().collect();
     assert_eq!(pids.len(), 2, "both workers ran a chunk at once");
 }
 

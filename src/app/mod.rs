@@ -88,8 +88,8 @@ pub struct Row {
 }
 
 impl Row {
-    /// A record's tasks as rows, each tied to its task (Start runs them again).
-    /// The row of a record's task at `position`.
+    /// The row of a record's task at `position`, tied to its task (Start runs it
+    /// again).
     pub fn at(record: &RunRecord, position: usize) -> Option<Row> {
         record.task_at(position).map(|t| Row {
             draft: TaskDraft::from_spec(&t.spec),
@@ -97,13 +97,10 @@ impl Row {
         })
     }
 
+    /// A record's tasks as rows.
     pub fn of_record(record: &RunRecord) -> Vec<Row> {
-        record
-            .tasks()
-            .map(|t| Row {
-                draft: TaskDraft::from_spec(&t.spec),
-                task: Some(t.id),
-            })
+        (0..record.task_count())
+            .filter_map(|i| Row::at(record, i))
             .collect()
     }
 }

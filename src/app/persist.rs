@@ -45,13 +45,8 @@ impl PoolscopeApp {
             app.keep_runs = saved.keep_runs.unwrap_or(DEFAULT_KEEP_RUNS).max(1);
             app.max_runs_mb = saved.max_runs_mb;
             // A long list from a file comes back from its file.
-            let reopen = saved
-                .rows
-                .is_empty()
-                .then_some(saved.file.as_ref())
-                .flatten();
-            if let (true, Some(file)) = (restore, reopen) {
-                app.open(&file.clone());
+            if let (true, true, Some(file)) = (restore, saved.rows.is_empty(), &saved.file) {
+                app.open(file);
             }
             if restore && !saved.rows.is_empty() {
                 app.rows = saved.rows;

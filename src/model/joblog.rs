@@ -232,19 +232,23 @@ impl<'p, R: io::BufRead> Lines<'p, R> {
             return Ok(None);
         }
         let (line, error) = self.current();
-        let cols = columns(line, &error)?;
-        Ok(Some((
-            number_in(&cols, 0, "Seq", &error)?,
-            bounded(&cols, 2, "Starttime", LATEST_START, &error)?,
-            bounded(
-                &cols,
-                3,
-                "JobRuntime",
-                crate::executor::MAX_DURATION.as_secs_f64(),
-                &error,
-            )?,
-        )))
+        times(&columns(line, &error)?, &error).map(Some)
     }
+}
+
+/// A line's `Seq`, `Starttime` and `JobRuntime`, checked.
+fn times(cols: &[&[u8]; 9], error: ErrorAt<'_>) -> Result<(u64, f64, f64), super::TaskFileError> {
+    Ok((
+        number_in(cols, 0, "Seq", error)?,
+        bounded(cols, 2, "Starttime", LATEST_START, error)?,
+        bounded(
+            cols,
+            3,
+            "JobRuntime",
+            crate::executor::MAX_DURATION.as_secs_f64(),
+            error,
+        )?,
+    ))
 }
 
 type ErrorAt<'e> = &'e dyn Fn(&str, String) -> super::TaskFileError;
@@ -313,17 +317,12 @@ fn fields(
     error: impl Fn(&str, String) -> super::TaskFileError,
 ) -> Result<Fields<'_>, super::TaskFileError> {
     let cols = columns(line, &error)?;
+    let (seq, start, runtime) = times(&cols, &error)?;
     Ok(Fields {
-        seq: number_in(&cols, 0, "Seq", &error)?,
+        seq,
         host: String::from_utf8_lossy(cols[1].trim_ascii()),
-        start: bounded(&cols, 2, "Starttime", LATEST_START, &error)?,
-        runtime: bounded(
-            &cols,
-            3,
-            "JobRuntime",
-            crate::executor::MAX_DURATION.as_secs_f64(),
-            &error,
-        )?,
+        start,
+        runtime,
         send: number_in(&cols, 4, "Send", &error)?,
         receive: number_in(&cols, 5, "Receive", &error)?,
         exitval: number_in(&cols, 6, "Exitval", &error)?,
@@ -414,16 +413,7 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, super::TaskFileError> {
     let mut current: Option<TaskRecord> = None;
     for &i in &order {
         let e = next_line(i)?;
-        let attempt = Attempt {
-            number: attempt_of[i as usize] + 1,
-            slot: Some(lanes[i as usize] as usize),
-            host: Some(e.host.clone()).filter(|h| !h.is_empty() && h != ":"),
-            ended: Some(at(e.start + e.runtime)),
-            outcome: Some(e.outcome()),
-            stdout_bytes: e.receive,
-            stdin_bytes: e.send,
-            ..Attempt::begun(1, at(e.start))
-        };
+        let attempt = e.attempt(attempt_of[i as usize] + 1, lanes[i as usize] as usize, &at);
         if let Some(task) = current.as_mut().filter(|t| t.id == TaskId(e.seq)) {
             task.state = TaskState::Done(e.outcome());
             task.attempts.push(attempt);
@@ -440,6 +430,22 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, super::TaskFileError> {
     let lane_count = lanes.iter().max().map_or(0, |&m| m as usize + 1);
     let wall = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t0.max(0.0));
     Ok(builder.finish(Some(wall), vec![(Duration::ZERO, lane_count)], completions))
+}
+
+impl JoblogEntry {
+    /// The attempt this line records: its `number` of its task, on `lane`, its times
+    /// on the run's clock by `at`.
+    fn attempt(&self, number: u32, lane: usize, at: &impl Fn(f64) -> Duration) -> Attempt {
+        Attempt {
+            slot: Some(lane),
+            host: Some(self.host.clone()).filter(|h| !h.is_empty() && h != ":"),
+            ended: Some(at(self.start + self.runtime)),
+            outcome: Some(self.outcome()),
+            stdout_bytes: self.receive,
+            stdin_bytes: self.send,
+            ..Attempt::begun(number, at(self.start))
+        }
+    }
 }
 
 /// A task as one joblog line says it ran.
@@ -492,35 +498,16 @@ fn lanes_of(spans: &[(f64, f64)]) -> Vec<u32> {
 /// Lanes for jobs that have no slot column: each job, in start order, takes the first
 /// lane free at its start (as ninjatracing does). Returns one lane per entry.
 pub fn first_free_lanes(entries: &[JoblogEntry]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by(|&a, &b| entries[a].start.total_cmp(&entries[b].start));
-    let mut lane_ends: Vec<f64> = Vec::new();
-    let mut lanes = vec![0; entries.len()];
-    for i in order {
-        let e = &entries[i];
-        // A lane freed at the very instant this job starts is free (ms rounding).
-        let lane = lane_ends
-            .iter()
-            .position(|&end| end <= e.start + 1e-6)
-            .unwrap_or(lane_ends.len());
-        if lane == lane_ends.len() {
-            lane_ends.push(0.0);
-        }
-        lane_ends[lane] = e.start + e.runtime;
-        lanes[i] = lane;
-    }
-    lanes
+    let spans: Vec<(f64, f64)> = entries
+        .iter()
+        .map(|e| (e.start, e.start + e.runtime))
+        .collect();
+    lanes_of(&spans).into_iter().map(|l| l as usize).collect()
 }
 
 /// A finished run record from a joblog: lanes by first free lane, outcomes from
 /// Exitval/Signal, times relative to the earliest start.
 pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
-    use std::sync::Arc;
-
-    use super::run::{Attempt, TaskState};
-    use super::tail::OutputTail;
-    use crate::executor::{TaskId, TaskSpec};
-
     let lanes = first_free_lanes(entries);
     let t0 = entries
         .iter()
@@ -528,44 +515,19 @@ pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
         .fold(f64::INFINITY, f64::min);
     let t0 = if t0.is_finite() { t0 } else { 0.0 };
     let at = |t: f64| Duration::from_secs_f64((t - t0).max(0.0));
-    let mut tasks = Vec::with_capacity(entries.len());
+    let mut tasks: Vec<TaskRecord> = Vec::with_capacity(entries.len());
     let mut by_seq: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
     for (e, &lane) in entries.iter().zip(&lanes) {
-        let outcome = e.outcome();
-        let attempt = Attempt {
-            number: 1,
-            slot: Some(lane),
-            pid: None,
-            host: Some(e.host.clone()).filter(|h| !h.is_empty() && h != ":"),
-            command_pid: None,
-            started: at(e.start),
-            ended: Some(at(e.start + e.runtime)),
-            outcome: Some(outcome.clone()),
-            stdout_bytes: e.receive,
-            stderr_bytes: 0,
-            stdin_bytes: e.send,
-            usage: super::run::Usage::default(),
-        };
         // A retried job appears once per attempt, under the same Seq.
         if let Some(&i) = by_seq.get(&e.seq) {
-            let task: &mut super::TaskRecord = &mut tasks[i];
+            let task = &mut tasks[i];
             let number = task.attempts.len() as u32 + 1;
-            task.attempts.push(Attempt { number, ..attempt });
-            task.state = TaskState::Done(outcome);
+            task.attempts.push(e.attempt(number, lane, &at));
+            task.state = TaskState::Done(e.outcome());
             continue;
         }
         by_seq.insert(e.seq, tasks.len());
-        tasks.push(super::TaskRecord {
-            id: TaskId(e.seq),
-            spec: Arc::new(TaskSpec::shell(e.command.clone())),
-            queued: at(e.start),
-            attempts: vec![attempt],
-            state: TaskState::Done(outcome),
-            stdin_open: false,
-            output: OutputTail::new(0),
-            chunk: None,
-            screen: None,
-        });
+        tasks.push(joblog_task(e, e.attempt(1, lane, &at)));
     }
     let completions = entries
         .iter()

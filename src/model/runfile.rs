@@ -31,26 +31,23 @@ pub fn looks_like_run(text: &str) -> bool {
     text.trim_start().starts_with('{') && text.contains("\"poolscope_run\"")
 }
 
-/// Whether the file at `path` is a saved run or a joblog (not a task file), from its
-/// first bytes.
-pub fn is_record(path: &Path) -> bool {
-    let mut start = [0u8; 4096];
-    let Ok(read) =
-        std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut start))
-    else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&start[..read]);
-    text.lines()
-        .next()
-        .is_some_and(|l| l.trim_end() == joblog::HEADER)
-        || (text.trim_start().starts_with('{') && text.contains("\"poolscope_run\""))
-}
-
 pub fn looks_like_joblog(text: &str) -> bool {
     text.lines()
         .next()
         .is_some_and(|l| l.trim_end() == joblog::HEADER)
+}
+
+/// The first bytes of the file at `path`, as text (enough to tell what it holds).
+fn head(path: &Path) -> std::io::Result<String> {
+    let mut start = [0u8; 4096];
+    let read = std::io::Read::read(&mut std::fs::File::open(path)?, &mut start)?;
+    Ok(String::from_utf8_lossy(&start[..read]).into_owned())
+}
+
+/// Whether the file at `path` is a saved run or a joblog (not a task file), from its
+/// first bytes.
+pub fn is_record(path: &Path) -> bool {
+    head(path).is_ok_and(|text| looks_like_joblog(&text) || looks_like_run(&text))
 }
 
 pub fn parse(text: &str, path: &Path) -> Result<RunRecord, TaskFileError> {
@@ -77,16 +74,13 @@ pub fn parse(text: &str, path: &Path) -> Result<RunRecord, TaskFileError> {
 pub fn load(path: &Path) -> Result<RunRecord, TaskFileError> {
     // A saved run is one JSON object; anything else is read as a joblog, as a stream
     // (a 200 MB joblog is never all in memory as text).
-    let mut start = [0u8; 64];
-    let read = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut start))
-        .map_err(|e| TaskFileError {
-            path: path.to_owned(),
-            line: None,
-            field: None,
-            message: format!("cannot be read: {e}"),
-        })?;
-    if start[..read].trim_ascii_start().starts_with(b"{") {
+    let start = head(path).map_err(|e| TaskFileError {
+        path: path.to_owned(),
+        line: None,
+        field: None,
+        message: format!("cannot be read: {e}"),
+    })?;
+    if start.trim_start().starts_with('{') {
         let text = super::taskfile::read_text(path)?;
         parse(&text, path)
     } else {

@@ -145,14 +145,13 @@ impl TaskList {
         }
     }
 
-    /// The tasks from `start` on, made as they are taken: what a run hands its pool a
-    /// batch at a time.
-    pub fn into_stream(self, start: usize) -> TaskStream {
+    /// Every task, owned and made as it is taken: what a run hands its pool a batch at
+    /// a time.
+    pub fn into_stream(self) -> TaskStream {
         TaskStream {
             list: self,
             entry: 0,
             within: 0,
-            skip: start,
         }
     }
 }
@@ -163,37 +162,12 @@ pub struct TaskStream {
     list: TaskList,
     entry: usize,
     within: usize,
-    skip: usize,
-}
-
-impl TaskStream {
-    /// Tasks not yet taken.
-    pub fn remaining(&self) -> usize {
-        let taken: usize = self.list.entries[..self.entry.min(self.list.entries.len())]
-            .iter()
-            .map(|e| e.values.len())
-            .sum::<usize>()
-            + self.within;
-        self.list.len.saturating_sub(taken.max(self.skip))
-    }
 }
 
 impl Iterator for TaskStream {
     type Item = TaskSpec;
 
     fn next(&mut self) -> Option<TaskSpec> {
-        while self.skip > 0 {
-            let entry = self.list.entries.get(self.entry)?;
-            let left = entry.values.len() - self.within;
-            if self.skip >= left {
-                self.skip -= left;
-                self.entry += 1;
-                self.within = 0;
-            } else {
-                self.within += self.skip;
-                self.skip = 0;
-            }
-        }
         loop {
             let entry = self.list.entries.get(self.entry)?;
             if self.within < entry.values.len() {
@@ -1013,9 +987,9 @@ mod tests {
         let first: Vec<String> = file.tasks.iter().take(5).map(|t| t.name).collect();
         assert_eq!(first[..4], ["echo 10", "echo 7", "echo 4", "echo 1"]);
         assert_eq!(file.tasks.get(3).expect("task").name, "echo 1");
-        let mut rest = file.tasks.clone().into_stream(3);
-        assert_eq!(rest.next().expect("task").name, "echo 1");
-        assert_eq!(rest.remaining(), 9_000_000);
+        let mut owned = file.tasks.clone().into_stream().skip(3);
+        assert_eq!(owned.next().expect("task").name, "echo 1");
+        assert_eq!(owned.next().expect("task").name, first[4]);
         let last = file.tasks.get(4 + 8_999_999).expect("the last task");
         assert_eq!(last.name, first[4].replace('0', "8999999"));
         assert!(file.tasks.get(4 + 9_000_000).is_none());
