@@ -3,7 +3,7 @@
 # of $RUNS, default 5):
 #  - 100 000 and 1 000 000 `noop` tasks on 2 workers, headless: wall time and peak RSS,
 #    the 1M/100k time ratio (target <= 12x, RSS <= 250 MB), the journal's bytes a task
-#    (target <= 120);
+#    (target <= 120), and what --trace adds to the 1M run (targets 3 s, 120 bytes);
 #  - the first task after its line arrives: poolscope run against xargs (target <= 10 ms
 #    later);
 #  - an endless producer (`yes /bin/true`) for $ENDLESS seconds: peak RSS against xargs;
@@ -38,6 +38,15 @@ s1=$(secs 100000); s2=$(secs 1000000)
 printf 'noop on 2 workers (median of %s): 100 000 tasks %.2f s, peak %d MB; 1 000 000 tasks %.2f s, peak %d MB (%.1fx the time; targets 12x, 250 MB)\n' \
   "$runs" "$s1" "$(( $(peak 100000) / 1024 ))" "$s2" "$(( $(peak 1000000) / 1024 ))" "$(echo "$s2 / $s1" | bc -l)"
 printf '  journal: %.1f bytes a task (target 120)\n' "$(echo "$(journal 1000000) / 1000000" | bc -l)"
+# The same 1 000 000 run writing its Chrome trace: the time it adds, and its size.
+for _ in $(seq "$runs"); do
+  rm -rf "$work/runs"
+  measure "$bin" run --trace "$work/trace.json" "$work/noop1000000.toml"
+  echo "trace $(stat -c %s "$work/trace.json")"
+done >"$work/mtrace"
+s3=$(grep -v trace "$work/mtrace" | awk '{print $1}' | median)
+printf '  with --trace: +%.2f s, %.1f bytes a task (targets 3 s, 120)\n' \
+  "$(echo "$s3 - $s2" | bc -l)" "$(echo "$(grep trace "$work/mtrace" | awk '{print $2}' | median) / 1000000" | bc -l)"
 
 # First task: when its line arrives 1 s after the producer starts, how long until its
 # output is out (the producer keeps the pipe open for a second more).

@@ -216,7 +216,9 @@ fn watched_runs_export_a_trace_and_a_joblog_like_any_run() {
                     .expect("name")
                     .starts_with("long_time_task(")
             );
-            e["args"]["os_pid"].as_u64().expect("os_pid").to_string()
+            // A pool worker's tasks are on its own track, named by its PID.
+            assert_eq!(e["pid"], 2, "on a worker's track: {e}");
+            e["tid"].as_u64().expect("tid").to_string()
         })
         .collect();
     assert_eq!(traced, printed);

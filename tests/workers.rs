@@ -272,7 +272,7 @@ fn the_seed_demo_in_worker_mode_reuses_a_pid_and_prints_the_seeds_lines() {
     }
     assert_eq!(runs.values().map(Vec::len).sum::<usize>(), 5, "{text}");
     assert!(runs.values().any(|tasks| tasks.len() >= 2), "{runs:?}");
-    // The trace's os_pid is the worker's.
+    // The trace draws each task on its worker's track, named by the worker's PID.
     let trace: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("json");
     let events = trace
@@ -283,9 +283,25 @@ fn the_seed_demo_in_worker_mode_reuses_a_pid_and_prints_the_seeds_lines() {
     let traced: BTreeSet<String> = events
         .iter()
         .filter(|e| e["ph"] == "X")
-        .filter_map(|e| e["args"]["os_pid"].as_u64().map(|p| p.to_string()))
+        .filter_map(|e| {
+            // A worker's tasks are on its own track, named by its PID.
+            assert_eq!(e["pid"], 2, "on a worker's track: {e}");
+            assert!(e["args"]["os_pid"].is_null(), "the track says it: {e}");
+            e["tid"].as_u64().map(|p| p.to_string())
+        })
         .collect();
     assert_eq!(traced, runs.keys().cloned().collect());
+    let named: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name" && e["pid"] == 2)
+        .filter_map(|e| e["args"]["name"].as_str())
+        .filter_map(|n| {
+            n.strip_prefix("worker ")?
+                .split_once(' ')
+                .map(|(p, _)| p.to_owned())
+        })
+        .collect();
+    assert!(traced.is_subset(&named), "{named:?}");
 }
 
 #[test]

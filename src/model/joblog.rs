@@ -61,13 +61,13 @@ pub fn line(run: &RunRecord, task: &TaskRecord, attempt: &Attempt) -> String {
     let (exitval, signal) = attempt.outcome.as_ref().map_or((-1, 0), exit_columns);
     // A command with a newline or TAB would break the columns; parallel writes it raw,
     // we escape it so every line stays one record.
-    let command = task
-        .spec
-        .invocation
-        .display_line()
-        .replace('\\', "\\\\")
-        .replace('\n', "\\n")
-        .replace('\t', "\\t");
+    let mut command = task.spec.invocation.display_line();
+    if command.contains(['\\', '\n', '\t']) {
+        command = command
+            .replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\t', "\\t");
+    }
     // parallel writes `:` for this machine, the sshlogin for another.
     let host = attempt.host.as_deref().unwrap_or(":");
     format!(

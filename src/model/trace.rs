@@ -1,6 +1,6 @@
 //! Chrome Trace Event Format (Perfetto, `chrome://tracing`): one complete (`X`) event per
-//! attempt on the track of its slot, metadata names, and counters of running and queued
-//! tasks.
+//! attempt on the track of its slot (or of its persistent worker), metadata names, and
+//! counters of running and queued tasks.
 
 use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
@@ -8,14 +8,23 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::run::RunRecord;
+use std::collections::HashSet;
+
+use super::run::{Attempt, RunRecord, WorkerLife};
 
 const POOL_PID: u32 = 1;
+/// Persistent workers' tracks, apart from the slots' so that a PID never meets a slot
+/// number.
+const WORKERS_PID: u32 = 2;
 /// Attempts that never started have no slot; they get a track of their own.
 const UNSTARTED_TID: u64 = 1_000_000;
+/// The most samples of the running and waiting counter: more than a screen has pixels.
+const COUNTER_SAMPLES: f64 = 20_000.0;
 
+/// Whole microseconds, as the record keeps them (`as_secs_f64() * 1e6` wrote
+/// `32675.999999999996`).
 fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
+    d.as_micros() as f64
 }
 
 /// One trace event, written as it is built: a run of 100 000 tasks never becomes one
@@ -52,9 +61,9 @@ fn whole_or_not<S: serde::Serializer>(value: &Option<f64>, s: S) -> Result<S::Ok
     }
 }
 
-/// An attempt's details; what is as usual is left out (attempt 1, no host, no command
-/// PID, the command when it is the name, the outcome when it is `exit 0`), so a million
-/// tasks write about 120 bytes each.
+/// An attempt's details; what is as usual or said by its track is left out (attempt 1,
+/// no host, the PID of a worker's track, no command PID, the command when it is the name, the outcome and its exit and signal columns when
+/// it is `exit 0`), so a task writes about 130 bytes.
 #[derive(Serialize)]
 struct AttemptArgs<'a> {
     task: u64,
@@ -68,8 +77,10 @@ struct AttemptArgs<'a> {
     command_pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     outcome: Option<String>,
-    exit: Value,
-    signal: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     command: Option<String>,
     queued_us: u64,
@@ -97,32 +108,94 @@ impl<W: Write> EventWriter<'_, W> {
     }
 }
 
-/// The pool's and each slot's track names.
-fn write_names<W: Write>(w: &mut EventWriter<'_, W>, run: &RunRecord) -> io::Result<()> {
+/// Where an attempt is drawn: a persistent worker's attempts on that worker's own track
+/// (its tid is its PID, as Perfetto shows a process's threads, which saves writing the
+/// PID on each of its tasks), any other on its slot's.
+struct Tracks {
+    /// (pid, slot) of every worker the run started.
+    workers: HashSet<(u32, usize)>,
+}
+
+impl Tracks {
+    fn of(run: &RunRecord) -> Self {
+        Self {
+            workers: run.workers.iter().map(|w| (w.pid, w.slot)).collect(),
+        }
+    }
+
+    /// The attempt's track (pid, tid), and whether that track already says its PID.
+    fn of_attempt(&self, attempt: &Attempt) -> (u32, u64, bool) {
+        match (attempt.slot, attempt.pid) {
+            (Some(slot), Some(pid)) if self.workers.contains(&(pid, slot)) => {
+                (WORKERS_PID, u64::from(pid), true)
+            }
+            (Some(slot), _) => (POOL_PID, slot as u64, false),
+            (None, _) => (POOL_PID, UNSTARTED_TID, false),
+        }
+    }
+}
+
+fn metadata<W: Write>(
+    w: &mut EventWriter<'_, W>,
+    name: &str,
+    (pid, tid): (u32, u64),
+    args: Value,
+) -> io::Result<()> {
     w.event(&TraceEvent {
-        name: "process_name",
+        name,
         cat: None,
         ph: "M",
         ts: None,
         dur: None,
-        pid: POOL_PID,
-        tid: Some(0),
-        args: json!({"name": "poolscope pool"}),
-    })?;
-    let mut slots: Vec<usize> = run.attempts().filter_map(|(_, a)| a.slot).collect();
+        pid,
+        tid: Some(tid),
+        args,
+    })
+}
+
+/// The pool's, each slot's and each worker's track names; a worker's track sorts by its
+/// slot, then by when it started.
+fn write_names<W: Write>(w: &mut EventWriter<'_, W>, run: &RunRecord) -> io::Result<()> {
+    metadata(
+        w,
+        "process_name",
+        (POOL_PID, 0),
+        json!({"name": "poolscope pool"}),
+    )?;
+    // Slots whose tasks all ran on workers have no track of their own.
+    let tracks = Tracks::of(run);
+    let mut slots: Vec<usize> = run
+        .attempts()
+        .filter(|(_, a)| !tracks.of_attempt(a).2)
+        .filter_map(|(_, a)| a.slot)
+        .collect();
     slots.sort_unstable();
     slots.dedup();
     for &slot in &slots {
-        w.event(&TraceEvent {
-            name: "thread_name",
-            cat: None,
-            ph: "M",
-            ts: None,
-            dur: None,
-            pid: POOL_PID,
-            tid: Some(slot as u64),
-            args: json!({"name": format!("slot {slot}")}),
-        })?;
+        let name = format!("slot {slot}");
+        metadata(
+            w,
+            "thread_name",
+            (POOL_PID, slot as u64),
+            json!({ "name": name }),
+        )?;
+    }
+    if !run.workers.is_empty() {
+        let name = "poolscope workers";
+        metadata(w, "process_name", (WORKERS_PID, 0), json!({ "name": name }))?;
+    }
+    let mut workers: Vec<&WorkerLife> = run.workers.iter().collect();
+    workers.sort_by_key(|life| (life.slot, life.started));
+    for (order, life) in workers.into_iter().enumerate() {
+        let track = (WORKERS_PID, u64::from(life.pid));
+        let name = format!("worker {} (slot {})", life.pid, life.slot);
+        metadata(w, "thread_name", track, json!({ "name": name }))?;
+        metadata(
+            w,
+            "thread_sort_index",
+            track,
+            json!({ "sort_index": order }),
+        )?;
     }
     Ok(())
 }
@@ -131,36 +204,39 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"{\"traceEvents\":[")?;
     let mut w = EventWriter { out, first: true };
     write_names(&mut w, run)?;
+    let tracks = Tracks::of(run);
     for task in run.tasks() {
         let command = task.spec.invocation.display_line();
         let command = (command != task.spec.name).then_some(command);
         for attempt in &task.attempts {
             let end = attempt.ended.unwrap_or(run.last_event);
-            let (exit, signal) = attempt
-                .outcome
-                .as_ref()
-                .map_or((Value::Null, Value::Null), |o| {
+            let (exit, signal) = match &attempt.outcome {
+                Some(o) if o.is_success() => (None, None),
+                Some(o) => {
                     // The same numbers as the joblog's (one mapping).
                     let (exit, signal) = super::joblog::exit_columns(o);
-                    (json!(exit), json!(signal))
-                });
+                    (Some(json!(exit)), Some(json!(signal)))
+                }
+                None => (Some(Value::Null), Some(Value::Null)),
+            };
             let outcome = match &attempt.outcome {
                 Some(o) if o.is_success() => None,
                 Some(o) => Some(o.to_string()),
                 None => Some("running".to_owned()),
             };
+            let (pid, tid, track_says_pid) = tracks.of_attempt(attempt);
             w.event(&TraceEvent {
                 name: &task.spec.name,
                 cat: None,
                 ph: "X",
                 ts: Some(micros(attempt.started)),
                 dur: Some(micros(end.saturating_sub(attempt.started))),
-                pid: POOL_PID,
-                tid: Some(attempt.slot.map_or(UNSTARTED_TID, |s| s as u64)),
+                pid,
+                tid: Some(tid),
                 args: AttemptArgs {
                     task: task.id.0,
                     attempt: attempt.number,
-                    os_pid: attempt.pid,
+                    os_pid: attempt.pid.filter(|_| !track_says_pid),
                     host: attempt.host.as_deref(),
                     command_pid: attempt.command_pid,
                     outcome,
@@ -173,10 +249,11 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
         }
     }
     // The same running and waiting counts as the window's concurrency strip, at most
-    // one sample per 100 µs (the most of each in it), as the strip draws its columns:
-    // a million short tasks would otherwise double the file.
+    // one sample per 100 µs and COUNTER_SAMPLES in all (the most of each in its span),
+    // as the strip draws its columns: a million tasks would otherwise add 85 bytes each.
     let mut bucket: Option<(i64, f64, u32, u32)> = None;
     let levels = super::stats::concurrency(run, run.last_event);
+    let per_second = 1.0 / (run.last_event.as_secs_f64() / COUNTER_SAMPLES).max(1e-4);
     let sample = |w: &mut EventWriter<'_, _>, (at, running, queued): (f64, u32, u32)| {
         w.event(&TraceEvent {
             name: "tasks",
@@ -190,7 +267,7 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
         })
     };
     for level in &*levels {
-        let key = (level.at * 1e4).floor() as i64;
+        let key = (level.at * per_second).floor() as i64;
         match &mut bucket {
             Some((k, _, running, queued)) if *k == key => {
                 *running = (*running).max(level.running);
