@@ -104,7 +104,7 @@ fn main() {
     println!(
         "memory: tail held {:.1} MiB (limit {} MiB); process peak {} MiB, now {} MiB",
         held as f64 / 1_048_576.0,
-        poolscope::model::run::DEFAULT_TAIL_BYTES / 1_048_576,
+        poolscope::model::record::run::DEFAULT_TAIL_BYTES / 1_048_576,
         rss_mib("VmHWM:"),
         rss_mib("VmRSS:")
     );

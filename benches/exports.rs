@@ -10,7 +10,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use poolscope::model::{RunRecord, joblog, runfile, trace};
+use poolscope::model::{RunRecord, formats::joblog, formats::runfile, formats::trace};
 
 #[path = "../tests/common/synthetic.rs"]
 mod synthetic;

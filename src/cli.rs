@@ -16,11 +16,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::executor::{
     EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec,
 };
-use crate::model::journal::{self, JournalWriter};
-use crate::model::resume::{ResumeWhat, Resumption};
-use crate::model::runs::{self, RunRoot};
-use crate::model::taskfile::TaskList;
-use crate::model::{RunRecord, TaskState, joblog, taskfile, trace};
+use crate::model::formats::taskfile::TaskList;
+use crate::model::store::journal::{self, JournalWriter};
+use crate::model::store::resume::{ResumeWhat, Resumption};
+use crate::model::store::runs::{self, RunRoot};
+use crate::model::{RunRecord, TaskState, formats::joblog, formats::taskfile, formats::trace};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -227,7 +227,7 @@ pub fn main() -> ExitCode {
                 .map(|_| None)
                 .map_err(anyhow::Error::from)
         } else {
-            crate::model::runfile::load(&file)
+            crate::model::formats::runfile::load(&file)
                 .map(Some)
                 .map_err(anyhow::Error::from)
         }
@@ -997,7 +997,7 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         );
         let lock = root.new_run()?;
         let dir = lock.dir().to_owned();
-        let about = crate::model::journal::RunAbout {
+        let about = crate::model::store::journal::RunAbout {
             source: Some(match &args.file {
                 Some(file) => file.display().to_string(),
                 None => "commands from stdin".to_owned(),
@@ -1161,7 +1161,7 @@ fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
     }
     trace_out.write(&record)?;
     let code = watched.wait(Duration::from_secs(5)).unwrap_or(1);
-    for line in crate::model::story::pool_story(&record) {
+    for line in crate::model::record::story::pool_story(&record) {
         eprintln!("poolscope: {line}");
     }
     if !watched.saw_inside() {
@@ -1388,7 +1388,7 @@ struct InputOrder {
     /// The task whose output prints live (ids are 1-based, in input order).
     current: u64,
     /// What later tasks printed, in memory up to a budget, then in a hidden file.
-    held: crate::model::spill::HeldOutput,
+    held: crate::model::store::spill::HeldOutput,
     over: std::collections::BTreeSet<TaskId>,
 }
 
@@ -1397,7 +1397,10 @@ impl InputOrder {
     fn new(dir: PathBuf) -> Self {
         Self {
             current: 0,
-            held: crate::model::spill::HeldOutput::new(dir, crate::model::spill::MEMORY_BUDGET),
+            held: crate::model::store::spill::HeldOutput::new(
+                dir,
+                crate::model::store::spill::MEMORY_BUDGET,
+            ),
             over: std::collections::BTreeSet::new(),
         }
     }

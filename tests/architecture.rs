@@ -45,3 +45,29 @@ fn the_panels_never_import_the_app() {
         );
     }
 }
+
+#[test]
+fn the_record_and_the_terminal_know_nothing_of_files() {
+    // The model's rooms depend downwards: formats and store read the record, the record
+    // reads the terminal. A record that reached into a file format or the run store
+    // would make a circle, and a run could no longer be held without its files.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model");
+    for (room, below_only) in [
+        ("record", &["formats", "store"][..]),
+        ("terminal", &["formats", "store", "record"][..]),
+    ] {
+        let mut files = Vec::new();
+        rust_files(&root.join(room), &mut files);
+        assert!(files.len() >= 2, "found the {room} room");
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read");
+            for other in below_only {
+                assert!(
+                    !text.contains(&format!("model::{other}::")),
+                    "{} (in {room}) reaches into model::{other}",
+                    file.display()
+                );
+            }
+        }
+    }
+}

@@ -28,7 +28,7 @@ fn a_task_writing_200_mib_completes_with_full_output_on_disk_and_bounded_memory(
     assert_eq!(t.attempts[0].stdout_bytes, SIZE, "every byte was delivered");
     let saved = std::fs::metadata(dir.path().join(format!("{task}.1.stdout"))).expect("saved");
     assert_eq!(saved.len(), SIZE, "the full output is on disk");
-    assert!(t.output.held() <= poolscope::model::run::DEFAULT_TAIL_BYTES);
+    assert!(t.output.held() <= poolscope::model::record::run::DEFAULT_TAIL_BYTES);
     assert_eq!(t.output.stream_bytes(Stream::Stdout).len(), t.output.held());
     let peak_mib = common::peak_rss_kib("self").expect("VmHWM") / 1024;
     assert!(

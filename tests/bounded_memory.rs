@@ -11,7 +11,7 @@ use common::{config, until_within};
 use poolscope::executor::EventKind;
 use poolscope::executor::{Executor, Outcome, PoolConfig, TaskSpec};
 use poolscope::model::RunRecord;
-use poolscope::model::run::DEFAULT_TAIL_BUDGET;
+use poolscope::model::record::run::DEFAULT_TAIL_BUDGET;
 
 const TASKS: usize = 10_000;
 const EACH: u64 = 1024 * 1024;

@@ -64,7 +64,10 @@ fn the_joblog_checker_accepts_real_gnu_parallel_joblogs() {
         )
         .expect("sample");
         let mut lines = text.lines();
-        assert_eq!(lines.next(), Some(poolscope::model::joblog::HEADER));
+        assert_eq!(
+            lines.next(),
+            Some(poolscope::model::formats::joblog::HEADER)
+        );
         lines.for_each(assert_joblog_line);
     }
 }
@@ -266,7 +269,7 @@ fn sigterm_kills_every_task_and_still_writes_the_joblog() {
         .filter(|l| l.contains("\t-1\t9\texec sleep 100") || l.contains("\t-1\t9\techo $$"))
         .count();
     assert_eq!(killed, 2, "{log}");
-    let entries = poolscope::model::joblog::parse(&log, &joblog).expect("parse");
+    let entries = poolscope::model::formats::joblog::parse(&log, &joblog).expect("parse");
     assert!(
         entries.iter().all(|e| e.outcome() == Outcome::Killed),
         "read back as killed, not timed out: {entries:?}"

@@ -80,7 +80,7 @@ fn the_joblog_receive_column_adds_up_to_the_bytes_written() {
     let (status, _) = wait_measuring(&mut child, WAIT * 4);
     assert!(status.success(), "{status}");
     let text = std::fs::read_to_string(&joblog).expect("joblog");
-    let entries = poolscope::model::joblog::parse(&text, &joblog).expect("a valid joblog");
+    let entries = poolscope::model::formats::joblog::parse(&text, &joblog).expect("a valid joblog");
     assert_eq!(entries.len(), sizes.len());
     let received: u64 = entries.iter().map(|e| e.receive).sum();
     assert_eq!(received, sizes.iter().sum::<u64>());
@@ -151,7 +151,7 @@ fn values_too_large_to_mean_anything_are_refused_in_one_line() {
         &log,
         format!(
             "{}\n1\t:\tinf\t0.1\t0\t0\t0\t0\ttrue\n",
-            poolscope::model::joblog::HEADER
+            poolscope::model::formats::joblog::HEADER
         ),
     )
     .expect("write");
@@ -161,7 +161,7 @@ fn values_too_large_to_mean_anything_are_refused_in_one_line() {
         &log,
         format!(
             "{}\n1\t:\t1700000000.000\t1e300\t0\t0\t0\t0\ttrue\n",
-            poolscope::model::joblog::HEADER
+            poolscope::model::formats::joblog::HEADER
         ),
     )
     .expect("write");

@@ -213,7 +213,7 @@ fn a_run_killed_midway_resumes_from_its_run_folder_as_new_attempts() {
 
     // The journal holds every task the joblog says finished, with its outcome; the
     // tasks that were running are lost, not failed.
-    let loaded = poolscope::model::journal::load(&run).expect("journal");
+    let loaded = poolscope::model::store::journal::load(&run).expect("journal");
     assert!(!loaded.clean);
     for (seq, _) in joblog_seqs(&joblog) {
         let task = loaded
@@ -245,7 +245,7 @@ fn a_run_killed_midway_resumes_from_its_run_folder_as_new_attempts() {
     let printed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(printed.lines().count(), unfinished, "{printed}");
 
-    let resumed = poolscope::model::journal::load(&run).expect("journal");
+    let resumed = poolscope::model::store::journal::load(&run).expect("journal");
     assert!(resumed.clean, "{:?}", resumed.dropped);
     assert_eq!(resumed.record.succeeded(), 200);
     assert_eq!(resumed.lost(), 0);

@@ -715,7 +715,7 @@ fn a_run_cut_short_is_offered_at_the_next_start_and_resumes_to_completion() {
         .parent()
         .expect("dir")
         .to_owned();
-    let loaded = poolscope::model::journal::load(&dir).expect("load");
+    let loaded = poolscope::model::store::journal::load(&dir).expect("load");
     assert!(loaded.clean, "the resumed run ended cleanly");
     assert_eq!(loaded.record.succeeded(), 6);
     // The lost tasks ran again as their second attempts; the first two only once.
@@ -903,14 +903,15 @@ fn the_menus_list_exports_and_presets_and_recent_files_reopen() {
     // A preset replaces the list.
     h.get_by_label("Presets").click();
     h.run_steps(2);
-    for (label, _, _) in poolscope::model::presets::PRESETS {
+    for (label, _, _) in poolscope::model::formats::presets::PRESETS {
         assert_eq!(shows(&h, label), 1, "the Presets menu lists {label}");
     }
-    let (label, _, text) = poolscope::model::presets::PRESETS[0];
+    let (label, _, text) = poolscope::model::formats::presets::PRESETS[0];
     h.get_by_label(label).click();
     h.run_steps(2);
-    let preset = poolscope::model::taskfile::parse(text, std::path::Path::new("preset.toml"))
-        .expect("preset parses");
+    let preset =
+        poolscope::model::formats::taskfile::parse(text, std::path::Path::new("preset.toml"))
+            .expect("preset parses");
     assert_eq!(h.state().rows.len(), preset.tasks.len());
     // The recent file brings the saved list back.
     h.get_by_label("File").click();
@@ -1311,7 +1312,7 @@ fn a_preset_loads_right_after_a_finished_run() {
     start_and_finish(&mut h, 1);
     h.get_by_label("Presets").click();
     h.run_steps(2);
-    let (label, _, _) = poolscope::model::presets::PRESETS[0];
+    let (label, _, _) = poolscope::model::formats::presets::PRESETS[0];
     h.get_by_label(label).click();
     h.run_steps(2);
     let notice = h.state().notice.clone();
@@ -1386,7 +1387,7 @@ fn the_editor_edits_a_task_and_names_a_bad_environment_line() {
 fn viewing_a_joblog_or_a_run_folder_never_replaces_the_saved_list() {
     let dir = tempfile::tempdir().expect("tempdir");
     let joblog = dir.path().join("big.joblog");
-    let mut text = String::from(poolscope::model::joblog::HEADER);
+    let mut text = String::from(poolscope::model::formats::joblog::HEADER);
     text.push('\n');
     for seq in 1..=2000 {
         let _ = writeln!(

@@ -8,7 +8,7 @@ use std::process::{Child, Stdio};
 
 use common::{SmallDisk, run_with_input, start_run, the_run, wait_gone};
 use poolscope::executor::{Outcome, TaskId};
-use poolscope::model::journal;
+use poolscope::model::store::journal;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -70,7 +70,7 @@ fn screen(record: &RunRecord, task: poolscope::executor::TaskId) -> String {
     // What the console shows for the task, line by line.
     stdout_of(record, task)
         .split('\n')
-        .map(|l| poolscope::model::ansi::plain_line(l).into_owned())
+        .map(|l| poolscope::model::terminal::ansi::plain_line(l).into_owned())
         .collect::<Vec<_>>()
         .join("\n")
 }

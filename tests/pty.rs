@@ -11,7 +11,7 @@ use poolscope::model::RunRecord;
 fn screen(record: &RunRecord, task: poolscope::executor::TaskId) -> String {
     let raw = stdout_of(record, task);
     raw.split('\n')
-        .map(|line| poolscope::model::ansi::plain_line(line).into_owned())
+        .map(|line| poolscope::model::terminal::ansi::plain_line(line).into_owned())
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use common::{config, drain};
 use poolscope::executor::{Executor, Outcome, TaskSpec};
-use poolscope::model::{RunRecord, joblog, runfile};
+use poolscope::model::{RunRecord, formats::joblog, formats::runfile};
 
 fn sample(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,14 +54,14 @@ fn importing_the_basic_sample_finds_its_tasks_failure_and_concurrency() {
     assert_eq!(lanes_used(&record), true_max_concurrency(&entries));
     assert_eq!(record.max_concurrency(), true_max_concurrency(&entries));
     // The concurrency strip and summary of an opened log come from its tasks.
-    let levels = poolscope::model::stats::levels(&record, record.last_event);
+    let levels = poolscope::model::record::stats::levels(&record, record.last_event);
     let peak = levels.iter().map(|l| l.running).max();
     assert_eq!(peak, Some(true_max_concurrency(&entries) as u32));
-    let summary = poolscope::model::stats::summary(&record, record.last_event);
+    let summary = poolscope::model::record::stats::summary(&record, record.last_event);
     assert_eq!(summary.max_concurrency, true_max_concurrency(&entries));
     // The Chrome trace's counter track tells the same story, never a negative queue.
     let mut trace = Vec::new();
-    poolscope::model::trace::write(&record, &mut trace).expect("trace");
+    poolscope::model::formats::trace::write(&record, &mut trace).expect("trace");
     let trace: serde_json::Value = serde_json::from_slice(&trace).expect("json");
     let counters: Vec<&serde_json::Value> = trace["traceEvents"]
         .as_array()

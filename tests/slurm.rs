@@ -534,7 +534,7 @@ fn a_resumed_run_follows_its_array_on_the_cluster_instead_of_submitting_again() 
         !run.join("slurm/array-1").exists(),
         "nothing was submitted again"
     );
-    let loaded = poolscope::model::journal::load(&run).expect("the journal");
+    let loaded = poolscope::model::store::journal::load(&run).expect("the journal");
     let done = loaded
         .record
         .tasks()

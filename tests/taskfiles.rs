@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use poolscope::executor::{Invocation, StdinMode};
-use poolscope::model::taskfile::{load, parse};
+use poolscope::model::formats::taskfile::{load, parse};
 
 fn error_of(text: &str) -> String {
     parse(text, Path::new("jobs.toml"))

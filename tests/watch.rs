@@ -263,7 +263,7 @@ fn a_watched_map_shows_pythons_chunks() {
 #[test]
 fn the_story_answers_the_seeds_close_question() {
     let (record, _) = watch("seed_pool.py");
-    let story = poolscope::model::story::pool_story(&record).join("\n");
+    let story = poolscope::model::record::story::pool_story(&record).join("\n");
     assert!(story.contains("5 tasks ran on 4 processes"), "{story}");
     assert!(story.contains("workers are reused: PID"), "{story}");
     assert!(story.contains("close()"), "{story}");

@@ -13,7 +13,7 @@ use poolscope::executor::{
     WorkerConfig,
 };
 use poolscope::model::RunRecord;
-use poolscope::model::taskfile::python_chunksize;
+use poolscope::model::formats::taskfile::python_chunksize;
 
 fn workers(size: usize, max_tasks: Option<u32>) -> PoolConfig {
     PoolConfig {
@@ -465,7 +465,8 @@ fn the_side_by_side_preset_runs_processes_and_workers_in_one_pool() {
         env!("CARGO_MANIFEST_DIR"),
         "/assets/presets/pool4_side_by_side.toml"
     );
-    let file = poolscope::model::taskfile::load(std::path::Path::new(preset)).expect("preset");
+    let file =
+        poolscope::model::formats::taskfile::load(std::path::Path::new(preset)).expect("preset");
     let config = PoolConfig {
         workers: file.workers.clone(),
         ..workers(file.pool_size.expect("size"), None)
@@ -510,7 +511,7 @@ fn a_workers_run_resumes_on_workers() {
     let again = run(&["--resume-failed", folder.to_str().expect("utf-8")]);
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("4 of 4 tasks to run"), "{stderr}");
-    let loaded = poolscope::model::journal::load(&folder).expect("journal");
+    let loaded = poolscope::model::store::journal::load(&folder).expect("journal");
     let pids: BTreeSet<u32> = loaded
         .record
         .attempts()

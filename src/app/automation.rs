@@ -165,7 +165,7 @@ impl PoolscopeApp {
             let (mut output, mut typed) = (Vec::new(), Vec::new());
             for i in 0..lines.lines.len() {
                 let (text, channel) = lines.line(i);
-                let text = crate::model::ansi::plain_line(&text).into_owned();
+                let text = crate::model::terminal::ansi::plain_line(&text).into_owned();
                 match channel {
                     crate::model::Channel::Input => typed.push(text),
                     _ => output.push(text),

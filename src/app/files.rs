@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::model::presets::PRESETS;
-use crate::model::{RunRecord, TaskDraft, taskfile};
+use crate::model::formats::presets::PRESETS;
+use crate::model::{RunRecord, TaskDraft, formats::taskfile};
 
 use super::{ExportKind, FilePurpose, MAX_RECENT, PoolscopeApp, Row, Run, save_png};
 
@@ -76,7 +76,7 @@ impl PoolscopeApp {
     /// Open a task file, a saved run or a GNU parallel joblog; on error the current
     /// list stays as it is.
     pub fn open(&mut self, path: &Path) {
-        use crate::model::runfile;
+        use crate::model::formats::runfile;
         if self.live_run().is_some() {
             self.error(
                 "A run is in progress: wait for it or Terminate it before opening another list",
@@ -256,7 +256,7 @@ impl PoolscopeApp {
 
     /// Write the current run out in one of the export formats.
     pub fn export(&mut self, kind: ExportKind, path: &Path, ctx: &egui::Context) {
-        use crate::model::{joblog, runfile, trace};
+        use crate::model::{formats::joblog, formats::runfile, formats::trace};
         let Some(run) = &self.run else {
             self.error("Nothing to export yet: start a run or open one");
             return;

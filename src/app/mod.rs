@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::executor::{Signal, TaskId, WorkerConfig};
-use crate::model::presets::DEFAULT_PRESET;
+use crate::model::formats::presets::DEFAULT_PRESET;
 use crate::model::{PoolPhase, RunRecord, TaskDraft};
 
 /// Time per frame spent applying executor events; the rest waits for the next frame.
@@ -162,7 +162,7 @@ pub struct PoolscopeApp {
     pub keep_runs: usize,
     /// And at most this many MB of them (0: no cap).
     pub max_runs_mb: u64,
-    past_runs: Option<(Instant, Vec<crate::model::runs::RunSummary>)>,
+    past_runs: Option<(Instant, Vec<crate::model::store::runs::RunSummary>)>,
     /// The state dump last written (rewritten only when it changes).
     last_dump: String,
     /// The preset the list came from (none once a file is opened).

@@ -7,20 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::executor::{Executor, PoolConfig, Stream, TaskId};
-use crate::model::journal::JournalWriter;
-use crate::model::resume::{ResumeWhat, Resumption};
+use crate::model::store::journal::JournalWriter;
+use crate::model::store::resume::{ResumeWhat, Resumption};
 
 use super::{Dialog, FRAME_WHILE_BUSY, PoolscopeApp, Run};
 
 impl PoolscopeApp {
     pub(super) fn run_root(
         &self,
-    ) -> Result<crate::model::runs::RunRoot, crate::model::runs::RunRootError> {
+    ) -> Result<crate::model::store::runs::RunRoot, crate::model::store::runs::RunRootError> {
         let root = match &self.options.run_dir {
             Some(dir) => dir.clone(),
-            None => crate::model::runs::default_root()?,
+            None => crate::model::store::runs::default_root()?,
         };
-        crate::model::runs::RunRoot::open(&root)
+        crate::model::store::runs::RunRoot::open(&root)
     }
 
     /// The newest run that did not end cleanly, offered to open, resume or close.
@@ -31,7 +31,7 @@ impl PoolscopeApp {
         // A watched program's run is not offered: the program ran its tasks, and only
         // running it again would run them again.
         let Some(dir) = root.unfinished(5).into_iter().find(|dir| {
-            !crate::model::journal::RunAbout::read(dir).is_some_and(|about| about.watched)
+            !crate::model::store::journal::RunAbout::read(dir).is_some_and(|about| about.watched)
         }) else {
             return;
         };
@@ -40,7 +40,7 @@ impl PoolscopeApp {
 
     /// Ask what to do with `dir`, a run that did not end cleanly: resume, open, close.
     pub fn offer_recovery_of(&mut self, dir: PathBuf) {
-        let summary = match crate::model::journal::load(&dir) {
+        let summary = match crate::model::store::journal::load(&dir) {
             Ok(loaded) => {
                 let tally = loaded.record.tally();
                 let when = loaded
@@ -73,7 +73,7 @@ impl PoolscopeApp {
 
     /// Load a run from its journal in `dir`: rows for its tasks, its output read back
     /// from its files.
-    pub(super) fn load_run(&mut self, dir: &Path) -> Option<crate::model::journal::Loaded> {
+    pub(super) fn load_run(&mut self, dir: &Path) -> Option<crate::model::store::journal::Loaded> {
         self.load_run_following(dir, |_| false)
     }
 
@@ -83,13 +83,13 @@ impl PoolscopeApp {
         &mut self,
         dir: &Path,
         elsewhere: impl Fn(TaskId) -> bool,
-    ) -> Option<crate::model::journal::Loaded> {
+    ) -> Option<crate::model::store::journal::Loaded> {
         self.dialog = None;
         if self.live_run().is_some() {
             self.error("A run is in progress: wait for it or Terminate it first");
             return None;
         }
-        match crate::model::journal::load_following(dir, elsewhere) {
+        match crate::model::store::journal::load_following(dir, elsewhere) {
             Ok(loaded) => {
                 if !loaded.dropped.is_empty() {
                     log::warn!("{}: {}", dir.display(), loaded.dropped.join("; "));
@@ -141,10 +141,10 @@ impl PoolscopeApp {
     pub(super) fn reopen_journal(
         &mut self,
         dir: &Path,
-        loaded: &crate::model::journal::Loaded,
+        loaded: &crate::model::store::journal::Loaded,
     ) -> Option<JournalWriter> {
         // Refused while another poolscope runs it (its lock names the PID).
-        let reopened = crate::model::runs::RunLock::acquire(dir)
+        let reopened = crate::model::store::runs::RunLock::acquire(dir)
             .map_err(|e| e.to_string())
             .and_then(|lock| {
                 JournalWriter::reopen(lock, loaded.whole_len).map_err(|e| e.to_string())
@@ -257,7 +257,7 @@ impl PoolscopeApp {
     /// an unwritable or foreign root is an error before any task starts).
     pub(super) fn new_run_folder(
         &self,
-    ) -> Result<crate::model::runs::RunLock, crate::model::runs::RunRootError> {
+    ) -> Result<crate::model::store::runs::RunLock, crate::model::store::runs::RunRootError> {
         let root = self.run_root()?;
         // The user's policy: room for this run among the newest `keep_runs`.
         root.prune(
@@ -268,7 +268,7 @@ impl PoolscopeApp {
     }
 
     /// The past runs the File menu lists, read again at most every 2 s while shown.
-    pub fn past_runs(&mut self) -> &[crate::model::runs::RunSummary] {
+    pub fn past_runs(&mut self) -> &[crate::model::store::runs::RunSummary] {
         let stale = self
             .past_runs
             .as_ref()

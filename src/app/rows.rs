@@ -39,7 +39,7 @@ impl PoolscopeApp {
                 }
             }
             Action::AddFromTemplate => {
-                match crate::model::draft::expand_template(
+                match crate::model::formats::draft::expand_template(
                     &self.template.command,
                     &self.template.over,
                 ) {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::executor::{Events, Executor, PoolConfig, TaskId};
-use crate::model::journal::JournalWriter;
-use crate::model::resume::Resumption;
+use crate::model::store::journal::JournalWriter;
+use crate::model::store::resume::Resumption;
 use crate::model::{PoolPhase, RunRecord, TaskDraft};
 
 use super::{EVENT_BUDGET, FRAME_WHILE_BUSY, Notice, PoolscopeApp, Rerun, Row};
@@ -471,7 +471,7 @@ impl PoolscopeApp {
             }
         };
         let output_dir = lock.dir().to_owned();
-        let about = crate::model::journal::RunAbout {
+        let about = crate::model::store::journal::RunAbout {
             source: self.list_source(),
             workers: self.workers.clone(),
             chunk_size: self.chunk_size,
@@ -517,7 +517,7 @@ impl PoolscopeApp {
         // unless the file set one); tasks added later go one by one (apply_async).
         let chunk = match self.workers {
             Some(_) => self.chunk_size.unwrap_or_else(|| {
-                crate::model::taskfile::python_chunksize(all.len(), self.pool_size)
+                crate::model::formats::taskfile::python_chunksize(all.len(), self.pool_size)
             }),
             None => 1,
         };
@@ -558,10 +558,10 @@ impl PoolscopeApp {
             .new_run_folder()
             .map_err(|e| e.to_string())
             .and_then(|lock| {
-                let about = crate::model::journal::RunAbout {
+                let about = crate::model::store::journal::RunAbout {
                     source: Some(command.to_owned()),
                     watched: true,
-                    ..crate::model::journal::RunAbout::default()
+                    ..crate::model::store::journal::RunAbout::default()
                 };
                 JournalWriter::create_about(lock, &about).map_err(|e| e.to_string())
             });
@@ -602,7 +602,8 @@ impl PoolscopeApp {
 
     /// Write a built-in Python program to a private folder and watch it.
     pub(super) fn watch_preset(&mut self, index: usize, ctx: &egui::Context) {
-        let Some(&(_, name, text)) = crate::model::presets::WATCH_PRESETS.get(index) else {
+        let Some(&(_, name, text)) = crate::model::formats::presets::WATCH_PRESETS.get(index)
+        else {
             return;
         };
         let written = crate::watch::run_folder().and_then(|dir| {

@@ -1,26 +1,23 @@
-//! The run record and the file formats. No GUI code here.
+//! What poolscope knows about runs, with no GUI code, in four rooms:
+//! - `record`: the run record built from executor events (tasks, attempts, output
+//!   tails), kept compact, and the numbers and stories read from it;
+//! - `formats`: the files people bring and take away (task files, GNU parallel joblogs,
+//!   Chrome traces, saved runs and CSV, the seed's presets);
+//! - `store`: where runs live on disk (run folders, the journal, resume, output that
+//!   waits its turn);
+//! - `terminal`: a task's bytes as a terminal shows them (ANSI styles, screens, text
+//!   safe to print).
+//!
+//! Dependencies point downwards: `formats` and `store` read the `record`, which reads
+//! `terminal`; `record` and `terminal` know nothing of files.
 
-pub mod ansi;
-mod compact;
-pub mod draft;
-pub mod joblog;
-pub mod journal;
-pub mod presets;
-pub mod resume;
-pub mod run;
-pub mod runfile;
-pub mod runs;
-pub mod screen;
-pub mod spill;
-pub mod stats;
-pub mod story;
-pub mod tail;
-pub mod taskfile;
-pub mod text;
-pub mod trace;
+pub mod formats;
+pub mod record;
+pub mod store;
+pub mod terminal;
 
-pub use draft::{DraftStdin, TaskDraft};
-pub use run::{Attempt, PoolPhase, RunRecord, TaskRecord, TaskRef, TaskState};
-pub use tail::{Channel, OutputTail};
-pub use taskfile::{TaskFile, TaskFileError};
-pub use text::shown;
+pub use formats::draft::{DraftStdin, TaskDraft};
+pub use formats::taskfile::{TaskFile, TaskFileError};
+pub use record::run::{Attempt, PoolPhase, RunRecord, TaskRecord, TaskRef, TaskState};
+pub use record::tail::{Channel, OutputTail};
+pub use terminal::text::shown;

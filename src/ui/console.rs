@@ -13,7 +13,7 @@ use super::actions::{Action, Rerun};
 use super::theme::{self, state_text};
 use crate::executor::StdinMode;
 use crate::executor::TaskId;
-use crate::model::ansi::{self, TermStyle};
+use crate::model::terminal::ansi::{self, TermStyle};
 use crate::model::{Channel, TaskRecord, TaskState};
 
 /// Most output laid out at once; the rest is in the run's output files.

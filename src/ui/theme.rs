@@ -56,7 +56,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// An attempt's cost in a few words: `0.52 s CPU (48% of a core) · 12.3 MiB`.
-pub fn usage(a: &crate::model::run::Attempt, now: std::time::Duration) -> Option<String> {
+pub fn usage(a: &crate::model::record::run::Attempt, now: std::time::Duration) -> Option<String> {
     if a.usage.peak_rss == 0 && a.usage.cpu.is_zero() {
         return None;
     }
@@ -87,8 +87,8 @@ pub fn duration(d: std::time::Duration) -> String {
 /// A terminal colour as drawn on this theme: the usual 16 named ones (black and white
 /// swapped for readable greys where they would vanish into the background), the 6×6×6
 /// cube and the grey ramp.
-pub fn term_colour(colour: crate::model::ansi::TermColour, dark_mode: bool) -> Color32 {
-    use crate::model::ansi::TermColour;
+pub fn term_colour(colour: crate::model::terminal::ansi::TermColour, dark_mode: bool) -> Color32 {
+    use crate::model::terminal::ansi::TermColour;
     const NAMED: [(u8, u8, u8); 16] = [
         (0, 0, 0),
         (205, 49, 49),

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use egui::{Key, KeyboardShortcut, Modifiers};
 
 use super::{Action, Dialog, FilePurpose, PoolscopeApp};
-use crate::model::presets::PRESETS;
+use crate::model::formats::presets::PRESETS;
 use crate::ui::{Marks, TIMELINE_MIN, console, expand_home, fill_exactly, mark, short};
 
 impl PoolscopeApp {
@@ -155,7 +155,10 @@ impl PoolscopeApp {
                 }
                 ui.separator();
                 ui.weak("Watch a real Python program:");
-                for (i, (label, _, _)) in crate::model::presets::WATCH_PRESETS.iter().enumerate() {
+                for (i, (label, _, _)) in crate::model::formats::presets::WATCH_PRESETS
+                    .iter()
+                    .enumerate()
+                {
                     if ui.button(*label).clicked() {
                         actions.push(Action::WatchPreset(i));
                     }
@@ -277,7 +280,10 @@ impl PoolscopeApp {
             });
             ui.separator();
             ui.weak("Or one of the built-in programs:");
-            for (i, (label, _, _)) in crate::model::presets::WATCH_PRESETS.iter().enumerate() {
+            for (i, (label, _, _)) in crate::model::formats::presets::WATCH_PRESETS
+                .iter()
+                .enumerate()
+            {
                 if ui.button(*label).clicked() {
                     actions.push(Action::WatchPreset(i));
                 }

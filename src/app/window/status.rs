@@ -42,7 +42,7 @@ impl PoolscopeApp {
                 ));
                 return;
             };
-            let crate::model::run::Tally {
+            let crate::model::record::run::Tally {
                 queued,
                 running,
                 succeeded: done,

@@ -213,7 +213,8 @@ impl PoolscopeApp {
                     .hint_text("range or list")
                     .desired_width(90.0),
             );
-            let count = crate::model::draft::template_values(&self.template.over).map(|v| v.len());
+            let count =
+                crate::model::formats::draft::template_values(&self.template.over).map(|v| v.len());
             let label = match &count {
                 Ok(n) => format!("Add {n} tasks"),
                 Err(_) => "Add tasks".to_owned(),

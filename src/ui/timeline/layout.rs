@@ -1003,7 +1003,7 @@ impl LevelBlocks {
     /// Bring the blocks up to date with `levels`; `key` names the list (a new key: a
     /// different list, built again). Only blocks before the last level are summarised:
     /// the last level can still change in place.
-    pub fn update(&mut self, key: u64, levels: &[crate::model::stats::Level]) {
+    pub fn update(&mut self, key: u64, levels: &[crate::model::record::stats::Level]) {
         if key != self.key || levels.len() < self.blocks.len() * LEVEL_BLOCK {
             self.key = key;
             self.blocks.clear();
@@ -1018,7 +1018,11 @@ impl LevelBlocks {
     }
 
     /// The most running and waiting in `levels[range]`.
-    pub fn peak(&self, levels: &[crate::model::stats::Level], range: Range<usize>) -> (u32, u32) {
+    pub fn peak(
+        &self,
+        levels: &[crate::model::record::stats::Level],
+        range: Range<usize>,
+    ) -> (u32, u32) {
         let (mut running, mut waiting) = (0, 0);
         let mut i = range.start;
         while i < range.end {
@@ -1045,7 +1049,7 @@ impl LevelBlocks {
 /// are summarised by binary search and block maxima, so drawing costs the strip's width,
 /// not the number of steps.
 pub fn strip_columns(
-    levels: &[crate::model::stats::Level],
+    levels: &[crate::model::record::stats::Level],
     blocks: &LevelBlocks,
     view: TimeView,
     width_px: f32,
@@ -1481,7 +1485,7 @@ mod tests {
 
     #[test]
     fn the_strip_keeps_each_columns_peak() {
-        use crate::model::stats::Level;
+        use crate::model::record::stats::Level;
         let levels = [
             Level {
                 at: 0.0,

@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2, pos2, vec2};
 
 use crate::executor::TaskId;
-use crate::model::stats::{self, Level, Summary};
+use crate::model::record::stats::{self, Level, Summary};
 use crate::model::{RunRecord, TaskRecord};
 use layout::{Bar, BarKind, BarStatus, LaneMode, TimeView, TimelineLayout};
 
@@ -504,7 +504,7 @@ impl TimelineState {
         }
         let key = (record.uid(), record.revision);
         if self.story.as_ref().is_none_or(|(u, r, _)| (*u, *r) != key) {
-            let story = crate::model::story::pool_story(record).join(" · ");
+            let story = crate::model::record::story::pool_story(record).join(" · ");
             self.story = Some((key.0, key.1, story));
         }
         if let Some((_, _, story)) = &self.story

@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::executor::Outcome;
 
-use super::run::{Attempt, RunRecord, TaskRecord, TaskState};
 use crate::executor::TaskId;
+use crate::model::TaskFileError;
+use crate::model::record::run::{Attempt, RunRecord, TaskRecord, TaskState};
 
 pub const HEADER: &str =
     "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand";
@@ -158,7 +159,7 @@ struct Lines<'p, R> {
 }
 
 impl<'p, R: io::BufRead> Lines<'p, R> {
-    fn new(mut input: R, path: &'p std::path::Path) -> Result<Self, super::TaskFileError> {
+    fn new(mut input: R, path: &'p std::path::Path) -> Result<Self, TaskFileError> {
         let mut line = Vec::new();
         let read = input.read_until(b'\n', &mut line);
         let lines = Self {
@@ -180,8 +181,8 @@ impl<'p, R: io::BufRead> Lines<'p, R> {
         }
     }
 
-    fn error(&self, field: &str, message: String) -> super::TaskFileError {
-        super::TaskFileError {
+    fn error(&self, field: &str, message: String) -> TaskFileError {
+        TaskFileError {
             path: self.path.to_owned(),
             line: Some(self.number),
             field: (!field.is_empty()).then(|| field.to_owned()),
@@ -190,7 +191,7 @@ impl<'p, R: io::BufRead> Lines<'p, R> {
     }
 
     /// Reads the next line that is not blank; false at the end.
-    fn advance(&mut self) -> Result<bool, super::TaskFileError> {
+    fn advance(&mut self) -> Result<bool, TaskFileError> {
         loop {
             self.line.clear();
             self.number += 1;
@@ -208,7 +209,7 @@ impl<'p, R: io::BufRead> Lines<'p, R> {
         &self,
     ) -> (
         &[u8],
-        impl Fn(&str, String) -> super::TaskFileError + use<'_, 'p, R>,
+        impl Fn(&str, String) -> TaskFileError + use<'_, 'p, R>,
     ) {
         let line = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -218,7 +219,7 @@ impl<'p, R: io::BufRead> Lines<'p, R> {
     }
 
     /// The next line's columns, every one checked.
-    fn next(&mut self) -> Result<Option<Fields<'_>>, super::TaskFileError> {
+    fn next(&mut self) -> Result<Option<Fields<'_>>, TaskFileError> {
         if !self.advance()? {
             return Ok(None);
         }
@@ -227,7 +228,7 @@ impl<'p, R: io::BufRead> Lines<'p, R> {
     }
 
     /// The next line's `Seq`, `Starttime` and `JobRuntime`, checked (what places its task).
-    fn next_times(&mut self) -> Result<Option<(u64, f64, f64)>, super::TaskFileError> {
+    fn next_times(&mut self) -> Result<Option<(u64, f64, f64)>, TaskFileError> {
         if !self.advance()? {
             return Ok(None);
         }
@@ -237,7 +238,7 @@ impl<'p, R: io::BufRead> Lines<'p, R> {
 }
 
 /// A line's `Seq`, `Starttime` and `JobRuntime`, checked.
-fn times(cols: &[&[u8]; 9], error: ErrorAt<'_>) -> Result<(u64, f64, f64), super::TaskFileError> {
+fn times(cols: &[&[u8]; 9], error: ErrorAt<'_>) -> Result<(u64, f64, f64), TaskFileError> {
     Ok((
         number_in(cols, 0, "Seq", error)?,
         bounded(cols, 2, "Starttime", LATEST_START, error)?,
@@ -251,10 +252,10 @@ fn times(cols: &[&[u8]; 9], error: ErrorAt<'_>) -> Result<(u64, f64, f64), super
     ))
 }
 
-type ErrorAt<'e> = &'e dyn Fn(&str, String) -> super::TaskFileError;
+type ErrorAt<'e> = &'e dyn Fn(&str, String) -> TaskFileError;
 
 /// A line's nine TAB-separated columns (the command keeps any TAB of its own).
-fn columns<'a>(line: &'a [u8], error: ErrorAt<'_>) -> Result<[&'a [u8]; 9], super::TaskFileError> {
+fn columns<'a>(line: &'a [u8], error: ErrorAt<'_>) -> Result<[&'a [u8]; 9], TaskFileError> {
     let mut cols: [&[u8]; 9] = [&[]; 9];
     let mut found = 0;
     for (slot, col) in cols.iter_mut().zip(line.splitn(9, |&b| b == b'\t')) {
@@ -275,7 +276,7 @@ fn number_in<T: std::str::FromStr>(
     idx: usize,
     name: &str,
     error: ErrorAt<'_>,
-) -> Result<T, super::TaskFileError> {
+) -> Result<T, TaskFileError> {
     let text = std::str::from_utf8(cols[idx].trim_ascii()).unwrap_or("");
     text.parse().map_err(|_| {
         error(
@@ -296,7 +297,7 @@ fn bounded(
     name: &str,
     max: f64,
     error: ErrorAt<'_>,
-) -> Result<f64, super::TaskFileError> {
+) -> Result<f64, TaskFileError> {
     let v: f64 = number_in(cols, idx, name, error)?;
     if v.is_finite() && (0.0..=max).contains(&v) {
         Ok(v)
@@ -314,8 +315,8 @@ fn bounded(
 /// One line's columns, checked.
 fn fields(
     line: &[u8],
-    error: impl Fn(&str, String) -> super::TaskFileError,
-) -> Result<Fields<'_>, super::TaskFileError> {
+    error: impl Fn(&str, String) -> TaskFileError,
+) -> Result<Fields<'_>, TaskFileError> {
     let cols = columns(line, &error)?;
     let (seq, start, runtime) = times(&cols, &error)?;
     Ok(Fields {
@@ -332,7 +333,7 @@ fn fields(
 }
 
 /// Parse a GNU parallel joblog; errors name the file, line and column.
-pub fn parse(text: &str, path: &std::path::Path) -> Result<Vec<JoblogEntry>, super::TaskFileError> {
+pub fn parse(text: &str, path: &std::path::Path) -> Result<Vec<JoblogEntry>, TaskFileError> {
     let mut lines = Lines::new(text.as_bytes(), path)?;
     let mut entries = Vec::new();
     while let Some(fields) = lines.next()? {
@@ -345,11 +346,11 @@ pub fn parse(text: &str, path: &std::path::Path) -> Result<Vec<JoblogEntry>, sup
 /// times (for lanes and the run's start) and sequence numbers, then each line made into
 /// its task and kept compact at once. A 200 MB joblog never sits in memory as text or
 /// as whole tasks.
-pub fn load(path: &std::path::Path) -> Result<RunRecord, super::TaskFileError> {
+pub fn load(path: &std::path::Path) -> Result<RunRecord, TaskFileError> {
     let open = || {
         std::fs::File::open(path)
             .map(|f| io::BufReader::with_capacity(1 << 20, f))
-            .map_err(|e| super::TaskFileError {
+            .map_err(|e| TaskFileError {
                 path: path.to_owned(),
                 line: None,
                 field: None,
@@ -387,13 +388,13 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, super::TaskFileError> {
     let mut early: std::collections::HashMap<u32, JoblogEntry> = std::collections::HashMap::new();
     let mut whole = Lines::new(open()?, path)?;
     let mut read = 0u32;
-    let mut next_line = |wanted: u32| -> Result<JoblogEntry, super::TaskFileError> {
+    let mut next_line = |wanted: u32| -> Result<JoblogEntry, TaskFileError> {
         if let Some(entry) = early.remove(&wanted) {
             return Ok(entry);
         }
         loop {
             let Some(f) = whole.next()? else {
-                return Err(super::TaskFileError {
+                return Err(TaskFileError {
                     path: path.to_owned(),
                     line: None,
                     field: None,
@@ -457,7 +458,7 @@ fn joblog_task(e: &JoblogEntry, attempt: Attempt) -> TaskRecord {
         attempts: vec![attempt],
         state: TaskState::Done(e.outcome()),
         stdin_open: false,
-        output: super::tail::OutputTail::new(0),
+        output: crate::model::record::tail::OutputTail::new(0),
         chunk: None,
         screen: None,
     }

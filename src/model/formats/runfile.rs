@@ -6,8 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::run::RunRecord;
-use super::{TaskFileError, joblog};
+use super::joblog;
+use crate::model::TaskFileError;
+use crate::model::record::run::RunRecord;
 
 const FORMAT: u32 = 1;
 

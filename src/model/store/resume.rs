@@ -9,8 +9,8 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
-use super::run::{RunRecord, TaskState};
 use crate::executor::{Event, EventKind, TaskId, TaskSpec};
+use crate::model::record::run::{RunRecord, TaskState};
 
 /// Which tasks of a run to run again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::run::{RunRecord, TaskState};
 use super::runs::RunLock;
 use crate::executor::{Event, EventKind, Stream, TaskId};
+use crate::model::record::run::{RunRecord, TaskState};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// 2: the common events are short arrays (`["q",…]`, `["s",…]`, `["f",…]`); a version 1

@@ -75,7 +75,7 @@ impl Usage {
 
 impl Attempt {
     /// Attempt `number`, begun at `started`: nowhere yet, nothing counted.
-    pub(super) fn begun(number: u32, started: Duration) -> Self {
+    pub(crate) fn begun(number: u32, started: Duration) -> Self {
         Self {
             number,
             slot: None,
@@ -132,7 +132,7 @@ pub struct TaskRecord {
     pub chunk: Option<TaskId>,
     /// A terminal task's screen, once its output draws on the screen (`top`).
     #[serde(skip)]
-    pub screen: Option<super::screen::TermScreen>,
+    pub screen: Option<crate::model::terminal::screen::TermScreen>,
 }
 
 impl TaskRecord {
@@ -507,8 +507,8 @@ impl RunRecord {
             return;
         };
         if task.spec.pty && channel == Channel::Stdout {
-            if task.screen.is_none() && super::screen::draws_on_screen(bytes) {
-                task.screen = Some(super::screen::TermScreen::new());
+            if task.screen.is_none() && crate::model::terminal::screen::draws_on_screen(bytes) {
+                task.screen = Some(crate::model::terminal::screen::TermScreen::new());
             }
             if let Some(screen) = &mut task.screen {
                 screen.feed(bytes);

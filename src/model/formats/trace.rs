@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use std::collections::HashSet;
 
-use super::run::{Attempt, RunRecord, WorkerLife};
+use crate::model::record::run::{Attempt, RunRecord, WorkerLife};
 
 const POOL_PID: u32 = 1;
 /// Persistent workers' tracks, apart from the slots' so that a PID never meets a slot
@@ -252,7 +252,7 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     // one sample per 100 µs and COUNTER_SAMPLES in all (the most of each in its span),
     // as the strip draws its columns: a million tasks would otherwise add 85 bytes each.
     let mut bucket: Option<(i64, f64, u32, u32)> = None;
-    let levels = super::stats::concurrency(run, run.last_event);
+    let levels = crate::model::record::stats::concurrency(run, run.last_event);
     let per_second = 1.0 / (run.last_event.as_secs_f64() / COUNTER_SAMPLES).max(1e-4);
     let sample = |w: &mut EventWriter<'_, _>, (at, running, queued): (f64, u32, u32)| {
         w.event(&TraceEvent {

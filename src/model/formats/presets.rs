@@ -5,47 +5,47 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
     (
         "Process: one child prints its PID",
         "process.toml",
-        include_str!("../../assets/presets/process.toml"),
+        include_str!("../../../assets/presets/process.toml"),
     ),
     (
         "Pool(4) × 5 tasks",
         "pool4.toml",
-        include_str!("../../assets/presets/pool4.toml"),
+        include_str!("../../../assets/presets/pool4.toml"),
     ),
     (
         "Pool(4) × 5 tasks on 4 workers (Python's Pool)",
         "pool4_workers.toml",
-        include_str!("../../assets/presets/pool4_workers.toml"),
+        include_str!("../../../assets/presets/pool4_workers.toml"),
     ),
     (
         "Pool(4) × 5 tasks: processes and workers side by side",
         "pool4_side_by_side.toml",
-        include_str!("../../assets/presets/pool4_side_by_side.toml"),
+        include_str!("../../../assets/presets/pool4_side_by_side.toml"),
     ),
     (
         "Pool(2, maxtasksperchild=2) × 8 tasks",
         "maxtasksperchild.toml",
-        include_str!("../../assets/presets/maxtasksperchild.toml"),
+        include_str!("../../../assets/presets/maxtasksperchild.toml"),
     ),
     (
         "Pool(20) × 30 tasks",
         "pool20.toml",
-        include_str!("../../assets/presets/pool20.toml"),
+        include_str!("../../../assets/presets/pool20.toml"),
     ),
     (
         "subprocess.call: exit code",
         "subprocess_call.toml",
-        include_str!("../../assets/presets/subprocess_call.toml"),
+        include_str!("../../../assets/presets/subprocess_call.toml"),
     ),
     (
         "communicate: preset stdin",
         "communicate.toml",
-        include_str!("../../assets/presets/communicate.toml"),
+        include_str!("../../../assets/presets/communicate.toml"),
     ),
     (
         "Interactive: type to nslookup, bc and python -i",
         "interactive.toml",
-        include_str!("../../assets/presets/interactive.toml"),
+        include_str!("../../../assets/presets/interactive.toml"),
     ),
 ];
 
@@ -58,22 +58,22 @@ pub const WATCH_PRESETS: &[(&str, &str, &str)] = &[
     (
         "The seed's Pool program, exactly",
         "seed_pool.py",
-        include_str!("../../assets/python/seed_pool.py"),
+        include_str!("../../../assets/python/seed_pool.py"),
     ),
     (
         "Do tasks wait for close()? Sleep 1 s before close()",
         "sleep_before_close.py",
-        include_str!("../../assets/python/sleep_before_close.py"),
+        include_str!("../../../assets/python/sleep_before_close.py"),
     ),
     (
         "Add tasks while the pool runs",
         "submit_while_running.py",
-        include_str!("../../assets/python/submit_while_running.py"),
+        include_str!("../../../assets/python/submit_while_running.py"),
     ),
     (
         "Pool(4) of CPU-bound tasks on this machine's cores",
         "cpu_bound_pool4.py",
-        include_str!("../../assets/python/cpu_bound_pool4.py"),
+        include_str!("../../../assets/python/cpu_bound_pool4.py"),
     ),
 ];
 
@@ -102,7 +102,7 @@ mod tests {
             "a preset in assets/presets is missing from the menu"
         );
         for (label, file, text) in PRESETS {
-            crate::model::taskfile::parse(text, std::path::Path::new(file))
+            super::super::taskfile::parse(text, std::path::Path::new(file))
                 .unwrap_or_else(|e| panic!("{label}: {e}"));
         }
     }

@@ -42,7 +42,7 @@ pub const LONG_NUMBER: usize = 24;
 
 #[cfg(test)]
 mod tests {
-    use super::shown;
+    use crate::model::shown;
 
     #[test]
     fn control_bytes_are_escaped_and_long_text_is_cut() {
