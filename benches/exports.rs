@@ -64,7 +64,7 @@ fn main() {
                 .map(|_| timed_write(&record, &path, write))
                 .collect(),
         );
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
         let copy = dir.join("copy");
         let copied = median((0..runs).map(|_| timed_copy(&path, &copy)).collect());
         println!(

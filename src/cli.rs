@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::executor::{
-    EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec,
+    EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskMaker, TaskSpec,
 };
 use crate::model::formats::taskfile::TaskList;
 use crate::model::store::journal::{self, JournalWriter};
@@ -585,11 +585,17 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     // busy with one chunk waiting: at most that many tasks are made at once.
     let feed_limit = READ_AHEAD.max((config.size + 1).saturating_mul(chunk_size));
     let feed_batch = chunk_size.saturating_mul(STDIN_BATCH.div_ceil(chunk_size).max(1));
-    let mut from_list = from_stdin.is_none().then(|| specs.into_stream());
+    // The list and the place in it of the next task to hand over.
+    if from_stdin.is_none() {
+        record.reserve_tasks(specs.len());
+    }
+    let mut from_list = from_stdin.is_none().then(|| (Arc::new(specs), 0usize));
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
     // Tasks read from stdin and not over yet; the next one's number.
     let (mut in_flight, mut next_task) = (0usize, 1u64);
+    // Tasks of the list handed to the pool, and how many of them the record has seen.
+    let (mut next_task_fed, mut queued_seen) = (0usize, 0usize);
     let mut refused = None;
 
     let bar = progress_bar(total);
@@ -617,16 +623,27 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         })
     };
     loop {
-        if let Some(list) = &mut from_list {
+        if let Some((list, next)) = &mut from_list {
             let mut ended = interrupted.load(Ordering::Acquire);
-            while !ended && in_flight < feed_limit {
-                let batch: Vec<TaskSpec> = list.by_ref().take(feed_batch).collect();
+            // The next batch once the record has taken in the last one (and let go of
+            // its specs): the pool keeps only where each task came from and makes it
+            // again when it reaches it, so the chunks it holds cost no specs.
+            if !ended && in_flight < feed_limit && queued_seen == next_task_fed {
+                let end = list.len().min(*next + feed_batch);
+                let batch: Vec<TaskSpec> = (*next..end).filter_map(|i| list.get(i)).collect();
                 let count = batch.len();
+                let maker: Arc<dyn TaskMaker> = Arc::clone(list) as _;
                 // A pool that takes no more (a halt policy closed it) runs no more.
-                if count == 0 || executor.submit_map(batch, chunk_size).is_err() {
+                if count == 0
+                    || executor
+                        .submit_map_from(maker, *next, batch, chunk_size)
+                        .is_err()
+                {
                     ended = true;
                 } else {
                     in_flight += count;
+                    next_task_fed += count;
+                    *next = end;
                 }
             }
             if ended {
@@ -686,6 +703,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             }
             break;
         };
+        if matches!(event.kind, EventKind::Queued { .. }) {
+            queued_seen += 1;
+        }
         if matches!(
             event.kind,
             EventKind::Cancelled { .. }

@@ -21,7 +21,7 @@ use super::event::{EventKind, HaltReason, Outcome, Stream};
 use super::reactor::{EventBuffer, Reactor, WAKE_TOKEN};
 use super::scheduler::{Scheduler, Slot};
 use super::sink::EventSink;
-use super::task::{TaskId, TaskSpec};
+use super::task::{TaskId, TaskMaker, TaskSpec};
 use super::{CommandError, HaltPolicy, PoolConfig, Shared};
 
 type Reply<T> = Sender<Result<T, CommandError>>;
@@ -29,7 +29,7 @@ type Reply<T> = Sender<Result<T, CommandError>>;
 /// Messages into the dispatcher: commands from handles, and reports from backend threads.
 pub(crate) enum Msg {
     Submit {
-        specs: Vec<TaskSpec>,
+        tasks: Submitted,
         /// Hand them to workers this many at a time (a map's chunks); 1: one by one.
         chunk_size: usize,
         reply: Reply<Vec<TaskId>>,
@@ -64,6 +64,60 @@ pub(crate) enum Msg {
     Report(Report),
 }
 
+/// Tasks handed to the pool: their specs, or how to make them.
+pub(crate) enum Submitted {
+    Specs(Vec<TaskSpec>),
+    /// `maker`'s tasks from `first` on, made already for their events.
+    Made {
+        maker: Arc<dyn TaskMaker>,
+        first: usize,
+        specs: Vec<TaskSpec>,
+    },
+}
+
+impl Submitted {
+    fn len(&self) -> usize {
+        match self {
+            Self::Specs(specs) | Self::Made { specs, .. } => specs.len(),
+        }
+    }
+
+    /// Each task's spec now (for its `Queued` event) and what the queue keeps of it.
+    fn into_pending(self) -> Box<dyn Iterator<Item = (Arc<TaskSpec>, PendingSpec)>> {
+        match self {
+            Self::Specs(specs) => Box::new(specs.into_iter().map(|spec| {
+                let spec = Arc::new(spec);
+                (Arc::clone(&spec), PendingSpec::Ready(spec))
+            })),
+            Self::Made {
+                maker,
+                first,
+                specs,
+            } => Box::new(specs.into_iter().enumerate().map(move |(i, spec)| {
+                (
+                    Arc::new(spec),
+                    PendingSpec::Later(Arc::clone(&maker), first + i),
+                )
+            })),
+        }
+    }
+}
+
+/// A waiting task's spec, or how to make it again when it is about to run.
+enum PendingSpec {
+    Ready(Arc<TaskSpec>),
+    Later(Arc<dyn TaskMaker>, usize),
+}
+
+impl PendingSpec {
+    fn made(self) -> Arc<TaskSpec> {
+        match self {
+            Self::Ready(spec) => spec,
+            Self::Later(maker, index) => Arc::new(maker.make(index)),
+        }
+    }
+}
+
 /// Why poolscope itself ended an attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum KillReason {
@@ -76,7 +130,7 @@ enum KillReason {
 struct Pending {
     task: TaskId,
     attempt: u32,
-    spec: Arc<TaskSpec>,
+    spec: PendingSpec,
     /// Tasks of one chunk go to one slot together (a retry goes alone).
     chunk: Option<u64>,
 }
@@ -327,11 +381,11 @@ impl<B: Backend> Dispatcher<B> {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Submit {
-                specs,
+                tasks,
                 chunk_size,
                 reply,
             } => {
-                let result = self.submit(specs, chunk_size);
+                let result = self.submit(tasks, chunk_size);
                 self.answer(&reply, result);
             }
             Msg::Close => self.close(),
@@ -651,32 +705,24 @@ impl<B: Backend> Dispatcher<B> {
             .ok_or(CommandError::NotRunning(task))
     }
 
-    fn submit(
-        &mut self,
-        specs: Vec<TaskSpec>,
-        chunk_size: usize,
-    ) -> Result<Vec<TaskId>, CommandError> {
+    fn submit(&mut self, tasks: Submitted, chunk_size: usize) -> Result<Vec<TaskId>, CommandError> {
         if self.state.closed {
             return Err(CommandError::PoolClosed);
         }
-        let mut ids = Vec::with_capacity(specs.len());
+        let mut ids = Vec::with_capacity(tasks.len());
         let chunk_size = chunk_size.max(1);
-        let total = specs.len();
-        for (i, spec) in specs.into_iter().enumerate() {
+        let total = tasks.len();
+        for (i, (spec, pending_spec)) in tasks.into_pending().enumerate() {
             if i % chunk_size == 0 {
                 self.next_chunk += 1;
             }
             let task = TaskId(self.next_id);
             self.next_id += 1;
-            let spec = Arc::new(spec);
-            self.sink.send(EventKind::Queued {
-                task,
-                spec: Arc::clone(&spec),
-            });
+            self.sink.send(EventKind::Queued { task, spec });
             self.sched.push(Pending {
                 task,
                 attempt: 1,
-                spec,
+                spec: pending_spec,
                 chunk: (chunk_size > 1).then_some(self.next_chunk),
             });
             ids.push(task);
@@ -911,6 +957,7 @@ impl<B: Backend> Dispatcher<B> {
             spec,
             chunk,
         } = pending;
+        let spec = spec.made();
         self.hold(slot);
         self.active.insert(
             task,
@@ -952,7 +999,7 @@ impl<B: Backend> Dispatcher<B> {
                 self.sched.push_front(Pending {
                     task,
                     attempt,
-                    spec,
+                    spec: PendingSpec::Ready(spec),
                     chunk,
                 });
                 self.machine_limit(&reason);
@@ -1002,7 +1049,7 @@ impl<B: Backend> Dispatcher<B> {
             self.finish(
                 head.task,
                 head.attempt,
-                head.spec,
+                head.spec.made(),
                 Outcome::FailedToSpawn(reason),
                 0,
                 None,
@@ -1065,7 +1112,7 @@ impl<B: Backend> Dispatcher<B> {
             self.sched.push(Pending {
                 task,
                 attempt: attempt + 1,
-                spec,
+                spec: PendingSpec::Ready(spec),
                 chunk: None,
             });
         }

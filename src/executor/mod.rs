@@ -28,7 +28,9 @@ pub use backend::workers::{WorkerBackend, WorkerPool};
 pub use event::{Event, EventKind, HaltReason, Outcome, Stream, WorkerChange, signal_name};
 pub use nix::sys::signal::Signal;
 pub use sink::{Events, Waker};
-pub use task::{Background, Builtin, BuiltinKind, Invocation, Span, StdinMode, TaskId, TaskSpec};
+pub use task::{
+    Background, Builtin, BuiltinKind, Invocation, Span, StdinMode, TaskId, TaskMaker, TaskSpec,
+};
 pub use worker::WorkerConfig;
 
 use backend::Remote;
@@ -276,7 +278,7 @@ impl Handle {
             return Err(self.shared.refusal());
         }
         self.ask(|reply| Msg::Submit {
-            specs,
+            tasks: dispatcher::Submitted::Specs(specs),
             chunk_size: 1,
             reply,
         })
@@ -294,7 +296,32 @@ impl Handle {
             return Err(self.shared.refusal());
         }
         self.ask(|reply| Msg::Submit {
-            specs,
+            tasks: dispatcher::Submitted::Specs(specs),
+            chunk_size,
+            reply,
+        })
+    }
+
+    /// [`submit_map`](Self::submit_map) of `specs`, which are `maker`'s tasks from
+    /// index `first` on: their `Queued` events take them, and the pool keeps only where
+    /// each came from, making it again when it reaches it. A list of a million tasks
+    /// can then wait in chunks of 125 000 for their workers without their specs held.
+    pub fn submit_map_from(
+        &self,
+        maker: Arc<dyn TaskMaker>,
+        first: usize,
+        specs: Vec<TaskSpec>,
+        chunk_size: usize,
+    ) -> Result<Vec<TaskId>, CommandError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(self.shared.refusal());
+        }
+        self.ask(|reply| Msg::Submit {
+            tasks: dispatcher::Submitted::Made {
+                maker,
+                first,
+                specs,
+            },
             chunk_size,
             reply,
         })

@@ -139,6 +139,14 @@ pub enum Background {
 }
 
 /// Everything needed to run one task.
+/// Where a long list's tasks come from: each is made when the pool reaches it, so the
+/// tasks waiting in the pool (a map's chunks held for their workers) cost a few bytes
+/// each rather than their specs.
+pub trait TaskMaker: Send + Sync {
+    /// The task at `index`, for an index the submitter handed over.
+    fn make(&self, index: usize) -> TaskSpec;
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
     pub name: String,

@@ -38,6 +38,8 @@ pub struct TaskFile {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TaskList {
     entries: Vec<Entry>,
+    /// Where each entry's tasks start in the list, for [`get`](Self::get).
+    starts: Vec<usize>,
     len: usize,
 }
 
@@ -98,11 +100,13 @@ impl TaskList {
             .collect();
         Self {
             len: entries.len(),
+            starts: (0..entries.len()).collect(),
             entries,
         }
     }
 
     fn push(&mut self, entry: Entry) {
+        self.starts.push(self.len);
         self.len += entry.values.len();
         self.entries.push(entry);
     }
@@ -116,15 +120,14 @@ impl TaskList {
     }
 
     /// The task at this place in the list, made now.
-    pub fn get(&self, mut index: usize) -> Option<TaskSpec> {
-        for entry in &self.entries {
-            let n = entry.values.len();
-            if index < n {
-                return Some(entry.task(index));
-            }
-            index -= n;
+    pub fn get(&self, index: usize) -> Option<TaskSpec> {
+        if index >= self.len {
+            return None;
         }
-        None
+        // The last entry starting at or before `index` (an empty entry starts where
+        // the next one does, and is skipped by taking the last).
+        let entry = self.starts.partition_point(|&start| start <= index) - 1;
+        Some(self.entries[entry].task(index - self.starts[entry]))
     }
 
     /// Every task, in order, each made as it is reached.
@@ -153,6 +156,13 @@ impl TaskList {
             entry: 0,
             within: 0,
         }
+    }
+}
+
+impl crate::executor::TaskMaker for TaskList {
+    fn make(&self, index: usize) -> TaskSpec {
+        self.get(index)
+            .expect("the pool asks only for the indexes it was handed, all in the list")
     }
 }
 
@@ -960,11 +970,17 @@ fn expand(
         }
         other => other.clone(),
     };
+    // Field by field: `..base.clone()` would copy the name and command only to drop them.
     TaskSpec {
         name,
         invocation,
         stdin,
-        ..base.clone()
+        cwd: base.cwd.clone(),
+        env: base.env.clone(),
+        timeout: base.timeout,
+        pty: base.pty,
+        background: base.background,
+        own_process: base.own_process,
     }
 }
 
@@ -974,6 +990,22 @@ mod tests {
 
     fn parse_str(text: &str) -> Result<TaskFile, TaskFileError> {
         parse(text, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn any_task_of_a_list_is_made_by_its_place_as_reading_in_order_makes_it() {
+        // The pool makes a waiting chunk's tasks again by their place in the list.
+        let file = parse_str(
+            "[[task]]\ncommand = \"one\"\n[[task]]\ncommand = \"echo {}\"\ninputs = [\"a\", \"b\"]\n[[task]]\ncommand = \"two\"\n[[task]]\nbuiltin = \"noop\"\nrange = [3]\n",
+        )
+        .expect("valid");
+        let in_order: Vec<TaskSpec> = file.tasks.iter().collect();
+        assert_eq!(in_order.len(), 7);
+        for (i, task) in in_order.iter().enumerate() {
+            assert_eq!(file.tasks.get(i).as_ref(), Some(task), "task {i}");
+            assert_eq!(&crate::executor::TaskMaker::make(&file.tasks, i), task);
+        }
+        assert!(file.tasks.get(7).is_none());
     }
 
     #[test]

@@ -200,6 +200,46 @@ fn write_names<W: Write>(w: &mut EventWriter<'_, W>, run: &RunRecord) -> io::Res
     Ok(())
 }
 
+/// The same running and waiting counts as the window's concurrency strip, at most one
+/// sample per 100 µs and `COUNTER_SAMPLES` in all (the most of each in its span), as the
+/// strip draws its columns: a million tasks would otherwise add 85 bytes each.
+fn write_levels<W: Write>(w: &mut EventWriter<'_, W>, run: &RunRecord) -> io::Result<()> {
+    let mut bucket: Option<(i64, f64, u32, u32)> = None;
+    let levels = crate::model::record::stats::concurrency(run, run.last_event);
+    let per_second = 1.0 / (run.last_event.as_secs_f64() / COUNTER_SAMPLES).max(1e-4);
+    let sample = |w: &mut EventWriter<'_, _>, (at, running, queued): (f64, u32, u32)| {
+        w.event(&TraceEvent {
+            name: "tasks",
+            cat: None,
+            ph: "C",
+            ts: Some((at * 1e7).round() / 10.0),
+            dur: None,
+            pid: POOL_PID,
+            tid: None,
+            args: json!({"running": running, "queued": queued}),
+        })
+    };
+    for level in &*levels {
+        let key = (level.at * per_second).floor() as i64;
+        match &mut bucket {
+            Some((k, _, running, queued)) if *k == key => {
+                *running = (*running).max(level.running);
+                *queued = (*queued).max(level.waiting);
+            }
+            _ => {
+                if let Some((_, at, running, queued)) = bucket.take() {
+                    sample(w, (at, running, queued))?;
+                }
+                bucket = Some((key, level.at, level.running, level.waiting));
+            }
+        }
+    }
+    if let Some((_, at, running, queued)) = bucket {
+        sample(w, (at, running, queued))?;
+    }
+    Ok(())
+}
+
 pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"{\"traceEvents\":[")?;
     let mut w = EventWriter { out, first: true };
@@ -248,42 +288,7 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
             })?;
         }
     }
-    // The same running and waiting counts as the window's concurrency strip, at most
-    // one sample per 100 µs and COUNTER_SAMPLES in all (the most of each in its span),
-    // as the strip draws its columns: a million tasks would otherwise add 85 bytes each.
-    let mut bucket: Option<(i64, f64, u32, u32)> = None;
-    let levels = crate::model::record::stats::concurrency(run, run.last_event);
-    let per_second = 1.0 / (run.last_event.as_secs_f64() / COUNTER_SAMPLES).max(1e-4);
-    let sample = |w: &mut EventWriter<'_, _>, (at, running, queued): (f64, u32, u32)| {
-        w.event(&TraceEvent {
-            name: "tasks",
-            cat: None,
-            ph: "C",
-            ts: Some((at * 1e7).round() / 10.0),
-            dur: None,
-            pid: POOL_PID,
-            tid: None,
-            args: json!({"running": running, "queued": queued}),
-        })
-    };
-    for level in &*levels {
-        let key = (level.at * per_second).floor() as i64;
-        match &mut bucket {
-            Some((k, _, running, queued)) if *k == key => {
-                *running = (*running).max(level.running);
-                *queued = (*queued).max(level.waiting);
-            }
-            _ => {
-                if let Some((_, at, running, queued)) = bucket.take() {
-                    sample(&mut w, (at, running, queued))?;
-                }
-                bucket = Some((key, level.at, level.running, level.waiting));
-            }
-        }
-    }
-    if let Some((_, at, running, queued)) = bucket {
-        sample(&mut w, (at, running, queued))?;
-    }
+    write_levels(&mut w, run)?;
     // What the tasks cost: cores in use at each usage sample, as a counter track.
     for &(at, cores) in &run.cpu_in_use {
         w.event(&TraceEvent {

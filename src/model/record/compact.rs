@@ -104,6 +104,12 @@ impl<'de> serde::Deserialize<'de> for TaskStore {
 }
 
 impl TaskStore {
+    /// Room for `more` tasks now, rather than by doubling as they come (which holds
+    /// the old and the new rows at once: a third more at a million tasks).
+    pub fn reserve(&mut self, more: usize) {
+        self.slots.reserve_exact(more);
+    }
+
     pub fn new(tail_limit: usize) -> Self {
         Self {
             tail_limit,

@@ -684,6 +684,11 @@ impl RunRecord {
         self.tasks.position(id).and_then(|i| self.task_at(i))
     }
 
+    /// Room for `more` tasks, when it is known how many are coming (a task list).
+    pub fn reserve_tasks(&mut self, more: usize) {
+        self.tasks.reserve(more);
+    }
+
     /// How many tasks the run has (queued, running or done).
     pub fn task_count(&self) -> usize {
         self.tasks.len()
