@@ -630,7 +630,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             // again when it reaches it, so the chunks it holds cost no specs.
             if !ended && in_flight < feed_limit && queued_seen == next_task_fed {
                 let end = list.len().min(*next + feed_batch);
-                let batch: Vec<TaskSpec> = (*next..end).filter_map(|i| list.get(i)).collect();
+                let batch: Vec<Arc<TaskSpec>> = (*next..end)
+                    .filter_map(|i| list.get(i))
+                    .map(Arc::new)
+                    .collect();
                 let count = batch.len();
                 let maker: Arc<dyn TaskMaker> = Arc::clone(list) as _;
                 // A pool that takes no more (a halt policy closed it) runs no more.

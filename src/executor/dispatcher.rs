@@ -71,14 +71,15 @@ pub(crate) enum Submitted {
     Made {
         maker: Arc<dyn TaskMaker>,
         first: usize,
-        specs: Vec<TaskSpec>,
+        specs: Vec<Arc<TaskSpec>>,
     },
 }
 
 impl Submitted {
     fn len(&self) -> usize {
         match self {
-            Self::Specs(specs) | Self::Made { specs, .. } => specs.len(),
+            Self::Specs(specs) => specs.len(),
+            Self::Made { specs, .. } => specs.len(),
         }
     }
 
@@ -93,12 +94,11 @@ impl Submitted {
                 maker,
                 first,
                 specs,
-            } => Box::new(specs.into_iter().enumerate().map(move |(i, spec)| {
-                (
-                    Arc::new(spec),
-                    PendingSpec::Later(Arc::clone(&maker), first + i),
-                )
-            })),
+            } => {
+                Box::new(specs.into_iter().enumerate().map(move |(i, spec)| {
+                    (spec, PendingSpec::Later(Arc::clone(&maker), first + i))
+                }))
+            }
         }
     }
 }

@@ -310,7 +310,7 @@ impl Handle {
         &self,
         maker: Arc<dyn TaskMaker>,
         first: usize,
-        specs: Vec<TaskSpec>,
+        specs: Vec<Arc<TaskSpec>>,
         chunk_size: usize,
     ) -> Result<Vec<TaskId>, CommandError> {
         if self.shared.closed.load(Ordering::Acquire) {

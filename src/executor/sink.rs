@@ -208,7 +208,16 @@ impl Events {
     }
 
     fn refill(&self, batch: Vec<Event>) -> Option<Event> {
-        self.ready.borrow_mut().extend(batch);
+        {
+            let mut ready = self.ready.borrow_mut();
+            if ready.is_empty() {
+                // The batch itself is read from, not a copy of it: the events of a list
+                // of 125 000 tasks queued at once would be held twice.
+                *ready = VecDeque::from(batch);
+            } else {
+                ready.extend(batch);
+            }
+        }
         self.next_ready()
     }
 
