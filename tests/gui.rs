@@ -1532,3 +1532,67 @@ fn the_elapsed_clock_never_runs_backwards_when_the_window_falls_behind_its_pool(
         "Elapsed ran backwards: {shown:?}"
     );
 }
+
+#[test]
+fn a_fifo_opened_in_the_window_runs_each_line_as_it_arrives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("tasks.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let (go, wait_for_go) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            // Opening waits for the window to open its end.
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .expect("open the fifo");
+            writeln!(out, "echo first line").expect("write");
+            out.flush().expect("flush");
+            // The second line only after the first has run: the window must not wait
+            // for the writer to finish.
+            wait_for_go.recv_timeout(WAIT).expect("the first line ran");
+            writeln!(out, "echo second line").expect("write");
+        })
+    };
+    let app = PoolscopeApp::new(AppOptions {
+        file: Some(fifo.clone()),
+        run_dir: Some(RUNS.path().join("runs")),
+        helper: Some(env!("CARGO_BIN_EXE_poolscope").into()),
+        ..AppOptions::default()
+    });
+    let mut h = harness(app);
+    let succeeded = |h: &Harness<'static, PoolscopeApp>| {
+        h.state()
+            .run
+            .as_ref()
+            .map_or(0, |r| r.record.tally().succeeded)
+    };
+    run_until(&mut h, "the first line to run", |h| succeeded(h) == 1);
+    assert!(
+        h.state()
+            .live_run()
+            .is_some_and(poolscope::app::Run::is_open),
+        "the pool waits for more lines"
+    );
+    assert_eq!(h.state().rows.len(), 1, "one line read so far");
+    go.send(()).expect("writer waits");
+    run_until(&mut h, "the second line and the end of the fifo", |h| {
+        succeeded(h) == 2
+            && h.query_all_by(|n| {
+                n.value()
+                    .is_some_and(|v| v.ends_with("closed by its writer: 2 tasks read"))
+            })
+            .next()
+            .is_some()
+    });
+    writer.join().expect("writer");
+    let record = &h.state().run.as_ref().expect("run").record;
+    let commands: Vec<String> = record.tasks().map(|t| t.spec.name.clone()).collect();
+    assert_eq!(commands, ["echo first line", "echo second line"]);
+}

@@ -25,7 +25,10 @@ impl PoolscopeApp {
             self.quit(ctx);
             return;
         }
-        let done = self.run.as_ref().is_some_and(|r| r.active() == 0) && self.pending_rows() == 0;
+        // A FIFO still open may bring more tasks.
+        let done = self.run.as_ref().is_some_and(|r| r.active() == 0)
+            && self.pending_rows() == 0
+            && self.feed.is_none();
         if self.options.exit_when_done
             && done
             && let Some(executor) = self

@@ -83,6 +83,13 @@ impl PoolscopeApp {
             );
             return;
         }
+        // Whatever is opened now replaces a FIFO being read.
+        self.feed = None;
+        // A FIFO is read as it is written, never whole (that would wait for its end).
+        if super::feed::is_fifo(path) {
+            self.follow(path);
+            return;
+        }
         // A run's folder: its journal.
         if path.is_dir() {
             self.open_run(path);

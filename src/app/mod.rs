@@ -7,6 +7,7 @@
 //! and PNG capture), `persist` (what is kept between sessions).
 
 mod automation;
+mod feed;
 mod files;
 mod past_runs;
 mod persist;
@@ -113,6 +114,8 @@ pub struct Notice {
 
 pub struct PoolscopeApp {
     pub rows: Vec<Row>,
+    /// A FIFO being read: its lines join the list and run as they arrive.
+    feed: Option<feed::LineFeed>,
     /// The rows are the shown record's tasks, made as they are drawn (a joblog of two
     /// million lines is not two million drafts); `rows` is filled when they are edited
     /// or run again.
@@ -177,6 +180,7 @@ impl PoolscopeApp {
         let cpu_count = num_cpus::get();
         let mut app = Self {
             rows: Vec::new(),
+            feed: None,
             record_rows: false,
             pool_size: cpu_count,
             workers: None,
@@ -391,6 +395,7 @@ impl PoolscopeApp {
         if self.pump_events() {
             ctx.request_repaint();
         }
+        self.pump_feed(ctx);
         self.poll_file_dialog(ctx);
         self.restore_all_output();
         if let Some(command) = self
@@ -403,7 +408,10 @@ impl PoolscopeApp {
             self.watch(&command, ctx);
         } else if self.options.autostart && !self.scripted.autostarted {
             self.scripted.autostarted = true;
-            self.start(ctx);
+            // A FIFO's first lines start the pool themselves.
+            if self.feed.is_none() {
+                self.start(ctx);
+            }
         }
         let running = self
             .run
