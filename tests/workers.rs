@@ -524,3 +524,46 @@ fn a_workers_run_resumes_on_workers() {
         "the four tasks ran again on one worker: {pids:?}"
     );
 }
+
+#[test]
+fn workers_that_cannot_start_fail_every_task_at_once_saying_why() {
+    // Whatever runs as the worker is not one (here /bin/false): each would end before
+    // saying hello and fail one task a few ms later, a thousand tasks crawling.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tasks.toml");
+    let joblog = dir.path().join("log.tsv");
+    std::fs::write(
+        &file,
+        "[pool]\nsize = 2\nmode = \"workers\"\n[[task]]\nbuiltin = \"noop\"\nrange = [0, 1000]\n",
+    )
+    .expect("write");
+    // To a file: a pipe nobody reads while waiting would fill and stop the run.
+    let stderr_file = dir.path().join("stderr.txt");
+    let mut child = poolscope()
+        .env("POOLSCOPE_HELPER", "/bin/false")
+        .args(["run", "--joblog"])
+        .arg(&joblog)
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_file).expect("stderr file"))
+        .spawn()
+        .expect("spawn");
+    assert!(wait_gone(child.id()), "the run ends instead of crawling");
+    let status = child.wait().expect("wait");
+    let stderr = std::fs::read_to_string(&stderr_file).expect("stderr");
+    assert!(!status.success());
+    assert!(
+        stderr.contains("workers cannot start: 3 in a row ended (exit 1) before saying hello"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/bin/false"),
+        "names what was run: {stderr}"
+    );
+    let log = std::fs::read_to_string(&joblog).expect("joblog");
+    assert_eq!(
+        log.lines().count(),
+        1 + 1000,
+        "every task is in the joblog once"
+    );
+}

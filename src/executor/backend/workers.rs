@@ -36,6 +36,10 @@ const EAGER_WORKERS: usize = 512;
 pub const STOPPED_LIMIT: Duration = Duration::from_secs(10);
 /// How often workers that hold tasks are looked at for being stopped.
 const STOPPED_CHECK: Duration = Duration::from_millis(250);
+/// Workers that end before saying hello, in a row, after which no more are started:
+/// whatever runs as the worker is not one (a wrong helper binary, a broken
+/// interpreter), and each new one would only fail the next task a few ms later.
+const START_FAILURES: u32 = 3;
 
 // Token layout: the worker key, then which of its descriptors.
 const PIDFD: u64 = 0;
@@ -63,6 +67,10 @@ pub struct WorkerBackend {
     buf: Vec<u8>,
     /// When workers were last looked at for being stopped.
     checked: Instant,
+    /// Workers in a row that ended before saying hello.
+    start_failures: u32,
+    /// Why no worker can start: every task from now on fails with it, at once.
+    cannot_start: Option<String>,
 }
 
 struct Worker {
@@ -89,6 +97,8 @@ struct Worker {
     stopped_since: Option<Instant>,
     /// Why poolscope gave it up (killed it): what its task's failure says.
     lost: Option<String>,
+    /// It said hello: it is a worker, and anything it was given it may have run.
+    greeted: bool,
 }
 
 impl WorkerBackend {
@@ -105,6 +115,8 @@ impl WorkerBackend {
             stopping: false,
             buf: vec![0; 1 << 20],
             checked: Instant::now(),
+            start_failures: 0,
+            cannot_start: None,
         }
     }
 }
@@ -193,6 +205,7 @@ impl WorkerBackend {
                 retiring: false,
                 stopped_since: None,
                 lost: None,
+                greeted: false,
             },
         );
         Ok(())
@@ -295,9 +308,15 @@ impl WorkerBackend {
                 log::error!(
                     "worker {pid} speaks protocol {version}, not {PROTOCOL_VERSION}: stopping it"
                 );
+                w.lost = Some(format!(
+                    "it speaks protocol {version}, not {PROTOCOL_VERSION} (another poolscope's worker)"
+                ));
                 let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
-            FromWorker::Hello { .. } => {}
+            FromWorker::Hello { .. } => {
+                w.greeted = true;
+                self.start_failures = 0;
+            }
             FromWorker::Initialized {
                 from_ns,
                 to_ns,
@@ -473,10 +492,13 @@ impl WorkerBackend {
             },
         });
         let mut left: VecDeque<Job> = w.assigned;
+        if !w.greeted && !self.stopping && self.start_failed(&how, &mut left, ctx) {
+            return;
+        }
         // Jobs run in order: a worker that died (rather than retired) was on its first
         // job, even if it had no time to say so. That job is lost, not handed on.
-        let running = w.running.or_else(|| {
-            (!w.retiring)
+        let running = w.running.filter(|_| w.greeted).or_else(|| {
+            (!w.retiring && w.greeted)
                 .then(|| left.front().map(|j| (TaskId(j.task), j.attempt)))
                 .flatten()
         });
@@ -517,6 +539,30 @@ impl WorkerBackend {
                 }
             }
         }
+    }
+
+    /// A worker ended before saying hello: it ran nothing, so its jobs go to the next
+    /// one; after [`START_FAILURES`] in a row, none will start, and its jobs and every
+    /// later task fail at once, saying why. True when no new worker is to be started.
+    fn start_failed(&mut self, how: &str, left: &mut VecDeque<Job>, ctx: &mut Ctx<'_>) -> bool {
+        self.start_failures += 1;
+        if self.start_failures < START_FAILURES {
+            log::warn!("a worker ended ({how}) before saying hello: starting another");
+            return false;
+        }
+        let helper = ctx.helper().display().to_string();
+        let why = format!(
+            "workers cannot start: {START_FAILURES} in a row ended ({how}) before saying hello; is {helper} poolscope's own worker?"
+        );
+        log::error!("{why}");
+        for job in left.drain(..) {
+            let (task, attempt) = (TaskId(job.task), job.attempt);
+            if !self.void.remove(&(task, attempt)) {
+                self.end(task, attempt, RawExit::WorkerLost(why.clone()), None, ctx);
+            }
+        }
+        self.cannot_start = Some(why);
+        true
     }
 
     /// Whether the attempt was ended here before it started (checked per report: no
@@ -598,6 +644,9 @@ impl Backend for WorkerBackend {
                 "a task on a persistent worker has no terminal and no stdin: give it `process = true` or use process mode"
                     .to_owned(),
             ));
+        }
+        if let Some(why) = &self.cannot_start {
+            return Err(LaunchError::Failed(why.clone()));
         }
         self.stopping = false;
         if !self.workers.contains_key(&request.slot) {
