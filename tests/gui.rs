@@ -1596,3 +1596,44 @@ fn a_fifo_opened_in_the_window_runs_each_line_as_it_arrives() {
     let commands: Vec<String> = record.tasks().map(|t| t.spec.name.clone()).collect();
     assert_eq!(commands, ["echo first line", "echo second line"]);
 }
+
+#[test]
+fn a_fifo_line_that_is_not_utf8_is_refused_by_number_and_nothing_after_it_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("tasks.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            // A replaced byte would run another command than the one written.
+            std::fs::write(&fifo, b"echo fine\nprintf 'A\xffB'\necho never\n").expect("write");
+        })
+    };
+    let app = PoolscopeApp::new(AppOptions {
+        file: Some(fifo.clone()),
+        run_dir: Some(RUNS.path().join("runs")),
+        helper: Some(env!("CARGO_BIN_EXE_poolscope").into()),
+        ..AppOptions::default()
+    });
+    let mut h = harness(app);
+    run_until(&mut h, "the refusal and the first line's run", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.tally().succeeded == 1)
+            && h.query_all_by(|n| {
+                n.value()
+                    .is_some_and(|v| v.contains("tasks.fifo:2: the line is not UTF-8"))
+            })
+            .next()
+            .is_some()
+    });
+    writer.join().expect("writer");
+    let record = &h.state().run.as_ref().expect("run").record;
+    let commands: Vec<String> = record.tasks().map(|t| t.spec.name.clone()).collect();
+    assert_eq!(commands, ["echo fine"]);
+}

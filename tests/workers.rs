@@ -567,3 +567,51 @@ fn workers_that_cannot_start_fail_every_task_at_once_saying_why() {
         "every task is in the joblog once"
     );
 }
+
+#[test]
+fn tasks_of_their_own_process_on_a_worker_pool_keep_the_pool_size() {
+    // `process = true` runs beside the worker: handed to a busy slot ahead of its turn
+    // (a chunk, a prefetch), it started at once, one more than the pool size each.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tasks.toml");
+    let trace = dir.path().join("trace.json");
+    std::fs::write(
+        &file,
+        "[pool]\nsize = 2\nmode = \"workers\"\n[[task]]\nbuiltin = \"noop\"\nrange = [0, 2000]\n[[task]]\ncommand = \"sleep 0.2\"\nprocess = true\nrange = [0, 6]\n[[task]]\nbuiltin = \"noop\"\nrange = [0, 2000]\n",
+    )
+    .expect("write");
+    let out = poolscope()
+        .args(["run", "--trace"])
+        .arg(&trace)
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("json");
+    let mut edges: Vec<(u64, i32)> = Vec::new();
+    for e in trace["traceEvents"].as_array().expect("events") {
+        if e["ph"] == "X" {
+            let start = e["ts"].as_u64().expect("ts");
+            let end = start + e["dur"].as_u64().expect("dur");
+            edges.push((start, 1));
+            edges.push((end, -1));
+        }
+    }
+    assert_eq!(edges.len(), 2 * 4006, "every task ran");
+    // An end before a start at the same instant: a slot handed straight on.
+    edges.sort_unstable();
+    let mut running = 0;
+    let most = edges
+        .iter()
+        .map(|&(_, step)| {
+            running += step;
+            running
+        })
+        .max();
+    assert_eq!(most, Some(2), "never more than the pool size at once");
+}

@@ -38,7 +38,9 @@ impl PoolscopeApp {
         {
             executor.close();
         }
-        let finished = self.run.as_ref().is_some_and(|r| !r.is_live());
+        // A FIFO closed before its first line: nothing ran, nothing will.
+        let nothing_came = self.run.is_none() && self.feed.is_none() && self.rows.is_empty();
+        let finished = self.run.as_ref().is_some_and(|r| !r.is_live()) || nothing_came;
         if let Some(path) = self.options.screenshot.clone() {
             let due = match self.options.screenshot_after {
                 Some(after) => self.opened.elapsed() >= after,
@@ -55,7 +57,7 @@ impl PoolscopeApp {
         if self.options.exit_when_done && finished && !self.quitting {
             let failed = self.run.as_ref().map_or(0, |r| r.record.failed());
             self.exit_code
-                .store(u8::from(failed > 0), Ordering::Release);
+                .store(u8::from(failed > 0 || self.feed_failed), Ordering::Release);
             self.quit(ctx);
         }
     }

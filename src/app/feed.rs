@@ -81,7 +81,16 @@ impl LineFeed {
                             return;
                         }
                     }
-                    let text = String::from_utf8_lossy(&line);
+                    // Run as written or not at all: a replaced byte would be another
+                    // command (`poolscope run` refuses such a line on stdin too).
+                    let Ok(text) = std::str::from_utf8(&line) else {
+                        let _ = tx.send(FromFeed::Lines(std::mem::take(&mut batch)));
+                        let _ = tx.send(FromFeed::Failed(format!(
+                            "{}:{number}: the line is not UTF-8; nothing after it was read",
+                            owned.display()
+                        )));
+                        return;
+                    };
                     let text = text.trim_end_matches(['\n', '\r']);
                     if !text.trim().is_empty() {
                         batch.push(text.to_owned());
@@ -166,13 +175,15 @@ impl PoolscopeApp {
         match ended {
             Some(None) => {
                 self.feed = None;
+                let tasks = if read == 1 { "task" } else { "tasks" };
                 self.notify(format!(
-                    "{} was closed by its writer: {read} tasks read",
+                    "{} was closed by its writer: {read} {tasks} read",
                     path.display()
                 ));
             }
             Some(Some(why)) => {
                 self.feed = None;
+                self.feed_failed = true;
                 self.error(format!("Stopped reading tasks: {why}"));
             }
             None => {}

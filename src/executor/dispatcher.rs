@@ -133,6 +133,9 @@ struct Pending {
     spec: PendingSpec,
     /// Tasks of one chunk go to one slot together (a retry goes alone).
     chunk: Option<u64>,
+    /// It runs as a process of its own even on a worker pool (`process = true`): it is
+    /// never handed to a busy slot ahead of its turn, where it would start at once.
+    alone: bool,
 }
 
 struct Active {
@@ -718,12 +721,14 @@ impl<B: Backend> Dispatcher<B> {
             }
             let task = TaskId(self.next_id);
             self.next_id += 1;
+            let alone = spec.own_process;
             self.sink.send(EventKind::Queued { task, spec });
             self.sched.push(Pending {
                 task,
                 attempt: 1,
                 spec: pending_spec,
-                chunk: (chunk_size > 1).then_some(self.next_chunk),
+                chunk: (chunk_size > 1 && !alone).then_some(self.next_chunk),
+                alone,
             });
             ids.push(task);
             // A chunk is announced once its last task is queued.
@@ -887,18 +892,27 @@ impl<B: Backend> Dispatcher<B> {
         if depth == 0 || self.sched.is_paused() || self.sched.queued() <= 2 * size {
             return false;
         }
+        // A slot running a task of its own process has an idle worker: what it was
+        // handed would start at once, one more than the pool size.
+        let alone: std::collections::HashSet<Slot> = self
+            .active
+            .values()
+            .filter(|a| a.spec.own_process)
+            .map(|a| a.slot)
+            .collect();
         let slots: Vec<Slot> = self
             .slot_holders
             .iter()
             .enumerate()
             .filter(|&(slot, &n)| slot < size && n > 0 && n <= depth.div_ceil(2))
             .map(|(slot, _)| slot)
+            .filter(|slot| !alone.contains(slot))
             .collect();
         let mut launched = false;
         for slot in slots {
             // Top the slot up in one go: fewer, larger hand-overs.
             while self.slot_holders.get(slot).copied().unwrap_or(0) <= depth {
-                let Some(next) = self.sched.take_next_if(|p| p.chunk.is_none()) else {
+                let Some(next) = self.sched.take_next_if(|p| p.chunk.is_none() && !p.alone) else {
                     break;
                 };
                 if !self.launch(next, slot) {
@@ -956,6 +970,7 @@ impl<B: Backend> Dispatcher<B> {
             attempt,
             spec,
             chunk,
+            alone,
         } = pending;
         let spec = spec.made();
         self.hold(slot);
@@ -1001,6 +1016,7 @@ impl<B: Backend> Dispatcher<B> {
                     attempt,
                     spec: PendingSpec::Ready(spec),
                     chunk,
+                    alone,
                 });
                 self.machine_limit(&reason);
                 false
@@ -1109,11 +1125,13 @@ impl<B: Backend> Dispatcher<B> {
             && !self.state.stopped
             && attempt <= self.config.retries;
         if will_retry {
+            let alone = spec.own_process;
             self.sched.push(Pending {
                 task,
                 attempt: attempt + 1,
                 spec: PendingSpec::Ready(spec),
                 chunk: None,
+                alone,
             });
         }
         self.sink.send_at(
