@@ -56,8 +56,10 @@ impl PoolscopeApp {
         }
         if self.options.exit_when_done && finished && !self.quitting {
             let failed = self.run.as_ref().map_or(0, |r| r.record.failed());
-            self.exit_code
-                .store(u8::from(failed > 0 || self.feed_failed), Ordering::Release);
+            self.exit_code.store(
+                u8::from(failed > 0 || self.feed_failed.is_some()),
+                Ordering::Release,
+            );
             self.quit(ctx);
         }
     }

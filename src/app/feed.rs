@@ -183,8 +183,8 @@ impl PoolscopeApp {
             }
             Some(Some(why)) => {
                 self.feed = None;
-                self.feed_failed = true;
                 self.error(format!("Stopped reading tasks: {why}"));
+                self.feed_failed = Some(why);
             }
             None => {}
         }

@@ -116,8 +116,8 @@ pub struct PoolscopeApp {
     pub rows: Vec<Row>,
     /// A FIFO being read: its lines join the list and run as they arrive.
     feed: Option<feed::LineFeed>,
-    /// The FIFO's reading stopped on a bad line: a scripted window exits with 1.
-    feed_failed: bool,
+    /// Why the FIFO's reading stopped on a bad line: a scripted window exits with 1.
+    feed_failed: Option<String>,
     /// The rows are the shown record's tasks, made as they are drawn (a joblog of two
     /// million lines is not two million drafts); `rows` is filled when they are edited
     /// or run again.
@@ -183,7 +183,7 @@ impl PoolscopeApp {
         let mut app = Self {
             rows: Vec::new(),
             feed: None,
-            feed_failed: false,
+            feed_failed: None,
             record_rows: false,
             pool_size: cpu_count,
             workers: None,

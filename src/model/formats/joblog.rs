@@ -396,7 +396,7 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, TaskFileError> {
     // makes them into tasks.
     let whole = Lines::new(open()?, path)?;
     let built = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
         std::thread::Builder::new()
             .name("poolscope-joblog".into())
             .spawn_scoped(scope, move || read_entries(whole, &tx))
