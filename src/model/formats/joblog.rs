@@ -8,7 +8,7 @@ use crate::executor::Outcome;
 
 use crate::executor::TaskId;
 use crate::model::TaskFileError;
-use crate::model::record::run::{Attempt, FinishedBuilder, RunRecord, TaskRecord, TaskState};
+use crate::model::record::run::{Attempt, RunRecord, TaskRecord, TaskState};
 
 pub const HEADER: &str =
     "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand";
@@ -357,7 +357,6 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, TaskFileError> {
                 message: format!("cannot be read: {e}"),
             })
     };
-    let began = std::time::Instant::now();
     // First pass: what places each line (its task, its lane, the run's start).
     let (mut seqs, mut spans) = (Vec::new(), Vec::new());
     let mut times = Lines::new(open()?, path)?;
@@ -365,13 +364,7 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, TaskFileError> {
         seqs.push(seq);
         spans.push((start, start + runtime));
     }
-    log::debug!(
-        "{}: first pass read in {:?}",
-        path.display(),
-        began.elapsed()
-    );
     let lanes = lanes_of(&spans);
-    log::debug!("{}: lanes placed at {:?}", path.display(), began.elapsed());
     let t0 = spans.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
     let t0 = if t0.is_finite() { t0 } else { 0.0 };
     drop(spans);
@@ -392,88 +385,35 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, TaskFileError> {
         .map(|(&seq, &n)| (TaskId(seq), n + 1))
         .collect();
     drop(seqs);
-    // Second pass: one thread reads and parses the lines, in file order, while this one
-    // makes them into tasks.
-    let whole = Lines::new(open()?, path)?;
-    let built = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(2);
-        std::thread::Builder::new()
-            .name("poolscope-joblog".into())
-            .spawn_scoped(scope, move || read_entries(whole, &tx))
-            .map_err(|e| TaskFileError {
-                path: path.to_owned(),
-                line: None,
-                field: None,
-                message: format!("cannot start reading: {e}"),
-            })?;
-        let mut in_order = InOrder {
-            parsed: rx.into_iter(),
-            batch: Vec::new().into_iter(),
-            early: std::collections::HashMap::new(),
-            read: 0,
-            path,
-        };
-        make_tasks(&mut in_order, &order, &attempt_of, &lanes, t0)
-    });
-    let builder = built?;
-    log::debug!("{}: tasks made at {:?}", path.display(), began.elapsed());
-    let lane_count = lanes.iter().max().map_or(0, |&m| m as usize + 1);
-    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t0.max(0.0));
-    Ok(builder.finish(Some(wall), vec![(Duration::ZERO, lane_count)], completions))
-}
-
-/// The lines in the order asked for, from the reading thread's batches in file order;
-/// a line read before its turn waits in `early`.
-struct InOrder<'p, I> {
-    parsed: I,
-    batch: std::vec::IntoIter<JoblogEntry>,
-    early: std::collections::HashMap<u32, JoblogEntry>,
-    read: u32,
-    path: &'p std::path::Path,
-}
-
-impl<I: Iterator<Item = Result<Vec<JoblogEntry>, TaskFileError>>> InOrder<'_, I> {
-    fn take(&mut self, wanted: u32) -> Result<JoblogEntry, TaskFileError> {
-        if let Some(entry) = self.early.remove(&wanted) {
+    let mut early: std::collections::HashMap<u32, JoblogEntry> = std::collections::HashMap::new();
+    let mut whole = Lines::new(open()?, path)?;
+    let mut read = 0u32;
+    let mut next_line = |wanted: u32| -> Result<JoblogEntry, TaskFileError> {
+        if let Some(entry) = early.remove(&wanted) {
             return Ok(entry);
         }
         loop {
-            let Some(entry) = self.batch.next() else {
-                let Some(next) = self.parsed.next() else {
-                    return Err(TaskFileError {
-                        path: self.path.to_owned(),
-                        line: None,
-                        field: None,
-                        message: "changed while it was read".to_owned(),
-                    });
-                };
-                self.batch = next?.into_iter();
-                continue;
+            let Some(f) = whole.next()? else {
+                return Err(TaskFileError {
+                    path: path.to_owned(),
+                    line: None,
+                    field: None,
+                    message: "changed while it was read".to_owned(),
+                });
             };
-            let index = self.read;
-            self.read += 1;
+            let index = read;
+            read += 1;
             if index == wanted {
-                return Ok(entry);
+                return Ok(f.entry());
             }
-            self.early.insert(index, entry);
+            early.insert(index, f.entry());
         }
-    }
-}
-
-/// Each line made into its task, in Seq order (a retried job is one task with an
-/// attempt per line, in file order), and kept compact at once.
-fn make_tasks<I: Iterator<Item = Result<Vec<JoblogEntry>, TaskFileError>>>(
-    in_order: &mut InOrder<'_, I>,
-    order: &[u32],
-    attempt_of: &[u32],
-    lanes: &[u32],
-    t0: f64,
-) -> Result<FinishedBuilder, TaskFileError> {
+    };
     let at = |t: f64| Duration::from_secs_f64((t - t0).max(0.0));
     let mut builder = RunRecord::finished_builder();
     let mut current: Option<TaskRecord> = None;
-    for &i in order {
-        let e = in_order.take(i)?;
+    for &i in &order {
+        let e = next_line(i)?;
         let attempt = e.attempt(attempt_of[i as usize] + 1, lanes[i as usize] as usize, &at);
         if let Some(task) = current.as_mut().filter(|t| t.id == TaskId(e.seq)) {
             task.state = TaskState::Done(e.outcome());
@@ -488,36 +428,9 @@ fn make_tasks<I: Iterator<Item = Result<Vec<JoblogEntry>, TaskFileError>>>(
     if let Some(done) = current {
         builder.push(done);
     }
-    Ok(builder)
-}
-
-/// Every line's entry, in file order, in batches; stops at the first error (sent) or
-/// when the receiver is gone.
-fn read_entries<R: io::BufRead>(
-    mut lines: Lines<'_, R>,
-    tx: &std::sync::mpsc::SyncSender<Result<Vec<JoblogEntry>, TaskFileError>>,
-) {
-    const BATCH: usize = 4096;
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        match lines.next() {
-            Ok(Some(fields)) => batch.push(fields.entry()),
-            Ok(None) => break,
-            Err(e) => {
-                let _ = tx.send(Ok(std::mem::take(&mut batch)));
-                let _ = tx.send(Err(e));
-                return;
-            }
-        }
-        if batch.len() == BATCH
-            && tx
-                .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
-                .is_err()
-        {
-            return;
-        }
-    }
-    let _ = tx.send(Ok(batch));
+    let lane_count = lanes.iter().max().map_or(0, |&m| m as usize + 1);
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t0.max(0.0));
+    Ok(builder.finish(Some(wall), vec![(Duration::ZERO, lane_count)], completions))
 }
 
 impl JoblogEntry {
