@@ -56,6 +56,11 @@ impl LineFeed {
                 };
                 let mut input = std::io::BufReader::with_capacity(64 * 1024, file);
                 let mut batch = Vec::new();
+                // What was read before the bad line still runs; then why reading stopped.
+                let stop = |batch: Vec<String>, why: String| {
+                    let _ = tx.send(FromFeed::Lines(batch));
+                    let _ = tx.send(FromFeed::Failed(why));
+                };
                 let mut line = Vec::new();
                 for number in 1.. {
                     line.clear();
@@ -64,31 +69,25 @@ impl LineFeed {
                     match read {
                         Ok(0) => break,
                         Ok(_) if line.len() > MAX_LINE => {
-                            let _ = tx.send(FromFeed::Lines(std::mem::take(&mut batch)));
-                            let _ = tx.send(FromFeed::Failed(format!(
+                            stop(batch, format!(
                                 "{}:{number}: a line longer than {MAX_LINE} bytes; nothing after it was read",
                                 owned.display()
-                            )));
+                            ));
                             return;
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            let _ = tx.send(FromFeed::Lines(std::mem::take(&mut batch)));
-                            let _ = tx.send(FromFeed::Failed(format!(
-                                "{}:{number}: {e}",
-                                owned.display()
-                            )));
+                            stop(batch, format!("{}:{number}: {e}", owned.display()));
                             return;
                         }
                     }
                     // Run as written or not at all: a replaced byte would be another
                     // command (`poolscope run` refuses such a line on stdin too).
                     let Ok(text) = std::str::from_utf8(&line) else {
-                        let _ = tx.send(FromFeed::Lines(std::mem::take(&mut batch)));
-                        let _ = tx.send(FromFeed::Failed(format!(
+                        stop(batch, format!(
                             "{}:{number}: the line is not UTF-8; nothing after it was read",
                             owned.display()
-                        )));
+                        ));
                         return;
                     };
                     let text = text.trim_end_matches(['\n', '\r']);

@@ -155,7 +155,11 @@ fn metadata<W: Write>(
 
 /// The pool's, each slot's and each worker's track names; a worker's track sorts by its
 /// slot, then by when it started.
-fn write_names<W: Write>(w: &mut EventWriter<'_, W>, run: &RunRecord) -> io::Result<()> {
+fn write_names<W: Write>(
+    w: &mut EventWriter<'_, W>,
+    run: &RunRecord,
+    tracks: &Tracks,
+) -> io::Result<()> {
     metadata(
         w,
         "process_name",
@@ -163,7 +167,6 @@ fn write_names<W: Write>(w: &mut EventWriter<'_, W>, run: &RunRecord) -> io::Res
         json!({"name": "poolscope pool"}),
     )?;
     // Slots whose tasks all ran on workers have no track of their own.
-    let tracks = Tracks::of(run);
     let mut slots: Vec<usize> = run
         .attempts()
         .filter(|(_, a)| !tracks.of_attempt(a).2)
@@ -243,8 +246,8 @@ fn write_levels<W: Write>(w: &mut EventWriter<'_, W>, run: &RunRecord) -> io::Re
 pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
     out.write_all(b"{\"traceEvents\":[")?;
     let mut w = EventWriter { out, first: true };
-    write_names(&mut w, run)?;
     let tracks = Tracks::of(run);
+    write_names(&mut w, run, &tracks)?;
     for task in run.tasks() {
         let command = task.spec.invocation.display_line();
         let command = (command != task.spec.name).then_some(command);
