@@ -13,8 +13,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::executor::feeder::{Fed, ListFeeder};
 use crate::executor::{
-    EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskMaker, TaskSpec,
+    EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec,
 };
 use crate::model::formats::taskfile::TaskList;
 use crate::model::store::journal::{self, JournalWriter};
@@ -370,9 +371,6 @@ const STDIN_BATCH: usize = 4096;
 /// its pipe), so an endless producer runs in constant memory. A task file is handed to
 /// the pool the same way.
 const READ_AHEAD: usize = 16 * 1024;
-/// Tasks of a file written to the journal at once, before the first starts.
-const PLAN_BATCH: usize = 16 * 1024;
-
 /// Read stdin on a thread of its own, one command per line, as a stream: a batch goes
 /// out as soon as no more input is waiting, so a slow producer's first line runs at
 /// once; the channel's bound holds the reader back when the run is behind.
@@ -581,21 +579,28 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         slurm.folder = crate::executor::backend::slurm::folder_of(dir);
     }
     let mut from_stdin = stream.map(|s| stream_stdin(s.timeout)).transpose()?;
-    // The list goes to the pool as it runs, in whole chunks, enough to keep every worker
-    // busy with one chunk waiting: at most that many tasks are made at once.
-    let feed_limit = READ_AHEAD.max((config.size + 1).saturating_mul(chunk_size));
-    let feed_batch = chunk_size.saturating_mul(STDIN_BATCH.div_ceil(chunk_size).max(1));
-    // The list and the place in it of the next task to hand over.
     if from_stdin.is_none() {
         record.reserve_tasks(specs.len());
     }
-    let mut from_list = from_stdin.is_none().then(|| (Arc::new(specs), 0usize));
+    // The list goes to the pool as it runs, in whole chunks, enough to keep every worker
+    // busy with one chunk waiting: at most that many tasks are made at once.
+    let mut from_list = from_stdin.is_none().then(|| {
+        let len = specs.len();
+        ListFeeder::new(
+            Arc::new(specs),
+            len,
+            chunk_size,
+            config.size,
+            READ_AHEAD,
+            STDIN_BATCH,
+        )
+    });
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
     // Tasks read from stdin and not over yet; the next one's number.
     let (mut in_flight, mut next_task) = (0usize, 1u64);
-    // Tasks of the list handed to the pool, and how many of them the record has seen.
-    let (mut next_task_fed, mut queued_seen) = (0usize, 0usize);
+    // Tasks handed to the pool that the record has seen.
+    let mut queued_seen = 0usize;
     let mut refused = None;
 
     let bar = progress_bar(total);
@@ -623,32 +628,17 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         })
     };
     loop {
-        if let Some((list, next)) = &mut from_list {
-            let mut ended = interrupted.load(Ordering::Acquire);
-            // The next batch once the record has taken in the last one (and let go of
-            // its specs): the pool keeps only where each task came from and makes it
-            // again when it reaches it, so the chunks it holds cost no specs.
-            if !ended && in_flight < feed_limit && queued_seen == next_task_fed {
-                let end = list.len().min(*next + feed_batch);
-                let batch: Vec<Arc<TaskSpec>> = (*next..end)
-                    .filter_map(|i| list.get(i))
-                    .map(Arc::new)
-                    .collect();
-                let count = batch.len();
-                let maker: Arc<dyn TaskMaker> = Arc::clone(list) as _;
-                // A pool that takes no more (a halt policy closed it) runs no more.
-                if count == 0
-                    || executor
-                        .submit_map_from(maker, *next, batch, chunk_size)
-                        .is_err()
-                {
-                    ended = true;
-                } else {
-                    in_flight += count;
-                    next_task_fed += count;
-                    *next = end;
-                }
-            }
+        if let Some(feeder) = &mut from_list {
+            let ended = interrupted.load(Ordering::Acquire)
+                || match feeder.feed(&executor, queued_seen, in_flight, usize::MAX) {
+                    Fed::Batch(count) => {
+                        in_flight += count;
+                        false
+                    }
+                    Fed::Waiting => false,
+                    // A pool that takes no more (a halt policy closed it) runs no more.
+                    Fed::Done | Fed::Refused => true,
+                };
             if ended {
                 from_list = None;
                 executor.close();
@@ -1033,20 +1023,10 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         // Every task is in the journal before the first can start: a resume after any
         // stop knows exactly what ran and what did not. The list goes down a batch at a
         // time, made as it is written, so a million tasks are never all in memory.
-        let mut planned = Ok(());
-        if stream.is_none() {
-            let mut tasks = specs.iter();
-            let mut first = 1;
-            while planned.is_ok() {
-                let batch: Vec<Arc<TaskSpec>> =
-                    tasks.by_ref().take(PLAN_BATCH).map(Arc::new).collect();
-                if batch.is_empty() {
-                    break;
-                }
-                planned = journal.plan(TaskId(first), &batch, Duration::ZERO);
-                first += batch.len() as u64;
-            }
-        }
+        let planned = match stream {
+            None => journal.plan_list(TaskId(1), &specs, specs.len(), Duration::ZERO, |_| true),
+            Some(_) => Ok(()),
+        };
         if let Err(e) = planned {
             // Nothing ran: nothing to resume, and no half-written run left behind.
             drop(journal);

@@ -1267,14 +1267,15 @@ fn a_long_list_from_a_file_comes_back_from_its_file_not_from_the_state_file() {
         file: Some(path.clone()),
         ..options()
     });
-    assert_eq!(app.rows.len(), 200_000);
+    assert_eq!(app.row_count(), 200_000);
     let mut storage = MemoryStorage::default();
     eframe::App::save(&mut app, &mut storage);
     let state: usize = storage.0.values().map(String::len).sum();
     assert!(state < 100_000, "the state file holds {state} bytes");
     let restored = PoolscopeApp::with_storage(options(), Some(&storage));
-    assert_eq!(restored.rows.len(), 200_000);
-    assert_eq!(restored.rows[199_999].draft.command, "echo 199999");
+    assert_eq!(restored.row_count(), 200_000);
+    let last = restored.lazy.row(None, 199_999).expect("the last row");
+    assert_eq!(last.draft.command, "echo 199999");
     assert_eq!(restored.file.as_deref(), Some(path.as_path()));
     assert_eq!(restored.pool_size, 3);
 }
@@ -1636,4 +1637,66 @@ fn a_fifo_line_that_is_not_utf8_is_refused_by_number_and_nothing_after_it_runs()
     let record = &h.state().run.as_ref().expect("run").record;
     let commands: Vec<String> = record.tasks().map(|t| t.spec.name.clone()).collect();
     assert_eq!(commands, ["echo fine"]);
+}
+
+#[test]
+fn a_long_list_runs_whole_from_its_file_without_making_its_rows_and_close_waits_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("long.toml");
+    let tasks = 30_000;
+    std::fs::write(
+        &path,
+        format!(
+            "[pool]\nsize = 2\nmode = \"workers\"\n[[task]]\nbuiltin = \"noop\"\nrange = [0, {tasks}]\n"
+        ),
+    )
+    .expect("write");
+    let mut h = harness(PoolscopeApp::new(AppOptions {
+        file: Some(path),
+        run_dir: Some(RUNS.path().join("runs")),
+        helper: Some(env!("CARGO_BIN_EXE_poolscope").into()),
+        ..AppOptions::default()
+    }));
+    h.run_steps(1);
+    assert_eq!(h.state().row_count(), tasks);
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+    // The list goes to the pool under the numbers the journal gave it: no row can be
+    // added in between, and the user is told why.
+    h.get_by_label("+ Add task").click();
+    h.run_steps(2);
+    let notice = h.state().notice.clone().expect("a notice");
+    assert!(
+        notice.is_error && notice.text.contains("still going to the pool"),
+        "{notice:?}"
+    );
+    // Close while the list is going out: the whole list still runs, then the pool closes.
+    h.get_by_label("Close").click();
+    run_until(&mut h, "the list to finish and the pool to close", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.phase == poolscope::model::PoolPhase::Finished)
+    });
+    let app = h.state();
+    let run = app.run.as_ref().expect("run");
+    assert_eq!(run.record.task_count(), tasks);
+    assert_eq!(
+        run.record.succeeded(),
+        tasks,
+        "every task ran once and succeeded"
+    );
+    assert!(app.rows.is_empty(), "{} rows were made", app.rows.len());
+    assert_eq!(app.row_count(), tasks);
+    let last = app
+        .lazy
+        .row(Some(&run.record), tasks - 1)
+        .expect("the last row");
+    assert!(last.task.is_some(), "the last row is its task");
+    let folder = run.output_dir.clone().expect("the run's folder");
+    drop(h);
+    let loaded = poolscope::model::store::journal::load(&folder).expect("journal");
+    assert!(loaded.clean, "the journal ends cleanly");
+    assert_eq!(loaded.record.task_count(), tasks);
+    assert_eq!(loaded.record.succeeded(), tasks);
 }

@@ -39,7 +39,7 @@ impl PoolscopeApp {
             executor.close();
         }
         // A FIFO closed before its first line: nothing ran, nothing will.
-        let nothing_came = self.run.is_none() && self.feed.is_none() && self.rows.is_empty();
+        let nothing_came = self.run.is_none() && self.feed.is_none() && self.row_count() == 0;
         let finished = self.run.as_ref().is_some_and(|r| !r.is_live()) || nothing_came;
         if let Some(path) = self.options.screenshot.clone() {
             let due = match self.options.screenshot_after {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::model::formats::presets::PRESETS;
 use crate::model::{RunRecord, TaskDraft, formats::taskfile};
 
-use super::{ExportKind, FilePurpose, MAX_RECENT, PoolscopeApp, Row, Run, save_png};
+use super::{ExportKind, FilePurpose, LazyRows, MAX_RECENT, PoolscopeApp, Row, Run, save_png};
 
 pub(super) struct FileChoice {
     purpose: FilePurpose,
@@ -27,7 +27,7 @@ impl PoolscopeApp {
     ) {
         self.kept = None;
         self.preset = None;
-        self.record_rows = false;
+        self.lazy = LazyRows::Made;
         self.rows = drafts
             .into_iter()
             .map(|draft| Row { draft, task: None })
@@ -117,6 +117,18 @@ impl PoolscopeApp {
             }
         };
         match taskfile::parse(&text, path) {
+            // A template over a million values stays one: its rows are made as drawn.
+            Ok(mut file) if file.tasks.len() > super::run::ROWS_MADE_AT_ONCE => {
+                self.replace_rows(Vec::new(), Some(&file));
+                self.lazy = LazyRows::List(std::sync::Arc::new(std::mem::take(&mut file.tasks)));
+                self.file = Some(path.to_owned());
+                self.remember(path);
+                self.notify(format!(
+                    "Opened {}: {} tasks",
+                    path.display(),
+                    self.row_count()
+                ));
+            }
             Ok(file) => {
                 self.replace_rows(
                     file.tasks
@@ -156,8 +168,16 @@ impl PoolscopeApp {
     }
 
     pub(super) fn save(&mut self, path: &Path) {
-        self.make_rows();
-        let drafts: Vec<TaskDraft> = self.rows.iter().map(|r| r.draft.clone()).collect();
+        let record = self.run.as_ref().map(|r| &r.record);
+        let drafts: Vec<TaskDraft> = match self.lazy.count(record) {
+            Some(_) => self
+                .lazy
+                .make_all(record)
+                .into_iter()
+                .map(|r| r.draft)
+                .collect(),
+            None => self.rows.iter().map(|r| r.draft.clone()).collect(),
+        };
         let size = (self.pool_size != self.cpu_count).then_some(self.pool_size);
         let result = taskfile::to_toml(size, &drafts)
             .and_then(|text| taskfile::save_atomic(path, &text).map_err(|e| e.to_string()));

@@ -9,6 +9,7 @@
 mod automation;
 mod feed;
 mod files;
+mod list;
 mod past_runs;
 mod persist;
 mod rows;
@@ -20,6 +21,7 @@ pub use crate::ui::actions::{
 };
 use automation::save_png;
 use files::FileChoice;
+pub use list::LazyRows;
 use persist::STORAGE_KEY;
 pub use persist::make_state_private;
 pub use run::Run;
@@ -118,10 +120,10 @@ pub struct PoolscopeApp {
     feed: Option<feed::LineFeed>,
     /// Why the FIFO's reading stopped on a bad line: a scripted window exits with 1.
     feed_failed: Option<String>,
-    /// The rows are the shown record's tasks, made as they are drawn (a joblog of two
-    /// million lines is not two million drafts); `rows` is filled when they are edited
-    /// or run again.
-    pub record_rows: bool,
+    /// The rows are made as they are drawn, from a shown record (a joblog of two million
+    /// lines is not two million drafts) or a long task list; `rows` is filled when they
+    /// are edited.
+    pub lazy: LazyRows,
     pub pool_size: usize,
     /// `None`: a process per task; `Some`: persistent workers (Python's `Pool`).
     pub workers: Option<WorkerConfig>,
@@ -184,7 +186,7 @@ impl PoolscopeApp {
             rows: Vec::new(),
             feed: None,
             feed_failed: None,
-            record_rows: false,
+            lazy: LazyRows::Made,
             pool_size: cpu_count,
             workers: None,
             chunk_size: None,
@@ -277,6 +279,9 @@ impl PoolscopeApp {
         if action.replaces_the_run() {
             self.settle_idle_run();
         }
+        if list::changes_rows(&action) && self.refused_while_listing() {
+            return;
+        }
         match action {
             Action::Start => self.start(ctx),
             Action::SubmitPending => {
@@ -289,7 +294,7 @@ impl PoolscopeApp {
             Action::SubmitRow(i) => self.submit_rows(&[i]),
             Action::Pause => self.with_pool(|e| e.pause()),
             Action::Resume => self.with_pool(|e| e.resume()),
-            Action::Close => self.with_pool(|e| e.close()),
+            Action::Close => self.close_pool(),
             Action::Terminate => {
                 if let Some(run) = &self.run {
                     run.stop_watched();

@@ -225,7 +225,7 @@ impl PoolscopeApp {
             finished: None,
             started,
             output_dir: Some(dir.to_owned()),
-            journal: Some(journal),
+            journal: Some(Arc::new(journal)),
             resumption,
             resume_output: Some(resume_output),
             ..Run::opened(loaded.record)

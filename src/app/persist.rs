@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::WorkerConfig;
 
-use super::{AppOptions, DEFAULT_KEEP_RUNS, PoolscopeApp, Row};
+use super::{AppOptions, DEFAULT_KEEP_RUNS, LazyRows, PoolscopeApp, Row};
 
 /// What eframe persists between sessions.
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -89,7 +89,7 @@ impl PoolscopeApp {
             rows: self
                 .rows
                 .iter()
-                .filter(|_| !watched && !by_file && !self.record_rows)
+                .filter(|_| !watched && !by_file && matches!(self.lazy, LazyRows::Made))
                 .map(|r| Row {
                     draft: r.draft.clone(),
                     task: None,

@@ -10,7 +10,7 @@ use crate::model::store::journal::JournalWriter;
 use crate::model::store::resume::Resumption;
 use crate::model::{PoolPhase, RunRecord, TaskDraft};
 
-use super::{EVENT_BUDGET, FRAME_WHILE_BUSY, Notice, PoolscopeApp, Rerun, Row};
+use super::{EVENT_BUDGET, FRAME_WHILE_BUSY, LazyRows, Notice, PoolscopeApp, Rerun, Row};
 
 /// A run on screen: a pool started here (with its executor), or a record opened from a
 /// file (a saved run, a GNU parallel joblog), which has none.
@@ -28,7 +28,9 @@ pub struct Run {
     /// looked at again).
     pub output_dir: Option<PathBuf>,
     /// The run's journal, written as events arrive (not for watched programs).
-    pub(super) journal: Option<JournalWriter>,
+    pub(super) journal: Option<Arc<JournalWriter>>,
+    /// A long list still going to the pool a batch at a time.
+    pub(super) list: Option<super::list::ListRun>,
     /// A resumed run: the executor's events as the original run's.
     pub(super) resumption: Resumption,
     /// A resumed run's executor saves output here (its own task numbers); each file
@@ -58,6 +60,7 @@ impl Run {
             started: Instant::now(),
             output_dir: None,
             journal: None,
+            list: None,
             resumption: Resumption::default(),
             resume_output: None,
             next_task: 1,
@@ -77,7 +80,8 @@ impl Run {
             started: Instant::now(),
             finished: None,
             output_dir: Some(dir),
-            journal: Some(journal),
+            journal: Some(Arc::new(journal)),
+            list: None,
             resumption: Resumption::default(),
             resume_output: None,
             next_task: 1,
@@ -103,8 +107,11 @@ impl Run {
                         ..
                     }
             );
+        // A worker pool's workers exit after the drain: the journal has ended by then
+        // (an event after its end marker would read as a run cut short).
         if let Some(journal) = &self.journal
             && !stopped_by_us
+            && self.finished.is_none()
         {
             journal.record(&event);
         }
@@ -251,7 +258,7 @@ impl Run {
 
     /// Tasks queued, waiting or running (kept by the record: no pass over the tasks).
     pub fn active(&self) -> usize {
-        self.record.unfinished()
+        self.record.unfinished() + self.list.as_ref().map_or(0, super::list::ListRun::waiting)
     }
 
     /// Its tasks went to a Slurm cluster (they run on without poolscope).
@@ -299,30 +306,29 @@ impl PoolscopeApp {
 
     /// Rows in the list (a shown record's tasks, made or not).
     pub fn row_count(&self) -> usize {
-        match (&self.run, self.record_rows) {
-            (Some(run), true) => run.record.task_count(),
-            _ => self.rows.len(),
-        }
+        self.lazy
+            .count(self.run.as_ref().map(|r| &r.record))
+            .unwrap_or(self.rows.len())
     }
 
     /// A shown record's tasks as rows: a record this big lists its tasks from the
     /// record as they are drawn, a smaller one as rows at once.
     pub(super) fn set_record_rows(&mut self, record: &RunRecord) {
-        self.record_rows = record.task_count() > ROWS_MADE_AT_ONCE;
-        self.rows = if self.record_rows {
-            Vec::new()
+        if record.task_count() > ROWS_MADE_AT_ONCE {
+            self.lazy = LazyRows::Record;
+            self.rows = Vec::new();
         } else {
-            Row::of_record(record)
-        };
+            self.lazy = LazyRows::Made;
+            self.rows = Row::of_record(record);
+        }
     }
 
     /// The shown record's tasks made into rows, to be edited or run again.
     pub(super) fn make_rows(&mut self) {
-        if !std::mem::take(&mut self.record_rows) {
-            return;
-        }
-        if let Some(run) = &self.run {
-            self.rows = Row::of_record(&run.record);
+        let record = self.run.as_ref().map(|r| &r.record);
+        if self.lazy.count(record).is_some() {
+            self.rows = self.lazy.make_all(record);
+            self.lazy = LazyRows::Made;
         }
     }
 
@@ -361,6 +367,7 @@ impl PoolscopeApp {
             run.apply(&event);
         }
         run.behind = more;
+        super::list::feed_pool(run);
         if let Some(journal) = &run.journal {
             journal.send();
             if run.stopped_for.is_none()
@@ -460,8 +467,13 @@ impl PoolscopeApp {
             self.error(format!("Cannot start: {reason}"));
             return;
         }
-        // Running the rows makes them the user's list.
-        self.make_rows();
+        // Running the rows makes them the user's list; a long file's list runs as it is.
+        let list = if let LazyRows::List(list) = &self.lazy {
+            Some(Arc::clone(list))
+        } else {
+            self.make_rows();
+            None
+        };
         self.kept = None;
         let lock = match self.new_run_folder() {
             Ok(lock) => lock,
@@ -512,18 +524,26 @@ impl PoolscopeApp {
         }
         self.selected = None;
         self.notice = None;
-        let all: Vec<usize> = (0..self.rows.len()).collect();
         // The list goes out as one map: on workers, in chunks (Python's default size
         // unless the file set one); tasks added later go one by one (apply_async).
+        let count = list.as_ref().map_or(self.rows.len(), |l| l.len());
         let chunk = match self.workers {
             Some(_) => self.chunk_size.unwrap_or_else(|| {
-                crate::model::formats::taskfile::python_chunksize(all.len(), self.pool_size)
+                crate::model::formats::taskfile::python_chunksize(count, self.pool_size)
             }),
             None => 1,
         };
-        self.submit_rows_in_chunks(&all, chunk);
+        if let Some(list) = list {
+            self.start_list(list, chunk, ctx);
+        } else {
+            let all: Vec<usize> = (0..self.rows.len()).collect();
+            self.submit_rows_in_chunks(&all, chunk);
+        }
         // Show the first task's output at once: the demo then speaks for itself.
-        self.selected = self.rows.first().and_then(|r| r.task);
+        self.selected = match &self.lazy {
+            LazyRows::List(_) => Some(TaskId(1)),
+            _ => self.rows.first().and_then(|r| r.task),
+        };
         // The list that runs is saved now: after a crash, the next window has it.
         self.save_state_now = true;
     }
@@ -580,14 +600,14 @@ impl PoolscopeApp {
             Ok((watch, events)) => {
                 self.kept = None;
                 self.rows.clear();
-                self.record_rows = false;
+                self.lazy = LazyRows::Made;
                 self.file = None;
                 self.run = Some(Run {
                     watched: Some((watch, events)),
                     record: RunRecord::default(),
                     finished: None,
                     output_dir: Some(output_dir),
-                    journal: Some(journal),
+                    journal: Some(Arc::new(journal)),
                     ..Run::opened(RunRecord::default())
                 });
                 // The program's own output (task 0) is what a user looks for first.
@@ -744,6 +764,10 @@ impl PoolscopeApp {
     /// A new row for `spec`, run at once if the pool is open (else on the next Start);
     /// the new task is selected.
     pub(super) fn add_and_run(&mut self, spec: &crate::executor::TaskSpec) {
+        if self.refused_while_listing() {
+            return;
+        }
+        self.make_rows();
         self.rows.push(Row {
             draft: TaskDraft::from_spec(spec),
             task: None,
@@ -796,4 +820,4 @@ impl PoolscopeApp {
 
 /// Most tasks of a shown record made into rows when it opens; a bigger one's rows are
 /// made from the record as they are drawn.
-const ROWS_MADE_AT_ONCE: usize = 20_000;
+pub(super) const ROWS_MADE_AT_ONCE: usize = 20_000;

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod builtin;
 mod dispatcher;
 pub mod event;
+pub mod feeder;
 pub mod reactor;
 pub mod scheduler;
 pub mod sink;

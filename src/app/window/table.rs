@@ -3,7 +3,7 @@
 use egui::{RichText, Sense};
 use egui_extras::{Column, TableBuilder};
 
-use crate::app::{Action, PoolscopeApp, Row, Run, SortKey, StateFilter};
+use crate::app::{Action, LazyRows, PoolscopeApp, Row, Run, SortKey, StateFilter};
 use crate::model::{DraftStdin, TaskRecord, TaskState};
 use crate::ui::theme::{duration, state_colour, state_text};
 
@@ -42,11 +42,11 @@ fn state_rank(state: Option<&TaskState>) -> u8 {
 }
 
 /// Row indices to show, filtered and sorted.
-/// With `record_rows`, the rows are the run's tasks by position. `None`: every row, in
-/// order.
+/// Rows not made (`lazy`) are found in the run's record by position. `None`: every
+/// row, in order.
 fn visible_rows(
     rows: &[Row],
-    record_rows: bool,
+    lazy: &LazyRows,
     run: Option<&Run>,
     filter: StateFilter,
     sort: SortKey,
@@ -55,15 +55,12 @@ fn visible_rows(
     // row every frame).
     let position = |i: usize| {
         let run = run?;
-        if record_rows {
-            return Some((run, i));
+        match lazy {
+            LazyRows::Made => Some((run, run.record.position(rows[i].task?)?)),
+            _ => Some((run, lazy.position(&run.record, i)?)),
         }
-        Some((run, run.record.position(rows[i].task?)?))
     };
-    let count = match run {
-        Some(run) if record_rows => run.record.task_count(),
-        _ => rows.len(),
-    };
+    let count = lazy.count(run.map(|r| &r.record)).unwrap_or(rows.len());
     let state_of = |i: usize| position(i).and_then(|(run, p)| run.record.state_at(p));
     let attempts_of = |i: usize| position(i).map(|(run, p)| run.record.attempts_at(p));
     if filter == StateFilter::All && sort == SortKey::Order {
@@ -98,15 +95,9 @@ impl PoolscopeApp {
     pub(in crate::app) fn task_table(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
         self.table_toolbar(ui, actions);
         ui.separator();
-        let record_rows = self.record_rows;
+        let lazy = &self.lazy;
         let row_count = self.row_count();
-        let order = visible_rows(
-            &self.rows,
-            record_rows,
-            self.run.as_ref(),
-            self.filter,
-            self.sort,
-        );
+        let order = visible_rows(&self.rows, lazy, self.run.as_ref(), self.filter, self.sort);
         let live_open = self.live_run().is_some_and(Run::is_open);
         // A watched program's tasks are calls inside it: nothing here can stop or rerun one.
         let watched = self.run.as_ref().is_some_and(|r| r.watched.is_some());
@@ -168,16 +159,14 @@ impl PoolscopeApp {
                             let i = order
                                 .as_ref()
                                 .map_or(table_row.index(), |o| o[table_row.index()]);
-                            // A shown record's row is made for the frame it is drawn in.
+                            // A row not made is made for the frame it is drawn in.
                             let mut made = None;
-                            let row = match run {
-                                Some(run) if record_rows => {
-                                    match made.insert(Row::at(&run.record, i)) {
-                                        Some(row) => row,
-                                        None => return,
-                                    }
-                                }
-                                _ => &mut rows[i],
+                            let row = match lazy {
+                                LazyRows::Made => &mut rows[i],
+                                _ => match made.insert(lazy.row(run.map(|r| &r.record), i)) {
+                                    Some(row) => row,
+                                    None => return,
+                                },
                             };
                             draw_row(
                                 &mut table_row,

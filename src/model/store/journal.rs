@@ -321,6 +321,9 @@ struct PlanLine {
 pub const RESERVE_FILE: &str = "journal.reserve";
 const RESERVE_BYTES: u64 = 256 * 1024;
 
+/// Tasks listed in the journal at once by [`JournalWriter::plan_list`] (one sync each).
+const PLAN_BATCH: usize = 16 * 1024;
+
 /// Writes one run's journal on a thread of its own. It holds the run's lock: while it
 /// lives, no other poolscope resumes or removes the run.
 pub struct JournalWriter {
@@ -462,6 +465,32 @@ impl JournalWriter {
             .recv()
             .map_err(|_| stopped())?
             .map_err(JournalError::Write)
+    }
+
+    /// [`plan`](Self::plan) the first `count` tasks of `list` (ids from `first`), a
+    /// batch at a time, each batch made as it is written: a million tasks are never all
+    /// in memory. `planned` hears how many are written after each batch, and planning
+    /// stops early when it answers `false`.
+    pub fn plan_list(
+        &self,
+        first: TaskId,
+        list: &dyn crate::executor::TaskMaker,
+        count: usize,
+        at: Duration,
+        mut planned: impl FnMut(usize) -> bool,
+    ) -> Result<(), JournalError> {
+        let mut done = 0;
+        while done < count {
+            let end = count.min(done + PLAN_BATCH);
+            let batch: Vec<Arc<crate::executor::TaskSpec>> =
+                (done..end).map(|i| Arc::new(list.make(i))).collect();
+            self.plan(TaskId(first.0 + done as u64), &batch, at)?;
+            done = end;
+            if !planned(done) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Journal `event` (output only as byte counts). It goes to the writer with the
