@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::executor::feeder::{Fed, ListFeeder};
-use crate::executor::{Executor, TaskId};
+use crate::executor::{Executor, Handle, TaskId};
 use crate::model::formats::taskfile::TaskList;
 use crate::model::store::journal::JournalWriter;
 use crate::model::{RunRecord, TaskDraft};
@@ -71,101 +71,130 @@ impl LazyRows {
     }
 }
 
-/// A long list being run: its journal listing and its handing-over to the pool.
+/// A long list being run: a thread lists it in the journal and hands it to the pool
+/// (making a chunk of 125 000 specs takes longer than a frame).
 pub(super) struct ListRun {
-    feeder: ListFeeder,
-    /// Tasks of the list that the journal lists (from its start): only those may go.
-    planned: Arc<AtomicUsize>,
-    plan_failed: Arc<Mutex<Option<String>>>,
-    /// Ends the listing early (the run went away).
-    stop: Arc<AtomicBool>,
+    len: usize,
+    shared: Arc<Shared>,
+    thread: std::thread::Thread,
+    /// Every task went to the pool.
+    fed_all: bool,
     /// Close the pool once every task went to it (Close was pressed meanwhile).
     pub(super) close_when_fed: bool,
+}
+
+/// What the window and the listing thread tell each other.
+#[derive(Default)]
+struct Shared {
+    /// The record's tasks, and those not over: the thread hands over the next batch
+    /// once the record has the last and the pool has room.
+    taken_in: AtomicUsize,
+    in_flight: AtomicUsize,
+    fed: AtomicUsize,
+    ended: Mutex<Option<Ended>>,
+    /// The run went away: the thread ends.
+    stop: AtomicBool,
+}
+
+enum Ended {
+    /// Every task went to the pool.
+    Fed,
+    /// The pool took no more (terminated, or closed by a halt policy).
+    Refused,
+    /// The journal could not list the tasks.
+    Failed(String),
 }
 
 /// Tasks handed to the pool and not over, at most (more with chunks larger than this).
 const READ_AHEAD: usize = 16 * 1024;
 /// Tasks handed over at once, at least.
 const BATCH: usize = 4096;
+/// How long the thread sleeps when it has nothing to do and nobody woke it.
+const IDLE: Duration = Duration::from_millis(100);
 
 impl ListRun {
-    /// Run `list`, in chunks of `chunk`, on a pool of `pool_size`, listing it first in
-    /// `journal` (tasks 1, 2, …: the pool numbers them so).
+    /// Run `list`, in chunks of `chunk`, on `pool` (of `pool_size`), listing it first
+    /// in `journal` (tasks 1, 2, …: the pool numbers them so).
     pub(super) fn start(
         list: Arc<TaskList>,
-        chunk: usize,
-        pool_size: usize,
-        journal: Option<&Arc<JournalWriter>>,
+        (pool, pool_size, chunk): (Handle, usize, usize),
+        journal: Option<Arc<JournalWriter>>,
         ctx: &egui::Context,
     ) -> std::io::Result<Self> {
         let len = list.len();
-        let planned = Arc::new(AtomicUsize::new(if journal.is_some() { 0 } else { len }));
-        let plan_failed = Arc::new(Mutex::new(None));
-        let stop = Arc::new(AtomicBool::new(false));
-        if let Some(journal) = journal {
-            let (journal, list) = (Arc::clone(journal), Arc::clone(&list));
-            let (planned, plan_failed, stop) = (
-                Arc::clone(&planned),
-                Arc::clone(&plan_failed),
-                Arc::clone(&stop),
-            );
-            let ctx = ctx.clone();
-            // Off the window's thread: a batch is synced to disk before the next.
-            std::thread::Builder::new()
-                .name("poolscope-plan".into())
-                .spawn(move || {
+        let shared = Arc::new(Shared::default());
+        let mut feeder = ListFeeder::new(
+            Arc::clone(&list) as _,
+            len,
+            chunk,
+            pool_size,
+            READ_AHEAD,
+            BATCH,
+        );
+        let (ctx, thread_shared) = (ctx.clone(), Arc::clone(&shared));
+        let thread = std::thread::Builder::new()
+            .name("poolscope-list".into())
+            .spawn(move || {
+                let shared = thread_shared;
+                let mut feed = |ready: usize| loop {
+                    let taken_in = shared.taken_in.load(Ordering::Acquire);
+                    let in_flight = shared.in_flight.load(Ordering::Acquire);
+                    match feeder.feed(&pool, taken_in, in_flight, ready) {
+                        Fed::Batch(_) => {
+                            shared.fed.store(feeder.fed(), Ordering::Release);
+                            ctx.request_repaint();
+                        }
+                        Fed::Waiting => return None,
+                        Fed::Done => return Some(Ended::Fed),
+                        Fed::Refused => return Some(Ended::Refused),
+                    }
+                };
+                let mut ended = None;
+                if let Some(journal) = journal {
+                    // Each batch goes to the pool as soon as the journal lists it.
                     let listed = journal.plan_list(TaskId(1), &*list, len, Duration::ZERO, |n| {
-                        planned.store(n, Ordering::Release);
-                        ctx.request_repaint();
-                        !stop.load(Ordering::Acquire)
+                        ended = feed(n);
+                        ended.is_none() && !shared.stop.load(Ordering::Acquire)
                     });
                     if let Err(e) = listed {
-                        *plan_failed.lock().unwrap_or_else(PoisonError::into_inner) =
-                            Some(e.to_string());
-                        ctx.request_repaint();
+                        ended = Some(Ended::Failed(e.to_string()));
                     }
-                })?;
-        }
+                }
+                while ended.is_none() && !shared.stop.load(Ordering::Acquire) {
+                    ended = feed(len);
+                    if ended.is_none() {
+                        std::thread::park_timeout(IDLE);
+                    }
+                }
+                *shared.ended.lock().unwrap_or_else(PoisonError::into_inner) = ended;
+                ctx.request_repaint();
+            })?
+            .thread()
+            .clone();
         Ok(Self {
-            feeder: ListFeeder::new(list, len, chunk, pool_size, READ_AHEAD, BATCH),
-            planned,
-            plan_failed,
-            stop,
+            len,
+            shared,
+            thread,
+            fed_all: false,
             close_when_fed: false,
         })
     }
 
-    /// Hand the pool its next batch, if it has room and the journal lists it; `Err`:
-    /// the journal could not list the tasks.
-    pub(super) fn feed(&mut self, executor: &Executor, record: &RunRecord) -> Result<Fed, String> {
-        if let Some(why) = self
-            .plan_failed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-        {
-            return Err(why);
-        }
-        let ready = self.planned.load(Ordering::Acquire);
-        Ok(self
-            .feeder
-            .feed(executor, record.task_count(), record.unfinished(), ready))
+    /// Tasks of the list the record does not have yet (handed over or not).
+    pub(super) fn waiting(&self, record: &RunRecord) -> usize {
+        self.len.saturating_sub(record.task_count())
     }
 
-    /// Tasks of the list not handed to the pool yet.
-    pub(super) fn waiting(&self) -> usize {
-        self.feeder.waiting()
-    }
-
-    /// Tasks handed to the pool so far.
-    pub(super) fn fed(&self) -> usize {
-        self.feeder.fed()
+    /// Tasks handed to the pool so far, and the list's length.
+    pub(super) fn progress(&self) -> (usize, usize) {
+        (self.shared.fed.load(Ordering::Acquire), self.len)
     }
 }
 
 impl Drop for ListRun {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.shared.stop.store(true, Ordering::Release);
+        self.thread.unpark();
     }
 }
 
@@ -185,25 +214,48 @@ pub(super) fn changes_rows(action: &Action) -> bool {
     )
 }
 
-/// Give a run's pool the next batch of its long list, if it has room for it.
+/// Tell a run's listing thread what the record has taken in, and act on its end.
 pub(super) fn feed_pool(run: &mut Run) {
-    let (Some(listing), Some((executor, _))) = (run.list.as_mut(), run.pool.as_ref()) else {
+    let Some(listing) = run.list.as_mut() else {
         return;
     };
-    match listing.feed(executor, &run.record) {
-        Ok(Fed::Batch(_) | Fed::Waiting) => {}
-        Ok(Fed::Done) => {
-            if listing.close_when_fed {
+    let shared = &listing.shared;
+    shared
+        .taken_in
+        .store(run.record.task_count(), Ordering::Release);
+    shared
+        .in_flight
+        .store(run.record.unfinished(), Ordering::Release);
+    listing.thread.unpark();
+    let ended = shared
+        .ended
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    match ended {
+        Some(Ended::Fed) => {
+            listing.fed_all = true;
+            if listing.close_when_fed
+                && let Some((executor, _)) = &run.pool
+            {
                 executor.close();
             }
-            run.list = None;
         }
         // Terminated, or closed by a halt policy: the rest does not run.
-        Ok(Fed::Refused) => run.list = None,
-        Err(why) => {
+        Some(Ended::Refused) => run.list = None,
+        Some(Ended::Failed(why)) => {
             run.list = None;
             run.stop_for(format!("cannot write the run's journal ({why})"));
         }
+        None => {}
+    }
+    // Kept until the record has every task, so the run never looks idle in between.
+    if run
+        .list
+        .as_ref()
+        .is_some_and(|l| l.fed_all && l.waiting(&run.record) == 0)
+    {
+        run.list = None;
     }
 }
 
@@ -214,10 +266,15 @@ impl PoolscopeApp {
         let Some(run) = self.run.as_mut() else {
             return;
         };
+        let Some(pool) = run.executor().map(Executor::handle) else {
+            return;
+        };
         let len = list.len();
-        match ListRun::start(list, chunk, pool_size, run.journal.as_ref(), ctx) {
+        match ListRun::start(list, (pool, pool_size, chunk), run.journal.clone(), ctx) {
             Ok(listing) => {
                 run.list = Some(listing);
+                // A record grown by doubling would hold half as much again, twice over.
+                run.record.reserve_tasks(len);
                 // Tasks added later come after the list (the journal has its numbers).
                 run.next_task = len as u64 + 1;
             }
@@ -252,7 +309,7 @@ impl PoolscopeApp {
         let Some(listing) = self.live_run().and_then(|r| r.list.as_ref()) else {
             return false;
         };
-        let (fed, total) = (listing.fed(), listing.fed() + listing.waiting());
+        let (fed, total) = listing.progress();
         self.error(format!(
             "The list is still going to the pool ({fed} of {total} tasks queued): add or \
              change tasks once it is all queued"

@@ -258,7 +258,7 @@ impl Run {
 
     /// Tasks queued, waiting or running (kept by the record: no pass over the tasks).
     pub fn active(&self) -> usize {
-        self.record.unfinished() + self.list.as_ref().map_or(0, super::list::ListRun::waiting)
+        self.record.unfinished() + self.list.as_ref().map_or(0, |l| l.waiting(&self.record))
     }
 
     /// Its tasks went to a Slurm cluster (they run on without poolscope).

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Executor, TaskMaker, TaskSpec};
+use super::{Handle, TaskMaker, TaskSpec};
 
 /// Where a list's handing-over stands.
 pub struct ListFeeder {
@@ -70,13 +70,7 @@ impl ListFeeder {
     /// so far are in the record (a batch goes only once the last is, so its specs are
     /// let go of first), `in_flight` are not over, and only the first `ready` tasks of
     /// the list may go (those the journal lists already).
-    pub fn feed(
-        &mut self,
-        executor: &Executor,
-        taken_in: usize,
-        in_flight: usize,
-        ready: usize,
-    ) -> Fed {
+    pub fn feed(&mut self, pool: &Handle, taken_in: usize, in_flight: usize, ready: usize) -> Fed {
         if self.next >= self.len {
             return Fed::Done;
         }
@@ -87,7 +81,7 @@ impl ListFeeder {
         let batch: Vec<Arc<TaskSpec>> = (self.next..end)
             .map(|i| Arc::new(self.maker.make(i)))
             .collect();
-        match executor.submit_map_from(Arc::clone(&self.maker), self.next, batch, self.chunk) {
+        match pool.submit_map_from(Arc::clone(&self.maker), self.next, batch, self.chunk) {
             Ok(_) => {
                 let count = end - self.next;
                 self.next = end;

@@ -254,9 +254,15 @@ fn command_hash(command: &crate::executor::Invocation) -> u64 {
             }
         }
         // One colour per kind of job, whatever its label.
-        Invocation::Builtin(b) => eat(format!("{:?}", std::mem::discriminant(&b.kind)).as_bytes()),
+        Invocation::Builtin(b) => {
+            use std::hash::{Hash, Hasher};
+            let mut kind = std::collections::hash_map::DefaultHasher::new();
+            std::mem::discriminant(&b.kind).hash(&mut kind);
+            eat(&kind.finish().to_le_bytes());
+        }
     }
-    h
+    // Folded to 32 bits: a million spans keep it in 4 bytes each.
+    (h ^ (h >> 32)) & 0xffff_ffff
 }
 
 /// More PIDs than this share lanes (one lane per PID would be too thin to read).
@@ -515,9 +521,22 @@ struct Span {
     task: TaskId,
     attempt: u32,
     status: BarStatus,
-    command_hash: u64,
-    /// The chunk its first attempt went out with.
-    chunk: Option<TaskId>,
+    /// [`command_hash`], which fits in 32 bits.
+    command_hash: u32,
+    /// The first task of the chunk its first attempt went out with; 0: none (task
+    /// numbers start at 1).
+    chunk_first: u64,
+}
+
+impl Span {
+    fn chunk(&self) -> Option<TaskId> {
+        (self.chunk_first != 0).then_some(TaskId(self.chunk_first))
+    }
+}
+
+/// A chunk's first task as a span keeps it.
+fn chunk_first(chunk: Option<TaskId>) -> u64 {
+    chunk.map_or(0, |c| c.0)
 }
 
 /// Width in pixels of one aggregated column: a run of tiny bars starting in it is drawn
@@ -525,13 +544,11 @@ struct Span {
 const COLUMN_PX: f32 = 2.0;
 
 /// One lane's spans (sorted by start, never overlapping, so their ends are sorted too)
-/// and what lets a view summarise any run of them touching a few numbers: their starts
-/// on their own (searched every frame), prefix sums of run time, and which were not a
-/// success.
+/// and what lets a view summarise any run of them touching a few numbers: prefix sums
+/// of run time, and which were not a success.
 #[derive(Clone, Debug, Default)]
 struct Lane {
     spans: Vec<Span>,
-    starts: Vec<f64>,
     /// `busy[i]`: run time of the finished spans in `spans[..=i]`.
     busy: Vec<f64>,
     /// Indices of the spans that did not succeed (running, failed, killed...), in order.
@@ -569,14 +586,12 @@ impl Lane {
         if span.status != BarStatus::Success {
             self.unlike_success.push(self.spans.len() as u32);
         }
-        self.starts.push(span.start);
         self.spans.push(span);
     }
 
     /// Replace span `i` (an attempt that ended) and bring the summaries up to date.
     fn set(&mut self, i: usize, span: Span) {
         let was = std::mem::replace(&mut self.spans[i], span);
-        self.starts[i] = span.start;
         if (was.status == BarStatus::Success) != (span.status == BarStatus::Success) {
             let at = self.unlike_success.partition_point(|&k| (k as usize) < i);
             if span.status == BarStatus::Success {
@@ -595,7 +610,6 @@ impl Lane {
     fn sort(&mut self) {
         self.spans.sort_by(|a, b| a.start.total_cmp(&b.start));
         let spans = std::mem::take(&mut self.spans);
-        self.starts.clear();
         self.busy.clear();
         self.unlike_success.clear();
         for span in spans {
@@ -718,11 +732,16 @@ impl LaneIndex {
         let changes = record.changes_since(self.applied).unwrap_or_default();
         self.applied = record.changes_total();
         for &id in changes {
-            let Some(task) = record.task(id) else {
+            // Read by position, as a rebuild reads: a done task is not made whole.
+            let Some(position) = record.position(id) else {
                 continue;
             };
-            let hash = command_hash(&task.spec.invocation);
-            for a in task.attempts.iter().rev().take(2) {
+            let Some(invocation) = record.invocation_at(position) else {
+                continue;
+            };
+            let hash = command_hash(&invocation) as u32;
+            let chunk = chunk_first(record.chunk_at(position));
+            for a in record.attempts_at(position).iter().rev().take(2) {
                 let Some(lane) = a.slot.filter(|&l| l < self.lanes.len()) else {
                     continue;
                 };
@@ -733,7 +752,7 @@ impl LaneIndex {
                     attempt: a.number,
                     status: BarStatus::of(a.outcome.as_ref()),
                     command_hash: hash,
-                    chunk: task.chunk.filter(|_| a.number == 1),
+                    chunk_first: if a.number == 1 { chunk } else { 0 },
                 };
                 // Spans sort by start: its own is found by binary search, so nothing
                 // per attempt is kept beside the lanes.
@@ -773,8 +792,8 @@ impl LaneIndex {
             let (Some(id), Some(invocation)) = (record.id_at(i), record.invocation_at(i)) else {
                 continue;
             };
-            let hash = command_hash(&invocation);
-            let chunk = record.chunk_at(i);
+            let hash = command_hash(&invocation) as u32;
+            let chunk = chunk_first(record.chunk_at(i));
             for a in record.attempts_at(i).iter() {
                 let lane = self.keys.lane(mode, a.slot, a.pid, a.host.as_deref());
                 let Some(lane) = lane.filter(|&l| l < count) else {
@@ -787,7 +806,7 @@ impl LaneIndex {
                     attempt: a.number,
                     status: BarStatus::of(a.outcome.as_ref()),
                     command_hash: hash,
-                    chunk: chunk.filter(|_| a.number == 1),
+                    chunk_first: if a.number == 1 { chunk } else { 0 },
                 });
             }
         }
@@ -837,13 +856,13 @@ pub fn layout_indexed(
             // found by binary search: a frame costs the lane's width, not its tasks.
             if x1 - x0 < MIN_BAR_PX {
                 let column_end = view.t_of(x0.floor() + COLUMN_PX, width_px);
-                let j = gallop(&lane_spans.starts, i, |&t| t < column_end);
+                let j = gallop(&lane_spans.spans, i, |s| s.start < column_end);
                 if j - i > 1 {
                     let (status, end, busy) = lane_spans.summary(i..j);
                     let end = end.min(now_s);
                     let x1 = view.x_of(end, width_px);
                     if x1 - x0 <= 2.0 * COLUMN_PX {
-                        let first = spans[i].chunk.or(spans[j - 1].chunk);
+                        let first = spans[i].chunk().or(spans[j - 1].chunk());
                         sink.chunk(lane, first, x0, x1.max(x0 + MIN_BAR_PX), j - i);
                         sink.push(Bar {
                             lane,
@@ -853,7 +872,7 @@ pub fn layout_indexed(
                             task: span.task,
                             attempt: span.attempt,
                             status,
-                            command_hash: span.command_hash,
+                            command_hash: u64::from(span.command_hash),
                             merged: (j - i - 1) as u32,
                             density: (busy / (end - span.start).max(1e-12)).clamp(0.0, 1.0) as f32,
                         });
@@ -863,7 +882,7 @@ pub fn layout_indexed(
                 }
             }
             let x1 = x1.max(x0 + MIN_BAR_PX);
-            sink.chunk(lane, span.chunk, x0, x1, 1);
+            sink.chunk(lane, span.chunk(), x0, x1, 1);
             sink.push(Bar {
                 lane,
                 x0,
@@ -872,7 +891,7 @@ pub fn layout_indexed(
                 task: span.task,
                 attempt: span.attempt,
                 status: span.status,
-                command_hash: span.command_hash,
+                command_hash: u64::from(span.command_hash),
                 merged: 0,
                 density: 1.0,
             });
@@ -1153,6 +1172,13 @@ mod tests {
     use crate::executor::{Event, EventKind, TaskSpec};
     use std::sync::Arc;
     use std::time::SystemTime;
+
+    #[test]
+    fn a_span_costs_48_bytes_and_a_lane_no_more_than_its_spans_and_sums() {
+        // A million tasks in the window: 56 bytes each in the lanes, not 72.
+        assert_eq!(std::mem::size_of::<Span>(), 48);
+        assert!(command_hash(&crate::executor::Invocation::Shell("echo a".into())) <= 0xffff_ffff);
+    }
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
