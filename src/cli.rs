@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::executor::feeder::{Fed, ListFeeder};
 use crate::executor::{
-    EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec,
+    Event, EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec,
 };
 use crate::model::formats::taskfile::TaskList;
 use crate::model::store::journal::{self, JournalWriter};
@@ -595,6 +595,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             STDIN_BATCH,
         )
     });
+    if journal.is_some() {
+        joblog_out.hold_for_journal();
+    }
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
     // Tasks read from stdin and not over yet; the next one's number.
@@ -614,17 +617,24 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let mut journal_failed = None;
     let mut save_failed = None;
     let mut drained = false;
-    // The journal gets what arrived in one batch whenever no more is at hand; then the
-    // next event is awaited (at most `wait`, when stdin is to be looked at again).
-    let next = |wait: Option<Duration>| {
-        events.try_recv().or_else(|| {
-            if let Some((_, journal)) = &journal {
+    // The journal gets what arrived in one batch whenever no more is at hand, and the
+    // joblog its lines once the journal has them; then the next event is awaited (at
+    // most `wait`, when stdin is to be looked at again).
+    let next = |wait: Option<Duration>, joblog_out: &mut JoblogOut| -> Result<Option<Event>> {
+        if let Some(event) = events.try_recv() {
+            return Ok(Some(event));
+        }
+        if let Some((_, journal)) = &journal {
+            if joblog_out.holds_lines() {
+                journal.written();
+                joblog_out.release()?;
+            } else {
                 journal.send();
             }
-            match wait {
-                Some(wait) => events.recv_timeout(wait),
-                None => events.recv(),
-            }
+        }
+        Ok(match wait {
+            Some(wait) => events.recv_timeout(wait),
+            None => events.recv(),
         })
     };
     loop {
@@ -690,7 +700,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         }
         // While stdin is read, it is polled between events: a line waits at most 2 ms.
         let reading = from_stdin.is_some();
-        let Some(event) = next(reading.then_some(Duration::from_millis(2))) else {
+        let Some(event) = next(reading.then_some(Duration::from_millis(2)), &mut joblog_out)?
+        else {
             if reading {
                 continue;
             }
@@ -768,6 +779,13 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                     bar.quiet(|| eprintln!("poolscope: task {task} ({name}): {outcome}"));
                 }
                 joblog_out.finished(&record, task, attempt)?;
+                // Held lines are bounded: a run that is never idle writes them in batches.
+                if joblog_out.holds_many()
+                    && let Some((_, journal)) = &journal
+                {
+                    journal.written();
+                    joblog_out.release()?;
+                }
                 if journal_failed.is_none()
                     && let Some((dir, journal)) = &journal
                     && let Some(e) = journal.error()
@@ -845,6 +863,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         }
         None => None,
     };
+    // The journal is written whole (ended, or dropped): the joblog's last lines follow.
+    joblog_out.release()?;
 
     trace_out.write(&record)?;
     if let Some(why) = refused {
@@ -1182,7 +1202,13 @@ struct JoblogOut {
     out: Option<(PathBuf, BufWriter<File>)>,
     /// Resuming: the sequence number of each submitted task (task id N is `seqs[N-1]`).
     seqs: Vec<u64>,
+    /// With a journal, a line waits here until the journal has its task's end: a joblog
+    /// never says a task finished that a resume from the journal would run again.
+    held: Option<Vec<String>>,
 }
+
+/// Joblog lines held behind the journal at most, before waiting for it.
+const JOBLOG_HELD: usize = 1024;
 
 impl JoblogOut {
     fn create(path: Option<&Path>) -> Result<Self> {
@@ -1190,6 +1216,7 @@ impl JoblogOut {
             return Ok(Self {
                 out: None,
                 seqs: Vec::new(),
+                held: None,
             });
         };
         let mut out = BufWriter::new(create(path)?);
@@ -1199,6 +1226,7 @@ impl JoblogOut {
         Ok(Self {
             out: Some((path.to_owned(), out)),
             seqs: Vec::new(),
+            held: None,
         })
     }
 
@@ -1226,6 +1254,7 @@ impl JoblogOut {
         Ok(Self {
             out: Some((path.to_owned(), out)),
             seqs,
+            held: None,
         })
     }
 
@@ -1234,23 +1263,53 @@ impl JoblogOut {
         if let Some((path, out)) = &mut self.out
             && let (Some(t), Some(a)) = (record.task(task), record.attempt(task, attempt))
         {
-            let line = joblog::line(record, &t, &a);
-            let written = match usize::try_from(task.0)
+            let mut line = joblog::line(record, &t, &a);
+            // The first column is the task id: a resumed task keeps its first number.
+            if let Some(seq) = usize::try_from(task.0)
                 .ok()
                 .and_then(|i| self.seqs.get(i - 1))
             {
-                // The first column is the task id: a resumed task keeps its first number.
-                Some(seq) => {
-                    let rest = line.find('\t').map_or("", |i| &line[i..]);
-                    writeln!(out, "{seq}{rest}")
-                }
-                None => writeln!(out, "{line}"),
-            };
-            written
+                let rest = line.find('\t').map_or("", |i| &line[i..]);
+                line = format!("{seq}{rest}");
+            }
+            if let Some(held) = &mut self.held {
+                held.push(line);
+                return Ok(());
+            }
+            writeln!(out, "{line}")
                 .and_then(|()| out.flush())
                 .with_context(|| format!("cannot write the joblog {}", path.display()))?;
         }
         Ok(())
+    }
+
+    /// Hold each line until [`release`](Self::release) (the journal has the task).
+    fn hold_for_journal(&mut self) {
+        if self.out.is_some() {
+            self.held = Some(Vec::new());
+        }
+    }
+
+    fn holds_lines(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| !h.is_empty())
+    }
+
+    fn holds_many(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| h.len() >= JOBLOG_HELD)
+    }
+
+    /// Write the held lines: the journal has every task they name.
+    fn release(&mut self) -> Result<()> {
+        let (Some((path, out)), Some(held)) = (&mut self.out, &mut self.held) else {
+            return Ok(());
+        };
+        if held.is_empty() {
+            return Ok(());
+        }
+        held.drain(..)
+            .try_for_each(|line| writeln!(out, "{line}"))
+            .and_then(|()| out.flush())
+            .with_context(|| format!("cannot write the joblog {}", path.display()))
     }
 }
 

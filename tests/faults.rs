@@ -227,7 +227,10 @@ fn a_run_killed_midway_resumes_from_its_run_folder_as_new_attempts() {
     }
     assert_eq!(loaded.record.task_count(), 200);
     assert!(loaded.lost() <= 4, "at most the pool's size was running");
-    let unfinished = 200 - joblog_seqs(&joblog).len();
+    // The joblog may trail the journal (its lines wait for the journal), never lead it:
+    // the resume runs what the journal did not see finish.
+    assert!(joblog_seqs(&joblog).len() <= loaded.record.succeeded());
+    let unfinished = 200 - loaded.record.succeeded();
 
     let out = poolscope()
         .env("POOLSCOPE_RUN_DIR", &runs)

@@ -300,6 +300,8 @@ enum Msg {
         reply: Sender<Result<(), String>>,
     },
     End(End),
+    /// Answered once everything sent before it is in the OS's hands.
+    Barrier(Sender<()>),
 }
 
 /// A plan line: the next `count` tasks from `first` are listed after it. A journal cut
@@ -529,6 +531,16 @@ impl JournalWriter {
         }
     }
 
+    /// Hand what was recorded to the writer and wait until it is written (to the OS, not
+    /// synced): what a killed poolscope leaves in the joblog is then in the journal too.
+    pub fn written(&self) {
+        self.send();
+        let (reply, answer) = mpsc::channel();
+        if self.tx.send(Msg::Barrier(reply)).is_ok() {
+            let _ = answer.recv();
+        }
+    }
+
     /// The first write that failed (a full disk), naming the file: the run must stop.
     /// What was written before it is intact, and the lines after it go to the room the
     /// journal kept, as long as it lasts.
@@ -655,6 +667,14 @@ fn write_loop(mut writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<Strin
             let _ = reply.send(answer);
             dirty = false;
             synced = Instant::now();
+            continue;
+        }
+        if let Msg::Barrier(reply) = msg {
+            if !failed {
+                let result = writer.flush();
+                failed = give_up(&writer, result);
+            }
+            let _ = reply.send(());
             continue;
         }
         if failed {
@@ -816,7 +836,7 @@ impl Writer {
                 self.event(event)
             }
             // Answered by the loop, never batched.
-            Msg::Plan { .. } => Ok(()),
+            Msg::Plan { .. } | Msg::Barrier(_) => Ok(()),
         }
     }
 
