@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -1170,20 +1170,49 @@ pub fn watch(args: &WatchArgs) -> Result<u8> {
 fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
     let mut joblog_out = JoblogOut::create(args.joblog.as_deref())?;
     let trace_out = TraceOut::create(args.trace.as_deref())?;
+    // The guard first: from the program's first instant, a killed poolscope takes it along.
+    let guard = std::env::current_exe()
+        .ok()
+        .and_then(|exe| crate::executor::watchdog::shared(&exe));
     let (mut watched, events) = crate::watch::start(&args.program, dir, None)?;
+    let group = watched.group();
+    if let Some(guard) = guard {
+        guard.track(group.as_raw());
+    }
+    let foreground = crate::watch::Foreground::give_to(group);
+    let signalled = pass_signals_on(group)?;
     let mut record = RunRecord::without_output();
-    while let Some(event) = events.recv() {
-        record.apply(&event);
-        match &event.kind {
-            EventKind::Finished { task, attempt, .. } => {
-                joblog_out.finished(&record, *task, *attempt)?;
+    // A signal is passed on to the program's group; what still runs KILL_AFTER later is
+    // killed.
+    let mut passed_on: Option<Instant> = None;
+    loop {
+        match events.wait(Duration::from_millis(100)) {
+            crate::executor::Waited::Event(event) => {
+                record.apply(&event);
+                match &event.kind {
+                    EventKind::Finished { task, attempt, .. } => {
+                        joblog_out.finished(&record, *task, *attempt)?;
+                    }
+                    EventKind::Drained => break,
+                    _ => {}
+                }
             }
-            EventKind::Drained => break,
-            _ => {}
+            crate::executor::Waited::Closed => break,
+            crate::executor::Waited::TimedOut => {}
+        }
+        if signalled.load(Ordering::Acquire) {
+            let since = *passed_on.get_or_insert_with(Instant::now);
+            if since.elapsed() >= KILL_AFTER {
+                watched.signal(nix::sys::signal::Signal::SIGKILL);
+            }
         }
     }
     trace_out.write(&record)?;
     let code = watched.wait(Duration::from_secs(5)).unwrap_or(1);
+    drop(foreground);
+    if let Some(guard) = guard {
+        guard.untrack(group.as_raw());
+    }
     for line in crate::model::record::story::pool_story(&record) {
         eprintln!("poolscope: {line}");
     }
@@ -1378,6 +1407,31 @@ fn create(path: &Path) -> Result<File> {
 
 /// Ctrl-C, SIGTERM or SIGHUP: kill every task group; the run then ends normally, so the
 /// joblog and trace still hold what ran.
+/// How long a watched program has to end after a signal was passed on to it.
+const KILL_AFTER: Duration = Duration::from_secs(2);
+
+/// Pass SIGINT, SIGTERM and SIGHUP sent to poolscope on to the watched program's
+/// process group (the program and its workers); the flag says one came.
+fn pass_signals_on(group: nix::unistd::Pid) -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let signalled = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot watch for Ctrl-C and SIGTERM")?;
+    let flag = Arc::clone(&signalled);
+    std::thread::Builder::new()
+        .name("poolscope-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
+                    let _ = nix::sys::signal::killpg(group, signal);
+                }
+                flag.store(true, Ordering::Release);
+            }
+        })
+        .context("cannot start the thread that watches for Ctrl-C and SIGTERM")?;
+    Ok(signalled)
+}
+
 fn watch_signals(executor: &Executor) -> Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -340,3 +340,137 @@ fn each_pools_workers_sit_together_on_the_timeline() {
         slots(4..10)
     );
 }
+
+/// Whether `pid` is gone (a zombie nobody reaped counts as gone: it runs no more).
+fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'))
+    })
+}
+
+/// `poolscope watch` of a Pool(2) whose tasks never end, until the program and both
+/// workers wrote their PIDs: the poolscope child and those PIDs.
+#[allow(clippy::zombie_processes)] // handed to the caller, which waits for it
+fn watch_endless(pids: &std::path::Path, deaf: bool) -> (std::process::Child, Vec<i32>) {
+    let mut command = poolscope();
+    command
+        .args(["watch", "--", "python3"])
+        .arg(script("endless_pool.py"))
+        .arg(pids)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if deaf {
+        command.arg("deaf");
+    }
+    let child = command.spawn().expect("poolscope watch");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let listed: Vec<i32> = std::fs::read_to_string(pids)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        if listed.len() == 3 {
+            return (child, listed);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wait (bounded) for `what` to hold.
+fn within(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_signal_to_watch_ends_the_program_and_its_workers_and_leaves_no_folder() {
+    use nix::sys::signal::Signal;
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGKILL,
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pids = dir.path().join("pids");
+        let (mut child, listed) = watch_endless(&pids, false);
+        let watcher = child.id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(watcher as i32), signal)
+            .expect("signal poolscope");
+        within("poolscope to exit", || {
+            child.try_wait().expect("wait").is_some()
+        });
+        // SIGKILL leaves poolscope no say: its orphan guard ends the program's group.
+        within(
+            &format!("the program and its workers to end after {signal}"),
+            || listed.iter().all(|&pid| gone(pid)),
+        );
+        if signal != Signal::SIGKILL {
+            let prefix = format!("poolscope-watch-{watcher}-");
+            let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+                .expect("temp dir")
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect();
+            assert!(left.is_empty(), "after {signal}: {left:?}");
+        }
+    }
+}
+
+#[test]
+fn a_program_deaf_to_sigterm_is_killed_soon_after_and_a_killed_watchs_folder_goes_next_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pids = dir.path().join("pids");
+    let (mut child, listed) = watch_endless(&pids, true);
+    let watcher = child.id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watcher as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal poolscope");
+    within("poolscope to exit", || {
+        child.try_wait().expect("wait").is_some()
+    });
+    assert!(
+        listed.iter().all(|&pid| gone(pid)),
+        "{listed:?} left running"
+    );
+
+    // A watch killed outright cannot remove its folder: the next watch does.
+    let pids = dir.path().join("pids2");
+    let (mut child, listed) = watch_endless(&pids, false);
+    let killed = child.id();
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    within("the guard to end the program", || {
+        listed.iter().all(|&pid| gone(pid))
+    });
+    let prefix = format!("poolscope-watch-{killed}-");
+    let stale = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .expect("temp dir")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    };
+    let out = poolscope()
+        .args(["watch", "--", "true"])
+        .output()
+        .expect("watch true");
+    assert!(out.status.success());
+    assert!(!stale(), "the next watch removed it");
+}

@@ -253,10 +253,18 @@ impl Events {
 
     /// Waits at most `timeout` for the next event.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        match self.wait(timeout) {
+            Waited::Event(event) => Some(event),
+            Waited::TimedOut | Waited::Closed => None,
+        }
+    }
+
+    /// Waits at most `timeout` for the next event, telling a timeout from the end.
+    pub fn wait(&self, timeout: Duration) -> Waited {
         let deadline = Instant::now().checked_add(timeout);
         loop {
             if let Some(event) = self.next_ready() {
-                return Some(event);
+                return Waited::Event(event);
             }
             let left = deadline.map_or(Duration::MAX, |d| {
                 d.saturating_duration_since(Instant::now())
@@ -264,13 +272,23 @@ impl Events {
             match self.rx.recv_timeout(left) {
                 Ok(batch) => {
                     if let Some(event) = self.refill(batch) {
-                        return Some(event);
+                        return Waited::Event(event);
                     }
                 }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => return Waited::TimedOut,
+                Err(RecvTimeoutError::Disconnected) => return Waited::Closed,
             }
         }
     }
+}
+
+/// What [`Events::wait`] got.
+#[derive(Debug)]
+pub enum Waited {
+    Event(Event),
+    TimedOut,
+    /// The executor is gone and every event was read.
+    Closed,
 }
 
 impl Drop for Events {

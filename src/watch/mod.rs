@@ -94,12 +94,56 @@ impl Watch {
         &self.dir
     }
 
-    /// Ask the program to stop (SIGTERM to it; its pool workers follow it).
+    /// Ask the program to stop: SIGTERM to its process group (its pool's workers too,
+    /// as Ctrl-C on a terminal reaches them all).
     pub fn terminate(&self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child_pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// `signal` to the program's process group (the program and what it started).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::killpg(self.group(), signal);
+    }
+
+    /// The program's process group: its own, led by it.
+    pub fn group(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child_pid as i32)
+    }
+}
+
+/// The terminal given to a watched program's process group (as a shell gives it to a
+/// job), so it reads its keyboard and Ctrl-C reaches it; taken back when dropped.
+pub struct Foreground {
+    own: nix::unistd::Pid,
+}
+
+impl Foreground {
+    /// Give the terminal on stdin to `group`, if stdin is a terminal whose foreground is
+    /// poolscope's own group (not when poolscope runs in the background or a pipe).
+    pub fn give_to(group: nix::unistd::Pid) -> Option<Self> {
+        let stdin = std::io::stdin();
+        let own = nix::unistd::getpgrp();
+        if nix::unistd::tcgetpgrp(&stdin).ok()? != own {
+            return None;
+        }
+        nix::unistd::tcsetpgrp(&stdin, group).ok()?;
+        // A read before the terminal was its own stopped it (SIGTTIN): go on.
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGCONT);
+        Some(Self { own })
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+        // From the background, taking the terminal back raises SIGTTOU unless blocked.
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let mut before = SigSet::empty();
+        if pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut before)).is_ok() {
+            let _ = nix::unistd::tcsetpgrp(std::io::stdin(), self.own);
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+        }
     }
 }
 
@@ -152,6 +196,9 @@ pub fn start_with(
         })?;
     let stop_accepting = |exited: &AtomicBool| exited.store(true, Ordering::Release);
     let mut command = Command::new(program);
+    // A group of its own: a signal to poolscope is passed on to the program and all it
+    // started, and the orphan guard can end them all if poolscope is killed.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     command
         .args(program_args)
         .env("PYTHONPATH", python_path)
@@ -1158,12 +1205,45 @@ fn call_args(args: &str) -> String {
 /// enter (the socket accepts reports from anyone who can reach it).
 pub fn run_folder() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
+    sweep_stale_folders(&std::env::temp_dir());
     let stamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let dir = std::env::temp_dir().join(format!("poolscope-watch-{}-{stamp}", std::process::id()));
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     Ok(dir)
+}
+
+/// Remove the folders of watches whose poolscope is gone (killed, it could not): this
+/// user's `poolscope-watch-PID-*` whose PID runs no more.
+fn sweep_stale_folders(temp: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    // /proc/self is owned by this process's user.
+    let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("poolscope-watch-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        let mine = entry.metadata().is_ok_and(|m| m.uid() == me && m.is_dir());
+        if gone && mine {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
