@@ -474,3 +474,30 @@ fn a_program_deaf_to_sigterm_is_killed_soon_after_and_a_killed_watchs_folder_goe
     assert!(out.status.success());
     assert!(!stale(), "the next watch removed it");
 }
+
+#[test]
+fn process_pool_executor_map_is_one_task_per_item_named_after_the_function() {
+    let (record, code) = watch("futures_map.py");
+    assert_eq!(code, 0);
+    assert_eq!(record.task_count(), 18, "10 + 2 + 6 items");
+    for i in 0..10 {
+        let task = record.task_at(i).expect("task");
+        assert_eq!(task.spec.name, format!("square({i})"));
+        // Each item's own prints are its output.
+        assert_eq!(stdout_of(&record, task.id), format!("squaring {i}\n"));
+        // Chunks of 3, each on one worker.
+        let first = record.task_at(i - i % 3).expect("first");
+        assert_eq!(task.chunk, Some(first.id));
+        assert_eq!(task.attempts[0].pid, first.attempts[0].pid);
+    }
+    assert_eq!(record.task_at(10).expect("task").spec.name, "add(1, 10)");
+    assert_eq!(record.task_at(11).expect("task").spec.name, "add(2, 20)");
+    // picky(4) raised: it failed, and picky(5), after it in its chunk, never ran.
+    let failed: Vec<String> = record
+        .tasks()
+        .filter(|t| t.outcome() == Some(&Outcome::Exited(1)))
+        .map(|t| t.spec.name.clone())
+        .collect();
+    assert_eq!(failed, ["picky(4)"]);
+    assert!(record.succeeded() >= 16, "{}", record.succeeded());
+}

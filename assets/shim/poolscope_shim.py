@@ -192,11 +192,18 @@ def _close(chunk, result):
         return
     error = ""
     try:
-        ok, value = result[2]
-        if not ok:
-            value = getattr(value, "exc", value)  # Python's ExceptionWithTraceback
-            error = ',"error":%s' % json.dumps("%s: %s" % (type(value).__name__, value))
-    except Exception:  # not a (job, i, (ok, value)) result: nothing to say about it
+        if hasattr(result, "work_id"):
+            # concurrent.futures' _ResultItem: the chunk raised if it carries one.
+            value = result.exception
+            if value is not None:
+                value = getattr(value, "__cause__", None) or value  # _RemoteTraceback
+                error = ',"error":%s' % json.dumps("%s: %s" % (type(value).__name__, value))
+        else:
+            ok, value = result[2]
+            if not ok:
+                value = getattr(value, "exc", value)  # Python's ExceptionWithTraceback
+                error = ',"error":%s' % json.dumps("%s: %s" % (type(value).__name__, value))
+    except Exception:  # not a result we know: nothing to say about it
         pass
     stamps.append(end)
     gaps = list(map(operator.sub, stamps[1:], stamps[:-1]))
@@ -384,6 +391,31 @@ class _MapTask:
         self.seen = n
 
 
+class _FuturesMapTask:
+    """ProcessPoolExecutor.map's function: each item comes with its task number first.
+    A chunk is pickled per submit, so a fresh copy in the worker is a new chunk: its first
+    call opens it (see _open), and putting the chunk's result closes it."""
+
+    def __init__(self, func, chunksize):
+        self.func, self.chunksize = func, chunksize
+        self.stamps = None
+
+    def __getstate__(self):
+        return (self.func, self.chunksize)
+
+    def __setstate__(self, state):
+        self.func, self.chunksize = state
+        self.stamps = None
+
+    def __call__(self, task, *args):
+        if self.stamps is None:
+            _open(self, task)
+        self.stamps.append(_clock())
+        return self.func(*args)
+
+    tick = _MapTask.tick
+
+
 def _described(items):
     """Each item's short repr, as one string with \\x1f between them: a map may have
     100 000 items, so this runs at C speed where it can."""
@@ -557,8 +589,29 @@ def _patch_futures():
 
     @functools.wraps(submit)
     def patched_submit(self, fn, /, *args, **kwargs):
+        # A chunk of map (partial(_process_chunk, _FuturesMapTask)): its items are tasks.
+        if isinstance(getattr(fn, "args", (None,))[0], _FuturesMapTask):
+            return submit(self, fn, *args, **kwargs)
         task = _submit(getattr(self, "_poolscope_id", 0), fn, args)
         return submit(self, _Task(fn, task), *args, **kwargs)
+
+    original_map = Executor.map
+
+    @functools.wraps(original_map)
+    def patched_map(self, fn, *iterables, timeout=None, chunksize=1, **more):
+        # Python's own map takes the whole input at once too (it submits every chunk).
+        items = list(zip(*iterables))
+        if not items or chunksize < 1:
+            return original_map(self, fn, *iterables, timeout=timeout, chunksize=chunksize,
+                                **more)
+        first = next(_ids)
+        for _ in range(len(items) - 1):
+            next(_ids)
+        _send("map", pool=getattr(self, "_poolscope_id", 0), first=first, n=len(items),
+              func=_name(fn), chunksize=chunksize, star=True, args=_described(items))
+        numbered = range(first, first + len(items))
+        return original_map(self, _FuturesMapTask(fn, chunksize), numbered, *zip(*items),
+                            timeout=timeout, chunksize=chunksize, **more)
 
     process_worker = cf_process._process_worker
 
@@ -577,6 +630,7 @@ def _patch_futures():
     cf_process._process_worker = _futures_worker
     Executor.__init__ = patched_init
     Executor.submit = patched_submit
+    Executor.map = patched_map
 
 
 def install():
