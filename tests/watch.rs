@@ -501,3 +501,44 @@ fn process_pool_executor_map_is_one_task_per_item_named_after_the_function() {
     assert_eq!(failed, ["picky(4)"]);
     assert!(record.succeeded() >= 16, "{}", record.succeeded());
 }
+
+#[test]
+fn the_items_of_a_chunk_keep_their_own_ends_and_a_terminate_keeps_what_finished() {
+    // Slow items of a chunk: their starts show while they run, and each still ends
+    // where the next began (bars on one worker never overlap).
+    let (record, code) = watch_with("terminate_mid_map.py", &["whole"]);
+    assert_eq!(code, 0);
+    assert_eq!(record.succeeded(), 6);
+    let mut by_pid: BTreeMap<u32, Vec<(Duration, Duration)>> = BTreeMap::new();
+    for (_, a) in record.attempts() {
+        let pid = a.pid.expect("pid");
+        by_pid
+            .entry(pid)
+            .or_default()
+            .push((a.started, a.ended.expect("ended")));
+    }
+    for (pid, mut runs) in by_pid {
+        runs.sort();
+        for pair in runs.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "worker {pid}: {runs:?}");
+        }
+    }
+
+    // Terminated while item 2 hangs: items 0 and 1 finished and keep it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mark = dir.path().join("hanging");
+    let (record, _) = watch_with(
+        "terminate_mid_map.py",
+        &[mark.to_str().expect("utf-8 path")],
+    );
+    let succeeded: Vec<String> = record
+        .tasks()
+        .filter(|t| t.outcome() == Some(&Outcome::Exited(0)))
+        .map(|t| t.spec.name.clone())
+        .collect();
+    assert_eq!(succeeded, ["f(0)", "f(1)"]);
+    let first = record.task_at(0).expect("f(0)").attempts[0].clone();
+    let second = record.task_at(1).expect("f(1)").attempts[0].clone();
+    assert!(first.ended.expect("ended") <= second.started);
+    assert_eq!(record.task_count(), 6);
+}

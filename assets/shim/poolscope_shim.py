@@ -216,6 +216,28 @@ def _close(chunk, result):
             _flush_locked()
 
 
+def _report_done_part(chunk):
+    """The items of a chunk still running that are done (each ended as the next
+    started), reported now, and the running one's start (under the lock): before a slow
+    item's start, and when the pool is about to be terminated (what finished keeps its
+    outcome). The chunk goes on from the running item."""
+    stamps = chunk.stamps[:]
+    done = len(stamps) - 1
+    if done > 0:
+        gaps = list(map(operator.sub, stamps[1:], stamps[:-1]))
+        _push(('{"kind":"run","pid":%d,"t":%d,"first":%d,"t0":%d,"gaps":%s}\n' % (
+            os.getpid(), stamps[-1], chunk.base, stamps[0], json.dumps(gaps))).encode())
+        # The list the worker appends to, cut in place: its next item lands after these.
+        del chunk.stamps[:done]
+        chunk.base += done
+        chunk.seen = max(0, chunk.seen - done)
+        chunk.shown = max(0, chunk.shown - done)
+    if chunk.shown != 1:
+        chunk.shown = 1
+        _push(('{"kind":"start","pid":%d,"t":%d,"task":%d}\n' % (
+            os.getpid(), stamps[-1], chunk.base)).encode())
+
+
 def _listen():
     """In a pool worker: a thread that flushes when poolscope asks (b"F"), because the
     program is about to terminate the pool. Reports go out every millisecond anyway;
@@ -232,6 +254,9 @@ def _listen():
             if not asked:
                 return
             with _state["lock"]:
+                chunk = _state["chunk"]
+                if chunk is not None and chunk.stamps:
+                    _report_done_part(chunk)
                 _push(b'{"kind":"flushed","pid":%d,"t":%d}\n' % (
                     os.getpid(), _clock()))
                 _flush_locked()
@@ -381,14 +406,12 @@ class _MapTask:
 
     def tick(self):
         """The flusher's millisecond tick: an item that is still the latest after a whole
-        tick is slow; its start is shown now (under the lock)."""
+        tick is slow; its start is shown now, after the ends of the items before it, so
+        poolscope hears of them in the order they happened (under the lock)."""
         n = len(self.stamps)
         if n and n == self.seen and n != self.shown:
-            self.shown = n
-            line = '{"kind":"start","pid":%d,"t":%d,"task":%d}\n' % (
-                os.getpid(), self.stamps[n - 1], self.base + n - 1)
-            _push(line.encode())
-        self.seen = n
+            _report_done_part(self)
+        self.seen = len(self.stamps)
 
 
 class _FuturesMapTask:
