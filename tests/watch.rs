@@ -542,3 +542,22 @@ fn the_items_of_a_chunk_keep_their_own_ends_and_a_terminate_keeps_what_finished(
     assert!(first.ended.expect("ended") <= second.started);
     assert_eq!(record.task_count(), 6);
 }
+
+#[test]
+fn imap_over_an_endless_generator_streams_as_python_does_and_ends_at_break() {
+    let (record, code) = watch("lazy_imap.py");
+    assert_eq!(code, 0, "the program ended");
+    let names: Vec<String> = record.tasks().map(|t| t.spec.name.clone()).collect();
+    // The generator's four items, then the endless one's: each a task named by its item.
+    for (i, name) in names.iter().take(4).enumerate() {
+        assert_eq!(name, &format!("sq({i})"));
+    }
+    for i in 0..6 {
+        assert!(
+            names[4..].contains(&format!("sq({i})")),
+            "{:?}",
+            &names[..12]
+        );
+    }
+    assert!(record.succeeded() >= 10, "{}", record.succeeded());
+}

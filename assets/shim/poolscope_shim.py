@@ -439,6 +439,29 @@ class _FuturesMapTask:
     tick = _MapTask.tick
 
 
+class _LazyMapTask:
+    """imap's function over a generator: each item comes with its task number (see
+    _numbered) and runs as a task of its own, as apply_async's do."""
+
+    def __init__(self, func):
+        self.func = func
+
+    def __call__(self, numbered):
+        task, item = numbered
+        return _run(task, self.func, (item,), {})
+
+
+def _numbered(pool, func, iterable):
+    """The items of a generator, each with its task number, reported as it is taken (by
+    the pool's task thread, as Python takes them: no further ahead)."""
+    name = json.dumps(_name(func))
+    for item in iterable:
+        task = next(_ids)
+        _quick('{"kind":"submit","pid":%d,"t":%d,"task":%d,"pool":%d,"func":%s,"args":%s}\n' % (
+            os.getpid(), _clock(), task, pool, name, json.dumps(_short((item,)))))
+        yield task, item
+
+
 def _described(items):
     """Each item's short repr, as one string with \\x1f between them: a map may have
     100 000 items, so this runs at C speed where it can."""
@@ -506,6 +529,12 @@ def _patch_pool():
     def _imap(name):
         @functools.wraps(original[name])
         def imap(self, func, iterable, chunksize=1):
+            if not hasattr(iterable, "__len__"):
+                # A generator is read as Python reads it (an endless one too): each item
+                # is a task of its own, numbered when it is taken.
+                pool = getattr(self, "_poolscope_id", 0)
+                return original[name](self, _LazyMapTask(func), _numbered(pool, func, iterable),
+                                      chunksize)
             wrapped, items = _items(self, func, iterable, chunksize or 1)
             return original[name](self, wrapped, items, chunksize)
         return imap
