@@ -561,3 +561,25 @@ fn imap_over_an_endless_generator_streams_as_python_does_and_ends_at_break() {
     }
     assert!(record.succeeded() >= 10, "{}", record.succeeded());
 }
+
+#[test]
+fn pools_inside_a_pools_workers_never_hang_and_every_call_is_recorded_once() {
+    // The hang came some of the time: a worker's own pool waited for an answer its
+    // listening thread took. Twenty runs, each bounded.
+    for run in 0..20 {
+        let (record, code) = watch("nested_pools.py");
+        assert_eq!(code, 0, "run {run}");
+        let mut names: Vec<String> = record.tasks().map(|t| t.spec.name.clone()).collect();
+        names.sort();
+        let mut expected: Vec<String> = (0..3).map(|i| format!("outer({i})")).collect();
+        for _ in 0..3 {
+            expected.extend((0..4).map(|i| format!("inner({i})")));
+        }
+        expected.sort();
+        assert_eq!(names, expected, "run {run}");
+        assert_eq!(record.succeeded(), 15, "run {run}");
+        // Numbered 1..=15 in the record, whichever process numbered them.
+        let ids: BTreeSet<u64> = record.tasks().map(|t| t.id.0).collect();
+        assert_eq!(ids, (1..=15).collect(), "run {run}");
+    }
+}

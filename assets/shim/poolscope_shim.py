@@ -24,8 +24,20 @@ import time
 _PATH = os.environ.get("POOLSCOPE_WATCH")
 _state = {"sock": None, "pid": None, "lock": threading.Lock(), "dead": False, "buf": [],
           "size": 0, "flushed": 0, "ran": [], "task": None, "chunk": None}
-# Task ids are given in the process that submits (the main one): unique per run.
-_ids = itertools.count(1)
+# The first Python process watched is the program; the processes it starts inherit this.
+os.environ.setdefault("POOLSCOPE_WATCH_MAIN", str(os.getpid()))
+
+
+def _id_counter():
+    """Task ids are given in the process that submits: 1, 2, ... in the program's main
+    process; in any other (a pool's worker running a pool of its own, a child it forked
+    or spawned), in a space of its own, PID x 2^32, so no two processes give one id."""
+    pid = os.getpid()
+    main = os.environ.get("POOLSCOPE_WATCH_MAIN") == str(pid)
+    return itertools.count(1 if main else (pid << 32) + 1)
+
+
+_ids = _id_counter()
 _pools = itertools.count(1)
 # Reports wait in a buffer at most this long while tasks stream (ns).
 _BATCH_NS = 1_000_000
@@ -33,6 +45,8 @@ _clock = time.monotonic_ns
 
 
 def _reset_after_fork():
+    global _ids
+    _ids = _id_counter()
     _state.update(sock=None, pid=None, lock=threading.Lock(), buf=[], size=0, flushed=0,
                   ran=[], task=None, chunk=None)
 
@@ -276,17 +290,20 @@ def _sync(timeout=0.5):
     """Wait (at most `timeout`) until every listening worker has sent what it holds."""
     if _PATH is None or _state["dead"]:
         return
-    import select
 
+    _flush()
+    # On a connection of its own: this process's own one may be read by its listening
+    # thread (a pool's worker running a pool of its own), which would take the answer.
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with _state["lock"]:
-            _push(b'{"kind":"sync","pid":%d,"t":%d}\n' % (os.getpid(), _clock()))
-            _flush_locked()
-            sock = _state["sock"]
-        if sock is not None and select.select([sock], [], [], timeout)[0]:
-            sock.recv(64)
+        sock.settimeout(timeout)
+        sock.connect(_PATH)
+        sock.sendall(b'{"kind":"sync","pid":%d,"t":%d}\n' % (os.getpid(), _clock()))
+        sock.recv(64)
     except (OSError, ValueError):
         pass
+    finally:
+        sock.close()
 
 
 def _short(value, limit=60):
@@ -697,4 +714,4 @@ def install():
 
     atexit.register(_flush)
     _send("hello", now=True, version=sys.version.split()[0], executable=sys.executable,
-          main=os.getpid() == int(os.environ.get("POOLSCOPE_WATCH_MAIN", "0") or 0))
+          main=os.environ.get("POOLSCOPE_WATCH_MAIN") == str(os.getpid()))

@@ -520,6 +520,10 @@ struct Report {
 /// Turns reports into events, in one thread.
 struct Collector {
     sink: EventSink,
+    /// The record's number of each task, by the number its process gave it: 1, 2, ... in
+    /// the order they were queued (a nested pool's process numbers from PID x 2^32).
+    numbers: HashMap<u64, u64>,
+    next_number: u64,
     start: Instant,
     base_ns: u64,
     /// Lane (slot) of each process that ran something, in order of first appearance.
@@ -581,6 +585,8 @@ impl Collector {
             processes: HashMap::new(),
             next_process_task: PROCESS_TASKS,
             early: HashMap::new(),
+            numbers: HashMap::new(),
+            next_number: 1,
             connections: 0,
             writers: HashMap::new(),
             listening: std::collections::HashSet::new(),
@@ -610,6 +616,12 @@ impl Collector {
             }
             _ => false,
         }
+    }
+
+    /// The record's number of a task its process numbered `task` (the program itself,
+    /// task 0, is 0).
+    fn number(&self, task: u64) -> TaskId {
+        TaskId(self.numbers.get(&task).copied().unwrap_or(task))
     }
 
     fn at(&self, t: u64) -> Duration {
@@ -837,10 +849,12 @@ impl Collector {
             ..TaskSpec::shell(String::new())
         };
         self.tasks.insert(TaskId(task), Life::Queued);
+        self.numbers.insert(task, self.next_number);
+        self.next_number += 1;
         self.sink.send_at(
             at,
             EventKind::Queued {
-                task: TaskId(task),
+                task: self.number(task),
                 spec: Arc::new(spec),
             },
         );
@@ -924,7 +938,7 @@ impl Collector {
                 self.sink.send_at(
                     at,
                     EventKind::Output {
-                        task: TaskId(task),
+                        task: self.number(task),
                         attempt: 1,
                         stream,
                         bytes: text.into_bytes(),
@@ -979,7 +993,7 @@ impl Collector {
                 self.sink.send_at(
                     at,
                     EventKind::Chunk {
-                        first: TaskId(first + start as u64),
+                        first: self.number(first + start as u64),
                         len,
                     },
                 );
@@ -1046,7 +1060,7 @@ impl Collector {
         self.sink.send_at(
             at,
             EventKind::Started {
-                task: TaskId(task),
+                task: self.number(task),
                 attempt: 1,
                 slot,
                 pid: Some(pid),
@@ -1073,7 +1087,7 @@ impl Collector {
         self.sink.send_at(
             at,
             EventKind::Output {
-                task: TaskId(task),
+                task: self.number(task),
                 attempt: 1,
                 stream: Stream::Stderr,
                 bytes: format!("raised {error}\n").into_bytes(),
@@ -1123,7 +1137,7 @@ impl Collector {
         self.sink.send_at(
             at,
             EventKind::Finished {
-                task: TaskId(task),
+                task: self.number(task),
                 attempt: 1,
                 outcome,
                 stdin_bytes: 0,
@@ -1167,7 +1181,8 @@ impl Collector {
             );
         }
         for task in never_ran {
-            self.sink.send(EventKind::Cancelled { task: TaskId(task) });
+            let task = self.number(task);
+            self.sink.send(EventKind::Cancelled { task });
         }
         self.sink.send(EventKind::Closed);
         if !self.seen_inside.load(Ordering::Acquire) {
