@@ -583,3 +583,29 @@ fn pools_inside_a_pools_workers_never_hang_and_every_call_is_recorded_once() {
         assert_eq!(ids, (1..=15).collect(), "run {run}");
     }
 }
+
+#[test]
+fn commands_a_program_starts_are_tasks_with_their_pid_argv_exit_code_and_output() {
+    let (record, code) = watch("subprocesses.py");
+    assert_eq!(code, 0);
+    let names: Vec<String> = record.tasks().map(|t| t.spec.name.clone()).collect();
+    assert_eq!(
+        names,
+        ["echo hello", "printf out", "/bin/sh -c 'exit 3'", "cat"]
+    );
+    let outcomes: Vec<Option<Outcome>> = record.tasks().map(|t| t.outcome().cloned()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            Some(Outcome::Exited(0)),
+            Some(Outcome::Exited(0)),
+            Some(Outcome::Exited(3)),
+            Some(Outcome::Exited(0))
+        ]
+    );
+    // Each on its own PID; what communicate() read is the task's output.
+    let pids: BTreeSet<u32> = record.tasks().filter_map(|t| t.attempts[0].pid).collect();
+    assert_eq!(pids.len(), 4);
+    let cat = record.task_at(3).expect("cat");
+    assert_eq!(stdout_of(&record, cat.id), "typed in");
+}

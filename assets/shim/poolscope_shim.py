@@ -702,10 +702,77 @@ def _patch_futures():
     Executor.map = patched_map
 
 
+def _patch_subprocess():
+    import subprocess
+
+    Popen = subprocess.Popen
+    init, wait, poll, communicate = Popen.__init__, Popen.wait, Popen.poll, Popen.communicate
+
+    def report_end(self):
+        # Once, when the program first learns the exit status (not within communicate:
+        # its output goes first).
+        task = self.__dict__.get("_poolscope_task")
+        if task is not None and self.returncode is not None and not self.__dict__.get(
+                "_poolscope_communicating"):
+            self._poolscope_task = None
+            _send("command", now=True, task=task, child=self.pid, label="end",
+                  exitcode=self.returncode)
+
+    @functools.wraps(init)
+    def patched_init(self, args, *rest, **kwargs):
+        init(self, args, *rest, **kwargs)
+        try:
+            if isinstance(args, (str, bytes, os.PathLike)):
+                argv = [os.fsdecode(args)]
+                if kwargs.get("shell"):
+                    argv = ["/bin/sh", "-c", argv[0]]
+            else:
+                argv = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a)
+                        for a in args]
+            task = next(_ids)
+            self._poolscope_task = task
+            _send("command", now=True, task=task, child=self.pid, label="start", args=argv)
+        except Exception:  # never break the program over a report
+            pass
+
+    @functools.wraps(wait)
+    def patched_wait(self, *args, **kwargs):
+        code = wait(self, *args, **kwargs)
+        report_end(self)
+        return code
+
+    @functools.wraps(poll)
+    def patched_poll(self, *args, **kwargs):
+        code = poll(self, *args, **kwargs)
+        report_end(self)
+        return code
+
+    @functools.wraps(communicate)
+    def patched_communicate(self, *args, **kwargs):
+        self._poolscope_communicating = True
+        try:
+            out, err = communicate(self, *args, **kwargs)
+        finally:
+            self._poolscope_communicating = False
+        task = self.__dict__.get("_poolscope_task")
+        if task is not None:
+            for stream, data in (("stdout", out), ("stderr", err)):
+                if data:
+                    text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                    _send("output", task=task, stream=stream, text=text)
+        report_end(self)
+        return out, err
+
+    Popen.__init__ = patched_init
+    Popen.wait = patched_wait
+    Popen.poll = patched_poll
+    Popen.communicate = patched_communicate
+
+
 def install():
     if _PATH is None or sys.version_info < (3, 8):
         return
-    for patch in (_patch_pool, _patch_process, _patch_futures):
+    for patch in (_patch_pool, _patch_process, _patch_futures, _patch_subprocess):
         try:
             patch()
         except Exception as e:  # never break the program over a patch

@@ -848,6 +848,11 @@ impl Collector {
             },
             ..TaskSpec::shell(String::new())
         };
+        self.queue_spec(task, spec, at);
+    }
+
+    /// Queue `spec` as the task its process numbered `task`.
+    fn queue_spec(&mut self, task: u64, spec: TaskSpec, at: Duration) {
         self.tasks.insert(TaskId(task), Life::Queued);
         self.numbers.insert(task, self.next_number);
         self.next_number += 1;
@@ -955,6 +960,7 @@ impl Collector {
                 self.marker(at, label);
             }
             "process" => self.process(&r, at),
+            "command" => self.command(&r, at),
             "hello" => self.seen_inside.store(true, Ordering::Release),
             "note" => {
                 if let Some(text) = r.text {
@@ -1094,6 +1100,38 @@ impl Collector {
             },
         );
         self.finish(task, Outcome::Exited(1), at);
+    }
+
+    /// A command the program started (`subprocess.run`, `call`, `check_output`,
+    /// `Popen`): a task of its own on its PID's lane, from its start to the exit status
+    /// the program read.
+    fn command(&mut self, r: &Report, at: Duration) {
+        let (Some(task), Some(child)) = (r.task, r.child) else {
+            return;
+        };
+        if r.label.as_deref() == Some("start") {
+            let argv: Vec<String> = match &r.args {
+                Some(serde_json::Value::Array(words)) => words
+                    .iter()
+                    .map(|w| w.as_str().map_or_else(|| w.to_string(), str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let Some((program, args)) = argv.split_first() else {
+                return;
+            };
+            let spec = TaskSpec::program(program, args.iter().cloned());
+            self.queue_spec(task, spec, at);
+            self.replay_early(task);
+            self.started(task, child, at);
+        } else if self.stop_running(task) {
+            let outcome = match r.exitcode {
+                Some(code) if code < 0 => Outcome::Signaled(-code),
+                Some(code) => Outcome::Exited(code),
+                None => Outcome::Exited(0),
+            };
+            self.finish(task, outcome, at);
+        }
     }
 
     /// A `Process` object's `start()` or `join()`: its child is a task of its own.
