@@ -1117,10 +1117,10 @@ impl Collector {
                     .collect(),
                 _ => Vec::new(),
             };
-            let Some((program, args)) = argv.split_first() else {
+            let Some((program, words)) = argv.split_first() else {
                 return;
             };
-            let spec = TaskSpec::program(program, args.iter().cloned());
+            let spec = TaskSpec::program(program, words.iter().cloned());
             self.queue_spec(task, spec, at);
             self.replay_early(task);
             self.started(task, child, at);
