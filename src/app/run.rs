@@ -44,6 +44,9 @@ pub struct Run {
     pub(super) stopped_for: Option<String>,
     /// Events were left for the next frame: the window is behind its pool.
     pub(super) behind: bool,
+    /// A watched program's process group, ended by the orphan guard if the window is
+    /// killed.
+    pub(super) guarded: Option<(&'static crate::executor::watchdog::Watchdog, i32)>,
     /// The latest time [`Run::now`] gave: the clock never runs backwards.
     pub(super) shown: std::cell::Cell<Duration>,
 }
@@ -61,6 +64,7 @@ impl Run {
             output_dir: None,
             journal: None,
             list: None,
+            guarded: None,
             resumption: Resumption::default(),
             resume_output: None,
             next_task: 1,
@@ -82,6 +86,7 @@ impl Run {
             output_dir: Some(dir),
             journal: Some(Arc::new(journal)),
             list: None,
+            guarded: None,
             resumption: Resumption::default(),
             resume_output: None,
             next_task: 1,
@@ -398,6 +403,12 @@ impl PoolscopeApp {
         let Some(run) = &mut self.run else {
             return more;
         };
+        // A watched program that ended needs the orphan guard no more.
+        if run.record.phase == PoolPhase::Finished
+            && let Some((guard, group)) = run.guarded.take()
+        {
+            guard.untrack(group);
+        }
         if let Some((watch, _)) = &run.watched
             && run.record.phase == PoolPhase::Finished
             && !watch.saw_inside()
@@ -598,6 +609,18 @@ impl PoolscopeApp {
         let argv = ["/bin/sh".into(), "-c".into(), command.into()];
         match crate::watch::start_with(&argv, &dir, Some(Arc::new(waker)), true) {
             Ok((watch, events)) => {
+                // The guard ends the program and all it started if the window is killed.
+                let helper = self
+                    .options
+                    .helper
+                    .clone()
+                    .or_else(|| std::env::current_exe().ok());
+                let guarded = helper
+                    .and_then(|helper| crate::executor::watchdog::shared(&helper))
+                    .map(|guard| {
+                        guard.track(watch.group().as_raw());
+                        (guard, watch.group().as_raw())
+                    });
                 self.kept = None;
                 self.rows.clear();
                 self.lazy = LazyRows::Made;
@@ -608,6 +631,7 @@ impl PoolscopeApp {
                     finished: None,
                     output_dir: Some(output_dir),
                     journal: Some(Arc::new(journal)),
+                    guarded,
                     ..Run::opened(RunRecord::default())
                 });
                 // The program's own output (task 0) is what a user looks for first.
