@@ -609,3 +609,37 @@ fn commands_a_program_starts_are_tasks_with_their_pid_argv_exit_code_and_output(
     let cat = record.task_at(3).expect("cat");
     assert_eq!(stdout_of(&record, cat.id), "typed in");
 }
+
+#[test]
+fn a_stopped_poolscope_never_stalls_the_watched_program() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let done = dir.path().join("done");
+    let mut child = poolscope()
+        .args(["watch", "--", "python3"])
+        .arg(script("reports_while_stopped.py"))
+        .arg(&done)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("poolscope watch");
+    let watcher = nix::unistd::Pid::from_raw(child.id() as i32);
+    let started = dir.path().join("done.started");
+    within("the program to start", || started.exists());
+    // Stopped as the program starts: its reports find nobody reading.
+    nix::sys::signal::kill(watcher, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !done.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let finished_while_stopped = done.exists();
+    nix::sys::signal::kill(watcher, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    within("poolscope to exit", || {
+        child.try_wait().expect("wait").is_some()
+    });
+    assert!(
+        finished_while_stopped,
+        "the program waited for a stopped poolscope"
+    );
+    assert_eq!(child.wait().expect("status").code(), Some(0));
+}

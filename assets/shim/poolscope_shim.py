@@ -23,7 +23,10 @@ import time
 
 _PATH = os.environ.get("POOLSCOPE_WATCH")
 _state = {"sock": None, "pid": None, "lock": threading.Lock(), "dead": False, "buf": [],
-          "size": 0, "flushed": 0, "ran": [], "task": None, "chunk": None}
+          "size": 0, "flushed": 0, "ran": [], "task": None, "chunk": None,
+          "held": bytearray(), "dropped": 0}
+# Reports held for a poolscope that does not read (stopped, or far behind), at most.
+_MAX_HELD = 8 * 1024 * 1024
 # The first Python process watched is the program; the processes it starts inherit this.
 os.environ.setdefault("POOLSCOPE_WATCH_MAIN", str(os.getpid()))
 
@@ -48,7 +51,7 @@ def _reset_after_fork():
     global _ids
     _ids = _id_counter()
     _state.update(sock=None, pid=None, lock=threading.Lock(), buf=[], size=0, flushed=0,
-                  ran=[], task=None, chunk=None)
+                  ran=[], task=None, chunk=None, held=bytearray(), dropped=0)
 
 
 if hasattr(os, "register_at_fork"):
@@ -72,19 +75,52 @@ def _ran_report():
     _state["buf"].append(line.encode())
 
 
-def _flush_locked():
+def _flush_locked(wait=0.0):
+    """Send what is queued without ever blocking the program: what the socket does not
+    take now is held (up to _MAX_HELD, then new reports are dropped and counted) and sent
+    by the flusher a millisecond later. With `wait`, keep sending up to that many
+    seconds (at a worker's or the program's end, and when poolscope asks)."""
     if _state["ran"]:
         _ran_report()
-    if not _state["buf"] or _state["dead"]:
+    if _state["dead"]:
         return
-    data = b"".join(_state["buf"])
-    _state["buf"], _state["size"] = [], 0
+    held = _state["held"]
+    if _state["buf"]:
+        data = b"".join(_state["buf"])
+        _state["buf"], _state["size"] = [], 0
+        if len(held) + len(data) > _MAX_HELD:
+            _state["dropped"] += data.count(b"\n")
+        else:
+            held += data
+    if not held and _state["dropped"]:
+        held += b'{"kind":"note","pid":%d,"t":%d,"text":"%d reports of process %d were dropped: poolscope did not read them in time"}\n' % (
+            os.getpid(), _clock(), _state["dropped"], os.getpid())
+        _state["dropped"] = 0
+    if not held:
+        return
     _state["flushed"] = time.monotonic_ns()
+    deadline = time.monotonic() + wait
     try:
-        _connected().sendall(data)
+        sock = _connected()
+        while held:
+            try:
+                del held[:sock.send(held, socket.MSG_DONTWAIT)]
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                import select
+                select.select([], [sock], [], left)
     except OSError:
         # poolscope went away: the program goes on unobserved.
         _state["dead"] = True
+        return
+    if held:
+        try:
+            _ensure_flusher()
+            _state["pending"].set()
+        except RuntimeError:  # no new thread at interpreter shutdown: nothing to retry
+            pass
 
 
 def _connected():
@@ -97,8 +133,10 @@ def _connected():
 
 
 def _flush():
+    """Send everything now, waiting up to 2 s for a slow poolscope (rare moments: a
+    worker's or the program's end, a pool about to be terminated)."""
     with _state["lock"]:
-        _flush_locked()
+        _flush_locked(wait=2.0)
 
 
 def _flusher():
@@ -273,7 +311,7 @@ def _listen():
                     _report_done_part(chunk)
                 _push(b'{"kind":"flushed","pid":%d,"t":%d}\n' % (
                     os.getpid(), _clock()))
-                _flush_locked()
+                _flush_locked(wait=0.5)
 
     try:
         with _state["lock"]:
