@@ -200,12 +200,9 @@ fn watched_runs_export_a_trace_and_a_joblog_like_any_run() {
         .collect();
     let trace: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("json");
-    let tasks: Vec<&serde_json::Value> = trace["traceEvents"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| e["ph"] == "X")
-        .collect();
+    let events = trace["traceEvents"].as_array().expect("events");
+    let tracks = common::worker_pids_by_track(events);
+    let tasks: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
     assert_eq!(tasks.len(), 5);
     let traced: BTreeSet<String> = tasks
         .iter()
@@ -218,7 +215,8 @@ fn watched_runs_export_a_trace_and_a_joblog_like_any_run() {
             );
             // A pool worker's tasks are on its own track, named by its PID.
             assert_eq!(e["pid"], 2, "on a worker's track: {e}");
-            e["tid"].as_u64().expect("tid").to_string()
+            let tid = e["tid"].as_u64().expect("tid");
+            tracks.get(&tid).cloned().expect("a named track")
         })
         .collect();
     assert_eq!(traced, printed);

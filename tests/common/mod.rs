@@ -233,3 +233,23 @@ pub fn run_with_input(args: &[&str], input: &str) -> std::process::Output {
 }
 
 pub mod synthetic;
+
+/// A Chrome trace's worker tracks (pid 2): each track's tid and the worker PID its name
+/// says ("worker PID (slot N)").
+pub fn worker_pids_by_track(
+    events: &[serde_json::Value],
+) -> std::collections::HashMap<u64, String> {
+    events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name" && e["pid"] == 2)
+        .filter_map(|e| {
+            let pid = e["args"]["name"]
+                .as_str()?
+                .strip_prefix("worker ")?
+                .split_once(' ')?
+                .0
+                .to_owned();
+            Some((e["tid"].as_u64()?, pid))
+        })
+        .collect()
+}

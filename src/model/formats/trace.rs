@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use crate::model::record::run::{Attempt, RunRecord, WorkerLife};
 
@@ -83,7 +83,8 @@ struct AttemptArgs<'a> {
     signal: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     command: Option<String>,
-    queued_us: u64,
+    /// When it was queued, in µs of the run as `ts`.
+    queued: u64,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` takes a reference
@@ -109,25 +110,31 @@ impl<W: Write> EventWriter<'_, W> {
 }
 
 /// Where an attempt is drawn: a persistent worker's attempts on that worker's own track
-/// (its tid is its PID, as Perfetto shows a process's threads, which saves writing the
-/// PID on each of its tasks), any other on its slot's.
+/// (named "worker PID (slot N)", which saves writing the PID on each of its tasks; its
+/// tid is the worker's place in slot order, 1, 2, ..., a digit or two where a PID takes
+/// five or more on every task), any other on its slot's.
 struct Tracks {
-    /// (pid, slot) of every worker the run started.
-    workers: HashSet<(u32, usize)>,
+    /// Each worker the run started, by (pid, slot): its tid.
+    workers: HashMap<(u32, usize), u64>,
 }
 
 impl Tracks {
     fn of(run: &RunRecord) -> Self {
-        Self {
-            workers: run.workers.iter().map(|w| (w.pid, w.slot)).collect(),
+        let mut lives: Vec<&WorkerLife> = run.workers.iter().collect();
+        lives.sort_by_key(|life| (life.slot, life.started));
+        let mut workers = HashMap::new();
+        for life in lives {
+            let next = workers.len() as u64 + 1;
+            workers.entry((life.pid, life.slot)).or_insert(next);
         }
+        Self { workers }
     }
 
     /// The attempt's track (pid, tid), and whether that track already says its PID.
     fn of_attempt(&self, attempt: &Attempt) -> (u32, u64, bool) {
         match (attempt.slot, attempt.pid) {
-            (Some(slot), Some(pid)) if self.workers.contains(&(pid, slot)) => {
-                (WORKERS_PID, u64::from(pid), true)
+            (Some(slot), Some(pid)) if self.workers.contains_key(&(pid, slot)) => {
+                (WORKERS_PID, self.workers[&(pid, slot)], true)
             }
             (Some(slot), _) => (POOL_PID, slot as u64, false),
             (None, _) => (POOL_PID, UNSTARTED_TID, false),
@@ -189,8 +196,12 @@ fn write_names<W: Write>(
     }
     let mut workers: Vec<&WorkerLife> = run.workers.iter().collect();
     workers.sort_by_key(|life| (life.slot, life.started));
+    workers.dedup_by_key(|life| (life.pid, life.slot));
     for (order, life) in workers.into_iter().enumerate() {
-        let track = (WORKERS_PID, u64::from(life.pid));
+        let Some(&tid) = tracks.workers.get(&(life.pid, life.slot)) else {
+            continue;
+        };
+        let track = (WORKERS_PID, tid);
         let name = format!("worker {} (slot {})", life.pid, life.slot);
         metadata(w, "thread_name", track, json!({ "name": name }))?;
         metadata(
@@ -286,7 +297,7 @@ pub fn write(run: &RunRecord, out: &mut impl Write) -> io::Result<()> {
                     exit,
                     signal,
                     command: command.clone(),
-                    queued_us: u64::try_from(task.queued.as_micros()).unwrap_or(u64::MAX),
+                    queued: u64::try_from(task.queued.as_micros()).unwrap_or(u64::MAX),
                 },
             })?;
         }
