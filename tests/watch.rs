@@ -641,3 +641,22 @@ fn a_stopped_poolscope_never_stalls_the_watched_program() {
     );
     assert_eq!(child.wait().expect("status").code(), Some(0));
 }
+
+#[test]
+fn executor_map_and_lazy_imap_are_recorded_under_spawn_and_forkserver_too() {
+    for method in ["spawn", "forkserver"] {
+        let (record, code) = watch_with("start_method_maps.py", &[method]);
+        assert_eq!(code, 0, "{method}");
+        assert_eq!(record.task_count(), 14, "{method}");
+        assert_eq!(record.succeeded(), 14, "{method}");
+        for i in 0..10 {
+            let task = record.task_at(i).expect("task");
+            assert_eq!(task.spec.name, format!("square({i})"), "{method}");
+            assert_eq!(
+                stdout_of(&record, task.id),
+                format!("squaring {i}\n"),
+                "{method}"
+            );
+        }
+    }
+}
