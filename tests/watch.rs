@@ -660,3 +660,19 @@ fn executor_map_and_lazy_imap_are_recorded_under_spawn_and_forkserver_too() {
         }
     }
 }
+
+#[test]
+fn a_pool_in_a_process_and_two_pools_at_once_record_every_call_once() {
+    let (record, code) = watch("pool_in_process.py");
+    assert_eq!(code, 0);
+    // The Process, its pool's 5 calls, then 3 and 3 of the two pools at once.
+    assert_eq!(record.task_count(), 12);
+    assert_eq!(record.succeeded(), 12);
+    let inner = record
+        .tasks()
+        .filter(|t| t.spec.name.starts_with("inner("))
+        .count();
+    assert_eq!(inner, 11);
+    let ids: BTreeSet<u64> = record.tasks().map(|t| t.id.0).collect();
+    assert_eq!(ids, (1..=12).collect());
+}
