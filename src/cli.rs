@@ -1161,7 +1161,17 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
 /// `poolscope watch`: runs the program with its output untouched, records its pools,
 /// writes the exports, and exits with the program's status.
 pub fn watch(args: &WatchArgs) -> Result<u8> {
-    let dir = crate::watch::run_folder().context("cannot create a folder for the watch")?;
+    // In the run root (private to this user), else the temporary folder.
+    let root = std::env::var_os("POOLSCOPE_RUN_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| runs::default_root().ok())
+        .and_then(|root| RunRoot::open(&root).ok());
+    let dir = match &root {
+        Some(root) => crate::watch::folder_in(root.path()),
+        None => crate::watch::run_folder(),
+    }
+    .context("cannot create a folder for the watch")?;
     let result = watch_in(args, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     result

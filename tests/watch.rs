@@ -382,6 +382,19 @@ fn watch_endless(pids: &std::path::Path, deaf: bool) -> (std::process::Child, Ve
     }
 }
 
+/// The watch folders a `poolscope watch` with PID `watcher` left, in the run root it
+/// was given (where they live; never in the shared temporary folder) or the temporary
+/// folder.
+fn watch_folders_of(watcher: u32) -> Vec<PathBuf> {
+    let prefix = format!("poolscope-watch-{watcher}-");
+    [common::runs_dir(), std::env::temp_dir()]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
 /// Wait (bounded) for `what` to hold.
 fn within(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + WAIT;
@@ -407,6 +420,12 @@ fn a_signal_to_watch_ends_the_program_and_its_workers_and_leaves_no_folder() {
         let pids = dir.path().join("pids");
         let (mut child, listed) = watch_endless(&pids, false);
         let watcher = child.id();
+        // The shim and its socket live in the run root, not the shared temporary folder.
+        let folders = watch_folders_of(watcher);
+        assert!(
+            folders.len() == 1 && folders[0].starts_with(common::runs_dir()),
+            "{folders:?}"
+        );
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(watcher as i32), signal)
             .expect("signal poolscope");
         within("poolscope to exit", || {
@@ -418,13 +437,7 @@ fn a_signal_to_watch_ends_the_program_and_its_workers_and_leaves_no_folder() {
             || listed.iter().all(|&pid| gone(pid)),
         );
         if signal != Signal::SIGKILL {
-            let prefix = format!("poolscope-watch-{watcher}-");
-            let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-                .expect("temp dir")
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path())
-                .collect();
+            let left = watch_folders_of(watcher);
             assert!(left.is_empty(), "after {signal}: {left:?}");
         }
     }
@@ -458,13 +471,7 @@ fn a_program_deaf_to_sigterm_is_killed_soon_after_and_a_killed_watchs_folder_goe
     within("the guard to end the program", || {
         listed.iter().all(|&pid| gone(pid))
     });
-    let prefix = format!("poolscope-watch-{killed}-");
-    let stale = || {
-        std::fs::read_dir(std::env::temp_dir())
-            .expect("temp dir")
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-    };
+    let stale = || !watch_folders_of(killed).is_empty();
     let out = poolscope()
         .args(["watch", "--", "true"])
         .output()

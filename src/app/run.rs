@@ -577,13 +577,6 @@ impl PoolscopeApp {
             );
             return;
         }
-        let dir = match crate::watch::run_folder() {
-            Ok(dir) => dir,
-            Err(e) => {
-                self.error(format!("Cannot watch: no folder for the watch: {e}"));
-                return;
-            }
-        };
         // Kept with the other runs (Past runs lists it, with the program's output).
         let journal = self
             .new_run_folder()
@@ -604,6 +597,14 @@ impl PoolscopeApp {
             }
         };
         let output_dir = journal.dir().to_owned();
+        // The shim and its socket live in the run's own folder while it is watched.
+        let dir = match crate::watch::folder_in(&output_dir) {
+            Ok(dir) => dir,
+            Err(e) => {
+                self.error(format!("Cannot watch: no folder for the watch: {e}"));
+                return;
+            }
+        };
         let waker_ctx = ctx.clone();
         let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
         let argv = ["/bin/sh".into(), "-c".into(), command.into()];

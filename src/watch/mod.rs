@@ -111,6 +111,14 @@ impl Watch {
     }
 }
 
+impl Drop for Watch {
+    /// The shim and the socket go with the watch (a program still running goes on
+    /// unobserved).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The terminal given to a watched program's process group (as a shell gives it to a
 /// job), so it reads its keyboard and Ctrl-C reaches it; taken back when dropped.
 pub struct Foreground {
@@ -1254,15 +1262,38 @@ fn call_args(args: &str) -> String {
     }
 }
 
-/// Where a watched program's shim and socket go: a fresh folder only this user can
-/// enter (the socket accepts reports from anyone who can reach it).
-pub fn run_folder() -> std::io::Result<PathBuf> {
+/// Longest socket path that binds on every Unix (`sun_path` is 104 to 108 bytes).
+const SOCKET_PATH_MAX: usize = 100;
+
+/// Where a watched program's shim and socket go: a fresh folder in `parent` (the run
+/// root, or the run's own folder: only this user can enter them, and the socket accepts
+/// reports from anyone who can reach it). Where the socket's path there would be too long
+/// for a Unix socket, a fresh private folder in the temporary folder instead. Folders of
+/// watches whose poolscope is gone are removed first.
+pub fn folder_in(parent: &Path) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    sweep_stale_folders(&std::env::temp_dir());
+    sweep_stale_folders(parent);
+    let dir = parent.join(folder_name());
+    if dir.join("watch.sock").as_os_str().len() > SOCKET_PATH_MAX {
+        return run_folder();
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
+/// `poolscope-watch-PID-STAMP`: the PID says whose it is when it is left behind.
+fn folder_name() -> String {
     let stamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("poolscope-watch-{}-{stamp}", std::process::id()));
+    format!("poolscope-watch-{}-{stamp}", std::process::id())
+}
+
+/// [`folder_in`] the temporary folder.
+pub fn run_folder() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    sweep_stale_folders(&std::env::temp_dir());
+    let dir = std::env::temp_dir().join(folder_name());
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     Ok(dir)
 }

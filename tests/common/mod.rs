@@ -65,11 +65,16 @@ pub fn stdout_of(record: &RunRecord, task: poolscope::executor::TaskId) -> Strin
 /// The `poolscope` binary built for these tests, keeping its runs in a folder of this
 /// test process (not the tester's data directory).
 pub fn poolscope() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_poolscope"));
+    command.env("POOLSCOPE_RUN_DIR", runs_dir());
+    command
+}
+
+/// The run root [`poolscope`] gives the binary.
+pub fn runs_dir() -> std::path::PathBuf {
     static RUNS: std::sync::LazyLock<tempfile::TempDir> =
         std::sync::LazyLock::new(|| tempfile::tempdir().expect("tempdir"));
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_poolscope"));
-    command.env("POOLSCOPE_RUN_DIR", RUNS.path().join("runs"));
-    command
+    RUNS.path().join("runs")
 }
 
 /// A process's peak resident memory in KiB (`VmHWM`, which only grows), `None` once
