@@ -1415,50 +1415,44 @@ fn create(path: &Path) -> Result<File> {
     File::create(path).with_context(|| format!("cannot create {}", path.display()))
 }
 
-/// Ctrl-C, SIGTERM or SIGHUP: kill every task group; the run then ends normally, so the
-/// joblog and trace still hold what ran.
 /// How long a watched program has to end after a signal was passed on to it.
 const KILL_AFTER: Duration = Duration::from_secs(2);
 
 /// Pass SIGINT, SIGTERM and SIGHUP sent to poolscope on to the watched program's
 /// process group (the program and its workers); the flag says one came.
 fn pass_signals_on(group: nix::unistd::Pid) -> Result<Arc<AtomicBool>> {
+    on_stop_signals(move |signal| {
+        if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
+            let _ = nix::sys::signal::killpg(group, signal);
+        }
+    })
+}
+
+/// Ctrl-C, SIGTERM or SIGHUP: kill every task group; the run then ends normally, so the
+/// joblog and trace still hold what ran.
+fn watch_signals(executor: &Executor) -> Result<Arc<AtomicBool>> {
+    let handle = executor.handle();
+    on_stop_signals(move |_| handle.terminate())
+}
+
+/// On each SIGINT, SIGTERM or SIGHUP, raise the flag returned and then `act` on it, on
+/// a thread of its own.
+fn on_stop_signals(act: impl Fn(i32) + Send + 'static) -> Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let signalled = Arc::new(AtomicBool::new(false));
+    let raised = Arc::new(AtomicBool::new(false));
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("cannot watch for Ctrl-C and SIGTERM")?;
-    let flag = Arc::clone(&signalled);
+    let flag = Arc::clone(&raised);
     std::thread::Builder::new()
         .name("poolscope-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
-                    let _ = nix::sys::signal::killpg(group, signal);
-                }
                 flag.store(true, Ordering::Release);
+                act(signal);
             }
         })
         .context("cannot start the thread that watches for Ctrl-C and SIGTERM")?;
-    Ok(signalled)
-}
-
-fn watch_signals(executor: &Executor) -> Result<Arc<AtomicBool>> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .context("cannot watch for Ctrl-C and SIGTERM")?;
-    let handle = executor.handle();
-    let flag = Arc::clone(&interrupted);
-    std::thread::Builder::new()
-        .name("poolscope-signals".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                flag.store(true, Ordering::Release);
-                handle.terminate();
-            }
-        })
-        .context("cannot start the thread that watches for Ctrl-C and SIGTERM")?;
-    Ok(interrupted)
+    Ok(raised)
 }
 
 /// The progress bar on a terminal; nothing at all otherwise (a hidden indicatif bar

@@ -61,11 +61,6 @@ impl ListFeeder {
         self.next
     }
 
-    /// Tasks of the list not handed over yet.
-    pub fn waiting(&self) -> usize {
-        self.len - self.next
-    }
-
     /// Hand over the next batch if there is room: `taken_in` of the tasks handed over
     /// so far are in the record (a batch goes only once the last is, so its specs are
     /// let go of first), `in_flight` are not over, and only the first `ready` tasks of

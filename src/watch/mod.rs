@@ -382,7 +382,7 @@ fn prepare(dir: &Path) -> Result<(PathBuf, UnixListener, OsString), WatchError> 
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| setup(&path, e))?;
     }
-    let socket = dir.join("watch.sock");
+    let socket = dir.join(SOCKET);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).map_err(|e| setup(&socket, e))?;
 
@@ -1133,12 +1133,7 @@ impl Collector {
             self.replay_early(task);
             self.started(task, child, at);
         } else if self.stop_running(task) {
-            let outcome = match r.exitcode {
-                Some(code) if code < 0 => Outcome::Signaled(-code),
-                Some(code) => Outcome::Exited(code),
-                None => Outcome::Exited(0),
-            };
-            self.finish(task, outcome, at);
+            self.finish(task, exit_outcome(r.exitcode), at);
         }
     }
 
@@ -1165,12 +1160,7 @@ impl Collector {
             if let Some(task) = self.processes.remove(&child)
                 && self.stop_running(task)
             {
-                let outcome = match r.exitcode {
-                    Some(code) if code < 0 => Outcome::Signaled(-code),
-                    Some(code) => Outcome::Exited(code),
-                    None => Outcome::Exited(0),
-                };
-                self.finish(task, outcome, at);
+                self.finish(task, exit_outcome(r.exitcode), at);
             }
         }
     }
@@ -1262,6 +1252,19 @@ fn call_args(args: &str) -> String {
     }
 }
 
+/// A process's exit code as Python gives it (`Process.exitcode`, `Popen.returncode`:
+/// minus the signal that ended it); none said is a clean exit.
+fn exit_outcome(code: Option<i32>) -> Outcome {
+    match code {
+        Some(code) if code < 0 => Outcome::Signaled(-code),
+        Some(code) => Outcome::Exited(code),
+        None => Outcome::Exited(0),
+    }
+}
+
+/// The socket a watch listens on, in its folder.
+const SOCKET: &str = "watch.sock";
+
 /// Longest socket path that binds on every Unix (`sun_path` is 104 to 108 bytes).
 const SOCKET_PATH_MAX: usize = 100;
 
@@ -1271,12 +1274,23 @@ const SOCKET_PATH_MAX: usize = 100;
 /// for a Unix socket, a fresh private folder in the temporary folder instead. Folders of
 /// watches whose poolscope is gone are removed first.
 pub fn folder_in(parent: &Path) -> std::io::Result<PathBuf> {
+    let too_long = parent.join(folder_name()).join(SOCKET).as_os_str().len() > SOCKET_PATH_MAX;
+    if too_long {
+        return run_folder();
+    }
+    new_folder(parent)
+}
+
+/// [`folder_in`] the temporary folder.
+pub fn run_folder() -> std::io::Result<PathBuf> {
+    new_folder(&std::env::temp_dir())
+}
+
+/// A fresh 0700 folder for a watch in `parent`, once the stale ones there are gone.
+fn new_folder(parent: &Path) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     sweep_stale_folders(parent);
     let dir = parent.join(folder_name());
-    if dir.join("watch.sock").as_os_str().len() > SOCKET_PATH_MAX {
-        return run_folder();
-    }
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     Ok(dir)
 }
@@ -1287,15 +1301,6 @@ fn folder_name() -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("poolscope-watch-{}-{stamp}", std::process::id())
-}
-
-/// [`folder_in`] the temporary folder.
-pub fn run_folder() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    sweep_stale_folders(&std::env::temp_dir());
-    let dir = std::env::temp_dir().join(folder_name());
-    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-    Ok(dir)
 }
 
 /// Remove the folders of watches whose poolscope is gone (killed, it could not): this

@@ -133,8 +133,8 @@ impl Tracks {
     /// The attempt's track (pid, tid), and whether that track already says its PID.
     fn of_attempt(&self, attempt: &Attempt) -> (u32, u64, bool) {
         match (attempt.slot, attempt.pid) {
-            (Some(slot), Some(pid)) if self.workers.contains_key(&(pid, slot)) => {
-                (WORKERS_PID, self.workers[&(pid, slot)], true)
+            (Some(slot), Some(pid)) if let Some(&tid) = self.workers.get(&(pid, slot)) => {
+                (WORKERS_PID, tid, true)
             }
             (Some(slot), _) => (POOL_PID, slot as u64, false),
             (None, _) => (POOL_PID, UNSTARTED_TID, false),
@@ -194,21 +194,18 @@ fn write_names<W: Write>(
         let name = "poolscope workers";
         metadata(w, "process_name", (WORKERS_PID, 0), json!({ "name": name }))?;
     }
-    let mut workers: Vec<&WorkerLife> = run.workers.iter().collect();
-    workers.sort_by_key(|life| (life.slot, life.started));
-    workers.dedup_by_key(|life| (life.pid, life.slot));
-    for (order, life) in workers.into_iter().enumerate() {
-        let Some(&tid) = tracks.workers.get(&(life.pid, life.slot)) else {
-            continue;
-        };
+    // Tracks' tids are the workers' places in slot order.
+    let mut workers: Vec<(&(u32, usize), &u64)> = tracks.workers.iter().collect();
+    workers.sort_by_key(|&(_, &tid)| tid);
+    for (&(pid, slot), &tid) in workers {
         let track = (WORKERS_PID, tid);
-        let name = format!("worker {} (slot {})", life.pid, life.slot);
+        let name = format!("worker {pid} (slot {slot})");
         metadata(w, "thread_name", track, json!({ "name": name }))?;
         metadata(
             w,
             "thread_sort_index",
             track,
-            json!({ "sort_index": order }),
+            json!({ "sort_index": tid - 1 }),
         )?;
     }
     Ok(())

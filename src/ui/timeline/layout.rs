@@ -529,6 +529,20 @@ struct Span {
 }
 
 impl Span {
+    /// Attempt `a` of task `task`, with the task's command hash and its chunk's first
+    /// task (0: none; a retry is no longer part of its chunk).
+    fn of(task: TaskId, a: &crate::model::Attempt, command_hash: u32, chunk_first: u64) -> Self {
+        Self {
+            start: a.started.as_secs_f64(),
+            end: a.ended.map_or(f64::INFINITY, |e| e.as_secs_f64()),
+            task,
+            attempt: a.number,
+            status: BarStatus::of(a.outcome.as_ref()),
+            command_hash,
+            chunk_first: if a.number == 1 { chunk_first } else { 0 },
+        }
+    }
+
     fn chunk(&self) -> Option<TaskId> {
         (self.chunk_first != 0).then_some(TaskId(self.chunk_first))
     }
@@ -745,15 +759,7 @@ impl LaneIndex {
                 let Some(lane) = a.slot.filter(|&l| l < self.lanes.len()) else {
                     continue;
                 };
-                let span = Span {
-                    start: a.started.as_secs_f64(),
-                    end: a.ended.map_or(f64::INFINITY, |e| e.as_secs_f64()),
-                    task: id,
-                    attempt: a.number,
-                    status: BarStatus::of(a.outcome.as_ref()),
-                    command_hash: hash,
-                    chunk_first: if a.number == 1 { chunk } else { 0 },
-                };
+                let span = Span::of(id, a, hash, chunk);
                 // Spans sort by start: its own is found by binary search, so nothing
                 // per attempt is kept beside the lanes.
                 let lane_spans = &mut self.lanes[lane];
@@ -799,15 +805,7 @@ impl LaneIndex {
                 let Some(lane) = lane.filter(|&l| l < count) else {
                     continue;
                 };
-                self.lanes[lane].push(Span {
-                    start: a.started.as_secs_f64(),
-                    end: a.ended.map_or(f64::INFINITY, |e| e.as_secs_f64()),
-                    task: id,
-                    attempt: a.number,
-                    status: BarStatus::of(a.outcome.as_ref()),
-                    command_hash: hash,
-                    chunk_first: if a.number == 1 { chunk } else { 0 },
-                });
+                self.lanes[lane].push(Span::of(id, a, hash, chunk));
             }
         }
         for lane in &mut self.lanes {
