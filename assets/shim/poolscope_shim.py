@@ -242,30 +242,34 @@ def _close(chunk, result):
     _state["chunk"] = None
     if not stamps:
         return
-    error = ""
+    raised = None
     try:
         if hasattr(result, "work_id"):
             # concurrent.futures' _ResultItem: the chunk raised if it carries one.
-            value = result.exception
-            if value is not None:
-                value = getattr(value, "__cause__", None) or value  # _RemoteTraceback
-                error = ',"error":%s' % json.dumps("%s: %s" % (type(value).__name__, value))
+            if result.exception is not None:
+                raised = getattr(result.exception, "__cause__", None) or result.exception
         else:
             ok, value = result[2]
             if not ok:
-                value = getattr(value, "exc", value)  # Python's ExceptionWithTraceback
-                error = ',"error":%s' % json.dumps("%s: %s" % (type(value).__name__, value))
+                raised = getattr(value, "exc", value)  # Python's ExceptionWithTraceback
     except Exception:  # not a result we know: nothing to say about it
         pass
+    error = ""
+    if raised is not None:
+        error = ',"error":%s' % json.dumps("%s: %s" % (type(raised).__name__, raised))
     stamps.append(end)
-    gaps = list(map(operator.sub, stamps[1:], stamps[:-1]))
-    line = '{"kind":"run","pid":%d,"t":%d,"first":%d,"t0":%d,"gaps":%s%s}\n' % (
-        os.getpid(), end, chunk.base, stamps[0], json.dumps(gaps), error)
-    data = line.encode()
     with _state["lock"]:
-        _push(data)
+        _push(_run_report(chunk.base, stamps, error))
         if _state["size"] > 65536:
             _flush_locked()
+
+
+def _run_report(first, stamps, error=""):
+    """A "run" report: the tasks from `first` in order, the first starting at
+    stamps[0], each ending as the next stamp begins (one task fewer than stamps)."""
+    gaps = list(map(operator.sub, stamps[1:], stamps[:-1]))
+    return ('{"kind":"run","pid":%d,"t":%d,"first":%d,"t0":%d,"gaps":%s%s}\n' % (
+        os.getpid(), stamps[-1], first, stamps[0], json.dumps(gaps), error)).encode()
 
 
 def _report_done_part(chunk):
@@ -276,9 +280,7 @@ def _report_done_part(chunk):
     stamps = chunk.stamps[:]
     done = len(stamps) - 1
     if done > 0:
-        gaps = list(map(operator.sub, stamps[1:], stamps[:-1]))
-        _push(('{"kind":"run","pid":%d,"t":%d,"first":%d,"t0":%d,"gaps":%s}\n' % (
-            os.getpid(), stamps[-1], chunk.base, stamps[0], json.dumps(gaps))).encode())
+        _push(_run_report(chunk.base, stamps))
         # The list the worker appends to, cut in place: its next item lands after these.
         del chunk.stamps[:done]
         chunk.base += done
