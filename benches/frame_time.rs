@@ -35,81 +35,39 @@ fn main() {
         })
         .collect();
     app.pool_size = 8;
-    let ctx = egui::Context::default();
-    let input = || egui::RawInput {
-        screen_rect: Some(egui::Rect::from_min_size(
-            egui::Pos2::ZERO,
-            egui::vec2(1280.0, 800.0),
-        )),
-        ..egui::RawInput::default()
-    };
-    let mut logic_times = Vec::new();
-    let mut cpu_times = Vec::new();
-    let thread_cpu = || {
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-            .map_or(Duration::ZERO, Duration::from)
-    };
-    let mut frame = |app: &mut PoolscopeApp| {
-        let t0 = Instant::now();
-        let c0 = thread_cpu();
-        let _ = ctx.run_ui(input(), |ui| {
-            let l0 = Instant::now();
-            app.logic(ui.ctx());
-            logic_times.push(l0.elapsed());
-            for action in app.draw(ui) {
-                app.apply(action, ui.ctx());
-            }
-        });
-        cpu_times.push(thread_cpu().saturating_sub(c0));
-        t0.elapsed()
-    };
-    frame(&mut app);
-    app.apply(Action::Start, &ctx);
-    let started = Instant::now();
-    let mut times = Vec::new();
-    while app
-        .run
-        .as_ref()
-        .is_some_and(|r| r.record.task_count() < 8 || r.active() > 0)
-    {
-        times.push(frame(&mut app));
-        // A display refreshes at 60 Hz: frames do not run back to back.
-        std::thread::sleep(Duration::from_millis(16));
-        assert!(
-            started.elapsed() < Duration::from_mins(10),
-            "the flood did not finish"
-        );
-    }
-    let wall = started.elapsed();
-    logic_times.sort_unstable();
-    cpu_times.sort_unstable();
+    let (frames, wall) = frames_of_run(&mut app, egui::vec2(1280.0, 800.0), false, |app| {
+        app.run
+            .as_ref()
+            .is_some_and(|r| r.record.task_count() < 8 || r.active() > 0)
+    });
     let total: u64 = app.run.as_ref().map_or(0, |r| {
         r.record.attempts().map(|(_, a)| a.stdout_bytes).sum()
     });
-    times.sort_unstable();
-    let pick = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     println!(
         "{} frames while 8 tasks wrote {:.0} MiB in {:.1} s ({:.0} MiB/s through the UI)",
-        times.len(),
+        frames.len(),
         total as f64 / 1_048_576.0,
         wall.as_secs_f64(),
         total as f64 / 1_048_576.0 / wall.as_secs_f64()
     );
+    let times = sorted(&frames, |f| f.total);
     println!(
         "logic+ui per frame: median {:.2} ms, p99 {:.2} ms, max {:.2} ms (target max < 16 ms)",
-        pick(0.5).as_secs_f64() * 1e3,
-        pick(0.99).as_secs_f64() * 1e3,
-        pick(1.0).as_secs_f64() * 1e3
+        ms(pick(&times, 0.5)),
+        ms(pick(&times, 0.99)),
+        ms(pick(&times, 1.0))
     );
+    let cpu = sorted(&frames, |f| f.cpu);
     println!(
         "CPU time of the UI thread per frame (without time lost to the 16+ busy processes on 2 cores): median {:.2} ms, max {:.2} ms",
-        cpu_times[cpu_times.len() / 2].as_secs_f64() * 1e3,
-        cpu_times[cpu_times.len() - 1].as_secs_f64() * 1e3
+        ms(pick(&cpu, 0.5)),
+        ms(pick(&cpu, 1.0))
     );
+    let logic = sorted(&frames, |f| f.logic);
     println!(
         "of which logic (draining events, budget 8 ms): median {:.2} ms, max {:.2} ms",
-        logic_times[logic_times.len() / 2].as_secs_f64() * 1e3,
-        logic_times[logic_times.len() - 1].as_secs_f64() * 1e3
+        ms(pick(&logic, 0.5)),
+        ms(pick(&logic, 1.0))
     );
 }
 
@@ -130,83 +88,120 @@ fn many_tasks(tasks: usize) {
         helper: Some(env!("CARGO_BIN_EXE_poolscope").into()),
         ..AppOptions::default()
     });
+    let (frames, wall) = frames_of_run(&mut app, egui::vec2(1600.0, 900.0), true, |app| {
+        app.run
+            .as_ref()
+            .is_some_and(|r| r.record.task_count() < tasks || r.active() > 0)
+    });
+    println!(
+        "{} frames while {tasks} noop tasks ran on 2 workers in {:.1} s",
+        frames.len(),
+        wall.as_secs_f64()
+    );
+    let times = sorted(&frames, |f| f.total);
+    println!(
+        "logic+ui+tessellation per frame: median {:.2} ms, p99 {:.2} ms, max {:.2} ms (targets: median <= 16 ms, max <= 33 ms)",
+        ms(pick(&times, 0.5)),
+        ms(pick(&times, 0.99)),
+        ms(pick(&times, 1.0))
+    );
+    let median = |part: fn(&Frame) -> Duration| ms(pick(&sorted(&frames, part), 0.5));
+    println!(
+        "median logic {:.2} ms (events: budget 8 ms), ui {:.2} ms, tessellation {:.2} ms",
+        median(|f| f.logic),
+        median(|f| f.ui),
+        median(|f| f.tessellation)
+    );
+    if let Some(worst) = frames.iter().max_by_key(|f| f.total) {
+        println!(
+            "the slowest frame: logic {:.2} ms, ui {:.2} ms, tessellation {:.2} ms",
+            ms(worst.logic),
+            ms(worst.ui),
+            ms(worst.tessellation)
+        );
+    }
+}
+
+/// One frame's times.
+struct Frame {
+    /// Logic and ui, and tessellation when measured.
+    total: Duration,
+    logic: Duration,
+    ui: Duration,
+    tessellation: Duration,
+    /// CPU time of this thread in the frame.
+    cpu: Duration,
+}
+
+/// Frames of `app` in a window of `size`, from Start while `running` says so, one every
+/// 16 ms (a display refreshes at 60 Hz: frames do not run back to back); with
+/// `tessellate`, the CPU side of the paint too. The frames, and the run's wall time.
+fn frames_of_run(
+    app: &mut PoolscopeApp,
+    size: egui::Vec2,
+    tessellate: bool,
+    running: impl Fn(&PoolscopeApp) -> bool,
+) -> (Vec<Frame>, Duration) {
     let ctx = egui::Context::default();
     let input = || egui::RawInput {
-        screen_rect: Some(egui::Rect::from_min_size(
-            egui::Pos2::ZERO,
-            egui::vec2(1600.0, 900.0),
-        )),
+        screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, size)),
         ..egui::RawInput::default()
     };
-    // The slowest frame, and its logic, ui and tessellation.
-    let mut worst = (Duration::ZERO, [Duration::ZERO; 3]);
-    let mut all_parts = Vec::new();
-    let mut frame = |app: &mut PoolscopeApp| {
-        let t0 = Instant::now();
-        let mut parts = [Duration::ZERO; 3];
-        let output = ctx.run_ui(input(), |ui| {
+    let thread_cpu = || {
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .map_or(Duration::ZERO, Duration::from)
+    };
+    let frame = |app: &mut PoolscopeApp| {
+        let (t0, c0) = (Instant::now(), thread_cpu());
+        let (mut logic, mut ui) = (Duration::ZERO, Duration::ZERO);
+        let output = ctx.run_ui(input(), |egui_ui| {
             let l0 = Instant::now();
-            app.logic(ui.ctx());
-            parts[0] = l0.elapsed();
+            app.logic(egui_ui.ctx());
+            logic = l0.elapsed();
             let d0 = Instant::now();
-            for action in app.draw(ui) {
-                app.apply(action, ui.ctx());
+            for action in app.draw(egui_ui) {
+                app.apply(action, egui_ui.ctx());
             }
-            parts[1] = d0.elapsed();
+            ui = d0.elapsed();
         });
         let t1 = Instant::now();
-        let _ = ctx.tessellate(output.shapes, output.pixels_per_point);
-        parts[2] = t1.elapsed();
-        let took = t0.elapsed();
-        all_parts.push(parts);
-        if took > worst.0 {
-            worst = (took, parts);
+        if tessellate {
+            let _ = ctx.tessellate(output.shapes, output.pixels_per_point);
         }
-        took
+        Frame {
+            total: t0.elapsed(),
+            logic,
+            ui,
+            tessellation: t1.elapsed(),
+            cpu: thread_cpu().saturating_sub(c0),
+        }
     };
-    frame(&mut app);
+    frame(app);
     app.apply(Action::Start, &ctx);
     let started = Instant::now();
-    let mut times = Vec::new();
-    while app
-        .run
-        .as_ref()
-        .is_some_and(|r| r.record.task_count() < tasks || r.active() > 0)
-    {
-        times.push(frame(&mut app));
+    let mut frames = Vec::new();
+    while running(app) {
+        frames.push(frame(app));
         std::thread::sleep(Duration::from_millis(16));
         assert!(
             started.elapsed() < Duration::from_mins(10),
             "the run did not finish"
         );
     }
-    let wall = started.elapsed();
+    (frames, started.elapsed())
+}
+
+fn sorted(frames: &[Frame], part: impl Fn(&Frame) -> Duration) -> Vec<Duration> {
+    let mut times: Vec<Duration> = frames.iter().map(part).collect();
     times.sort_unstable();
-    let pick = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
-    println!(
-        "{} frames while {tasks} noop tasks ran on 2 workers in {:.1} s",
-        times.len(),
-        wall.as_secs_f64()
-    );
-    println!(
-        "logic+ui+tessellation per frame: median {:.2} ms, p99 {:.2} ms, max {:.2} ms (targets: median <= 16 ms, max <= 33 ms)",
-        pick(0.5).as_secs_f64() * 1e3,
-        pick(0.99).as_secs_f64() * 1e3,
-        pick(1.0).as_secs_f64() * 1e3
-    );
-    let median_of = |k: usize| {
-        let mut v: Vec<Duration> = all_parts.iter().map(|p: &[Duration; 3]| p[k]).collect();
-        v.sort_unstable();
-        v[v.len() / 2].as_secs_f64() * 1e3
-    };
-    println!(
-        "median logic {:.2} ms (events: budget 8 ms), ui {:.2} ms, tessellation {:.2} ms",
-        median_of(0),
-        median_of(1),
-        median_of(2)
-    );
-    let [logic, ui, tessellation] = worst.1.map(|d| d.as_secs_f64() * 1e3);
-    println!(
-        "the slowest frame: logic {logic:.2} ms, ui {ui:.2} ms, tessellation {tessellation:.2} ms"
-    );
+    times
+}
+
+/// The `q` quantile of sorted `times` (0.5: the median, 1.0: the max).
+fn pick(times: &[Duration], q: f64) -> Duration {
+    times[((times.len() - 1) as f64 * q) as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }

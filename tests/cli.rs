@@ -119,9 +119,7 @@ fn stdin_commands_run_and_the_joblog_matches_gnu_parallel() {
         "Send 0, Receive 4 bytes, exit 0: {one:?}"
     );
 
-    let trace: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("JSON");
-    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let events = common::trace_events(&trace);
     let complete: Vec<_> = events.iter().filter(|e| e["ph"] == "X").collect();
     assert_eq!(complete.len(), 3, "one X event per attempt");
     for e in complete {
@@ -165,11 +163,7 @@ fn failures_make_the_exit_status_nonzero_and_retries_are_logged() {
         .filter(|l| l.contains("\t4\t0\texit 4"))
         .collect();
     assert_eq!(failed.len(), 2, "both attempts logged: {log}");
-    let trace: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("JSON");
-    let x = trace["traceEvents"]
-        .as_array()
-        .expect("events")
+    let x = common::trace_events(&trace)
         .iter()
         .filter(|e| e["ph"] == "X")
         .count();

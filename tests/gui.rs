@@ -17,14 +17,36 @@ static RUNS: std::sync::LazyLock<tempfile::TempDir> =
     std::sync::LazyLock::new(|| tempfile::tempdir().expect("tempdir"));
 
 fn app_with(commands: &[&str]) -> PoolscopeApp {
-    app_with_options(
-        commands,
-        AppOptions {
-            run_dir: Some(RUNS.path().join("runs")),
-            helper: Some(env!("CARGO_BIN_EXE_poolscope").into()),
-            ..AppOptions::default()
-        },
-    )
+    app_with_options(commands, test_options())
+}
+
+/// Runs kept in this test process's folder; built-in jobs and workers run by the real
+/// binary.
+fn test_options() -> AppOptions {
+    AppOptions {
+        run_dir: Some(RUNS.path().join("runs")),
+        helper: Some(env!("CARGO_BIN_EXE_poolscope").into()),
+        ..AppOptions::default()
+    }
+}
+
+/// A window that opens `file` (a task file, a FIFO...).
+fn app_opening(file: std::path::PathBuf) -> PoolscopeApp {
+    PoolscopeApp::new(AppOptions {
+        file: Some(file),
+        ..test_options()
+    })
+}
+
+/// A FIFO at `dir/tasks.fifo`.
+fn make_fifo(dir: &std::path::Path) -> std::path::PathBuf {
+    let fifo = dir.join("tasks.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    fifo
 }
 
 fn app_with_options(commands: &[&str], options: AppOptions) -> PoolscopeApp {
@@ -1537,12 +1559,7 @@ fn the_elapsed_clock_never_runs_backwards_when_the_window_falls_behind_its_pool(
 #[test]
 fn a_fifo_opened_in_the_window_runs_each_line_as_it_arrives() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fifo = dir.path().join("tasks.fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    let fifo = make_fifo(dir.path());
     let (go, wait_for_go) = std::sync::mpsc::channel::<()>();
     let writer = {
         let fifo = fifo.clone();
@@ -1561,13 +1578,7 @@ fn a_fifo_opened_in_the_window_runs_each_line_as_it_arrives() {
             writeln!(out, "echo second line").expect("write");
         })
     };
-    let app = PoolscopeApp::new(AppOptions {
-        file: Some(fifo.clone()),
-        run_dir: Some(RUNS.path().join("runs")),
-        helper: Some(env!("CARGO_BIN_EXE_poolscope").into()),
-        ..AppOptions::default()
-    });
-    let mut h = harness(app);
+    let mut h = harness(app_opening(fifo.clone()));
     let succeeded = |h: &Harness<'static, PoolscopeApp>| {
         h.state()
             .run
@@ -1601,12 +1612,7 @@ fn a_fifo_opened_in_the_window_runs_each_line_as_it_arrives() {
 #[test]
 fn a_fifo_line_that_is_not_utf8_is_refused_by_number_and_nothing_after_it_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fifo = dir.path().join("tasks.fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    let fifo = make_fifo(dir.path());
     let writer = {
         let fifo = fifo.clone();
         std::thread::spawn(move || {
@@ -1614,13 +1620,7 @@ fn a_fifo_line_that_is_not_utf8_is_refused_by_number_and_nothing_after_it_runs()
             std::fs::write(&fifo, b"echo fine\nprintf 'A\xffB'\necho never\n").expect("write");
         })
     };
-    let app = PoolscopeApp::new(AppOptions {
-        file: Some(fifo.clone()),
-        run_dir: Some(RUNS.path().join("runs")),
-        helper: Some(env!("CARGO_BIN_EXE_poolscope").into()),
-        ..AppOptions::default()
-    });
-    let mut h = harness(app);
+    let mut h = harness(app_opening(fifo.clone()));
     run_until(&mut h, "the refusal and the first line's run", |h| {
         h.state()
             .run
@@ -1651,12 +1651,7 @@ fn a_long_list_runs_whole_from_its_file_without_making_its_rows_and_close_waits_
         ),
     )
     .expect("write");
-    let mut h = harness(PoolscopeApp::new(AppOptions {
-        file: Some(path),
-        run_dir: Some(RUNS.path().join("runs")),
-        helper: Some(env!("CARGO_BIN_EXE_poolscope").into()),
-        ..AppOptions::default()
-    }));
+    let mut h = harness(app_opening(path));
     h.run_steps(1);
     assert_eq!(h.state().row_count(), tasks);
     h.get_by_label("Start").click();

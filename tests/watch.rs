@@ -198,10 +198,8 @@ fn watched_runs_export_a_trace_and_a_joblog_like_any_run() {
                 .map(|(p, _)| p.to_owned())
         })
         .collect();
-    let trace: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("json");
-    let events = trace["traceEvents"].as_array().expect("events");
-    let tracks = common::worker_pids_by_track(events);
+    let events = common::trace_events(&trace);
+    let tracks = common::worker_pids_by_track(&events);
     let tasks: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
     assert_eq!(tasks.len(), 5);
     let traced: BTreeSet<String> = tasks

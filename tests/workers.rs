@@ -273,13 +273,7 @@ fn the_seed_demo_in_worker_mode_reuses_a_pid_and_prints_the_seeds_lines() {
     assert_eq!(runs.values().map(Vec::len).sum::<usize>(), 5, "{text}");
     assert!(runs.values().any(|tasks| tasks.len() >= 2), "{runs:?}");
     // The trace draws each task on its worker's track, named by the worker's PID.
-    let trace: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("json");
-    let events = trace
-        .get("traceEvents")
-        .and_then(|e| e.as_array())
-        .cloned()
-        .unwrap_or_else(|| trace.as_array().cloned().unwrap_or_default());
+    let events = common::trace_events(&trace);
     let tracks = common::worker_pids_by_track(&events);
     let traced: BTreeSet<String> = events
         .iter()
@@ -582,10 +576,8 @@ fn tasks_of_their_own_process_on_a_worker_pool_keep_the_pool_size() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let trace: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("json");
     let mut edges: Vec<(u64, i32)> = Vec::new();
-    for e in trace["traceEvents"].as_array().expect("events") {
+    for e in &common::trace_events(&trace) {
         if e["ph"] == "X" {
             let start = e["ts"].as_u64().expect("ts");
             let end = start + e["dur"].as_u64().expect("dur");

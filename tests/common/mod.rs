@@ -258,3 +258,13 @@ pub fn worker_pids_by_track(
         })
         .collect()
 }
+
+/// A Chrome trace file's events (its `traceEvents`).
+pub fn trace_events(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("the trace");
+    let trace: serde_json::Value = serde_json::from_str(&text).expect("the trace is JSON");
+    trace["traceEvents"]
+        .as_array()
+        .expect("traceEvents")
+        .clone()
+}
