@@ -14,12 +14,12 @@ socket is gone every report is dropped silently.
 import functools
 import itertools
 import json
-import operator
 import os
 import socket
 import sys
 import threading
 import time
+from array import array
 
 _PATH = os.environ.get("POOLSCOPE_WATCH")
 _state = {"sock": None, "pid": None, "lock": threading.Lock(), "dead": False, "buf": [],
@@ -265,11 +265,14 @@ def _close(chunk, result):
 
 
 def _run_report(first, stamps, error=""):
-    """A "run" report: the tasks from `first` in order, the first starting at
-    stamps[0], each ending as the next stamp begins (one task fewer than stamps)."""
-    gaps = list(map(operator.sub, stamps[1:], stamps[:-1]))
-    return ('{"kind":"run","pid":%d,"t":%d,"first":%d,"t0":%d,"gaps":%s%s}\n' % (
-        os.getpid(), stamps[-1], first, stamps[0], json.dumps(gaps), error)).encode()
+    """A "run" report: the tasks from `first` in order, each starting at its stamp and
+    ending as the next begins (one task fewer than stamps). The stamps go as the hex of
+    their bytes: made at C speed (a chunk may hold 12 500 items)."""
+    words = array("Q", stamps)
+    if sys.byteorder == "big":
+        words.byteswap()  # poolscope reads them little-endian
+    return ('{"kind":"run","pid":%d,"t":%d,"first":%d,"stamps":"%s"%s}\n' % (
+        os.getpid(), stamps[-1], first, words.tobytes().hex(), error)).encode()
 
 
 def _report_done_part(chunk):

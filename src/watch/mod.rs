@@ -186,7 +186,9 @@ pub fn start_with(
     let (tx, rx) = mpsc::channel::<Msg>();
     let exited = Arc::new(AtomicBool::new(false));
     let seen_inside = Arc::new(AtomicBool::new(false));
-    let mut collector = Collector::new(sink, start, base_ns);
+    let syncs = Arc::new(Syncs::default());
+    let accept_syncs = Arc::clone(&syncs);
+    let mut collector = Collector::new(sink, start, base_ns, syncs);
     collector.seen_inside = Arc::clone(&seen_inside);
     thread::Builder::new()
         .name("poolscope-watch".into())
@@ -194,9 +196,23 @@ pub fn start_with(
         .map_err(thread_error("collector"))?;
     let accept_tx = tx.clone();
     let accept_exited = Arc::clone(&exited);
+    // The program's end wakes the accept thread at once (its poll would otherwise
+    // notice only at its next timeout, a wait added to every watched run).
+    let (exit_waker, exit_woken) = UnixStream::pair().map_err(|e| WatchError::Setup {
+        path: socket.clone(),
+        source: e,
+    })?;
     thread::Builder::new()
         .name("poolscope-watch-accept".into())
-        .spawn(move || accept(&listener, &accept_tx, &accept_exited))
+        .spawn(move || {
+            accept(
+                &listener,
+                &exit_woken,
+                &accept_tx,
+                &accept_syncs,
+                &accept_exited,
+            )
+        })
         .map_err(|e| {
             // The collector ends once every sender is gone.
             exited.store(true, Ordering::Release);
@@ -231,7 +247,7 @@ pub fn start_with(
     if capture_main {
         capture_main_output(&mut child, argv, &tx);
     }
-    let done = match wait_for(child, Arc::clone(&exited), tx) {
+    let done = match wait_for(child, Arc::clone(&exited), exit_waker, tx) {
         Ok(done) => done,
         Err(e) => {
             // Nobody would wait for the program: it does not run unwatched.
@@ -262,6 +278,7 @@ pub fn start_with(
 fn wait_for(
     mut child: Child,
     exited: Arc<AtomicBool>,
+    exit_waker: UnixStream,
     exit_tx: mpsc::Sender<Msg>,
 ) -> std::io::Result<Receiver<i32>> {
     let (done_tx, done) = mpsc::channel();
@@ -277,6 +294,8 @@ fn wait_for(
                 Err(_) => 1,
             };
             exited.store(true, Ordering::Release);
+            // Its end of the pair closed: the accept thread's poll returns now.
+            drop(exit_waker);
             let _ = exit_tx.send(Msg::Exited(code));
             let _ = done_tx.send(code);
         })?;
@@ -287,12 +306,12 @@ fn wait_for(
 type Conn = usize;
 
 enum Msg {
-    /// A process connected; the stream is kept to ask it to flush (see `sync`).
-    Connected(Conn, Option<UnixStream>),
+    /// A process connected.
+    Connected,
     /// The program has exited and every connection made is accepted.
     AcceptDone,
-    Report(Conn, Box<Report>),
-    Disconnected(Conn),
+    Report(Box<Report>),
+    Disconnected,
     Exited(i32),
     /// The program runs as task 0 (its output is captured): its PID and command line.
     MainStarted(u32, String),
@@ -316,7 +335,13 @@ struct MainTask {
 /// Accepts every process's connection. Once the program has exited, the connections
 /// already made (a worker that reported just before it ended) are still taken, then
 /// [`Msg::AcceptDone`] says no more will come.
-fn accept(listener: &UnixListener, tx: &Sender<Msg>, exited: &AtomicBool) {
+fn accept(
+    listener: &UnixListener,
+    exit_woken: &UnixStream,
+    tx: &Sender<Msg>,
+    syncs: &Arc<Syncs>,
+    exited: &AtomicBool,
+) {
     use rustix::event::{PollFd, PollFlags, Timespec};
     if let Err(e) = listener.set_nonblocking(true) {
         log::error!("watch: {e}");
@@ -329,16 +354,17 @@ fn accept(listener: &UnixListener, tx: &Sender<Msg>, exited: &AtomicBool) {
                 let _ = stream.set_nonblocking(false);
                 conns += 1;
                 let conn = conns;
-                if tx
-                    .send(Msg::Connected(conn, stream.try_clone().ok()))
-                    .is_err()
-                {
+                if tx.send(Msg::Connected).is_err() {
                     return;
                 }
+                if let Ok(writer) = stream.try_clone() {
+                    syncs.connected(conn, writer);
+                }
                 let tx = tx.clone();
+                let syncs = Arc::clone(syncs);
                 let spawned = thread::Builder::new()
                     .name("poolscope-watch-read".into())
-                    .spawn(move || read_reports(stream, conn, &tx));
+                    .spawn(move || read_reports(stream, conn, &tx, &syncs));
                 if spawned.is_err() {
                     log::error!("watch: cannot start a reader thread");
                 }
@@ -348,7 +374,10 @@ fn accept(listener: &UnixListener, tx: &Sender<Msg>, exited: &AtomicBool) {
                     let _ = tx.send(Msg::AcceptDone);
                     return;
                 }
-                let mut fds = [PollFd::new(listener, PollFlags::IN)];
+                let mut fds = [
+                    PollFd::new(listener, PollFlags::IN),
+                    PollFd::new(exit_woken, PollFlags::IN),
+                ];
                 let wait = Timespec {
                     tv_sec: 0,
                     tv_nsec: 50_000_000,
@@ -452,19 +481,129 @@ fn read_main(mut reader: Box<dyn std::io::Read + Send>, stream: Stream, tx: &Sen
     let _ = tx.send(Msg::MainClosed);
 }
 
-fn read_reports(stream: UnixStream, conn: Conn, tx: &Sender<Msg>) {
+fn read_reports(stream: UnixStream, conn: Conn, tx: &Sender<Msg>, syncs: &Syncs) {
     for line in BufReader::with_capacity(256 * 1024, stream).lines() {
         let Ok(line) = line else { break };
+        // The flush handshake is answered here, as soon as a worker's reports are read,
+        // not once the collector (which may be far behind) has made them events: a
+        // program terminating its pool waits for its workers' sockets, not for poolscope.
+        if line.starts_with(r#"{"kind":"listening""#) {
+            syncs.listening(conn);
+            continue;
+        }
+        if line.starts_with(r#"{"kind":"sync""#) {
+            syncs.start(conn);
+            continue;
+        }
+        if line.starts_with(r#"{"kind":"flushed""#) {
+            syncs.synced(conn);
+            continue;
+        }
         match serde_json::from_str::<Report>(&line) {
             Ok(report) => {
-                if tx.send(Msg::Report(conn, Box::new(report))).is_err() {
+                if tx.send(Msg::Report(Box::new(report))).is_err() {
                     return;
                 }
             }
             Err(e) => log::warn!("watch: a report that does not parse ({e}): {line}"),
         }
     }
-    let _ = tx.send(Msg::Disconnected(conn));
+    syncs.disconnected(conn);
+    let _ = tx.send(Msg::Disconnected);
+}
+
+/// The flush handshake: a process about to terminate its pool asks ("sync") that every
+/// listening worker send what it holds ("F"); each answers ("flushed") after its last
+/// report, and the asker is answered ("K") once all have, or after [`SYNC_TIMEOUT`].
+#[derive(Default)]
+struct Syncs(std::sync::Mutex<SyncState>);
+
+#[derive(Default)]
+struct SyncState {
+    /// Each connection's stream (to ask it to flush), and those that listen for it.
+    writers: HashMap<Conn, UnixStream>,
+    listening: std::collections::HashSet<Conn>,
+    sync: Option<Sync>,
+}
+
+impl Syncs {
+    fn state(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn connected(&self, conn: Conn, writer: UnixStream) {
+        self.state().writers.insert(conn, writer);
+    }
+
+    fn listening(&self, conn: Conn) {
+        self.state().listening.insert(conn);
+    }
+
+    fn disconnected(&self, conn: Conn) {
+        let mut state = self.state();
+        state.writers.remove(&conn);
+        state.listening.remove(&conn);
+        state.synced(conn);
+    }
+
+    fn start(&self, asked_by: Conn) {
+        use std::io::Write;
+        let mut state = self.state();
+        state.end();
+        let mut waiting = std::collections::HashSet::new();
+        for &conn in &state.listening {
+            if conn != asked_by
+                && let Some(mut writer) = state.writers.get(&conn)
+                && writer.write_all(b"F").is_ok()
+            {
+                waiting.insert(conn);
+            }
+        }
+        state.sync = Some(Sync {
+            asked_by,
+            waiting,
+            until: Instant::now() + SYNC_TIMEOUT,
+        });
+        state.synced(0);
+    }
+
+    fn synced(&self, conn: Conn) {
+        self.state().synced(conn);
+    }
+
+    /// A sync that waited [`SYNC_TIMEOUT`] for a worker that does not answer ends.
+    fn expire(&self) {
+        let mut state = self.state();
+        if state
+            .sync
+            .as_ref()
+            .is_some_and(|s| s.until <= Instant::now())
+        {
+            state.end();
+        }
+    }
+}
+
+impl SyncState {
+    fn synced(&mut self, conn: Conn) {
+        if let Some(sync) = &mut self.sync {
+            sync.waiting.remove(&conn);
+            if sync.waiting.is_empty() {
+                self.end();
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        use std::io::Write;
+        if let Some(sync) = self.sync.take()
+            && let Some(mut writer) = self.writers.get(&sync.asked_by)
+        {
+            let _ = writer.write_all(b"K");
+        }
+    }
 }
 
 /// One line from the shim.
@@ -508,13 +647,14 @@ struct Report {
     /// `ran`: tasks that ran, as (task, start, end).
     #[serde(default)]
     tasks: Vec<(u64, u64, u64)>,
-    /// `start` sent late (a task that raised): when it really started. `run`: when its
-    /// first task started.
+    /// `start` sent late (a task that raised): when it really started.
     #[serde(default)]
     t0: Option<u64>,
-    /// `run`: each task's length; the next starts as one ends.
+    /// `run`: when each task started and, last, when the last ended (each ends as the
+    /// next starts), as the hex of little-endian u64 nanoseconds: a worker makes it at C
+    /// speed, where a JSON list of 12 500 numbers cost it a millisecond per chunk.
     #[serde(default)]
-    gaps: Vec<u64>,
+    stamps: Option<String>,
     /// `map`: how many tasks, and whether each item is an argument tuple (`starmap`).
     #[serde(default)]
     n: Option<usize>,
@@ -530,7 +670,7 @@ struct Collector {
     sink: EventSink,
     /// The record's number of each task, by the number its process gave it: 1, 2, ... in
     /// the order they were queued (a nested pool's process numbers from PID x 2^32).
-    numbers: HashMap<u64, u64>,
+    numbers: TaskMap<u64>,
     next_number: u64,
     start: Instant,
     base_ns: u64,
@@ -546,12 +686,9 @@ struct Collector {
     processes: HashMap<u32, u64>,
     next_process_task: u64,
     /// Reports that came before their task's submit.
-    early: HashMap<u64, Vec<Report>>,
+    early: TaskMap<Vec<Report>>,
     connections: usize,
-    /// Each connection's stream (to ask for a flush), and those that listen for it.
-    writers: HashMap<Conn, UnixStream>,
-    listening: std::collections::HashSet<Conn>,
-    sync: Option<Sync>,
+    syncs: Arc<Syncs>,
     accepting: bool,
     seen_inside: Arc<AtomicBool>,
     exit: Option<i32>,
@@ -581,7 +718,7 @@ const SYNC_TIMEOUT: Duration = Duration::from_millis(200);
 const PROCESS_TASKS: u64 = 1 << 40;
 
 impl Collector {
-    fn new(sink: EventSink, start: Instant, base_ns: u64) -> Self {
+    fn new(sink: EventSink, start: Instant, base_ns: u64, syncs: Arc<Syncs>) -> Self {
         Self {
             sink,
             start,
@@ -592,13 +729,11 @@ impl Collector {
             tasks: TaskMap::default(),
             processes: HashMap::new(),
             next_process_task: PROCESS_TASKS,
-            early: HashMap::new(),
-            numbers: HashMap::new(),
+            early: TaskMap::default(),
+            numbers: TaskMap::default(),
             next_number: 1,
             connections: 0,
-            writers: HashMap::new(),
-            listening: std::collections::HashSet::new(),
-            sync: None,
+            syncs,
             accepting: true,
             seen_inside: Arc::new(AtomicBool::new(false)),
             exit: None,
@@ -629,7 +764,7 @@ impl Collector {
     /// The record's number of a task its process numbered `task` (the program itself,
     /// task 0, is 0).
     fn number(&self, task: u64) -> TaskId {
-        TaskId(self.numbers.get(&task).copied().unwrap_or(task))
+        TaskId(self.numbers.get(&TaskId(task)).copied().unwrap_or(task))
     }
 
     fn at(&self, t: u64) -> Duration {
@@ -649,13 +784,7 @@ impl Collector {
             let msg = match rx.recv_timeout(Duration::from_millis(5)) {
                 Ok(msg) => msg,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if self
-                        .sync
-                        .as_ref()
-                        .is_some_and(|s| s.until <= Instant::now())
-                    {
-                        self.end_sync();
-                    }
+                    self.syncs.expire();
                     self.sink.flush_if_due();
                     if self.finished() {
                         break;
@@ -665,18 +794,10 @@ impl Collector {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             match msg {
-                Msg::Connected(conn, writer) => {
-                    self.connections += 1;
-                    if let Some(writer) = writer {
-                        self.writers.insert(conn, writer);
-                    }
-                }
+                Msg::Connected => self.connections += 1,
                 Msg::AcceptDone => self.accepting = false,
-                Msg::Disconnected(conn) => {
+                Msg::Disconnected => {
                     self.connections = self.connections.saturating_sub(1);
-                    self.writers.remove(&conn);
-                    self.listening.remove(&conn);
-                    self.synced(conn);
                 }
                 Msg::Exited(code) => {
                     self.exit = Some(code);
@@ -703,68 +824,15 @@ impl Collector {
                         main.open_pipes = main.open_pipes.saturating_sub(1);
                     }
                 }
-                Msg::Report(conn, report) => match report.kind.as_str() {
-                    "listening" => {
-                        self.listening.insert(conn);
-                    }
-                    "sync" => self.start_sync(conn),
-                    "flushed" => self.synced(conn),
-                    _ => self.report(*report),
-                },
+                Msg::Report(report) => self.report(*report),
             }
-            if self
-                .sync
-                .as_ref()
-                .is_some_and(|s| s.until <= Instant::now())
-            {
-                self.end_sync();
-            }
+            self.syncs.expire();
             self.sink.flush_if_due();
             if self.finished() {
                 break;
             }
         }
         self.end();
-    }
-
-    /// A process is about to terminate its pool: ask every worker to send what it holds,
-    /// and answer the process when all have (or after [`SYNC_TIMEOUT`]).
-    fn start_sync(&mut self, asked_by: Conn) {
-        use std::io::Write;
-        self.end_sync();
-        let mut waiting = std::collections::HashSet::new();
-        for &conn in &self.listening {
-            if conn != asked_by
-                && let Some(mut writer) = self.writers.get(&conn)
-                && writer.write_all(b"F").is_ok()
-            {
-                waiting.insert(conn);
-            }
-        }
-        self.sync = Some(Sync {
-            asked_by,
-            waiting,
-            until: Instant::now() + SYNC_TIMEOUT,
-        });
-        self.synced(0);
-    }
-
-    fn synced(&mut self, conn: Conn) {
-        if let Some(sync) = &mut self.sync {
-            sync.waiting.remove(&conn);
-            if sync.waiting.is_empty() {
-                self.end_sync();
-            }
-        }
-    }
-
-    fn end_sync(&mut self) {
-        use std::io::Write;
-        if let Some(sync) = self.sync.take()
-            && let Some(mut writer) = self.writers.get(&sync.asked_by)
-        {
-            let _ = writer.write_all(b"K");
-        }
     }
 
     /// The program has exited and every process that reported has closed its socket.
@@ -862,7 +930,7 @@ impl Collector {
     /// Queue `spec` as the task its process numbered `task`.
     fn queue_spec(&mut self, task: u64, spec: TaskSpec, at: Duration) {
         self.tasks.insert(TaskId(task), Life::Queued);
-        self.numbers.insert(task, self.next_number);
+        self.numbers.insert(TaskId(task), self.next_number);
         self.next_number += 1;
         self.sink.send_at(
             at,
@@ -875,7 +943,7 @@ impl Collector {
 
     /// Reports about `task` that came before it was submitted.
     fn replay_early(&mut self, task: u64) {
-        if let Some(early) = self.early.remove(&task) {
+        if let Some(early) = self.early.remove(&TaskId(task)) {
             for report in early {
                 self.report(report);
             }
@@ -893,7 +961,7 @@ impl Collector {
         if let Some(task) = about
             && !self.known(task)
         {
-            self.early.entry(task).or_default().push(r);
+            self.early.entry(TaskId(task)).or_default().push(r);
             return;
         }
         match r.kind.as_str() {
@@ -1019,16 +1087,16 @@ impl Collector {
     }
 
     /// A chunk (or one imap item) that a worker ran: its tasks in order from `first`,
-    /// the first starting at `t0`, each the length of its gap. With `error`, the last
-    /// one raised it (Python stops a chunk there).
+    /// each ending as the next starts. With `error`, the last one raised it (Python
+    /// stops a chunk there).
     fn run_of(&mut self, r: &Report) {
-        let (Some(first), Some(mut from)) = (r.first, r.t0) else {
+        let (Some(first), Some(stamps)) = (r.first, r.stamps.as_deref().map(hex_u64s)) else {
             return;
         };
-        let last = r.gaps.len().saturating_sub(1);
-        for (i, &gap) in r.gaps.iter().enumerate() {
+        let last = stamps.len().saturating_sub(2);
+        for (i, pair) in stamps.windows(2).enumerate() {
             let task = first + i as u64;
-            let to = from + gap;
+            let (from, to) = (pair[0], pair[1]);
             if !self.is_running(task) {
                 let at = self.at(from);
                 self.started(task, r.pid, at);
@@ -1040,7 +1108,6 @@ impl Collector {
                     _ => self.finish(task, Outcome::Exited(0), at),
                 }
             }
-            from = to;
         }
     }
 
@@ -1048,7 +1115,7 @@ impl Collector {
     fn ran(&mut self, r: &Report) {
         for &(task, from, to) in &r.tasks {
             if !self.known(task) {
-                self.early.entry(task).or_default().push(Report {
+                self.early.entry(TaskId(task)).or_default().push(Report {
                     kind: "ran".to_owned(),
                     pid: r.pid,
                     t: r.t,
@@ -1235,6 +1302,27 @@ impl Collector {
 }
 
 /// A submitted call's arguments as text: the shim sends a short repr.
+/// Little-endian u64s from their bytes' hex (what Python's `array("Q").tobytes().hex()`
+/// gives); a damaged or short tail is left out.
+fn hex_u64s(hex: &str) -> Vec<u64> {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    };
+    hex.as_bytes()
+        .chunks_exact(16)
+        .map_while(|word| {
+            let mut bytes = [0u8; 8];
+            for (byte, pair) in bytes.iter_mut().zip(word.chunks_exact(2)) {
+                *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+            }
+            Some(u64::from_le_bytes(bytes))
+        })
+        .collect()
+}
+
 fn arg_text(value: Option<&serde_json::Value>) -> String {
     match value {
         Some(serde_json::Value::String(s)) => s.clone(),
@@ -1338,6 +1426,21 @@ fn sweep_stale_folders(temp: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_read_from_their_hex() {
+        // Python: array("Q", [1, 2**40 + 5]).tobytes().hex()
+        assert_eq!(
+            hex_u64s("01000000000000000500000000010000"),
+            vec![1, (1 << 40) + 5]
+        );
+        assert_eq!(
+            hex_u64s("0100000000000000zz"),
+            vec![1],
+            "a short tail is left out"
+        );
+        assert_eq!(hex_u64s("0100000000000000zz00000000000000"), vec![1]);
+    }
 
     #[test]
     fn arguments_read_as_a_call() {

@@ -396,6 +396,9 @@ const NAMED: u8 = 1;
 const FULL: u8 = 2;
 /// A built-in job named by itself (a range of them): its kind as JSON, then its label.
 const BUILTIN: u8 = 3;
+/// A name and a program with its arguments, nothing else set: each as bytes, no JSON (a
+/// watched map records 100 000 of these, and each is read back when its task starts).
+const PROGRAM: u8 = 4;
 
 impl SpecStore {
     fn put(&mut self, spec: &Arc<TaskSpec>) -> u64 {
@@ -417,6 +420,15 @@ impl SpecStore {
                 self.put_bytes(&json);
                 self.put_bytes(job.label.as_bytes());
             }
+            Invocation::Program { program, args } if plain => {
+                self.bytes.push(PROGRAM);
+                self.put_bytes(spec.name.as_bytes());
+                self.put_bytes(program.as_bytes());
+                self.put_len(args.len());
+                for arg in args {
+                    self.put_bytes(arg.as_bytes());
+                }
+            }
             invocation if plain => {
                 self.bytes.push(NAMED);
                 self.put_bytes(spec.name.as_bytes());
@@ -434,27 +446,35 @@ impl SpecStore {
     }
 
     fn put_bytes(&mut self, bytes: &[u8]) {
-        let mut len = bytes.len();
+        self.put_len(bytes.len());
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    fn put_len(&mut self, mut len: usize) {
         // LEB128: seven bits a byte, the high bit says more follow.
         while len >= 0x80 {
             self.bytes.push((len as u8 & 0x7f) | 0x80);
             len >>= 7;
         }
         self.bytes.push(len as u8);
-        self.bytes.extend_from_slice(bytes);
     }
 
-    fn take_bytes(&self, at: &mut usize) -> &[u8] {
+    fn take_len(&self, at: &mut usize) -> usize {
         let (mut len, mut shift) = (0usize, 0);
         while let Some(&b) = self.bytes.get(*at) {
             *at += 1;
-            len |= usize::from(b & 0x7f) << shift;
+            len |= usize::from(b & 0x7f).checked_shl(shift).unwrap_or(0);
             shift += 7;
             if b & 0x80 == 0 {
                 break;
             }
         }
-        let end = (*at + len).min(self.bytes.len());
+        len
+    }
+
+    fn take_bytes(&self, at: &mut usize) -> &[u8] {
+        let len = self.take_len(at);
+        let end = at.saturating_add(len).min(self.bytes.len());
         let bytes = &self.bytes[*at..end];
         *at = end;
         bytes
@@ -472,6 +492,18 @@ impl SpecStore {
                 let invocation = serde_json::from_slice(self.take_bytes(&mut at))
                     .unwrap_or_else(|_| Invocation::Shell(String::new()));
                 TaskSpec::plain(name, invocation)
+            }
+            Some(PROGRAM) => {
+                let name = text(self.take_bytes(&mut at));
+                let program = text(self.take_bytes(&mut at));
+                let count = self.take_len(&mut at);
+                // No more arguments than bytes left: a damaged count cannot ask for more.
+                let mut args =
+                    Vec::with_capacity(count.min(self.bytes.len() - at.min(self.bytes.len())));
+                for _ in 0..count {
+                    args.push(text(self.take_bytes(&mut at)));
+                }
+                TaskSpec::plain(name, Invocation::Program { program, args })
             }
             Some(BUILTIN) => {
                 let kind = serde_json::from_slice(self.take_bytes(&mut at));
@@ -544,6 +576,8 @@ mod tests {
             TaskSpec::shell("echo 1"),
             TaskSpec::shell("echo é ünïcode").with_name("renamed"),
             TaskSpec::program("/bin/echo", ["a b", "c"]),
+            TaskSpec::program("noop", Vec::<String>::new()).with_name("noop()"),
+            TaskSpec::program("f", ["x".repeat(300), String::new(), "ü".into()]).with_name("f(…)"),
             timed,
             job(crate::executor::BuiltinKind::Noop, "41"),
             job(crate::executor::BuiltinKind::Print("hi {}".into()), "é"),

@@ -61,24 +61,35 @@ fn listed<T: ToString>(items: impl ExactSizeIterator<Item = T>, limit: usize, se
 pub fn pool_story(record: &RunRecord) -> Vec<String> {
     let mut by_pid: BTreeMap<u32, Ran> = BTreeMap::new();
     let mut first_start: Option<Duration> = None;
-    let mut longest_wait: Option<(Duration, String)> = None;
-    for task in record.tasks() {
-        let Some(a) = task.attempts.first() else {
+    let mut longest_wait: Option<(Duration, usize)> = None;
+    // Read by position: a done task is not made whole (its spec decoded) for its times.
+    let name_at = |i| {
+        record
+            .task_at(i)
+            .map(|t| t.spec.name.clone())
+            .unwrap_or_default()
+    };
+    for i in 0..record.task_count() {
+        let attempts = record.attempts_at(i);
+        let Some(a) = attempts.first() else {
             continue;
         };
         if let Some(pid) = a.pid {
             let ran = by_pid.entry(pid).or_default();
             ran.count += 1;
             if ran.first.len() < NAMES_SHOWN {
-                ran.first.push(task.spec.name.clone());
+                ran.first.push(name_at(i));
             }
         }
         first_start = Some(first_start.map_or(a.started, |f| f.min(a.started)));
-        let wait = a.started.saturating_sub(task.queued);
+        let wait = a
+            .started
+            .saturating_sub(record.queued_at(i).unwrap_or_default());
         if longest_wait.as_ref().is_none_or(|(w, _)| wait > *w) {
-            longest_wait = Some((wait, task.spec.name.clone()));
+            longest_wait = Some((wait, i));
         }
     }
+    let longest_wait = longest_wait.map(|(wait, i)| (wait, name_at(i)));
     let Some(first_start) = first_start else {
         return Vec::new();
     };
