@@ -876,9 +876,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         bail!("the run stopped: output could not be saved ({e})");
     }
     // A task the pool never took (a halt, an interrupt) did not succeed either.
-    let failed = record
-        .tasks()
-        .filter(|t| !matches!(&t.state, TaskState::Done(o) if o.is_success()))
+    let failed = (0..record.task_count())
+        .filter(|&i| {
+            !record
+                .state_at(i)
+                .is_some_and(|s| matches!(&*s, TaskState::Done(o) if o.is_success()))
+        })
         .count()
         + total.saturating_sub(record.task_count());
     let again = || again_hint(dir.as_deref());

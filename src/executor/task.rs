@@ -22,6 +22,12 @@ pub struct TaskId(pub u64);
 pub type TaskMap<V> = std::collections::HashMap<TaskId, V, BuildHasherDefault<TaskIdHasher>>;
 /// A set of tasks, hashed like [`TaskMap`].
 pub type TaskSet = std::collections::HashSet<TaskId, BuildHasherDefault<TaskIdHasher>>;
+/// A map keyed by attempt (task and attempt number), hashed like [`TaskMap`]: a backend
+/// looks one up for every report of every task.
+pub type AttemptMap<V> =
+    std::collections::HashMap<(TaskId, u32), V, BuildHasherDefault<TaskIdHasher>>;
+/// A set of attempts, hashed like [`TaskMap`].
+pub type AttemptSet = std::collections::HashSet<(TaskId, u32), BuildHasherDefault<TaskIdHasher>>;
 
 #[derive(Default)]
 pub struct TaskIdHasher(u64);
@@ -40,6 +46,11 @@ impl Hasher for TaskIdHasher {
     fn write_u64(&mut self, n: u64) {
         // Fibonacci hashing: sequential ids land far apart, in the high bits too.
         self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        // An attempt number, after its task's id.
+        self.write_u64(u64::from(n));
     }
 }
 
@@ -62,6 +73,27 @@ pub enum Invocation {
 }
 
 impl Invocation {
+    /// Whether `name` is this invocation's [`display_line`](Self::display_line), found
+    /// without making the line (asked of every task a record or journal keeps).
+    pub fn is_display_line(&self, name: &str) -> bool {
+        /// Takes what is written off the front of a string; fails where it differs.
+        struct Prefix<'a>(&'a str);
+        impl fmt::Write for Prefix<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0 = self.0.strip_prefix(s).ok_or(fmt::Error)?;
+                Ok(())
+            }
+        }
+        match self {
+            Invocation::Shell(line) => line == name,
+            Invocation::Builtin(builtin) => {
+                let mut rest = Prefix(name);
+                fmt::write(&mut rest, format_args!("{builtin}")).is_ok() && rest.0.is_empty()
+            }
+            Invocation::Program { .. } => self.display_line() == name,
+        }
+    }
+
     /// The command as a user would type it (shell line, or program and quoted args).
     pub fn display_line(&self) -> String {
         match self {
@@ -74,7 +106,12 @@ impl Invocation {
                 }
                 out
             }
-            Invocation::Builtin(builtin) => builtin.to_string(),
+            Invocation::Builtin(builtin) => {
+                // Sized once: a million task names are made this way.
+                let mut line = String::with_capacity(32 + builtin.label.len());
+                let _ = fmt::write(&mut line, format_args!("{builtin}"));
+                line
+            }
         }
     }
 
@@ -284,5 +321,22 @@ mod tests {
             spec.invocation.display_line(),
             r"echo 'a b' 'it'\''s' plain"
         );
+    }
+
+    #[test]
+    fn a_name_is_the_display_line_only_when_every_character_is() {
+        let job = Invocation::Builtin(crate::executor::Builtin::new(
+            crate::executor::BuiltinKind::Print("hi".into()),
+            "7",
+        ));
+        let line = job.display_line();
+        assert!(job.is_display_line(&line));
+        assert!(!job.is_display_line(&line[..line.len() - 1]), "a prefix");
+        assert!(!job.is_display_line(&format!("{line}x")), "a longer name");
+        assert!(!job.is_display_line(""));
+        let program = TaskSpec::program("echo", ["a b"]).invocation;
+        assert!(program.is_display_line("echo 'a b'"));
+        assert!(!program.is_display_line("echo a b"));
+        assert!(Invocation::Shell("ls".into()).is_display_line("ls"));
     }
 }

@@ -930,7 +930,11 @@ impl Collector {
     /// Queue `spec` as the task its process numbered `task`.
     fn queue_spec(&mut self, task: u64, spec: TaskSpec, at: Duration) {
         self.tasks.insert(TaskId(task), Life::Queued);
-        self.numbers.insert(TaskId(task), self.next_number);
+        // Kept only where it differs: in a program with one pool-using process (most
+        // programs) every number is its own, and the map stays empty.
+        if self.next_number != task {
+            self.numbers.insert(TaskId(task), self.next_number);
+        }
         self.next_number += 1;
         self.sink.send_at(
             at,

@@ -32,7 +32,7 @@ pub struct LocalBackend {
     /// Whether a bare program name resolves on `PATH` (looked up once per name).
     on_path: HashMap<String, bool>,
     procs: HashMap<u64, Proc>,
-    by_attempt: HashMap<(TaskId, u32), u64>,
+    by_attempt: crate::executor::task::AttemptMap<u64>,
     next_key: u64,
     buf: Vec<u8>,
     /// Output streams taken off the loop while the consumer is behind.

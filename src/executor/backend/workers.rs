@@ -8,7 +8,7 @@
 //! a replacement worker starts on the same slot and takes over the tasks the dead one
 //! had not started.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -23,7 +23,7 @@ use crate::executor::CommandError;
 use crate::executor::event::{WorkerChange, signal_name};
 use crate::executor::reactor::Interest;
 use crate::executor::scheduler::Slot;
-use crate::executor::task::{StdinMode, TaskId};
+use crate::executor::task::{AttemptMap, AttemptSet, StdinMode, TaskId};
 use crate::executor::worker::{
     FromWorker, Job, PROTOCOL_VERSION, ReportReader, ToWorker, WORKER_ROLE, WorkerConfig,
     WorkerExit, encode, monotonic_ns,
@@ -60,9 +60,9 @@ pub struct WorkerBackend {
     /// Workers' clock (`CLOCK_MONOTONIC` ns) and `Instant` read at the same moment.
     clock: (Instant, u64),
     /// Attempts ended here (killed before they started) that a worker may still report.
-    void: HashSet<(TaskId, u32)>,
+    void: AttemptSet,
     /// The slot whose worker holds each attempt handed out and not yet ended.
-    placed: HashMap<(TaskId, u32), Slot>,
+    placed: AttemptMap<Slot>,
     stopping: bool,
     buf: Vec<u8>,
     /// When workers were last looked at for being stopped.
@@ -110,8 +110,8 @@ impl WorkerBackend {
             next_key: 0,
             size: 0,
             clock: (Instant::now(), monotonic_ns()),
-            void: HashSet::new(),
-            placed: HashMap::new(),
+            void: AttemptSet::default(),
+            placed: AttemptMap::default(),
             stopping: false,
             buf: vec![0; 1 << 20],
             checked: Instant::now(),
@@ -838,7 +838,7 @@ pub struct WorkerPool {
     workers: WorkerBackend,
     processes: super::local::LocalBackend,
     /// Attempts running as processes of their own.
-    in_process: HashSet<(TaskId, u32)>,
+    in_process: AttemptSet,
 }
 
 /// Tokens of the own-process half.
@@ -849,7 +849,7 @@ impl WorkerPool {
         Self {
             workers: WorkerBackend::new(config),
             processes: super::local::LocalBackend::default(),
-            in_process: HashSet::new(),
+            in_process: AttemptSet::default(),
         }
     }
 }

@@ -931,7 +931,19 @@ fn expand(
     seq: usize,
     (explicit_name, append): (bool, bool),
 ) -> TaskSpec {
-    let fill = |s: &str| s.replace("{#}", &seq.to_string()).replace("{}", value);
+    // Made for each of up to a million tasks (twice: for the journal, for the pool):
+    // a field with no placeholder is copied, not searched and rebuilt twice.
+    let fill = |s: &str| {
+        if !s.contains('{') {
+            return s.to_owned();
+        }
+        let numbered = if s.contains("{#}") {
+            std::borrow::Cow::Owned(s.replace("{#}", &seq.to_string()))
+        } else {
+            std::borrow::Cow::Borrowed(s)
+        };
+        numbered.replace("{}", value)
+    };
     let invocation = match &base.invocation {
         Invocation::Shell(line) if line.contains("{}") || !append => Invocation::Shell(fill(line)),
         Invocation::Shell(line) => Invocation::Shell(format!("{} {value}", fill(line))),

@@ -414,7 +414,7 @@ impl SpecStore {
                 self.bytes.push(PLAIN_SHELL);
                 self.put_bytes(line.as_bytes());
             }
-            Invocation::Builtin(job) if plain && spec.name == spec.invocation.display_line() => {
+            Invocation::Builtin(job) if plain && spec.invocation.is_display_line(&spec.name) => {
                 self.bytes.push(BUILTIN);
                 let json = serde_json::to_vec(&job.kind).unwrap_or_default();
                 self.put_bytes(&json);

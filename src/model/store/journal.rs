@@ -145,7 +145,7 @@ impl Short {
                 crate::executor::Invocation::Shell(command) if *command == spec.name => {
                     Short::Queued("q".into(), at, task.0, command.clone())
                 }
-                invocation if spec.name == invocation.display_line() => {
+                invocation if invocation.is_display_line(&spec.name) => {
                     Short::Invoked("i".into(), at, task.0, invocation.clone())
                 }
                 invocation => Short::Named(
