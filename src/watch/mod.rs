@@ -211,7 +211,7 @@ pub fn start_with(
                 &accept_tx,
                 &accept_syncs,
                 &accept_exited,
-            )
+            );
         })
         .map_err(|e| {
             // The collector ends once every sender is gone.
