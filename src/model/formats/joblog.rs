@@ -227,13 +227,16 @@ impl<'p, R: io::BufRead> Lines<'p, R> {
         fields(line, error).map(Some)
     }
 
-    /// The next line's `Seq`, `Starttime` and `JobRuntime`, checked (what places its task).
-    fn next_times(&mut self) -> Result<Option<(u64, f64, f64)>, TaskFileError> {
+    /// The next line's `Seq`, `Starttime` and `JobRuntime`, checked (what places its
+    /// task), and how long its command is.
+    #[allow(clippy::type_complexity)]
+    fn next_times(&mut self) -> Result<Option<((u64, f64, f64), usize)>, TaskFileError> {
         if !self.advance()? {
             return Ok(None);
         }
         let (line, error) = self.current();
-        times(&columns(line, &error)?, &error).map(Some)
+        let cols = columns(line, &error)?;
+        Ok(Some((times(&cols, &error)?, cols[8].len())))
     }
 }
 
@@ -358,20 +361,31 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, TaskFileError> {
             })
     };
     // First pass: what places each line (its task, its lane, the run's start).
-    let (mut seqs, mut spans) = (Vec::new(), Vec::new());
-    let mut times = Lines::new(open()?, path)?;
-    while let Some((seq, start, runtime)) = times.next_times()? {
-        seqs.push(seq);
-        spans.push((start, start + runtime));
-    }
-    let lanes = lanes_of(&spans);
+    let Placing {
+        seqs,
+        spans,
+        command_bytes,
+    } = place_lines(path, &open)?;
     let t0 = spans.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
     let t0 = if t0.is_finite() { t0 } else { 0.0 };
-    drop(spans);
     // Tasks are made in Seq order (a retried job is one task with an attempt per line,
-    // in file order); a line read before its turn waits in `early`.
-    let mut order: Vec<u32> = (0..seqs.len() as u32).collect();
-    order.sort_by_key(|&i| (seqs[i as usize], i));
+    // in file order); a line read before its turn waits in `early`. The lanes are laid
+    // on the other core meanwhile (two million lines: a fifth of a second each).
+    let (lanes, order) = std::thread::scope(|scope| {
+        let lanes = std::thread::Builder::new()
+            .name("poolscope-lanes".into())
+            .spawn_scoped(scope, || lanes_of(&spans));
+        let mut order: Vec<u32> = (0..seqs.len() as u32).collect();
+        order.sort_by_key(|&i| (seqs[i as usize], i));
+        let lanes = match lanes {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => lanes_of(&spans), // no thread to spare: here, after the sort
+        };
+        (lanes, order)
+    });
+    drop(spans);
     let mut attempt_of = vec![0u32; seqs.len()];
     for pair in order.windows(2) {
         let (a, b) = (pair[0] as usize, pair[1] as usize);
@@ -379,58 +393,234 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, TaskFileError> {
             attempt_of[b] = attempt_of[a] + 1;
         }
     }
+    let whole = Lines::new(open()?, path)?;
+    let at = |t: f64| Duration::from_secs_f64((t - t0).max(0.0));
+    let mut builder = RunRecord::finished_builder();
+    let tasks = attempt_of.iter().filter(|&&n| n == 0).count();
+    builder.reserve(tasks, command_bytes);
+    // The second reading is parsed on the other core while this one builds the record.
+    std::thread::scope(|scope| -> Result<(), TaskFileError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let reader = std::thread::Builder::new()
+            .name("poolscope-joblog".into())
+            .spawn_scoped(scope, move || read_entries(whole, &tx));
+        if reader.is_err() {
+            return Err(TaskFileError {
+                path: path.to_owned(),
+                line: None,
+                field: None,
+                message: "cannot be read: no thread to read it with".to_owned(),
+            });
+        }
+        let mut batch = EntryBatch::default();
+        // The next line of `batch` not yet taken, and the file's line it is.
+        let (mut next_in_batch, mut read) = (0usize, 0u32);
+        let mut early: std::collections::HashMap<u32, JoblogEntry> =
+            std::collections::HashMap::new();
+        let mut current: Option<TaskRecord> = None;
+        for (k, &i) in order.iter().enumerate() {
+            // The wanted line: taken earlier, or read on to (keeping those before it).
+            let mut in_batch = None;
+            if !early.contains_key(&i) {
+                loop {
+                    if next_in_batch == batch.lines.len() {
+                        batch = rx.recv().map_err(|_| TaskFileError {
+                            path: path.to_owned(),
+                            line: None,
+                            field: None,
+                            message: "changed while it was read".to_owned(),
+                        })??;
+                        next_in_batch = 0;
+                        continue;
+                    }
+                    let (index, n) = (read, next_in_batch);
+                    read += 1;
+                    next_in_batch += 1;
+                    if index == i {
+                        in_batch = Some(n);
+                        break;
+                    }
+                    early.insert(index, batch.entry(n));
+                }
+            }
+            let lane = lanes[i as usize] as usize;
+            // A job run once, on this machine, with no input (most lines): straight to a
+            // row, its command read from the batch.
+            let once = attempt_of[i as usize] == 0
+                && order
+                    .get(k + 1)
+                    .is_none_or(|&j| seqs[j as usize] != seqs[i as usize]);
+            if let Some(n) = in_batch.filter(|_| once) {
+                let l = &batch.lines[n];
+                if l.from == l.host_end && l.send == 0 {
+                    if let Some(done) = current.take() {
+                        builder.push(done);
+                    }
+                    let outcome = outcome_of_columns(l.exitval, l.signal);
+                    let row = crate::model::record::run::DoneShell {
+                        id: TaskId(l.seq),
+                        command: &batch.text[l.host_end..l.end],
+                        started: at(l.start),
+                        ended: at(l.start + l.runtime),
+                        outcome: &outcome,
+                        stdout_bytes: l.receive,
+                        slot: lane,
+                    };
+                    if builder.push_done_shell(&row) {
+                        continue;
+                    }
+                }
+            }
+            let e = match in_batch {
+                Some(n) => batch.entry(n),
+                None => early.remove(&i).expect("a line taken early is kept"),
+            };
+            let attempt = e.attempt(attempt_of[i as usize] + 1, lane, &at);
+            if let Some(task) = current.as_mut().filter(|t| t.id == TaskId(e.seq)) {
+                task.state = TaskState::Done(e.outcome());
+                task.attempts.push(attempt);
+                continue;
+            }
+            if let Some(done) = current.take() {
+                builder.push(done);
+            }
+            current = Some(joblog_task(e, attempt));
+        }
+        if let Some(done) = current {
+            builder.push(done);
+        }
+        Ok(())
+    })?;
+    drop(order);
+    // Made last: at two million lines, these 32 MB would add to the reading's peak.
     let completions: Vec<(TaskId, u32)> = seqs
         .iter()
         .zip(&attempt_of)
         .map(|(&seq, &n)| (TaskId(seq), n + 1))
         .collect();
-    drop(seqs);
-    let mut early: std::collections::HashMap<u32, JoblogEntry> = std::collections::HashMap::new();
-    let mut whole = Lines::new(open()?, path)?;
-    let mut read = 0u32;
-    let mut next_line = |wanted: u32| -> Result<JoblogEntry, TaskFileError> {
-        if let Some(entry) = early.remove(&wanted) {
-            return Ok(entry);
-        }
-        loop {
-            let Some(f) = whole.next()? else {
-                return Err(TaskFileError {
-                    path: path.to_owned(),
-                    line: None,
-                    field: None,
-                    message: "changed while it was read".to_owned(),
-                });
-            };
-            let index = read;
-            read += 1;
-            if index == wanted {
-                return Ok(f.entry());
-            }
-            early.insert(index, f.entry());
-        }
-    };
-    let at = |t: f64| Duration::from_secs_f64((t - t0).max(0.0));
-    let mut builder = RunRecord::finished_builder();
-    let mut current: Option<TaskRecord> = None;
-    for &i in &order {
-        let e = next_line(i)?;
-        let attempt = e.attempt(attempt_of[i as usize] + 1, lanes[i as usize] as usize, &at);
-        if let Some(task) = current.as_mut().filter(|t| t.id == TaskId(e.seq)) {
-            task.state = TaskState::Done(e.outcome());
-            task.attempts.push(attempt);
-            continue;
-        }
-        if let Some(done) = current.take() {
-            builder.push(done);
-        }
-        current = Some(joblog_task(&e, attempt));
-    }
-    if let Some(done) = current {
-        builder.push(done);
-    }
+    drop((seqs, attempt_of));
     let lane_count = lanes.iter().max().map_or(0, |&m| m as usize + 1);
     let wall = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t0.max(0.0));
     Ok(builder.finish(Some(wall), vec![(Duration::ZERO, lane_count)], completions))
+}
+
+/// What the first reading of a joblog finds: each line's Seq and (start, end), and how
+/// many bytes its commands take.
+#[derive(Default)]
+struct Placing {
+    seqs: Vec<u64>,
+    spans: Vec<(f64, f64)>,
+    command_bytes: usize,
+}
+
+impl Placing {
+    fn read<R: io::BufRead>(&mut self, lines: &mut Lines<'_, R>) -> Result<(), TaskFileError> {
+        while let Some(((seq, start, runtime), command_len)) = lines.next_times()? {
+            self.seqs.push(seq);
+            self.spans.push((start, start + runtime));
+            self.command_bytes += command_len;
+        }
+        Ok(())
+    }
+}
+
+/// The first reading.
+fn place_lines(
+    path: &std::path::Path,
+    open: &dyn Fn() -> Result<io::BufReader<std::fs::File>, TaskFileError>,
+) -> Result<Placing, TaskFileError> {
+    let mut placing = Placing::default();
+    placing.read(&mut Lines::new(open()?, path)?)?;
+    Ok(placing)
+}
+
+/// A joblog's lines after its header, parsed, in batches; an error ends them.
+fn read_entries<R: io::BufRead>(
+    mut lines: Lines<'_, R>,
+    tx: &std::sync::mpsc::SyncSender<Result<EntryBatch, TaskFileError>>,
+) {
+    const BATCH: usize = 4096;
+    let mut batch = EntryBatch::default();
+    loop {
+        match lines.next() {
+            Ok(Some(fields)) => batch.push(&fields),
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+        if batch.lines.len() == BATCH {
+            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                return; // the record gave up
+            }
+        }
+    }
+    if !batch.lines.is_empty() {
+        let _ = tx.send(Ok(batch));
+    }
+}
+
+/// Parsed lines, their hosts and commands in one text: one allocation per batch, not
+/// two per line (made on one thread and freed on another, at two million lines).
+#[derive(Default)]
+struct EntryBatch {
+    lines: Vec<ParsedLine>,
+    text: String,
+}
+
+/// A line's numbers; its host and command are `text[from..host_end]` and
+/// `text[host_end..end]` of its batch.
+struct ParsedLine {
+    seq: u64,
+    start: f64,
+    runtime: f64,
+    send: u64,
+    receive: u64,
+    exitval: i32,
+    signal: i32,
+    from: usize,
+    host_end: usize,
+    end: usize,
+}
+
+impl EntryBatch {
+    fn push(&mut self, f: &Fields<'_>) {
+        let from = self.text.len();
+        // The local machine (`:`) is no host.
+        if f.host != ":" {
+            self.text.push_str(&f.host);
+        }
+        let host_end = self.text.len();
+        self.text.push_str(&f.command);
+        self.lines.push(ParsedLine {
+            seq: f.seq,
+            start: f.start,
+            runtime: f.runtime,
+            send: f.send,
+            receive: f.receive,
+            exitval: f.exitval,
+            signal: f.signal,
+            from,
+            host_end,
+            end: self.text.len(),
+        });
+    }
+
+    fn entry(&self, i: usize) -> JoblogEntry {
+        let l = &self.lines[i];
+        JoblogEntry {
+            seq: l.seq,
+            host: self.text[l.from..l.host_end].to_owned(),
+            start: l.start,
+            runtime: l.runtime,
+            send: l.send,
+            receive: l.receive,
+            exitval: l.exitval,
+            signal: l.signal,
+            command: self.text[l.host_end..l.end].to_owned(),
+        }
+    }
 }
 
 impl JoblogEntry {
@@ -439,7 +629,7 @@ impl JoblogEntry {
     fn attempt(&self, number: u32, lane: usize, at: &impl Fn(f64) -> Duration) -> Attempt {
         Attempt {
             slot: Some(lane),
-            host: Some(self.host.clone()).filter(|h| !h.is_empty() && h != ":"),
+            host: (!self.host.is_empty() && self.host != ":").then(|| self.host.clone()),
             ended: Some(at(self.start + self.runtime)),
             outcome: Some(self.outcome()),
             stdout_bytes: self.receive,
@@ -450,13 +640,14 @@ impl JoblogEntry {
 }
 
 /// A task as one joblog line says it ran.
-fn joblog_task(e: &JoblogEntry, attempt: Attempt) -> TaskRecord {
+fn joblog_task(e: JoblogEntry, attempt: Attempt) -> TaskRecord {
+    let state = TaskState::Done(e.outcome());
     TaskRecord {
         id: TaskId(e.seq),
-        spec: std::sync::Arc::new(crate::executor::TaskSpec::shell(e.command.clone())),
+        spec: std::sync::Arc::new(crate::executor::TaskSpec::shell(e.command)),
         queued: attempt.started,
         attempts: vec![attempt],
-        state: TaskState::Done(e.outcome()),
+        state,
         stdin_open: false,
         output: crate::model::record::tail::OutputTail::new(0),
         chunk: None,
@@ -528,7 +719,8 @@ pub fn to_record(entries: &[JoblogEntry]) -> RunRecord {
             continue;
         }
         by_seq.insert(e.seq, tasks.len());
-        tasks.push(joblog_task(e, e.attempt(1, lane, &at)));
+        let attempt = e.attempt(1, lane, &at);
+        tasks.push(joblog_task(e.clone(), attempt));
     }
     let completions = entries
         .iter()
@@ -594,6 +786,37 @@ mod tests {
         std::fs::write(&path, format!("{HEADER}\n1\t:\tsoon\t1\t0\t0\t0\t0\tx\n")).expect("write");
         let e = load(&path).expect_err("a bad start time").to_string();
         assert!(e.contains("log:2:") && e.contains("Starttime"), "{e}");
+    }
+
+    #[test]
+    fn lines_far_out_of_order_are_each_read_once_across_batches() {
+        // Seq counts down over more lines than one batch of the reader holds; every
+        // third line is on a host (kept whole), the rest go straight to rows.
+        let n = 10_000u64;
+        let mut text = format!("{HEADER}\n");
+        for seq in (1..=n).rev() {
+            let host = if seq % 3 == 0 { "node1" } else { ":" };
+            text.push_str(&format!(
+                "{seq}\t{host}\t{}.000\t0.500\t0\t{seq}\t{}\t0\techo {seq}\n",
+                1_700_000_000 + seq,
+                seq % 2
+            ));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        std::fs::write(&path, &text).expect("write");
+        let record = load(&path).expect("loads");
+        assert_eq!(record.task_count(), n as usize);
+        for (i, task) in record.tasks().enumerate() {
+            let seq = i as u64 + 1;
+            assert_eq!(task.id, TaskId(seq));
+            assert_eq!(task.spec.name, format!("echo {seq}"));
+            let a = &task.attempts[0];
+            assert_eq!(a.stdout_bytes, seq, "task {seq}");
+            assert_eq!(a.outcome, Some(Outcome::Exited((seq % 2) as i32)));
+            assert_eq!(a.host.as_deref(), (seq % 3 == 0).then_some("node1"));
+            assert_eq!(a.started, Duration::from_secs(seq - 1));
+        }
     }
 
     #[test]

@@ -110,6 +110,12 @@ impl TaskStore {
         self.slots.reserve_exact(more);
     }
 
+    /// Room for about this many more bytes of commands and names, when it is known
+    /// (a file read twice): the store does not double past what it needs.
+    pub fn reserve_spec_bytes(&mut self, more: usize) {
+        self.specs.bytes.reserve_exact(more);
+    }
+
     pub fn new(tail_limit: usize) -> Self {
         Self {
             tail_limit,
@@ -130,16 +136,66 @@ impl TaskStore {
     }
 
     pub fn push(&mut self, task: TaskRecord) {
+        self.index(task.id);
+        self.slots.push(Slot::Whole(Box::new(task), None));
+    }
+
+    /// Where the next task pushed, `id`, is found.
+    fn index(&mut self, id: TaskId) {
         let position = self.slots.len();
         if position == 0 {
-            self.first_id = task.id.0;
+            self.first_id = id.0;
         }
-        if self.dense == position && task.id.0 == self.first_id + position as u64 {
+        if self.dense == position && id.0 == self.first_id + position as u64 {
             self.dense += 1;
         } else {
-            self.sparse.insert(task.id, position);
+            self.sparse.insert(id, position);
         }
-        self.slots.push(Slot::Whole(Box::new(task), None));
+    }
+
+    /// Push a done task straight as a row (as [`Row::of`] would make it from the whole
+    /// task); false, and nothing pushed, where a row cannot say it.
+    pub fn push_done_shell(&mut self, task: &super::run::DoneShell<'_>) -> bool {
+        let (outcome, code) = match task.outcome {
+            Outcome::Exited(code) => (OutcomeKind::Exited, *code),
+            Outcome::Signaled(sig) => (OutcomeKind::Signaled, *sig),
+            Outcome::Killed => (OutcomeKind::Killed, 0),
+            Outcome::TimedOut => (OutcomeKind::TimedOut, 0),
+            _ => return false,
+        };
+        let (Some(started_us), Some(ended_us), Ok(stdout_bytes), Ok(slot)) = (
+            micros(task.started),
+            micros(task.ended),
+            u32::try_from(task.stdout_bytes),
+            u32::try_from(task.slot),
+        ) else {
+            return false;
+        };
+        let Ok(spec) = u32::try_from(self.specs.put_plain_shell(task.command)) else {
+            return false;
+        };
+        if slot == NONE {
+            return false;
+        }
+        self.index(task.id);
+        self.slots.push(Slot::Row(Row {
+            id: task.id,
+            spec,
+            // A joblog says when a job started, not when it was queued.
+            queued_us: started_us,
+            started_us,
+            ended_us,
+            stdout_bytes,
+            stderr_bytes: 0,
+            pid: NONE,
+            slot,
+            chunk_back: NONE,
+            code,
+            outcome,
+            state: RowState::Done,
+            evicted: false,
+        }));
+        true
     }
 
     pub fn get(&self, position: usize) -> Option<Cow<'_, TaskRecord>> {
@@ -411,8 +467,7 @@ impl SpecStore {
         let plain = spec.is_plain();
         match &spec.invocation {
             Invocation::Shell(line) if plain && *line == spec.name => {
-                self.bytes.push(PLAIN_SHELL);
-                self.put_bytes(line.as_bytes());
+                self.put_plain_shell(line);
             }
             Invocation::Builtin(job) if plain && spec.invocation.is_display_line(&spec.name) => {
                 self.bytes.push(BUILTIN);
@@ -442,6 +497,14 @@ impl SpecStore {
             }
         }
         self.last = Some((Arc::clone(spec), at));
+        at
+    }
+
+    /// Store a shell command with nothing else set, named by itself.
+    fn put_plain_shell(&mut self, line: &str) -> u64 {
+        let at = self.bytes.len() as u64;
+        self.bytes.push(PLAIN_SHELL);
+        self.put_bytes(line.as_bytes());
         at
     }
 

@@ -1401,7 +1401,35 @@ pub struct FinishedBuilder {
     last_event: Duration,
 }
 
+/// A done task that ran once, as a shell command, on this machine, with no input: what a
+/// joblog line says, kept as a row without being made a whole task first.
+pub struct DoneShell<'a> {
+    pub id: TaskId,
+    pub command: &'a str,
+    pub started: Duration,
+    pub ended: Duration,
+    pub outcome: &'a Outcome,
+    pub stdout_bytes: u64,
+    pub slot: usize,
+}
+
 impl FinishedBuilder {
+    /// Keep `task` as a row; false (nothing kept) where a row cannot say it.
+    pub fn push_done_shell(&mut self, task: &DoneShell<'_>) -> bool {
+        if !self.store.push_done_shell(task) {
+            return false;
+        }
+        self.last_event = self.last_event.max(task.ended);
+        true
+    }
+
+    /// Room for `tasks` more tasks whose shell commands take about `command_bytes`.
+    pub fn reserve(&mut self, tasks: usize, command_bytes: usize) {
+        self.store.reserve(tasks);
+        // Each command is kept with a byte of kind and a few of length.
+        self.store.reserve_spec_bytes(command_bytes + tasks * 4);
+    }
+
     pub fn push(&mut self, task: TaskRecord) {
         let ended = task.attempts.iter().filter_map(|a| a.ended).max();
         self.last_event = self.last_event.max(ended.unwrap_or_default());
