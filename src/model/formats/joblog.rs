@@ -369,22 +369,8 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, TaskFileError> {
     let t0 = spans.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
     let t0 = if t0.is_finite() { t0 } else { 0.0 };
     // Tasks are made in Seq order (a retried job is one task with an attempt per line,
-    // in file order); a line read before its turn waits in `early`. The lanes are laid
-    // on the other core meanwhile (two million lines: a fifth of a second each).
-    let (lanes, order) = std::thread::scope(|scope| {
-        let lanes = std::thread::Builder::new()
-            .name("poolscope-lanes".into())
-            .spawn_scoped(scope, || lanes_of(&spans));
-        let mut order: Vec<u32> = (0..seqs.len() as u32).collect();
-        order.sort_by_key(|&i| (seqs[i as usize], i));
-        let lanes = match lanes {
-            Ok(handle) => handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            Err(_) => lanes_of(&spans), // no thread to spare: here, after the sort
-        };
-        (lanes, order)
-    });
+    // in file order); a line read before its turn waits.
+    let (lanes, order) = lanes_and_seq_order(&seqs, &spans);
     drop(spans);
     let mut attempt_of = vec![0u32; seqs.len()];
     for pair in order.windows(2) {
@@ -412,68 +398,24 @@ pub fn load(path: &std::path::Path) -> Result<RunRecord, TaskFileError> {
                 message: "cannot be read: no thread to read it with".to_owned(),
             });
         }
-        let mut batch = EntryBatch::default();
-        // The next line of `batch` not yet taken, and the file's line it is.
-        let (mut next_in_batch, mut read) = (0usize, 0u32);
-        let mut early: std::collections::HashMap<u32, JoblogEntry> =
-            std::collections::HashMap::new();
+        let mut in_order = InSeqOrder::new(rx, path);
         let mut current: Option<TaskRecord> = None;
         for (k, &i) in order.iter().enumerate() {
-            // The wanted line: taken earlier, or read on to (keeping those before it).
-            let mut in_batch = None;
-            if !early.contains_key(&i) {
-                loop {
-                    if next_in_batch == batch.lines.len() {
-                        batch = rx.recv().map_err(|_| TaskFileError {
-                            path: path.to_owned(),
-                            line: None,
-                            field: None,
-                            message: "changed while it was read".to_owned(),
-                        })??;
-                        next_in_batch = 0;
-                        continue;
-                    }
-                    let (index, n) = (read, next_in_batch);
-                    read += 1;
-                    next_in_batch += 1;
-                    if index == i {
-                        in_batch = Some(n);
-                        break;
-                    }
-                    early.insert(index, batch.entry(n));
-                }
-            }
             let lane = lanes[i as usize] as usize;
-            // A job run once, on this machine, with no input (most lines): straight to a
-            // row, its command read from the batch.
-            let once = attempt_of[i as usize] == 0
-                && order
-                    .get(k + 1)
-                    .is_none_or(|&j| seqs[j as usize] != seqs[i as usize]);
-            if let Some(n) = in_batch.filter(|_| once) {
-                let l = &batch.lines[n];
-                if l.from == l.host_end && l.send == 0 {
-                    if let Some(done) = current.take() {
-                        builder.push(done);
-                    }
-                    let outcome = outcome_of_columns(l.exitval, l.signal);
-                    let row = crate::model::record::run::DoneShell {
-                        id: TaskId(l.seq),
-                        command: &batch.text[l.host_end..l.end],
-                        started: at(l.start),
-                        ended: at(l.start + l.runtime),
-                        outcome: &outcome,
-                        stdout_bytes: l.receive,
-                        slot: lane,
-                    };
-                    if builder.push_done_shell(&row) {
+            let e = match in_order.take(i)? {
+                Taken::InBatch(n) => {
+                    // A job run once (most lines) may go straight to a row.
+                    let once = attempt_of[i as usize] == 0
+                        && order
+                            .get(k + 1)
+                            .is_none_or(|&j| seqs[j as usize] != seqs[i as usize]);
+                    let batch = &in_order.batch;
+                    if once && batch.push_row(n, lane, &at, &mut builder, &mut current) {
                         continue;
                     }
+                    batch.entry(n)
                 }
-            }
-            let e = match in_batch {
-                Some(n) => batch.entry(n),
-                None => early.remove(&i).expect("a line taken early is kept"),
+                Taken::Early(e) => e,
             };
             let attempt = e.attempt(attempt_of[i as usize] + 1, lane, &at);
             if let Some(task) = current.as_mut().filter(|t| t.id == TaskId(e.seq)) {
@@ -524,6 +466,25 @@ impl Placing {
     }
 }
 
+/// Each line's lane, and the lines in Seq order (file order within a Seq). The lanes
+/// are laid on the other core meanwhile (two million lines: a fifth of a second each).
+fn lanes_and_seq_order(seqs: &[u64], spans: &[(f64, f64)]) -> (Vec<u32>, Vec<u32>) {
+    std::thread::scope(|scope| {
+        let lanes = std::thread::Builder::new()
+            .name("poolscope-lanes".into())
+            .spawn_scoped(scope, || lanes_of(spans));
+        let mut order: Vec<u32> = (0..seqs.len() as u32).collect();
+        order.sort_by_key(|&i| (seqs[i as usize], i));
+        let lanes = match lanes {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => lanes_of(spans), // no thread to spare: here, after the sort
+        };
+        (lanes, order)
+    })
+}
+
 /// The first reading.
 fn place_lines(
     path: &std::path::Path,
@@ -550,14 +511,73 @@ fn read_entries<R: io::BufRead>(
                 return;
             }
         }
-        if batch.lines.len() == BATCH {
-            if tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                return; // the record gave up
-            }
+        if batch.lines.len() == BATCH && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+            return; // the record gave up
         }
     }
     if !batch.lines.is_empty() {
         let _ = tx.send(Ok(batch));
+    }
+}
+
+/// The second reading's lines, taken in Seq order: a line read before its turn waits.
+struct InSeqOrder<'p> {
+    rx: std::sync::mpsc::Receiver<Result<EntryBatch, TaskFileError>>,
+    batch: EntryBatch,
+    /// The next line of `batch` not yet taken, and the file's line it is.
+    next_in_batch: usize,
+    read: u32,
+    early: std::collections::HashMap<u32, JoblogEntry>,
+    path: &'p std::path::Path,
+}
+
+/// Where a wanted line is.
+enum Taken {
+    /// Line `n` of the batch at hand.
+    InBatch(usize),
+    /// Read before its turn.
+    Early(JoblogEntry),
+}
+
+impl<'p> InSeqOrder<'p> {
+    fn new(
+        rx: std::sync::mpsc::Receiver<Result<EntryBatch, TaskFileError>>,
+        path: &'p std::path::Path,
+    ) -> Self {
+        Self {
+            rx,
+            batch: EntryBatch::default(),
+            next_in_batch: 0,
+            read: 0,
+            early: std::collections::HashMap::new(),
+            path,
+        }
+    }
+
+    /// The file's line `wanted` (counted from 0 after the header).
+    fn take(&mut self, wanted: u32) -> Result<Taken, TaskFileError> {
+        if let Some(e) = self.early.remove(&wanted) {
+            return Ok(Taken::Early(e));
+        }
+        loop {
+            if self.next_in_batch == self.batch.lines.len() {
+                self.batch = self.rx.recv().map_err(|_| TaskFileError {
+                    path: self.path.to_owned(),
+                    line: None,
+                    field: None,
+                    message: "changed while it was read".to_owned(),
+                })??;
+                self.next_in_batch = 0;
+                continue;
+            }
+            let (index, n) = (self.read, self.next_in_batch);
+            self.read += 1;
+            self.next_in_batch += 1;
+            if index == wanted {
+                return Ok(Taken::InBatch(n));
+            }
+            self.early.insert(index, self.batch.entry(n));
+        }
     }
 }
 
@@ -605,6 +625,35 @@ impl EntryBatch {
             host_end,
             end: self.text.len(),
         });
+    }
+
+    /// Line `n`, a job run once, kept as a row of the record if it ran on this machine
+    /// with no input (the task before it, `current`, is pushed first); false if not.
+    fn push_row(
+        &self,
+        n: usize,
+        lane: usize,
+        at: &impl Fn(f64) -> Duration,
+        builder: &mut crate::model::record::run::FinishedBuilder,
+        current: &mut Option<TaskRecord>,
+    ) -> bool {
+        let l = &self.lines[n];
+        if l.from != l.host_end || l.send != 0 {
+            return false;
+        }
+        if let Some(done) = current.take() {
+            builder.push(done);
+        }
+        let outcome = outcome_of_columns(l.exitval, l.signal);
+        builder.push_done_shell(&crate::model::record::run::DoneShell {
+            id: TaskId(l.seq),
+            command: &self.text[l.host_end..l.end],
+            started: at(l.start),
+            ended: at(l.start + l.runtime),
+            outcome: &outcome,
+            stdout_bytes: l.receive,
+            slot: lane,
+        })
     }
 
     fn entry(&self, i: usize) -> JoblogEntry {
@@ -795,12 +844,14 @@ mod tests {
         let n = 10_000u64;
         let mut text = format!("{HEADER}\n");
         for seq in (1..=n).rev() {
-            let host = if seq % 3 == 0 { "node1" } else { ":" };
-            text.push_str(&format!(
-                "{seq}\t{host}\t{}.000\t0.500\t0\t{seq}\t{}\t0\techo {seq}\n",
+            use std::fmt::Write;
+            let host = if seq.is_multiple_of(3) { "node1" } else { ":" };
+            let _ = writeln!(
+                text,
+                "{seq}\t{host}\t{}.000\t0.500\t0\t{seq}\t{}\t0\techo {seq}",
                 1_700_000_000 + seq,
                 seq % 2
-            ));
+            );
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
@@ -814,7 +865,7 @@ mod tests {
             let a = &task.attempts[0];
             assert_eq!(a.stdout_bytes, seq, "task {seq}");
             assert_eq!(a.outcome, Some(Outcome::Exited((seq % 2) as i32)));
-            assert_eq!(a.host.as_deref(), (seq % 3 == 0).then_some("node1"));
+            assert_eq!(a.host.as_deref(), seq.is_multiple_of(3).then_some("node1"));
             assert_eq!(a.started, Duration::from_secs(seq - 1));
         }
     }
