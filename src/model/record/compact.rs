@@ -271,7 +271,7 @@ impl TaskStore {
     pub fn invocation(&self, position: usize) -> Option<Cow<'_, crate::executor::Invocation>> {
         match self.slots.get(position)? {
             Slot::Whole(task, _) => Some(Cow::Borrowed(&task.spec.invocation)),
-            Slot::Row(row) => Some(Cow::Owned(self.specs.get(u64::from(row.spec)).invocation)),
+            Slot::Row(row) => Some(Cow::Owned(self.specs.invocation(u64::from(row.spec)))),
         }
     }
 
@@ -544,20 +544,48 @@ impl SpecStore {
     }
 
     fn get(&self, at: u64) -> TaskSpec {
+        match self.decode(at, true) {
+            Decoded::Whole(spec) => spec,
+            Decoded::Plain(name, invocation) => {
+                let name = name.unwrap_or_else(|| invocation.display_line());
+                TaskSpec::plain(name, invocation)
+            }
+        }
+    }
+
+    /// What the spec at `at` runs, without its name (which a built-in job's would have
+    /// to format): the timeline asks this of every task that changed.
+    fn invocation(&self, at: u64) -> Invocation {
+        match self.decode(at, false) {
+            Decoded::Whole(spec) => spec.invocation,
+            Decoded::Plain(_, invocation) => invocation,
+        }
+    }
+
+    /// The spec at `at`: whole, or a plain one's invocation and (`with_name`, where it is
+    /// stored) its name; a plain spec with no name stored is named by its display line.
+    fn decode(&self, at: u64, with_name: bool) -> Decoded {
         let mut at = at as usize;
         let kind = self.bytes.get(at).copied();
         at += 1;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let name = |at: &mut usize| {
+            let bytes = self.take_bytes(at);
+            with_name.then(|| text(bytes))
+        };
         match kind {
-            Some(PLAIN_SHELL) => TaskSpec::shell(text(self.take_bytes(&mut at))),
+            Some(PLAIN_SHELL) => {
+                let line = text(self.take_bytes(&mut at));
+                Decoded::Plain(with_name.then(|| line.clone()), Invocation::Shell(line))
+            }
             Some(NAMED) => {
-                let name = text(self.take_bytes(&mut at));
+                let name = name(&mut at);
                 let invocation = serde_json::from_slice(self.take_bytes(&mut at))
                     .unwrap_or_else(|_| Invocation::Shell(String::new()));
-                TaskSpec::plain(name, invocation)
+                Decoded::Plain(name, invocation)
             }
             Some(PROGRAM) => {
-                let name = text(self.take_bytes(&mut at));
+                let name = name(&mut at);
                 let program = text(self.take_bytes(&mut at));
                 let count = self.take_len(&mut at);
                 // No more arguments than bytes left: a damaged count cannot ask for more.
@@ -566,7 +594,8 @@ impl SpecStore {
                 for _ in 0..count {
                     args.push(text(self.take_bytes(&mut at)));
                 }
-                TaskSpec::plain(name, Invocation::Program { program, args })
+                let invocation = Invocation::Program { program, args };
+                Decoded::Plain(name, invocation)
             }
             Some(BUILTIN) => {
                 let kind = serde_json::from_slice(self.take_bytes(&mut at));
@@ -575,12 +604,21 @@ impl SpecStore {
                     Ok(kind) => Invocation::Builtin(crate::executor::Builtin::new(kind, label)),
                     Err(_) => Invocation::Shell(String::new()),
                 };
-                TaskSpec::plain(invocation.display_line(), invocation)
+                Decoded::Plain(None, invocation)
             }
-            _ => serde_json::from_slice(self.take_bytes(&mut at))
-                .unwrap_or_else(|_| TaskSpec::shell(String::new())),
+            _ => Decoded::Whole(
+                serde_json::from_slice(self.take_bytes(&mut at))
+                    .unwrap_or_else(|_| TaskSpec::shell(String::new())),
+            ),
         }
     }
+}
+
+/// A spec read back from the store.
+enum Decoded {
+    Whole(TaskSpec),
+    /// A plain spec: its name where it was stored and asked for, and its invocation.
+    Plain(Option<String>, Invocation),
 }
 
 #[cfg(test)]
@@ -658,6 +696,11 @@ mod tests {
         }
         for (i, original) in originals.iter().enumerate() {
             same(original, &store.get(i).expect("there"));
+            assert_eq!(
+                store.invocation(i).as_deref(),
+                Some(&original.spec.invocation),
+                "what task {i} runs, read alone"
+            );
             assert_eq!(store.position(original.id), Some(i));
         }
     }
