@@ -547,6 +547,29 @@ fn the_items_of_a_chunk_keep_their_own_ends_and_a_terminate_keeps_what_finished(
 }
 
 #[test]
+fn a_broken_process_pool_keeps_what_finished_and_loses_only_what_was_cut() {
+    let (record, code) = watch("broken_pool.py");
+    assert_eq!(code, 0, "the program handled BrokenProcessPool");
+    let outcome = |name: &str| {
+        record
+            .tasks()
+            .find(|t| t.spec.name == name)
+            .map(|t| (t.outcome().cloned(), t.attempts.len()))
+    };
+    for done in ["work(0)", "work(1)"] {
+        assert_eq!(outcome(done), Some((Some(Outcome::Exited(0)), 1)), "{done}");
+    }
+    // The call its worker died in did not succeed (a quick call's start leaves with its
+    // end: cut at once, it shows as never started).
+    let (died, _) = outcome("work(2)").expect("work(2) was submitted");
+    assert_ne!(died, Some(Outcome::Exited(0)));
+    // The call after it never ran.
+    let (after, _) = outcome("work(3)").expect("work(3) was submitted");
+    assert_ne!(after, Some(Outcome::Exited(0)));
+    assert_eq!(record.succeeded(), 2);
+}
+
+#[test]
 fn imap_over_an_endless_generator_streams_as_python_does_and_ends_at_break() {
     let (record, code) = watch("lazy_imap.py");
     assert_eq!(code, 0, "the program ended");

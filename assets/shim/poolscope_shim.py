@@ -189,8 +189,9 @@ class _WorkerQueue:
     batches (the flusher), at the worker's end, and when the program terminates its pool
     (a sync, see _listen), never one send per task."""
 
-    def __init__(self, queue):
+    def __init__(self, queue, flush_results=False):
         self._queue = queue
+        self._flush_results = flush_results
 
     def get(self, *args, **kwargs):
         task = self._queue.get(*args, **kwargs)
@@ -215,6 +216,15 @@ class _WorkerQueue:
         chunk = _state["chunk"]
         if chunk is not None:
             _close(chunk, obj)
+        # ProcessPoolExecutor: what this result says ran leaves before the result does,
+        # so a worker that dies next (os._exit, a crash: a BrokenProcessPool) takes with
+        # it nothing the program saw done. A call there costs a round trip of its own;
+        # multiprocessing.Pool's results stay batched (a send per imap item would add
+        # a fifth to it), and a Pool worker killed outright may take its last
+        # millisecond of reports with it.
+        if self._flush_results and (_state["ran"] or _state["buf"]):
+            with _state["lock"]:
+                _flush_locked()
         return self._queue.put(obj, *args, **kwargs)
 
     def __getattr__(self, name):
@@ -732,7 +742,8 @@ def _patch_futures():
         _listen()
         try:
             return process_worker(
-                _WorkerQueue(call_queue), _WorkerQueue(result_queue), *args, **kwargs
+                _WorkerQueue(call_queue), _WorkerQueue(result_queue, flush_results=True),
+                *args, **kwargs
             )
         finally:
             _flush()
