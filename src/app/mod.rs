@@ -38,8 +38,14 @@ use crate::executor::{Signal, TaskId, WorkerConfig};
 use crate::model::formats::presets::DEFAULT_PRESET;
 use crate::model::{PoolPhase, RunRecord, TaskDraft};
 
-/// Time per frame spent applying executor events; the rest waits for the next frame.
+/// Time per frame spent applying executor events at most; the rest waits for the next
+/// frame.
 const EVENT_BUDGET: Duration = Duration::from_millis(8);
+/// A frame's whole time (60 Hz, with a millisecond left for the paint): events get what
+/// drawing the last frame left of it, down to [`MIN_EVENT_BUDGET`], so a window behind
+/// a million-task pool still draws at 60 Hz while it catches up.
+const FRAME_TARGET: Duration = Duration::from_millis(15);
+const MIN_EVENT_BUDGET: Duration = Duration::from_millis(4);
 /// While tasks run, runtimes tick at this rate.
 const TICK: Duration = Duration::from_millis(250);
 /// Shortest time between two frames drawn only because executor events arrived.
@@ -176,6 +182,8 @@ pub struct PoolscopeApp {
     pub preset: Option<&'static str>,
     /// Save the window's state at the end of this frame (a run just started).
     save_state_now: bool,
+    /// How long the last frame took to lay out (see [`FRAME_TARGET`]).
+    last_draw: Duration,
 }
 
 impl PoolscopeApp {
@@ -226,6 +234,7 @@ impl PoolscopeApp {
             last_dump: String::new(),
             preset: None,
             save_state_now: false,
+            last_draw: Duration::ZERO,
         };
         let preloaded = app
             .options

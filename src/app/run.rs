@@ -10,7 +10,10 @@ use crate::model::store::journal::JournalWriter;
 use crate::model::store::resume::Resumption;
 use crate::model::{PoolPhase, RunRecord, TaskDraft};
 
-use super::{EVENT_BUDGET, FRAME_WHILE_BUSY, LazyRows, Notice, PoolscopeApp, Rerun, Row};
+use super::{
+    EVENT_BUDGET, FRAME_TARGET, FRAME_WHILE_BUSY, LazyRows, MIN_EVENT_BUDGET, Notice, PoolscopeApp,
+    Rerun, Row,
+};
 
 /// A run on screen: a pool started here (with its executor), or a record opened from a
 /// file (a saved run, a GNU parallel joblog), which has none.
@@ -362,7 +365,10 @@ impl PoolscopeApp {
         let Some(run) = &mut self.run else {
             return false;
         };
-        let deadline = Instant::now() + EVENT_BUDGET;
+        let budget = FRAME_TARGET
+            .saturating_sub(self.last_draw)
+            .clamp(MIN_EVENT_BUDGET, EVENT_BUDGET);
+        let deadline = Instant::now() + budget;
         let mut more = true;
         while Instant::now() < deadline {
             let Some(event) = run.events().and_then(Events::try_recv) else {

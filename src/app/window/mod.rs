@@ -17,6 +17,13 @@ use crate::ui::{Marks, TIMELINE_MIN, console, expand_home, fill_exactly, mark, s
 impl PoolscopeApp {
     /// Lay out the whole window; the actions are applied by the caller.
     pub fn draw(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
+        let began = std::time::Instant::now();
+        let actions = self.lay_out(ui);
+        self.last_draw = began.elapsed();
+        actions
+    }
+
+    fn lay_out(&mut self, ui: &mut egui::Ui) -> Vec<Action> {
         let mut actions = Vec::new();
         // Named widgets are this frame's only (a closed menu's items are gone).
         ui.ctx()
