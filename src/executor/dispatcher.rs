@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
@@ -301,7 +301,7 @@ impl<B: Backend> Dispatcher<B> {
         self.sink.send_at(
             Duration::ZERO,
             EventKind::PoolStarted {
-                wall_clock: SystemTime::now() - self.sink.now(),
+                wall_clock: super::sink::WallAnchor::get().wall_of(self.sink.start()),
                 size: self.sched.size(),
             },
         );

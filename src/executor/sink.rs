@@ -296,3 +296,101 @@ impl Drop for Events {
         self.budget.disable();
     }
 }
+
+/// This process's monotonic clock and the wall clock read at one moment, once: every
+/// conversion between them (a pool's wall-clock start, a cluster launcher's stamps)
+/// uses the same pair, so none is off by a preemption between its two readings (on a
+/// loaded machine, a tenth of a second).
+#[derive(Clone, Copy, Debug)]
+pub struct WallAnchor {
+    instant: Instant,
+    /// Since the Unix epoch.
+    wall: Duration,
+}
+
+impl WallAnchor {
+    /// The anchor of this process, read the first time it is asked for.
+    pub fn get() -> Self {
+        static ANCHOR: std::sync::OnceLock<WallAnchor> = std::sync::OnceLock::new();
+        *ANCHOR.get_or_init(Self::read)
+    }
+
+    /// The tightest of a few readings: the wall clock between two monotonic ones.
+    fn read() -> Self {
+        let wall_now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+        };
+        let mut best: Option<(Duration, Self)> = None;
+        for _ in 0..8 {
+            let before = Instant::now();
+            let wall = wall_now();
+            let gap = before.elapsed();
+            if best.as_ref().is_none_or(|(g, _)| gap < *g) {
+                let instant = before + gap / 2;
+                best = Some((gap, Self { instant, wall }));
+            }
+        }
+        best.map_or_else(
+            || Self {
+                instant: Instant::now(),
+                wall: wall_now(),
+            },
+            |(_, anchor)| anchor,
+        )
+    }
+
+    /// The instant of this process's clock at a wall-clock time (since the epoch).
+    pub fn instant_of(&self, since_epoch: Duration) -> Instant {
+        match since_epoch.checked_sub(self.wall) {
+            Some(after) => self.instant + after,
+            None => self
+                .instant
+                .checked_sub(self.wall.saturating_sub(since_epoch))
+                .unwrap_or(self.instant),
+        }
+    }
+
+    /// The wall-clock time of an instant of this process's clock.
+    pub fn wall_of(&self, instant: Instant) -> std::time::SystemTime {
+        let since_epoch = match instant.checked_duration_since(self.instant) {
+            Some(after) => self.wall + after,
+            None => self
+                .wall
+                .saturating_sub(self.instant.saturating_duration_since(instant)),
+        };
+        std::time::UNIX_EPOCH + since_epoch
+    }
+}
+
+#[cfg(test)]
+mod anchor_tests {
+    use super::*;
+
+    #[test]
+    fn a_wall_time_and_its_instant_convert_both_ways() {
+        let anchor = WallAnchor::get();
+        let now = Instant::now();
+        let wall = anchor
+            .wall_of(now)
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch");
+        let back = anchor.instant_of(wall);
+        let off = if back > now { back - now } else { now - back };
+        assert!(off < Duration::from_micros(2), "{off:?}");
+        // Before the anchor, too.
+        let earlier = now.checked_sub(Duration::from_millis(1)).unwrap_or(now);
+        let wall = anchor
+            .wall_of(earlier)
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("epoch");
+        let back = anchor.instant_of(wall);
+        let off = if back > earlier {
+            back - earlier
+        } else {
+            earlier - back
+        };
+        assert!(off < Duration::from_micros(2), "{off:?}");
+    }
+}

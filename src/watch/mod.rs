@@ -775,7 +775,7 @@ impl Collector {
         self.sink.send_at(
             Duration::ZERO,
             EventKind::PoolStarted {
-                wall_clock: SystemTime::now() - self.start.elapsed(),
+                wall_clock: crate::executor::sink::WallAnchor::get().wall_of(self.start),
                 size: 1,
             },
         );

@@ -603,9 +603,5 @@ fn read_output(dir: &ArrayDir, element: &mut Tracked, reports: &mut Vec<Report>)
 
 /// A launcher's wall-clock stamp as an instant of this process's clock.
 fn instant_of(since_epoch: Duration) -> Instant {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let ago = now.saturating_sub(since_epoch);
-    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+    crate::executor::sink::WallAnchor::get().instant_of(since_epoch)
 }
