@@ -297,10 +297,11 @@ impl Drop for Events {
     }
 }
 
-/// This process's monotonic clock and the wall clock read at one moment, once: every
-/// conversion between them (a pool's wall-clock start, a cluster launcher's stamps)
-/// uses the same pair, so none is off by a preemption between its two readings (on a
-/// loaded machine, a tenth of a second).
+/// This process's monotonic clock and the wall clock read at one moment: conversions
+/// between them (a pool's wall-clock start, a cluster launcher's stamps) use a pair read
+/// tightly, so none is off by a preemption between its two readings (on a loaded
+/// machine, a tenth of a second). The pair is read again after [`ANCHOR_FOR`]: the wall
+/// clock may be stepped (a virtual machine's is, to its host's).
 #[derive(Clone, Copy, Debug)]
 pub struct WallAnchor {
     instant: Instant,
@@ -308,11 +309,18 @@ pub struct WallAnchor {
     wall: Duration,
 }
 
+/// How long one reading of the two clocks is used.
+const ANCHOR_FOR: Duration = Duration::from_secs(1);
+
 impl WallAnchor {
-    /// The anchor of this process, read the first time it is asked for.
+    /// The anchor of this process, read again when it is older than [`ANCHOR_FOR`].
     pub fn get() -> Self {
-        static ANCHOR: std::sync::OnceLock<WallAnchor> = std::sync::OnceLock::new();
-        *ANCHOR.get_or_init(Self::read)
+        static ANCHOR: Mutex<Option<WallAnchor>> = Mutex::new(None);
+        let mut anchor = ANCHOR.lock().unwrap_or_else(PoisonError::into_inner);
+        match *anchor {
+            Some(a) if a.instant.elapsed() < ANCHOR_FOR => a,
+            _ => *anchor.insert(Self::read()),
+        }
     }
 
     /// The tightest of a few readings: the wall clock between two monotonic ones.
