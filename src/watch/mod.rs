@@ -1305,7 +1305,6 @@ impl Collector {
     }
 }
 
-/// A submitted call's arguments as text: the shim sends a short repr.
 /// Little-endian u64s from their bytes' hex (what Python's `array("Q").tobytes().hex()`
 /// gives); a damaged or short tail is left out.
 fn hex_u64s(hex: &str) -> Vec<u64> {
@@ -1327,6 +1326,7 @@ fn hex_u64s(hex: &str) -> Vec<u64> {
         .collect()
 }
 
+/// A submitted call's arguments as text: the shim sends a short repr.
 fn arg_text(value: Option<&serde_json::Value>) -> String {
     match value {
         Some(serde_json::Value::String(s)) => s.clone(),

@@ -57,6 +57,19 @@ enum OutcomeKind {
     TimedOut,
 }
 
+impl OutcomeKind {
+    /// The kind and code a row keeps for `outcome`; none for one a row cannot say.
+    fn of(outcome: &Outcome) -> Option<(Self, i32)> {
+        Some(match outcome {
+            Outcome::Exited(code) => (Self::Exited, *code),
+            Outcome::Signaled(sig) => (Self::Signaled, *sig),
+            Outcome::Killed => (Self::Killed, 0),
+            Outcome::TimedOut => (Self::TimedOut, 0),
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Clone)]
 enum Slot {
     /// With where its spec is stored, if it was a row before (it is not stored again).
@@ -156,14 +169,8 @@ impl TaskStore {
     /// Push a done task straight as a row (as [`Row::of`] would make it from the whole
     /// task); false, and nothing pushed, where a row cannot say it.
     pub fn push_done_shell(&mut self, task: &super::run::DoneShell<'_>) -> bool {
-        let (outcome, code) = match task.outcome {
-            Outcome::Exited(code) => (OutcomeKind::Exited, *code),
-            Outcome::Signaled(sig) => (OutcomeKind::Signaled, *sig),
-            Outcome::Killed => (OutcomeKind::Killed, 0),
-            Outcome::TimedOut => (OutcomeKind::TimedOut, 0),
-            _ => return false,
-        };
-        let (Some(started_us), Some(ended_us), Ok(stdout_bytes), Ok(slot)) = (
+        let (Some((outcome, code)), Some(started_us), Some(ended_us), Ok(stdout_bytes), Ok(slot)) = (
+            OutcomeKind::of(task.outcome),
             micros(task.started),
             micros(task.ended),
             u32::try_from(task.stdout_bytes),
@@ -171,12 +178,13 @@ impl TaskStore {
         ) else {
             return false;
         };
-        let Ok(spec) = u32::try_from(self.specs.put_plain_shell(task.command)) else {
-            return false;
-        };
+        // Checked before the command is stored: a task refused stores nothing.
         if slot == NONE {
             return false;
         }
+        let Ok(spec) = u32::try_from(self.specs.put_plain_shell(task.command)) else {
+            return false;
+        };
         self.index(task.id);
         self.slots.push(Slot::Row(Row {
             id: task.id,
@@ -344,13 +352,7 @@ impl Row {
             TaskState::Queued => (RowState::Queued, OutcomeKind::Killed, 0),
             TaskState::Cancelled => (RowState::Cancelled, OutcomeKind::Killed, 0),
             TaskState::Done(outcome) => {
-                let (kind, code) = match outcome {
-                    Outcome::Exited(code) => (OutcomeKind::Exited, *code),
-                    Outcome::Signaled(sig) => (OutcomeKind::Signaled, *sig),
-                    Outcome::Killed => (OutcomeKind::Killed, 0),
-                    Outcome::TimedOut => (OutcomeKind::TimedOut, 0),
-                    _ => return None,
-                };
+                let (kind, code) = OutcomeKind::of(outcome)?;
                 (RowState::Done, kind, code)
             }
             _ => return None,
