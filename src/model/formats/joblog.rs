@@ -122,30 +122,46 @@ const LATEST_START: f64 = 253_402_300_799.0;
 
 /// A joblog line's columns, checked, borrowing its text.
 struct Fields<'a> {
-    seq: u64,
+    numbers: Numbers,
     host: std::borrow::Cow<'a, str>,
+    command: std::borrow::Cow<'a, str>,
+}
+
+/// A joblog line's columns that are numbers.
+#[derive(Clone, Copy)]
+struct Numbers {
+    seq: u64,
     start: f64,
     runtime: f64,
     send: u64,
     receive: u64,
     exitval: i32,
     signal: i32,
-    command: std::borrow::Cow<'a, str>,
 }
 
-impl Fields<'_> {
-    fn entry(&self) -> JoblogEntry {
+impl Numbers {
+    /// The entry these numbers make with this host and command.
+    fn entry(self, host: String, command: String) -> JoblogEntry {
         JoblogEntry {
             seq: self.seq,
-            host: self.host.clone().into_owned(),
+            host,
             start: self.start,
             runtime: self.runtime,
             send: self.send,
             receive: self.receive,
             exitval: self.exitval,
             signal: self.signal,
-            command: self.command.clone().into_owned(),
+            command,
         }
+    }
+}
+
+impl Fields<'_> {
+    fn entry(&self) -> JoblogEntry {
+        self.numbers.entry(
+            self.host.clone().into_owned(),
+            self.command.clone().into_owned(),
+        )
     }
 }
 
@@ -323,14 +339,16 @@ fn fields(
     let cols = columns(line, &error)?;
     let (seq, start, runtime) = times(&cols, &error)?;
     Ok(Fields {
-        seq,
+        numbers: Numbers {
+            seq,
+            start,
+            runtime,
+            send: number_in(&cols, 4, "Send", &error)?,
+            receive: number_in(&cols, 5, "Receive", &error)?,
+            exitval: number_in(&cols, 6, "Exitval", &error)?,
+            signal: number_in(&cols, 7, "Signal", &error)?,
+        },
         host: String::from_utf8_lossy(cols[1].trim_ascii()),
-        start,
-        runtime,
-        send: number_in(&cols, 4, "Send", &error)?,
-        receive: number_in(&cols, 5, "Receive", &error)?,
-        exitval: number_in(&cols, 6, "Exitval", &error)?,
-        signal: number_in(&cols, 7, "Signal", &error)?,
         command: String::from_utf8_lossy(cols[8]),
     })
 }
@@ -455,17 +473,6 @@ struct Placing {
     command_bytes: usize,
 }
 
-impl Placing {
-    fn read<R: io::BufRead>(&mut self, lines: &mut Lines<'_, R>) -> Result<(), TaskFileError> {
-        while let Some(((seq, start, runtime), command_len)) = lines.next_times()? {
-            self.seqs.push(seq);
-            self.spans.push((start, start + runtime));
-            self.command_bytes += command_len;
-        }
-        Ok(())
-    }
-}
-
 /// Each line's lane, and the lines in Seq order (file order within a Seq). The lanes
 /// are laid on the other core meanwhile (two million lines: a fifth of a second each).
 fn lanes_and_seq_order(seqs: &[u64], spans: &[(f64, f64)]) -> (Vec<u32>, Vec<u32>) {
@@ -491,7 +498,12 @@ fn place_lines(
     open: &dyn Fn() -> Result<io::BufReader<std::fs::File>, TaskFileError>,
 ) -> Result<Placing, TaskFileError> {
     let mut placing = Placing::default();
-    placing.read(&mut Lines::new(open()?, path)?)?;
+    let mut lines = Lines::new(open()?, path)?;
+    while let Some(((seq, start, runtime), command_len)) = lines.next_times()? {
+        placing.seqs.push(seq);
+        placing.spans.push((start, start + runtime));
+        placing.command_bytes += command_len;
+    }
     Ok(placing)
 }
 
@@ -592,13 +604,7 @@ struct EntryBatch {
 /// A line's numbers; its host and command are `text[from..host_end]` and
 /// `text[host_end..end]` of its batch.
 struct ParsedLine {
-    seq: u64,
-    start: f64,
-    runtime: f64,
-    send: u64,
-    receive: u64,
-    exitval: i32,
-    signal: i32,
+    numbers: Numbers,
     from: usize,
     host_end: usize,
     end: usize,
@@ -614,13 +620,7 @@ impl EntryBatch {
         let host_end = self.text.len();
         self.text.push_str(&f.command);
         self.lines.push(ParsedLine {
-            seq: f.seq,
-            start: f.start,
-            runtime: f.runtime,
-            send: f.send,
-            receive: f.receive,
-            exitval: f.exitval,
-            signal: f.signal,
+            numbers: f.numbers,
             from,
             host_end,
             end: self.text.len(),
@@ -638,37 +638,31 @@ impl EntryBatch {
         current: &mut Option<TaskRecord>,
     ) -> bool {
         let l = &self.lines[n];
-        if l.from != l.host_end || l.send != 0 {
+        let numbers = &l.numbers;
+        if l.from != l.host_end || numbers.send != 0 {
             return false;
         }
         if let Some(done) = current.take() {
             builder.push(done);
         }
-        let outcome = outcome_of_columns(l.exitval, l.signal);
+        let outcome = outcome_of_columns(numbers.exitval, numbers.signal);
         builder.push_done_shell(&crate::model::record::run::DoneShell {
-            id: TaskId(l.seq),
+            id: TaskId(numbers.seq),
             command: &self.text[l.host_end..l.end],
-            started: at(l.start),
-            ended: at(l.start + l.runtime),
+            started: at(numbers.start),
+            ended: at(numbers.start + numbers.runtime),
             outcome: &outcome,
-            stdout_bytes: l.receive,
+            stdout_bytes: numbers.receive,
             slot: lane,
         })
     }
 
     fn entry(&self, i: usize) -> JoblogEntry {
         let l = &self.lines[i];
-        JoblogEntry {
-            seq: l.seq,
-            host: self.text[l.from..l.host_end].to_owned(),
-            start: l.start,
-            runtime: l.runtime,
-            send: l.send,
-            receive: l.receive,
-            exitval: l.exitval,
-            signal: l.signal,
-            command: self.text[l.host_end..l.end].to_owned(),
-        }
+        l.numbers.entry(
+            self.text[l.from..l.host_end].to_owned(),
+            self.text[l.host_end..l.end].to_owned(),
+        )
     }
 }
 
