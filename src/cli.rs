@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +18,9 @@ use crate::executor::{
     Event, EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec,
 };
 use crate::model::formats::taskfile::TaskList;
+use input::{FromStdin, STDIN_BATCH};
+
+mod input;
 use crate::model::store::journal::{self, JournalWriter};
 use crate::model::store::resume::{ResumeWhat, Resumption};
 use crate::model::store::runs::{self, RunRoot};
@@ -105,8 +108,51 @@ pub struct WatchArgs {
 #[derive(Args, Debug, Default)]
 #[allow(clippy::struct_excessive_bools)] // independent command-line switches
 pub struct RunArgs {
-    /// A task file (TOML). Without it, each line of stdin is a shell command.
-    pub file: Option<PathBuf>,
+    /// A task file (`FILE.toml`), or GNU parallel's command line: `CMD [ARGS…]` and
+    /// its inputs, `::: a b c` (every combination of several), `:::+ …` (linked to the
+    /// source before), `:::: FILE`, `::::+ FILE`, else stdin, one argument per line.
+    /// Without a command each argument (each stdin line) is a shell command.
+    #[arg(
+        trailing_var_arg = true,
+        value_name = "FILE.toml | CMD [ARGS]… [::: ARGS…]"
+    )]
+    pub words: Vec<String>,
+    /// Read arguments from FILE, one per line (as `:::: FILE`; `-` is stdin; repeatable).
+    #[arg(short = 'a', long = "arg-file", value_name = "FILE")]
+    pub arg_files: Vec<PathBuf>,
+    /// Arguments end with NUL, not a newline (`find -print0`); they may hold newlines.
+    #[arg(short = '0', long = "null")]
+    pub null: bool,
+    /// Stand for the argument with STR instead of `{}`.
+    #[arg(short = 'I', value_name = "STR")]
+    pub replace: Option<String>,
+    /// Up to N arguments per command.
+    #[arg(short = 'n', long = "max-args", value_name = "N")]
+    pub max_args: Option<usize>,
+    /// Up to N arguments per command, `{1}` … `{N}` each one (`-N 0`: none inserted).
+    #[arg(short = 'N', long = "max-replace-args", value_name = "N")]
+    pub max_replace_args: Option<usize>,
+    /// As many arguments per command as the line takes (spread over the pool);
+    /// `{}` is all of them.
+    #[arg(short = 'm')]
+    pub multiple: bool,
+    /// As -m, and the word around a replacement string is repeated for each argument
+    /// (`-X echo pre-{}` runs `echo pre-a pre-b`).
+    #[arg(short = 'X')]
+    pub xargs_context: bool,
+    /// Split each argument into columns at this regular expression: `{1}`, `{2}` …
+    #[arg(long, short = 'C', value_name = "REGEX")]
+    pub colsep: Option<String>,
+    /// Quote the command's own words too (they reach the program as given, not
+    /// through the shell).
+    #[arg(short = 'q', long)]
+    pub quote: bool,
+    /// Take the sources value by value, not in every combination (shorter ones wrap).
+    #[arg(long)]
+    pub link: bool,
+    /// Print the commands, run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Pool size: most tasks running at once, 1 to 100000 [default: the file's, else the CPU count].
     #[arg(short = 'j', long = "jobs", allow_negative_numbers = true)]
     pub jobs: Option<i64>,
@@ -150,7 +196,8 @@ pub struct RunArgs {
     /// Stop on failure: never, soon,fail=N (start nothing new) or now,fail=N (kill all).
     #[arg(long, value_name = "WHEN")]
     pub halt: Option<HaltPolicy>,
-    /// Prefix each output line with the task id and a TAB.
+    /// Prefix each output line with its task's arguments (a whole command line: the
+    /// command; a task file's task: its name) and a TAB.
     #[arg(long)]
     pub tag: bool,
     /// Seconds between SIGTERM and SIGKILL when a task is killed.
@@ -217,7 +264,18 @@ pub fn main() -> ExitCode {
         }
         _ => {}
     }
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Run(args)) = &cli.command
+        && let Some(argv) = task_file_first(args)
+    {
+        cli = Cli::parse_from(argv);
+    }
+    // `run` fails as GNU parallel does, with 255 ("other error"); 1 to 101 count
+    // failed tasks.
+    let error_status = match cli.command {
+        Some(Command::Run(_)) => 255,
+        _ => 2,
+    };
     let result = match cli.command {
         Some(Command::Run(args)) => run(&args),
         Some(Command::Watch(args)) => watch(&args),
@@ -246,11 +304,31 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            // One line, and the status of a usage error (as clap's own errors).
+            // One line, and the status of a usage error (as clap's own errors), or
+            // parallel's for `run`.
             eprintln!("poolscope: {}", error_text(&e));
-            ExitCode::from(2)
+            ExitCode::from(error_status)
         }
     }
+}
+
+/// `poolscope run FILE.toml -j 4`: the words after a task file are its options, not a
+/// command line (options come first only before a command, as in GNU parallel). The
+/// arguments again with the file moved last, when they need it.
+fn task_file_first(args: &RunArgs) -> Option<Vec<std::ffi::OsString>> {
+    let [file, rest @ ..] = args.words.as_slice() else {
+        return None;
+    };
+    if rest.is_empty() || !Path::new(file).extension().is_some_and(|e| e == "toml") {
+        return None;
+    }
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The words are the end of the arguments.
+    let at = argv.len().checked_sub(args.words.len())?;
+    let file = argv.remove(at);
+    argv.push("--".into());
+    argv.push(file);
+    Some(argv)
 }
 
 /// An error and its causes on one line, each said once (an error that quotes its
@@ -290,141 +368,10 @@ fn positive_seconds(value: f64, flag: &str) -> Result<Duration> {
     crate::executor::user_seconds(value, true).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
 }
 
-fn read_stdin_commands() -> Result<Vec<TaskSpec>> {
-    let stdin = io::stdin();
-    if stdin.is_terminal() {
-        bail!(
-            "no task file given, and stdin is a terminal: pass FILE, or pipe one command per line"
-        );
-    }
-    read_commands(stdin.lock())
-}
-
-/// Longest command line read from stdin, as xargs' default: a longer one (or input with
-/// no newline at all, `< /dev/zero`) is refused at once rather than read into memory.
-pub const MAX_COMMAND_LINE: usize = 128 * 1024;
-
-/// One shell command per line; a line longer than [`MAX_COMMAND_LINE`] or not UTF-8 is
-/// refused by its number, showing its start.
-fn read_commands(mut input: impl BufRead) -> Result<Vec<TaskSpec>> {
-    let mut specs = Vec::new();
-    let mut line = Vec::new();
-    for number in 1.. {
-        match next_command(&mut input, &mut line, number)? {
-            None => break,
-            Some(text) if text.trim().is_empty() => {}
-            Some(text) => specs.push(TaskSpec::shell(text)),
-        }
-    }
-    Ok(specs)
-}
-
-/// Line `number` of the input (`None` at its end), checked as [`read_commands`] says.
-fn next_command<'a>(
-    input: &mut impl BufRead,
-    line: &'a mut Vec<u8>,
-    number: usize,
-) -> Result<Option<&'a str>> {
-    line.clear();
-    let read = io::Read::take(&mut *input, MAX_COMMAND_LINE as u64 + 1)
-        .read_until(b'\n', line)
-        .context("reading commands from stdin")?;
-    if read == 0 {
-        return Ok(None);
-    }
-    if line.last() == Some(&b'\n') {
-        line.pop();
-    } else if line.len() > MAX_COMMAND_LINE {
-        bail!(
-            "stdin line {number} is longer than {} KiB (it starts \"{}\"): a command \
-             line that long is refused, as xargs refuses it",
-            MAX_COMMAND_LINE / 1024,
-            crate::model::shown(&String::from_utf8_lossy(&line[..60]), 60)
-        );
-    }
-    match std::str::from_utf8(line) {
-        Ok(text) => Ok(Some(text)),
-        Err(_) => bail!(
-            "stdin line {number} is not UTF-8 text (it starts \"{}\")",
-            crate::model::shown(&String::from_utf8_lossy(&line[..line.len().min(60)]), 60)
-        ),
-    }
-}
-
-/// Commands read from stdin as they come, each with this timeout.
-#[derive(Clone, Copy, Debug)]
-struct StdinStream {
-    timeout: Option<Duration>,
-}
-
-/// What the stdin reader hands the run: commands as they arrive, then how input ended.
-enum FromStdin {
-    Tasks(Vec<TaskSpec>),
-    /// A line that cannot be a command: nothing after it is read.
-    Refused(String),
-    End,
-}
-
-/// Most commands handed over at once (more wait for the next batch).
-const STDIN_BATCH: usize = 4096;
 /// Tasks read but not yet over, at most: then stdin is not read (the producer waits on
 /// its pipe), so an endless producer runs in constant memory. A task file is handed to
 /// the pool the same way.
 const READ_AHEAD: usize = 16 * 1024;
-/// Read stdin on a thread of its own, one command per line, as a stream: a batch goes
-/// out as soon as no more input is waiting, so a slow producer's first line runs at
-/// once; the channel's bound holds the reader back when the run is behind.
-fn stream_stdin(timeout: Option<Duration>) -> Result<mpsc::Receiver<FromStdin>> {
-    use std::os::fd::AsFd;
-    let stdin = io::stdin();
-    if stdin.is_terminal() {
-        bail!(
-            "no task file given, and stdin is a terminal: pass FILE, or pipe one command per line"
-        );
-    }
-    // Its own descriptor, read through a buffer whose fill shows whether more is waiting.
-    let fd = stdin
-        .as_fd()
-        .try_clone_to_owned()
-        .context("reading stdin")?;
-    let mut input = io::BufReader::with_capacity(256 * 1024, File::from(fd));
-    let (tx, rx) = mpsc::sync_channel(2);
-    std::thread::Builder::new()
-        .name("poolscope-stdin".into())
-        .spawn(move || {
-            let mut batch = Vec::new();
-            let mut line = Vec::new();
-            for number in 1.. {
-                let command = match next_command(&mut input, &mut line, number) {
-                    Ok(command) => command,
-                    Err(e) => {
-                        let _ = tx.send(FromStdin::Tasks(std::mem::take(&mut batch)));
-                        let _ = tx.send(FromStdin::Refused(format!("{e:#}")));
-                        return;
-                    }
-                };
-                let Some(text) = command else { break };
-                if !text.trim().is_empty() {
-                    let mut spec = TaskSpec::shell(text);
-                    spec.timeout = timeout;
-                    batch.push(spec);
-                }
-                let waiting = !input.buffer().is_empty();
-                let full = (!waiting && !batch.is_empty()) || batch.len() >= STDIN_BATCH;
-                if full
-                    && tx
-                        .send(FromStdin::Tasks(std::mem::take(&mut batch)))
-                        .is_err()
-                {
-                    return;
-                }
-            }
-            let _ = tx.send(FromStdin::Tasks(batch));
-            let _ = tx.send(FromStdin::End);
-        })
-        .context("starting the stdin reader")?;
-    Ok(rx)
-}
 
 /// What `poolscope run` does: the pool settings and tasks (the file's, overridden by the
 /// flags), how many go to a worker at once, and whether output keeps input order.
@@ -434,13 +381,14 @@ struct Plan {
     chunk_size: usize,
     keep_order: bool,
     /// Commands come from stdin as they are read.
-    stream: Option<StdinStream>,
+    stream: Option<input::Maker>,
 }
 
 fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
     let mut file_chunk = None;
-    let (mut config, file_specs) = match &args.file {
-        Some(path) => {
+    let tasks = input::tasks_of(args)?;
+    let (mut config, file_specs) = match &tasks {
+        input::Tasks::File(path) => {
             let file = taskfile::load(path)?;
             let mut config = PoolConfig {
                 retries: file.retries,
@@ -464,7 +412,7 @@ fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
             file_chunk = file.chunk_size;
             (config, Some(file.tasks))
         }
-        None => (PoolConfig::default(), None),
+        input::Tasks::Line { .. } => (PoolConfig::default(), None),
     };
     if let Some(jobs) = args.jobs {
         config.size =
@@ -507,11 +455,10 @@ fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
     // stdin streams into a pool of processes; workers (a map's chunks are sized by the
     // whole list) and a cluster (arrays) take the list whole.
     let stream =
-        file_specs.is_none() && may_stream && config.workers.is_none() && config.slurm.is_none();
-    let mut specs = match file_specs {
-        Some(specs) => specs,
-        None if stream => TaskList::default(),
-        None => TaskList::from_specs(read_stdin_commands()?),
+        tasks.streams() && may_stream && config.workers.is_none() && config.slurm.is_none();
+    let (mut specs, maker) = match (file_specs, tasks) {
+        (Some(specs), _) => (specs, None),
+        (None, tasks) => input::listed_or_streamed(tasks, stream, timeout)?,
     };
     if let Some(timeout) = timeout {
         specs.set_default_timeout(timeout);
@@ -529,13 +476,16 @@ fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
         specs,
         chunk_size,
         keep_order,
-        stream: stream.then_some(StdinStream { timeout }),
+        stream: maker,
     })
 }
 
 /// Runs tasks headless; returns the process exit code: 0 only when every task succeeded.
 #[allow(clippy::too_many_lines)] // one arm per kind of event the run reacts to
 pub fn run(args: &RunArgs) -> Result<u8> {
+    if args.dry_run {
+        return input::dry_run(&input::tasks_of(args)?);
+    }
     let run_folder = args
         .resume
         .clone()
@@ -578,7 +528,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         };
         slurm.folder = crate::executor::backend::slurm::folder_of(dir);
     }
-    let mut from_stdin = stream.map(|s| stream_stdin(s.timeout)).transpose()?;
+    let mut from_stdin = stream.map(input::stream_stdin).transpose()?;
     if from_stdin.is_none() {
         record.reserve_tasks(specs.len());
     }
@@ -707,8 +657,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             }
             break;
         };
-        if matches!(event.kind, EventKind::Queued { .. }) {
+        if let EventKind::Queued { task, spec } = &event.kind {
             queued_seen += 1;
+            printer.queued(*task, &spec.name);
         }
         if matches!(
             event.kind,
@@ -985,7 +936,7 @@ struct Session {
     /// Tasks of a resumed run its journal cannot account for (the run cannot succeed).
     unaccounted: u64,
     /// Tasks come from stdin as they are read.
-    stream: Option<StdinStream>,
+    stream: Option<input::Maker>,
 }
 
 /// A new run: its tasks from the file or stdin (less those a GNU-style `--resume` skips),
@@ -1034,10 +985,7 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         let lock = root.new_run()?;
         let dir = lock.dir().to_owned();
         let about = crate::model::store::journal::RunAbout {
-            source: Some(match &args.file {
-                Some(file) => file.display().to_string(),
-                None => "commands from stdin".to_owned(),
-            }),
+            source: Some(input::tasks_of(args)?.source()),
             workers: config.workers.clone(),
             chunk_size: config.workers.as_ref().map(|_| chunk_size),
             watched: false,
@@ -1074,8 +1022,8 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
 
 /// `--resume RUN_DIR`: the run rebuilt from its journal, and the tasks it still needs.
 fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
-    if args.file.is_some() {
-        bail!("--resume RUN_DIR takes its tasks from the run; give no task file");
+    if !args.words.is_empty() {
+        bail!("--resume RUN_DIR takes its tasks from the run; give no task file or command");
     }
     // The run is ours from here: refused while its poolscope still runs it.
     let lock = runs::RunLock::acquire(dir)?;
@@ -1569,7 +1517,9 @@ const PIECE: usize = 64 * 1024;
 /// parallel's `--line-buffer`; `--tag` prefixes each line with the task id. Output is
 /// bytes end to end: nothing is decoded or re-encoded.
 struct Printer {
+    /// `--tag`: each line is prefixed with its task's tag (what made it: its arguments).
     tag: bool,
+    tags: HashMap<TaskId, Box<str>>,
     partial: HashMap<(TaskId, Stream), Partial>,
 }
 
@@ -1585,19 +1535,23 @@ impl Printer {
     fn new(tag: bool) -> Self {
         Self {
             tag,
+            tags: HashMap::new(),
             partial: HashMap::new(),
         }
     }
 
+    /// With `--tag`, `task`'s lines are tagged `tag` (kept until its output is printed).
+    fn queued(&mut self, task: TaskId, tag: &str) {
+        if self.tag {
+            self.tags.insert(task, tag.into());
+        }
+    }
+
     /// Print `parts` as one piece: nothing of another task comes between them.
-    fn emit(tag: bool, task: TaskId, stream: Stream, mid_line: &mut bool, parts: &[&[u8]]) {
+    fn emit(tag: Option<&str>, stream: Stream, mid_line: &mut bool, parts: &[&[u8]]) {
         let result = match stream {
-            Stream::Stdout => {
-                Self::write_piece(&mut io::stdout().lock(), tag, task, mid_line, parts)
-            }
-            Stream::Stderr => {
-                Self::write_piece(&mut io::stderr().lock(), tag, task, mid_line, parts)
-            }
+            Stream::Stdout => Self::write_piece(&mut io::stdout().lock(), tag, mid_line, parts),
+            Stream::Stderr => Self::write_piece(&mut io::stderr().lock(), tag, mid_line, parts),
         };
         if let Err(e) = result
             && e.kind() != io::ErrorKind::BrokenPipe
@@ -1608,20 +1562,20 @@ impl Printer {
 
     fn write_piece(
         out: &mut impl Write,
-        tag: bool,
-        task: TaskId,
+        tag: Option<&str>,
         mid_line: &mut bool,
         parts: &[&[u8]],
     ) -> io::Result<()> {
         for part in parts.iter().filter(|p| !p.is_empty()) {
-            if !tag {
+            let Some(tag) = tag else {
                 out.write_all(part)?;
                 *mid_line = part.last() != Some(&b'\n');
                 continue;
-            }
+            };
             for line in part.split_inclusive(|&b| b == b'\n') {
                 if !*mid_line {
-                    write!(out, "{task}\t")?;
+                    out.write_all(tag.as_bytes())?;
+                    out.write_all(b"\t")?;
                 }
                 out.write_all(line)?;
                 *mid_line = line.last() != Some(&b'\n');
@@ -1630,15 +1584,20 @@ impl Printer {
         out.flush()
     }
 
+    fn tag_of(&self, task: TaskId) -> Option<&str> {
+        self.tag.then(|| self.tags.get(&task).map_or("", |t| &**t))
+    }
+
     fn output(&mut self, task: TaskId, stream: Stream, bytes: &[u8]) {
-        let tag = self.tag;
+        let tag = self
+            .tag
+            .then(|| self.tags.get(&task).cloned().unwrap_or_default());
         let pending = self.partial.entry((task, stream)).or_default();
         let mut rest = bytes;
         if let Some(last_newline) = bytes.iter().rposition(|&b| b == b'\n') {
             let (complete, tail) = bytes.split_at(last_newline + 1);
             Self::emit(
-                tag,
-                task,
+                tag.as_deref(),
                 stream,
                 &mut pending.mid_line,
                 &[&pending.bytes, complete],
@@ -1648,7 +1607,12 @@ impl Printer {
         }
         pending.bytes.extend_from_slice(rest);
         if pending.bytes.len() >= PIECE {
-            Self::emit(tag, task, stream, &mut pending.mid_line, &[&pending.bytes]);
+            Self::emit(
+                tag.as_deref(),
+                stream,
+                &mut pending.mid_line,
+                &[&pending.bytes],
+            );
             pending.bytes.clear();
         }
     }
@@ -1664,14 +1628,14 @@ impl Printer {
             {
                 let end: &[u8] = if self.tag { b"\n" } else { b"" };
                 Self::emit(
-                    self.tag,
-                    task,
+                    self.tag_of(task),
                     stream,
                     &mut rest.mid_line,
                     &[&rest.bytes, end],
                 );
             }
         }
+        self.tags.remove(&task);
     }
 }
 

@@ -171,10 +171,19 @@ fn failures_make_the_exit_status_nonzero_and_retries_are_logged() {
 }
 
 #[test]
-fn tag_prefixes_each_line_with_the_task_id() {
-    let out = run_with_stdin(&["run", "-j", "1", "--tag"], "printf 'a\\nb\\n'\necho c\n");
+fn tag_prefixes_each_line_with_what_made_its_task() {
+    // A whole command line is tagged with itself, as GNU parallel tags it.
+    let printf = r"printf 'a\nb\n'";
+    let out = run_with_stdin(&["run", "-j", "1", "--tag"], &format!("{printf}\necho c\n"));
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\ta\n1\tb\n2\tc\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{printf}\ta\n{printf}\tb\necho c\tc\n")
+    );
+    // A template's task with its arguments.
+    let out = run_with_stdin(&["run", "-k", "--tag", "echo", "x", ":::", "a b", "c"], "");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a b\tx a b\nc\tx c\n");
 }
 
 #[test]

@@ -289,7 +289,7 @@ fn finding_12_every_output_path_is_checked_before_the_first_task() {
     let missing = dir.path().join("no/such/folder/trace.json");
     let out = run_with_input(&["--trace", &path_arg(&missing)], &input);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
     assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
     assert!(
         !marker.exists(),
@@ -693,7 +693,7 @@ fn finding_10_input_with_no_end_is_refused_at_once_showing_only_its_start() {
         .output()
         .expect("run");
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
     assert!(
         stderr.contains("stdin line 1 is longer than 128 KiB"),
         "{stderr}"
@@ -706,7 +706,7 @@ fn finding_10_input_with_no_end_is_refused_at_once_showing_only_its_start() {
     // A 10 MB line: refused the same way, its start shown, not all of it.
     let out = run_with_input(&[], &format!("echo {}\n", "x".repeat(10_000_000)));
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(255));
     assert!(
         stderr.contains("it starts \"echo xxx"),
         "{}",
@@ -720,7 +720,7 @@ fn finding_12_messages_are_short_escaped_and_name_what_they_mean() {
     // A huge number is not written out in full.
     let out = run_with_input(&["--timeout", "1e300"], "true\n");
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
     assert!(
         stderr.contains("--timeout") && stderr.len() < 200,
         "{stderr}"

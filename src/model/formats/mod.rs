@@ -3,6 +3,7 @@
 //! file, line and field of what it cannot read.
 
 pub mod draft;
+pub mod gnu_parallel;
 pub mod joblog;
 pub mod presets;
 pub mod runfile;

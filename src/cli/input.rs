@@ -1,0 +1,334 @@
+//! Where `poolscope run`'s tasks come from: a task file, or GNU parallel's command line
+//! (a command template and its input sources, or whole command lines), read whole or
+//! streamed from stdin as it arrives.
+
+use std::fs::File;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::executor::{Invocation, TaskSpec};
+use crate::model::formats::gnu_parallel::{
+    self as gnu, ArgumentReader, Composer, Input, Options, Source, Spread,
+};
+use crate::model::formats::taskfile::TaskList;
+
+use super::RunArgs;
+
+/// What the words after `poolscope run`'s options name.
+pub enum Tasks {
+    /// A task file (TOML).
+    File(PathBuf),
+    /// GNU parallel's line: a command (none: each argument is a command) and its inputs
+    /// (none given: stdin).
+    Line { maker: Maker, inputs: Vec<Input> },
+}
+
+impl Tasks {
+    /// The inputs are stdin alone, read as it comes (one command per argument, or per
+    /// `-n` of them; `-m` and `-X` need the whole input to spread it).
+    pub fn streams(&self) -> bool {
+        match self {
+            Tasks::File(_) => false,
+            Tasks::Line { maker, inputs } => {
+                matches!(inputs.as_slice(), [one] if one.source.is_stdin())
+                    && matches!(maker.options.spread, Spread::One | Spread::AtMost(_))
+            }
+        }
+    }
+
+    /// Where the tasks came from, as the run's journal names it.
+    pub fn source(&self) -> String {
+        match self {
+            Tasks::File(path) => path.display().to_string(),
+            Tasks::Line { maker, inputs }
+                if maker.composer.is_whole_line()
+                    && inputs.len() == 1
+                    && inputs[0].source.is_stdin() =>
+            {
+                "commands from stdin".to_owned()
+            }
+            Tasks::Line { .. } => "a GNU parallel command line".to_owned(),
+        }
+    }
+}
+
+/// `args`'s words as a task file (one word naming a `.toml` file) or a command line.
+pub fn tasks_of(args: &RunArgs) -> Result<Tasks> {
+    if let [file] = args.words.as_slice()
+        && Path::new(file).extension().is_some_and(|e| e == "toml")
+    {
+        return Ok(Tasks::File(PathBuf::from(file)));
+    }
+    let colsep = args
+        .colsep
+        .as_deref()
+        .map(|sep| {
+            regex::Regex::new(sep)
+                .with_context(|| format!("--colsep: {sep:?} is not a regular expression"))
+        })
+        .transpose()?;
+    let spread = match (
+        args.max_args,
+        args.max_replace_args,
+        args.xargs_context,
+        args.multiple,
+    ) {
+        (Some(n), None, false, false) | (None, Some(n), false, false) => Spread::AtMost(n),
+        (None, None, true, false) => Spread::Context,
+        (None, None, false, true) => Spread::Multiple,
+        (None, None, false, false) => Spread::One,
+        _ => bail!("-n, -N, -m and -X each say how many arguments a command takes: give one"),
+    };
+    let options = Options {
+        replace: args.replace.clone(),
+        spread,
+        colsep,
+        quote_command: args.quote,
+        null: args.null,
+        link: args.link,
+        jobs: match args.jobs {
+            Some(jobs) => {
+                crate::executor::user_pool_size(jobs).map_err(|e| anyhow::anyhow!("--jobs: {e}"))?
+            }
+            None => crate::executor::PoolConfig::default().size,
+        },
+    };
+    let split = gnu::split_words(&args.words);
+    let mut inputs: Vec<Input> = args
+        .arg_files
+        .iter()
+        .map(|path| Input {
+            source: Source::File(path.clone()),
+            linked: false,
+        })
+        .collect();
+    inputs.extend(split.inputs);
+    if inputs.is_empty() {
+        inputs.push(Input {
+            source: Source::File(PathBuf::from("-")),
+            linked: false,
+        });
+    }
+    let composer = Composer::new(&split.command, &options)?;
+    Ok(Tasks::Line {
+        maker: Maker {
+            composer,
+            options,
+            timeout: None,
+        },
+        inputs,
+    })
+}
+
+/// A command line's tasks: all of them, or (`stream`) none yet and what makes them
+/// as stdin is read.
+pub fn listed_or_streamed(
+    tasks: Tasks,
+    stream: bool,
+    timeout: Option<Duration>,
+) -> Result<(TaskList, Option<Maker>)> {
+    let Tasks::Line { maker, inputs } = tasks else {
+        return Ok((TaskList::default(), None));
+    };
+    let maker = Maker { timeout, ..maker };
+    if stream {
+        Ok((TaskList::default(), Some(maker)))
+    } else {
+        Ok((TaskList::from_specs(maker.all(&inputs)?), None))
+    }
+}
+
+/// Makes tasks from arguments as GNU parallel makes commands.
+#[derive(Clone)]
+pub struct Maker {
+    pub composer: Composer,
+    pub options: Options,
+    pub timeout: Option<Duration>,
+}
+
+impl Maker {
+    /// The task for one command's arguments, numbered `seq` (`{#}`); a blank whole
+    /// command line makes none. A task made from a template is named by its
+    /// arguments (parallel's `--tag`), a whole line by itself.
+    pub fn task(&self, values: &[String], seq: u64) -> Option<TaskSpec> {
+        let line = self.composer.compose(values, seq);
+        let mut spec = if self.composer.is_whole_line() {
+            if line.trim().is_empty() {
+                return None;
+            }
+            TaskSpec::shell(line)
+        } else {
+            TaskSpec::plain(gnu::tag(values), Invocation::Shell(line))
+        };
+        spec.timeout = self.timeout;
+        Some(spec)
+    }
+
+    /// Arguments taken per command when streaming (`-n N`; `-N 0` takes one and
+    /// inserts none).
+    fn per_command(&self) -> (usize, bool) {
+        match self.options.spread {
+            Spread::AtMost(0) => (1, false),
+            Spread::AtMost(n) => (n, true),
+            Spread::One | Spread::Multiple | Spread::Context => (1, true),
+        }
+    }
+
+    /// Reads `reader` to its end, handing each task to `take` with whether more input
+    /// is already waiting (`waiting`); `take` returning false stops the reading.
+    fn read<R: BufRead>(
+        &self,
+        reader: &mut ArgumentReader<R>,
+        waiting: impl Fn(&R) -> bool,
+        mut take: impl FnMut(TaskSpec, bool) -> bool,
+    ) -> Result<(), gnu::InputError> {
+        let (per, inserts) = self.per_command();
+        let (mut values, mut taken, mut seq) = (Vec::new(), 0, 1u64);
+        let mut made = |values: &mut Vec<String>, more: bool| {
+            let spec = self.task(values, seq);
+            values.clear();
+            match spec {
+                Some(spec) => {
+                    seq += 1;
+                    take(spec, more)
+                }
+                None => true,
+            }
+        };
+        while let Some(argument) = reader.next_argument()? {
+            if inserts {
+                values.extend(gnu::columns(argument, self.options.colsep.as_ref()));
+            }
+            taken += 1;
+            if taken == per {
+                taken = 0;
+                if !made(&mut values, waiting(reader.input())) {
+                    return Ok(());
+                }
+            }
+        }
+        if taken > 0 {
+            made(&mut values, false);
+        }
+        Ok(())
+    }
+
+    /// Every task of `inputs`, in input order (`stdin` read for `-`).
+    pub fn all(&self, inputs: &[Input]) -> Result<Vec<TaskSpec>> {
+        if inputs.iter().any(|i| i.source.is_stdin()) {
+            stdin_is_input()?;
+        }
+        let stdin = || -> Box<dyn BufRead> { Box::new(io::stdin().lock()) };
+        let sources = gnu::read_inputs(inputs, &self.options, stdin)?;
+        let groups = gnu::combine(sources, self.options.link);
+        Ok(gnu::batches(&self.composer, groups, &self.options)
+            .iter()
+            .zip(1..)
+            .filter_map(|(values, seq)| self.task(values, seq))
+            .collect())
+    }
+}
+
+fn stdin_is_input() -> Result<()> {
+    if io::stdin().is_terminal() {
+        bail!(
+            "no tasks given, and stdin is a terminal: give a task file, arguments \
+             (CMD ::: a b c), or pipe one command (or argument) per line"
+        );
+    }
+    Ok(())
+}
+
+/// What the stdin reader hands the run: commands as they arrive, then how input ended.
+pub enum FromStdin {
+    Tasks(Vec<TaskSpec>),
+    /// A line that cannot be a command: nothing after it is read.
+    Refused(String),
+    End,
+}
+
+/// Most commands handed over at once (more wait for the next batch).
+pub const STDIN_BATCH: usize = 4096;
+
+/// Read stdin on a thread of its own, one argument (or command) per line, as a stream:
+/// a batch goes out as soon as no more input is waiting, so a slow producer's first
+/// line runs at once; the channel's bound holds the reader back when the run is
+/// behind.
+pub fn stream_stdin(maker: Maker) -> Result<mpsc::Receiver<FromStdin>> {
+    use std::os::fd::AsFd;
+    stdin_is_input()?;
+    // Its own descriptor, read through a buffer whose fill shows whether more is waiting.
+    let fd = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("reading stdin")?;
+    let input = io::BufReader::with_capacity(256 * 1024, File::from(fd));
+    let mut reader = ArgumentReader::new(input, "stdin", maker.options.null);
+    let (tx, rx) = mpsc::sync_channel(2);
+    std::thread::Builder::new()
+        .name("poolscope-stdin".into())
+        .spawn(move || {
+            let mut batch = Vec::new();
+            let read = maker.read(
+                &mut reader,
+                |input| !input.buffer().is_empty(),
+                |spec, waiting| {
+                    batch.push(spec);
+                    let full = !waiting || batch.len() >= STDIN_BATCH;
+                    !full
+                        || tx
+                            .send(FromStdin::Tasks(std::mem::take(&mut batch)))
+                            .is_ok()
+                },
+            );
+            let _ = tx.send(FromStdin::Tasks(batch));
+            let _ = tx.send(match read {
+                Ok(()) => FromStdin::End,
+                Err(e) => FromStdin::Refused(e.to_string()),
+            });
+        })
+        .context("starting the stdin reader")?;
+    Ok(rx)
+}
+
+/// `--dry-run`: print each command instead of running it (streamed from stdin as it
+/// is read).
+pub fn dry_run(tasks: &Tasks) -> Result<u8> {
+    let Tasks::Line { maker, inputs } = tasks else {
+        bail!("--dry-run prints the commands of a command line, not of a task file");
+    };
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut print = |spec: &TaskSpec| -> io::Result<()> {
+        if let Invocation::Shell(line) = &spec.invocation {
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    };
+    if tasks.streams() {
+        stdin_is_input()?;
+        let mut reader = ArgumentReader::new(io::stdin().lock(), "stdin", maker.options.null);
+        let mut failed = None;
+        maker.read(
+            &mut reader,
+            |_| false,
+            |spec, _| {
+                failed = print(&spec).err();
+                failed.is_none()
+            },
+        )?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+    } else {
+        for spec in maker.all(inputs)? {
+            print(&spec)?;
+        }
+    }
+    out.flush()?;
+    Ok(0)
+}
