@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A new user's journey through the real window, with real clicks and keys (xdotool) on
 # an X display that is already up ($DISPLAY), no window manager, at 1280x800:
-#  1. the Pool demo (preloaded) runs; the splitters are dragged to each end;
+#  1. the Pool demo (preloaded) runs; the splitters are dragged to each end; two tasks
+#     are bulk-added from a template over typed inputs;
 #  2. a file is opened through File › Open a typed path… (a window of its own);
 #  3. an nslookup session (a local dnsmasq answers) gets three lines typed quickly;
 #  4. a Python program is watched through File › Watch a Python program…;
@@ -108,6 +109,24 @@ shot splitters
 y=$(q "int(get('console')[1]) - 3")
 drag_y 640 "$y" 790
 layout_holds "the console's splitter dragged to the bottom"
+
+echo "-- 1b. bulk add: a template over typed inputs, previewed, then added"
+click bulk-add-open
+until_true "the bulk-add window" "get('marks', 'bulk-command') is not None" 10
+click bulk-command
+xdotool key ctrl+a BackSpace
+xdotool type --delay 5 'echo {/.} from {//}'
+click bulk-inputs
+xdotool type --delay 5 'photos/a.png'
+xdotool key Return
+xdotool type --delay 5 'photos/b c.png'
+sleep 0.5
+until_true "the preview of both commands" "get('marks', 'bulk-preview') is not None" 10
+shot bulk-add
+click bulk-add
+until_true "both tasks in the list" \
+  "get('rows') == 7 and get('last_row_command') == \"echo 'b c' from photos\" and get('dialog') is None" 10
+layout_holds "after the bulk add"
 
 echo "-- 2. a file opened through a typed path"
 port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -22,6 +22,11 @@ for lib in libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2 libgl1-mesa-dri; do
 done
 command -v xclip >/dev/null || packages+=(xclip)
 command -v xdotool >/dev/null || packages+=(xdotool)
+# GNU parallel: tests/parallel_compat.rs runs each invocation under it too.
+command -v parallel >/dev/null || packages+=(parallel)
+# The .deb's checks: its desktop entry validated, its manual page rendered.
+command -v desktop-file-validate >/dev/null || packages+=(desktop-file-utils)
+command -v man >/dev/null || packages+=(man-db)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   export DEBIAN_FRONTEND=noninteractive
@@ -46,3 +51,5 @@ trap '[ "$slurm_started" = 1 ] && bash scripts/slurm_down.sh >/dev/null' EXIT
 cargo test --locked
 cargo build --locked
 bash scripts/gui_smoke.sh
+# The .deb built (cargo-deb), installed into a scratch root and checked.
+bash scripts/install_check.sh

@@ -26,10 +26,26 @@ use crate::model::store::resume::{ResumeWhat, Resumption};
 use crate::model::store::runs::{self, RunRoot};
 use crate::model::{RunRecord, TaskState, formats::joblog, formats::taskfile, formats::trace};
 
+/// The version and the commit it was built from (`poolscope --version`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("POOLSCOPE_COMMIT"),
+    ")"
+);
+
+const RUN_EXAMPLES: &str = "Examples:
+  poolscope run gzip ::: *.log                 one task per file
+  find . -name '*.png' | poolscope run convert {} {.}.jpg
+  poolscope run -j 8 echo {1}-{2} ::: a b ::: 1 2   every combination
+  poolscope run -X echo ::: a b c              as many per command as fit
+  seq 10 | sed 's/^/sleep 0.1; echo /' | poolscope run -j 4   whole command lines
+  poolscope run tasks.toml -j 4                a task file";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "poolscope",
-    version,
+    version = VERSION,
     about = "A visual, hands-on process pool",
     long_about = "A visual, hands-on process pool.\n\nWith no subcommand, opens the window (the given task file, else the last list, else the seed's Pool demo)."
 )]
@@ -79,11 +95,26 @@ pub struct GuiArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a task file (or shell commands read from stdin, one per line) without the GUI.
+    /// Run tasks without the window: GNU parallel's command line (`CMD ::: ARGS`, or
+    /// arguments on stdin), a task file, or shell commands read from stdin.
+    #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
     /// Run a Python program unchanged and record what its pools do (multiprocessing Pool
     /// and Process, concurrent.futures): `poolscope watch -- python3 script.py ARGS`.
     Watch(WatchArgs),
+    /// Print a shell completion script: `poolscope completions bash >
+    /// ~/.local/share/bash-completion/completions/poolscope` (zsh: a `_poolscope` in
+    /// your $fpath; fish: ~/.config/fish/completions/poolscope.fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff): `poolscope manpage | man -l -`; `poolscope manpage
+    /// run` is `poolscope run`'s own.
+    Manpage {
+        /// The subcommand whose page to print (none: poolscope's).
+        subcommand: Option<String>,
+    },
     /// Open a GNU parallel joblog or a saved run in the window, to see its timeline.
     View {
         /// A joblog (`parallel --joblog`, `poolscope run --joblog`), a saved run, or a
@@ -279,6 +310,12 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Run(args)) => run(&args),
         Some(Command::Watch(args)) => watch(&args),
+        Some(Command::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "poolscope", &mut io::stdout());
+            Ok(0)
+        }
+        Some(Command::Manpage { subcommand }) => manpage(subcommand.as_deref()),
         // Check the file first so a bad one is reported on the terminal too. A run's
         // folder (as `poolscope run` prints it) opens its journal.
         Some(Command::View { file }) => if file.is_dir() {
@@ -329,6 +366,29 @@ fn task_file_first(args: &RunArgs) -> Option<Vec<std::ffi::OsString>> {
     argv.push("--".into());
     argv.push(file);
     Some(argv)
+}
+
+/// `poolscope manpage [SUBCOMMAND]`: the page of poolscope or of one subcommand
+/// (`poolscope-run(1)`), made from the option definitions.
+fn manpage(subcommand: Option<&str>) -> Result<u8> {
+    let command = <Cli as clap::CommandFactory>::command();
+    let page = match subcommand {
+        None => command,
+        Some(name) => {
+            let Some(sub) = command.find_subcommand(name) else {
+                bail!("no subcommand {name:?}: run, watch, view, completions or manpage");
+            };
+            // Its page is named as man names it: poolscope-run(1).
+            let full = format!("poolscope-{name}");
+            sub.clone()
+                .name(full.clone())
+                .bin_name(full.replace('-', " "))
+        }
+    };
+    clap_mangen::Man::new(page)
+        .render(&mut io::stdout())
+        .context("writing the manual page")?;
+    Ok(0)
 }
 
 /// An error and its causes on one line, each said once (an error that quotes its
@@ -1639,6 +1699,25 @@ impl Printer {
     }
 }
 
+/// The window's icon: the desktop entry's, built in.
+fn window_icon() -> egui::IconData {
+    let png = include_bytes!("../assets/install/poolscope.png");
+    match image::load_from_memory_with_format(png, image::ImageFormat::Png) {
+        Ok(icon) => {
+            let icon = icon.into_rgba8();
+            egui::IconData {
+                width: icon.width(),
+                height: icon.height(),
+                rgba: icon.into_raw(),
+            }
+        }
+        Err(e) => {
+            log::warn!("the window icon cannot be read: {e}");
+            egui::IconData::default()
+        }
+    }
+}
+
 fn parse_size(text: &str) -> Result<[f32; 2]> {
     let parsed = text
         .split_once('x')
@@ -1682,6 +1761,10 @@ fn gui_showing(args: &GuiArgs, record: Option<RunRecord>) -> Result<u8> {
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("poolscope")
+            // The desktop entry's name: docks and Wayland compositors match the window
+            // to its entry and icon by it.
+            .with_app_id("poolscope")
+            .with_icon(Arc::new(window_icon()))
             .with_inner_size(size)
             .with_min_inner_size([640.0, 400.0]),
         renderer: eframe::Renderer::Glow,

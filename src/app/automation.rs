@@ -198,6 +198,7 @@ impl PoolscopeApp {
             "console_lines_fit": self.layout.console_lines_fit.floor(),
             "marks": marks,
             "rows": self.row_count(),
+            "last_row_command": self.rows.last().map(|r| r.draft.command.clone()),
             "pool_size": self.pool_size,
             "workers": self.workers.is_some(),
             "file": self.file.as_ref().map(|f| f.display().to_string()),

@@ -227,6 +227,10 @@ impl PoolscopeApp {
                         .add_filter("Task files", &["toml"])
                         .set_file_name("tasks.toml")
                         .save_file(),
+                    FilePurpose::Inputs => dialog
+                        .add_filter("Text, one input per line", &["txt", "csv", "tsv", "list"])
+                        .add_filter("All files", &["*"])
+                        .pick_file(),
                     FilePurpose::Export(kind) => {
                         let (name, what, ext) = kind.file_name();
                         dialog
@@ -274,10 +278,44 @@ impl PoolscopeApp {
                     FilePurpose::Open => self.open(&path),
                     FilePurpose::SaveTasks => self.save(&path),
                     FilePurpose::Export(kind) => self.export(kind, &path, ctx),
+                    FilePurpose::Inputs => self.load_inputs(&path),
                 }
             }
             Err(mpsc::TryRecvError::Disconnected) => self.file_dialog = None,
             Err(mpsc::TryRecvError::Empty) => {}
+        }
+    }
+
+    /// The bulk-add window's inputs from `path`: kept beside what was typed, the window
+    /// open again on them. A file that cannot be read changes nothing.
+    pub(super) fn load_inputs(&mut self, path: &Path) {
+        /// More than this is not one-per-line input a list should hold.
+        const MOST: u64 = 64 << 20;
+        let read = std::fs::metadata(path)
+            .map_err(|e| e.to_string())
+            .and_then(|meta| {
+                if meta.len() > MOST {
+                    Err(format!(
+                        "it is {} MiB; inputs are read up to 64 MiB",
+                        meta.len() >> 20
+                    ))
+                } else {
+                    std::fs::read(path).map_err(|e| e.to_string())
+                }
+            })
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|e| {
+                    let at = e.utf8_error().valid_up_to();
+                    let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+                    format!("line {line} is not UTF-8 text")
+                })
+            });
+        match read {
+            Ok(text) => {
+                self.template.file = Some((path.to_owned(), text));
+                self.dialog = Some(super::Dialog::BulkAdd);
+            }
+            Err(e) => self.error(format!("Cannot read inputs from {}: {e}", path.display())),
         }
     }
 

@@ -208,6 +208,7 @@ pub(super) fn changes_rows(action: &Action) -> bool {
             | Action::RemoveRow(_)
             | Action::MoveRow(..)
             | Action::AddFromTemplate
+            | Action::AddFromInputs
             | Action::Edit(Some(_))
             | Action::SubmitPending
             | Action::SubmitRow(_)

@@ -210,6 +210,7 @@ impl PoolscopeApp {
             template: TemplateForm {
                 command: "sleep {}".into(),
                 over: "1..4".into(),
+                ..TemplateForm::default()
             },
             filter: StateFilter::All,
             sort: SortKey::Order,
@@ -334,6 +335,7 @@ impl PoolscopeApp {
             | Action::RemoveRow(_)
             | Action::MoveRow(..)
             | Action::AddFromTemplate
+            | Action::AddFromInputs
             | Action::Edit(_) => {
                 self.make_rows();
                 self.edit_rows(&action);
@@ -342,6 +344,12 @@ impl PoolscopeApp {
             Action::OpenDialog => self.file_dialog(FilePurpose::Open),
             Action::TypePath(purpose) => self.dialog = Some(Dialog::TypePath(purpose)),
             Action::WatchDialog => self.dialog = Some(Dialog::Watch),
+            Action::BulkAddDialog => self.dialog = Some(Dialog::BulkAdd),
+            Action::InputsDialog => self.file_dialog(FilePurpose::Inputs),
+            Action::LoadInputs(path) => {
+                self.close_path_dialog();
+                self.load_inputs(&path);
+            }
             Action::Open(path) => {
                 self.close_path_dialog();
                 self.open(&path);

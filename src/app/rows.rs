@@ -59,6 +59,31 @@ impl PoolscopeApp {
                     Err(e) => self.error(format!("template: {e}")),
                 }
             }
+            Action::AddFromInputs => {
+                let form = &self.template;
+                let made =
+                    crate::model::formats::draft::BulkTemplate::new(&form.command, &form.colsep)
+                        .map(|bulk| {
+                            let mut groups = bulk.groups(&form.inputs);
+                            if let Some((_, text)) = &form.file {
+                                groups.extend(bulk.groups(text));
+                            }
+                            bulk.drafts(&groups)
+                        });
+                match made {
+                    Ok(drafts) if drafts.is_empty() => {
+                        self.error("bulk add: no inputs: paste some, one per line, or read a file");
+                    }
+                    Ok(drafts) => {
+                        let n = drafts.len();
+                        self.rows
+                            .extend(drafts.into_iter().map(|draft| Row { draft, task: None }));
+                        self.dialog = None;
+                        self.notify(format!("Added {n} tasks from the template"));
+                    }
+                    Err(e) => self.error(format!("bulk add: {e}")),
+                }
+            }
             Action::Edit(row) => {
                 self.editing = row.filter(|&i| self.rows.get(i).is_some_and(|r| r.task.is_none()));
             }

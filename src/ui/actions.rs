@@ -54,6 +54,15 @@ pub enum Action {
     RemoveRow(usize),
     MoveRow(usize, isize),
     AddFromTemplate,
+    /// Open the bulk-add window: a command template over inputs pasted or read from a
+    /// file.
+    BulkAddDialog,
+    /// Add the bulk-add window's tasks to the list.
+    AddFromInputs,
+    /// Choose the bulk-add window's inputs file in a file dialog.
+    InputsDialog,
+    /// Read the bulk-add window's inputs from this file.
+    LoadInputs(PathBuf),
     LoadPreset(usize),
     OpenDialog,
     /// The window of its own where a path is typed (File › Type a path…, and where no
@@ -107,6 +116,8 @@ pub enum Dialog {
     TypePath(FilePurpose),
     /// A command line (a Python program) to watch.
     Watch,
+    /// A command template over many inputs.
+    BulkAdd,
     /// A run that did not end cleanly (poolscope was killed or crashed): what it holds.
     Recover {
         dir: PathBuf,
@@ -118,6 +129,12 @@ pub enum Dialog {
 pub struct TemplateForm {
     pub command: String,
     pub over: String,
+    /// Bulk add: inputs typed or pasted, one per line.
+    pub inputs: String,
+    /// Bulk add: inputs read from a file (its path and text), besides those typed.
+    pub file: Option<(PathBuf, String)>,
+    /// Bulk add: a regular expression splitting each input into `{1}` `{2}` …
+    pub colsep: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -200,6 +217,8 @@ pub enum FilePurpose {
     Open,
     SaveTasks,
     Export(ExportKind),
+    /// Inputs for the bulk-add window, one per line.
+    Inputs,
 }
 
 /// Ways to write the current run out.

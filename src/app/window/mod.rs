@@ -206,6 +206,7 @@ impl PoolscopeApp {
                 format!("Export: {}", kind.label().trim_end_matches('…')),
                 "Export",
             ),
+            FilePurpose::Inputs => ("Read inputs from a file".to_owned(), "Read"),
         };
         let modal = egui::Modal::new(egui::Id::unique("type-a-path")).show(ctx, |ui| {
             ui.set_width(520.0);
@@ -221,6 +222,7 @@ impl PoolscopeApp {
                 FilePurpose::Open => Action::Open(path),
                 FilePurpose::SaveTasks => Action::SaveAs(path),
                 FilePurpose::Export(kind) => Action::Export(kind, path),
+                FilePurpose::Inputs => Action::LoadInputs(path),
             };
             ui.horizontal(|ui| {
                 let go = ui.add_enabled(path.is_some(), egui::Button::new(verb));
@@ -251,6 +253,125 @@ impl PoolscopeApp {
                     }
                 }
             }
+        });
+        if modal.should_close() {
+            actions.push(Action::CancelDialog);
+        }
+    }
+
+    /// Bulk add: a command template over inputs pasted or read from a file, one per
+    /// line, made into commands as GNU parallel makes them, with a preview.
+    fn bulk_window(&mut self, ctx: &egui::Context, actions: &mut Vec<Action>) {
+        /// Commands shown before adding.
+        const PREVIEW: usize = 5;
+        let modal = egui::Modal::new(egui::Id::unique("bulk-add")).show(ctx, |ui| {
+            ui.set_width(620.0);
+            ui.heading("Add tasks from a template");
+            ui.label(
+                "One task per input line, as GNU parallel makes them: {} is the input \
+                 (quoted for the shell), {.} without its extension, {/} its file name, \
+                 {//} its folder, {/.} the name without extension, {#} the task's number, \
+                 {1} {2} … its columns. A command without any gets the input appended.",
+            );
+            let form = &mut self.template;
+            typed_field(
+                ui,
+                ("Command", "bulk-command"),
+                egui::TextEdit::singleline(&mut form.command)
+                    .hint_text("convert {} {.}.jpg")
+                    .font(egui::TextStyle::Monospace),
+            );
+            typed_field(
+                ui,
+                ("Column separator", "bulk-colsep"),
+                egui::TextEdit::singleline(&mut form.colsep)
+                    .hint_text("optional regular expression, e.g. , or \\t")
+                    .font(egui::TextStyle::Monospace),
+            );
+            ui.label("Inputs, one per line:");
+            egui::ScrollArea::vertical()
+                .id_salt("bulk-inputs-scroll")
+                .max_height(160.0)
+                .show(ui, |ui| {
+                    let inputs = ui.add(
+                        egui::TextEdit::multiline(&mut form.inputs)
+                            .id(egui::Id::unique("bulk-inputs"))
+                            .hint_text("a.png\nb.png\nc.png")
+                            .font(egui::TextStyle::Monospace)
+                            .desired_rows(6)
+                            .desired_width(f32::INFINITY),
+                    );
+                    mark(ui, "bulk-inputs", &inputs);
+                });
+            ui.horizontal(|ui| {
+                if ui.button("Read from a file…").clicked() {
+                    actions.push(Action::InputsDialog);
+                }
+                if ui.button("Type its path…").clicked() {
+                    actions.push(Action::TypePath(FilePurpose::Inputs));
+                }
+                let mut clear = false;
+                if let Some((path, text)) = &form.file {
+                    ui.weak(format!(
+                        "+ {} lines from {}",
+                        text.lines().count(),
+                        path.display()
+                    ));
+                    clear = ui
+                        .small_button("✕")
+                        .on_hover_text("Drop the file's inputs")
+                        .clicked();
+                }
+                if clear {
+                    form.file = None;
+                }
+            });
+            ui.separator();
+            let preview =
+                crate::model::formats::draft::BulkTemplate::new(&form.command, &form.colsep).map(
+                    |bulk| {
+                        let mut groups = bulk.groups(&form.inputs);
+                        if let Some((_, text)) = &form.file {
+                            groups.extend(bulk.groups(text));
+                        }
+                        let first: Vec<String> = groups
+                            .iter()
+                            .take(PREVIEW)
+                            .zip(1..)
+                            .map(|(group, seq)| bulk.command(group, seq))
+                            .collect();
+                        (first, groups.len())
+                    },
+                );
+            let count = match &preview {
+                Ok((first, total)) => {
+                    ui.label(match total {
+                        0 => "Preview: no inputs yet".to_owned(),
+                        n if *n > PREVIEW => format!("Preview (the first {PREVIEW} of {n}):"),
+                        n => format!("Preview ({n}):"),
+                    });
+                    for command in first {
+                        let line = ui.monospace(crate::model::shown(command, 200));
+                        mark(ui, "bulk-preview", &line);
+                    }
+                    *total
+                }
+                Err(e) => {
+                    ui.colored_label(ui.visuals().error_fg_color, e);
+                    0
+                }
+            };
+            ui.horizontal(|ui| {
+                let add =
+                    ui.add_enabled(count > 0, egui::Button::new(format!("Add {count} tasks")));
+                mark(ui, "bulk-add", &add);
+                if add.clicked() {
+                    actions.push(Action::AddFromInputs);
+                }
+                if ui.button("Cancel").clicked() {
+                    actions.push(Action::CancelDialog);
+                }
+            });
         });
         if modal.should_close() {
             actions.push(Action::CancelDialog);
@@ -379,6 +500,7 @@ impl PoolscopeApp {
         match dialog {
             Dialog::TypePath(purpose) => self.path_window(ctx, *purpose, actions),
             Dialog::Watch => self.watch_window(ctx, actions),
+            Dialog::BulkAdd => self.bulk_window(ctx, actions),
             Dialog::QuitWhileRunning => {
                 let running = self.run.as_ref().map_or(0, super::Run::active);
                 let on_cluster = self.run.as_ref().is_some_and(super::Run::on_cluster);

@@ -216,6 +216,13 @@ impl PoolscopeApp {
             if button.clicked() {
                 actions.push(Action::AddFromTemplate);
             }
+            let bulk = ui
+                .button("Bulk add…")
+                .on_hover_text("A command template over inputs pasted or read from a file");
+            crate::ui::mark(ui, "bulk-add-open", &bulk);
+            if bulk.clicked() {
+                actions.push(Action::BulkAddDialog);
+            }
             ui.separator();
             let label = ui.label("Show");
             egui::ComboBox::from_id_salt("show")

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::executor::{Builtin, Invocation, StdinMode, TaskSpec};
+use crate::model::formats::gnu_parallel as gnu;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DraftStdin {
@@ -201,25 +202,63 @@ pub fn template_values(over: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// One draft per value: `{}` is the value, `{#}` its 1-based position.
+/// One draft per value, the command made as GNU parallel makes it: `{}` is the value
+/// (shell-quoted), `{.}` `{/}` `{//}` `{/.}` its path forms, `{#}` its 1-based position;
+/// a command without any has the value appended.
 pub fn expand_template(command: &str, over: &str) -> Result<Vec<TaskDraft>, String> {
-    if command.trim().is_empty() {
-        return Err("the template command is empty".to_owned());
-    }
     let values = template_values(over)?;
-    Ok(values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let filled = command.replace("{#}", &(i + 1).to_string());
-            let line = if filled.contains("{}") {
-                filled.replace("{}", v)
-            } else {
-                format!("{filled} {v}")
-            };
-            TaskDraft::shell(line)
-        })
-        .collect())
+    let groups: Vec<Vec<String>> = values.into_iter().map(|v| vec![v]).collect();
+    Ok(BulkTemplate::new(command, "")?.drafts(&groups))
+}
+
+/// A command template over inputs pasted or read from a file, one per line (the
+/// window's bulk-add): GNU parallel's replacement strings and quoting, as
+/// `poolscope run CMD :::: FILE` makes them.
+pub struct BulkTemplate {
+    composer: gnu::Composer,
+    colsep: Option<regex::Regex>,
+}
+
+impl BulkTemplate {
+    /// `command` as typed (one shell line); `colsep` splits each input into `{1}` `{2}`
+    /// … (empty: not split).
+    pub fn new(command: &str, colsep: &str) -> Result<Self, String> {
+        if command.trim().is_empty() {
+            return Err("the template command is empty".to_owned());
+        }
+        let colsep = (!colsep.is_empty())
+            .then(|| regex::Regex::new(colsep))
+            .transpose()
+            .map_err(|e| format!("the column separator is not a regular expression: {e}"))?;
+        let composer = gnu::Composer::new(&[command.to_owned()], &gnu::Options::default())
+            .map_err(|e| e.to_string())?;
+        Ok(Self { composer, colsep })
+    }
+
+    /// Each non-empty line of `text`, split into its columns.
+    pub fn groups(&self, text: &str) -> Vec<Vec<String>> {
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| gnu::columns(line.to_owned(), self.colsep.as_ref()))
+            .collect()
+    }
+
+    /// The command for the `seq`th group (from 1).
+    pub fn command(&self, group: &[String], seq: u64) -> String {
+        self.composer.compose(group, seq)
+    }
+
+    /// One draft per group, named by its arguments.
+    pub fn drafts(&self, groups: &[Vec<String>]) -> Vec<TaskDraft> {
+        groups
+            .iter()
+            .zip(1..)
+            .map(|(group, seq)| TaskDraft {
+                name: gnu::tag(group),
+                ..TaskDraft::shell(self.command(group, seq))
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +277,25 @@ mod tests {
         for no in ["echo python", "pythonista", "sh run.sh", ""] {
             assert!(!TaskDraft::shell(no).is_python(), "{no}");
         }
+    }
+
+    #[test]
+    fn bulk_templates_quote_and_split_as_parallel_does() {
+        let bulk = BulkTemplate::new("convert {} {.}.jpg", "").expect("valid");
+        let drafts = bulk.drafts(&bulk.groups("a b.png\n\nc.png\n"));
+        let commands: Vec<&str> = drafts.iter().map(|d| d.command.as_str()).collect();
+        assert_eq!(
+            commands,
+            ["convert 'a b.png' 'a b.jpg'", "convert c.png c.jpg"]
+        );
+        assert_eq!(drafts[0].name, "a b.png");
+        let columns = BulkTemplate::new("echo {2}-{1}", ",").expect("valid");
+        assert_eq!(
+            columns.drafts(&columns.groups("x, y\n"))[0].command,
+            "echo y-x"
+        );
+        assert!(BulkTemplate::new("echo", "(").is_err());
+        assert!(BulkTemplate::new(" ", "").is_err());
     }
 
     #[test]
