@@ -96,6 +96,11 @@ trap cleanup EXIT
 echo "-- 1. the Pool demo, then the splitters dragged to each end"
 start_window
 [ "$(q "get('rows')")" = 5 ] || fail "the Pool demo is not preloaded"
+# The desktop entry finds its window by class, and the window carries its icon.
+xprop -id "$(xdotool search --name '^poolscope' | head -1)" WM_CLASS | grep -q '"poolscope"' \
+  || fail "the window's class is not poolscope"
+xprop -id "$(xdotool search --name '^poolscope' | head -1)" -notype 32c _NET_WM_ICON \
+  | grep -q '= 256, 256' || fail "the window has no 256x256 icon"
 click start
 until_true "the demo's 5 tasks" "get('run', 'succeeded') == 5" 30
 layout_holds "after the demo"

@@ -14,4 +14,5 @@ for sub in run watch view; do "$bin" manpage "$sub" > "$out/poolscope-$sub.1"; d
 "$bin" completions bash > "$out/poolscope.bash"
 "$bin" completions zsh > "$out/_poolscope"
 "$bin" completions fish > "$out/poolscope.fish"
-cargo deb --no-build --locked --output target/debian/ | tail -n 1
+# Stripped: the line tables the release profile keeps for profiling are 150 MB of it.
+cargo deb --no-build --locked --strip --output target/debian/ | tail -n 1

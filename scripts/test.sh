@@ -22,6 +22,8 @@ for lib in libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2 libgl1-mesa-dri; do
 done
 command -v xclip >/dev/null || packages+=(xclip)
 command -v xdotool >/dev/null || packages+=(xdotool)
+# xprop: the journey reads the window's class and icon.
+command -v xprop >/dev/null || packages+=(x11-utils)
 # GNU parallel: tests/parallel_compat.rs runs each invocation under it too.
 command -v parallel >/dev/null || packages+=(parallel)
 # The .deb's checks: its desktop entry validated, its manual page rendered.
