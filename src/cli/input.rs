@@ -309,10 +309,10 @@ pub fn dry_run(tasks: &Tasks) -> Result<u8> {
         }
         Ok(())
     };
+    let mut failed = None;
     if tasks.streams() {
         stdin_is_input()?;
         let mut reader = ArgumentReader::new(io::stdin().lock(), "stdin", maker.options.null);
-        let mut failed = None;
         maker.read(
             &mut reader,
             |_| false,
@@ -321,14 +321,18 @@ pub fn dry_run(tasks: &Tasks) -> Result<u8> {
                 failed.is_none()
             },
         )?;
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
     } else {
-        for spec in maker.all(inputs)? {
-            print(&spec)?;
-        }
+        failed = maker
+            .all(inputs)?
+            .iter()
+            .map(&mut print)
+            .find_map(Result::err);
     }
-    out.flush()?;
-    Ok(0)
+    let failed = failed.map_or_else(|| out.flush().err(), Some);
+    match failed {
+        // `--dry-run | head`: the reader has what it wanted.
+        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
+        Some(e) => Err(anyhow::Error::new(e).context("printing the commands")),
+        None => Ok(0),
+    }
 }

@@ -657,24 +657,28 @@ pub fn batches(
             if groups.is_empty() {
                 return Vec::new();
             }
-            let all = joined(&groups);
-            if composer.compose(&all, 1).len() < MAX_LINE {
+            // What each group adds to a line (its words and a space), so lines are
+            // filled in one pass.
+            let base = composer.compose(&[], 1).len();
+            let costs: Vec<usize> = groups
+                .iter()
+                .map(|g| composer.compose(g, 1).len().saturating_sub(base) + 1)
+                .collect();
+            if base + costs.iter().sum::<usize>() < MAX_LINE {
                 let per = groups.len().div_ceil(options.jobs.max(1));
                 return groups.chunks(per).map(joined).collect();
             }
-            // Fill each line as far as it goes.
+            // Fill each line as far as it goes (at least one group a line).
             let mut out = Vec::new();
-            let mut start = 0;
-            while start < groups.len() {
-                let mut end = start + 1;
-                while end < groups.len()
-                    && composer.compose(&joined(&groups[start..=end]), 1).len() < MAX_LINE
-                {
-                    end += 1;
+            let (mut start, mut length) = (0, base);
+            for (end, cost) in costs.iter().enumerate() {
+                if end > start && length + cost >= MAX_LINE {
+                    out.push(joined(&groups[start..end]));
+                    (start, length) = (end, base);
                 }
-                out.push(joined(&groups[start..end]));
-                start = end;
+                length += cost;
             }
+            out.push(joined(&groups[start..]));
             out
         }
     }
@@ -836,6 +840,25 @@ mod tests {
             columns(" x , y,".into(), options.colsep.as_ref()),
             ["x", "y", ""]
         );
+    }
+
+    #[test]
+    fn many_arguments_fill_lines_that_fit_and_lose_none() {
+        let options = Options {
+            spread: Spread::Context,
+            jobs: 2,
+            ..Options::default()
+        };
+        let composer = Composer::new(&["echo".into(), "pre{}".into()], &options).expect("template");
+        let groups: Vec<Vec<String>> = (0..200_000).map(|i| vec![i.to_string()]).collect();
+        let lines: Vec<String> = batches(&composer, groups, &options)
+            .iter()
+            .map(|values| composer.compose(values, 1))
+            .collect();
+        assert!(lines.len() > 10, "{} lines", lines.len());
+        assert!(lines.iter().all(|l| l.len() < MAX_LINE));
+        let words: usize = lines.iter().map(|l| l.split(' ').count() - 1).sum();
+        assert_eq!(words, 200_000);
     }
 
     #[test]
