@@ -136,7 +136,7 @@ pub struct WatchArgs {
     pub program: Vec<std::ffi::OsString>,
 }
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Clone, Debug, Default)]
 #[allow(clippy::struct_excessive_bools)] // independent command-line switches
 pub struct RunArgs {
     /// A task file (`FILE.toml`), or GNU parallel's command line: `CMD [ARGS…]` and
@@ -356,16 +356,16 @@ fn task_file_first(args: &RunArgs) -> Option<Vec<std::ffi::OsString>> {
     let [file, rest @ ..] = args.words.as_slice() else {
         return None;
     };
-    if rest.is_empty() || !Path::new(file).extension().is_some_and(|e| e == "toml") {
+    if rest.is_empty() || Path::new(file).extension().is_none_or(|e| e != "toml") {
         return None;
     }
-    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // The words are the end of the arguments.
-    let at = argv.len().checked_sub(args.words.len())?;
-    let file = argv.remove(at);
-    argv.push("--".into());
-    argv.push(file);
-    Some(argv)
+    let at = arguments.len().checked_sub(args.words.len())?;
+    let file = arguments.remove(at);
+    arguments.push("--".into());
+    arguments.push(file);
+    Some(arguments)
 }
 
 /// `poolscope manpage [SUBCOMMAND]`: the page of poolscope or of one subcommand
@@ -441,7 +441,7 @@ struct Plan {
     chunk_size: usize,
     keep_order: bool,
     /// Commands come from stdin as they are read.
-    stream: Option<input::Maker>,
+    stream: Option<input::Streamed>,
 }
 
 fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
@@ -543,6 +543,8 @@ fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
 /// Runs tasks headless; returns the process exit code: 0 only when every task succeeded.
 #[allow(clippy::too_many_lines)] // one arm per kind of event the run reacts to
 pub fn run(args: &RunArgs) -> Result<u8> {
+    let normalised = resume_with_command(args);
+    let args = normalised.as_ref().unwrap_or(args);
     if args.dry_run {
         return input::dry_run(&input::tasks_of(args)?);
     }
@@ -588,7 +590,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         };
         slurm.folder = crate::executor::backend::slurm::folder_of(dir);
     }
-    let mut from_stdin = stream.map(input::stream_stdin).transpose()?;
+    let mut from_stdin = stream.map(input::stream_input).transpose()?;
     if from_stdin.is_none() {
         record.reserve_tasks(specs.len());
     }
@@ -851,6 +853,11 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             }
             _ => {}
         }
+        // Nobody reads the output any more (`| head -1`): stop, as a closed pipe stops
+        // parallel.
+        if printer.stdout_closed && !interrupted.swap(true, Ordering::AcqRel) {
+            executor.terminate();
+        }
     }
     bar.finish_and_clear();
     drop(executor);
@@ -905,6 +912,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             .unwrap_or(101)
             .max(1));
     }
+    if printer.stdout_closed {
+        // As a process killed by SIGPIPE reports it to its shell.
+        return Ok(141);
+    }
     if interrupted.load(Ordering::Acquire) {
         eprintln!("poolscope: interrupted; {failed} of {total} tasks did not succeed");
         again();
@@ -916,6 +927,32 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     // GNU parallel's convention: the number of failed tasks, capped at 101.
     Ok(failed.min(101) as u8)
+}
+
+/// `--joblog FILE --resume CMD ::: …`: GNU parallel's `--resume` takes no value, so
+/// the word clap took for a run folder is the command's first when it names no folder.
+fn resume_with_command(args: &RunArgs) -> Option<RunArgs> {
+    args.joblog.as_ref()?;
+    let taken = |value: &Option<Option<PathBuf>>| {
+        value
+            .clone()
+            .flatten()
+            .filter(|dir| !dir.is_dir())
+            .and_then(|word| word.into_os_string().into_string().ok())
+    };
+    let (word, failed) = match (taken(&args.resume), taken(&args.resume_failed)) {
+        (Some(word), _) => (word, false),
+        (None, Some(word)) => (word, true),
+        (None, None) => return None,
+    };
+    let mut args = args.clone();
+    if failed {
+        args.resume_failed = Some(None);
+    } else {
+        args.resume = Some(None);
+    }
+    args.words.insert(0, word);
+    Some(args)
 }
 
 /// Where to go on from, after a run that did not end well.
@@ -996,7 +1033,7 @@ struct Session {
     /// Tasks of a resumed run its journal cannot account for (the run cannot succeed).
     unaccounted: u64,
     /// Tasks come from stdin as they are read.
-    stream: Option<input::Maker>,
+    stream: Option<input::Streamed>,
 }
 
 /// A new run: its tasks from the file or stdin (less those a GNU-style `--resume` skips),
@@ -1581,6 +1618,8 @@ struct Printer {
     tag: bool,
     tags: HashMap<TaskId, Box<str>>,
     partial: HashMap<(TaskId, Stream), Partial>,
+    /// Whoever read stdout closed it (`| head -1`): the run stops, as parallel's does.
+    stdout_closed: bool,
 }
 
 /// The unprinted end of one task's stream.
@@ -1597,6 +1636,7 @@ impl Printer {
             tag,
             tags: HashMap::new(),
             partial: HashMap::new(),
+            stdout_closed: false,
         }
     }
 
@@ -1607,16 +1647,20 @@ impl Printer {
         }
     }
 
-    /// Print `parts` as one piece: nothing of another task comes between them.
-    fn emit(tag: Option<&str>, stream: Stream, mid_line: &mut bool, parts: &[&[u8]]) {
+    /// Print `parts` as one piece: nothing of another task comes between them. Returns
+    /// whether stdout turned out closed.
+    fn emit(tag: Option<&str>, stream: Stream, mid_line: &mut bool, parts: &[&[u8]]) -> bool {
         let result = match stream {
             Stream::Stdout => Self::write_piece(&mut io::stdout().lock(), tag, mid_line, parts),
             Stream::Stderr => Self::write_piece(&mut io::stderr().lock(), tag, mid_line, parts),
         };
-        if let Err(e) = result
-            && e.kind() != io::ErrorKind::BrokenPipe
-        {
-            log::warn!("cannot print task output: {e}");
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => stream == Stream::Stdout,
+            Err(e) => {
+                log::warn!("cannot print task output: {e}");
+                false
+            }
+            Ok(()) => false,
         }
     }
 
@@ -1656,7 +1700,7 @@ impl Printer {
         let mut rest = bytes;
         if let Some(last_newline) = bytes.iter().rposition(|&b| b == b'\n') {
             let (complete, tail) = bytes.split_at(last_newline + 1);
-            Self::emit(
+            self.stdout_closed |= Self::emit(
                 tag.as_deref(),
                 stream,
                 &mut pending.mid_line,
@@ -1667,7 +1711,7 @@ impl Printer {
         }
         pending.bytes.extend_from_slice(rest);
         if pending.bytes.len() >= PIECE {
-            Self::emit(
+            self.stdout_closed |= Self::emit(
                 tag.as_deref(),
                 stream,
                 &mut pending.mid_line,
@@ -1687,7 +1731,7 @@ impl Printer {
                 && (!rest.bytes.is_empty() || rest.mid_line)
             {
                 let end: &[u8] = if self.tag { b"\n" } else { b"" };
-                Self::emit(
+                self.stdout_closed |= Self::emit(
                     self.tag_of(task),
                     stream,
                     &mut rest.mid_line,

@@ -295,3 +295,131 @@ fn view_rejects_a_file_that_is_not_a_joblog_with_the_reason() {
         "{stderr}"
     );
 }
+
+/// Waits for `child` at most `secs`, killing it if it is still running then.
+fn wait_within(child: &mut std::process::Child, secs: u64) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_closed_stdout_stops_the_run_as_it_stops_parallel() {
+    // `poolscope run echo ::: 1 … 100000 | head -1`: the reader is gone after one line.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("log.tsv");
+    let mut args: Vec<String> = [
+        "run",
+        "-j",
+        "2",
+        "--joblog",
+        joblog.to_str().expect("utf8"),
+        "echo",
+        ":::",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend((1..=100_000).map(|i| i.to_string()));
+    let mut child = poolscope()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut first,
+    )
+    .expect("a line");
+    // The reader (and the pipe) dropped here, as `head -1` exits.
+    let status = wait_within(&mut child, 60).expect("the run stopped");
+    assert_eq!(status.code(), Some(141), "the status of a closed pipe");
+    let logged = std::fs::read_to_string(&joblog)
+        .expect("joblog")
+        .lines()
+        .count();
+    assert!(
+        logged < 50_000,
+        "the run went on after its reader left: {logged} tasks"
+    );
+}
+
+#[test]
+fn an_argument_file_is_read_as_it_comes() {
+    // `:::: FIFO`: the first argument runs while the producer still holds the pipe open.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("args");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let marker = dir.path().join("ran-first");
+    let mut child = poolscope()
+        .args([
+            "run",
+            "-j",
+            "1",
+            "touch",
+            "::::",
+            fifo.to_str().expect("utf8"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut producer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open the fifo");
+    writeln!(producer, "{}", marker.display()).expect("write");
+    producer.flush().expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        marker.exists(),
+        "the first argument ran before the input ended"
+    );
+    drop(producer);
+    let status = wait_within(&mut child, 30).expect("the run ended with its input");
+    assert!(status.success());
+}
+
+#[test]
+fn parallel_style_resume_skips_what_the_joblog_has() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joblog = dir.path().join("log.tsv");
+    let log = joblog.to_str().expect("utf8");
+    let first = run_with_stdin(&["run", "-k", "--joblog", log, "echo", ":::", "a", "b"], "");
+    assert!(first.status.success());
+    // parallel's `--resume` takes no value: `echo` is the command, not a run folder.
+    let again = run_with_stdin(
+        &[
+            "run", "-k", "--joblog", log, "--resume", "echo", ":::", "a", "b", "c",
+        ],
+        "",
+    );
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "c\n");
+    assert_eq!(
+        std::fs::read_to_string(&joblog)
+            .expect("joblog")
+            .lines()
+            .count(),
+        4
+    );
+}

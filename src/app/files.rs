@@ -306,7 +306,7 @@ impl PoolscopeApp {
             .and_then(|bytes| {
                 String::from_utf8(bytes).map_err(|e| {
                     let at = e.utf8_error().valid_up_to();
-                    let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+                    let line = e.as_bytes()[..at].split(|&b| b == b'\n').count();
                     format!("line {line} is not UTF-8 text")
                 })
             });

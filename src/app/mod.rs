@@ -344,11 +344,8 @@ impl PoolscopeApp {
             Action::OpenDialog => self.file_dialog(FilePurpose::Open),
             Action::TypePath(purpose) => self.dialog = Some(Dialog::TypePath(purpose)),
             Action::WatchDialog => self.dialog = Some(Dialog::Watch),
-            Action::BulkAddDialog => self.dialog = Some(Dialog::BulkAdd),
-            Action::InputsDialog => self.file_dialog(FilePurpose::Inputs),
-            Action::LoadInputs(path) => {
-                self.close_path_dialog();
-                self.load_inputs(&path);
+            bulk @ (Action::BulkAddDialog | Action::InputsDialog | Action::LoadInputs(_)) => {
+                self.bulk_add(bulk);
             }
             Action::Open(path) => {
                 self.close_path_dialog();
@@ -375,21 +372,37 @@ impl PoolscopeApp {
                 self.dialog = None;
                 self.quit(ctx);
             }
-            Action::LeaveOnClusterAndQuit => {
-                self.dialog = None;
-                self.quitting = true;
-                if let Some(executor) = self.run.as_ref().and_then(Run::executor) {
-                    // No end marker follows: the next start offers the run for Resume.
-                    executor.detach();
-                }
-                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-            }
+            Action::LeaveOnClusterAndQuit => self.leave_on_cluster_and_quit(ctx),
             Action::CancelDialog => self.dialog = None,
             Action::OpenRun(dir) => self.open_run(&dir),
             Action::ResumeRun(dir) => self.resume_run(&dir, ctx),
             Action::CloseRun(dir) => self.close_run(&dir),
             Action::Reveal(path) => self.reveal(&path),
             Action::Dismiss => self.notice = None,
+        }
+    }
+
+    /// Quit, leaving a cluster run's tasks on the cluster.
+    fn leave_on_cluster_and_quit(&mut self, ctx: &egui::Context) {
+        self.dialog = None;
+        self.quitting = true;
+        if let Some(executor) = self.run.as_ref().and_then(Run::executor) {
+            // No end marker follows: the next start offers the run for Resume.
+            executor.detach();
+        }
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+    }
+
+    /// The bulk-add window: opened, its inputs file chosen or read.
+    fn bulk_add(&mut self, action: Action) {
+        match action {
+            Action::BulkAddDialog => self.dialog = Some(Dialog::BulkAdd),
+            Action::InputsDialog => self.file_dialog(FilePurpose::Inputs),
+            Action::LoadInputs(path) => {
+                self.close_path_dialog();
+                self.load_inputs(&path);
+            }
+            _ => {}
         }
     }
 

@@ -28,15 +28,27 @@ pub enum Tasks {
 }
 
 impl Tasks {
-    /// The inputs are stdin alone, read as it comes (one command per argument, or per
-    /// `-n` of them; `-m` and `-X` need the whole input to spread it).
+    /// The input is one file (stdin, `:::: FILE`, `-a FILE`), read as it comes (one
+    /// command per argument, or per `-n` of them; `-m` and `-X` need the whole input to
+    /// spread it, several sources to combine them).
     pub fn streams(&self) -> bool {
-        match self {
-            Tasks::File(_) => false,
-            Tasks::Line { maker, inputs } => {
-                matches!(inputs.as_slice(), [one] if one.source.is_stdin())
-                    && matches!(maker.options.spread, Spread::One | Spread::AtMost(_))
-            }
+        self.streamed_file().is_some()
+    }
+
+    /// The file [`Tasks::streams`] reads.
+    pub fn streamed_file(&self) -> Option<&Path> {
+        let Tasks::Line { maker, inputs } = self else {
+            return None;
+        };
+        let one_at_a_time = matches!(maker.options.spread, Spread::One | Spread::AtMost(_));
+        match inputs.as_slice() {
+            [
+                Input {
+                    source: Source::File(path),
+                    ..
+                },
+            ] if one_at_a_time => Some(path),
+            _ => None,
         }
     }
 
@@ -71,18 +83,23 @@ pub fn tasks_of(args: &RunArgs) -> Result<Tasks> {
                 .with_context(|| format!("--colsep: {sep:?} is not a regular expression"))
         })
         .transpose()?;
-    let spread = match (
-        args.max_args,
-        args.max_replace_args,
-        args.xargs_context,
-        args.multiple,
-    ) {
-        (Some(n), None, false, false) | (None, Some(n), false, false) => Spread::AtMost(n),
-        (None, None, true, false) => Spread::Context,
-        (None, None, false, true) => Spread::Multiple,
-        (None, None, false, false) => Spread::One,
-        _ => bail!("-n, -N, -m and -X each say how many arguments a command takes: give one"),
+    let most = match (args.max_args, args.max_replace_args) {
+        (Some(_), Some(_)) => {
+            bail!("-n and -N each say how many arguments a command takes: give one")
+        }
+        (n, m) => n.or(m),
     };
+    let spread = match (most, args.xargs_context, args.multiple) {
+        (_, true, true) => bail!("-m and -X each say how to fill a command: give one"),
+        // -n caps what -m and -X put in one command, as in parallel.
+        (most, true, false) => Spread::Context(most),
+        (most, false, true) => Spread::Multiple(most),
+        (Some(n), false, false) => Spread::AtMost(n),
+        (None, false, false) => Spread::One,
+    };
+    if args.replace.as_deref() == Some("") {
+        bail!("-I needs the string that stands for the argument (it is empty)");
+    }
     let options = Options {
         replace: args.replace.clone(),
         spread,
@@ -130,16 +147,22 @@ pub fn listed_or_streamed(
     tasks: Tasks,
     stream: bool,
     timeout: Option<Duration>,
-) -> Result<(TaskList, Option<Maker>)> {
+) -> Result<(TaskList, Option<Streamed>)> {
+    let file = tasks.streamed_file().map(Path::to_owned);
     let Tasks::Line { maker, inputs } = tasks else {
         return Ok((TaskList::default(), None));
     };
     let maker = Maker { timeout, ..maker };
-    if stream {
-        Ok((TaskList::default(), Some(maker)))
-    } else {
-        Ok((TaskList::from_specs(maker.all(&inputs)?), None))
+    match file {
+        Some(file) if stream => Ok((TaskList::default(), Some(Streamed { maker, file }))),
+        _ => Ok((TaskList::from_specs(maker.all(&inputs)?), None)),
     }
+}
+
+/// Tasks made as their one input file (stdin: `-`) is read.
+pub struct Streamed {
+    pub maker: Maker,
+    pub file: PathBuf,
 }
 
 /// Makes tasks from arguments as GNU parallel makes commands.
@@ -174,7 +197,7 @@ impl Maker {
         match self.options.spread {
             Spread::AtMost(0) => (1, false),
             Spread::AtMost(n) => (n, true),
-            Spread::One | Spread::Multiple | Spread::Context => (1, true),
+            Spread::One | Spread::Multiple(_) | Spread::Context(_) => (1, true),
         }
     }
 
@@ -254,23 +277,18 @@ pub enum FromStdin {
 /// Most commands handed over at once (more wait for the next batch).
 pub const STDIN_BATCH: usize = 4096;
 
-/// Read stdin on a thread of its own, one argument (or command) per line, as a stream:
-/// a batch goes out as soon as no more input is waiting, so a slow producer's first
-/// line runs at once; the channel's bound holds the reader back when the run is
-/// behind.
-pub fn stream_stdin(maker: Maker) -> Result<mpsc::Receiver<FromStdin>> {
-    use std::os::fd::AsFd;
-    stdin_is_input()?;
-    // Its own descriptor, read through a buffer whose fill shows whether more is waiting.
-    let fd = io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("reading stdin")?;
-    let input = io::BufReader::with_capacity(256 * 1024, File::from(fd));
-    let mut reader = ArgumentReader::new(input, "stdin", maker.options.null);
+/// Read the input (stdin, or a file: a fifo, `/dev/stdin`, an endless producer) on a
+/// thread of its own, one argument (or command) per line, as a stream: a batch goes out
+/// as soon as no more input is waiting, so a slow producer's first line runs at once;
+/// the channel's bound holds the reader back when the run is behind.
+pub fn stream_input(streamed: Streamed) -> Result<mpsc::Receiver<FromStdin>> {
+    let Streamed { maker, file } = streamed;
+    let (input, what) = open_input(&file)?;
+    let input = io::BufReader::with_capacity(256 * 1024, input);
+    let mut reader = ArgumentReader::new(input, &what, maker.options.null);
     let (tx, rx) = mpsc::sync_channel(2);
     std::thread::Builder::new()
-        .name("poolscope-stdin".into())
+        .name("poolscope-input".into())
         .spawn(move || {
             let mut batch = Vec::new();
             let read = maker.read(
@@ -291,8 +309,26 @@ pub fn stream_stdin(maker: Maker) -> Result<mpsc::Receiver<FromStdin>> {
                 Err(e) => FromStdin::Refused(e.to_string()),
             });
         })
-        .context("starting the stdin reader")?;
+        .context("starting the input reader")?;
     Ok(rx)
+}
+
+/// The input named `path` (`-`: a descriptor of stdin's own), and how errors name it.
+fn open_input(path: &Path) -> Result<(File, String)> {
+    use std::os::fd::AsFd;
+    if path.as_os_str() == "-" {
+        stdin_is_input()?;
+        let fd = io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("reading stdin")?;
+        return Ok((File::from(fd), "stdin".to_owned()));
+    }
+    let file = File::open(path).map_err(|source| gnu::InputError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((file, path.display().to_string()))
 }
 
 /// `--dry-run`: print each command instead of running it (streamed from stdin as it
@@ -310,9 +346,9 @@ pub fn dry_run(tasks: &Tasks) -> Result<u8> {
         Ok(())
     };
     let mut failed = None;
-    if tasks.streams() {
-        stdin_is_input()?;
-        let mut reader = ArgumentReader::new(io::stdin().lock(), "stdin", maker.options.null);
+    if let Some(file) = tasks.streamed_file() {
+        let (input, what) = open_input(file)?;
+        let mut reader = ArgumentReader::new(io::BufReader::new(input), &what, maker.options.null);
         maker.read(
             &mut reader,
             |_| false,

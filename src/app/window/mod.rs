@@ -262,8 +262,6 @@ impl PoolscopeApp {
     /// Bulk add: a command template over inputs pasted or read from a file, one per
     /// line, made into commands as GNU parallel makes them, with a preview.
     fn bulk_window(&mut self, ctx: &egui::Context, actions: &mut Vec<Action>) {
-        /// Commands shown before adding.
-        const PREVIEW: usize = 5;
         let modal = egui::Modal::new(egui::Id::unique("bulk-add")).show(ctx, |ui| {
             ui.set_width(620.0);
             ui.heading("Add tasks from a template");
@@ -312,11 +310,8 @@ impl PoolscopeApp {
                 }
                 let mut clear = false;
                 if let Some((path, text)) = &form.file {
-                    ui.weak(format!(
-                        "+ {} lines from {}",
-                        text.lines().count(),
-                        path.display()
-                    ));
+                    let lines = text.lines().count();
+                    ui.weak(format!("+ {lines} lines from {}", path.display()));
                     clear = ui
                         .small_button("✕")
                         .on_hover_text("Drop the file's inputs")
@@ -327,40 +322,7 @@ impl PoolscopeApp {
                 }
             });
             ui.separator();
-            let preview =
-                crate::model::formats::draft::BulkTemplate::new(&form.command, &form.colsep).map(
-                    |bulk| {
-                        let mut groups = bulk.groups(&form.inputs);
-                        if let Some((_, text)) = &form.file {
-                            groups.extend(bulk.groups(text));
-                        }
-                        let first: Vec<String> = groups
-                            .iter()
-                            .take(PREVIEW)
-                            .zip(1..)
-                            .map(|(group, seq)| bulk.command(group, seq))
-                            .collect();
-                        (first, groups.len())
-                    },
-                );
-            let count = match &preview {
-                Ok((first, total)) => {
-                    ui.label(match total {
-                        0 => "Preview: no inputs yet".to_owned(),
-                        n if *n > PREVIEW => format!("Preview (the first {PREVIEW} of {n}):"),
-                        n => format!("Preview ({n}):"),
-                    });
-                    for command in first {
-                        let line = ui.monospace(crate::model::shown(command, 200));
-                        mark(ui, "bulk-preview", &line);
-                    }
-                    *total
-                }
-                Err(e) => {
-                    ui.colored_label(ui.visuals().error_fg_color, e);
-                    0
-                }
-            };
+            let count = bulk_preview(ui, form);
             ui.horizontal(|ui| {
                 let add =
                     ui.add_enabled(count > 0, egui::Button::new(format!("Add {count} tasks")));
@@ -621,4 +583,43 @@ fn shortcuts(ui: &egui::Ui, app: &PoolscopeApp, actions: &mut Vec<Action>) {
             actions.push(Action::CancelDialog);
         }
     });
+}
+
+/// The bulk-add window's preview: the first commands its template makes; returns how
+/// many tasks it makes in all.
+fn bulk_preview(ui: &mut egui::Ui, form: &crate::ui::actions::TemplateForm) -> usize {
+    /// Commands shown before adding.
+    const PREVIEW: usize = 5;
+    let preview =
+        crate::model::formats::draft::BulkTemplate::new(&form.command, &form.colsep).map(|bulk| {
+            let mut groups = bulk.groups(&form.inputs);
+            if let Some((_, text)) = &form.file {
+                groups.extend(bulk.groups(text));
+            }
+            let first: Vec<String> = groups
+                .iter()
+                .take(PREVIEW)
+                .zip(1..)
+                .map(|(group, seq)| bulk.command(group, seq))
+                .collect();
+            (first, groups.len())
+        });
+    match preview {
+        Ok((first, total)) => {
+            ui.label(match total {
+                0 => "Preview: no inputs yet".to_owned(),
+                n if n > PREVIEW => format!("Preview (the first {PREVIEW} of {n}):"),
+                n => format!("Preview ({n}):"),
+            });
+            for command in &first {
+                let line = ui.monospace(crate::model::shown(command, 200));
+                mark(ui, "bulk-preview", &line);
+            }
+            total
+        }
+        Err(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+            0
+        }
+    }
 }

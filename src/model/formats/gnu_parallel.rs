@@ -93,10 +93,11 @@ pub enum Spread {
     One,
     /// `-n N` / `-N N`: up to N per command (`-N 0`: one is read, none inserted).
     AtMost(usize),
-    /// `-m`: as many as the command line takes; `{}` is all of them.
-    Multiple,
+    /// `-m`: as many as the command line takes (at most N with `-n N`); `{}` is all
+    /// of them.
+    Multiple(Option<usize>),
     /// `-X`: as `-m`, and the word around a replacement string is repeated for each.
-    Context,
+    Context(Option<usize>),
 }
 
 /// parallel's options that shape the commands.
@@ -334,7 +335,7 @@ impl Composer {
             if i > 0 {
                 line.push_str(&self.gaps[i - 1]);
             }
-            let per_argument = self.spread == Spread::Context
+            let per_argument = matches!(self.spread, Spread::Context(_))
                 && word.iter().any(|p| matches!(p, Piece::Arg(None, _)));
             if per_argument {
                 for (n, value) in values.iter().enumerate() {
@@ -653,10 +654,11 @@ pub fn batches(
         Spread::One => groups,
         Spread::AtMost(0) => groups.iter().map(|_| Vec::new()).collect(),
         Spread::AtMost(n) => groups.chunks(n).map(joined).collect(),
-        Spread::Multiple | Spread::Context => {
+        Spread::Multiple(most) | Spread::Context(most) => {
             if groups.is_empty() {
                 return Vec::new();
             }
+            let most = most.unwrap_or(usize::MAX).max(1);
             // What each group adds to a line (its words and a space), so lines are
             // filled in one pass.
             let base = composer.compose(&[], 1).len();
@@ -665,14 +667,14 @@ pub fn batches(
                 .map(|g| composer.compose(g, 1).len().saturating_sub(base) + 1)
                 .collect();
             if base + costs.iter().sum::<usize>() < MAX_LINE {
-                let per = groups.len().div_ceil(options.jobs.max(1));
+                let per = groups.len().div_ceil(options.jobs.max(1)).min(most);
                 return groups.chunks(per).map(joined).collect();
             }
             // Fill each line as far as it goes (at least one group a line).
             let mut out = Vec::new();
             let (mut start, mut length) = (0, base);
             for (end, cost) in costs.iter().enumerate() {
-                if end > start && length + cost >= MAX_LINE {
+                if end > start && (length + cost >= MAX_LINE || end - start == most) {
                     out.push(joined(&groups[start..end]));
                     (start, length) = (end, base);
                 }
@@ -790,7 +792,7 @@ mod tests {
         );
         assert_eq!(commands("echo ::: a b c", &n2), ["echo a b", "echo c"]);
         let x = |jobs| Options {
-            spread: Spread::Context,
+            spread: Spread::Context(None),
             jobs,
             ..Options::default()
         };
@@ -845,7 +847,7 @@ mod tests {
     #[test]
     fn many_arguments_fill_lines_that_fit_and_lose_none() {
         let options = Options {
-            spread: Spread::Context,
+            spread: Spread::Context(None),
             jobs: 2,
             ..Options::default()
         };
