@@ -286,7 +286,7 @@ mod tests {
         let commands: Vec<&str> = drafts.iter().map(|d| d.command.as_str()).collect();
         assert_eq!(
             commands,
-            ["convert 'a b.png' 'a b.jpg'", "convert c.png c.jpg"]
+            ["convert 'a b.png' 'a b'.jpg", "convert c.png c.jpg"]
         );
         assert_eq!(drafts[0].name, "a b.png");
         let columns = BulkTemplate::new("echo {2}-{1}", ",").expect("valid");
