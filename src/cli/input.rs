@@ -177,15 +177,20 @@ impl Maker {
     /// The task for one command's arguments, numbered `seq` (`{#}`); a blank whole
     /// command line makes none. A task made from a template is named by its
     /// arguments (parallel's `--tag`), a whole line by itself.
-    pub fn task(&self, values: &[String], seq: u64) -> Option<TaskSpec> {
-        let line = self.composer.compose(values, seq);
+    pub fn task(&self, mut values: Vec<String>, seq: u64) -> Option<TaskSpec> {
         let mut spec = if self.composer.is_whole_line() {
+            // One line is the command as it was read (a million of them: no copy).
+            let line = match values.len() {
+                1 => values.pop().unwrap_or_default(),
+                _ => self.composer.compose(&values, seq),
+            };
             if line.trim().is_empty() {
                 return None;
             }
             TaskSpec::shell(line)
         } else {
-            TaskSpec::plain(gnu::tag(values), Invocation::Shell(line))
+            let line = self.composer.compose(&values, seq);
+            TaskSpec::plain(gnu::tag(&values), Invocation::Shell(line))
         };
         spec.timeout = self.timeout;
         Some(spec)
@@ -212,8 +217,7 @@ impl Maker {
         let (per, inserts) = self.per_command();
         let (mut values, mut taken, mut seq) = (Vec::new(), 0, 1u64);
         let mut made = |values: &mut Vec<String>, more: bool| {
-            let spec = self.task(values, seq);
-            values.clear();
+            let spec = self.task(std::mem::take(values), seq);
             match spec {
                 Some(spec) => {
                     seq += 1;
@@ -249,7 +253,7 @@ impl Maker {
         let sources = gnu::read_inputs(inputs, &self.options, stdin)?;
         let groups = gnu::combine(sources, self.options.link);
         Ok(gnu::batches(&self.composer, groups, &self.options)
-            .iter()
+            .into_iter()
             .zip(1..)
             .filter_map(|(values, seq)| self.task(values, seq))
             .collect())
