@@ -1695,3 +1695,33 @@ fn a_long_list_runs_whole_from_its_file_without_making_its_rows_and_close_waits_
     assert_eq!(loaded.record.task_count(), tasks);
     assert_eq!(loaded.record.succeeded(), tasks);
 }
+
+#[test]
+fn bulk_add_previews_the_first_commands_and_adds_one_task_per_input() {
+    let mut h = harness(app_with(&["echo keep me"]));
+    h.run_steps(2);
+    {
+        let app = h.state_mut();
+        app.template.command = "convert {} {.}.jpg".into();
+        app.template.inputs = "a b.png\n\nc.png\n1.png\n2.png\n3.png\n4.png\n5.png\n".into();
+    }
+    h.get_by_label("Bulk add…").click();
+    h.run_steps(3);
+    assert!(
+        h.query_by_label_contains("Preview (the first 5 of 7)")
+            .is_some(),
+        "the preview counts the inputs, blank lines left out"
+    );
+    assert!(
+        h.query_by_label("convert 'a b.png' 'a b'.jpg").is_some(),
+        "the first command, quoted as parallel quotes it"
+    );
+    h.get_by_label("Add 7 tasks").click();
+    h.run_steps(3);
+    let rows = &h.state().rows;
+    assert_eq!(rows.len(), 8, "the list kept its row and took 7");
+    assert_eq!(rows[1].draft.command, "convert 'a b.png' 'a b'.jpg");
+    assert_eq!(rows[1].draft.name, "a b.png");
+    assert_eq!(rows[7].draft.command, "convert 5.png 5.jpg");
+    assert!(h.state().dialog.is_none(), "the window closed");
+}

@@ -312,7 +312,12 @@ impl PoolscopeApp {
             });
         match read {
             Ok(text) => {
-                self.template.file = Some((path.to_owned(), text));
+                let count = crate::model::formats::draft::BulkTemplate::inputs(&text).count();
+                self.template.file = Some(crate::ui::actions::InputsFile {
+                    path: path.to_owned(),
+                    text,
+                    count,
+                });
                 self.dialog = Some(super::Dialog::BulkAdd);
             }
             Err(e) => self.error(format!("Cannot read inputs from {}: {e}", path.display())),

@@ -65,7 +65,7 @@ impl PoolscopeApp {
                     crate::model::formats::draft::BulkTemplate::new(&form.command, &form.colsep)
                         .map(|bulk| {
                             let mut groups = bulk.groups(&form.inputs);
-                            if let Some((_, text)) = &form.file {
+                            if let Some(crate::ui::actions::InputsFile { text, .. }) = &form.file {
                                 groups.extend(bulk.groups(text));
                             }
                             bulk.drafts(&groups)

@@ -131,10 +131,19 @@ pub struct TemplateForm {
     pub over: String,
     /// Bulk add: inputs typed or pasted, one per line.
     pub inputs: String,
-    /// Bulk add: inputs read from a file (its path and text), besides those typed.
-    pub file: Option<(PathBuf, String)>,
+    /// Bulk add: inputs read from a file, besides those typed.
+    pub file: Option<InputsFile>,
     /// Bulk add: a regular expression splitting each input into `{1}` `{2}` …
     pub colsep: String,
+}
+
+/// Bulk-add inputs read from a file: its text, and how many inputs it holds (counted
+/// once, not every frame).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputsFile {
+    pub path: PathBuf,
+    pub text: String,
+    pub count: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -309,9 +309,12 @@ impl PoolscopeApp {
                     actions.push(Action::TypePath(FilePurpose::Inputs));
                 }
                 let mut clear = false;
-                if let Some((path, text)) = &form.file {
-                    let lines = text.lines().count();
-                    ui.weak(format!("+ {lines} lines from {}", path.display()));
+                if let Some(file) = &form.file {
+                    ui.weak(format!(
+                        "+ {} inputs from {}",
+                        file.count,
+                        file.path.display()
+                    ));
                     clear = ui
                         .small_button("✕")
                         .on_hover_text("Drop the file's inputs")
@@ -590,19 +593,20 @@ fn shortcuts(ui: &egui::Ui, app: &PoolscopeApp, actions: &mut Vec<Action>) {
 fn bulk_preview(ui: &mut egui::Ui, form: &crate::ui::actions::TemplateForm) -> usize {
     /// Commands shown before adding.
     const PREVIEW: usize = 5;
+    // Only the first inputs are made into commands: a file of millions is counted
+    // once, when read, and the window stays quick.
     let preview =
         crate::model::formats::draft::BulkTemplate::new(&form.command, &form.colsep).map(|bulk| {
-            let mut groups = bulk.groups(&form.inputs);
-            if let Some((_, text)) = &form.file {
-                groups.extend(bulk.groups(text));
-            }
-            let first: Vec<String> = groups
-                .iter()
+            use crate::model::formats::draft::BulkTemplate;
+            let file = form.file.as_ref();
+            let first: Vec<String> = BulkTemplate::inputs(&form.inputs)
+                .chain(file.into_iter().flat_map(|f| BulkTemplate::inputs(&f.text)))
                 .take(PREVIEW)
                 .zip(1..)
-                .map(|(group, seq)| bulk.command(group, seq))
+                .map(|(input, seq)| bulk.command(&bulk.columns(input), seq))
                 .collect();
-            (first, groups.len())
+            let total = BulkTemplate::inputs(&form.inputs).count() + file.map_or(0, |f| f.count);
+            (first, total)
         });
     match preview {
         Ok((first, total)) => {

@@ -237,10 +237,17 @@ impl BulkTemplate {
 
     /// Each non-empty line of `text`, split into its columns.
     pub fn groups(&self, text: &str) -> Vec<Vec<String>> {
-        text.lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(|line| gnu::columns(line.to_owned(), self.colsep.as_ref()))
-            .collect()
+        Self::inputs(text).map(|line| self.columns(line)).collect()
+    }
+
+    /// The inputs of `text`: its non-empty lines.
+    pub fn inputs(text: &str) -> impl Iterator<Item = &str> {
+        text.lines().filter(|line| !line.trim().is_empty())
+    }
+
+    /// One input split into its columns.
+    pub fn columns(&self, input: &str) -> Vec<String> {
+        gnu::columns(input.to_owned(), self.colsep.as_ref())
     }
 
     /// The command for the `seq`th group (from 1).
