@@ -19,18 +19,8 @@ command -v parallel >/dev/null || { echo "GNU parallel is needed: apt-get instal
 rust_parallel=$(command -v rust-parallel || echo "$HOME/.cargo/bin/rust-parallel")
 [ -x "$rust_parallel" ] || { echo "rust-parallel is needed: cargo install rust-parallel" >&2; exit 1; }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# time_cmd INPUT CMD...: median wall seconds of CMD with INPUT on stdin, output discarded.
-time_cmd() {
-  local input=$1; shift
-  for _ in $(seq "$runs"); do
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$@" <"$input" >/dev/null
-    t1=$(date +%s.%N)
-    echo "$t1 - $t0" | bc -l
-  done | median
-}
+# median, time_cmd: medians of $runs wall-clock runs, output discarded.
+. benches/timing.sh
 ratio() { echo "$1 / $2" | bc -l; }
 
 mapfile -t args < <(seq "$tasks")
@@ -38,10 +28,10 @@ seq "$tasks" >"$work/args.txt"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for jobs in 2 8; do
   echo "== $tasks x true, the parallel way, -j $jobs (median of $runs)"
-  ps=$(time_cmd /dev/null "$bin" run -j "$jobs" true ::: "${args[@]}")
-  gp=$(time_cmd /dev/null parallel --will-cite -j "$jobs" true ::: "${args[@]}")
-  rp=$(time_cmd /dev/null "$rust_parallel" -j "$jobs" true ::: "${args[@]}")
-  xa=$(time_cmd "$work/args.txt" xargs -P "$jobs" -n 1 true)
+  ps=$(time_cmd "$bin" run -j "$jobs" true ::: "${args[@]}" </dev/null)
+  gp=$(time_cmd parallel --will-cite -j "$jobs" true ::: "${args[@]}" </dev/null)
+  rp=$(time_cmd "$rust_parallel" -j "$jobs" true ::: "${args[@]}" </dev/null)
+  xa=$(time_cmd xargs -a "$work/args.txt" -P "$jobs" -n 1 true)
   printf '  %-44s %7.3f s\n' "poolscope run -j $jobs true ::: …" "$ps" \
     "parallel -j $jobs true ::: …" "$gp" \
     "rust-parallel -j $jobs true ::: …" "$rp" \
