@@ -18,13 +18,13 @@ use crate::executor::{
     Event, EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec,
 };
 use crate::model::formats::taskfile::TaskList;
-use input::{FromStdin, STDIN_BATCH};
-
-mod input;
 use crate::model::store::journal::{self, JournalWriter};
 use crate::model::store::resume::{ResumeWhat, Resumption};
 use crate::model::store::runs::{self, RunRoot};
 use crate::model::{RunRecord, TaskState, formats::joblog, formats::taskfile, formats::trace};
+use input::{FromStdin, STDIN_BATCH};
+
+mod input;
 
 /// The version and the commit it was built from (`poolscope --version`).
 pub const VERSION: &str = concat!(
@@ -356,7 +356,7 @@ fn task_file_first(args: &RunArgs) -> Option<Vec<std::ffi::OsString>> {
     let [file, rest @ ..] = args.words.as_slice() else {
         return None;
     };
-    if rest.is_empty() || Path::new(file).extension().is_none_or(|e| e != "toml") {
+    if rest.is_empty() || !input::is_task_file(file) {
         return None;
     }
     let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -440,13 +440,16 @@ struct Plan {
     specs: TaskList,
     chunk_size: usize,
     keep_order: bool,
-    /// Commands come from stdin as they are read.
+    /// Commands come from the one input as it is read.
     stream: Option<input::Streamed>,
+    /// Where the tasks came from, as the run's journal names it.
+    source: String,
 }
 
 fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
     let mut file_chunk = None;
     let tasks = input::tasks_of(args)?;
+    let source = tasks.source();
     let (mut config, file_specs) = match &tasks {
         input::Tasks::File(path) => {
             let file = taskfile::load(path)?;
@@ -474,9 +477,8 @@ fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
         }
         input::Tasks::Line { .. } => (PoolConfig::default(), None),
     };
-    if let Some(jobs) = args.jobs {
-        config.size =
-            crate::executor::user_pool_size(jobs).map_err(|e| anyhow::anyhow!("--jobs: {e}"))?;
+    if let Some(size) = input::pool_size_of(args)? {
+        config.size = size;
     }
     if let Some(retries) = args.retries {
         config.retries = retries;
@@ -537,6 +539,7 @@ fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
         chunk_size,
         keep_order,
         stream: maker,
+        source,
     })
 }
 
@@ -1045,6 +1048,7 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         chunk_size,
         keep_order,
         stream,
+        source,
     } = plan(args, !gnu_resume)?;
     let listed = specs.len();
     let (specs, joblog_out) = match (&args.joblog, gnu_resume) {
@@ -1082,7 +1086,7 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         let lock = root.new_run()?;
         let dir = lock.dir().to_owned();
         let about = crate::model::store::journal::RunAbout {
-            source: Some(input::tasks_of(args)?.source()),
+            source: Some(source),
             workers: config.workers.clone(),
             chunk_size: config.workers.as_ref().map(|_| chunk_size),
             watched: false,
@@ -1611,7 +1615,7 @@ impl InputOrder {
 const PIECE: usize = 64 * 1024;
 
 /// Prints task output line by line (lines of different tasks never mix), like GNU
-/// parallel's `--line-buffer`; `--tag` prefixes each line with the task id. Output is
+/// parallel's `--line-buffer`; `--tag` prefixes each line with its task's tag. Output is
 /// bytes end to end: nothing is decoded or re-encoded.
 struct Printer {
     /// `--tag`: each line is prefixed with its task's tag (what made it: its arguments).
@@ -1688,20 +1692,20 @@ impl Printer {
         out.flush()
     }
 
-    fn tag_of(&self, task: TaskId) -> Option<&str> {
-        self.tag.then(|| self.tags.get(&task).map_or("", |t| &**t))
+    /// `task`'s tag with `--tag` (from the fields, so a task's pending output can be
+    /// borrowed beside it).
+    fn tag_of(tag: bool, tags: &HashMap<TaskId, Box<str>>, task: TaskId) -> Option<&str> {
+        tag.then(|| tags.get(&task).map_or("", |t| &**t))
     }
 
     fn output(&mut self, task: TaskId, stream: Stream, bytes: &[u8]) {
-        let tag = self
-            .tag
-            .then(|| self.tags.get(&task).cloned().unwrap_or_default());
+        let tag = Self::tag_of(self.tag, &self.tags, task);
         let pending = self.partial.entry((task, stream)).or_default();
         let mut rest = bytes;
         if let Some(last_newline) = bytes.iter().rposition(|&b| b == b'\n') {
             let (complete, tail) = bytes.split_at(last_newline + 1);
             self.stdout_closed |= Self::emit(
-                tag.as_deref(),
+                tag,
                 stream,
                 &mut pending.mid_line,
                 &[&pending.bytes, complete],
@@ -1711,12 +1715,7 @@ impl Printer {
         }
         pending.bytes.extend_from_slice(rest);
         if pending.bytes.len() >= PIECE {
-            self.stdout_closed |= Self::emit(
-                tag.as_deref(),
-                stream,
-                &mut pending.mid_line,
-                &[&pending.bytes],
-            );
+            self.stdout_closed |= Self::emit(tag, stream, &mut pending.mid_line, &[&pending.bytes]);
             pending.bytes.clear();
         }
     }
@@ -1732,7 +1731,7 @@ impl Printer {
             {
                 let end: &[u8] = if self.tag { b"\n" } else { b"" };
                 self.stdout_closed |= Self::emit(
-                    self.tag_of(task),
+                    Self::tag_of(self.tag, &self.tags, task),
                     stream,
                     &mut rest.mid_line,
                     &[&rest.bytes, end],

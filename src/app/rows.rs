@@ -64,10 +64,10 @@ impl PoolscopeApp {
                 let made =
                     crate::model::formats::draft::BulkTemplate::new(&form.command, &form.colsep)
                         .map(|bulk| {
-                            let mut groups = bulk.groups(&form.inputs);
-                            if let Some(crate::ui::actions::InputsFile { text, .. }) = &form.file {
-                                groups.extend(bulk.groups(text));
-                            }
+                            let groups: Vec<Vec<String>> = form
+                                .bulk_inputs()
+                                .map(|input| bulk.columns(input))
+                                .collect();
                             bulk.drafts(&groups)
                         });
                 match made {

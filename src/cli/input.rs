@@ -1,6 +1,6 @@
 //! Where `poolscope run`'s tasks come from: a task file, or GNU parallel's command line
-//! (a command template and its input sources, or whole command lines), read whole or
-//! streamed from stdin as it arrives.
+//! (a command template and its input sources, or whole command lines), read whole or,
+//! from one input (stdin, a file, a fifo), streamed as it arrives.
 
 use std::fs::File;
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -68,10 +68,24 @@ impl Tasks {
     }
 }
 
+/// A word naming a task file (`FILE.toml`) rather than a command.
+pub fn is_task_file(word: &str) -> bool {
+    Path::new(word).extension().is_some_and(|e| e == "toml")
+}
+
+/// `-j N`, checked (none: the file's, else the CPU count).
+pub fn pool_size_of(args: &RunArgs) -> Result<Option<usize>> {
+    args.jobs
+        .map(|jobs| {
+            crate::executor::user_pool_size(jobs).map_err(|e| anyhow::anyhow!("--jobs: {e}"))
+        })
+        .transpose()
+}
+
 /// `args`'s words as a task file (one word naming a `.toml` file) or a command line.
 pub fn tasks_of(args: &RunArgs) -> Result<Tasks> {
     if let [file] = args.words.as_slice()
-        && Path::new(file).extension().is_some_and(|e| e == "toml")
+        && is_task_file(file)
     {
         return Ok(Tasks::File(PathBuf::from(file)));
     }
@@ -107,12 +121,7 @@ pub fn tasks_of(args: &RunArgs) -> Result<Tasks> {
         quote_command: args.quote,
         null: args.null,
         link: args.link,
-        jobs: match args.jobs {
-            Some(jobs) => {
-                crate::executor::user_pool_size(jobs).map_err(|e| anyhow::anyhow!("--jobs: {e}"))?
-            }
-            None => crate::executor::PoolConfig::default().size,
-        },
+        jobs: pool_size_of(args)?.unwrap_or_else(|| crate::executor::PoolConfig::default().size),
     };
     let split = gnu::split_words(&args.words);
     let mut inputs: Vec<Input> = args
@@ -142,7 +151,7 @@ pub fn tasks_of(args: &RunArgs) -> Result<Tasks> {
 }
 
 /// A command line's tasks: all of them, or (`stream`) none yet and what makes them
-/// as stdin is read.
+/// as its one input is read.
 pub fn listed_or_streamed(
     tasks: Tasks,
     stream: bool,
@@ -166,7 +175,6 @@ pub struct Streamed {
 }
 
 /// Makes tasks from arguments as GNU parallel makes commands.
-#[derive(Clone)]
 pub struct Maker {
     pub composer: Composer,
     pub options: Options,

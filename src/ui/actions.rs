@@ -137,6 +137,24 @@ pub struct TemplateForm {
     pub colsep: String,
 }
 
+impl TemplateForm {
+    /// The bulk-add inputs: those typed, then the file's (each a non-empty line).
+    pub fn bulk_inputs(&self) -> impl Iterator<Item = &str> {
+        use crate::model::formats::draft::BulkTemplate;
+        BulkTemplate::inputs(&self.inputs).chain(
+            self.file
+                .iter()
+                .flat_map(|file| BulkTemplate::inputs(&file.text)),
+        )
+    }
+
+    /// How many [`TemplateForm::bulk_inputs`] there are (the file's counted when read).
+    pub fn bulk_input_count(&self) -> usize {
+        crate::model::formats::draft::BulkTemplate::inputs(&self.inputs).count()
+            + self.file.as_ref().map_or(0, |file| file.count)
+    }
+}
+
 /// Bulk-add inputs read from a file: its text, and how many inputs it holds (counted
 /// once, not every frame).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

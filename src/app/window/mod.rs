@@ -597,16 +597,13 @@ fn bulk_preview(ui: &mut egui::Ui, form: &crate::ui::actions::TemplateForm) -> u
     // once, when read, and the window stays quick.
     let preview =
         crate::model::formats::draft::BulkTemplate::new(&form.command, &form.colsep).map(|bulk| {
-            use crate::model::formats::draft::BulkTemplate;
-            let file = form.file.as_ref();
-            let first: Vec<String> = BulkTemplate::inputs(&form.inputs)
-                .chain(file.into_iter().flat_map(|f| BulkTemplate::inputs(&f.text)))
+            let first: Vec<String> = form
+                .bulk_inputs()
                 .take(PREVIEW)
                 .zip(1..)
                 .map(|(input, seq)| bulk.command(&bulk.columns(input), seq))
                 .collect();
-            let total = BulkTemplate::inputs(&form.inputs).count() + file.map_or(0, |f| f.count);
-            (first, total)
+            (first, form.bulk_input_count())
         });
     match preview {
         Ok((first, total)) => {

@@ -235,11 +235,6 @@ impl BulkTemplate {
         Ok(Self { composer, colsep })
     }
 
-    /// Each non-empty line of `text`, split into its columns.
-    pub fn groups(&self, text: &str) -> Vec<Vec<String>> {
-        Self::inputs(text).map(|line| self.columns(line)).collect()
-    }
-
     /// The inputs of `text`: its non-empty lines.
     pub fn inputs(text: &str) -> impl Iterator<Item = &str> {
         text.lines().filter(|line| !line.trim().is_empty())
@@ -289,7 +284,12 @@ mod tests {
     #[test]
     fn bulk_templates_quote_and_split_as_parallel_does() {
         let bulk = BulkTemplate::new("convert {} {.}.jpg", "").expect("valid");
-        let drafts = bulk.drafts(&bulk.groups("a b.png\n\nc.png\n"));
+        let groups = |bulk: &BulkTemplate, text| {
+            BulkTemplate::inputs(text)
+                .map(|input| bulk.columns(input))
+                .collect::<Vec<_>>()
+        };
+        let drafts = bulk.drafts(&groups(&bulk, "a b.png\n\nc.png\n"));
         let commands: Vec<&str> = drafts.iter().map(|d| d.command.as_str()).collect();
         assert_eq!(
             commands,
@@ -298,7 +298,7 @@ mod tests {
         assert_eq!(drafts[0].name, "a b.png");
         let columns = BulkTemplate::new("echo {2}-{1}", ",").expect("valid");
         assert_eq!(
-            columns.drafts(&columns.groups("x, y\n"))[0].command,
+            columns.drafts(&groups(&columns, "x, y\n"))[0].command,
             "echo y-x"
         );
         assert!(BulkTemplate::new("echo", "(").is_err());
