@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::executor::feeder::{Fed, ListFeeder};
 use crate::executor::{
-    Event, EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec,
+    EventKind, Executor, HaltPolicy, Outcome, PoolConfig, Stream, TaskId, TaskSpec, Waited,
 };
 use crate::model::formats::taskfile::TaskList;
 use crate::model::store::journal::{self, JournalWriter};
@@ -24,7 +24,9 @@ use crate::model::store::runs::{self, RunRoot};
 use crate::model::{RunRecord, TaskState, formats::joblog, formats::taskfile, formats::trace};
 use input::{FromStdin, STDIN_BATCH};
 
+mod client;
 mod input;
+mod served;
 
 /// The version and the commit it was built from (`poolscope --version`).
 pub const VERSION: &str = concat!(
@@ -115,6 +117,8 @@ pub enum Command {
         /// The subcommand whose page to print (none: poolscope's).
         subcommand: Option<String>,
     },
+    #[command(flatten)]
+    Client(client::ClientCommand),
     /// Open a GNU parallel joblog or a saved run in the window, to see its timeline.
     View {
         /// A joblog (`parallel --joblog`, `poolscope run --joblog`), a saved run, or a
@@ -184,6 +188,10 @@ pub struct RunArgs {
     /// Print the commands, run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Stay open for tasks added from other terminals (`poolscope add`) until `poolscope
+    /// close`; with no tasks of its own, stdin is not read.
+    #[arg(long, conflicts_with_all = ["dry_run", "no_journal"])]
+    pub serve: bool,
     /// Pool size: most tasks running at once, 1 to 100000 [default: the file's, else the CPU count].
     #[arg(short = 'j', long = "jobs", allow_negative_numbers = true)]
     pub jobs: Option<i64>,
@@ -316,6 +324,7 @@ pub fn main() -> ExitCode {
             Ok(0)
         }
         Some(Command::Manpage { subcommand }) => manpage(subcommand.as_deref()),
+        Some(Command::Client(command)) => client::main(command),
         // Check the file first so a bad one is reported on the terminal too. A run's
         // folder (as `poolscope run` prints it) opens its journal.
         Some(Command::View { file }) => if file.is_dir() {
@@ -432,6 +441,10 @@ fn positive_seconds(value: f64, flag: &str) -> Result<Duration> {
 /// its pipe), so an endless producer runs in constant memory. A task file is handed to
 /// the pool the same way.
 const READ_AHEAD: usize = 16 * 1024;
+/// Output a headless run keeps of each task for its clients (`log`, `follow`), and of
+/// all its tasks together; the terminal (or --results) has all of it.
+const RUN_TAIL_BYTES: usize = 4 << 20;
+const RUN_TAIL_BUDGET: usize = 64 << 20;
 
 /// What `poolscope run` does: the pool settings and tasks (the file's, overridden by the
 /// flags), how many go to a worker at once, and whether output keeps input order.
@@ -448,7 +461,12 @@ struct Plan {
 
 fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
     let mut file_chunk = None;
-    let tasks = input::tasks_of(args)?;
+    // A served run with no tasks of its own waits for its clients' (stdin is not read).
+    let tasks = if args.serve && args.words.is_empty() && args.arg_files.is_empty() {
+        input::Tasks::Clients
+    } else {
+        input::tasks_of(args)?
+    };
     let source = tasks.source();
     let (mut config, file_specs) = match &tasks {
         input::Tasks::File(path) => {
@@ -475,7 +493,7 @@ fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
             file_chunk = file.chunk_size;
             (config, Some(file.tasks))
         }
-        input::Tasks::Line { .. } => (PoolConfig::default(), None),
+        input::Tasks::Line { .. } | input::Tasks::Clients => (PoolConfig::default(), None),
     };
     if let Some(size) = input::pool_size_of(args)? {
         config.size = size;
@@ -613,10 +631,58 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     if journal.is_some() {
         joblog_out.hold_for_journal();
     }
+    let mode = if config.slurm.is_some() {
+        "slurm"
+    } else if config.workers.is_some() {
+        "workers"
+    } else {
+        "processes"
+    };
+    let listed = from_list.as_ref().map_or(0, |_| total);
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
-    // Tasks read from stdin and not over yet; the next one's number.
-    let (mut in_flight, mut next_task) = (0usize, 1u64);
+    // Clients (`poolscope add`, `status`, `follow` …) reach the run through a socket in
+    // its folder; a run without a folder (--no-journal) is not reachable.
+    let mut control = match &journal {
+        Some((dir, _)) => {
+            let nudge = events.nudge();
+            match crate::control::Control::start(dir, "headless", Arc::new(move || nudge.nudge())) {
+                Ok(control) => Some(control),
+                Err(e) if args.serve => {
+                    bail!("cannot listen for clients in {}: {e}", dir.display())
+                }
+                Err(e) => {
+                    eprintln!(
+                        "poolscope: this run cannot be driven from another terminal ({e}); it \
+                         runs on"
+                    );
+                    None
+                }
+            }
+        }
+        None if args.serve => bail!("--serve needs the run's folder: drop --no-journal"),
+        None => None,
+    };
+    if control.is_some() {
+        // A task's own output, for the clients that read it (log, follow).
+        record.keep_task_output(RUN_TAIL_BYTES, RUN_TAIL_BUDGET);
+    }
+    if args.serve
+        && let Some((dir, _)) = &journal
+    {
+        let id = dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        eprintln!(
+            "poolscope: serving run {id}: add tasks with `poolscope add --run {id} -- CMD`, end \
+             it with `poolscope close --run {id}`"
+        );
+    }
+    let mut additions = served::Additions::new(&resumption, listed, args.serve);
+    // Tasks handed to the pool and not over yet.
+    let mut in_flight = 0usize;
+    // The run's own tasks are all handed to the pool (its list, stdin).
+    let mut input_over = false;
     // Tasks handed to the pool that the record has seen.
     let mut queued_seen = 0usize;
     let mut refused = None;
@@ -635,9 +701,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     // The journal gets what arrived in one batch whenever no more is at hand, and the
     // joblog its lines once the journal has them; then the next event is awaited (at
     // most `wait`, when stdin is to be looked at again).
-    let next = |wait: Option<Duration>, joblog_out: &mut JoblogOut| -> Result<Option<Event>> {
+    let next = |wait: Option<Duration>, joblog_out: &mut JoblogOut| -> Result<Waited> {
         if let Some(event) = events.try_recv() {
-            return Ok(Some(event));
+            return Ok(Waited::Event(event));
         }
         if let Some((_, journal)) = &journal {
             if joblog_out.holds_lines() {
@@ -647,12 +713,26 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 journal.send();
             }
         }
-        Ok(match wait {
-            Some(wait) => events.recv_timeout(wait),
-            None => events.recv(),
-        })
+        Ok(events.wait(wait.unwrap_or(Duration::MAX)))
     };
     loop {
+        if let Some(control) = &mut control {
+            let bar_grow = |count| bar.grow(count);
+            control.serve(&mut served::Headless {
+                record: &mut record,
+                executor: &executor,
+                journal: journal.as_ref().map(|(_, j)| j),
+                resumption: &resumption,
+                additions: &mut additions,
+                in_flight: &mut in_flight,
+                listing: from_list.is_some(),
+                input_over,
+                interrupted: interrupted.load(Ordering::Acquire),
+                mode,
+                results: args.results.as_deref(),
+                grew: &bar_grow,
+            });
+        }
         if let Some(feeder) = &mut from_list {
             let ended = interrupted.load(Ordering::Acquire)
                 || match feeder.feed(&executor, queued_seen, in_flight, usize::MAX) {
@@ -666,7 +746,16 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 };
             if ended {
                 from_list = None;
-                executor.close();
+                input_over = true;
+            }
+        }
+        // What clients added while the list went to the pool follows it now.
+        if from_list.is_none() && !additions.held.is_empty() {
+            for specs in std::mem::take(&mut additions.held) {
+                let count = specs.len();
+                if executor.submit(specs).is_ok() {
+                    in_flight += count;
+                }
             }
         }
         if let Some(rx) = &from_stdin {
@@ -682,7 +771,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                             let listed: Vec<Arc<TaskSpec>> =
                                 specs.iter().cloned().map(Arc::new).collect();
                             if let Err(e) =
-                                journal.plan(TaskId(next_task), &listed, record.last_event)
+                                journal.plan(TaskId(additions.next_id), &listed, record.last_event)
                             {
                                 journal_failed = Some(e.to_string());
                                 executor.terminate();
@@ -697,7 +786,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                             break;
                         }
                         in_flight += count;
-                        next_task += count as u64;
+                        additions.next_id += count as u64;
                         bar.grow(count);
                     }
                     Ok(FromStdin::Refused(why)) => {
@@ -710,17 +799,29 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             }
             if ended {
                 from_stdin = None;
+                input_over = true;
+            }
+        }
+        // The pool closes once the run's own tasks are handed over and, for a run that
+        // clients can add to, everything added is over too (a served run: once a client
+        // closed it).
+        let interrupted_now = interrupted.load(Ordering::Acquire);
+        if input_over && !executor.is_closed() {
+            let clients_done = control.is_none()
+                || interrupted_now
+                || (additions.held.is_empty()
+                    && in_flight == 0
+                    && (!additions.serve || additions.closed));
+            if clients_done {
                 executor.close();
             }
         }
         // While stdin is read, it is polled between events: a line waits at most 2 ms.
         let reading = from_stdin.is_some();
-        let Some(event) = next(reading.then_some(Duration::from_millis(2)), &mut joblog_out)?
-        else {
-            if reading {
-                continue;
-            }
-            break;
+        let event = match next(reading.then_some(Duration::from_millis(2)), &mut joblog_out)? {
+            Waited::Event(event) => event,
+            Waited::TimedOut | Waited::Nudged => continue,
+            Waited::Closed => break,
         };
         if let EventKind::Queued { task, spec } = &event.kind {
             queued_seen += 1;
@@ -740,6 +841,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         // numbers); what is printed follows the executor's.
         if let Some(mine) = resumption.translate(&event) {
             record.apply(&mine);
+            if let Some(control) = &mut control {
+                control.event(&mine);
+            }
             // Once the journal could not be written, the run stops: the tasks it
             // cancels or kills for that are left unfinished in the journal (a resume
             // runs them), only what ended by itself goes in.
@@ -863,6 +967,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         }
     }
     bar.finish_and_clear();
+    // Clients are told the run ended; its socket goes.
+    drop(control);
     drop(executor);
     // Streamed, the run's size is what was read.
     let total = total.max(record.task_count());
@@ -1260,7 +1366,7 @@ fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
                 }
             }
             crate::executor::Waited::Closed => break,
-            crate::executor::Waited::TimedOut => {}
+            crate::executor::Waited::TimedOut | crate::executor::Waited::Nudged => {}
         }
         if signalled.load(Ordering::Acquire) {
             let since = *passed_on.get_or_insert_with(Instant::now);

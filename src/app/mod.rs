@@ -7,6 +7,7 @@
 //! and PNG capture), `persist` (what is kept between sessions).
 
 mod automation;
+mod clients;
 mod feed;
 mod files;
 mod list;
@@ -433,6 +434,7 @@ impl PoolscopeApp {
         if self.pump_events() {
             ctx.request_repaint();
         }
+        self.serve_clients(ctx);
         self.pump_feed(ctx);
         self.poll_file_dialog(ctx);
         self.restore_all_output();

@@ -52,6 +52,8 @@ pub struct Run {
     pub(super) guarded: Option<(&'static crate::executor::watchdog::Watchdog, i32)>,
     /// The latest time [`Run::now`] gave: the clock never runs backwards.
     pub(super) shown: std::cell::Cell<Duration>,
+    /// Its socket, while other terminals can drive it (`poolscope add`, `follow` …).
+    pub(super) control: Option<crate::control::Control>,
 }
 
 impl Run {
@@ -74,6 +76,7 @@ impl Run {
             stopped_for: None,
             behind: false,
             shown: std::cell::Cell::default(),
+            control: None,
         }
     }
 
@@ -96,6 +99,7 @@ impl Run {
             stopped_for: None,
             behind: false,
             shown: std::cell::Cell::default(),
+            control: None,
         }
     }
 
@@ -106,6 +110,9 @@ impl Run {
             return;
         };
         self.record.apply(&event);
+        if let Some(control) = &mut self.control {
+            control.event(&event);
+        }
         let stopped_by_us = self.stopped_for.is_some()
             && matches!(
                 event.kind,
@@ -535,7 +542,11 @@ impl PoolscopeApp {
         // redraws at most every FRAME_WHILE_BUSY for them (input still redraws at once).
         let waker = move || waker_ctx.request_repaint_after(FRAME_WHILE_BUSY);
         let (executor, events) = Executor::start(config, Some(Arc::new(waker)));
-        self.run = Some(Run::live((executor, events), output_dir, journal));
+        let control = super::clients::listen(&output_dir, ctx);
+        self.run = Some(Run {
+            control,
+            ..Run::live((executor, events), output_dir, journal)
+        });
         for row in &mut self.rows {
             row.task = None;
         }
@@ -676,10 +687,10 @@ impl PoolscopeApp {
     }
 
     pub(super) fn submit_rows_in_chunks(&mut self, rows: &[usize], chunk: usize) {
-        let Some(run) = self.run.as_ref().filter(|r| r.is_live()) else {
+        if self.run.as_ref().is_none_or(|r| !r.is_live()) {
             self.error("No pool is running: press Start");
             return;
-        };
+        }
         let mut specs = Vec::new();
         for &i in rows {
             let Some(row) = self.rows.get(i).filter(|r| r.task.is_none()) else {
@@ -693,22 +704,38 @@ impl PoolscopeApp {
                 }
             }
         }
+        if let Err(e) = self.submit_specs(specs, chunk) {
+            self.error(e);
+        }
+    }
+
+    /// Submit rows' tasks (row index, spec) to the live pool, journaled first; each row
+    /// is tied to its task. The pool's task numbers, or why nothing was submitted.
+    pub(super) fn submit_specs(
+        &mut self,
+        specs: Vec<(usize, crate::executor::TaskSpec)>,
+        chunk: usize,
+    ) -> Result<Vec<TaskId>, String> {
+        let Some(run) = self.run.as_ref().filter(|r| r.is_live()) else {
+            return Err("No pool is running: press Start".into());
+        };
         if specs.is_empty() {
-            return;
+            return Ok(Vec::new());
         }
         let Some(executor) = run.executor() else {
-            return;
+            return Err("This run has no pool to add to (a watched program's)".into());
         };
-        // The journal lists them before any can start (a resumed run's tasks are in it
-        // already, under their first numbers).
-        if let Some(journal) = &run.journal
-            && run.resumption.is_empty()
-        {
+        if executor.is_closed() {
+            return Err("Cannot add tasks: the pool is closed. Press Start for a new run.".into());
+        }
+        // The journal lists them before any can start, under the run's numbers (a
+        // resumed run's new tasks follow its old ones).
+        if let Some(journal) = &run.journal {
             let listed: Vec<Arc<crate::executor::TaskSpec>> =
                 specs.iter().map(|(_, s)| Arc::new(s.clone())).collect();
-            if let Err(e) = journal.plan(TaskId(run.next_task), &listed, run.now()) {
-                self.error(format!("Cannot add tasks: the run's journal: {e}"));
-                return;
+            let first = run.resumption.original(TaskId(run.next_task), 0).0;
+            if let Err(e) = journal.plan(first, &listed, run.now()) {
+                return Err(format!("Cannot add tasks: the run's journal: {e}"));
             }
         }
         match executor.submit_map(specs.iter().map(|(_, s)| s.clone()).collect(), chunk) {
@@ -716,11 +743,12 @@ impl PoolscopeApp {
                 if let (Some(run), Some(last)) = (self.run.as_mut(), ids.last()) {
                     run.next_task = last.0 + 1;
                 }
-                for ((i, _), id) in specs.iter().zip(ids) {
-                    self.rows[*i].task = Some(id);
+                for ((i, _), id) in specs.iter().zip(&ids) {
+                    self.rows[*i].task = Some(*id);
                 }
+                Ok(ids)
             }
-            Err(e) => self.error(format!("Cannot add tasks: {e}. Press Start for a new run.")),
+            Err(e) => Err(format!("Cannot add tasks: {e}. Press Start for a new run.")),
         }
     }
 

@@ -25,6 +25,8 @@ pub enum Tasks {
     /// GNU parallel's line: a command (none: each argument is a command) and its inputs
     /// (none given: stdin).
     Line { maker: Maker, inputs: Vec<Input> },
+    /// None of its own: a served run's tasks come from its clients (`poolscope add`).
+    Clients,
 }
 
 impl Tasks {
@@ -64,6 +66,7 @@ impl Tasks {
                 "commands from stdin".to_owned()
             }
             Tasks::Line { .. } => "a GNU parallel command line".to_owned(),
+            Tasks::Clients => "tasks added by clients".to_owned(),
         }
     }
 }

@@ -28,7 +28,7 @@ pub use backend::local::LocalBackend;
 pub use backend::workers::{WorkerBackend, WorkerPool};
 pub use event::{Event, EventKind, HaltReason, Outcome, Stream, WorkerChange, signal_name};
 pub use nix::sys::signal::Signal;
-pub use sink::{Events, Waited, Waker};
+pub use sink::{Events, Nudge, Waited, Waker};
 pub use task::{
     Background, Builtin, BuiltinKind, Invocation, Span, StdinMode, TaskId, TaskMaker, TaskSpec,
 };

@@ -104,12 +104,39 @@ pub struct EventSink {
     waker: Option<Waker>,
     budget: Arc<OutputBudget>,
     last_at: Duration,
+    /// A second way into the consumer's channel, for [`Nudge`]s; let go of with the sink,
+    /// so the consumer still learns that the executor is gone.
+    nudges: Arc<Mutex<Option<Sender<Vec<Event>>>>>,
+}
+
+impl Drop for EventSink {
+    fn drop(&mut self) {
+        self.nudges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}
+
+/// Wakes a consumer waiting in [`Events::wait`] with no event ([`Waited::Nudged`]): a
+/// request from a client of the run wants an answer. Does nothing once the executor is
+/// gone.
+#[derive(Clone)]
+pub struct Nudge(Arc<Mutex<Option<Sender<Vec<Event>>>>>);
+
+impl Nudge {
+    pub fn nudge(&self) {
+        if let Some(tx) = &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
+            let _ = tx.send(Vec::new());
+        }
+    }
 }
 
 impl EventSink {
     pub(crate) fn new(start: Instant, waker: Option<Waker>, budget_bytes: usize) -> (Self, Events) {
         let (tx, rx) = mpsc::channel();
         let budget = Arc::new(OutputBudget::new(budget_bytes));
+        let nudges = Arc::new(Mutex::new(Some(tx.clone())));
         let sink = Self {
             tx,
             batch: Vec::new(),
@@ -118,11 +145,13 @@ impl EventSink {
             waker,
             budget: Arc::clone(&budget),
             last_at: Duration::ZERO,
+            nudges: Arc::clone(&nudges),
         };
         let events = Events {
             rx,
             ready: RefCell::new(VecDeque::new()),
             budget,
+            nudges,
         };
         (sink, events)
     }
@@ -196,9 +225,15 @@ pub struct Events {
     /// The rest of the batch being read.
     ready: RefCell<VecDeque<Event>>,
     budget: Arc<OutputBudget>,
+    nudges: Arc<Mutex<Option<Sender<Vec<Event>>>>>,
 }
 
 impl Events {
+    /// A way to wake this consumer's [`Events::wait`] from another thread.
+    pub fn nudge(&self) -> Nudge {
+        Nudge(Arc::clone(&self.nudges))
+    }
+
     fn next_ready(&self) -> Option<Event> {
         let event = self.ready.borrow_mut().pop_front()?;
         if let EventKind::Output { bytes, .. } = &event.kind {
@@ -255,7 +290,7 @@ impl Events {
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
         match self.wait(timeout) {
             Waited::Event(event) => Some(event),
-            Waited::TimedOut | Waited::Closed => None,
+            Waited::TimedOut | Waited::Nudged | Waited::Closed => None,
         }
     }
 
@@ -270,6 +305,7 @@ impl Events {
                 d.saturating_duration_since(Instant::now())
             });
             match self.rx.recv_timeout(left) {
+                Ok(batch) if batch.is_empty() => return Waited::Nudged,
                 Ok(batch) => {
                     if let Some(event) = self.refill(batch) {
                         return Waited::Event(event);
@@ -287,6 +323,8 @@ impl Events {
 pub enum Waited {
     Event(Event),
     TimedOut,
+    /// Woken by a [`Nudge`], with no event.
+    Nudged,
     /// The executor is gone and every event was read.
     Closed,
 }

@@ -136,6 +136,11 @@ impl TaskStore {
         }
     }
 
+    /// Output kept per task from now on (tasks made whole later get this limit).
+    pub fn set_tail_limit(&mut self, tail_limit: usize) {
+        self.tail_limit = tail_limit;
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }

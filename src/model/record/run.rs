@@ -237,6 +237,10 @@ pub struct RunRecord {
     /// Count output bytes only (headless runs print or save output instead).
     #[serde(skip)]
     discard_output: bool,
+    /// Keep tasks' output but not the all-tasks view (a headless run's clients read a
+    /// task's own).
+    #[serde(skip)]
+    no_interleaved: bool,
 }
 
 /// (task, attempt) pairs in order, packed into one `u64` each where the task id is
@@ -441,6 +445,7 @@ impl RunRecord {
             changes_dropped: 0,
             live: Some(LiveStats::default()),
             discard_output: false,
+            no_interleaved: false,
         }
     }
 
@@ -615,6 +620,17 @@ impl RunRecord {
             discard_output: true,
             ..Self::new(0)
         }
+    }
+
+    /// From now on keep each task's own output (up to `tail_bytes`, `budget` in all) but
+    /// not the all-tasks view: what a headless run holds for the clients that read a
+    /// task's output (`poolscope log`, `follow`).
+    pub fn keep_task_output(&mut self, tail_bytes: usize, budget: usize) {
+        self.discard_output = false;
+        self.no_interleaved = true;
+        self.tail_bytes = tail_bytes;
+        self.tail_budget = budget;
+        self.tasks.set_tail_limit(tail_bytes);
     }
 
     /// A finished record made elsewhere (an imported joblog, a saved run).
@@ -971,7 +987,9 @@ impl RunRecord {
             } => {
                 let keep = !self.discard_output;
                 if keep {
-                    self.interleaved.push(*task, (*stream).into(), bytes);
+                    if !self.no_interleaved {
+                        self.interleaved.push(*task, (*stream).into(), bytes);
+                    }
                     self.hold_output(*task, (*stream).into(), bytes);
                 }
                 if let Some(a) = self.attempt_mut(*task, *attempt) {
@@ -1030,7 +1048,9 @@ impl RunRecord {
 
     /// What the user typed to a task, shown in its console as input.
     pub fn record_input(&mut self, task: TaskId, bytes: &[u8]) {
-        self.interleaved.push(task, Channel::Input, bytes);
+        if !self.no_interleaved {
+            self.interleaved.push(task, Channel::Input, bytes);
+        }
         self.hold_output(task, Channel::Input, bytes);
     }
 

@@ -27,6 +27,10 @@ pub struct Resumption {
     /// New task N is `tasks[N-1]`: the original id and how many attempts it had.
     tasks: Vec<(TaskId, u32)>,
     offset: Duration,
+    /// The run's tasks before this resumption: a task added while it runs (by a client,
+    /// a retry) is numbered after them, new task `K + j` being the run's `added_after +
+    /// j` (K: the tasks resumed).
+    added_after: u64,
 }
 
 impl Resumption {
@@ -53,7 +57,17 @@ impl Resumption {
             .wall_clock_start
             .and_then(|start| SystemTime::now().duration_since(start).ok())
             .unwrap_or(record.last_event);
-        (specs, Self { tasks, offset })
+        let added_after = record
+            .id_at(record.task_count().saturating_sub(1))
+            .map_or(0, |t| t.0);
+        (
+            specs,
+            Self {
+                tasks,
+                offset,
+                added_after,
+            },
+        )
     }
 
     /// Not a resumption: the executor's tasks are the run's own.
@@ -63,6 +77,13 @@ impl Resumption {
 
     /// The original task and attempt of the new executor's `task` and `attempt`.
     pub fn original(&self, task: TaskId, attempt: u32) -> (TaskId, u32) {
+        let resumed = self.tasks.len() as u64;
+        if self.tasks.is_empty() {
+            return (task, attempt);
+        }
+        if task.0 > resumed {
+            return (TaskId(self.added_after + (task.0 - resumed)), attempt);
+        }
         usize::try_from(task.0)
             .ok()
             .and_then(|n| n.checked_sub(1))
@@ -72,6 +93,15 @@ impl Resumption {
 
     /// The resuming executor's task and attempt for the run's `task` and `attempt`.
     pub fn executor_ids(&self, task: TaskId, attempt: u32) -> Option<(TaskId, u32)> {
+        if self.tasks.is_empty() {
+            return Some((task, attempt));
+        }
+        if task.0 > self.added_after {
+            return Some((
+                TaskId(self.tasks.len() as u64 + (task.0 - self.added_after)),
+                attempt,
+            ));
+        }
         let i = self.tasks.iter().position(|&(id, _)| id == task)?;
         let before = self.tasks[i].1;
         Some((TaskId(i as u64 + 1), attempt.checked_sub(before)?))
@@ -94,14 +124,22 @@ impl Resumption {
         if self.tasks.is_empty() {
             return Some(Cow::Borrowed(event));
         }
-        if matches!(
-            event.kind,
-            EventKind::PoolStarted { .. } | EventKind::Queued { .. } | EventKind::Chunk { .. }
-        ) {
-            return None;
+        let resumed = self.tasks.len() as u64;
+        match &event.kind {
+            EventKind::PoolStarted { .. } => return None,
+            // A task added while the resumed run runs is new to it; the rest it has.
+            EventKind::Queued { task, .. } | EventKind::Chunk { first: task, .. }
+                if task.0 <= resumed =>
+            {
+                return None;
+            }
+            _ => {}
         }
         let mut kind = event.kind.clone();
         match &mut kind {
+            EventKind::Queued { task, .. } | EventKind::Chunk { first: task, .. } => {
+                *task = self.original(*task, 0).0;
+            }
             EventKind::Waiting { task, attempt, .. }
             | EventKind::Started { task, attempt, .. }
             | EventKind::CommandStarted { task, attempt, .. }
