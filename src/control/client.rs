@@ -90,9 +90,14 @@ impl Connection {
     /// Send a request (its answer is read with [`Connection::reply`]).
     pub fn send(&mut self, request: &Request) -> Result<(), ClientError> {
         let line = request_line(request);
-        self.writer
-            .write_all(line.as_bytes())
-            .map_err(|e| self.io(e))
+        match self.writer.write_all(line.as_bytes()) {
+            Ok(()) => Ok(()),
+            // The run hung up at once: it may have said why (a refused user).
+            Err(e) => match self.reply() {
+                Err(refused @ ClientError::Refused(_)) => Err(refused),
+                _ => Err(self.io(e)),
+            },
+        }
     }
 
     /// The next reply line as it came (without its newline).

@@ -69,9 +69,19 @@ fn chunk_len(chunk: &super::protocol::OutputChunk) -> usize {
 pub struct Server {
     path: PathBuf,
     stopping: Arc<AtomicBool>,
-    clients: Arc<Mutex<HashMap<u64, UnixStream>>>,
+    clients: Arc<Mutex<Clients>>,
     listener: Option<JoinHandle<()>>,
 }
+
+/// The connected clients: their sockets (to hang up on them) and threads.
+#[derive(Default)]
+struct Clients {
+    streams: HashMap<u64, UnixStream>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Longest a run waits, as it ends, for its last answers to reach their clients.
+const LAST_ANSWERS: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Server {
     /// Listen in `dir` (a run's private folder, which this process holds). Requests
@@ -87,7 +97,7 @@ impl Server {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         let (tx, rx) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
-        let clients = Arc::new(Mutex::new(HashMap::new()));
+        let clients = Arc::new(Mutex::new(Clients::default()));
         let thread = {
             let stopping = Arc::clone(&stopping);
             let clients = Arc::clone(&clients);
@@ -120,13 +130,20 @@ impl Drop for Server {
             let _ = thread.join();
         }
         let _ = std::fs::remove_file(&self.path);
-        for (_, client) in self
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-        {
-            let _ = client.shutdown(std::net::Shutdown::Both);
+        // Clients waiting to send a request are hung up on; answers already given are
+        // still written (a `close` is answered before its run ends).
+        let threads = {
+            let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+            for (_, client) in clients.streams.drain() {
+                let _ = client.shutdown(std::net::Shutdown::Read);
+            }
+            std::mem::take(&mut clients.threads)
+        };
+        let deadline = std::time::Instant::now() + LAST_ANSWERS;
+        for thread in threads {
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
         }
     }
 }
@@ -136,7 +153,7 @@ fn listen(
     tx: &Sender<Incoming>,
     wake: &Wake,
     stopping: &AtomicBool,
-    clients: &Arc<Mutex<HashMap<u64, UnixStream>>>,
+    clients: &Arc<Mutex<Clients>>,
 ) {
     static NEXT_CLIENT: AtomicU64 = AtomicU64::new(0);
     let me = rustix::process::geteuid().as_raw();
@@ -172,14 +189,15 @@ fn listen(
         let id = NEXT_CLIENT.fetch_add(1, Ordering::Relaxed);
         {
             let mut held = clients.lock().unwrap_or_else(PoisonError::into_inner);
-            if held.len() >= MAX_CLIENTS {
+            held.threads.retain(|t| !t.is_finished());
+            if held.streams.len() >= MAX_CLIENTS {
                 let _ = stream.write_all(&reply_line(&Reply::Error(format!(
                     "busy: {MAX_CLIENTS} clients are connected; try again when one is done"
                 ))));
                 continue;
             }
             if let Ok(copy) = stream.try_clone() {
-                held.insert(id, copy);
+                held.streams.insert(id, copy);
             }
         }
         let (tx, wake, clients_at_end) = (tx.clone(), Arc::clone(wake), Arc::clone(clients));
@@ -190,13 +208,15 @@ fn listen(
                 clients_at_end
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
+                    .streams
                     .remove(&id);
             });
-        if spawned.is_err() {
-            clients
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
+        let mut held = clients.lock().unwrap_or_else(PoisonError::into_inner);
+        match spawned {
+            Ok(thread) => held.threads.push(thread),
+            Err(_) => {
+                held.streams.remove(&id);
+            }
         }
     }
 }

@@ -152,6 +152,7 @@ impl EventSink {
             ready: RefCell::new(VecDeque::new()),
             budget,
             nudges,
+            nudged: std::cell::Cell::new(false),
         };
         (sink, events)
     }
@@ -226,6 +227,9 @@ pub struct Events {
     ready: RefCell<VecDeque<Event>>,
     budget: Arc<OutputBudget>,
     nudges: Arc<Mutex<Option<Sender<Vec<Event>>>>>,
+    /// A nudge was taken off the channel by a call that returns only events: the next
+    /// [`Events::wait`] reports it at once instead of sleeping through it.
+    nudged: std::cell::Cell<bool>,
 }
 
 impl Events {
@@ -243,6 +247,10 @@ impl Events {
     }
 
     fn refill(&self, batch: Vec<Event>) -> Option<Event> {
+        if batch.is_empty() {
+            self.nudged.set(true);
+            return None;
+        }
         {
             let mut ready = self.ready.borrow_mut();
             if ready.is_empty() {
@@ -301,11 +309,13 @@ impl Events {
             if let Some(event) = self.next_ready() {
                 return Waited::Event(event);
             }
+            if self.nudged.replace(false) {
+                return Waited::Nudged;
+            }
             let left = deadline.map_or(Duration::MAX, |d| {
                 d.saturating_duration_since(Instant::now())
             });
             match self.rx.recv_timeout(left) {
-                Ok(batch) if batch.is_empty() => return Waited::Nudged,
                 Ok(batch) => {
                     if let Some(event) = self.refill(batch) {
                         return Waited::Event(event);

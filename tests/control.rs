@@ -1,0 +1,514 @@
+//! Driving live runs from another terminal: `poolscope add / ls / status / follow / log /
+//! send / kill / close` against real `poolscope run` processes, as a user's second
+//! terminal would.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::WAIT;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_poolscope"))
+}
+
+/// A `poolscope run` in its own runs folder, reachable once it said so.
+struct Live {
+    child: Child,
+    root: PathBuf,
+    id: String,
+    /// Its stderr lines after the one naming the run.
+    stderr: mpsc::Receiver<String>,
+    /// All it printed on stdout, once it ended (read all along: a run whose stdout is
+    /// not read stops, as any program does).
+    stdout: mpsc::Receiver<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Live {
+    /// `poolscope run --serve ARGS` (with `--serve` left out when `served` is false).
+    fn start(served: bool, args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tmp, served, args)
+    }
+
+    fn start_in(tmp: tempfile::TempDir, served: bool, args: &[&str]) -> Self {
+        let root = tmp.path().join("runs");
+        let mut live = Self::start_at(root, served, args);
+        live._tmp = Some(tmp);
+        live
+    }
+
+    /// A run kept under `root` (several runs may share it).
+    fn start_at(root: PathBuf, served: bool, args: &[&str]) -> Self {
+        let mut command = bin();
+        command.arg("run").arg("--run-dir").arg(&root);
+        if served {
+            command.arg("--serve");
+        }
+        let mut child = command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start poolscope run");
+        let (tx, stderr) = mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut out = child.stdout.take().expect("stdout");
+        let (tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = out.read_to_string(&mut text);
+            let _ = tx.send(text);
+        });
+        let mut live = Self {
+            child,
+            root,
+            id: String::new(),
+            stderr,
+            stdout,
+            _tmp: None,
+        };
+        if served {
+            let line = live.stderr_line_with("serving run");
+            live.id = line
+                .split_whitespace()
+                .nth(3)
+                .expect("the run's id")
+                .trim_end_matches(':')
+                .to_owned();
+        } else {
+            live.id = live.wait_for_socket();
+        }
+        live
+    }
+
+    /// The run's id, once its socket is there (a run that is not served says nothing).
+    fn wait_for_socket(&self) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let found = std::fs::read_dir(&self.root).ok().and_then(|entries| {
+                entries.flatten().find_map(|e| {
+                    e.path()
+                        .join("control.sock")
+                        .exists()
+                        .then(|| e.file_name().to_string_lossy().into_owned())
+                })
+            });
+            if let Some(id) = found {
+                return id;
+            }
+            assert!(Instant::now() < deadline, "the run never listened");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stderr_line_with(&self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no stderr line with {text:?}: {e}"),
+            }
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.root.join(&self.id)
+    }
+
+    /// `poolscope SUBCOMMAND --run-dir ROOT --run ID ARGS`, with `stdin`.
+    fn client(&self, subcommand: &str, args: &[&str], stdin: &[u8]) -> Output {
+        client_of(&self.root, Some(&self.id), subcommand, args, stdin)
+    }
+
+    fn ok(&self, subcommand: &str, args: &[&str]) -> String {
+        let out = self.client(subcommand, args, b"");
+        assert!(
+            out.status.success(),
+            "poolscope {subcommand} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// Wait for the run to end; its exit status and stdout.
+    fn wait(mut self) -> (i32, String) {
+        let text = self.stdout.recv_timeout(WAIT).expect("the run ended");
+        let status = self.child.wait().expect("wait");
+        (status.code().unwrap_or(-1), text)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client_of(
+    root: &Path,
+    run: Option<&str>,
+    subcommand: &str,
+    args: &[&str],
+    stdin: &[u8],
+) -> Output {
+    let mut command = bin();
+    command.arg(subcommand).arg("--run-dir").arg(root);
+    if let Some(run) = run {
+        command.arg("--run").arg(run);
+    }
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    let mut input = child.stdin.take().expect("stdin");
+    let bytes = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&bytes);
+    });
+    let out = wait_output(child);
+    let _ = writer.join();
+    out
+}
+
+/// A child's output, waited for at most [`WAIT`].
+fn wait_output(child: Child) -> Output {
+    let (tx, rx) = mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(out) => out.expect("output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("the client (PID {pid}) did not end within {WAIT:?}");
+        }
+    }
+}
+
+fn live_ids(root: &Path) -> Vec<String> {
+    let out = client_of(root, None, "ls", &["--json"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ls --json");
+    runs.as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[test]
+fn a_task_added_from_another_terminal_runs_is_journaled_and_survives_a_resume() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let joblog = tmp.path().join("joblog");
+    let joblog_arg = joblog.display().to_string();
+    let live = Live::start_at(
+        tmp.path().join("runs"),
+        true,
+        &["-j", "2", "--joblog", &joblog_arg],
+    );
+    assert_eq!(live.ok("add", &["--", "echo", "added", "here"]).trim(), "1");
+    let follow = live.client("follow", &["1"], b"");
+    assert_eq!(String::from_utf8_lossy(&follow.stdout), "added here\n");
+    assert_eq!(follow.status.code(), Some(0));
+    // Paused, the next one is queued and not started when poolscope is killed.
+    live.ok("pause", &[]);
+    assert_eq!(live.ok("add", &["--", "echo resumed"]).trim(), "2");
+    let status = live.ok("status", &["--json", "2"]);
+    let tasks: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(tasks[0]["state"], "queued", "{status}");
+    let dir = live.dir();
+    let root = live.root.clone();
+    drop(live); // SIGKILL
+    assert!(live_ids(&root).is_empty(), "a killed run is not live");
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).expect("journal");
+    assert!(
+        journal.contains("echo resumed"),
+        "the added task is journaled"
+    );
+    let resumed = wait_output(
+        bin()
+            .arg("run")
+            .arg("--resume")
+            .arg(&dir)
+            .arg("--joblog")
+            .arg(&joblog)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("resume"),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&resumed.stdout),
+        "resumed\n",
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(resumed.status.code(), Some(0));
+    let joblog = std::fs::read_to_string(&joblog).expect("joblog");
+    assert!(joblog.contains("echo added here"), "{joblog}");
+    assert!(joblog.contains("echo resumed"), "{joblog}");
+}
+
+#[test]
+fn follow_prints_the_whole_output_and_ends_with_the_task_s_exit_code() {
+    let live = Live::start(true, &[]);
+    let id = live.ok(
+        "add",
+        &[
+            "--",
+            "seq 1 50000; sleep 0.3; seq 50001 100000 >&2; seq 100001 100002; exit 7",
+        ],
+    );
+    let follow = live.client("follow", &[id.trim()], b"");
+    let expected: String = (1..=50000)
+        .chain(100_001..=100_002)
+        .map(|n| format!("{n}\n"))
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&follow.stdout), expected);
+    let expected_err: String = (50001..=100_000).map(|n| format!("{n}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&follow.stderr), expected_err);
+    assert_eq!(follow.status.code(), Some(7));
+    // Afterwards, log has the same, and status the outcome.
+    let log = live.client("log", &[id.trim()], b"");
+    assert_eq!(String::from_utf8_lossy(&log.stdout), expected);
+    assert!(live.ok("status", &[]).contains("exit 7"));
+    live.ok("close", &[]);
+    let (code, stdout) = live.wait();
+    assert_eq!(code, 1, "one task failed");
+    assert!(
+        stdout.ends_with("100002\n"),
+        "the run printed the task's output too"
+    );
+}
+
+#[test]
+fn send_drives_an_interactive_task_from_a_second_process() {
+    let live = Live::start(true, &[]);
+    let id = live.ok("add", &["--stdin", "interactive", "--", "bc", "-q"]);
+    let id = id.trim().to_owned();
+    // Follow it from one process while another types to it.
+    let mut follow = bin()
+        .args(["follow", "--run-dir"])
+        .arg(&live.root)
+        .args(["--run", &live.id, &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("follow");
+    let mut lines = BufReader::new(follow.stdout.take().expect("stdout")).lines();
+    live.ok("send", &[&id, "6*7"]);
+    assert_eq!(lines.next().expect("a line").expect("read"), "42");
+    live.ok("send", &[&id, "2^10"]);
+    assert_eq!(lines.next().expect("a line").expect("read"), "1024");
+    live.ok("send", &[&id, "--eof"]);
+    assert!(lines.next().is_none(), "bc ended at end of input");
+    let status = follow.wait().expect("follow ends");
+    assert_eq!(status.code(), Some(0));
+    // Sending to a task that has ended is refused, saying why.
+    let late = live.client("send", &[&id, "1+1"], b"");
+    assert!(!late.status.success());
+    assert!(String::from_utf8_lossy(&late.stderr).contains("not running"));
+}
+
+#[test]
+fn many_tasks_from_stdin_are_added_in_one_call_and_all_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let live = Live::start_at(tmp.path().join("runs"), true, &["-j", "4"]);
+    let commands: String = (1..=30_000).map(|n| format!("echo {n}\n")).collect();
+    let out = live.client("add", &[], commands.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1-20000\n20001-30000\n"
+    );
+    live.ok("close", &[]);
+    let dir = live.dir();
+    let (code, stdout) = live.wait();
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 30_000);
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).expect("journal");
+    assert!(journal.contains("echo 30000"));
+}
+
+#[test]
+fn a_headless_run_takes_additions_while_its_own_tasks_run_then_ends_as_before() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fifo = tmp.path().join("gate");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let wait_on_gate = format!("cat {}", fifo.display());
+    let live = Live::start_in(tmp, false, &["-j", "1", ":::", &wait_on_gate]);
+    assert_eq!(
+        live.ok("add", &["--", "echo", "from", "a", "client"])
+            .trim(),
+        "2"
+    );
+    let listed =
+        String::from_utf8(client_of(&live.root, None, "ls", &[], b"").stdout).expect("utf-8");
+    assert!(listed.contains("headless"), "{listed}");
+    // The gate opens: the run's own task ends, the added one runs, and the run ends.
+    std::fs::write(&fifo, "opened\n").expect("write the fifo");
+    let (code, stdout) = live.wait();
+    assert_eq!(code, 0);
+    assert_eq!(stdout, "opened\nfrom a client\n");
+}
+
+#[test]
+fn garbage_on_the_socket_is_answered_with_an_error_and_the_pool_goes_on() {
+    let live = Live::start(true, &[]);
+    let socket = live.dir().join("control.sock");
+    let mut stream = UnixStream::connect(&socket).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut reply = String::new();
+    for garbage in [
+        &b"hello\n"[..],
+        b"{\"v\":1,\"op\":\"fly\"}\n",
+        b"{\"v\":99,\"op\":\"pause\"}\n",
+        b"\xff\xfe\x00\n",
+    ] {
+        stream.write_all(garbage).expect("write");
+        reply.clear();
+        reader.read_line(&mut reply).expect("a reply");
+        assert!(reply.starts_with("{\"error\":"), "{reply}");
+    }
+    // A line longer than any request is refused without being held.
+    let long = vec![b'x'; 17 << 20];
+    stream.write_all(&long).expect("write");
+    stream.write_all(b"\n").expect("write");
+    reply.clear();
+    reader.read_line(&mut reply).expect("a reply");
+    assert!(reply.contains("too long"), "{reply}");
+    // The same connection still works.
+    stream
+        .write_all(b"{\"v\":1,\"op\":\"add\",\"tasks\":[{\"command\":\"echo ok\"}]}\n")
+        .expect("write");
+    reply.clear();
+    reader.read_line(&mut reply).expect("a reply");
+    assert!(reply.contains("\"added\""), "{reply}");
+    // A client that hangs up mid-request added nothing.
+    let mut cut = UnixStream::connect(&socket).expect("connect");
+    cut.write_all(b"{\"v\":1,\"op\":\"add\",\"tasks\":[{\"command\":\"echo half\"}")
+        .expect("write");
+    drop(cut);
+    let status = live.ok("status", &["--json"]);
+    let tasks: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(tasks.as_array().expect("tasks").len(), 1, "{status}");
+    live.ok("close", &[]);
+    let (code, stdout) = live.wait();
+    assert_eq!((code, stdout.as_str()), (0, "ok\n"));
+}
+
+#[test]
+fn ls_lists_exactly_the_live_runs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("runs");
+    let a = Live::start_at(root.clone(), true, &[]);
+    let b = Live::start_at(root.clone(), true, &[]);
+    let ids = live_ids(&root);
+    assert_eq!(ids, [a.id.clone(), b.id.clone()]);
+    // Without --run, a client refuses to guess between two.
+    let guess = client_of(&root, None, "status", &[], b"");
+    assert!(!guess.status.success());
+    assert!(String::from_utf8_lossy(&guess.stderr).contains("2 runs are live"));
+    // One closed and ended, one SIGKILLed (its socket left behind): none is listed.
+    a.ok("close", &[]);
+    let (code, _) = a.wait();
+    assert_eq!(code, 0);
+    assert_eq!(live_ids(&root), [b.id.clone()]);
+    let b_dir = b.dir();
+    drop(b);
+    assert!(
+        b_dir.join("control.sock").exists(),
+        "a killed run leaves its socket"
+    );
+    assert!(live_ids(&root).is_empty(), "a SIGKILLed run is not live");
+    let gone = client_of(&root, None, "status", &[], b"");
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no live run"));
+}
+
+#[test]
+fn another_user_is_refused_and_the_run_goes_on() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to run a client as nobody");
+        return;
+    }
+    let live = Live::start(true, &[]);
+    let dir = live.dir();
+    let as_nobody = || {
+        wait_output(
+            Command::new("setpriv")
+                .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_poolscope"))
+                .args(["status", "--run"])
+                .arg(&dir)
+                .env("HOME", "/nonexistent")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("setpriv"),
+        )
+    };
+    let denied = as_nobody();
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    // Even with the folders opened by mistake, the run checks who connects.
+    use std::os::unix::fs::PermissionsExt;
+    let mut path = dir.join("control.sock");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    while path.pop() && path != Path::new("/") {
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o055))
+            .expect("chmod");
+    }
+    let refused = as_nobody();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("only its user may drive it"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(live.ok("add", &["--", "echo", "mine"]).trim(), "1");
+    live.ok("close", &[]);
+    let (code, stdout) = live.wait();
+    assert_eq!((code, stdout.as_str()), (0, "mine\n"));
+}
