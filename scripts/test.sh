@@ -29,6 +29,8 @@ command -v parallel >/dev/null || packages+=(parallel)
 # The .deb's checks: its desktop entry validated, its manual page rendered.
 command -v desktop-file-validate >/dev/null || packages+=(desktop-file-utils)
 command -v man >/dev/null || packages+=(man-db)
+# setpriv: tests/control.rs runs a client as another user (nobody), who must be refused.
+command -v setpriv >/dev/null || packages+=(util-linux)
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   export DEBIAN_FRONTEND=noninteractive

@@ -4,7 +4,9 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -27,7 +29,7 @@ struct Live {
     /// All it printed on stdout, once it ended (read all along: a run whose stdout is
     /// not read stops, as any program does).
     stdout: mpsc::Receiver<String>,
-    _tmp: Option<tempfile::TempDir>,
+    scratch: Option<tempfile::TempDir>,
 }
 
 impl Live {
@@ -40,7 +42,7 @@ impl Live {
     fn start_in(tmp: tempfile::TempDir, served: bool, args: &[&str]) -> Self {
         let root = tmp.path().join("runs");
         let mut live = Self::start_at(root, served, args);
-        live._tmp = Some(tmp);
+        live.scratch = Some(tmp);
         live
     }
 
@@ -80,18 +82,19 @@ impl Live {
             id: String::new(),
             stderr,
             stdout,
-            _tmp: None,
+            scratch: None,
         };
         if served {
-            let line = live.stderr_line_with("serving run");
-            live.id = line
-                .split_whitespace()
-                .nth(3)
-                .expect("the run's id")
-                .trim_end_matches(':')
-                .to_owned();
+            let said = live.stderr_line_with("serving run");
+            live.id.push_str(
+                said.split_whitespace()
+                    .nth(3)
+                    .expect("the run's id")
+                    .trim_end_matches(':'),
+            );
         } else {
-            live.id = live.wait_for_socket();
+            let id = live.wait_for_socket();
+            live.id = id;
         }
         live
     }
@@ -198,13 +201,11 @@ fn wait_output(child: Child) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(WAIT) {
-        Ok(out) => out.expect("output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("the client (PID {pid}) did not end within {WAIT:?}");
-        }
+    if let Ok(out) = rx.recv_timeout(WAIT) {
+        return out.expect("output");
     }
+    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    panic!("the child (PID {pid}) did not end within {WAIT:?}");
 }
 
 fn live_ids(root: &Path) -> Vec<String> {
@@ -286,12 +287,15 @@ fn follow_prints_the_whole_output_and_ends_with_the_task_s_exit_code() {
         ],
     );
     let follow = live.client("follow", &[id.trim()], b"");
-    let expected: String = (1..=50000)
-        .chain(100_001..=100_002)
-        .map(|n| format!("{n}\n"))
-        .collect();
+    let lines = |numbers: &mut dyn Iterator<Item = u32>| {
+        numbers.fold(String::new(), |mut text, n| {
+            let _ = writeln!(text, "{n}");
+            text
+        })
+    };
+    let expected = lines(&mut (1..=50000).chain(100_001..=100_002));
     assert_eq!(String::from_utf8_lossy(&follow.stdout), expected);
-    let expected_err: String = (50001..=100_000).map(|n| format!("{n}\n")).collect();
+    let expected_err = lines(&mut (50001..=100_000));
     assert_eq!(String::from_utf8_lossy(&follow.stderr), expected_err);
     assert_eq!(follow.status.code(), Some(7));
     // Afterwards, log has the same, and status the outcome.
@@ -340,7 +344,10 @@ fn send_drives_an_interactive_task_from_a_second_process() {
 fn many_tasks_from_stdin_are_added_in_one_call_and_all_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let live = Live::start_at(tmp.path().join("runs"), true, &["-j", "4"]);
-    let commands: String = (1..=30_000).map(|n| format!("echo {n}\n")).collect();
+    let commands = (1..=30_000).fold(String::new(), |mut text, n| {
+        let _ = writeln!(text, "echo {n}");
+        text
+    });
     let out = live.client("add", &[], commands.as_bytes());
     assert!(
         out.status.success(),
@@ -450,7 +457,7 @@ fn ls_lists_exactly_the_live_runs() {
     a.ok("close", &[]);
     let (code, _) = a.wait();
     assert_eq!(code, 0);
-    assert_eq!(live_ids(&root), [b.id.clone()]);
+    assert_eq!(live_ids(&root), std::slice::from_ref(&b.id));
     let b_dir = b.dir();
     drop(b);
     assert!(
@@ -492,7 +499,6 @@ fn another_user_is_refused_and_the_run_goes_on() {
         String::from_utf8_lossy(&denied.stderr)
     );
     // Even with the folders opened by mistake, the run checks who connects.
-    use std::os::unix::fs::PermissionsExt;
     let mut path = dir.join("control.sock");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     while path.pop() && path != Path::new("/") {

@@ -1725,3 +1725,96 @@ fn bulk_add_previews_the_first_commands_and_adds_one_task_per_input() {
     assert_eq!(rows[7].draft.command, "convert 5.png 5.jpg");
     assert!(h.state().dialog.is_none(), "the window closed");
 }
+
+#[test]
+fn a_task_added_from_a_terminal_is_a_row_at_once_and_what_send_types_shows_in_its_console() {
+    use poolscope::executor::TaskId;
+    use poolscope::model::Channel;
+    let mut h = harness(app_with(&["sleep 60"]));
+    h.get_by_label("Start").click();
+    run_until(&mut h, "the run to listen for clients", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .and_then(|r| r.output_dir.as_ref())
+            .is_some_and(|d| d.join("control.sock").exists())
+    });
+    let dir = h
+        .state()
+        .run
+        .as_ref()
+        .and_then(|r| r.output_dir.clone())
+        .expect("the run's folder");
+    // A second terminal: the window answers it between frames.
+    let client = |args: Vec<String>| {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_poolscope"))
+                .arg(&args[0])
+                .arg("--run")
+                .arg(&dir)
+                .args(&args[1..])
+                .output()
+                .expect("the client ran")
+        })
+    };
+    let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let add = client(words(&[
+        "add",
+        "--stdin",
+        "interactive",
+        "--name",
+        "typed to",
+        "--",
+        "cat",
+    ]));
+    run_until(&mut h, "the added task's row", |h| {
+        add.is_finished() && h.state().rows.len() == 2
+    });
+    let out = add.join().expect("add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
+    assert_eq!(
+        h.state().rows[1].task,
+        Some(TaskId(2)),
+        "the row is the running task"
+    );
+    assert!(
+        !h.get_all_by_label("typed to")
+            .collect::<Vec<_>>()
+            .is_empty(),
+        "the list shows the new task by its name"
+    );
+    let send = client(words(&["send", "2", "hello from a terminal"]));
+    run_until(&mut h, "cat to echo what was sent", |h| {
+        send.is_finished()
+            && h.state().run.as_ref().is_some_and(|r| {
+                r.record.task(TaskId(2)).is_some_and(|t| {
+                    t.output.stream_bytes(Channel::Stdout) == b"hello from a terminal\n"
+                })
+            })
+    });
+    assert!(send.join().expect("send").status.success());
+    let record = &h.state().run.as_ref().expect("run").record;
+    let typed: Vec<u8> = record
+        .task(TaskId(2))
+        .expect("task 2")
+        .output
+        .stream_bytes(Channel::Input);
+    assert_eq!(
+        typed, b"hello from a terminal\n",
+        "the console shows it as typed"
+    );
+    let ctx = h.ctx.clone();
+    h.state_mut().apply(Action::Terminate, &ctx);
+    run_until(&mut h, "the run to end", |h| {
+        h.state()
+            .run
+            .as_ref()
+            .is_some_and(|r| r.record.unfinished() == 0)
+    });
+}

@@ -728,23 +728,24 @@ impl PoolscopeApp {
         if executor.is_closed() {
             return Err("Cannot add tasks: the pool is closed. Press Start for a new run.".into());
         }
+        let (rows, specs): (Vec<usize>, Vec<crate::executor::TaskSpec>) = specs.into_iter().unzip();
         // The journal lists them before any can start, under the run's numbers (a
         // resumed run's new tasks follow its old ones).
         if let Some(journal) = &run.journal {
             let listed: Vec<Arc<crate::executor::TaskSpec>> =
-                specs.iter().map(|(_, s)| Arc::new(s.clone())).collect();
+                specs.iter().cloned().map(Arc::new).collect();
             let first = run.resumption.original(TaskId(run.next_task), 0).0;
             if let Err(e) = journal.plan(first, &listed, run.now()) {
                 return Err(format!("Cannot add tasks: the run's journal: {e}"));
             }
         }
-        match executor.submit_map(specs.iter().map(|(_, s)| s.clone()).collect(), chunk) {
+        match executor.submit_map(specs, chunk) {
             Ok(ids) => {
                 if let (Some(run), Some(last)) = (self.run.as_mut(), ids.last()) {
                     run.next_task = last.0 + 1;
                 }
-                for ((i, _), id) in specs.iter().zip(&ids) {
-                    self.rows[*i].task = Some(*id);
+                for (&i, id) in rows.iter().zip(&ids) {
+                    self.rows[i].task = Some(*id);
                 }
                 Ok(ids)
             }

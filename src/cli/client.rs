@@ -6,11 +6,39 @@ use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::control::client::{Connection, find_run, live_runs};
 use crate::control::protocol::{ADD_BATCH, NewStdin, NewTask, Reply, Request, RunInfo, TaskStatus};
 use crate::model::store::runs::{self, RunRoot};
+
+/// The client commands alone: a script that adds tasks one `poolscope add` at a time
+/// pays for parsing these, not `run`'s hundred options (a third of the command's time).
+#[derive(Parser, Debug)]
+#[command(name = "poolscope", version = super::VERSION)]
+pub struct ClientCli {
+    #[command(subcommand)]
+    pub command: ClientCommand,
+}
+
+/// Whether `word` (the first argument) names a client command.
+pub fn is_client_command(word: &str) -> bool {
+    matches!(
+        word,
+        "ls" | "add"
+            | "status"
+            | "follow"
+            | "log"
+            | "send"
+            | "kill"
+            | "signal"
+            | "pause"
+            | "resume"
+            | "resize"
+            | "close"
+            | "terminate"
+    )
+}
 
 /// Which run a client talks to.
 #[derive(Args, Clone, Debug, Default)]
@@ -142,13 +170,13 @@ pub enum ClientCommand {
     },
 }
 
-/// The runs folder: `--run-dir`, else the platform's.
+/// The runs folder: `--run-dir`, else the platform's (looked at, not made).
 fn root_of(run_dir: Option<&PathBuf>) -> Result<PathBuf> {
     let root = match run_dir {
         Some(dir) => dir.clone(),
         None => runs::default_root()?,
     };
-    Ok(RunRoot::open(&root)?.path().to_owned())
+    Ok(RunRoot::existing(&root)?)
 }
 
 fn connect(target: &Target) -> Result<Connection> {
@@ -180,8 +208,8 @@ pub fn main(command: ClientCommand) -> Result<u8> {
             json,
             tasks,
         } => status(&target, json, tasks),
-        ClientCommand::Follow { target, task } => output(&target, Request::Follow { task }),
-        ClientCommand::Log { target, task } => output(&target, Request::Log { task }).map(|_| 0),
+        ClientCommand::Follow { target, task } => output(&target, &Request::Follow { task }),
+        ClientCommand::Log { target, task } => output(&target, &Request::Log { task }).map(|_| 0),
         ClientCommand::Send {
             target,
             task,
@@ -193,7 +221,7 @@ pub fn main(command: ClientCommand) -> Result<u8> {
                 bail!("give the text to send, or --eof to close the task's input");
             }
             let mut text = text.unwrap_or_default();
-            if !no_newline && !(text.is_empty() && eof) {
+            if !(no_newline || text.is_empty() && eof) {
                 text.push('\n');
             }
             simple(&target, &Request::Send { task, text, eof })
@@ -401,9 +429,9 @@ fn write_status(out: &mut impl Write, t: &TaskStatus) -> io::Result<()> {
 
 /// `log` and `follow`: the task's output on this terminal's stdout and stderr; the exit
 /// status is the task's (0 while it runs, for `log`).
-fn output(target: &Target, request: Request) -> Result<u8> {
+fn output(target: &Target, request: &Request) -> Result<u8> {
     let mut connection = connect(target)?;
-    connection.send(&request)?;
+    connection.send(request)?;
     let (mut stdout, mut stderr) = (io::stdout().lock(), io::stderr().lock());
     loop {
         match connection.reply()? {
@@ -421,13 +449,11 @@ fn output(target: &Target, request: Request) -> Result<u8> {
             }
             Reply::Ok => return Ok(0),
             Reply::End { outcome, code } => {
-                return Ok(match code {
-                    Some(code) => u8::try_from(code).unwrap_or(1),
-                    None => {
-                        eprintln!("poolscope: the task ended: {outcome}");
-                        1
-                    }
-                });
+                if let Some(code) = code {
+                    return Ok(u8::try_from(code).unwrap_or(1));
+                }
+                eprintln!("poolscope: the task ended: {outcome}");
+                return Ok(1);
             }
             other => bail!("unexpected reply: {other:?}"),
         }

@@ -165,12 +165,11 @@ impl Control {
                 match known(record, task) {
                     Ok(task) => {
                         replay(record, task, None, &reply);
-                        match ended(record, task) {
-                            Some(end) => Ok(end),
-                            None => {
-                                self.followers.entry(task).or_default().push(reply);
-                                return;
-                            }
+                        if let Some(end) = ended(record, task) {
+                            Ok(end)
+                        } else {
+                            self.followers.entry(task).or_default().push(reply);
+                            return;
                         }
                     }
                     Err(e) => Err(e),
@@ -458,7 +457,7 @@ mod tests {
         assert_eq!(parse_signal("INT"), Ok(Signal::SIGINT));
         assert_eq!(parse_signal("sigterm"), Ok(Signal::SIGTERM));
         assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
-        assert!(parse_signal("FLY").unwrap_err().contains("FLY"));
-        assert!(parse_signal("99").unwrap_err().contains("99"));
+        assert!(parse_signal("FLY").is_err_and(|e| e.contains("FLY")));
+        assert!(parse_signal("99").is_err_and(|e| e.contains("99")));
     }
 }

@@ -796,7 +796,12 @@ impl Writer {
 
     /// The plan line, then each task's `Queued` line, synced.
     fn plan(&mut self, plan: Plan, queued: Vec<Event>) -> Result<(), WriteError> {
-        self.planned.push(plan.first..plan.first + plan.count);
+        // Plans follow each other (a list's batches, one add after another): one range
+        // keeps the check of every Queued event short.
+        match self.planned.last_mut() {
+            Some(last) if last.end == plan.first => last.end += plan.count,
+            _ => self.planned.push(plan.first..plan.first + plan.count),
+        }
         self.line(&PlanLine { plan })?;
         for event in queued {
             self.event(event)?;

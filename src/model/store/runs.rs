@@ -118,6 +118,29 @@ impl RunRoot {
         &self.path
     }
 
+    /// Where [`RunRoot::open`] keeps runs for `path`, found without making or writing
+    /// anything (a client looking for live runs); a root that does not exist yet holds
+    /// none, and is given as it would be.
+    pub fn existing(path: &Path) -> Result<PathBuf, RunRootError> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(path.to_owned()),
+            other => other.map_err(|source| RunRootError::Io {
+                path: path.to_owned(),
+                source,
+            })?,
+        };
+        if meta.file_type().is_symlink() {
+            return Err(RunRootError::Symlink {
+                path: path.to_owned(),
+            });
+        }
+        let me = rustix::process::geteuid().as_raw();
+        if meta.mode() & 0o022 == 0 {
+            return Ok(path.to_owned());
+        }
+        Ok(path.join(format!("poolscope-{me}")))
+    }
+
     /// Runs kept under the root, oldest first.
     pub fn runs(&self) -> Vec<PathBuf> {
         let mut runs: Vec<(u128, PathBuf)> = std::fs::read_dir(&self.path)
