@@ -2,7 +2,8 @@
 # A new user's journey through the real window, with real clicks and keys (xdotool) on
 # an X display that is already up ($DISPLAY), no window manager, at 1280x800:
 #  1. the Pool demo (preloaded) runs; the splitters are dragged to each end; two tasks
-#     are bulk-added from a template over typed inputs;
+#     are bulk-added from a template over typed inputs; a task is added to the open pool
+#     from another terminal (`poolscope add`);
 #  2. a file is opened through File › Open a typed path… (a window of its own);
 #  3. an nslookup session (a local dnsmasq answers) gets three lines typed quickly;
 #  4. a Python program is watched through File › Watch a Python program…;
@@ -132,6 +133,17 @@ click bulk-add
 until_true "both tasks in the list" \
   "get('rows') == 7 and get('last_row_command') == \"echo 'b c' from photos\" and get('dialog') is None" 10
 layout_holds "after the bulk add"
+
+echo "-- 1c. a task added from another terminal joins the window's open pool"
+"$bin" ls | grep -q window || fail "poolscope ls does not list the window's run"
+added=$("$bin" add --name 'from a terminal' -- 'echo added from a terminal') \
+  || fail "poolscope add to the window failed"
+[ "$added" = 6 ] || fail "the added task is number $added, not 6"
+until_true "the added task's row, run" \
+  "get('rows') == 8 and get('run', 'succeeded') == 6 and get('last_row_command') == \"echo 'b c' from photos\"" 10
+"$bin" log 6 | grep -qx 'added from a terminal' || fail "poolscope log 6 does not show its output"
+layout_holds "after a task added from a terminal"
+shot terminal-add
 
 echo "-- 2. a file opened through a typed path"
 port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -93,23 +93,46 @@ impl Owner for Window<'_> {
             ));
         }
         self.app.make_rows();
-        let first_row = self.app.rows.len();
-        self.app.rows.extend(specs.iter().map(|spec| Row {
-            draft: TaskDraft::from_spec(spec),
-            task: None,
-        }));
-        let rows: Vec<(usize, TaskSpec)> = (first_row..).zip(specs).collect();
+        // After the tasks already submitted and before rows still being written: the
+        // list reads in task order, and a row not submitted yet keeps its number.
+        let at = self
+            .app
+            .rows
+            .iter()
+            .rposition(|r| r.task.is_some())
+            .map_or(0, |i| i + 1);
+        let count = specs.len();
+        self.app.rows.splice(
+            at..at,
+            specs.iter().map(|spec| Row {
+                draft: TaskDraft::from_spec(spec),
+                task: None,
+            }),
+        );
+        let shift = |row: usize| if row >= at { row + count } else { row };
+        self.app.editing = self.app.editing.map(shift);
+        let rows: Vec<(usize, TaskSpec)> = (at..).zip(specs).collect();
         match self.app.submit_specs(rows, 1) {
             Ok(ids) => {
                 let run = self.app.run.as_ref();
-                let first = ids
-                    .first()
-                    .map(|&id| run.map_or(id, |r| r.resumption.original(id, 0).0));
-                Ok((first.map_or(0, |t| t.0), ids.len() as u64))
+                let first = ids.first().map_or(0, |&id| {
+                    run.map_or(id, |r| r.resumption.original(id, 0).0).0
+                });
+                let last = first + ids.len().saturating_sub(1) as u64;
+                self.app.notify(if first == last {
+                    format!("Task {first} was added from another terminal")
+                } else {
+                    format!("Tasks {first} to {last} were added from another terminal")
+                });
+                Ok((first, ids.len() as u64))
             }
             Err(e) => {
                 // Nothing half-added: the rows go with the refusal.
-                self.app.rows.truncate(first_row);
+                self.app.rows.drain(at..at + count);
+                self.app.editing = self
+                    .app
+                    .editing
+                    .map(|row| if row >= at + count { row - count } else { row });
                 Err(e)
             }
         }
