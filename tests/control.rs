@@ -518,3 +518,33 @@ fn another_user_is_refused_and_the_run_goes_on() {
     let (code, stdout) = live.wait();
     assert_eq!((code, stdout.as_str()), (0, "mine\n"));
 }
+
+#[test]
+fn a_resumed_run_numbers_tasks_added_to_it_after_its_own() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("runs");
+    let live = Live::start_at(root.clone(), true, &[]);
+    assert_eq!(live.ok("add", &["--", "sleep 600"]).trim(), "1");
+    assert_eq!(live.ok("add", &["--", "echo second"]).trim(), "2");
+    assert_eq!(live.client("follow", &["2"], b"").status.code(), Some(0));
+    let dir = live.dir();
+    drop(live); // SIGKILL: task 1 is lost, task 2 done.
+    let dir_arg = dir.display().to_string();
+    let resumed = Live::start_at(root, true, &["--resume", &dir_arg]);
+    assert_eq!(resumed.id, dir.file_name().expect("name").to_string_lossy());
+    assert_eq!(resumed.ok("add", &["--", "echo third"]).trim(), "3");
+    let status = resumed.ok("status", &["--json", "3"]);
+    let tasks: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(tasks[0]["name"], "echo third", "{status}");
+    resumed.ok("kill", &["1"]);
+    resumed.ok("close", &[]);
+    let (code, stdout) = resumed.wait();
+    assert_eq!((code, stdout.as_str()), (1, "third\n"), "task 1 was killed");
+    // The journal has it under the same number.
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).expect("journal");
+    let line = journal
+        .lines()
+        .find(|l| l.contains("echo third"))
+        .expect("journaled");
+    assert!(line.contains("\"task\":3"), "{line}");
+}

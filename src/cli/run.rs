@@ -229,7 +229,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     } else {
         "processes"
     };
-    let listed = from_list.as_ref().map_or(0, |_| total);
+    // The pool numbers the run's own list 1 to N; what clients add follows it.
+    let listed = from_list.as_ref().map_or(0, ListFeeder::len);
     let (executor, events) = Executor::start(config, None);
     let interrupted = watch_signals(&executor)?;
     // Clients (`poolscope add`, `status`, `follow` …) reach the run through a socket in

@@ -56,6 +56,15 @@ impl ListFeeder {
         }
     }
 
+    /// Tasks in the list.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Tasks handed to the pool so far.
     pub fn fed(&self) -> usize {
         self.next
