@@ -542,9 +542,9 @@ fn a_resumed_run_numbers_tasks_added_to_it_after_its_own() {
     assert_eq!((code, stdout.as_str()), (1, "third\n"), "task 1 was killed");
     // The journal has it under the same number.
     let journal = std::fs::read_to_string(dir.join("journal.jsonl")).expect("journal");
-    let line = journal
+    let queued = journal
         .lines()
         .find(|l| l.contains("echo third"))
         .expect("journaled");
-    assert!(line.contains("\"task\":3"), "{line}");
+    assert!(queued.contains("\"task\":3"), "{queued}");
 }
