@@ -548,3 +548,38 @@ fn a_resumed_run_numbers_tasks_added_to_it_after_its_own() {
         .expect("journaled");
     assert!(queued.contains("\"task\":3"), "{queued}");
 }
+
+#[test]
+fn a_stopped_run_is_reported_by_ls_and_answers_once_continued() {
+    let live = Live::start(true, &[]);
+    let pid = live.child.id().to_string();
+    let signal = |name: &str| {
+        assert!(
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    };
+    signal("-STOP");
+    let listed = client_of(&live.root, None, "ls", &[], b"");
+    let said = String::from_utf8_lossy(&listed.stderr);
+    assert!(said.contains("did not answer"), "{said}");
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&live.id));
+    // A request made while it is stopped is answered when it goes on.
+    let waiting = bin()
+        .args(["add", "--run-dir"])
+        .arg(&live.root)
+        .args(["--run", &live.id, "--", "echo", "later"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("add");
+    signal("-CONT");
+    let added = wait_output(waiting);
+    assert_eq!(String::from_utf8_lossy(&added.stdout), "1\n");
+    live.ok("close", &[]);
+    let (code, stdout) = live.wait();
+    assert_eq!((code, stdout.as_str()), (0, "later\n"));
+}

@@ -241,14 +241,21 @@ pub fn main(command: ClientCommand) -> Result<u8> {
 }
 
 fn ls(run_dir: Option<&PathBuf>, json: bool) -> Result<u8> {
-    let runs = live_runs(&root_of(run_dir)?);
+    let found = live_runs(&root_of(run_dir)?);
+    for dir in &found.silent {
+        eprintln!(
+            "poolscope: run {} did not answer: it may be stopped (SIGSTOP, Ctrl-Z)",
+            dir.display()
+        );
+    }
+    let runs = found.live;
     let mut out = io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &runs)?;
         writeln!(out)?;
         return Ok(0);
     }
-    if runs.is_empty() {
+    if runs.is_empty() && found.silent.is_empty() {
         eprintln!("poolscope: no live run");
         return Ok(0);
     }
@@ -431,6 +438,8 @@ fn write_status(out: &mut impl Write, t: &TaskStatus) -> io::Result<()> {
 /// status is the task's (0 while it runs, for `log`).
 fn output(target: &Target, request: &Request) -> Result<u8> {
     let mut connection = connect(target)?;
+    // A follow waits as long as its task runs.
+    connection.bounded(matches!(request, Request::Log { .. }));
     connection.send(request)?;
     let (mut stdout, mut stderr) = (io::stdout().lock(), io::stderr().lock());
     loop {

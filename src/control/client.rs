@@ -35,10 +35,20 @@ pub enum ClientError {
     Garbled { dir: PathBuf, what: String },
     #[error("run {} hung up before it answered (it ended)", dir.display())]
     HungUp { dir: PathBuf },
+    #[error(
+        "run {} did not answer within {} s: it may be stopped (SIGSTOP, Ctrl-Z) or \
+         overloaded",
+        dir.display(),
+        ANSWER_WITHIN.as_secs()
+    )]
+    Silent { dir: PathBuf },
     /// The run answered with an error.
     #[error("{0}")]
     Refused(String),
 }
+
+/// Longest wait for a one-line answer (a `follow` waits as long as its task runs).
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A connection to one live run.
 pub struct Connection {
@@ -69,11 +79,13 @@ impl Connection {
             dir: dir.to_owned(),
             source,
         })?;
-        Ok(Self {
+        let mut connection = Self {
             dir: dir.to_owned(),
             reader: BufReader::with_capacity(256 * 1024, stream),
             writer,
-        })
+        };
+        connection.bounded(true);
+        Ok(connection)
     }
 
     pub fn dir(&self) -> &Path {
@@ -113,8 +125,26 @@ impl Connection {
                 }
                 Ok(line)
             }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(ClientError::Silent {
+                    dir: self.dir.clone(),
+                })
+            }
             Err(e) => Err(self.io(e)),
         }
+    }
+
+    /// Wait at most [`ANSWER_WITHIN`] for each reply line (`false`: as long as it takes).
+    pub fn bounded(&mut self, bounded: bool) {
+        let _ = self
+            .reader
+            .get_ref()
+            .set_read_timeout(bounded.then_some(ANSWER_WITHIN));
     }
 
     /// The next reply line; an error reply is [`ClientError::Refused`].
@@ -155,20 +185,37 @@ fn with_sockets(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Longest `ls` waits for each run: a stopped run is reported, not waited for.
+const LIST_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The runs under `root` with a socket: those that answer, and those whose poolscope
+/// holds the socket but did not answer in time (stopped).
+#[derive(Debug, Default)]
+pub struct Found {
+    pub live: Vec<RunInfo>,
+    pub silent: Vec<PathBuf>,
+}
+
 /// The live runs under `root` (the runs folder as `RunRoot` opened it), oldest first:
 /// those whose socket answers. A run that was killed left its socket behind; nobody
 /// answers on it, and it is not listed.
-pub fn live_runs(root: &Path) -> Vec<RunInfo> {
-    with_sockets(root)
-        .into_iter()
-        .filter_map(|dir| match Connection::open(&dir) {
-            Ok(mut connection) => match connection.ask(&Request::Info) {
-                Ok(Reply::Info(info)) => Some(info),
-                _ => None,
-            },
-            Err(_) => None,
-        })
-        .collect()
+pub fn live_runs(root: &Path) -> Found {
+    let mut found = Found::default();
+    for dir in with_sockets(root) {
+        let Ok(mut connection) = Connection::open(&dir) else {
+            continue;
+        };
+        let _ = connection
+            .reader
+            .get_ref()
+            .set_read_timeout(Some(LIST_WITHIN));
+        match connection.ask(&Request::Info) {
+            Ok(Reply::Info(info)) => found.live.push(info),
+            Err(ClientError::Silent { .. }) => found.silent.push(dir),
+            _ => {}
+        }
+    }
+    found
 }
 
 /// The run a client means: `wanted` (a run folder, its name, or a unique part of it such
@@ -202,9 +249,12 @@ pub fn find_run(root: &Path, wanted: Option<&str>) -> Result<PathBuf, ClientErro
             )),
         };
     }
-    let live = live_runs(root);
-    match live.as_slice() {
+    let found = live_runs(root);
+    match found.live.as_slice() {
         [one] => Ok(one.dir.clone()),
+        [] if !found.silent.is_empty() => Err(ClientError::Silent {
+            dir: found.silent[0].clone(),
+        }),
         [] => Err(ClientError::NoRun {
             root: root.to_owned(),
         }),
