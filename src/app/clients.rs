@@ -62,8 +62,7 @@ impl Window<'_> {
         self.app
             .run
             .as_ref()
-            .and_then(|r| r.resumption.executor_ids(task, 0))
-            .map_or(task, |(id, _)| id)
+            .map_or(task, |r| r.resumption.executor_task(task))
     }
 
     fn executor(&self) -> Result<&crate::executor::Executor, String> {
@@ -185,13 +184,7 @@ impl Owner for Window<'_> {
         let run = self.app.live_run();
         Shape {
             size: self.app.pool_size,
-            mode: if self.app.slurm.is_some() {
-                "slurm"
-            } else if self.app.workers.is_some() {
-                "workers"
-            } else {
-                "processes"
-            },
+            mode: Shape::mode_of(self.app.slurm.is_some(), self.app.workers.is_some()),
             takes_tasks: run.is_some_and(|r| r.is_open() && r.list.is_none()),
         }
     }

@@ -222,13 +222,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     if journal.is_some() {
         joblog_out.hold_for_journal();
     }
-    let mode = if config.slurm.is_some() {
-        "slurm"
-    } else if config.workers.is_some() {
-        "workers"
-    } else {
-        "processes"
-    };
+    let mode = crate::control::Shape::mode_of(config.slurm.is_some(), config.workers.is_some());
     // The pool numbers the run's own list 1 to N; what clients add follows it.
     let listed = from_list.as_ref().map_or(0, ListFeeder::len);
     let (executor, events) = Executor::start(config, None);

@@ -21,8 +21,6 @@ pub struct Additions {
     pub serve: bool,
     /// A client closed the run: it takes no more.
     pub closed: bool,
-    /// Tasks added by clients so far.
-    pub added: usize,
 }
 
 impl Additions {
@@ -33,7 +31,6 @@ impl Additions {
             next_id: resumption.original(TaskId(listed as u64 + 1), 0).0.0,
             serve,
             closed: false,
-            added: 0,
         }
     }
 }
@@ -60,9 +57,7 @@ pub struct Headless<'a> {
 
 impl Headless<'_> {
     fn executor_task(&self, task: TaskId) -> TaskId {
-        self.resumption
-            .executor_ids(task, 0)
-            .map_or(task, |(id, _)| id)
+        self.resumption.executor_task(task)
     }
 }
 
@@ -89,7 +84,6 @@ impl Owner for Headless<'_> {
             *self.in_flight += count;
         }
         self.additions.next_id += count as u64;
-        self.additions.added += count;
         (self.grew)(count);
         Ok((first, count as u64))
     }

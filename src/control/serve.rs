@@ -56,6 +56,19 @@ pub struct Shape {
     pub takes_tasks: bool,
 }
 
+impl Shape {
+    /// The mode as `ls` names it: a cluster's, persistent workers', or a process each.
+    pub fn mode_of(slurm: bool, workers: bool) -> &'static str {
+        if slurm {
+            "slurm"
+        } else if workers {
+            "workers"
+        } else {
+            "processes"
+        }
+    }
+}
+
 /// A live run's socket and the clients following its tasks.
 pub struct Control {
     server: Server,
@@ -199,19 +212,15 @@ impl Control {
     fn info(&self, owner: &dyn Owner) -> RunInfo {
         let record = owner.record();
         let shape = owner.shape();
-        let mut counts = Counts::default();
-        for i in 0..record.task_count() {
-            match record.state_at(i).as_deref() {
-                Some(TaskState::Queued | TaskState::Waiting(_) | TaskState::Retrying) => {
-                    counts.queued += 1;
-                }
-                Some(TaskState::Running) => counts.running += 1,
-                Some(TaskState::Done(o)) if o.is_success() => counts.succeeded += 1,
-                Some(TaskState::Done(_) | TaskState::Lost) => counts.failed += 1,
-                Some(TaskState::Cancelled) => counts.cancelled += 1,
-                None => {}
-            }
-        }
+        // The record keeps these counts event by event: no pass over the tasks.
+        let tally = record.tally();
+        let counts = Counts {
+            queued: tally.queued,
+            running: tally.running,
+            succeeded: tally.succeeded,
+            failed: tally.failed + tally.lost,
+            cancelled: tally.cancelled,
+        };
         RunInfo {
             id: self
                 .dir

@@ -107,6 +107,12 @@ impl Resumption {
         Some((TaskId(i as u64 + 1), attempt.checked_sub(before)?))
     }
 
+    /// The resuming executor's number for the run's `task` (the same when nothing is
+    /// resumed, or when the task is not one the executor has).
+    pub fn executor_task(&self, task: TaskId) -> TaskId {
+        self.executor_ids(task, 0).map_or(task, |(id, _)| id)
+    }
+
     /// The original task of each of the resuming executor's tasks, in its order (task N
     /// is the N-th).
     pub fn originals(&self) -> Vec<TaskId> {
