@@ -726,7 +726,11 @@ impl PoolscopeApp {
             return Err("This run has no pool to add to (a watched program's)".into());
         };
         if executor.is_closed() {
-            return Err("Cannot add tasks: the pool is closed. Press Start for a new run.".into());
+            // Before the journal: a refused task must not be listed there.
+            return Err(format!(
+                "Cannot add tasks: {}. Press Start for a new run.",
+                crate::executor::CommandError::PoolClosed
+            ));
         }
         let (rows, specs): (Vec<usize>, Vec<crate::executor::TaskSpec>) = specs.into_iter().unzip();
         // The journal lists them before any can start, under the run's numbers (a
