@@ -48,7 +48,16 @@ impl Live {
 
     /// A run kept under `root` (several runs may share it).
     fn start_at(root: PathBuf, served: bool, args: &[&str]) -> Self {
-        let mut command = bin();
+        Self::start_limited(root, "", served, args)
+    }
+
+    /// [`Live::start_at`] under shell `limits` (`ulimit -n 64`), run first.
+    fn start_limited(root: PathBuf, limits: &str, served: bool, args: &[&str]) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{limits}\nexec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_poolscope"));
         command.arg("run").arg("--run-dir").arg(&root);
         if served {
             command.arg("--serve");
@@ -341,9 +350,12 @@ fn send_drives_an_interactive_task_from_a_second_process() {
 }
 
 #[test]
-fn many_tasks_from_stdin_are_added_in_one_call_and_all_run() {
+fn many_tasks_from_stdin_are_added_in_one_call_all_journaled_and_queued() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let live = Live::start_at(tmp.path().join("runs"), true, &["-j", "4"]);
+    // Paused: the tasks are added and journaled, not run (30 000 processes take minutes
+    // on a loaded machine; running added tasks is shown by the other tests).
+    live.ok("pause", &[]);
     let commands = (1..=30_000).fold(String::new(), |mut text, n| {
         let _ = writeln!(text, "echo {n}");
         text
@@ -358,13 +370,19 @@ fn many_tasks_from_stdin_are_added_in_one_call_and_all_run() {
         String::from_utf8_lossy(&out.stdout),
         "1-20000\n20001-30000\n"
     );
-    live.ok("close", &[]);
-    let dir = live.dir();
-    let (code, stdout) = live.wait();
-    assert_eq!(code, 0);
-    assert_eq!(stdout.lines().count(), 30_000);
-    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).expect("journal");
+    let status = live.ok("status", &["--json"]);
+    let tasks: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let tasks = tasks.as_array().expect("tasks");
+    assert_eq!(tasks.len(), 30_000);
+    assert_eq!(tasks[29_999]["name"], "echo 30000");
+    assert!(tasks.iter().all(|t| t["state"] == "queued"));
+    let journal = std::fs::read_to_string(live.dir().join("journal.jsonl")).expect("journal");
     assert!(journal.contains("echo 30000"));
+    // They run once the pool goes on: the first is over soon after.
+    live.ok("resume", &[]);
+    assert_eq!(live.client("follow", &["1"], b"").status.code(), Some(0));
+    live.ok("terminate", &[]);
+    drop(live);
 }
 
 #[test]
@@ -405,6 +423,7 @@ fn garbage_on_the_socket_is_answered_with_an_error_and_the_pool_goes_on() {
     let mut reply = String::new();
     for garbage in [
         &b"hello\n"[..],
+        b"\n",
         b"{\"v\":1,\"op\":\"fly\"}\n",
         b"{\"v\":99,\"op\":\"pause\"}\n",
         b"\xff\xfe\x00\n",
@@ -414,13 +433,14 @@ fn garbage_on_the_socket_is_answered_with_an_error_and_the_pool_goes_on() {
         reader.read_line(&mut reply).expect("a reply");
         assert!(reply.starts_with("{\"error\":"), "{reply}");
     }
-    // A line longer than any request is refused without being held.
+    // A line longer than any request is refused as soon as it is, before its end,
+    // without being held.
     let long = vec![b'x'; 17 << 20];
     stream.write_all(&long).expect("write");
-    stream.write_all(b"\n").expect("write");
     reply.clear();
     reader.read_line(&mut reply).expect("a reply");
     assert!(reply.contains("too long"), "{reply}");
+    stream.write_all(b"still the same line\n").expect("write");
     // The same connection still works.
     stream
         .write_all(b"{\"v\":1,\"op\":\"add\",\"tasks\":[{\"command\":\"echo ok\"}]}\n")
@@ -582,4 +602,251 @@ fn a_stopped_run_is_reported_by_ls_and_answers_once_continued() {
     live.ok("close", &[]);
     let (code, stdout) = live.wait();
     assert_eq!((code, stdout.as_str()), (0, "later\n"));
+}
+
+/// `poolscope CLIENT --run-dir ROOT --run ID ARGS`, started with `stdin`, not waited for.
+fn spawn_client(live: &Live, subcommand: &str, args: &[&str], stdin: Stdio) -> Child {
+    bin()
+        .arg(subcommand)
+        .arg("--run-dir")
+        .arg(&live.root)
+        .args(["--run", &live.id])
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the client")
+}
+
+#[test]
+fn an_add_the_disk_cannot_hold_is_refused_whole_and_later_adds_still_go_in() {
+    // Files may grow to 1 or 2 MiB here (dash's blocks or bash's), as on a nearly full
+    // disk: the journal has no room for 20 000 more tasks.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let live = Live::start_limited(
+        tmp.path().join("runs"),
+        "trap '' XFSZ; ulimit -f 2048",
+        true,
+        &[],
+    );
+    live.ok("pause", &[]);
+    let many = (0..20_000).fold(String::new(), |mut text, i| {
+        let _ = writeln!(text, "echo refused-{i:0>60}");
+        text
+    });
+    let out = live.client("add", &[], many.as_bytes());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the add was refused");
+    assert!(said.contains("journal"), "{said}");
+    let journal = live.dir().join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    assert!(
+        !text.contains("refused-"),
+        "nothing of a refused add is in the journal"
+    );
+    // The run goes on and takes what fits.
+    assert_eq!(live.ok("add", &["--", "echo", "fits"]).trim(), "1");
+    live.ok("resume", &[]);
+    live.ok("close", &[]);
+    let dir = live.dir();
+    let (code, stdout) = live.wait();
+    assert_eq!((code, stdout.as_str()), (0, "fits\n"));
+    // A resume finds nothing left to run: the refused tasks were never the run's.
+    let resumed = wait_output(
+        bin()
+            .arg("run")
+            .arg("--resume")
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("resume"),
+    );
+    let said = String::from_utf8_lossy(&resumed.stderr);
+    assert!(said.contains("0 of 1 tasks to run"), "{said}");
+    assert_eq!(String::from_utf8_lossy(&resumed.stdout), "");
+}
+
+#[test]
+fn endless_or_unreadable_input_to_add_is_refused_by_what_is_wrong() {
+    let live = Live::start(true, &[]);
+    let zero = || Stdio::from(std::fs::File::open("/dev/zero").expect("/dev/zero"));
+    // One endless line: refused at once by its number, not read into memory.
+    let out = wait_output(spawn_client(&live, "add", &[], zero()));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("line 1") && said.contains("longer than"),
+        "{said}"
+    );
+    // Endless input for one task: refused once past the most a task is given.
+    let out = wait_output(spawn_client(
+        &live,
+        "add",
+        &["--stdin", "text", "--", "wc", "-c"],
+        zero(),
+    ));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("more than 8 MiB"), "{said}");
+    // A line that is not text is refused by its number, and nothing of its batch added.
+    let out = live.client("add", &[], b"echo fine\n\xff\xfe\n");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("line 2 is not UTF-8"), "{said}");
+    // Input that is not text is given to a task as it is.
+    let out = live.client(
+        "add",
+        &["--stdin", "text", "--", "od", "-An", "-tx1"],
+        b"\xff\x00\xfe",
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(id, "1", "{}", String::from_utf8_lossy(&out.stderr));
+    let follow = live.client("follow", &[&id], b"");
+    assert_eq!(String::from_utf8_lossy(&follow.stdout).trim(), "ff 00 fe");
+    live.ok("close", &[]);
+    assert_eq!(live.wait().0, 0);
+}
+
+#[test]
+fn add_from_stdin_waits_for_room_in_a_full_queue_and_then_adds_the_rest() {
+    let live = Live::start(true, &["--queue-limit", "5", "-j", "2"]);
+    live.ok("pause", &[]);
+    let ten = (1..=10).fold(String::new(), |mut text, i| {
+        let _ = writeln!(text, "echo {i}");
+        text
+    });
+    // Into an empty queue a batch goes in whole, whatever the limit.
+    assert_eq!(
+        live.client("add", &[], ten.as_bytes()).status.code(),
+        Some(0)
+    );
+    let mut waiting = spawn_client(&live, "add", &[], Stdio::piped());
+    waiting
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"echo 11\n")
+        .expect("write");
+    let (tx, said) = mpsc::channel();
+    let err = waiting.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = said.recv_timeout(WAIT).expect("the client says it waits");
+    assert!(first.contains("queue is full"), "{first}");
+    // A single add is refused, saying why.
+    let out = live.client("add", &["--", "echo", "one"], b"");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("queue is full"),
+        "{out:?}"
+    );
+    live.ok("resume", &[]);
+    let added = wait_output(waiting);
+    assert_eq!(String::from_utf8_lossy(&added.stdout), "11\n");
+    live.ok("close", &[]);
+    let (code, stdout) = live.wait();
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 11, "{stdout}");
+}
+
+#[test]
+fn a_run_folder_deeper_than_a_socket_path_is_still_reachable() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("d".repeat(90)).join("runs");
+    let live = Live::start_at(root.clone(), true, &[]);
+    assert!(live.dir().join("control.sock").as_os_str().len() > 108);
+    assert_eq!(live.ok("add", &["--", "echo", "deep"]).trim(), "1");
+    assert_eq!(live_ids(&root), vec![live.id.clone()]);
+    live.ok("close", &[]);
+    assert_eq!(live.wait(), (0, "deep\n".to_owned()));
+}
+
+#[test]
+fn follow_and_log_give_all_of_a_long_output_even_to_a_slow_reader() {
+    let live = Live::start(true, &[]);
+    // More than the run keeps in memory, and more than a follower may fall behind by.
+    let size: usize = 80 << 20;
+    let command = format!("head -c {size} /dev/zero | tr '\\0' a; exit 3");
+    let id = live.ok("add", &["--", &command]).trim().to_owned();
+    // This follower reads nothing until the task is over.
+    let mut slow = spawn_client(&live, "follow", &[&id], Stdio::null());
+    let deadline = Instant::now() + WAIT * 4;
+    while !live.ok("status", &[&id]).contains("exit 3") {
+        assert!(Instant::now() < deadline, "the task never ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut bytes = Vec::new();
+    slow.stdout
+        .take()
+        .expect("stdout")
+        .read_to_end(&mut bytes)
+        .expect("read");
+    let out = wait_output(slow);
+    assert_eq!(
+        bytes.len(),
+        size,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(bytes.iter().all(|&b| b == b'a'));
+    assert_eq!(out.status.code(), Some(3));
+    let log = live.client("log", &[&id], b"");
+    assert_eq!(log.stdout.len(), size);
+    live.ok("close", &[]);
+    drop(live);
+}
+
+#[test]
+fn follow_of_a_task_a_signal_ends_exits_as_a_shell_would() {
+    let live = Live::start(true, &[]);
+    let id = live.ok("add", &["--", "kill -TERM $$"]).trim().to_owned();
+    let follow = live.client("follow", &[&id], b"");
+    assert_eq!(follow.status.code(), Some(128 + 15));
+    live.ok("close", &[]);
+    assert_eq!(live.wait().0, 1);
+}
+
+#[test]
+fn with_few_descriptors_idle_clients_leave_room_and_one_too_many_hears_busy() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let live = Live::start_limited(tmp.path().join("runs"), "ulimit -n 64", true, &[]);
+    let socket = live.dir().join("control.sock");
+    // A quarter of 64 descriptors: 16 clients at once.
+    let mut idle = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let listed = client_of(&live.root, None, "ls", &[], b"");
+        let said = String::from_utf8_lossy(&listed.stderr).into_owned();
+        if said.contains("busy") {
+            assert!(said.contains("16 clients"), "{said}");
+            break;
+        }
+        assert!(
+            idle.len() < 64 && Instant::now() < deadline,
+            "never busy: {said}"
+        );
+        idle.push(UnixStream::connect(&socket).expect("connect"));
+    }
+    let out = live.client("add", &["--", "echo", "x"], b"");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("busy"),
+        "{out:?}"
+    );
+    // The run's own tasks still get their descriptors.
+    drop(idle);
+    let deadline = Instant::now() + WAIT;
+    let id = loop {
+        let out = live.client("add", &["--", "echo", "ran"], b"");
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "{out:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(live.client("follow", &[&id], b"").status.code(), Some(0));
+    live.ok("close", &[]);
+    assert_eq!(live.wait(), (0, "ran\n".to_owned()));
 }

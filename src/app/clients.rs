@@ -186,7 +186,18 @@ impl Owner for Window<'_> {
             size: self.app.pool_size,
             mode: Shape::mode_of(self.app.slurm.is_some(), self.app.workers.is_some()),
             takes_tasks: run.is_some_and(|r| r.is_open() && r.list.is_none()),
+            waiting: run.map_or(0, |r| r.record.tally().queued),
+            most_waiting: crate::control::serve::MAX_WAITING,
         }
+    }
+
+    fn settled(&self) -> bool {
+        self.app.run.as_ref().is_none_or(|r| {
+            r.next_task <= 1
+                || r.record
+                    .task(r.resumption.original(TaskId(r.next_task - 1), 0).0)
+                    .is_some()
+        })
     }
 
     fn output_dir(&self) -> Option<PathBuf> {

@@ -2,14 +2,17 @@
 //! resize / close / terminate`: drive a live run (the window's, `poolscope run`'s) from
 //! another terminal, through its socket.
 
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::control::client::{Connection, find_run, live_runs};
-use crate::control::protocol::{ADD_BATCH, NewStdin, NewTask, Reply, Request, RunInfo, TaskStatus};
+use crate::control::protocol::{
+    ADD_BATCH, MAX_TEXT_INPUT, NewStdin, NewTask, Reply, Request, RunInfo, TaskStatus,
+};
+use crate::model::formats::gnu_parallel::ArgumentReader;
 use crate::model::store::runs::{self, RunRoot};
 
 /// The client commands alone: a script that adds tasks one `poolscope add` at a time
@@ -244,9 +247,13 @@ fn ls(run_dir: Option<&PathBuf>, json: bool) -> Result<u8> {
     let found = live_runs(&root_of(run_dir)?);
     for dir in &found.silent {
         eprintln!(
-            "poolscope: run {} did not answer: it may be stopped (SIGSTOP, Ctrl-Z)",
+            "poolscope: run {} did not answer: it may be stopped (SIGSTOP, Ctrl-Z), or out \
+             of file descriptors",
             dir.display()
         );
+    }
+    for (dir, why) in &found.busy {
+        eprintln!("poolscope: run {}: {why}", dir.display());
     }
     let runs = found.live;
     let mut out = io::stdout().lock();
@@ -255,7 +262,7 @@ fn ls(run_dir: Option<&PathBuf>, json: bool) -> Result<u8> {
         writeln!(out)?;
         return Ok(0);
     }
-    if runs.is_empty() && found.silent.is_empty() {
+    if runs.is_empty() && found.silent.is_empty() && found.busy.is_empty() {
         eprintln!("poolscope: no live run");
         return Ok(0);
     }
@@ -284,6 +291,32 @@ fn ls(run_dir: Option<&PathBuf>, json: bool) -> Result<u8> {
     Ok(0)
 }
 
+/// `--stdin text`: this command's stdin, at most [`MAX_TEXT_INPUT`] bytes (an endless
+/// producer is refused once past it, not read to the end); UTF-8 travels as text, other
+/// bytes as base64.
+fn text_input() -> Result<NewStdin> {
+    let mut bytes = Vec::new();
+    io::stdin()
+        .lock()
+        .take(MAX_TEXT_INPUT as u64 + 1)
+        .read_to_end(&mut bytes)
+        .context("--stdin text: reading stdin")?;
+    if bytes.len() > MAX_TEXT_INPUT {
+        bail!(
+            "--stdin text: stdin holds more than {} MiB, the most given with a task; put it \
+             in a file the command reads (poolscope add -- 'CMD < FILE')",
+            MAX_TEXT_INPUT >> 20
+        );
+    }
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => NewStdin::Text(text),
+        Err(e) => {
+            use base64::Engine as _;
+            NewStdin::Base64(base64::engine::general_purpose::STANDARD.encode(e.into_bytes()))
+        }
+    })
+}
+
 fn add(
     target: &Target,
     name: Option<String>,
@@ -298,12 +331,7 @@ fn add(
             if command.is_empty() {
                 bail!("--stdin text gives stdin to the command: give the command after --");
             }
-            let mut bytes = Vec::new();
-            io::stdin().lock().read_to_end(&mut bytes)?;
-            NewStdin::Text(
-                String::from_utf8(bytes)
-                    .map_err(|_| anyhow::anyhow!("--stdin text: stdin is not UTF-8 text"))?,
-            )
+            text_input()?
         }
     };
     let mut connection = connect(target)?;
@@ -316,6 +344,12 @@ fn add(
             stdin: input,
         };
         let reply = connection.ask(&Request::Add { tasks: vec![task] })?;
+        if let Reply::Full { waiting } = reply {
+            bail!(
+                "the run's queue is full: {waiting} tasks wait to start; add again when \
+                 some have started"
+            );
+        }
         print_added(&mut out, &reply)?;
         return Ok(0);
     }
@@ -325,36 +359,51 @@ fn add(
     if name.is_some() {
         bail!("--name names one task: give its command after --");
     }
-    // One task per line, sent a batch at a time; each batch's numbers are printed as
-    // the run answers.
+    // One task per line, as `run` reads them (a line too long, or not text, is refused
+    // by its number), sent a batch at a time; each batch's numbers are printed as the
+    // run answers. A full queue is waited on, as a full pipe is.
+    let mut lines = ArgumentReader::new(io::stdin().lock(), "stdin", false);
     let mut batch = Vec::with_capacity(ADD_BATCH.min(1024));
-    let mut lines = io::stdin().lock();
-    let mut line = String::new();
-    let mut number = 0usize;
     let mut sent = 0usize;
+    let mut said_full = false;
     loop {
-        line.clear();
-        let read = lines
-            .read_line(&mut line)
-            .with_context(|| format!("stdin, line {}", number + 1))?;
-        number += 1;
-        let command = line.trim_end_matches(['\n', '\r']);
-        if read > 0 && !command.trim().is_empty() {
+        let line = lines.next_argument()?;
+        if let Some(command) = &line
+            && !command.trim().is_empty()
+        {
             batch.push(NewTask {
-                command: command.to_owned(),
+                command: command.trim_end_matches('\r').to_owned(),
                 name: None,
                 cwd: cwd.clone(),
                 stdin: input.clone(),
             });
         }
-        if batch.len() >= ADD_BATCH || (read == 0 && !batch.is_empty()) {
-            sent += batch.len();
-            let reply = connection.ask(&Request::Add {
+        if batch.len() >= ADD_BATCH || (line.is_none() && !batch.is_empty()) {
+            let request = Request::Add {
                 tasks: std::mem::take(&mut batch),
-            })?;
-            print_added(&mut out, &reply)?;
+            };
+            loop {
+                match connection.ask(&request)? {
+                    Reply::Full { waiting } => {
+                        if !std::mem::replace(&mut said_full, true) {
+                            eprintln!(
+                                "poolscope: the run's queue is full ({waiting} tasks wait to \
+                                 start): waiting for room"
+                            );
+                        }
+                        std::thread::sleep(FULL_RETRY);
+                    }
+                    reply => {
+                        print_added(&mut out, &reply)?;
+                        break;
+                    }
+                }
+            }
+            if let Request::Add { tasks } = request {
+                sent += tasks.len();
+            }
         }
-        if read == 0 {
+        if line.is_none() {
             break;
         }
     }
@@ -363,6 +412,9 @@ fn add(
     }
     Ok(0)
 }
+
+/// How often an `add` from stdin asks a full run again.
+const FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn print_added(out: &mut impl Write, reply: &Reply) -> Result<()> {
     match reply {
@@ -457,12 +509,17 @@ fn output(target: &Target, request: &Request) -> Result<u8> {
                 }
             }
             Reply::Ok => return Ok(0),
-            Reply::End { outcome, code } => {
+            Reply::End {
+                outcome,
+                code,
+                signal,
+            } => {
                 if let Some(code) = code {
                     return Ok(u8::try_from(code).unwrap_or(1));
                 }
                 eprintln!("poolscope: the task ended: {outcome}");
-                return Ok(1);
+                // As a shell reports a command a signal ended: 128 + its number.
+                return Ok(signal.and_then(|s| u8::try_from(128 + s).ok()).unwrap_or(1));
             }
             other => bail!("unexpected reply: {other:?}"),
         }

@@ -192,6 +192,10 @@ pub struct RunArgs {
     /// close`; with no tasks of its own, stdin is not read.
     #[arg(long, conflicts_with_all = ["dry_run", "no_journal"])]
     pub serve: bool,
+    /// Most tasks added from other terminals that may wait to start: past it, `poolscope
+    /// add` from stdin waits for room (as a full pipe does), a single add is refused.
+    #[arg(long, value_name = "N", default_value_t = crate::control::serve::MAX_WAITING)]
+    pub queue_limit: usize,
     /// Pool size: most tasks running at once, 1 to 100000 [default: the file's, else the CPU count].
     #[arg(short = 'j', long = "jobs", allow_negative_numbers = true)]
     pub jobs: Option<i64>,
@@ -425,7 +429,13 @@ pub fn error_text(e: &anyhow::Error) -> String {
             text.push_str(&cause);
         }
     }
-    crate::model::shown(&text, 2000)
+    // Each line made safe to print (a file's name may hold control characters), the
+    // lines kept: a list of runs reads as a list.
+    text.lines()
+        .take(50)
+        .map(|line| crate::model::shown(line, 2000))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `poolscope __builtin JOB`: one built-in job as a process of its own.

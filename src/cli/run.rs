@@ -202,6 +202,15 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         };
         slurm.folder = crate::executor::backend::slurm::folder_of(dir);
     }
+    if args.serve
+        && config.output_dir.is_none()
+        && let Some((dir, _)) = &journal
+    {
+        // A served run keeps every task's output in its folder, as the pueue daemon
+        // does: `log` and `follow` give all of it, however long.
+        config.output_dir = Some(dir.clone());
+    }
+    let output_dir = config.output_dir.clone();
     let mut from_stdin = stream.map(input::stream_input).transpose()?;
     if from_stdin.is_none() {
         record.reserve_tasks(specs.len());
@@ -264,13 +273,15 @@ pub fn run(args: &RunArgs) -> Result<u8> {
              it with `poolscope close --run {id}`"
         );
     }
-    let mut additions = served::Additions::new(&resumption, listed, args.serve);
+    let mut additions = served::Additions::new(&resumption, listed, args.serve, args.queue_limit);
     // Tasks handed to the pool and not over yet.
     let mut in_flight = 0usize;
     // The run's own tasks are all handed to the pool (its list, stdin).
     let mut input_over = false;
     // Tasks handed to the pool that the record has seen.
     let mut queued_seen = 0usize;
+    // Tasks handed to the pool (the record has them once it saw them all queued).
+    let mut handed = 0usize;
     let mut refused = None;
 
     let bar = progress_bar(total);
@@ -311,11 +322,13 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 resumption: &resumption,
                 additions: &mut additions,
                 in_flight: &mut in_flight,
+                handed: &mut handed,
+                queued_seen,
                 listing: from_list.is_some(),
                 input_over,
                 interrupted: interrupted.load(Ordering::Acquire),
                 mode,
-                results: args.results.as_deref(),
+                results: output_dir.as_deref(),
                 grew: &bar_grow,
             });
         }
@@ -324,6 +337,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 || match feeder.feed(&executor, queued_seen, in_flight, usize::MAX) {
                     Fed::Batch(count) => {
                         in_flight += count;
+                        handed += count;
                         false
                     }
                     Fed::Waiting => false,
@@ -341,6 +355,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 let count = specs.len();
                 if executor.submit(specs).is_ok() {
                     in_flight += count;
+                    handed += count;
                 }
             }
         }
@@ -372,6 +387,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                             break;
                         }
                         in_flight += count;
+                        handed += count;
                         additions.next_id += count as u64;
                         bar.grow(count);
                     }
@@ -524,6 +540,16 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             EventKind::Failed { reason } => {
                 bar.finish_and_clear();
                 bail!("the pool failed and killed every task: {reason}");
+            }
+            EventKind::SaveFailed { path, error } if args.results.is_none() => {
+                // The run's own copy (a served run's): clients read less of it.
+                bar.quiet(|| {
+                    eprintln!(
+                        "poolscope: cannot save output to {} ({error}): `poolscope log` \
+                         shows only the last of it",
+                        path.display()
+                    );
+                });
             }
             EventKind::SaveFailed { path, error } if save_failed.is_none() => {
                 // --results is the user's copy of the output: a cut file is a failed run.

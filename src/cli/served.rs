@@ -21,16 +21,19 @@ pub struct Additions {
     pub serve: bool,
     /// A client closed the run: it takes no more.
     pub closed: bool,
+    /// Most added tasks that may wait to start (`--queue-limit`).
+    pub most_waiting: usize,
 }
 
 impl Additions {
     /// For a run whose own list is `listed` tasks (none when they come from stdin).
-    pub fn new(resumption: &Resumption, listed: usize, serve: bool) -> Self {
+    pub fn new(resumption: &Resumption, listed: usize, serve: bool, most_waiting: usize) -> Self {
         Self {
             held: Vec::new(),
             next_id: resumption.original(TaskId(listed as u64 + 1), 0).0.0,
             serve,
             closed: false,
+            most_waiting,
         }
     }
 }
@@ -44,6 +47,9 @@ pub struct Headless<'a> {
     pub additions: &'a mut Additions,
     /// Tasks handed to the pool and not over.
     pub in_flight: &'a mut usize,
+    /// Tasks handed to the pool, and those of them the record has.
+    pub handed: &'a mut usize,
+    pub queued_seen: usize,
     /// The run's own list still goes to the pool.
     pub listing: bool,
     /// The run's own tasks are all handed over (the list, stdin).
@@ -82,6 +88,7 @@ impl Owner for Headless<'_> {
                 .submit(specs)
                 .map_err(|e| format!("cannot add: {e}"))?;
             *self.in_flight += count;
+            *self.handed += count;
         }
         self.additions.next_id += count as u64;
         (self.grew)(count);
@@ -140,7 +147,14 @@ impl Owner for Headless<'_> {
                 && !self.interrupted
                 && !self.executor.is_closed()
                 && (self.additions.serve || work_left),
+            waiting: self.record.tally().queued
+                + self.additions.held.iter().map(Vec::len).sum::<usize>(),
+            most_waiting: self.additions.most_waiting,
         }
+    }
+
+    fn settled(&self) -> bool {
+        self.queued_seen >= *self.handed
     }
 
     fn output_dir(&self) -> Option<std::path::PathBuf> {

@@ -36,8 +36,8 @@ pub enum ClientError {
     #[error("run {} hung up before it answered (it ended)", dir.display())]
     HungUp { dir: PathBuf },
     #[error(
-        "run {} did not answer within {} s: it may be stopped (SIGSTOP, Ctrl-Z) or \
-         overloaded",
+        "run {} did not answer within {} s: it may be stopped (SIGSTOP, Ctrl-Z), \
+         overloaded, or out of file descriptors",
         dir.display(),
         ANSWER_WITHIN.as_secs()
     )]
@@ -60,21 +60,22 @@ pub struct Connection {
 impl Connection {
     /// Connect to the run in folder `dir`.
     pub fn open(dir: &Path) -> Result<Self, ClientError> {
-        let socket = dir.join(SOCKET_FILE);
-        let stream = UnixStream::connect(&socket).map_err(|source| match source.kind() {
-            std::io::ErrorKind::PermissionDenied => ClientError::Denied {
-                dir: dir.to_owned(),
-            },
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                ClientError::NotLive {
+        let stream = super::SocketAddress::of(dir)
+            .and_then(|address| UnixStream::connect(&address.path))
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::PermissionDenied => ClientError::Denied {
                     dir: dir.to_owned(),
+                },
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    ClientError::NotLive {
+                        dir: dir.to_owned(),
+                    }
                 }
-            }
-            _ => ClientError::Io {
-                dir: dir.to_owned(),
-                source,
-            },
-        })?;
+                _ => ClientError::Io {
+                    dir: dir.to_owned(),
+                    source,
+                },
+            })?;
         let writer = stream.try_clone().map_err(|source| ClientError::Io {
             dir: dir.to_owned(),
             source,
@@ -194,6 +195,8 @@ const LIST_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 pub struct Found {
     pub live: Vec<RunInfo>,
     pub silent: Vec<PathBuf>,
+    /// Runs that answered they serve as many clients as they can now, and their words.
+    pub busy: Vec<(PathBuf, String)>,
 }
 
 /// The live runs under `root` (the runs folder as `RunRoot` opened it), oldest first:
@@ -212,6 +215,7 @@ pub fn live_runs(root: &Path) -> Found {
         match connection.ask(&Request::Info) {
             Ok(Reply::Info(info)) => found.live.push(info),
             Err(ClientError::Silent { .. }) => found.silent.push(dir),
+            Err(ClientError::Refused(why)) => found.busy.push((dir, why)),
             _ => {}
         }
     }
@@ -252,6 +256,11 @@ pub fn find_run(root: &Path, wanted: Option<&str>) -> Result<PathBuf, ClientErro
     let found = live_runs(root);
     match found.live.as_slice() {
         [one] => Ok(one.dir.clone()),
+        [] if !found.busy.is_empty() => Err(ClientError::Refused(format!(
+            "run {}: {}",
+            found.busy[0].0.display(),
+            found.busy[0].1
+        ))),
         [] if !found.silent.is_empty() => Err(ClientError::Silent {
             dir: found.silent[0].clone(),
         }),

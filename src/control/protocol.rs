@@ -102,7 +102,13 @@ pub enum NewStdin {
     Interactive,
     /// This text, then end of file.
     Text(String),
+    /// These bytes (base64: input that is not UTF-8), then end of file.
+    Base64(String),
 }
+
+/// Most bytes of input an added task is given with it (`add --stdin text`); a larger
+/// input belongs in a file the command reads.
+pub const MAX_TEXT_INPUT: usize = 8 << 20;
 
 /// One line of an answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,10 +124,18 @@ pub enum Reply {
     },
     Status(Vec<TaskStatus>),
     Output(OutputChunk),
-    /// The task is over: how, and its exit code (`null` when it did not exit by itself).
+    /// The task is over: how, its exit code (`null` when it did not exit by itself),
+    /// and the signal that ended it, if one did.
     End {
         outcome: String,
         code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+    },
+    /// Nothing was added: `waiting` tasks wait to start already, the most a run holds.
+    /// Try again when some have started (`add` from stdin waits by itself).
+    Full {
+        waiting: usize,
     },
 }
 

@@ -15,11 +15,14 @@ use super::protocol::{
 };
 use super::server::{Incoming, Responder, Server, Wake};
 
-/// Output bytes a follower may fall behind by before it is dropped (its client reads
-/// slower than the task prints): the run never holds more for a slow reader.
+/// Output bytes a follower may fall behind by (its client reads slower than the task
+/// prints): the run never holds more for a slow reader. Past it, a follower of a run
+/// that keeps output files catches up from them; without files it is dropped.
 const MAX_BEHIND: usize = 64 << 20;
-/// Most bytes of each stream `log` reads back from an output file.
-const MAX_LOG_FROM_FILE: u64 = 64 << 20;
+/// Most tasks waiting to start that a run holds by default: an add beyond them is
+/// refused with [`Reply::Full`] (`yes | poolscope add` waits instead of filling the
+/// memory).
+pub const MAX_WAITING: usize = 1_000_000;
 
 /// A pool command from a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +49,10 @@ pub trait Owner {
     fn shape(&self) -> Shape;
     /// Where attempts' output files are, if the run keeps them.
     fn output_dir(&self) -> Option<PathBuf>;
+    /// Whether the record has every task handed to the pool (the pool's word of a
+    /// task it took comes a moment after it took it): until then, what reads tasks
+    /// waits, so a `status` right after an `add` lists what was added.
+    fn settled(&self) -> bool;
 }
 
 /// How an owner's pool stands.
@@ -54,6 +61,10 @@ pub struct Shape {
     pub size: usize,
     pub mode: &'static str,
     pub takes_tasks: bool,
+    /// Tasks queued and not started (those held back too).
+    pub waiting: usize,
+    /// Most tasks that may wait; an add beyond is [`Reply::Full`].
+    pub most_waiting: usize,
 }
 
 impl Shape {
@@ -69,14 +80,64 @@ impl Shape {
     }
 }
 
+/// A client following a task's output.
+struct Follower {
+    reply: Responder,
+    /// Where the task's output files are, if the run keeps them.
+    files: Option<PathBuf>,
+    attempt: u32,
+    /// Bytes of each stream (stdout, stderr) of the attempt: sent, and seen by the run.
+    sent: [u64; 2],
+    seen: [u64; 2],
+}
+
+impl Follower {
+    /// Send what the files hold past what was sent (the file answer comes after the
+    /// lines already handed over); `false` once the client is gone.
+    fn catch_up(&mut self, task: TaskId) -> bool {
+        if self.sent == self.seen {
+            return true;
+        }
+        let Some(dir) = &self.files else {
+            return true;
+        };
+        for stream in Stream::BOTH {
+            let i = usize::from(stream == Stream::Stderr);
+            let path = stream.file_in(dir, task, self.attempt);
+            let (start, len) = (self.sent[i], self.seen[i] - self.sent[i]);
+            if !self.reply.send_file(stream_name(stream), path, start, len) {
+                return false;
+            }
+        }
+        self.sent = self.seen;
+        true
+    }
+}
+
 /// A live run's socket and the clients following its tasks.
 pub struct Control {
     server: Server,
     incoming: Receiver<Incoming>,
-    followers: HashMap<TaskId, Vec<Responder>>,
+    followers: HashMap<TaskId, Vec<Follower>>,
     /// `window` or `headless`.
     place: &'static str,
     dir: PathBuf,
+    /// Requests that read tasks, waiting for the record to have them all.
+    deferred: Vec<(Request, Responder)>,
+}
+
+/// Whether a request reads or acts on the run's tasks.
+fn reads_tasks(request: &Request) -> bool {
+    !matches!(
+        request,
+        Request::Info
+            | Request::Add { .. }
+            | Request::Pause
+            | Request::Resume
+            | Request::Resize { .. }
+            | Request::Close
+            | Request::Terminate
+    )
 }
 
 impl Control {
@@ -89,6 +150,7 @@ impl Control {
             followers: HashMap::new(),
             place,
             dir: dir.to_owned(),
+            deferred: Vec::new(),
         })
     }
 
@@ -98,9 +160,23 @@ impl Control {
 
     /// Answer every request waiting; whether there were any.
     pub fn serve(&mut self, owner: &mut dyn Owner) -> bool {
-        let mut any = false;
+        // Followers left behind that have read what they were sent, while their task
+        // is quiet.
+        for (task, followers) in &mut self.followers {
+            followers.retain_mut(|f| f.sent == f.seen || f.reply.behind() > 0 || f.catch_up(*task));
+        }
+        let mut any = !self.deferred.is_empty();
+        if any && owner.settled() {
+            for (request, reply) in std::mem::take(&mut self.deferred) {
+                self.answer(owner, request, reply);
+            }
+        }
         while let Ok(Incoming { request, reply }) = self.incoming.try_recv() {
             any = true;
+            if reads_tasks(&request) && !(self.deferred.is_empty() && owner.settled()) {
+                self.deferred.push((request, reply));
+                continue;
+            }
             self.answer(owner, request, reply);
         }
         any
@@ -115,23 +191,39 @@ impl Control {
         match &event.kind {
             EventKind::Output {
                 task,
+                attempt,
                 stream,
                 bytes,
-                ..
             } => {
                 let Some(followers) = self.followers.get_mut(task) else {
                     return;
                 };
                 let name = stream_name(*stream);
-                followers.retain(|f| {
-                    if f.behind() > MAX_BEHIND {
-                        f.send(Reply::Error(format!(
-                            "this client fell {} MiB behind the task's output and was dropped",
-                            MAX_BEHIND >> 20
-                        )));
-                        return false;
+                let i = usize::from(*stream == Stream::Stderr);
+                followers.retain_mut(|f| {
+                    if f.attempt != *attempt {
+                        // A retry: its output is in files of its own.
+                        f.attempt = *attempt;
+                        f.sent = [0; 2];
+                        f.seen = [0; 2];
                     }
-                    f.send(Reply::Output(OutputChunk::new(name, bytes)))
+                    let lagging = f.sent != f.seen;
+                    f.seen[i] += bytes.len() as u64;
+                    if lagging || f.reply.behind() > MAX_BEHIND {
+                        if f.files.is_none() {
+                            f.reply.send(Reply::Error(format!(
+                                "this client fell {} MiB behind the task's output and was \
+                                 dropped (the run keeps no output files to catch up from)",
+                                MAX_BEHIND >> 20
+                            )));
+                            return false;
+                        }
+                        // Left to the files, read when the client has read what it
+                        // was sent (one file answer, not one per chunk).
+                        return f.reply.behind() > 0 || f.catch_up(*task);
+                    }
+                    f.sent[i] += bytes.len() as u64;
+                    f.reply.send(Reply::Output(OutputChunk::new(name, bytes)))
                 });
             }
             EventKind::Finished {
@@ -141,15 +233,17 @@ impl Control {
                 ..
             } => {
                 if let Some(followers) = self.followers.remove(task) {
-                    for f in followers {
-                        f.send(end_of(Some(outcome)));
+                    for mut f in followers {
+                        if f.catch_up(*task) {
+                            f.reply.send(end_of(Some(outcome)));
+                        }
                     }
                 }
             }
             EventKind::Cancelled { task } => {
                 if let Some(followers) = self.followers.remove(task) {
                     for f in followers {
-                        f.send(end_of(None));
+                        f.reply.send(end_of(None));
                     }
                 }
             }
@@ -165,23 +259,27 @@ impl Control {
             Request::Log { task } => {
                 let dir = owner.output_dir();
                 let record = owner.record();
-                match known(record, task) {
-                    Ok(task) => {
-                        replay(record, task, dir.as_deref(), &reply);
-                        Ok(ended(record, task).unwrap_or(Reply::Ok))
-                    }
-                    Err(e) => Err(e),
-                }
+                known(record, task).map(|task| {
+                    replay(record, task, dir.as_deref(), &reply);
+                    ended(record, task).unwrap_or(Reply::Ok)
+                })
             }
             Request::Follow { task } => {
+                let dir = owner.output_dir();
                 let record = owner.record();
                 match known(record, task) {
                     Ok(task) => {
-                        replay(record, task, None, &reply);
+                        let (attempt, seen) = replay(record, task, dir.as_deref(), &reply);
                         if let Some(end) = ended(record, task) {
                             Ok(end)
                         } else {
-                            self.followers.entry(task).or_default().push(reply);
+                            self.followers.entry(task).or_default().push(Follower {
+                                reply,
+                                files: dir,
+                                attempt,
+                                sent: seen,
+                                seen,
+                            });
                             return;
                         }
                     }
@@ -254,6 +352,10 @@ fn end_of(outcome: Option<&Outcome>) -> Reply {
             Some(Outcome::Exited(code)) => Some(*code),
             _ => None,
         },
+        signal: match outcome {
+            Some(Outcome::Signaled(signal)) => Some(*signal),
+            _ => None,
+        },
     }
 }
 
@@ -265,6 +367,7 @@ fn ended(record: &RunRecord, task: TaskId) -> Option<Reply> {
         TaskState::Lost => Some(Reply::End {
             outcome: "lost".to_owned(),
             code: None,
+            signal: None,
         }),
         _ => None,
     }
@@ -286,30 +389,39 @@ fn known(record: &RunRecord, task: u64) -> Result<TaskId, String> {
     }
 }
 
-/// What the record holds of a task's output, in arrival order; when it dropped some
-/// and `dir` has the attempt's files, the files instead (stdout, then stderr).
-fn replay(record: &RunRecord, task: TaskId, dir: Option<&Path>, reply: &Responder) {
+/// What the run has of a task's output: what the record holds, in arrival order; when
+/// it dropped some and `dir` has the last attempt's files, those files (stdout, then
+/// stderr, read by the client's thread). The last attempt and its bytes per stream so
+/// far: where a follow goes on from.
+fn replay(
+    record: &RunRecord,
+    task: TaskId,
+    dir: Option<&Path>,
+    reply: &Responder,
+) -> (u32, [u64; 2]) {
     let Some(t) = record.task(task) else {
-        return;
+        return (0, [0; 2]);
     };
+    let last = t.last_attempt();
+    let at = last.map_or((0, [0; 2]), |a| {
+        (a.number, [a.stdout_bytes, a.stderr_bytes])
+    });
     if t.output.dropped() > 0
-        && let (Some(dir), Some(attempt)) = (dir, t.last_attempt())
+        && let (Some(dir), Some(attempt)) = (dir, last)
     {
         for stream in Stream::BOTH {
+            let len = at.1[usize::from(stream == Stream::Stderr)];
             let path = stream.file_in(dir, task, attempt.number);
-            if let Some(bytes) = read_end(&path, MAX_LOG_FROM_FILE) {
-                for piece in bytes.chunks(1 << 20) {
-                    reply.send(Reply::Output(OutputChunk::new(stream_name(stream), piece)));
-                }
-            }
+            reply.send_file(stream_name(stream), path, 0, len);
         }
-        return;
+        return at;
     }
     if t.output.dropped() > 0 {
         reply.send(Reply::Output(OutputChunk::new(
             "note",
             format!(
-                "(the first {} bytes of its output were not kept)\n",
+                "(the first {} bytes of its output were not kept: the run keeps no output \
+                 files)\n",
                 t.output.dropped()
             )
             .as_bytes(),
@@ -323,17 +435,7 @@ fn replay(record: &RunRecord, task: TaskId, dir: Option<&Path>, reply: &Responde
         };
         reply.send(Reply::Output(OutputChunk::new(name, bytes)));
     }
-}
-
-/// The last `limit` bytes of a file, if it can be read.
-fn read_end(path: &Path, limit: u64) -> Option<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(limit))).ok()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).ok()?;
-    Some(bytes)
+    at
 }
 
 fn add(owner: &mut dyn Owner, tasks: Vec<NewTask>) -> Result<Reply, String> {
@@ -363,11 +465,27 @@ fn add(owner: &mut dyn Owner, tasks: Vec<NewTask>) -> Result<Reply, String> {
             NewStdin::None => StdinMode::Null,
             NewStdin::Interactive => StdinMode::Pipe,
             NewStdin::Text(text) => StdinMode::Preset(text.into_bytes()),
+            NewStdin::Base64(encoded) => {
+                use base64::Engine as _;
+                StdinMode::Preset(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .map_err(|e| format!("task {} of the request: its input: {e}", i + 1))?,
+                )
+            }
         };
         specs.push(spec);
     }
-    if !owner.shape().takes_tasks {
+    let shape = owner.shape();
+    if !shape.takes_tasks {
         return Err("this run takes no more tasks: it was closed, or it is ending".into());
+    }
+    // An add larger than the limit still goes into an empty queue: it is never refused
+    // for ever.
+    if shape.waiting + specs.len() > shape.most_waiting && shape.waiting > 0 {
+        return Ok(Reply::Full {
+            waiting: shape.waiting,
+        });
     }
     owner
         .add(specs)

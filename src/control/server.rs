@@ -19,13 +19,30 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use super::protocol::{MAX_REQUEST, Reply, Request, SOCKET_FILE, parse_request, reply_line};
+use super::protocol::{
+    MAX_REQUEST, OutputChunk, Reply, Request, SOCKET_FILE, parse_request, reply_line,
+};
 
 /// Called when a request is waiting for the owner (wakes its loop or repaints).
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
 /// Most clients connected at once; one more is told to wait for another to finish.
+/// Fewer when descriptors are scarce (`ulimit -n`): clients never take more than a
+/// quarter of them, the rest is the pool's (three pipes and a pidfd per task).
 const MAX_CLIENTS: usize = 256;
+/// A client that sends nothing for this long between requests is hung up on: an idle
+/// connection holds a thread and a descriptor.
+const IDLE: std::time::Duration = std::time::Duration::from_mins(1);
+
+/// How many clients may be connected at once here.
+fn most_clients() -> usize {
+    let descriptors = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    usize::try_from(descriptors / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_CLIENTS)
+}
 
 /// A request for the owner to answer.
 pub struct Incoming {
@@ -36,7 +53,7 @@ pub struct Incoming {
 /// Where a request's answer goes, line by line. Cheap to keep (a follower keeps it until
 /// its task ends).
 pub struct Responder {
-    tx: Sender<Reply>,
+    tx: Sender<Answer>,
     /// Output bytes handed over and not yet written to the client.
     behind: Arc<AtomicUsize>,
 }
@@ -47,13 +64,39 @@ impl Responder {
         if let Reply::Output(chunk) = &reply {
             self.behind.fetch_add(chunk_len(chunk), Ordering::AcqRel);
         }
-        self.tx.send(reply).is_ok()
+        self.tx.send(Answer::Line(reply)).is_ok()
+    }
+
+    /// Send `len` bytes of an output file from `start`, as `stream` output: read by the
+    /// client's thread as its client reads them, never all in memory.
+    pub fn send_file(&self, stream: &'static str, path: PathBuf, start: u64, len: u64) -> bool {
+        len == 0
+            || self
+                .tx
+                .send(Answer::File {
+                    stream,
+                    path,
+                    start,
+                    len,
+                })
+                .is_ok()
     }
 
     /// Output bytes the client has not read yet.
     pub fn behind(&self) -> usize {
         self.behind.load(Ordering::Acquire)
     }
+}
+
+/// A line of an answer, or output for the client's thread to read from a file.
+enum Answer {
+    Line(Reply),
+    File {
+        stream: &'static str,
+        path: PathBuf,
+        start: u64,
+        len: u64,
+    },
 }
 
 fn chunk_len(chunk: &super::protocol::OutputChunk) -> usize {
@@ -76,7 +119,7 @@ pub struct Server {
 /// The connected clients: their sockets (to hang up on them) and threads.
 #[derive(Default)]
 struct Clients {
-    streams: HashMap<u64, UnixStream>,
+    streams: HashMap<u64, Arc<UnixStream>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -93,7 +136,7 @@ impl Server {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let listener = UnixListener::bind(&path)?;
+        let listener = UnixListener::bind(&super::SocketAddress::of(dir)?.path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         let (tx, rx) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
@@ -125,7 +168,11 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
         // The listener waits in accept: a connection of our own wakes it.
-        let _ = UnixStream::connect(&self.path);
+        if let Some(dir) = self.path.parent()
+            && let Ok(address) = super::SocketAddress::of(dir)
+        {
+            let _ = UnixStream::connect(&address.path);
+        }
         if let Some(thread) = self.listener.take() {
             let _ = thread.join();
         }
@@ -157,6 +204,7 @@ fn listen(
 ) {
     static NEXT_CLIENT: AtomicU64 = AtomicU64::new(0);
     let me = rustix::process::geteuid().as_raw();
+    let most = most_clients();
     for stream in listener.incoming() {
         if stopping.load(Ordering::Acquire) {
             return;
@@ -190,21 +238,25 @@ fn listen(
         {
             let mut held = clients.lock().unwrap_or_else(PoisonError::into_inner);
             held.threads.retain(|t| !t.is_finished());
-            if held.streams.len() >= MAX_CLIENTS {
+            if held.streams.len() >= most {
                 let _ = stream.write_all(&reply_line(&Reply::Error(format!(
-                    "busy: {MAX_CLIENTS} clients are connected; try again when one is done"
+                    "busy: {most} clients are connected, the most this run serves at once; \
+                     try again when one is done"
                 ))));
                 continue;
             }
-            if let Ok(copy) = stream.try_clone() {
-                held.streams.insert(id, copy);
-            }
         }
+        let stream = Arc::new(stream);
+        clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .streams
+            .insert(id, Arc::clone(&stream));
         let (tx, wake, clients_at_end) = (tx.clone(), Arc::clone(wake), Arc::clone(clients));
         let spawned = std::thread::Builder::new()
             .name("poolscope-client".into())
             .spawn(move || {
-                serve_client(stream, &tx, &wake);
+                serve_client(&stream, &tx, &wake);
                 clients_at_end
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -229,9 +281,10 @@ enum Line {
     End,
 }
 
-/// Read one line into `line` (without its newline), at most [`MAX_REQUEST`] bytes; the
-/// rest of a longer line is read and dropped.
-fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> Line {
+/// Read one line into `line` (without its newline), at most [`MAX_REQUEST`] bytes: a
+/// longer one is [`Line::TooLong`] as soon as it is, and its rest is left to
+/// [`skip_line`] (the client hears why at once, not when it ends the line).
+fn read_line(reader: &mut BufReader<&UnixStream>, line: &mut Vec<u8>) -> Line {
     line.clear();
     let limit = MAX_REQUEST as u64 + 1;
     match reader.by_ref().take(limit).read_until(b'\n', line) {
@@ -245,11 +298,15 @@ fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> Line {
     if line.len() <= MAX_REQUEST {
         return Line::End;
     }
-    // Skip to the end of the oversized line without keeping it.
     line.clear();
+    Line::TooLong
+}
+
+/// Read and drop the rest of a line; `false` if the client hung up first.
+fn skip_line(reader: &mut BufReader<&UnixStream>) -> bool {
     loop {
         let (done, used) = match reader.fill_buf() {
-            Ok([]) | Err(_) => return Line::End,
+            Ok([]) | Err(_) => return false,
             Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
                 Some(at) => (true, at + 1),
                 None => (false, buf.len()),
@@ -257,25 +314,29 @@ fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> Line {
         };
         reader.consume(used);
         if done {
-            return Line::TooLong;
+            return true;
         }
     }
 }
 
-fn serve_client(stream: UnixStream, tx: &Sender<Incoming>, wake: &Wake) {
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
+fn serve_client(stream: &UnixStream, tx: &Sender<Incoming>, wake: &Wake) {
+    let _ = stream.set_read_timeout(Some(IDLE));
+    let mut writer = stream;
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let mut line = Vec::new();
     loop {
         let request = match read_line(&mut reader, &mut line) {
             Line::End => return,
-            Line::TooLong => Err(format!(
-                "request too long: at most {MAX_REQUEST} bytes per line (send many tasks in \
-                 several add requests)"
-            )),
-            Line::Whole if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Line::TooLong => {
+                let refused = writer.write_all(&reply_line(&Reply::Error(format!(
+                    "request too long: at most {MAX_REQUEST} bytes per line (send many tasks \
+                     in several add requests)"
+                ))));
+                if refused.is_err() || !skip_line(&mut reader) {
+                    return;
+                }
+                continue;
+            }
             Line::Whole => parse_request(&line),
         };
         let request = match request {
@@ -307,21 +368,90 @@ fn serve_client(stream: UnixStream, tx: &Sender<Incoming>, wake: &Wake) {
         }
         wake();
         let mut answered = false;
-        for reply in replies {
-            if let Reply::Output(chunk) = &reply {
-                behind.fetch_sub(chunk_len(chunk), Ordering::AcqRel);
-            }
+        for answer in replies {
             answered = true;
-            if writer.write_all(&reply_line(&reply)).is_err() {
+            let written = match answer {
+                Answer::Line(reply) => {
+                    if let Reply::Output(chunk) = &reply {
+                        behind.fetch_sub(chunk_len(chunk), Ordering::AcqRel);
+                    }
+                    writer.write_all(&reply_line(&reply))
+                }
+                Answer::File {
+                    stream,
+                    path,
+                    start,
+                    len,
+                } => write_file(&mut writer, stream, &path, start, len),
+            };
+            if written.is_err() {
                 // The client left: its follow ends when the owner next writes to it.
                 return;
             }
         }
         if !answered {
             let _ = writer.write_all(&reply_line(&Reply::Error(
-                "the run ended before it answered".into(),
+                "the run ended before it answered this request".into(),
             )));
             return;
+        }
+    }
+}
+
+/// Bytes `start..start + len` of an output file as output lines, a piece at a time (a
+/// character cut by a piece's end goes with the next piece, so text stays text).
+fn write_file(
+    out: &mut impl Write,
+    stream: &str,
+    path: &Path,
+    start: u64,
+    len: u64,
+) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    const PIECE: usize = 256 * 1024;
+    let opened = std::fs::File::open(path).and_then(|mut file| {
+        file.seek(SeekFrom::Start(start))?;
+        Ok(file)
+    });
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => {
+            let note = format!("(cannot read the output file {}: {e})\n", path.display());
+            return out.write_all(&reply_line(&Reply::Output(OutputChunk::new(
+                "note",
+                note.as_bytes(),
+            ))));
+        }
+    };
+    let mut file = file.take(len);
+    let mut piece = Vec::with_capacity(PIECE + 4);
+    loop {
+        let carried = piece.len();
+        piece.resize(carried + PIECE, 0);
+        let read = file.read(&mut piece[carried..]).unwrap_or(0);
+        piece.truncate(carried + read);
+        if piece.is_empty() {
+            return Ok(());
+        }
+        // Keep an incomplete last character for the next piece (unless this is the end).
+        let whole = match std::str::from_utf8(&piece) {
+            Err(e) if read > 0 && e.error_len().is_none() => e.valid_up_to(),
+            _ => piece.len(),
+        };
+        if whole > 0 {
+            out.write_all(&reply_line(&Reply::Output(OutputChunk::new(
+                stream,
+                &piece[..whole],
+            ))))?;
+        }
+        piece.drain(..whole);
+        if read == 0 {
+            if !piece.is_empty() {
+                out.write_all(&reply_line(&Reply::Output(OutputChunk::new(
+                    stream, &piece,
+                ))))?;
+            }
+            return Ok(());
         }
     }
 }

@@ -652,18 +652,20 @@ fn write_loop(mut writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<Strin
             reply,
         } = msg
         {
-            let result = if failed {
-                Err(WriteError::Disk(error_text(error)))
+            let answer = if failed {
+                Err(error_text(error))
             } else {
-                writer.plan(plan, queued)
+                match writer.plan(plan, queued) {
+                    Ok(()) => Ok(()),
+                    // Cut back out: the run goes on, only these tasks are refused.
+                    Err(PlanError::Refused(why)) => Err(why),
+                    Err(PlanError::Broken(e)) => {
+                        give_up(&writer, Err(e));
+                        failed = true;
+                        Err(error_text(error))
+                    }
+                }
             };
-            let answer = match &result {
-                Ok(()) => Ok(()),
-                Err(WriteError::Disk(e)) => Err(e.clone()),
-                Err(WriteError::Serialize(e)) => Err(e.to_string()),
-            };
-            // A plan that did not reach the disk whole stops the run before it starts.
-            failed |= give_up(&writer, result) || answer.is_err();
             let _ = reply.send(answer);
             dirty = false;
             synced = Instant::now();
@@ -716,6 +718,14 @@ fn error_text(error: &Mutex<Option<String>>) -> String {
         .unwrap_or_else(PoisonError::into_inner)
         .clone()
         .unwrap_or_else(|| "an earlier write failed".to_owned())
+}
+
+/// Why a plan was not written.
+enum PlanError {
+    /// Nothing of it is in the file; the journal goes on.
+    Refused(String),
+    /// The journal cannot go on.
+    Broken(WriteError),
 }
 
 enum WriteError {
@@ -794,8 +804,45 @@ impl Writer {
             .map_err(|e| WriteError::Disk(format!("{}: {e}", self.path.display())))
     }
 
-    /// The plan line, then each task's `Queued` line, synced.
-    fn plan(&mut self, plan: Plan, queued: Vec<Event>) -> Result<(), WriteError> {
+    /// The plan line, then each task's `Queued` line, synced: all of them or none. A plan
+    /// that does not reach the disk whole is cut back out of the file (nothing refused
+    /// may be run by a resume), without the reserve (it stays for the run's own events),
+    /// and the writer goes on: a later plan may find room again.
+    fn plan(&mut self, plan: Plan, queued: Vec<Event>) -> Result<(), PlanError> {
+        // What was recorded before the plan is the run's: it stays whatever happens next.
+        self.flush().map_err(PlanError::Broken)?;
+        if self.reserve.is_none() {
+            let reserve = self.path.with_file_name(RESERVE_FILE);
+            if let Err(e) = reserve_room(&reserve) {
+                let _ = std::fs::remove_file(&reserve);
+                return Err(PlanError::Refused(format!("{}: {e}", reserve.display())));
+            }
+            self.reserve = Some(reserve);
+        }
+        let planned = self.planned.clone();
+        let before = self.committed;
+        let result = self.write_plan(plan, queued);
+        if let Err(e) = result {
+            self.buf.clear();
+            self.planned = planned;
+            self.urgent = false;
+            if let Err(cut) = self.file.set_len(before) {
+                // The refused lines stay in the file: the journal cannot be trusted.
+                return Err(PlanError::Broken(WriteError::Disk(format!(
+                    "{}: {cut}",
+                    self.path.display()
+                ))));
+            }
+            self.committed = before;
+            return Err(PlanError::Refused(match e {
+                WriteError::Disk(e) => e,
+                WriteError::Serialize(e) => e.to_string(),
+            }));
+        }
+        Ok(())
+    }
+
+    fn write_plan(&mut self, plan: Plan, queued: Vec<Event>) -> Result<(), WriteError> {
         // Plans follow each other (a list's batches, one add after another): one range
         // keeps the check of every Queued event short.
         match self.planned.last_mut() {
@@ -806,10 +853,23 @@ impl Writer {
         for event in queued {
             self.event(event)?;
             if self.buf.len() >= FLUSH_AT {
-                self.flush()?;
+                self.write_out()?;
             }
         }
-        self.sync()
+        self.write_out()?;
+        self.file
+            .sync_data()
+            .map_err(|e| WriteError::Disk(format!("{}: {e}", self.path.display())))
+    }
+
+    /// Hand the waiting lines to the OS, without the reserve's help.
+    fn write_out(&mut self) -> Result<(), WriteError> {
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| WriteError::Disk(format!("{}: {e}", self.path.display())))?;
+        self.committed += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
     }
 
     fn write(&mut self, msg: Msg) -> Result<(), WriteError> {
