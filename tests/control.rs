@@ -850,3 +850,27 @@ fn with_few_descriptors_idle_clients_leave_room_and_one_too_many_hears_busy() {
     live.ok("close", &[]);
     assert_eq!(live.wait(), (0, "ran\n".to_owned()));
 }
+
+#[test]
+fn a_queued_task_can_be_killed_before_it_starts() {
+    let live = Live::start(true, &[]);
+    live.ok("pause", &[]);
+    assert_eq!(live.ok("add", &["--", "echo", "never"]).trim(), "1");
+    assert_eq!(live.ok("add", &["--", "echo", "runs"]).trim(), "2");
+    live.ok("kill", &["1"]);
+    // The pool's word of it reaches the record a moment after the kill is answered.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = live.ok("status", &["--json", "1"]);
+        let tasks: serde_json::Value = serde_json::from_str(&status).expect("json");
+        if tasks[0]["state"] == "cancelled" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    live.ok("resume", &[]);
+    live.ok("close", &[]);
+    let (_, stdout) = live.wait();
+    assert_eq!(stdout, "runs\n");
+}

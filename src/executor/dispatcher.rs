@@ -404,9 +404,15 @@ impl<B: Backend> Dispatcher<B> {
                 self.terminate();
             }
             Msg::Kill { task, reply } => {
-                let result = self.active_mut(task).map(|_| ());
+                let mut result = self.active_mut(task).map(|_| ());
                 if result.is_ok() {
                     self.kill(task, KillReason::User);
+                } else if result == Err(CommandError::NotRunning(task))
+                    && self.sched.remove_queued(|p| p.task == task).is_some()
+                {
+                    // Still queued: it never starts.
+                    self.sink.send(EventKind::Cancelled { task });
+                    result = Ok(());
                 }
                 self.answer(&reply, result);
             }

@@ -79,6 +79,13 @@ impl<T> Scheduler<T> {
         self.queue.drain(..).collect()
     }
 
+    /// Take the first queued item that matches, wherever it waits (a queued task
+    /// killed by its user).
+    pub fn remove_queued(&mut self, matches: impl Fn(&T) -> bool) -> Option<T> {
+        let at = self.queue.iter().position(matches)?;
+        self.queue.remove(at)
+    }
+
     /// Take the next queued item if it matches, without taking a slot (the rest of a
     /// chunk whose first item just got one).
     pub fn take_next_if(&mut self, matches: impl Fn(&T) -> bool) -> Option<T> {
