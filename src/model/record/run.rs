@@ -898,6 +898,8 @@ impl RunRecord {
         }
         match &event.kind {
             EventKind::PoolStarted { wall_clock, size } => {
+                // A resumed run's pool runs again, whatever its last one ended as.
+                self.phase = PoolPhase::Running;
                 self.wall_clock_start = Some(*wall_clock);
                 self.pool_sizes.push((at, *size));
             }
@@ -1345,6 +1347,23 @@ mod tests {
             };
             record.apply(&event(id, finished));
         }
+    }
+
+    #[test]
+    fn a_finished_run_whose_pool_starts_again_is_running() {
+        let mut record = RunRecord::new(1000);
+        record.apply(&event(1, EventKind::Drained));
+        assert_eq!(record.phase, PoolPhase::Finished);
+        let started = EventKind::PoolStarted {
+            wall_clock: std::time::SystemTime::now(),
+            size: 2,
+        };
+        record.apply(&event(2, started));
+        assert_eq!(
+            record.phase,
+            PoolPhase::Running,
+            "ls shows a resumed run running"
+        );
     }
 
     #[test]
