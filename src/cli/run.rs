@@ -204,10 +204,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     if args.serve
         && config.output_dir.is_none()
+        && run_folder.is_none()
         && let Some((dir, _)) = &journal
     {
         // A served run keeps every task's output in its folder, as the pueue daemon
-        // does: `log` and `follow` give all of it, however long.
+        // does: `log` and `follow` give all of it, however long. (Not a resumed one:
+        // its pool numbers tasks afresh, and its files would meet the first run's.)
         config.output_dir = Some(dir.clone());
     }
     let output_dir = config.output_dir.clone();

@@ -391,7 +391,7 @@ fn serve_client(stream: &UnixStream, tx: &Sender<Incoming>, wake: &Wake) {
         }
         if !answered {
             let _ = writer.write_all(&reply_line(&Reply::Error(
-                "the run ended before it answered this request".into(),
+                "the run ended before it answered: this request was not carried out".into(),
             )));
             return;
         }
