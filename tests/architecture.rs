@@ -71,3 +71,42 @@ fn the_record_and_the_terminal_know_nothing_of_files() {
         }
     }
 }
+
+#[test]
+fn the_executor_s_rooms_depend_downwards() {
+    // The dispatcher drives the backends, which report through `report`; the usage
+    // sampler reports there too; events and commands are the bottom. A room below that
+    // named one above would make a circle: what it must never name, as a path.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/executor");
+    for (room, never) in [
+        ("backend", &["dispatcher::", "usage::"][..]),
+        ("report.rs", &["backend::", "dispatcher::", "usage::"][..]),
+        ("usage.rs", &["backend::", "dispatcher::"][..]),
+        (
+            "event.rs",
+            &["backend::", "dispatcher::", "usage::", "report::"][..],
+        ),
+        ("command.rs", &["backend::", "dispatcher::", "report::"][..]),
+        // The terminal spawn sits under the local backend and never reaches back.
+        ("backend/local/pty.rs", &["local::"][..]),
+    ] {
+        let path = root.join(room);
+        let mut files = Vec::new();
+        if path.is_dir() {
+            rust_files(&path, &mut files);
+        } else {
+            files.push(path);
+        }
+        assert!(!files.is_empty(), "found {room}");
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read");
+            for word in never {
+                assert!(
+                    !text.contains(word),
+                    "{} names {word}: a circle",
+                    file.display()
+                );
+            }
+        }
+    }
+}

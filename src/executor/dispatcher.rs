@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::backend::{
-    Backend, Control, Ctx, GroupGuard, LaunchError, LaunchRequest, RawExit, Remote, Report,
-};
+use super::backend::{Backend, Control, Ctx, GroupGuard, LaunchError, LaunchRequest};
+use super::command::CommandError;
 use super::event::{EventKind, HaltReason, Outcome, Stream};
 use super::reactor::{EventBuffer, Reactor, WAKE_TOKEN};
+use super::report::{RawExit, Remote, Report};
 use super::scheduler::{Scheduler, Slot};
 use super::sink::EventSink;
 use super::task::{TaskId, TaskMaker, TaskSpec};
-use super::{CommandError, HaltPolicy, PoolConfig, Shared};
+use super::{HaltPolicy, PoolConfig, Shared};
 
 type Reply<T> = Sender<Result<T, CommandError>>;
 
@@ -61,7 +61,6 @@ pub(crate) enum Msg {
     Shutdown,
     /// Stop following, leaving what runs elsewhere (a cluster's elements) running.
     Detach,
-    Report(Report),
 }
 
 /// Tasks handed to the pool: their specs, or how to make them.
@@ -170,6 +169,8 @@ pub(crate) struct Dispatcher<B: Backend> {
     shared: Arc<Shared>,
     reactor: Reactor,
     remote: Remote,
+    /// What the backends' own threads (and the usage sampler) report.
+    remote_reports: Receiver<Report>,
     guard: GroupGuard,
     reports: Vec<Report>,
     helper: PathBuf,
@@ -231,7 +232,7 @@ impl<B: Backend> Dispatcher<B> {
         config: PoolConfig,
         sink: EventSink,
         reactor: Reactor,
-        remote: Remote,
+        (remote, remote_reports): (Remote, Receiver<Report>),
         shared: Arc<Shared>,
     ) -> Self {
         let mut sched = Scheduler::new(config.size);
@@ -251,6 +252,7 @@ impl<B: Backend> Dispatcher<B> {
             shared,
             reactor,
             remote,
+            remote_reports,
             guard: GroupGuard::watched(&helper),
             usage,
             reports: Vec::new(),
@@ -347,8 +349,16 @@ impl<B: Backend> Dispatcher<B> {
         }
     }
 
-    /// Handle every queued message; false once every sender is gone.
+    /// Handle every queued message, and what threads reported; false once every
+    /// sender of messages is gone.
     fn drain_inbox(&mut self, inbox: &Receiver<Msg>) -> bool {
+        // One at a time, as each came: a start releases the output held before it,
+        // which must go before the next report (the attempt's end).
+        let reported: Vec<Report> = self.remote_reports.try_iter().collect();
+        for report in reported {
+            self.reports.push(report);
+            self.process_reports();
+        }
         loop {
             match inbox.try_recv() {
                 Ok(msg) => {
@@ -452,7 +462,6 @@ impl<B: Backend> Dispatcher<B> {
                     self.sink.send(EventKind::Resumed);
                 }
             }
-            Msg::Report(report) => self.reports.push(report),
         }
     }
 
@@ -599,7 +608,7 @@ impl<B: Backend> Dispatcher<B> {
     }
 
     /// A sampling round: only attempts still running (and known to have started).
-    fn usage_sampled(&mut self, mut samples: Vec<super::usage::UsageSample>) {
+    fn usage_sampled(&mut self, mut samples: Vec<super::event::UsageSample>) {
         samples.retain(|s| {
             self.active
                 .get(&s.task)

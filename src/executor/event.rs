@@ -147,7 +147,7 @@ pub enum EventKind {
     /// What running attempts cost so far (CPU time and resident memory of each one's
     /// process group), sampled together a few times a second.
     Usage {
-        samples: Vec<super::usage::UsageSample>,
+        samples: Vec<UsageSample>,
     },
     /// A persistent worker started an external command for the attempt: its PID.
     CommandStarted {
@@ -252,6 +252,17 @@ impl EventKind {
             _ => None,
         }
     }
+}
+
+/// One task's cost so far, at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageSample {
+    pub task: TaskId,
+    pub attempt: u32,
+    /// CPU time used since it started (all its processes).
+    pub cpu: Duration,
+    /// Resident memory now, in bytes (all its processes).
+    pub rss: u64,
 }
 
 #[cfg(test)]

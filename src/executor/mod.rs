@@ -3,10 +3,12 @@
 
 pub mod backend;
 pub mod builtin;
+pub mod command;
 mod dispatcher;
 pub mod event;
 pub mod feeder;
 pub mod reactor;
+pub mod report;
 pub mod scheduler;
 pub mod sink;
 mod stoppable;
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 pub use backend::Backend;
 pub use backend::local::LocalBackend;
 pub use backend::workers::{WorkerBackend, WorkerPool};
+pub use command::CommandError;
 pub use event::{Event, EventKind, HaltReason, Outcome, Stream, WorkerChange, signal_name};
 pub use nix::sys::signal::Signal;
 pub use sink::{Events, Nudge, Waited, Waker};
@@ -34,9 +37,9 @@ pub use task::{
 };
 pub use worker::WorkerConfig;
 
-use backend::Remote;
 use dispatcher::{Dispatcher, Msg};
 use reactor::{LoopWaker, Reactor};
+use report::Remote;
 use sink::EventSink;
 
 /// Largest pool size accepted (`-j`, `pool.size`): far above what one machine runs at
@@ -183,29 +186,6 @@ impl Default for PoolConfig {
             slurm: None,
         }
     }
-}
-
-/// What a command to the pool can fail with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommandError {
-    #[error("the pool is closed: it accepts no more tasks")]
-    PoolClosed,
-    #[error("the pool is still open: close it before joining")]
-    PoolStillOpen,
-    #[error("there is no task {0}")]
-    UnknownTask(TaskId),
-    #[error("task {0} is not running")]
-    NotRunning(TaskId),
-    #[error("task {0} has no open stdin")]
-    StdinNotOpen(TaskId),
-    #[error("task {task} is not reading its input: {queued} bytes are still waiting to be written")]
-    StdinFull { task: TaskId, queued: usize },
-    #[error("cannot signal task {0}: {1}")]
-    Signal(TaskId, String),
-    #[error("the executor has stopped")]
-    ExecutorGone,
-    #[error("{0}")]
-    PoolFailed(String),
 }
 
 /// State shared with handles without a round trip to the dispatcher.
@@ -468,12 +448,15 @@ impl Executor {
         // pool fails at once with the reason as its only event: no panic.
         let (thread, loop_waker) = match Reactor::new() {
             Ok((reactor, loop_waker)) => {
-                let remote = Remote {
-                    inbox: tx.clone(),
-                    waker: loop_waker.clone(),
-                };
-                let dispatcher =
-                    Dispatcher::new(backend, config, sink, reactor, remote, Arc::clone(&shared));
+                let (remote, reports) = Remote::new(loop_waker.clone());
+                let dispatcher = Dispatcher::new(
+                    backend,
+                    config,
+                    sink,
+                    reactor,
+                    (remote, reports),
+                    Arc::clone(&shared),
+                );
                 // Handed over once the thread runs: if it cannot start, the dispatcher
                 // is still here to say so.
                 let (hand_over, taken) = mpsc::channel::<Dispatcher<B>>();

@@ -9,25 +9,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::TaskId;
-use super::backend::{Remote, Report};
+use super::event::UsageSample;
+use super::report::{Remote, Report};
 use super::stoppable::StoppableThread;
 
 /// How often running tasks are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
-
-/// One task's cost so far, at one moment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageSample {
-    pub task: TaskId,
-    pub attempt: u32,
-    /// CPU time used since it started (all its processes).
-    pub cpu: Duration,
-    /// Resident memory now, in bytes (all its processes).
-    pub rss: u64,
-}
 
 type Watched = HashMap<i32, (TaskId, u32)>;
 

@@ -10,39 +10,26 @@
 //! poller) report through a [`Remote`].
 
 pub mod local;
-mod pty;
 pub mod slurm;
 pub mod workers;
+
+// What backends report, in a room of its own: the dispatcher and the usage sampler read
+// it without depending on the backends' insides.
+pub use super::report::{RawExit, Remote, Report};
 
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use super::dispatcher::Msg;
-use super::reactor::{Interest, LoopWaker, Reactor};
+use super::command::CommandError;
+use super::reactor::{Interest, Reactor};
 use super::sink::OutputBudget;
 use super::task::{TaskId, TaskSpec};
-use super::{CommandError, Stream};
-
-/// How an attempt ended, as the backend sees it, before the dispatcher turns it into an
-/// [`Outcome`](super::Outcome) (it alone knows whether a kill was asked for).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RawExit {
-    Code(i32),
-    Signal(i32),
-    /// The process that ran the task (a worker, a node) went away mid-task.
-    WorkerLost(String),
-    /// A cluster scheduler ended the attempt in this state (`PREEMPTED`, `NODE_FAIL`).
-    Scheduler(String),
-    /// A cluster scheduler ended it at its time limit.
-    TimedOut,
-}
 
 /// Why an attempt could not be started.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -121,68 +108,6 @@ pub enum Control<'a> {
     CloseStdin,
 }
 
-/// What a backend tells the dispatcher about an attempt.
-#[derive(Debug)]
-pub enum Report {
-    /// Accepted but not running yet (in a cluster queue); `state` in the scheduler's words.
-    Waiting {
-        task: TaskId,
-        attempt: u32,
-        state: String,
-    },
-    /// Running from now on. `pid` is the process that runs it (a worker's, for a
-    /// persistent worker), `None` when the backend cannot know it.
-    Started {
-        task: TaskId,
-        attempt: u32,
-        pid: Option<u32>,
-        /// When it started by the clock of whoever ran it (a worker's own timestamp);
-        /// `None`: when the report is seen.
-        at: Option<Instant>,
-        /// The lane it really runs on, when the backend (a cluster throttling a job
-        /// array) knows better than the slot it was launched with.
-        slot: Option<usize>,
-        /// The machine it runs on, when not this one (a cluster node).
-        host: Option<String>,
-    },
-    Output {
-        task: TaskId,
-        attempt: u32,
-        stream: Stream,
-        bytes: Vec<u8>,
-    },
-    StdinClosed {
-        task: TaskId,
-        attempt: u32,
-        error: Option<String>,
-    },
-    /// A persistent worker started an external command for a running attempt.
-    CommandStarted {
-        task: TaskId,
-        attempt: u32,
-        pid: u32,
-    },
-    /// Each running task's CPU time and memory so far (the usage sampler's round).
-    Usage {
-        samples: Vec<super::usage::UsageSample>,
-    },
-    /// A persistent worker's life changed, at this time by its own clock (else now).
-    Worker {
-        slot: usize,
-        pid: u32,
-        at: Option<Instant>,
-        change: super::event::WorkerChange,
-    },
-    /// Over: the process is reaped and its output drained (or the worker is gone).
-    Ended {
-        task: TaskId,
-        attempt: u32,
-        exit: RawExit,
-        stdin_bytes: u64,
-        at: Option<Instant>,
-    },
-}
-
 /// The exit status behind a readable pidfd, if the process has exited; `what` names it
 /// in the log when waiting fails.
 pub(crate) fn exited(
@@ -199,21 +124,6 @@ pub(crate) fn exited(
         Err(e) => {
             log::error!("{what}: waitid failed: {e}");
             None
-        }
-    }
-}
-
-/// Reports from a backend's own threads: queued for the dispatcher, which is woken.
-#[derive(Clone)]
-pub struct Remote {
-    pub(crate) inbox: Sender<Msg>,
-    pub(crate) waker: LoopWaker,
-}
-
-impl Remote {
-    pub fn report(&self, report: Report) {
-        if self.inbox.send(Msg::Report(report)).is_ok() {
-            self.waker.wake();
         }
     }
 }

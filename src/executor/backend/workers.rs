@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use rustix::process::PidfdFlags;
 
 use super::{Backend, Control, Ctx, LaunchError, LaunchRequest, RawExit, Report};
-use crate::executor::CommandError;
+use crate::executor::command::CommandError;
 use crate::executor::event::{WorkerChange, signal_name};
 use crate::executor::reactor::Interest;
 use crate::executor::scheduler::Slot;

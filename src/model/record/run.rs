@@ -1136,7 +1136,7 @@ impl RunRecord {
         }
     }
 
-    fn used(&mut self, at: Duration, samples: &[crate::executor::usage::UsageSample]) {
+    fn used(&mut self, at: Duration, samples: &[crate::executor::event::UsageSample]) {
         let mut cores = 0.0f32;
         for s in samples {
             let Some(a) = self.attempt_mut(s.task, s.attempt) else {

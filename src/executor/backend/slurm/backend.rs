@@ -12,9 +12,10 @@ use super::{ArrayDir, SlurmEnd, SlurmOptions};
 use crate::executor::backend::{
     Backend, Control, Ctx, LaunchError, LaunchRequest, RawExit, Remote, Report,
 };
+use crate::executor::command::CommandError;
+use crate::executor::event::Stream;
 use crate::executor::stoppable::{Rounds, StoppableThread};
 use crate::executor::task::{Invocation, TaskId, TaskSpec, shell_quote};
-use crate::executor::{CommandError, Stream};
 
 /// How often the poller reads the launchers' records while things happen; it backs off
 /// to [`POLL_IDLE`] while nothing changes.

@@ -12,8 +12,16 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
 
-use super::LaunchRequest;
-use super::local::Spawned;
+use crate::executor::backend::LaunchRequest;
+
+/// A child started in a terminal: its PID, the terminal's two dups (read, written), and
+/// what keeps the terminal open.
+pub(super) struct InTerminal {
+    pub(super) pid: u32,
+    pub(super) reader: OwnedFd,
+    pub(super) writer: OwnedFd,
+    pub(super) terminal: Terminal,
+}
 
 /// A terminal of a sensible size: what most programs assume when they know nothing else.
 const SIZE: PtySize = PtySize {
@@ -69,7 +77,7 @@ fn dup_master(master: &dyn MasterPty) -> Result<OwnedFd, String> {
 pub(super) fn spawn(
     request: LaunchRequest<'_>,
     helper: &std::path::Path,
-) -> Result<Spawned, String> {
+) -> Result<InTerminal, String> {
     let pair = native_pty_system()
         .openpty(SIZE)
         .map_err(|e| format!("cannot open a terminal: {e}"))?;
@@ -85,13 +93,13 @@ pub(super) fn spawn(
     let Some(pid) = child.process_id() else {
         return Err("the terminal's child has no process id".into());
     };
-    Ok(Spawned {
+    Ok(InTerminal {
         pid,
-        out: [Some(reader), None],
-        stdin: Some(writer),
-        terminal: Some(Terminal {
+        reader,
+        writer,
+        terminal: Terminal {
             _master: pair.master,
             _child: child,
-        }),
+        },
     })
 }

@@ -12,10 +12,13 @@ use nix::unistd::Pid;
 use process_wrap::std::{CommandWrap, ProcessGroup};
 use rustix::process::PidfdFlags;
 
-use super::{Backend, Control, Ctx, LaunchError, LaunchRequest, RawExit, Report};
-use crate::executor::CommandError;
+mod pty;
+
+use super::{Backend, Control, Ctx, LaunchError, LaunchRequest};
+use crate::executor::command::CommandError;
 use crate::executor::event::Stream;
 use crate::executor::reactor::Interest;
+use crate::executor::report::{RawExit, Report};
 use crate::executor::task::{Background, Invocation, StdinMode, TaskId};
 
 /// Largest single read; pipes that fill up are grown to this size.
@@ -74,7 +77,7 @@ struct Proc {
     stdin_bytes: u64,
     background: Background,
     /// Keeps a terminal open while the task runs.
-    terminal: Option<super::pty::Terminal>,
+    terminal: Option<pty::Terminal>,
 }
 
 struct OutPipe {
@@ -466,11 +469,11 @@ impl LocalBackend {
 }
 
 /// A child just started, with the descriptors to watch.
-pub(super) struct Spawned {
-    pub(super) pid: u32,
-    pub(super) out: [Option<OwnedFd>; 2],
-    pub(super) stdin: Option<OwnedFd>,
-    pub(super) terminal: Option<super::pty::Terminal>,
+struct Spawned {
+    pid: u32,
+    out: [Option<OwnedFd>; 2],
+    stdin: Option<OwnedFd>,
+    terminal: Option<pty::Terminal>,
 }
 
 fn close_output(proc: &mut Proc, index: usize, ctx: &Ctx<'_>) {
@@ -538,7 +541,13 @@ fn abandon(pid: u32) {
 impl Backend for LocalBackend {
     fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
         let mut spawned = if request.spec.pty {
-            super::pty::spawn(request, ctx.helper())?
+            let t = pty::spawn(request, ctx.helper())?;
+            Spawned {
+                pid: t.pid,
+                out: [Some(t.reader), None],
+                stdin: Some(t.writer),
+                terminal: Some(t.terminal),
+            }
         } else {
             self.spawn_piped(request, ctx.helper())?
         };
