@@ -48,16 +48,19 @@ time_cmd() {
 ratio() { echo "$1 / $2" | bc -l; }
 row() { printf '  %-34s %7.3f s  %6.0f tasks/s\n' "$1" "$2" "$(ratio "$3" "$2")"; }
 
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for _ in $(seq "$tasks"); do echo /bin/true; done >"$work/true.txt"
 have_parallel=$(command -v parallel >/dev/null && echo yes || echo no)
 for jobs in 2 8; do
   echo "== $tasks x /bin/true, pool of $jobs (median of $runs)"
   lp=$(time_cmd /dev/null "$work/spawnpool" "$jobs" "$tasks" /bin/true)
+  lc=$(time_cmd /dev/null "$work/spawnpool" -c "$jobs" "$tasks" /bin/true)
   ps=$(time_cmd "$work/true.txt" "$bin" run -j "$jobs")
   pn=$(time_cmd "$work/true.txt" "$bin" run -j "$jobs" --no-journal)
   xa=$(time_cmd "$work/true.txt" xargs -P "$jobs" -n 1 -d '\n' /bin/true)
   py=$(time_cmd "$work/true.txt" python3 "$work/pool.py" "$jobs")
   row "C posix_spawn loop" "$lp" "$tasks"
+  row "C loop capturing stdout (-c)" "$lc" "$tasks"
   row "poolscope run -j $jobs" "$ps" "$tasks"
   row "poolscope run -j $jobs --no-journal" "$pn" "$tasks"
   row "xargs -P $jobs /bin/true" "$xa" "$tasks"
@@ -67,6 +70,7 @@ for jobs in 2 8; do
     row "parallel -j $jobs" "$gp" "$tasks"
   fi
   printf '  poolscope throughput / loop:   %.2f  (target >= 0.90)\n' "$(ratio "$lp" "$ps")"
+  printf '  poolscope throughput / capturing loop: %.2f  (target >= 0.97)\n' "$(ratio "$lc" "$ps")"
   printf '  poolscope throughput / xargs:  %.2f  (target >= 1.15)\n' "$(ratio "$xa" "$ps")"
   printf '  poolscope throughput / Python: %.2f\n' "$(ratio "$py" "$ps")"
   printf '  the journal adds: %.1f%%  (target <= 5%%)\n' "$(echo "($ps / $pn - 1) * 100" | bc -l)"
@@ -88,3 +92,13 @@ row "poolscope run -j 1" "$ps" 200
 row "xargs -P 1" "$xa" 200
 printf '  poolscope per-task overhead above the loop: %.3f ms  (target <= 0.1)\n' \
   "$(echo "($ps - $lp) * 1000 / 200" | bc -l)"
+
+echo "== one task, start to exit (median of $((runs * 4)))"
+echo /bin/true >"$work/one.txt"
+runs=$((runs * 4))
+lp=$(time_cmd /dev/null "$work/spawnpool" 1 1 /bin/true)
+ps=$(time_cmd "$work/one.txt" "$bin" run -j 1)
+printf '  C posix_spawn loop       %7.2f ms\n' "$(echo "$lp * 1000" | bc -l)"
+printf '  poolscope run            %7.2f ms  (+%.2f ms; target <= +3)\n' \
+  "$(echo "$ps * 1000" | bc -l)" "$(echo "($ps - $lp) * 1000" | bc -l)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -38,6 +38,30 @@ fn stop(mut child: Child, pids: &[u32]) {
 }
 
 #[test]
+fn a_run_killed_the_moment_its_first_task_starts_leaves_nothing_running() {
+    // The first task starts without waiting for the orphan guard to run: what the guard
+    // must end waits in its pipe, and it ends it even when poolscope is gone first.
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display();
+        let input = format!("echo $$ > {d}/pid.1; exec sleep 60\n");
+        let child = start_run(
+            &["-j", "1", "--run-dir", &path_arg(&dir.path().join("runs"))],
+            &input,
+        );
+        let pids = common::started_pids(dir.path(), 1);
+        let mut child = child;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        assert!(
+            wait_gone(pids[0]),
+            "round {round}: task {} outlived its poolscope",
+            pids[0]
+        );
+    }
+}
+
+#[test]
 fn finding_1_another_runs_cleanup_never_removes_a_live_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let runs = dir.path().join("runs");

@@ -303,7 +303,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(crate::executor::worker::main());
         }
         Some(crate::executor::watchdog::GUARD_ROLE) => {
-            return ExitCode::from(crate::executor::watchdog::main());
+            let token = role_args.next();
+            return ExitCode::from(crate::executor::watchdog::main(
+                token.as_ref().and_then(|t| t.to_str()),
+            ));
         }
         _ => {}
     }

@@ -161,6 +161,26 @@ impl GroupGuard {
         }
     }
 
+    /// A task is about to be spawned: the orphan guard hears it first, so a task
+    /// poolscope dies too soon to register is still found (by [`Self::token`]).
+    pub fn spawning(&self) {
+        if let Some(dog) = self.dog {
+            dog.spawning();
+        }
+    }
+
+    /// The spawn announced by [`Self::spawning`] failed.
+    pub fn spawn_failed(&self) {
+        if let Some(dog) = self.dog {
+            dog.spawn_failed();
+        }
+    }
+
+    /// What each task carries in `POOLSCOPE_GUARD` (no guard: nothing).
+    pub fn token(&self) -> Option<&str> {
+        self.dog.map(super::watchdog::Watchdog::token)
+    }
+
     pub fn remove(&self, pgid: i32) {
         let mut groups = self.groups();
         if groups.remove(&pgid)

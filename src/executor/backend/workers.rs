@@ -143,7 +143,12 @@ impl WorkerBackend {
             .stderr(Stdio::inherit())
             .env("POOLSCOPE_SLOT", slot.to_string())
             .process_group(0);
+        if let Some(token) = ctx.guard().token() {
+            command.env(crate::executor::watchdog::TOKEN_VAR, token);
+        }
+        ctx.guard().spawning();
         let mut child = command.spawn().map_err(|e| {
+            ctx.guard().spawn_failed();
             let context = format!("cannot start a worker ({})", ctx.helper().display());
             LaunchError::from_io(&context, &e)
         })?;

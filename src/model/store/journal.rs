@@ -13,7 +13,8 @@
 //! Flush policy: lines are written to the OS after every event that changes a task's
 //! state (started, finished, cancelled) or the pool's, so a crash of poolscope loses
 //! nothing it had seen. Against a crash of the machine the file is `fdatasync`ed at most
-//! once a second while anything is new: at most the last second is lost. Writing happens
+//! once a second while anything is new: at most the last second is lost; tasks about to
+//! be submitted (a plan) are synced the moment after they are written. Writing happens
 //! on a thread of its own, so the window never waits for the disk.
 //!
 //! Loading drops a line cut off by a crash (or any line that does not parse) and says
@@ -429,9 +430,9 @@ impl JournalWriter {
     }
 
     /// Write down the tasks about to be submitted (ids `first`, `first + 1`, …, as the
-    /// pool will number them) and sync, before any of them can start: a resume then
-    /// knows every task of the run, whatever happens next. The pool's own `Queued`
-    /// events for them are not written again.
+    /// pool will number them), written to the file before any of them can start (and
+    /// synced right after): a resume then knows every task of the run, whatever happens
+    /// to poolscope next. The pool's own `Queued` events for them are not written again.
     pub fn plan(
         &self,
         first: TaskId,
@@ -666,7 +667,15 @@ fn write_loop(mut writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<Strin
                     }
                 }
             };
+            let planned = answer.is_ok();
             let _ = reply.send(answer);
+            // Synced right after the answer, while the tasks start: a poolscope killed
+            // meanwhile has them in the file already (the OS holds what was written),
+            // and only a crash of the machine within this moment could lose them.
+            if planned {
+                let result = writer.sync();
+                failed = give_up(&writer, result);
+            }
             dirty = false;
             synced = Instant::now();
             continue;
@@ -804,7 +813,8 @@ impl Writer {
             .map_err(|e| WriteError::Disk(format!("{}: {e}", self.path.display())))
     }
 
-    /// The plan line, then each task's `Queued` line, synced: all of them or none. A plan
+    /// The plan line, then each task's `Queued` line, written: all of them or none (the
+    /// loop syncs them once it has answered). A plan
     /// that does not reach the disk whole is cut back out of the file (nothing refused
     /// may be run by a resume), without the reserve (it stays for the run's own events),
     /// and the writer goes on: a later plan may find room again.
@@ -856,10 +866,7 @@ impl Writer {
                 self.write_out()?;
             }
         }
-        self.write_out()?;
-        self.file
-            .sync_data()
-            .map_err(|e| WriteError::Disk(format!("{}: {e}", self.path.display())))
+        self.write_out()
     }
 
     /// Hand the waiting lines to the OS, without the reserve's help.
@@ -1287,7 +1294,7 @@ mod tests {
         journal
             .plan(TaskId(1), &specs, Duration::ZERO)
             .expect("plan");
-        // Synced before the answer: a reader (a resume after a crash) sees them all now.
+        // In the file before the answer: a reader (a resume after a crash) sees them all now.
         let loaded = load(dir.path()).expect("load");
         assert_eq!(loaded.record.task_count(), 3);
         assert_eq!(loaded.unaccounted, 0);

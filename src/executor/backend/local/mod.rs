@@ -138,6 +138,7 @@ impl LocalBackend {
         &mut self,
         request: LaunchRequest<'_>,
         helper: &std::path::Path,
+        guard_token: Option<&str>,
     ) -> Result<Spawned, LaunchError> {
         let spec = request.spec;
         let direct = match &spec.invocation {
@@ -177,6 +178,7 @@ impl LocalBackend {
                 .stderr(Stdio::piped())
                 .env("POOLSCOPE_SLOT", request.slot.to_string())
                 .env("POOLSCOPE_TASK_ID", request.task.0.to_string())
+                .envs(guard_token.map(|token| (crate::executor::watchdog::TOKEN_VAR, token)))
                 .envs(spec.env.iter().map(|(k, v)| (k, v)));
             if let Some(dir) = &spec.cwd {
                 c.current_dir(dir);
@@ -540,17 +542,21 @@ fn abandon(pid: u32) {
 
 impl Backend for LocalBackend {
     fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
-        let mut spawned = if request.spec.pty {
-            let t = pty::spawn(request, ctx.helper())?;
-            Spawned {
-                pid: t.pid,
-                out: [Some(t.reader), None],
-                stdin: Some(t.writer),
-                terminal: Some(t.terminal),
-            }
+        let token = ctx.guard().token();
+        ctx.guard().spawning();
+        let spawned = if request.spec.pty {
+            pty::spawn(request, ctx.helper(), token)
+                .map(|t| Spawned {
+                    pid: t.pid,
+                    out: [Some(t.reader), None],
+                    stdin: Some(t.writer),
+                    terminal: Some(t.terminal),
+                })
+                .map_err(LaunchError::from)
         } else {
-            self.spawn_piped(request, ctx.helper())?
+            self.spawn_piped(request, ctx.helper(), token)
         };
+        let mut spawned = spawned.inspect_err(|_| ctx.guard().spawn_failed())?;
         ctx.guard().add(spawned.pid as i32);
         let key = self.next_key;
         self.next_key += 1;

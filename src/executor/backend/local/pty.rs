@@ -38,7 +38,11 @@ pub(crate) struct Terminal {
 }
 
 /// The command line, environment and folder of a terminal task.
-fn command(request: LaunchRequest<'_>, helper: &std::path::Path) -> CommandBuilder {
+fn command(
+    request: LaunchRequest<'_>,
+    helper: &std::path::Path,
+    token: Option<&str>,
+) -> CommandBuilder {
     let spec = request.spec;
     let (program, args) = spec.invocation.argv(helper);
     let mut command = CommandBuilder::new(program);
@@ -49,6 +53,9 @@ fn command(request: LaunchRequest<'_>, helper: &std::path::Path) -> CommandBuild
     command.env("PAGER", "cat");
     command.env("POOLSCOPE_SLOT", request.slot.to_string());
     command.env("POOLSCOPE_TASK_ID", request.task.0.to_string());
+    if let Some(token) = token {
+        command.env(crate::executor::watchdog::TOKEN_VAR, token);
+    }
     for (k, v) in &spec.env {
         command.env(k, v);
     }
@@ -77,6 +84,7 @@ fn dup_master(master: &dyn MasterPty) -> Result<OwnedFd, String> {
 pub(super) fn spawn(
     request: LaunchRequest<'_>,
     helper: &std::path::Path,
+    token: Option<&str>,
 ) -> Result<InTerminal, String> {
     let pair = native_pty_system()
         .openpty(SIZE)
@@ -85,7 +93,7 @@ pub(super) fn spawn(
     let writer = dup_master(&*pair.master)?;
     let child = pair
         .slave
-        .spawn_command(command(request, helper))
+        .spawn_command(command(request, helper, token))
         .map_err(|e| e.to_string())?;
     // Only the child keeps the terminal's slave side open, so the reader sees EOF
     // (EIO on Linux) once it and everything it started are gone.
