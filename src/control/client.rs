@@ -36,12 +36,11 @@ pub enum ClientError {
     #[error("run {} hung up before it answered (it ended)", dir.display())]
     HungUp { dir: PathBuf },
     #[error(
-        "run {} did not answer within {} s: it may be stopped (SIGSTOP, Ctrl-Z), \
+        "run {} did not answer within {within} s: it may be stopped (SIGSTOP, Ctrl-Z), \
          overloaded, or out of file descriptors",
-        dir.display(),
-        ANSWER_WITHIN.as_secs()
+        dir.display()
     )]
-    Silent { dir: PathBuf },
+    Silent { dir: PathBuf, within: u64 },
     /// The run answered with an error.
     #[error("{0}")]
     Refused(String),
@@ -134,6 +133,13 @@ impl Connection {
             {
                 Err(ClientError::Silent {
                     dir: self.dir.clone(),
+                    within: self
+                        .reader
+                        .get_ref()
+                        .read_timeout()
+                        .ok()
+                        .flatten()
+                        .map_or(ANSWER_WITHIN.as_secs(), |t| t.as_secs()),
                 })
             }
             Err(e) => Err(self.io(e)),
@@ -263,6 +269,7 @@ pub fn find_run(root: &Path, wanted: Option<&str>) -> Result<PathBuf, ClientErro
         ))),
         [] if !found.silent.is_empty() => Err(ClientError::Silent {
             dir: found.silent[0].clone(),
+            within: LIST_WITHIN.as_secs(),
         }),
         [] => Err(ClientError::NoRun {
             root: root.to_owned(),

@@ -143,6 +143,8 @@ fn reads_tasks(request: &Request) -> bool {
 impl Control {
     /// Listen in the run's folder `dir`.
     pub fn start(dir: &Path, place: &'static str, wake: Wake) -> std::io::Result<Self> {
+        // Clients in other folders read this path from `ls`: it must not be relative.
+        let dir = &std::path::absolute(dir)?;
         let (server, incoming) = Server::start(dir, wake)?;
         Ok(Self {
             server,
@@ -354,6 +356,8 @@ fn end_of(outcome: Option<&Outcome>) -> Reply {
         },
         signal: match outcome {
             Some(Outcome::Signaled(signal)) => Some(*signal),
+            // Ended by `kill` (SIGTERM first), as a shell reports it: 143.
+            Some(Outcome::Killed) => Some(Signal::SIGTERM as i32),
             _ => None,
         },
     }

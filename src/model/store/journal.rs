@@ -615,7 +615,42 @@ fn reserve_room(path: &Path) -> std::io::Result<()> {
 /// Lines wait in memory until this many bytes (or a state change) are at hand.
 const FLUSH_AT: usize = 64 * 1024;
 
-fn write_loop(mut writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
+fn write_loop(writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
+    // Plans are synced by a thread of their own: the writer goes on writing the events
+    // that follow (a task's end, already shown to a client) while the disk syncs.
+    std::thread::scope(|scope| {
+        let plan_sync = writer.file.try_clone().ok().and_then(|file| {
+            let (tx, wake) = mpsc::channel::<()>();
+            let path = writer.path.clone();
+            std::thread::Builder::new()
+                .name("poolscope-journal-sync".into())
+                .spawn_scoped(scope, move || {
+                    while wake.recv().is_ok() {
+                        // One sync covers every plan written before it.
+                        while wake.try_recv().is_ok() {}
+                        if let Err(e) = file.sync_data() {
+                            let mut slot = error.lock().unwrap_or_else(PoisonError::into_inner);
+                            if slot.is_none() {
+                                *slot = Some(format!("{}: {e}", path.display()));
+                            }
+                        }
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        });
+        write_events(writer, rx, error, plan_sync.as_ref());
+        // The sync thread ends once its channel closes: the scope waits for it.
+        drop(plan_sync);
+    });
+}
+
+fn write_events(
+    mut writer: Writer,
+    rx: &Receiver<Msg>,
+    error: &Mutex<Option<String>>,
+    plan_sync: Option<&mpsc::Sender<()>>,
+) {
     let mut synced = Instant::now();
     let mut dirty = false;
     let mut failed = false;
@@ -672,7 +707,8 @@ fn write_loop(mut writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<Strin
             // Synced right after the answer, while the tasks start: a poolscope killed
             // meanwhile has them in the file already (the OS holds what was written),
             // and only a crash of the machine within this moment could lose them.
-            if planned {
+            // Handed to the sync thread, or synced here if there is none.
+            if planned && plan_sync.is_none_or(|tx| tx.send(()).is_err()) {
                 let result = writer.sync();
                 failed = give_up(&writer, result);
             }
