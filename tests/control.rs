@@ -874,3 +874,25 @@ fn a_queued_task_can_be_killed_before_it_starts() {
     let (_, stdout) = live.wait();
     assert_eq!(stdout, "runs\n");
 }
+
+#[test]
+fn add_keeps_each_word_of_a_command_as_the_user_quoted_it() {
+    let live = Live::start(true, &[]);
+    // Several words: a program and its arguments, each as given.
+    let id = live.ok(
+        "add",
+        &["--", "sh", "-c", "echo one; echo 'two  spaces'; exit 3"],
+    );
+    let follow = live.client("follow", &[id.trim()], b"");
+    assert_eq!(
+        String::from_utf8_lossy(&follow.stdout),
+        "one\ntwo  spaces\n"
+    );
+    assert_eq!(follow.status.code(), Some(3));
+    // One word: a shell command line.
+    let id = live.ok("add", &["--", "echo a; echo b"]);
+    let follow = live.client("follow", &[id.trim()], b"");
+    assert_eq!(String::from_utf8_lossy(&follow.stdout), "a\nb\n");
+    live.ok("close", &[]);
+    assert_eq!(live.wait().0, 1);
+}

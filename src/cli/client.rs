@@ -338,7 +338,7 @@ fn add(
     let mut out = io::stdout().lock();
     if !command.is_empty() {
         let task = NewTask {
-            command: command.join(" "),
+            command: command_line(command),
             name,
             cwd,
             stdin: input,
@@ -411,6 +411,20 @@ fn add(
         bail!("stdin held no commands");
     }
     Ok(0)
+}
+
+/// The shell line of `add -- CMD ARGS…`: one word is a command line as written
+/// (`add -- 'make && make test'`); several are a program and its arguments, each kept
+/// as it is (`add -- sh -c 'a; b'`).
+fn command_line(words: &[String]) -> String {
+    match words {
+        [line] => line.clone(),
+        words => words
+            .iter()
+            .map(|w| crate::executor::task::shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
 
 /// How often an `add` from stdin asks a full run again.
