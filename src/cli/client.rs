@@ -379,6 +379,7 @@ fn add(
             });
         }
         if batch.len() >= ADD_BATCH || (line.is_none() && !batch.is_empty()) {
+            sent += batch.len();
             let request = Request::Add {
                 tasks: std::mem::take(&mut batch),
             };
@@ -398,9 +399,6 @@ fn add(
                         break;
                     }
                 }
-            }
-            if let Request::Add { tasks } = request {
-                sent += tasks.len();
             }
         }
         if line.is_none() {

@@ -102,15 +102,21 @@ impl Follower {
             return true;
         };
         for stream in Stream::BOTH {
-            let i = usize::from(stream == Stream::Stderr);
+            let i = stream.index();
             let path = stream.file_in(dir, task, self.attempt);
             let (start, len) = (self.sent[i], self.seen[i] - self.sent[i]);
-            if !self.reply.send_file(stream_name(stream), path, start, len) {
+            if !self.reply.send_file(stream.name(), path, start, len) {
                 return false;
             }
         }
         self.sent = self.seen;
         true
+    }
+
+    /// [`Self::catch_up`] once the client has read what it was sent (one file answer
+    /// for all it missed, not one per chunk); `false` once the client is gone.
+    fn catch_up_when_read(&mut self, task: TaskId) -> bool {
+        self.reply.behind() > 0 || self.catch_up(task)
     }
 }
 
@@ -165,7 +171,7 @@ impl Control {
         // Followers left behind that have read what they were sent, while their task
         // is quiet.
         for (task, followers) in &mut self.followers {
-            followers.retain_mut(|f| f.sent == f.seen || f.reply.behind() > 0 || f.catch_up(*task));
+            followers.retain_mut(|f| f.catch_up_when_read(*task));
         }
         let mut any = !self.deferred.is_empty();
         if any && owner.settled() {
@@ -200,8 +206,7 @@ impl Control {
                 let Some(followers) = self.followers.get_mut(task) else {
                     return;
                 };
-                let name = stream_name(*stream);
-                let i = usize::from(*stream == Stream::Stderr);
+                let i = stream.index();
                 followers.retain_mut(|f| {
                     if f.attempt != *attempt {
                         // A retry: its output is in files of its own.
@@ -220,12 +225,12 @@ impl Control {
                             )));
                             return false;
                         }
-                        // Left to the files, read when the client has read what it
-                        // was sent (one file answer, not one per chunk).
-                        return f.reply.behind() > 0 || f.catch_up(*task);
+                        // Left to the files.
+                        return f.catch_up_when_read(*task);
                     }
                     f.sent[i] += bytes.len() as u64;
-                    f.reply.send(Reply::Output(OutputChunk::new(name, bytes)))
+                    f.reply
+                        .send(Reply::Output(OutputChunk::new(stream.name(), bytes)))
                 });
             }
             EventKind::Finished {
@@ -339,13 +344,6 @@ impl Control {
     }
 }
 
-fn stream_name(stream: Stream) -> &'static str {
-    match stream {
-        Stream::Stdout => "stdout",
-        Stream::Stderr => "stderr",
-    }
-}
-
 /// The reply that ends a follow: how the task ended (`None`: it never ran).
 fn end_of(outcome: Option<&Outcome>) -> Reply {
     Reply::End {
@@ -414,9 +412,8 @@ fn replay(
         && let (Some(dir), Some(attempt)) = (dir, last)
     {
         for stream in Stream::BOTH {
-            let len = at.1[usize::from(stream == Stream::Stderr)];
             let path = stream.file_in(dir, task, attempt.number);
-            reply.send_file(stream_name(stream), path, 0, len);
+            reply.send_file(stream.name(), path, 0, at.1[stream.index()]);
         }
         return at;
     }

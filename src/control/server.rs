@@ -445,12 +445,8 @@ fn write_file(
             ))))?;
         }
         piece.drain(..whole);
+        // At the end nothing is carried: the last piece went whole.
         if read == 0 {
-            if !piece.is_empty() {
-                out.write_all(&reply_line(&Reply::Output(OutputChunk::new(
-                    stream, &piece,
-                ))))?;
-            }
             return Ok(());
         }
     }

@@ -1299,7 +1299,7 @@ impl OutputFiles {
     }
 
     fn open(&mut self, stream: Stream) -> std::io::Result<&mut File> {
-        let index = usize::from(stream == Stream::Stderr);
+        let index = stream.index();
         if self.open[index].is_none() {
             let path = self.path(stream);
             // The folder is made once, by the first file that finds it missing. Output is

@@ -18,14 +18,23 @@ pub enum Stream {
 impl Stream {
     pub const BOTH: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 
+    /// `stdout` or `stderr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    /// Its place in a pair kept per stream (`[stdout, stderr]`).
+    pub fn index(self) -> usize {
+        usize::from(self == Stream::Stderr)
+    }
+
     /// Where a run's folder keeps an attempt's output of this stream:
     /// `DIR/ID.ATTEMPT.stdout` (and `.stderr`).
     pub fn file_in(self, dir: &std::path::Path, task: TaskId, attempt: u32) -> std::path::PathBuf {
-        let suffix = match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        };
-        dir.join(format!("{task}.{attempt}.{suffix}"))
+        dir.join(format!("{task}.{attempt}.{}", self.name()))
     }
 }
 

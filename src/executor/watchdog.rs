@@ -7,8 +7,8 @@
 //! spawn is announced first (0), and each task carries the guard's token in its
 //! environment (`POOLSCOPE_GUARD`); a guard that finds a spawn announced and never
 //! finished when poolscope is gone looks for the token in every process of this user and
-//! ends their groups too. The guard is this binary in the hidden `__guard` role, one per poolscope
-//! process, in a process group of its own and deaf to terminal signals. When its pipe
+//! ends their groups too. The guard is this binary in the hidden `__guard` role, one per
+//! poolscope process, in a process group of its own and deaf to terminal signals. When its pipe
 //! closes, poolscope is gone: it sends SIGTERM (and SIGCONT, for paused tasks) to every
 //! group still registered, waits up to [`GRACE`] for them to go, SIGKILLs the rest, and
 //! exits.

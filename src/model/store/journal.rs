@@ -629,10 +629,7 @@ fn write_loop(writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>)
                         // One sync covers every plan written before it.
                         while wake.try_recv().is_ok() {}
                         if let Err(e) = file.sync_data() {
-                            let mut slot = error.lock().unwrap_or_else(PoisonError::into_inner);
-                            if slot.is_none() {
-                                *slot = Some(format!("{}: {e}", path.display()));
-                            }
+                            keep_first(error, format!("{}: {e}", path.display()));
                         }
                     }
                 })
@@ -662,10 +659,7 @@ fn write_events(
             Err(WriteError::Serialize(e)) => format!("{}: {e}", writer.path.display()),
             Err(WriteError::Disk(e)) => e,
         };
-        let mut slot = error.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(why);
-        }
+        keep_first(error, why);
         !writer.buf.is_empty()
     };
     loop {
@@ -754,6 +748,14 @@ fn write_events(
     // A clean end gives the room back; after a failure it was already used.
     if let Some(reserve) = writer.reserve.take() {
         let _ = std::fs::remove_file(reserve);
+    }
+}
+
+/// Keep `why` as the journal's error, unless one came first.
+fn keep_first(error: &Mutex<Option<String>>, why: String) {
+    let mut slot = error.lock().unwrap_or_else(PoisonError::into_inner);
+    if slot.is_none() {
+        *slot = Some(why);
     }
 }
 
@@ -850,10 +852,10 @@ impl Writer {
     }
 
     /// The plan line, then each task's `Queued` line, written: all of them or none (the
-    /// loop syncs them once it has answered). A plan
-    /// that does not reach the disk whole is cut back out of the file (nothing refused
-    /// may be run by a resume), without the reserve (it stays for the run's own events),
-    /// and the writer goes on: a later plan may find room again.
+    /// loop syncs them once it has answered). A plan that does not reach the disk whole
+    /// is cut back out of the file (nothing refused may be run by a resume), without the
+    /// reserve (it stays for the run's own events), and the writer goes on: a later plan
+    /// may find room again.
     fn plan(&mut self, plan: Plan, queued: Vec<Event>) -> Result<(), PlanError> {
         // What was recorded before the plan is the run's: it stays whatever happens next.
         self.flush().map_err(PlanError::Broken)?;
@@ -924,8 +926,7 @@ impl Writer {
                 stream,
                 len,
             } => {
-                self.counts.entry((task, attempt)).or_default()
-                    [usize::from(stream == Stream::Stderr)] += len;
+                self.counts.entry((task, attempt)).or_default()[stream.index()] += len;
                 Ok(())
             }
             Msg::End(end) => {
