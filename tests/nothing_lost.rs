@@ -776,3 +776,81 @@ fn finding_12_messages_are_short_escaped_and_name_what_they_mean() {
     assert!(stderr.contains("not a poolscope journal"), "{stderr}");
     assert!(!stderr.contains("Is a directory"), "{stderr}");
 }
+
+/// The orphan guard of the poolscope with PID `pid` (polled, bounded: it starts aside).
+fn guard_of(pid: u32) -> u32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let token = format!("{pid}.");
+    loop {
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            if args.get(1) == Some(&&b"__guard"[..])
+                && args.get(2).is_some_and(|t| t.starts_with(token.as_bytes()))
+            {
+                return entry.file_name().to_string_lossy().parse().expect("pid");
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "poolscope {pid} has no orphan guard"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_stopped_orphan_guard_does_not_stall_the_pool() {
+    // The guard's pipe held 16 384 records (three per task): with the guard stopped, the
+    // 5 462nd task's start blocked the whole pool for as long as the guard stayed stopped.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let gate = format!("while [ ! -e {d}/go ]; do sleep 0.05; done\n");
+    let input = format!("{gate}{gate}{}", "true\n".repeat(6000));
+    let mut child = start_run(
+        &["-j", "2", "--run-dir", &path_arg(&dir.path().join("runs"))],
+        &input,
+    );
+    let guard = guard_of(child.id());
+    let guard_pid = nix::unistd::Pid::from_raw(guard as i32);
+    nix::sys::signal::kill(guard_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    std::fs::write(dir.path().join("go"), "").expect("go");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        // A child's end is awaited by polling: std has no wait with a timeout.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = nix::sys::signal::kill(guard_pid, nix::sys::signal::Signal::SIGCONT);
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("the pool stalled behind its stopped orphan guard");
+    };
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(status.code(), Some(0), "{}", text(&out.stderr));
+    let run = the_run(&dir.path().join("runs"));
+    let loaded = journal::load(&run).expect("journal");
+    assert_eq!(loaded.record.task_count(), 6002);
+    assert_eq!(loaded.record.succeeded(), 6002);
+}
+
+#[test]
+fn tasks_start_with_no_signal_blocked() {
+    // Tasks inherit the mask of the thread that spawns them (std no longer resets it):
+    // poolscope must never block a signal there (blocking SIGCHLD to spare wake-ups was
+    // tried, and this caught it).
+    let out = run_with_input(&["--no-journal"], "grep SigBlk /proc/self/status\n");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("SigBlk:\t0000000000000000"),
+        "a task started with signals blocked: {stdout}"
+    );
+}

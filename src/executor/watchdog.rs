@@ -1,32 +1,35 @@
 //! The orphan guard: a small process that outlives poolscope just long enough to end every
 //! task poolscope leaves behind, however poolscope ends (even by SIGKILL).
 //!
-//! Every process group the executor starts is registered with it: [`GroupGuard`] mirrors
-//! its set into the guard's pipe, 4 bytes per change (+pgid when a group starts, −pgid when
-//! it is gone). A task runs the moment it is spawned, before its group can be sent: so a
-//! spawn is announced first (0), and each task carries the guard's token in its
-//! environment (`POOLSCOPE_GUARD`); a guard that finds a spawn announced and never
-//! finished when poolscope is gone looks for the token in every process of this user and
-//! ends their groups too. The guard is this binary in the hidden `__guard` role, one per
-//! poolscope process, in a process group of its own and deaf to terminal signals. When its pipe
-//! closes, poolscope is gone: it sends SIGTERM (and SIGCONT, for paused tasks) to every
-//! group still registered, waits up to [`GRACE`] for them to go, SIGKILLs the rest, and
-//! exits.
+//! Every process group the executor starts is registered with it through memory they
+//! share (a memfd, the guard's stdin): one counter per possible group id, raised when a
+//! group starts and lowered when it is gone. A change costs no system call, never wakes
+//! the guard, and never waits for it (a stopped guard cannot stall the pool). A task runs
+//! the moment it is spawned, before its group can be registered: so a spawn is counted
+//! first, and each task carries the guard's token in its environment (`POOLSCOPE_GUARD`);
+//! a guard that finds a spawn counted and never finished when poolscope is gone looks for
+//! the token in every process of this user and ends their groups too.
+//!
+//! The guard is this binary in the hidden `__guard` role, one per poolscope process, in a
+//! process group of its own and deaf to terminal signals. Its stdout is a pipe whose
+//! reading end poolscope holds for its whole life: when that end closes (poll reports an
+//! error on ours), poolscope is gone. It then reads the table, sends SIGTERM (and SIGCONT,
+//! for paused tasks) to every group still registered, waits up to [`GRACE`] for them to
+//! go, SIGKILLs the rest, and exits.
 //!
 //! Tasks are still started by poolscope itself with `posix_spawn`: `PR_SET_PDEATHSIG` would
 //! need a `pre_exec` hook, and so a fork of a large parent, for every task.
 //!
 //! Not reachable: a process that left its task's group (`setsid` or `setpgid`, as a daemon
 //! that double-forks does) is not in any group the guard knows.
-//!
-//! [`GroupGuard`]: super::backend::GroupGuard
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -35,24 +38,26 @@ use nix::unistd::Pid;
 /// The hidden role: `poolscope __guard`.
 pub const GUARD_ROLE: &str = "__guard";
 /// What the guard writes once it runs, so poolscope knows a real guard listens.
-const HELLO: &[u8; 8] = b"psguard1";
-/// How often the guard reads its pipe.
-const BATCH: Duration = Duration::from_millis(20);
+const HELLO: &[u8; 8] = b"psguard2";
 /// The environment variable each task carries: this guard's token.
 pub const TOKEN_VAR: &str = "POOLSCOPE_GUARD";
-/// Records besides ±pgid: a spawn is about to start; the one announced failed.
-const SPAWNING: i32 = 0;
-const SPAWN_FAILED: i32 = i32::MIN;
 /// How long tasks get to end on SIGTERM before SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(1);
+/// The shared table: a header (the count of unfinished spawns), then one counter per
+/// group id up to the kernel's largest (`PID_MAX_LIMIT`). It is sparse: only the pages of
+/// group ids in use ever take memory.
+const HEADER: usize = 64;
+const MAX_GROUP_ID: usize = 1 << 22;
+const TABLE_LEN: usize = HEADER + MAX_GROUP_ID;
 
-/// The write end of the running guard's pipe.
+/// Poolscope's side of the running guard.
 pub struct Watchdog {
-    pipe: Mutex<File>,
+    table: SharedTable,
     /// What tasks carry in [`TOKEN_VAR`].
     token: String,
-    /// A send failed (the guard is gone, or never ran): said once.
-    gone: std::sync::atomic::AtomicBool,
+    /// The reading end of the guard's stdout, open for this process's whole life: its
+    /// closing is how the guard learns poolscope is gone.
+    _alive: OwnedFd,
 }
 
 static SHARED: OnceLock<Option<Watchdog>> = OnceLock::new();
@@ -90,24 +95,30 @@ impl Watchdog {
                 helper.display()
             )));
         }
-        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        let (table, memfd) = SharedTable::create()?;
         // Started before any task (a poolscope killed at once still has its guard), but
-        // nobody waits for it to run: what is sent meanwhile waits in its pipe (16 384
-        // records), and it reads them once it runs, even if poolscope is gone by then
-        // (the pipe's end comes after them). Whether it answers is checked aside.
+        // nobody waits for it to run: what is registered meanwhile is in the table, which
+        // it reads once poolscope is gone, whenever it runs. Whether it answers is checked
+        // aside.
         let token = format!("{}.{}", std::process::id(), next_token());
         let mut child = Command::new(helper)
             .arg(GUARD_ROLE)
             .arg(&token)
-            .stdin(Stdio::from(read))
+            .stdin(Stdio::from(memfd))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .process_group(0)
             .spawn()?;
-        let hello = child.stdout.take();
+        let alive = OwnedFd::from(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| io::Error::other("the guard has no stdout"))?,
+        );
+        let hello = alive.try_clone()?;
         let helper = helper.to_owned();
         let check = move || {
-            if !hello.is_some_and(answers) {
+            if !answers(File::from(hello)) {
                 log::warn!(
                     "no orphan guard ({} does not answer as one): if poolscope is killed, \
                      its tasks are not ended",
@@ -123,52 +134,106 @@ impl Watchdog {
             .name("poolscope-guard".into())
             .spawn(check);
         Ok(Self {
-            pipe: Mutex::new(File::from(write)),
+            table,
             token,
-            gone: std::sync::atomic::AtomicBool::new(false),
+            _alive: alive,
         })
-    }
-
-    fn send(&self, record: i32) {
-        let mut pipe = self.pipe.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = pipe.write_all(&record.to_le_bytes())
-            && !self.gone.swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            log::warn!(
-                "the orphan guard is gone ({e}): if poolscope is killed, its tasks are not ended"
-            );
-        }
     }
 
     /// A task's process group started.
     pub fn track(&self, pgid: i32) {
-        self.send(pgid);
+        if let Some(count) = self.table.group(pgid) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
-    /// A task is about to be spawned (its group follows with [`Self::track`], or
-    /// [`Self::spawn_failed`]).
+    /// It is gone (its leader reaped and the group killed or empty).
+    pub fn untrack(&self, pgid: i32) {
+        if let Some(count) = self.table.group(pgid) {
+            // Never below zero: a group untracked twice must not look tracked again.
+            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
+    /// A task is about to be spawned (its group follows with [`Self::track`], then
+    /// [`Self::spawned`]; or [`Self::spawned`] alone if the spawn failed).
     pub fn spawning(&self) {
-        self.send(SPAWNING);
+        self.table.spawning().fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn spawn_failed(&self) {
-        self.send(SPAWN_FAILED);
+    /// The spawn announced by [`Self::spawning`] is over (its group, if any, tracked).
+    pub fn spawned(&self) {
+        let _ = self
+            .table
+            .spawning()
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// What every task carries in [`TOKEN_VAR`].
     pub fn token(&self) -> &str {
         &self.token
     }
+}
 
-    /// It is gone (its leader reaped and the group killed or empty).
-    pub fn untrack(&self, pgid: i32) {
-        self.send(-pgid);
+/// The table poolscope writes and the guard reads after poolscope is gone: memory shared
+/// with the guard (both map the same memfd), so a write needs no system call and stays
+/// there whatever happens to poolscope next.
+struct SharedTable {
+    base: std::ptr::NonNull<u8>,
+}
+
+// The mapping is only ever reached through atomics.
+#[allow(unsafe_code)]
+unsafe impl Send for SharedTable {}
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedTable {}
+
+impl SharedTable {
+    /// A zeroed table, and the memfd that holds it (for the guard).
+    #[allow(unsafe_code)]
+    fn create() -> io::Result<(Self, OwnedFd)> {
+        use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
+        use rustix::mm::{MapFlags, ProtFlags, mmap};
+        let memfd = memfd_create("poolscope-guard", MemfdFlags::CLOEXEC)?;
+        ftruncate(&memfd, TABLE_LEN as u64)?;
+        // SAFETY: a fresh shared mapping of a file of exactly this length, never unmapped
+        // (it lives as long as the process's one guard), reached only through atomics.
+        let base = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                TABLE_LEN,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &memfd,
+                0,
+            )
+        }?;
+        let base = std::ptr::NonNull::new(base.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap gave a null pointer"))?;
+        Ok((Self { base }, memfd))
+    }
+
+    fn spawning(&self) -> &AtomicU32 {
+        // SAFETY: the header is inside the mapping and 4-byte aligned (page aligned base).
+        #[allow(unsafe_code, clippy::cast_ptr_alignment)]
+        unsafe {
+            &*self.base.as_ptr().cast::<AtomicU32>()
+        }
+    }
+
+    fn group(&self, pgid: i32) -> Option<&AtomicU8> {
+        let index = usize::try_from(pgid)
+            .ok()
+            .filter(|&i| i > 0 && i < MAX_GROUP_ID)?;
+        // SAFETY: HEADER + index < TABLE_LEN, inside the mapping.
+        #[allow(unsafe_code)]
+        Some(unsafe { &*self.base.as_ptr().add(HEADER + index).cast::<AtomicU8>() })
     }
 }
 
 /// Whether the guard wrote its hello within a couple of seconds (a helper that is not
 /// poolscope may say something else, or nothing).
-fn answers(mut out: std::process::ChildStdout) -> bool {
+fn answers(mut out: File) -> bool {
     use rustix::event::{PollFd, PollFlags, Timespec};
     let mut hello = [0u8; HELLO.len()];
     let mut got = 0;
@@ -200,8 +265,8 @@ fn next_token() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The guard's own main: keep the set of live groups until the pipe closes, then end
-/// them (and, if a spawn was cut short, every process that carries `token`).
+/// The guard's own main: wait until poolscope is gone, then end every group in the table
+/// (and, if a spawn was cut short, every process that carries `token`).
 pub fn main(token: Option<&str>) -> u8 {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     // It ends when poolscope does, never on a terminal's or a `pkill`'s signal first:
@@ -212,52 +277,57 @@ pub fn main(token: Option<&str>) -> u8 {
     };
     // `pkill -x poolscope` (a user ending poolscope) must not hit the guard first.
     let _ = nix::sys::prctl::set_name(c"poolscope-guard");
-    let mut out = io::stdout();
-    if out.write_all(HELLO).and_then(|()| out.flush()).is_err() {
+    let out = io::stdout();
+    // Poolscope may be gone already (the hello then has no reader): its tasks are still
+    // to be ended.
+    let _ = out
+        .lock()
+        .write_all(HELLO)
+        .and_then(|()| out.lock().flush());
+    wait_until_unread(&out);
+    let mut table = Vec::with_capacity(TABLE_LEN);
+    if io::stdin().lock().read_to_end(&mut table).is_err() || table.len() < HEADER {
         return 1;
     }
-    let mut groups = HashSet::new();
-    // Spawns announced and not yet followed by their group (or their failure).
-    let mut spawning = 0u32;
-    let mut input = io::stdin().lock();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut held = 0;
-    loop {
-        match input.read(&mut buf[held..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => held += n,
-        }
-        let whole = held - held % 4;
-        for record in buf[..whole].chunks_exact(4) {
-            let pgid = i32::from_le_bytes([record[0], record[1], record[2], record[3]]);
-            match pgid {
-                SPAWNING => spawning += 1,
-                SPAWN_FAILED => spawning = spawning.saturating_sub(1),
-                pgid if pgid > 0 => {
-                    spawning = spawning.saturating_sub(1);
-                    groups.insert(pgid);
-                }
-                pgid => {
-                    groups.remove(&-pgid);
-                }
-            }
-        }
-        buf.copy_within(whole..held, 0);
-        held -= whole;
-        // Read in batches: a wake-up per task start would cost poolscope's dispatch
-        // about 8% on 2 cores; the pipe holds 16 384 records meanwhile, and poolscope's
-        // end is noticed at most this much later.
-        std::thread::sleep(BATCH);
-    }
+    let spawning = u32::from_ne_bytes([table[0], table[1], table[2], table[3]]);
+    let mut groups: Vec<i32> = table[HEADER..]
+        .iter()
+        .enumerate()
+        .filter(|&(_, &count)| count > 0)
+        .filter_map(|(pgid, _)| i32::try_from(pgid).ok())
+        .collect();
     if spawning > 0
         && let Some(token) = token
     {
-        // Poolscope died between a spawn and its group's record: find the task by its
-        // token (it may have been running for a moment already).
+        // Poolscope died between a spawn and its group's registration: find the task by
+        // its token (it may have been running for a moment already).
         groups.extend(carrying(token));
+        groups.sort_unstable();
+        groups.dedup();
     }
-    end_groups(groups.into_iter().collect(), GRACE);
+    end_groups(groups, GRACE);
     0
+}
+
+/// Block until nobody can read what we write to `out` (poolscope held the only reader).
+fn wait_until_unread(out: &io::Stdout) {
+    use rustix::event::{PollFd, PollFlags};
+    loop {
+        // No events asked for: an error or hang-up is always reported, nothing else is.
+        let mut fds = [PollFd::new(out, PollFlags::empty())];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_)
+                if fds[0]
+                    .revents()
+                    .intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL) =>
+            {
+                return;
+            }
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            // Cannot wait (not a pipe?): better to end the groups now than never.
+            Err(_) => return,
+        }
+    }
 }
 
 /// The process groups of every process whose environment has `POOLSCOPE_GUARD=token`.

@@ -169,10 +169,14 @@ impl GroupGuard {
         }
     }
 
-    /// The spawn announced by [`Self::spawning`] failed.
-    pub fn spawn_failed(&self) {
+    /// The spawn announced by [`Self::spawning`] is over: its group (`None`: it failed)
+    /// is registered first, then the announcement is taken back.
+    pub fn spawned(&self, pgid: Option<i32>) {
+        if let Some(pgid) = pgid {
+            self.add(pgid);
+        }
         if let Some(dog) = self.dog {
-            dog.spawn_failed();
+            dog.spawned();
         }
     }
 

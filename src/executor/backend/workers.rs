@@ -148,12 +148,12 @@ impl WorkerBackend {
         }
         ctx.guard().spawning();
         let mut child = command.spawn().map_err(|e| {
-            ctx.guard().spawn_failed();
+            ctx.guard().spawned(None);
             let context = format!("cannot start a worker ({})", ctx.helper().display());
             LaunchError::from_io(&context, &e)
         })?;
         let pid = child.id();
-        ctx.guard().add(pid as i32);
+        ctx.guard().spawned(Some(pid as i32));
         let jobs = child.stdin.take().map(OwnedFd::from);
         let reports = child.stdout.take().map(OwnedFd::from);
         drop(child);

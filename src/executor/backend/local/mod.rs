@@ -77,7 +77,7 @@ struct Proc {
     stdin_bytes: u64,
     background: Background,
     /// Keeps a terminal open while the task runs.
-    terminal: Option<pty::Terminal>,
+    _terminal: Option<pty::Terminal>,
 }
 
 struct OutPipe {
@@ -282,7 +282,7 @@ impl LocalBackend {
             stdin,
             stdin_bytes: 0,
             background: request.spec.background,
-            terminal: spawned.terminal.take(),
+            _terminal: spawned.terminal.take(),
         })
     }
 
@@ -364,7 +364,8 @@ impl LocalBackend {
             (_, Some(sig)) => RawExit::Signal(sig),
             _ => RawExit::Code(-1),
         };
-        // Closing the pidfd (its only descriptor) takes it off epoll.
+        // Off epoll before closing (see `close_output`: a new child may hold a copy).
+        ctx.unwatch(pidfd);
         proc.pidfd = None;
         proc.exit = Some(exit);
         if proc.background == Background::Kill {
@@ -479,11 +480,11 @@ struct Spawned {
 }
 
 fn close_output(proc: &mut Proc, index: usize, ctx: &Ctx<'_>) {
-    if let Some(pipe) = proc.out[index].take()
-        && proc.terminal.is_some()
-    {
-        // A terminal's descriptor has dups (epoll would keep reporting it); a pipe's
-        // last close removes it from epoll by itself, one syscall fewer per task.
+    if let Some(pipe) = proc.out[index].take() {
+        // Taken off epoll before it is closed: our close is not always the last one. A
+        // child just spawned holds a copy of every descriptor until its exec closes them
+        // (its parent runs on before that), and epoll keeps reporting a file that is
+        // still open somewhere: the loop spun on a closed pipe's end of file until then.
         ctx.unwatch(&pipe.fd);
     }
 }
@@ -556,8 +557,8 @@ impl Backend for LocalBackend {
         } else {
             self.spawn_piped(request, ctx.helper(), token)
         };
-        let mut spawned = spawned.inspect_err(|_| ctx.guard().spawn_failed())?;
-        ctx.guard().add(spawned.pid as i32);
+        let mut spawned = spawned.inspect_err(|_| ctx.guard().spawned(None))?;
+        ctx.guard().spawned(Some(spawned.pid as i32));
         let key = self.next_key;
         self.next_key += 1;
         let proc = match Self::attach(key, request, &mut spawned, ctx) {
