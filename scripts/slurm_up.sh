@@ -45,6 +45,14 @@ install -d -o munge -g munge -m 0755 /run/munge
 (munge -n | unmunge) >/dev/null 2>&1 || runuser -u munge -- /usr/sbin/munged
 wait_for 10 munged bash -c 'munge -n | unmunge'
 
+# State left by a cluster of another name stops slurmctld ("ClusterName mismatch"): it is
+# set aside (kept, renamed), and this cluster starts with none.
+state=/var/lib/slurm/slurmctld
+if [ -s "$state/clustername" ] && [ "$(cat "$state/clustername")" != poolscope ]; then
+  aside="$state.$(cat "$state/clustername").$(date +%s)"
+  say "state of cluster '$(cat "$state/clustername")' in $state moved to $aside"
+  mv "$state" "$aside"
+fi
 install -d -o slurm -g slurm -m 0755 /var/lib/slurm/slurmctld /var/log/slurm
 install -d -m 0755 /var/lib/slurm/slurmd
 overrides=""

@@ -22,6 +22,7 @@ fn workers(size: usize, max_tasks: Option<u32>) -> PoolConfig {
             max_tasks,
             initializer: None,
             stopped_limit: None,
+            ..WorkerConfig::default()
         }),
         ..config(size)
     }
@@ -383,6 +384,7 @@ fn each_worker_runs_its_initializer_first_and_its_life_is_recorded() {
                 "",
             ))),
             stopped_limit: None,
+            ..WorkerConfig::default()
         }),
         ..workers(2, None)
     };

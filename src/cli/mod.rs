@@ -282,6 +282,10 @@ pub struct RunArgs {
     /// With --backend slurm: one more sbatch argument, as given (repeatable).
     #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub sbatch_args: Vec<String>,
+    /// With --backend slurm --workers: the host name workers on the nodes connect back
+    /// to [default: this machine's name].
+    #[arg(long, value_name = "HOST")]
+    pub workers_host: Option<String>,
 }
 
 /// Where `poolscope run` runs its tasks.
@@ -300,7 +304,16 @@ pub fn main() -> ExitCode {
             return run_builtin(role_args.next().as_deref());
         }
         Some(crate::executor::worker::WORKER_ROLE) => {
-            return ExitCode::from(crate::executor::worker::main());
+            return ExitCode::from(match crate::executor::worker::config_from_args() {
+                Ok(config) if config.relay.is_some() => {
+                    crate::executor::backend::slurm::relay::main(&config)
+                }
+                Ok(config) => crate::executor::worker::main(&config),
+                Err(e) => {
+                    eprintln!("poolscope __worker: {e}");
+                    2
+                }
+            });
         }
         Some(crate::executor::watchdog::GUARD_ROLE) => {
             let token = role_args.next();

@@ -713,19 +713,20 @@ fn slurm_choice(args: &RunArgs, config: &mut PoolConfig) -> Result<()> {
         || args.time_limit.is_some()
         || args.cpus_per_task.is_some()
         || args.mem.is_some()
-        || !args.sbatch_args.is_empty();
+        || !args.sbatch_args.is_empty()
+        || args.workers_host.is_some();
     let Some(slurm) = config.slurm.as_mut() else {
         if asked_slurm_options {
             bail!(
-                "--partition, --time-limit, --cpus-per-task, --mem and --sbatch-arg need --backend slurm"
+                "--partition, --time-limit, --cpus-per-task, --mem, --sbatch-arg and --workers-host need --backend slurm"
             );
         }
         return Ok(());
     };
-    if config.workers.is_some() {
-        bail!("--workers runs persistent workers on this machine: not with the slurm backend");
-    }
     let options = &mut slurm.options;
+    if args.workers_host.is_some() {
+        options.workers_host.clone_from(&args.workers_host);
+    }
     if args.partition.is_some() {
         options.partition.clone_from(&args.partition);
     }

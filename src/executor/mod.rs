@@ -420,17 +420,27 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Start a pool of local child processes.
     /// Start a pool: local child processes, or persistent workers when
-    /// [`PoolConfig::workers`] is set.
+    /// [`PoolConfig::workers`] is set; with [`PoolConfig::slurm`], on the cluster.
     pub fn start(config: PoolConfig, waker: Option<Waker>) -> (Self, Events) {
-        if let Some(slurm) = config.slurm.clone() {
-            let backend = backend::slurm::SlurmBackend::new(slurm);
-            return Self::with_backend(backend, config, waker);
-        }
-        match config.workers.clone() {
-            Some(workers) => Self::with_backend(WorkerPool::new(workers), config, waker),
-            None => Self::with_backend(LocalBackend::default(), config, waker),
+        match (config.slurm.clone(), config.workers.clone()) {
+            // Workers on the cluster: each slot's relay brings its worker up as a job.
+            (Some(slurm), Some(workers)) => {
+                let workers = WorkerConfig {
+                    relay: Some(worker::RelayPlan {
+                        folder: slurm.folder.clone(),
+                        sbatch: slurm.options.sbatch_args(),
+                        host: slurm.options.workers_host.clone(),
+                    }),
+                    ..workers
+                };
+                Self::with_backend(WorkerPool::new(workers), config, waker)
+            }
+            (Some(slurm), None) => {
+                Self::with_backend(backend::slurm::SlurmBackend::new(slurm), config, waker)
+            }
+            (None, Some(workers)) => Self::with_backend(WorkerPool::new(workers), config, waker),
+            (None, None) => Self::with_backend(LocalBackend::default(), config, waker),
         }
     }
 

@@ -18,13 +18,16 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
 use super::event::Stream;
 use super::task::Invocation;
 
 /// The hidden argument that makes the poolscope binary a worker.
 pub const WORKER_ROLE: &str = "__worker";
 /// Bumped whenever a frame changes meaning; a worker of another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Longest time a report waits in the worker's buffer while tasks keep finishing.
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(1);
 /// Largest frame accepted: a bound against a corrupt stream, far above any real one.
@@ -47,6 +50,32 @@ pub struct WorkerConfig {
     /// its task fails as `worker lost` and a new worker takes its slot [default: 10 s].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_limit: Option<std::time::Duration>,
+    /// Workers on a cluster: this local process is a relay that submits the real worker
+    /// as a Slurm job and passes frames between poolscope and it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayPlan>,
+    /// A worker on a cluster node: where its relay listens (instead of stdin/stdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<ConnectTo>,
+}
+
+/// How a relay gets its worker onto the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayPlan {
+    /// The run's Slurm folder (on a filesystem the nodes see): job scripts, logs, the
+    /// secret.
+    pub folder: PathBuf,
+    /// `sbatch` arguments from the run's `[slurm]` options.
+    pub sbatch: Vec<String>,
+    /// The host workers connect to (default: this machine's name).
+    pub host: Option<String>,
+}
+
+/// Where a cluster worker connects, and the file that holds the run's secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectTo {
+    pub address: String,
+    pub secret_file: PathBuf,
 }
 
 /// One task handed to a worker.
@@ -80,6 +109,14 @@ pub enum FromWorker {
     Hello {
         version: u32,
         pid: u32,
+        /// A worker on another machine: its host name, its clock when it said hello
+        /// (its times are mapped onto poolscope's by it), and the run's secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        now_ns: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
     },
     /// The initializer ran (from, to); `error` says how it failed.
     Initialized {
@@ -112,6 +149,10 @@ pub enum FromWorker {
     },
     /// It ran its `max_tasks` and leaves; jobs it has not started must go elsewhere.
     Retiring,
+    /// Said by a relay whose worker is gone: why (Slurm's word for the job's end).
+    Lost {
+        why: String,
+    },
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds.
@@ -130,7 +171,7 @@ pub fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) {
 }
 
 /// Append one report frame: binary for output and the per-task ones, JSON for the rest.
-fn encode_report(message: &FromWorker, out: &mut Vec<u8>) {
+pub fn encode_report(message: &FromWorker, out: &mut Vec<u8>) {
     let (kind, task, attempt, at_ns) = match message {
         FromWorker::Output {
             task,
@@ -279,7 +320,7 @@ pub fn decode_report(buf: &[u8], from: &mut usize) -> Result<Option<FromWorker>,
 
 /// The worker's side of its stdout: frames buffered and sent in batches.
 struct Reporter {
-    out: BufWriter<io::Stdout>,
+    out: BufWriter<Box<dyn Write + Send>>,
     buf: Vec<u8>,
     last_flush: Instant,
 }
@@ -336,29 +377,52 @@ impl Write for TaskOutput<'_> {
 }
 
 /// `poolscope __worker CONFIG`: the worker process. Returns its exit status.
-pub fn main() -> u8 {
-    // Never outlive the pool that started it, even if poolscope is killed.
+/// The configuration a worker (or relay) was started with: its second argument.
+pub fn config_from_args() -> Result<WorkerConfig, String> {
+    std::env::args()
+        .nth(2)
+        .ok_or_else(|| "missing configuration".to_owned())
+        .and_then(|a| serde_json::from_str(&a).map_err(|e| format!("bad configuration: {e}")))
+}
+
+pub fn main(config: &WorkerConfig) -> u8 {
+    // Never outlive the pool (or relay) that started it, even if it is killed.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
         return 1;
     }
-    let Some(Ok(config)) = std::env::args()
-        .nth(2)
-        .map(|a| serde_json::from_str::<WorkerConfig>(&a))
-    else {
-        eprintln!("poolscope __worker: missing or bad configuration");
-        return 2;
+    let (input, output, remote): (Box<dyn Read>, Box<dyn Write + Send>, _) = match &config.connect {
+        None => (Box::new(io::stdin()), Box::new(io::stdout()), None),
+        Some(to) => match connect(to) {
+            Ok((stream, hello)) => match stream.try_clone() {
+                Ok(writer) => {
+                    watch_connection(&stream);
+                    (Box::new(stream), Box::new(writer), Some(hello))
+                }
+                Err(e) => {
+                    eprintln!("poolscope __worker: {e}");
+                    return 1;
+                }
+            },
+            Err(e) => {
+                eprintln!("poolscope __worker: {e}");
+                return 1;
+            }
+        },
     };
     let reporter = Mutex::new(Reporter {
-        out: BufWriter::with_capacity(1 << 16, io::stdout()),
+        out: BufWriter::with_capacity(1 << 16, output),
         buf: Vec::new(),
         last_flush: Instant::now(),
     });
     let lock = || reporter.lock().unwrap_or_else(PoisonError::into_inner);
-    lock().send(&FromWorker::Hello {
+    lock().send(&remote.unwrap_or(FromWorker::Hello {
         version: PROTOCOL_VERSION,
         pid: std::process::id(),
-    });
+        host: None,
+        now_ns: None,
+        secret: None,
+    }));
     if let Some(init) = &config.initializer {
         if lock().flush().is_err() {
             return 1;
@@ -375,7 +439,7 @@ pub fn main() -> u8 {
             return 1;
         }
     }
-    let mut input = io::stdin().lock();
+    let mut input = input;
     let mut inbuf = Vec::new();
     let mut queue: VecDeque<Job> = VecDeque::new();
     let mut done = 0u32;
@@ -495,6 +559,7 @@ fn run_command(job: &Job, invocation: &Invocation, reporter: &Mutex<Reporter>) -
             return WorkerExit::Code(127);
         }
     };
+    CURRENT_CHILD.store(child.id() as i32, std::sync::atomic::Ordering::Relaxed);
     {
         let mut r = lock();
         r.send(&FromWorker::Child {
@@ -531,7 +596,9 @@ fn run_command(job: &Job, invocation: &Invocation, reporter: &Mutex<Reporter>) -
             forward(out, Stream::Stdout);
         }
     });
-    match child.wait() {
+    let waited = child.wait();
+    CURRENT_CHILD.store(0, std::sync::atomic::Ordering::Relaxed);
+    match waited {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => WorkerExit::Code(code),
             (_, Some(sig)) => WorkerExit::Signal(sig),
@@ -539,6 +606,78 @@ fn run_command(job: &Job, invocation: &Invocation, reporter: &Mutex<Reporter>) -
         },
         Err(_) => WorkerExit::Code(-1),
     }
+}
+
+/// The process group of the command the worker runs now (0: none), for the connection
+/// watcher to end when its relay is gone.
+static CURRENT_CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// How long a cluster worker tries to reach its relay before it gives up.
+const CONNECT_FOR: Duration = Duration::from_mins(1);
+
+/// Reach the relay, and the hello that proves this worker belongs to the run.
+fn connect(to: &ConnectTo) -> Result<(std::net::TcpStream, FromWorker), String> {
+    let secret = std::fs::read_to_string(&to.secret_file).map_err(|e| {
+        format!(
+            "cannot read the run's secret {}: {e}",
+            to.secret_file.display()
+        )
+    })?;
+    let until = Instant::now() + CONNECT_FOR;
+    let stream = loop {
+        match std::net::TcpStream::connect(&to.address) {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() >= until => {
+                return Err(format!(
+                    "cannot reach poolscope at {} for {} s: {e}",
+                    to.address,
+                    CONNECT_FOR.as_secs()
+                ));
+            }
+            // No event tells when a listener appears: try again shortly.
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let hello = FromWorker::Hello {
+        version: PROTOCOL_VERSION,
+        pid: std::process::id(),
+        host: Some(host),
+        now_ns: Some(monotonic_ns()),
+        secret: Some(secret.trim().to_owned()),
+    };
+    Ok((stream, hello))
+}
+
+/// A cluster worker whose relay is gone (poolscope ended, or was killed) ends at once,
+/// with the command it runs: nothing of the run is left on the node.
+fn watch_connection(stream: &std::net::TcpStream) {
+    let Ok(watched) = stream.try_clone() else {
+        return;
+    };
+    let watch = move || {
+        use rustix::event::{PollFd, PollFlags};
+        loop {
+            let mut fds = [PollFd::new(&watched, PollFlags::RDHUP)];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) if !fds[0].revents().is_empty() => break,
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return,
+            }
+        }
+        let child = CURRENT_CHILD.load(std::sync::atomic::Ordering::Relaxed);
+        if child > 0 {
+            let _ = killpg(Pid::from_raw(child), Signal::SIGKILL);
+        }
+        std::process::exit(1);
+    };
+    let _ = std::thread::Builder::new()
+        .name("poolscope-worker-link".into())
+        .spawn(watch);
 }
 
 /// Run the initializer; `Some(reason)` when it failed. A command's output goes to the
@@ -611,6 +750,9 @@ mod tests {
             FromWorker::Hello {
                 version: PROTOCOL_VERSION,
                 pid: 7,
+                host: Some("node1".into()),
+                now_ns: Some(5),
+                secret: None,
             },
             FromWorker::Output {
                 task: 3,

@@ -29,6 +29,13 @@ use crate::executor::worker::{
     WorkerExit, encode, monotonic_ns,
 };
 
+/// Tasks a cluster worker holds at once when they are short: enough that it never waits
+/// for the round trip, few enough that a worker that connects late gets its share.
+const CLUSTER_DEPTH: usize = 8;
+/// Below this, a task is short enough to queue behind another on a cluster worker.
+const SHORT_TASK: Duration = Duration::from_millis(20);
+/// Extra time relays get at the end to cancel their workers' jobs.
+const RELAY_GRACE: Duration = Duration::from_secs(5);
 /// Workers started with the pool; above this, slots get theirs when first used.
 const EAGER_WORKERS: usize = 512;
 
@@ -71,6 +78,13 @@ pub struct WorkerBackend {
     start_failures: u32,
     /// Why no worker can start: every task from now on fails with it, at once.
     cannot_start: Option<String>,
+    /// Workers on a cluster: tasks not yet given to a worker. They go to whichever
+    /// worker has connected and has room, not to a slot fixed in advance: a worker job
+    /// may wait in the cluster's queue for ever.
+    unplaced: VecDeque<Job>,
+    /// Workers on a cluster: how long tasks have been taking (a running mean), which
+    /// decides how many a worker may hold at once.
+    recent_task_ns: Option<u64>,
 }
 
 struct Worker {
@@ -99,6 +113,17 @@ struct Worker {
     lost: Option<String>,
     /// It said hello: it is a worker, and anything it was given it may have run.
     greeted: bool,
+    /// A worker on a cluster node (behind its relay, which is `pid`): its own PID and host.
+    remote: Option<(u32, String)>,
+    /// When its running task started (its clock, ns).
+    started_ns: u64,
+}
+
+impl Worker {
+    /// The PID its tasks run in: the worker's own, wherever it runs.
+    fn shown_pid(&self) -> u32 {
+        self.remote.as_ref().map_or(self.pid, |(pid, _)| *pid)
+    }
 }
 
 impl WorkerBackend {
@@ -117,6 +142,8 @@ impl WorkerBackend {
             checked: Instant::now(),
             start_failures: 0,
             cannot_start: None,
+            unplaced: VecDeque::new(),
+            recent_task_ns: None,
         }
     }
 }
@@ -185,12 +212,15 @@ impl WorkerBackend {
             }
         };
         self.slot_of.insert(key, slot);
-        ctx.report(Report::Worker {
-            slot,
-            pid,
-            at: None,
-            change: WorkerChange::Started,
-        });
+        // A relay is not the worker: the worker's life is drawn once it says hello.
+        if self.config.relay.is_none() {
+            ctx.report(Report::Worker {
+                slot,
+                pid,
+                at: None,
+                change: WorkerChange::Started,
+            });
+        }
         self.workers.insert(
             slot,
             Worker {
@@ -211,6 +241,8 @@ impl WorkerBackend {
                 stopped_since: None,
                 lost: None,
                 greeted: false,
+                remote: None,
+                started_ns: 0,
             },
         );
         Ok(())
@@ -295,7 +327,7 @@ impl WorkerBackend {
                 Ok(None) => return,
                 Err(e) => {
                     log::error!("worker {}: {e}; stopping it", w.pid);
-                    let _ = killpg(Pid::from_raw(w.pid as i32), Signal::SIGKILL);
+                    kill_worker(w.pid, w.child);
                     return;
                 }
             };
@@ -307,7 +339,7 @@ impl WorkerBackend {
         let Some(w) = self.workers.get_mut(&slot) else {
             return;
         };
-        let pid = w.pid;
+        let pid = w.shown_pid();
         match message {
             FromWorker::Hello { version, .. } if version != PROTOCOL_VERSION => {
                 log::error!(
@@ -316,12 +348,18 @@ impl WorkerBackend {
                 w.lost = Some(format!(
                     "it speaks protocol {version}, not {PROTOCOL_VERSION} (another poolscope's worker)"
                 ));
-                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                let _ = killpg(Pid::from_raw(w.pid as i32), Signal::SIGKILL);
             }
+            FromWorker::Hello {
+                pid: worker_pid,
+                host: Some(host),
+                ..
+            } => self.cluster_hello(slot, worker_pid, host, ctx),
             FromWorker::Hello { .. } => {
                 w.greeted = true;
                 self.start_failures = 0;
             }
+            FromWorker::Lost { why } => w.lost = Some(why),
             FromWorker::Initialized {
                 from_ns,
                 to_ns,
@@ -347,21 +385,7 @@ impl WorkerBackend {
                 task,
                 attempt,
                 at_ns,
-            } => {
-                let task = TaskId(task);
-                w.running = Some((task, attempt));
-                if !self.is_void(task, attempt) {
-                    let at = instant(self.clock, at_ns);
-                    ctx.report(Report::Started {
-                        task,
-                        attempt,
-                        pid: Some(pid),
-                        at: Some(at),
-                        slot: None,
-                        host: None,
-                    });
-                }
-            }
+            } => self.started(slot, (TaskId(task), attempt), at_ns, ctx),
             FromWorker::Child {
                 task,
                 attempt,
@@ -391,9 +415,63 @@ impl WorkerBackend {
                 attempt,
                 at_ns,
                 exit,
-            } => self.finished(slot, (TaskId(task), attempt), at_ns, exit, ctx),
+            } => {
+                if w.remote.is_some() {
+                    let took = at_ns.saturating_sub(w.started_ns);
+                    self.recent_task_ns =
+                        Some(self.recent_task_ns.map_or(took, |m| (m * 7 + took) / 8));
+                }
+                self.finished(slot, (TaskId(task), attempt), at_ns, exit, ctx);
+                self.place(ctx);
+            }
             FromWorker::Retiring => w.retiring = true,
         }
+    }
+
+    /// A worker started a task.
+    fn started(
+        &mut self,
+        slot: Slot,
+        (task, attempt): (TaskId, u32),
+        at_ns: u64,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let void = self.is_void(task, attempt);
+        let Some(w) = self.workers.get_mut(&slot) else {
+            return;
+        };
+        w.running = Some((task, attempt));
+        w.started_ns = at_ns;
+        if !void {
+            let host = w.remote.as_ref().map(|(_, host)| host.clone());
+            ctx.report(Report::Started {
+                task,
+                attempt,
+                pid: Some(w.shown_pid()),
+                at: Some(instant(self.clock, at_ns)),
+                // On a cluster a task goes to any worker: its lane is that one's.
+                slot: host.is_some().then_some(slot),
+                host,
+            });
+        }
+    }
+
+    /// A worker on a cluster node connected (through its relay): its life is drawn from
+    /// now, under its own PID, and it gets tasks.
+    fn cluster_hello(&mut self, slot: Slot, pid: u32, host: String, ctx: &mut Ctx<'_>) {
+        let Some(w) = self.workers.get_mut(&slot) else {
+            return;
+        };
+        w.greeted = true;
+        w.remote = Some((pid, host));
+        self.start_failures = 0;
+        ctx.report(Report::Worker {
+            slot,
+            pid,
+            at: None,
+            change: WorkerChange::Started,
+        });
+        self.place(ctx);
     }
 
     /// A worker finished a task.
@@ -489,7 +567,7 @@ impl WorkerBackend {
         let retired = (w.retiring || self.stopping) && status.exit_status() == Some(0);
         ctx.report(Report::Worker {
             slot,
-            pid: w.pid,
+            pid: w.shown_pid(),
             at: None,
             change: WorkerChange::Exited {
                 how: how.clone(),
@@ -523,6 +601,14 @@ impl WorkerBackend {
             );
         }
         left.retain(|j| !self.void.remove(&(TaskId(j.task), j.attempt)));
+        if self.on_cluster() {
+            // Not started: they go to whichever worker has room first.
+            for job in left.drain(..).rev() {
+                self.placed.remove(&(TaskId(job.task), job.attempt));
+                self.unplaced.push_front(job);
+            }
+            self.place(ctx);
+        }
         let wanted = !self.stopping && slot < self.size;
         if left.is_empty() && !wanted {
             return;
@@ -560,7 +646,8 @@ impl WorkerBackend {
             "workers cannot start: {START_FAILURES} in a row ended ({how}) before saying hello; is {helper} poolscope's own worker?"
         );
         log::error!("{why}");
-        for job in left.drain(..) {
+        let unplaced: Vec<Job> = self.unplaced.drain(..).collect();
+        for job in left.drain(..).chain(unplaced) {
             let (task, attempt) = (TaskId(job.task), job.attempt);
             if !self.void.remove(&(task, attempt)) {
                 self.end(task, attempt, RawExit::WorkerLost(why.clone()), None, ctx);
@@ -606,11 +693,50 @@ impl WorkerBackend {
                     "stopped (SIGSTOP) for {:.1} s, not answering",
                     limit.as_secs_f64()
                 ));
-                if let Some(child) = w.child {
-                    let _ = killpg(Pid::from_raw(child), Signal::SIGKILL);
-                }
-                let _ = killpg(Pid::from_raw(w.pid as i32), Signal::SIGKILL);
+                kill_worker(w.pid, w.child);
             }
+        }
+    }
+
+    fn on_cluster(&self) -> bool {
+        self.config.relay.is_some()
+    }
+
+    /// Give unplaced tasks to the connected workers with room (a few each, so a task
+    /// is there when the one before ends, and a late worker still gets its share).
+    fn place(&mut self, ctx: &mut Ctx<'_>) {
+        if self.unplaced.is_empty() {
+            return;
+        }
+        let mut slots: Vec<Slot> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.greeted && !w.retiring && w.lost.is_none())
+            .map(|(&s, _)| s)
+            .collect();
+        slots.sort_unstable();
+        // Long tasks one at a time (a queued one would wait behind a running one while
+        // another worker idles); short ones a few at a time (the round trip would idle
+        // the worker between them).
+        let depth = match self.recent_task_ns {
+            Some(ns) if ns < SHORT_TASK.as_nanos() as u64 => CLUSTER_DEPTH,
+            _ => 1,
+        };
+        for slot in slots {
+            let Some(w) = self.workers.get_mut(&slot) else {
+                continue;
+            };
+            let room = depth.saturating_sub(w.assigned.len());
+            let take = room.min(self.unplaced.len());
+            if take == 0 {
+                continue;
+            }
+            let jobs: Vec<Job> = self.unplaced.drain(..take).collect();
+            for job in &jobs {
+                self.placed.insert((TaskId(job.task), job.attempt), slot);
+            }
+            w.assigned.extend(jobs.iter().cloned());
+            self.send(slot, &ToWorker::Run(jobs), ctx);
         }
     }
 
@@ -664,7 +790,9 @@ impl Backend for WorkerBackend {
             cwd: spec.cwd.clone(),
             env: spec.env.clone(),
         };
-        if let Some(w) = self.workers.get_mut(&request.slot) {
+        if self.on_cluster() {
+            self.unplaced.push_back(job);
+        } else if let Some(w) = self.workers.get_mut(&request.slot) {
             w.batch.push(job);
             self.placed
                 .insert((request.task, request.attempt), request.slot);
@@ -691,6 +819,7 @@ impl Backend for WorkerBackend {
             w.assigned.extend(batch.iter().cloned());
             self.send(slot, &ToWorker::Run(batch), ctx);
         }
+        self.place(ctx);
     }
 
     fn control(
@@ -706,6 +835,15 @@ impl Backend for WorkerBackend {
                 return Err(CommandError::StdinNotOpen(task));
             }
         };
+        if let Some(i) = self
+            .unplaced
+            .iter()
+            .position(|j| (TaskId(j.task), j.attempt) == (task, attempt))
+        {
+            self.unplaced.remove(i);
+            self.end(task, attempt, RawExit::Signal(signal as i32), None, ctx);
+            return Ok(());
+        }
         let w = self
             .placed
             .get(&(task, attempt))
@@ -793,8 +931,17 @@ impl Backend for WorkerBackend {
 
     fn shutdown(&mut self, ctx: &mut Ctx<'_>) {
         self.stop_all(ctx);
+        let mut grace = ctx.kill_grace();
+        if self.config.relay.is_some() {
+            // Relays cancel their worker's job on SIGTERM (a job still pending would
+            // never hear the stop); `scancel` takes a moment of its own.
+            for w in self.workers.values() {
+                let _ = killpg(Pid::from_raw(w.pid as i32), Signal::SIGTERM);
+            }
+            grace += RELAY_GRACE;
+        }
         // Give them the grace period to leave, then kill what is left; reap all.
-        let deadline = Instant::now() + ctx.kill_grace();
+        let deadline = Instant::now() + grace;
         let pids: Vec<u32> = self.workers.values().map(|w| w.pid).collect();
         for pid in pids {
             let pid = Pid::from_raw(pid as i32);
@@ -804,7 +951,7 @@ impl Backend for WorkerBackend {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                     Ok(nix::sys::wait::WaitStatus::StillAlive) => {
-                        let _ = killpg(pid, Signal::SIGKILL);
+                        kill_worker(pid.as_raw() as u32, None);
                         let _ = nix::sys::wait::waitpid(pid, None);
                         break;
                     }
@@ -816,7 +963,7 @@ impl Backend for WorkerBackend {
         for (&slot, w) in &self.workers {
             ctx.report(Report::Worker {
                 slot,
-                pid: w.pid,
+                pid: w.shown_pid(),
                 at: None,
                 change: WorkerChange::Exited {
                     how: "stopped".to_owned(),
@@ -943,6 +1090,28 @@ impl Backend for WorkerPool {
         self.processes.shutdown(&mut ctx.tagged(PROCESS_TAG));
         self.workers.shutdown(ctx);
     }
+}
+
+/// SIGKILL a worker and the commands it started, even one it had no time to report (it
+/// was stopped, or killed, between starting a command and saying so): each leads its
+/// own group, found among the worker's children before the worker goes.
+fn kill_worker(pid: u32, reported_child: Option<i32>) {
+    let mut groups: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    groups.extend(reported_child);
+    for group in groups {
+        let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+    }
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
 
 /// Whether a process is stopped (`T`, or `t` under a debugger) by its /proc entry.

@@ -259,6 +259,8 @@ struct RawSlurm {
     mem: Option<String>,
     #[serde(default)]
     sbatch_args: Vec<String>,
+    /// Workers on the cluster connect to this host (`mode = "workers"`).
+    workers_host: Option<String>,
 }
 
 /// A built-in job or a command, where one job is expected (`initializer`).
@@ -608,19 +610,13 @@ fn slurm_settings(
     if !on_slurm {
         return Ok(None);
     }
-    if pool.is_some_and(|p| p.mode.as_ref().is_some_and(|m| m.get_ref() == "workers")) {
-        return Err(ctx.error(
-            backend.map(|b| b.span().start),
-            "pool.backend",
-            "persistent workers run on this machine: use mode = \"processes\" with the slurm backend",
-        ));
-    }
     let slurm = slurm.unwrap_or(RawSlurm {
         partition: None,
         time: None,
         cpus_per_task: None,
         mem: None,
         sbatch_args: Vec::new(),
+        workers_host: None,
     });
     Ok(Some(crate::executor::backend::slurm::SlurmOptions {
         partition: slurm.partition,
@@ -628,6 +624,7 @@ fn slurm_settings(
         cpus_per_task: slurm.cpus_per_task,
         mem: slurm.mem,
         extra: slurm.sbatch_args,
+        workers_host: slurm.workers_host,
     }))
 }
 
@@ -706,7 +703,7 @@ fn worker_settings(ctx: &Ctx<'_>, pool: &RawPool) -> Result<Option<WorkerConfig>
     Ok(workers.then_some(WorkerConfig {
         max_tasks,
         initializer,
-        stopped_limit: None,
+        ..WorkerConfig::default()
     }))
 }
 

@@ -113,6 +113,8 @@ pub struct SlurmBackend {
     throttle: usize,
     /// Launched this turn, submitted together by [`Backend::launched`].
     batch: Vec<(TaskId, u32, String)>,
+    /// The cluster's largest array (`MaxArraySize`), asked once.
+    max_array: Option<usize>,
     state: Arc<Mutex<State>>,
     /// Follows the arrays; stopped and joined when dropped.
     poller: Option<StoppableThread>,
@@ -129,6 +131,7 @@ impl SlurmBackend {
             root: settings.folder,
             throttle: 1,
             batch: Vec::new(),
+            max_array: None,
             state: Arc::new(Mutex::new(State::default())),
             poller: None,
         }
@@ -250,51 +253,23 @@ impl Backend for SlurmBackend {
         if self.batch.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
-        let number = self.state().arrays.len();
-        let dir = ArrayDir(self.root.join(format!("array-{number}")));
-        let scripts = batch.iter().map(|(_, _, script)| script.as_str());
-        let submitted = dir.prepare(scripts).and_then(|()| {
-            let args = super::sbatch_args(
-                &dir,
-                batch.len() as u64,
-                self.throttle,
-                "poolscope",
-                &self.options,
+        let mut batch = std::mem::take(&mut self.batch);
+        // A site's MaxArraySize (1001 by default) bounds an array: a longer list goes
+        // as several arrays, each waiting for the one before (so never more than the
+        // pool runs at once).
+        let largest = *self.max_array.get_or_insert_with(super::max_array_size);
+        if batch.len() > largest {
+            let arrays = batch.len().div_ceil(largest);
+            log::warn!(
+                "{} tasks are more than this cluster's MaxArraySize ({largest}): they go as {arrays} job arrays, one after the other",
+                batch.len()
             );
-            super::submit(&args)
-        });
-        match submitted {
-            Ok(job) => {
-                log::info!("submitted {} tasks as Slurm job array {job}", batch.len());
-                // A resumed run follows them again.
-                let tasks = batch.iter().map(|&(task, _, _)| self.original(task));
-                if let Err(e) = dir.note_submitted(job, tasks) {
-                    log::warn!(
-                        "Slurm job {job}: cannot note it in {}: {e}",
-                        dir.0.display()
-                    );
-                }
-                let elements = batch
-                    .iter()
-                    .enumerate()
-                    .map(|(index, &(task, attempt, _))| Tracked::new(task, attempt, index as u64))
-                    .collect();
-                self.state().arrays.push(Array { job, dir, elements });
-            }
-            Err(e) => {
-                // Nothing ran: each task ends with Slurm's own words.
-                let reason = format!("not submitted: {e}");
-                for (task, attempt, _) in batch {
-                    ctx.report(Report::Ended {
-                        task,
-                        attempt,
-                        exit: RawExit::Scheduler(reason.clone()),
-                        stdin_bytes: 0,
-                        at: None,
-                    });
-                }
-            }
+        }
+        let mut after = None;
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(largest));
+            after = self.submit_array(batch, after, ctx);
+            batch = rest;
         }
     }
 
@@ -336,6 +311,67 @@ impl Backend for SlurmBackend {
 
     fn shutdown(&mut self, _ctx: &mut Ctx<'_>) {
         self.poller = None;
+    }
+}
+
+impl SlurmBackend {
+    /// Submit one array (after job `after`, if any); its job id.
+    fn submit_array(
+        &mut self,
+        batch: Vec<(TaskId, u32, String)>,
+        after: Option<u64>,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<u64> {
+        let number = self.state().arrays.len();
+        let dir = ArrayDir(self.root.join(format!("array-{number}")));
+        let scripts = batch.iter().map(|(_, _, script)| script.as_str());
+        let submitted = dir.prepare(scripts).and_then(|()| {
+            let mut args = super::sbatch_args(
+                &dir,
+                batch.len() as u64,
+                self.throttle,
+                "poolscope",
+                &self.options,
+            );
+            if let Some(job) = after {
+                args.insert(1, format!("--dependency=afterany:{job}"));
+            }
+            super::submit(&args)
+        });
+        match submitted {
+            Ok(job) => {
+                log::info!("submitted {} tasks as Slurm job array {job}", batch.len());
+                // A resumed run follows them again.
+                let tasks = batch.iter().map(|&(task, _, _)| self.original(task));
+                if let Err(e) = dir.note_submitted(job, tasks) {
+                    log::warn!(
+                        "Slurm job {job}: cannot note it in {}: {e}",
+                        dir.0.display()
+                    );
+                }
+                let elements = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(index, &(task, attempt, _))| Tracked::new(task, attempt, index as u64))
+                    .collect();
+                self.state().arrays.push(Array { job, dir, elements });
+                Some(job)
+            }
+            Err(e) => {
+                // Nothing ran: each task ends with Slurm's own words.
+                let reason = format!("not submitted: {e}");
+                for (task, attempt, _) in batch {
+                    ctx.report(Report::Ended {
+                        task,
+                        attempt,
+                        exit: RawExit::Scheduler(reason.clone()),
+                        stdin_bytes: 0,
+                        at: None,
+                    });
+                }
+                after
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! single-node Slurm (`scripts/slurm_up.sh`) where one runs.
 
 mod backend;
+pub mod relay;
 
 pub use backend::SlurmBackend;
 
@@ -39,6 +40,30 @@ pub struct SlurmOptions {
     pub mem: Option<String>,
     /// Further `sbatch` arguments, as given.
     pub extra: Vec<String>,
+    /// Workers on the cluster connect to this host (default: this machine's name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers_host: Option<String>,
+}
+
+impl SlurmOptions {
+    /// The `sbatch` arguments these options stand for.
+    pub fn sbatch_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(partition) = &self.partition {
+            args.push(format!("--partition={partition}"));
+        }
+        if let Some(limit) = &self.time_limit {
+            args.push(format!("--time={limit}"));
+        }
+        if let Some(cpus) = self.cpus_per_task {
+            args.push(format!("--cpus-per-task={cpus}"));
+        }
+        if let Some(mem) = &self.mem {
+            args.push(format!("--mem={mem}"));
+        }
+        args.extend(self.extra.iter().cloned());
+        args
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -292,19 +317,7 @@ pub fn sbatch_args(
             std::env::current_dir().unwrap_or_default().display()
         ),
     ];
-    if let Some(partition) = &options.partition {
-        args.push(format!("--partition={partition}"));
-    }
-    if let Some(limit) = &options.time_limit {
-        args.push(format!("--time={limit}"));
-    }
-    if let Some(cpus) = options.cpus_per_task {
-        args.push(format!("--cpus-per-task={cpus}"));
-    }
-    if let Some(mem) = &options.mem {
-        args.push(format!("--mem={mem}"));
-    }
-    args.extend(options.extra.iter().cloned());
+    args.extend(options.sbatch_args());
     args.push(dir.launcher().display().to_string());
     args.push(dir.0.display().to_string());
     args
@@ -326,6 +339,24 @@ fn run(command: &'static str, args: &[String]) -> Result<String, SlurmError> {
         return Err(SlurmError::Refused { command, message });
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// How many elements an array may have here (`MaxArraySize` in `scontrol show config`;
+/// Slurm's default, 1001, when it cannot be read).
+pub fn max_array_size() -> usize {
+    run("scontrol", &["show".into(), "config".into()])
+        .ok()
+        .and_then(|text| config_value(&text, "MaxArraySize"))
+        .unwrap_or(1001)
+        .max(1)
+}
+
+/// A number from `scontrol show config` (`Key = Value` lines).
+fn config_value(text: &str, key: &str) -> Option<usize> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().parse().ok())?
+    })
 }
 
 /// Submit; the array's job id.
@@ -501,6 +532,14 @@ JobId=6 ArrayJobId=1 ArrayTaskId=5 JobState=FAILED Reason=NonZeroExitCode ExitCo
     }
 
     #[test]
+    fn the_largest_array_is_read_from_the_clusters_config() {
+        let text = "MaxArraySize            = 8\nMaxJobCount             = 10000\n";
+        assert_eq!(config_value(text, "MaxArraySize"), Some(8));
+        assert_eq!(config_value(text, "MaxJobCount"), Some(10000));
+        assert_eq!(config_value(text, "Nothing"), None);
+    }
+
+    #[test]
     fn the_array_is_throttled_to_the_pool_and_carries_the_options() {
         let dir = ArrayDir(PathBuf::from("/runs/r1/slurm-0"));
         let options = SlurmOptions {
@@ -509,6 +548,7 @@ JobId=6 ArrayJobId=1 ArrayTaskId=5 JobState=FAILED Reason=NonZeroExitCode ExitCo
             cpus_per_task: Some(2),
             mem: Some("1G".into()),
             extra: vec!["--qos=low".into()],
+            workers_host: None,
         };
         let args = sbatch_args(&dir, 20, 4, "poolscope", &options);
         assert!(args.contains(&"--array=0-19%4".to_owned()));

@@ -1,0 +1,565 @@
+//! Persistent workers on a Slurm cluster (pilot jobs, as `HyperQueue` runs them): for each
+//! slot, the worker backend starts a *relay* on this machine exactly as it starts a local
+//! worker. The relay submits the real worker as a Slurm job, waits for it to connect back
+//! over TCP (with the run's secret), then passes frames between poolscope and it: jobs
+//! as they come, reports with the worker's clock mapped onto this machine's. So a task on
+//! the cluster costs a frame each way, not a Slurm job; and everything the worker
+//! backend does with a local worker (a lost worker failing only its task and being
+//! replaced, retiring after `maxtasksperchild`, being stopped) holds unchanged.
+//!
+//! The relay ends its job whenever it ends: poolscope closing its pipe, a signal (the
+//! orphan guard's SIGTERM when poolscope is killed), or the worker going away. A worker
+//! that loses its connection ends at once with its command; one that cannot reach its
+//! relay gives up after a minute.
+//!
+//! What the wire protects: a connection is taken only with the run's secret (32 random
+//! bytes in a 0600 file of the run folder, which the nodes read from the shared
+//! filesystem); a wrong one is refused and said on the relay's stderr. Nothing is
+//! encrypted: task commands, their environment and output cross the network in the
+//! clear, as they do for `srun`.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+use crate::executor::worker::{
+    ConnectTo, FromWorker, PROTOCOL_VERSION, ReportReader, WorkerConfig, encode_report,
+    monotonic_ns,
+};
+
+/// The run's secret, in its Slurm folder.
+pub const SECRET_FILE: &str = "workers.secret";
+/// Every worker job a relay submitted, one id per line (to find them after a crash).
+pub const JOBS_FILE: &str = "workers.jobs";
+/// How often the worker's job is looked at while it has not connected, and while it runs.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long a connection may take to say hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(5);
+
+/// Make the run's secret if it has none yet (readable by the user only).
+pub fn ensure_secret(folder: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(folder)?;
+    let path = folder.join(SECRET_FILE);
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let hex = bytes.iter().fold(String::new(), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    writeln!(file, "{hex}")?;
+    Ok(path)
+}
+
+/// The relay's own main (the `__worker` role with a relay plan).
+pub fn main(config: &WorkerConfig) -> u8 {
+    // Poolscope gone: end the job too (SIGTERM is caught below, SIGKILL could not be).
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    let stop = Arc::new(AtomicUsize::new(0));
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        if signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize).is_err() {
+            return 1;
+        }
+    }
+    if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+        return 1;
+    }
+    match Relay::start(config, Arc::clone(&stop)) {
+        Ok(mut relay) => {
+            let code = relay.run();
+            relay.cancel();
+            // Ended by a signal (a kill of its task, poolscope's end): die by it, as a
+            // local worker would, once the job is cancelled.
+            if let Ok(signal) = i32::try_from(stop.load(Ordering::Relaxed))
+                && signal != 0
+            {
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+            }
+            code
+        }
+        Err(e) => {
+            eprintln!("poolscope relay: {e}");
+            3
+        }
+    }
+}
+
+struct Relay {
+    job: u64,
+    listener: TcpListener,
+    secret: String,
+    stop: Arc<AtomicUsize>,
+    /// What poolscope sent before the worker connected, and not yet taken by it.
+    to_worker: Vec<u8>,
+    stdin_closed: bool,
+}
+
+impl Relay {
+    fn start(config: &WorkerConfig, stop: Arc<AtomicUsize>) -> Result<Self, String> {
+        let plan = config.relay.as_ref().ok_or("no relay plan")?;
+        let secret_file = ensure_secret(&plan.folder)
+            .map_err(|e| format!("the run's secret in {}: {e}", plan.folder.display()))?;
+        let secret = std::fs::read_to_string(&secret_file)
+            .map_err(|e| format!("{}: {e}", secret_file.display()))?
+            .trim()
+            .to_owned();
+        let listener =
+            TcpListener::bind(("0.0.0.0", 0)).map_err(|e| format!("cannot listen: {e}"))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let host = plan.host.clone().unwrap_or_else(|| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        });
+        let worker = WorkerConfig {
+            relay: None,
+            connect: Some(ConnectTo {
+                address: format!("{host}:{port}"),
+                secret_file,
+            }),
+            ..config.clone()
+        };
+        let job = submit(&plan.folder, &plan.sbatch, &worker)?;
+        Ok(Self {
+            job,
+            listener,
+            secret,
+            stop,
+            to_worker: Vec::new(),
+            stdin_closed: false,
+        })
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) != 0
+    }
+
+    fn cancel(&self) {
+        let _ = super::cancel(self.job, None);
+    }
+
+    /// Wait for the worker, then relay until one side is done; the exit code.
+    fn run(&mut self) -> u8 {
+        let (stream, hello) = match self.wait_for_worker() {
+            Ok(Some(found)) => found,
+            // Poolscope is done with this slot before its worker came.
+            Ok(None) => return 0,
+            Err(why) => {
+                eprintln!("poolscope relay: worker job {}: {why}", self.job);
+                return 3;
+            }
+        };
+        let mut stdout = io::stdout().lock();
+        let mut out = Vec::new();
+        let FromWorker::Hello {
+            pid, host, now_ns, ..
+        } = hello
+        else {
+            return 3;
+        };
+        // The worker's clock onto ours: its hello's time is now here (less the trip).
+        let offset = i128::from(monotonic_ns()) - i128::from(now_ns.unwrap_or_default());
+        encode_report(
+            &FromWorker::Hello {
+                version: PROTOCOL_VERSION,
+                pid,
+                host,
+                now_ns: None,
+                secret: None,
+            },
+            &mut out,
+        );
+        if stdout
+            .write_all(&out)
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return 1;
+        }
+        match self.pass(&stream, &mut stdout, offset) {
+            Ok(()) => 0,
+            Err(why) => {
+                out.clear();
+                encode_report(&FromWorker::Lost { why }, &mut out);
+                let _ = stdout.write_all(&out).and_then(|()| stdout.flush());
+                1
+            }
+        }
+    }
+
+    /// Read what poolscope sends while there is no worker yet; false once it closed.
+    fn take_stdin(&mut self) -> bool {
+        let mut chunk = vec![0u8; 64 * 1024];
+        match io::stdin().lock().read(&mut chunk) {
+            Ok(0) | Err(_) => {
+                self.stdin_closed = true;
+                false
+            }
+            Ok(n) => {
+                self.to_worker.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    fn wait_for_worker(&mut self) -> Result<Option<(TcpStream, FromWorker)>, String> {
+        let mut checked = Instant::now();
+        loop {
+            if self.stopped() {
+                return Ok(None);
+            }
+            let (listen_ready, stdin_ready) = {
+                let stdin = io::stdin();
+                let mut fds = [
+                    PollFd::new(&self.listener, PollFlags::IN),
+                    PollFd::new(&stdin, PollFlags::IN),
+                ];
+                let fds = if self.stdin_closed {
+                    &mut fds[..1]
+                } else {
+                    &mut fds[..]
+                };
+                poll(fds, Duration::from_millis(200));
+                (
+                    !fds[0].revents().is_empty(),
+                    fds.len() > 1 && !fds[1].revents().is_empty(),
+                )
+            };
+            if stdin_ready && !self.take_stdin() {
+                // Closed before the worker came: nothing for it to do.
+                return Ok(None);
+            }
+            if listen_ready && let Ok((stream, from)) = self.listener.accept() {
+                match self.handshake(&stream) {
+                    Ok(hello) => return Ok(Some((stream, hello))),
+                    Err(why) => {
+                        eprintln!("poolscope relay: refused a connection from {from}: {why}");
+                    }
+                }
+            }
+            if checked.elapsed() >= CHECK_EVERY {
+                checked = Instant::now();
+                if let Some(end) = job_end(self.job) {
+                    return Err(format!("ended ({end}) before it connected"));
+                }
+            }
+        }
+    }
+
+    /// The first frame must be a hello of this protocol with the run's secret.
+    fn handshake(&self, mut stream: &TcpStream) -> Result<FromWorker, String> {
+        stream
+            .set_read_timeout(Some(HELLO_WITHIN))
+            .map_err(|e| e.to_string())?;
+        let mut reader = ReportReader::default();
+        let mut chunk = [0u8; 4096];
+        let hello = loop {
+            match reader.next_report() {
+                Ok(Some(hello)) => break hello,
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err("it closed before saying hello".to_owned()),
+                Ok(n) => reader.extend(&chunk[..n]),
+                Err(e) => return Err(format!("no hello: {e}")),
+            }
+        };
+        match &hello {
+            FromWorker::Hello { secret, .. } if secret.as_deref() != Some(&self.secret) => {
+                Err("wrong secret".to_owned())
+            }
+            FromWorker::Hello { version, .. } if *version != PROTOCOL_VERSION => Err(format!(
+                "it speaks protocol {version}, not {PROTOCOL_VERSION}"
+            )),
+            FromWorker::Hello { .. } => {
+                stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+                stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+                let _ = stream.set_nodelay(true);
+                Ok(hello)
+            }
+            _ => Err("its first frame is not a hello".to_owned()),
+        }
+    }
+
+    /// Pass frames both ways until poolscope and the worker are both done (`Ok`), or the
+    /// worker is gone while poolscope was not (`Err`: why, in Slurm's words).
+    fn pass(
+        &mut self,
+        mut stream: &TcpStream,
+        stdout: &mut impl Write,
+        offset: i128,
+    ) -> Result<(), String> {
+        let mut reader = ReportReader::default();
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut out = Vec::new();
+        let mut checked = Instant::now();
+        loop {
+            if self.stopped() {
+                return Ok(());
+            }
+            let (stdin_ready, worker_ready, worker_writable, knocked) = {
+                let stdin = io::stdin();
+                let want_write = if self.to_worker.is_empty() {
+                    PollFlags::empty()
+                } else {
+                    PollFlags::OUT
+                };
+                let mut fds = [
+                    PollFd::new(&stream, PollFlags::IN | want_write),
+                    PollFd::new(&self.listener, PollFlags::IN),
+                    PollFd::new(&stdin, PollFlags::IN),
+                ];
+                let fds = if self.stdin_closed {
+                    &mut fds[..2]
+                } else {
+                    &mut fds[..]
+                };
+                poll(fds, Duration::from_millis(500));
+                let worker = fds[0].revents();
+                (
+                    fds.len() > 2 && !fds[2].revents().is_empty(),
+                    worker.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR),
+                    worker.contains(PollFlags::OUT),
+                    !fds[1].revents().is_empty(),
+                )
+            };
+            if knocked && let Ok((other, from)) = self.listener.accept() {
+                // Every connection is answered: a wrong one refused, a second worker too.
+                let why = match self.handshake(&other) {
+                    Ok(_) => "this slot's worker is connected already".to_owned(),
+                    Err(why) => why,
+                };
+                eprintln!("poolscope relay: refused a connection from {from}: {why}");
+            }
+            if stdin_ready {
+                self.take_stdin();
+            }
+            if (worker_writable || stdin_ready) && !self.to_worker.is_empty() {
+                match stream.write(&self.to_worker) {
+                    Ok(n) => {
+                        self.to_worker.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return self.worker_gone(),
+                }
+            }
+            if worker_ready {
+                match stream.read(&mut chunk) {
+                    Ok(0) => return self.worker_gone(),
+                    Ok(n) => {
+                        reader.extend(&chunk[..n]);
+                        out.clear();
+                        while let Some(report) = reader.next_report()? {
+                            if let Some(report) = on_this_clock(report, offset) {
+                                encode_report(&report, &mut out);
+                            }
+                        }
+                        if stdout
+                            .write_all(&out)
+                            .and_then(|()| stdout.flush())
+                            .is_err()
+                        {
+                            // Poolscope is gone.
+                            return Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return self.worker_gone(),
+                }
+            }
+            if checked.elapsed() >= CHECK_EVERY {
+                checked = Instant::now();
+                // A node that failed never closes the connection: Slurm says it.
+                if let Some(end) = job_end(self.job) {
+                    return Err(end);
+                }
+            }
+        }
+    }
+
+    /// The worker's connection ended: by itself (it retired, or was told to stop), or
+    /// because Slurm ended its job.
+    fn worker_gone(&self) -> Result<(), String> {
+        if self.stdin_closed {
+            // Poolscope is done with it: its leaving is expected.
+            return Ok(());
+        }
+        // Slurm records a cancel or a time-out as the job's state at once; give it a
+        // moment to settle one that is still being torn down.
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            match job_end(self.job) {
+                Some(end) if end != "COMPLETED" => return Err(end),
+                Some(_) => return Ok(()),
+                None if Instant::now() >= until => return Err("its connection closed".to_owned()),
+                // No event tells when Slurm's record changes: look again shortly.
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+}
+
+/// A worker's report with its times on this machine's clock; `None` for what must not
+/// reach poolscope (a command's PID on another machine would name a process here).
+fn on_this_clock(report: FromWorker, offset: i128) -> Option<FromWorker> {
+    let map = |ns: u64| u64::try_from((i128::from(ns) + offset).max(0)).unwrap_or(u64::MAX);
+    Some(match report {
+        FromWorker::Started {
+            task,
+            attempt,
+            at_ns,
+        } => FromWorker::Started {
+            task,
+            attempt,
+            at_ns: map(at_ns),
+        },
+        FromWorker::Finished {
+            task,
+            attempt,
+            at_ns,
+            exit,
+        } => FromWorker::Finished {
+            task,
+            attempt,
+            at_ns: map(at_ns),
+            exit,
+        },
+        FromWorker::Initialized {
+            from_ns,
+            to_ns,
+            error,
+        } => FromWorker::Initialized {
+            from_ns: map(from_ns),
+            to_ns: map(to_ns),
+            error,
+        },
+        FromWorker::Child { .. } | FromWorker::Hello { .. } => return None,
+        other => other,
+    })
+}
+
+fn poll(fds: &mut [PollFd<'_>], timeout: Duration) {
+    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    });
+    let _ = rustix::event::poll(fds, Some(&timeout));
+}
+
+/// Submit one worker as a job; its id (also written down in the folder's job list).
+fn submit(folder: &Path, options: &[String], worker: &WorkerConfig) -> Result<u64, String> {
+    let helper = crate::executor::helper_program();
+    let config = serde_json::to_string(worker).map_err(|e| e.to_string())?;
+    let script = folder.join(format!("worker-{}.sh", std::process::id()));
+    let text = format!(
+        "#!/bin/sh\n# A poolscope worker: it connects back to its relay.\nexec {} {} {}\n",
+        shell_word(&helper.to_string_lossy()),
+        crate::executor::worker::WORKER_ROLE,
+        shell_word(&config)
+    );
+    std::fs::write(&script, text).map_err(|e| format!("{}: {e}", script.display()))?;
+    let mut args = vec![
+        "--parsable".to_owned(),
+        "--job-name=poolscope-worker".to_owned(),
+        format!("--output={}", folder.join("worker-%j.log").display()),
+        format!(
+            "--chdir={}",
+            std::env::current_dir().unwrap_or_default().display()
+        ),
+    ];
+    args.extend(options.iter().cloned());
+    args.push(script.display().to_string());
+    let job = super::submit(&args).map_err(|e| e.to_string())?;
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(folder.join(JOBS_FILE))
+        .and_then(|mut f| writeln!(f, "{job}"));
+    Ok(job)
+}
+
+/// How job `job` ended, in Slurm's word (`TIMEOUT`, `NODE_FAIL`, `CANCELLED`…); `None`
+/// while it waits or runs (or Slurm cannot be asked).
+fn job_end(job: u64) -> Option<String> {
+    let element = super::show_job(job).ok()?.into_iter().next()?;
+    super::end_of(&element)?;
+    Some(
+        element
+            .state
+            .split_whitespace()
+            .next()
+            .unwrap_or("ENDED")
+            .to_owned(),
+    )
+}
+
+/// `word` quoted for `sh`.
+fn shell_word(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workers_times_move_onto_this_clock_and_its_commands_pid_stays_there() {
+        let started = FromWorker::Started {
+            task: 1,
+            attempt: 1,
+            at_ns: 1_000,
+        };
+        assert_eq!(
+            on_this_clock(started, 500),
+            Some(FromWorker::Started {
+                task: 1,
+                attempt: 1,
+                at_ns: 1_500
+            })
+        );
+        let child = FromWorker::Child {
+            task: 1,
+            attempt: 1,
+            pid: 42,
+        };
+        assert_eq!(on_this_clock(child, 0), None);
+    }
+
+    #[test]
+    fn the_secret_is_made_once_and_only_its_owner_reads_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = ensure_secret(dir.path()).expect("secret");
+        let first = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(first.trim().len(), 64);
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        ensure_secret(dir.path()).expect("again");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), first);
+    }
+
+    #[test]
+    fn a_word_with_quotes_survives_the_shell() {
+        assert_eq!(shell_word("a'b"), r"'a'\''b'");
+    }
+}
