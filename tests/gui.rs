@@ -1818,3 +1818,19 @@ fn a_task_added_from_a_terminal_is_a_row_at_once_and_what_send_types_shows_in_it
             .is_some_and(|r| r.record.unfinished() == 0)
     });
 }
+
+#[test]
+fn the_mode_menu_offers_workers_on_the_cluster() {
+    let mut h = harness(app_with(&["true"]));
+    h.run_steps(2);
+    // The mode menu is the one combo box showing the current mode.
+    h.get_by_value("Process per task").click();
+    h.run_steps(2);
+    h.get_by_label("Slurm cluster (workers)").click();
+    h.run_steps(2);
+    assert!(h.state().workers.is_some() && h.state().slurm.is_some());
+    // Both kinds of settings show: the partition and maxtasksperchild.
+    assert!(h.query_by_label_contains("partition").is_some());
+    assert!(h.query_by_label_contains("maxtasksperchild").is_some());
+    assert!(h.query_by_value("Slurm cluster (workers)").is_some());
+}

@@ -149,7 +149,7 @@ pub struct RunInfo {
     pub place: String,
     pub pid: u32,
     pub size: usize,
-    /// `processes`, `workers` or `slurm`.
+    /// `processes`, `workers`, `slurm` or `slurm workers`.
     pub mode: String,
     /// `running`, `paused`, `closed`, `finished`.
     pub phase: String,

@@ -70,12 +70,11 @@ pub struct Shape {
 impl Shape {
     /// The mode as `ls` names it: a cluster's, persistent workers', or a process each.
     pub fn mode_of(slurm: bool, workers: bool) -> &'static str {
-        if slurm {
-            "slurm"
-        } else if workers {
-            "workers"
-        } else {
-            "processes"
+        match (slurm, workers) {
+            (true, true) => "slurm workers",
+            (true, false) => "slurm",
+            (false, true) => "workers",
+            (false, false) => "processes",
         }
     }
 }

@@ -657,8 +657,10 @@ impl<B: Backend> Dispatcher<B> {
             .active
             .get(&task)
             .is_some_and(|a| a.attempt == attempt && !a.started);
+        // A PID on another machine (a cluster worker's) would name a process here.
         if first_report
             && self.backend.runs_here()
+            && host.is_none()
             && let Some(pid) = pid.and_then(|p| i32::try_from(p).ok())
         {
             // Its process group (each task, each worker leads its own).

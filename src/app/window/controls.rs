@@ -123,6 +123,7 @@ impl PoolscopeApp {
                         (Mode::Processes, "A fresh process for every task (subprocess, xargs, GNU parallel)"),
                         (Mode::Workers, "One persistent worker per slot runs task after task: one PID, many tasks"),
                         (Mode::Slurm, "Each task an element of a Slurm job array, at most the pool size at once (needs sbatch here)"),
+                        (Mode::SlurmWorkers, "One persistent worker per slot as a Slurm job; tasks go to the workers that have connected: many short tasks at worker speed (needs sbatch here)"),
                     ] {
                         ui.selectable_value(&mut mode, choice, choice.label())
                             .on_hover_text(hover);
@@ -131,8 +132,9 @@ impl PoolscopeApp {
                 .response
                 .on_hover_text("How tasks run; the timeline by PID shows the difference");
             if mode != before {
-                self.workers = (mode == Mode::Workers).then(WorkerConfig::default);
-                self.slurm = (mode == Mode::Slurm).then(Default::default);
+                self.workers =
+                    matches!(mode, Mode::Workers | Mode::SlurmWorkers).then(WorkerConfig::default);
+                self.slurm = matches!(mode, Mode::Slurm | Mode::SlurmWorkers).then(Default::default);
             }
             if let Some(options) = self.slurm.as_mut() {
                 let mut partition = options.partition.clone().unwrap_or_default();
@@ -183,12 +185,14 @@ enum Mode {
     Processes,
     Workers,
     Slurm,
+    SlurmWorkers,
 }
 
 impl Mode {
     fn of(app: &PoolscopeApp) -> Self {
         match (&app.workers, &app.slurm) {
-            (Some(_), _) => Mode::Workers,
+            (Some(_), Some(_)) => Mode::SlurmWorkers,
+            (Some(_), None) => Mode::Workers,
             (None, Some(_)) => Mode::Slurm,
             (None, None) => Mode::Processes,
         }
@@ -199,6 +203,7 @@ impl Mode {
             Mode::Processes => "Process per task",
             Mode::Workers => "Workers (Python Pool)",
             Mode::Slurm => "Slurm cluster (job array)",
+            Mode::SlurmWorkers => "Slurm cluster (workers)",
         }
     }
 }
