@@ -294,3 +294,31 @@ fn two_runs_on_a_cluster_too_small_for_both_each_finish() {
         assert_eq!(code, 0, "the {name} run: {stderr}");
     }
 }
+
+#[test]
+fn a_refused_worker_job_fails_the_tasks_with_slurms_own_words() {
+    let Some((_cluster, dir)) =
+        cluster("a_refused_worker_job_fails_the_tasks_with_slurms_own_words")
+    else {
+        return;
+    };
+    let child = start(
+        dir.path(),
+        2,
+        "echo a\necho b\n",
+        &["--partition", "no-such-partition"],
+    );
+    let (code, stdout, stderr) = finish(child);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stdout.is_empty(), "nothing ran: {stdout}");
+    for task in ["task 1 (echo a)", "task 2 (echo b)"] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(task))
+            .unwrap_or_else(|| panic!("{task} is not reported: {stderr}"));
+        assert!(
+            line.contains("worker jobs cannot start") && line.contains("partition"),
+            "{line}"
+        );
+    }
+}

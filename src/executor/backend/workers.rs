@@ -594,7 +594,7 @@ impl WorkerBackend {
                 };
                 self.end(task, attempt, exit, None, ctx);
             }
-        } else if !w.retiring && !self.stopping {
+        } else if w.greeted && !w.retiring && !self.stopping {
             log::warn!(
                 "worker {} on slot {slot} ended ({how}) between tasks",
                 w.pid
@@ -638,13 +638,23 @@ impl WorkerBackend {
     fn start_failed(&mut self, how: &str, left: &mut VecDeque<Job>, ctx: &mut Ctx<'_>) -> bool {
         self.start_failures += 1;
         if self.start_failures < START_FAILURES {
-            log::warn!("a worker ended ({how}) before saying hello: starting another");
+            if self.on_cluster() {
+                log::warn!("a worker job ended before connecting ({how}): starting another");
+            } else {
+                log::warn!("a worker ended ({how}) before saying hello: starting another");
+            }
             return false;
         }
-        let helper = ctx.helper().display().to_string();
-        let why = format!(
-            "workers cannot start: {START_FAILURES} in a row ended ({how}) before saying hello; is {helper} poolscope's own worker?"
-        );
+        let why = if self.on_cluster() {
+            format!(
+                "worker jobs cannot start: {START_FAILURES} in a row ended before connecting (last: {how})"
+            )
+        } else {
+            let helper = ctx.helper().display().to_string();
+            format!(
+                "workers cannot start: {START_FAILURES} in a row ended ({how}) before saying hello; is {helper} poolscope's own worker?"
+            )
+        };
         log::error!("{why}");
         let unplaced: Vec<Job> = self.unplaced.drain(..).collect();
         for job in left.drain(..).chain(unplaced) {

@@ -96,7 +96,10 @@ pub fn main(config: &WorkerConfig) -> u8 {
             code
         }
         Err(e) => {
-            eprintln!("poolscope relay: {e}");
+            // Poolscope says it, with the task it fails (unless it is ending anyway).
+            if stop.load(Ordering::Relaxed) == 0 {
+                say_lost(&e);
+            }
             3
         }
     }
@@ -164,7 +167,7 @@ impl Relay {
             // Poolscope is done with this slot before its worker came.
             Ok(None) => return 0,
             Err(why) => {
-                eprintln!("poolscope relay: worker job {}: {why}", self.job);
+                say_lost(&format!("its job {why}"));
                 return 3;
             }
         };
@@ -198,9 +201,8 @@ impl Relay {
         match self.pass(&stream, &mut stdout, offset) {
             Ok(()) => 0,
             Err(why) => {
-                out.clear();
-                encode_report(&FromWorker::Lost { why }, &mut out);
-                let _ = stdout.write_all(&out).and_then(|()| stdout.flush());
+                drop(stdout);
+                say_lost(&why);
                 1
             }
         }
@@ -417,6 +419,21 @@ impl Relay {
             }
         }
     }
+}
+
+/// Tell poolscope why this slot has no worker (what a failed task then says).
+fn say_lost(why: &str) {
+    // One line: Slurm's messages come in several.
+    let why = why
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut out = Vec::new();
+    encode_report(&FromWorker::Lost { why }, &mut out);
+    let mut stdout = io::stdout().lock();
+    let _ = stdout.write_all(&out).and_then(|()| stdout.flush());
 }
 
 /// A worker's report with its times on this machine's clock; `None` for what must not
