@@ -854,3 +854,27 @@ fn tasks_start_with_no_signal_blocked() {
         "a task started with signals blocked: {stdout}"
     );
 }
+
+#[test]
+fn a_run_whose_folder_was_removed_still_ends_on_sigterm() {
+    // Its control socket's path is gone with the folder: the run used to hang at the end
+    // waiting for its listener, which it woke by connecting to that path.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let runs = dir.path().join("runs");
+    let input = format!("echo $$ > {d}/pid.1; exec sleep 60\n");
+    let mut child = start_run(&["-j", "1", "--run-dir", &path_arg(&runs)], &input);
+    let pids = common::started_pids(dir.path(), 1);
+    std::fs::remove_dir_all(&runs).expect("remove the run folder");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = ended_within(&mut child, std::time::Duration::from_secs(60));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    assert!(status.is_some(), "the run hung after SIGTERM");
+    assert!(wait_gone(pids[0]), "its task outlived it");
+}

@@ -114,6 +114,8 @@ pub struct Server {
     stopping: Arc<AtomicBool>,
     clients: Arc<Mutex<Clients>>,
     listener: Option<JoinHandle<()>>,
+    /// The listening socket, to wake its thread at the end.
+    waker: Option<UnixListener>,
 }
 
 /// The connected clients: their sockets (to hang up on them) and threads.
@@ -141,6 +143,9 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
         let clients = Arc::new(Mutex::new(Clients::default()));
+        // A handle to wake the listener at the end (a connection to its path would not
+        // reach it if the run's folder was removed meanwhile).
+        let waker = listener.try_clone().ok();
         let thread = {
             let stopping = Arc::clone(&stopping);
             let clients = Arc::clone(&clients);
@@ -154,6 +159,7 @@ impl Server {
                 stopping,
                 clients,
                 listener: Some(thread),
+                waker,
             },
             rx,
         ))
@@ -167,8 +173,14 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
-        // The listener waits in accept: a connection of our own wakes it.
-        if let Some(dir) = self.path.parent()
+        // The listener waits in accept: shutting the socket down wakes it (accept fails),
+        // wherever its path is now; else a connection of our own does.
+        let woken = self
+            .waker
+            .as_ref()
+            .is_some_and(|l| rustix::net::shutdown(l, rustix::net::Shutdown::Read).is_ok());
+        if !woken
+            && let Some(dir) = self.path.parent()
             && let Ok(address) = super::SocketAddress::of(dir)
         {
             let _ = UnixStream::connect(&address.path);
