@@ -871,7 +871,7 @@ fn a_run_whose_folder_was_removed_still_ends_on_sigterm() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect("SIGTERM");
-    let status = ended_within(&mut child, std::time::Duration::from_secs(60));
+    let status = ended_within(&mut child, std::time::Duration::from_mins(1));
     if status.is_none() {
         let _ = child.kill();
     }
