@@ -426,6 +426,10 @@ impl Executor {
         match (config.slurm.clone(), config.workers.clone()) {
             // Workers on the cluster: each slot's relay brings its worker up as a job.
             (Some(slurm), Some(workers)) => {
+                // Made once, before any relay starts (they would race to make it).
+                if let Err(e) = backend::slurm::relay::ensure_secret(&slurm.folder) {
+                    log::warn!("the run's secret in {}: {e}", slurm.folder.display());
+                }
                 let workers = WorkerConfig {
                     relay: Some(worker::RelayPlan {
                         folder: slurm.folder.clone(),

@@ -324,16 +324,23 @@ pub fn sbatch_args(
 }
 
 fn run(command: &'static str, args: &[String]) -> Result<String, SlurmError> {
-    let output = Command::new(command).args(args).output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            SlurmError::Missing { command }
-        } else {
-            SlurmError::Refused {
-                command,
-                message: e.to_string(),
+    use std::os::unix::process::CommandExt;
+    // In a group of its own: a signal to its caller's group (a relay being stopped) must
+    // not cut an `sbatch` short after Slurm took the job but before it said its id.
+    let output = Command::new(command)
+        .args(args)
+        .process_group(0)
+        .output()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                SlurmError::Missing { command }
+            } else {
+                SlurmError::Refused {
+                    command,
+                    message: e.to_string(),
+                }
             }
-        }
-    })?;
+        })?;
     if !output.status.success() {
         let message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
         return Err(SlurmError::Refused { command, message });

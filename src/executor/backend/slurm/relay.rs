@@ -38,8 +38,9 @@ pub const SECRET_FILE: &str = "workers.secret";
 pub const JOBS_FILE: &str = "workers.jobs";
 /// How often the worker's job is looked at while it has not connected, and while it runs.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-/// How long a connection may take to say hello.
-const HELLO_WITHIN: Duration = Duration::from_secs(5);
+/// How long a connection may take to say hello (a worker says it as it connects; the
+/// relay waits for nothing else meanwhile).
+const HELLO_WITHIN: Duration = Duration::from_millis(500);
 
 /// Make the run's secret if it has none yet (readable by the user only).
 pub fn ensure_secret(folder: &Path) -> io::Result<PathBuf> {
@@ -49,6 +50,8 @@ pub fn ensure_secret(folder: &Path) -> io::Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
+    // Written whole under another name, then renamed: a reader never sees it half made,
+    // and of two makers at once the first one's stays.
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     let hex = bytes.iter().fold(String::new(), |mut hex, b| {
@@ -56,13 +59,23 @@ pub fn ensure_secret(folder: &Path) -> io::Result<PathBuf> {
         let _ = write!(hex, "{b:02x}");
         hex
     });
+    let draft = folder.join(format!("{SECRET_FILE}.{}", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
-        .open(&path)?;
+        .open(&draft)?;
     writeln!(file, "{hex}")?;
-    Ok(path)
+    drop(file);
+    // A hard link fails if the secret exists: then the one already there is the secret.
+    let linked = std::fs::hard_link(&draft, &path);
+    let _ = std::fs::remove_file(&draft);
+    match linked {
+        Ok(()) => Ok(path),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(path),
+        Err(e) => Err(e),
+    }
 }
 
 /// The relay's own main (the `__worker` role with a relay plan).
@@ -133,6 +146,14 @@ impl Relay {
                 .to_string_lossy()
                 .into_owned()
         });
+        // A name this machine cannot resolve, the nodes most likely cannot either: said
+        // now, rather than by each worker after a minute of trying.
+        {
+            use std::net::ToSocketAddrs;
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| format!("workers could not reach {host}: {e}"))?;
+        }
         let worker = WorkerConfig {
             relay: None,
             connect: Some(ConnectTo {
@@ -283,6 +304,14 @@ impl Relay {
             match stream.read(&mut chunk) {
                 Ok(0) => return Err("it closed before saying hello".to_owned()),
                 Ok(n) => reader.extend(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(format!("no hello within {} ms", HELLO_WITHIN.as_millis()));
+                }
                 Err(e) => return Err(format!("no hello: {e}")),
             }
         };
@@ -507,11 +536,12 @@ fn submit(folder: &Path, options: &[String], worker: &WorkerConfig) -> Result<u6
     args.extend(options.iter().cloned());
     args.push(script.display().to_string());
     let job = super::submit(&args).map_err(|e| e.to_string())?;
+    // One write of the whole line: relays append at once.
     let _ = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(folder.join(JOBS_FILE))
-        .and_then(|mut f| writeln!(f, "{job}"));
+        .and_then(|mut f| f.write_all(format!("{job}\n").as_bytes()));
     Ok(job)
 }
 
