@@ -493,9 +493,14 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                     None => bar.quiet(|| printer.flush_task(*task)),
                 }
                 let (task, attempt) = resumption.original(*task, *attempt);
+                // What the task's own output cannot say: it did not start, ran out of
+                // time, or lost its worker or its place on the cluster.
                 if matches!(
                     outcome,
-                    Outcome::FailedToSpawn(_) | Outcome::TimedOut | Outcome::WorkerLost(_)
+                    Outcome::FailedToSpawn(_)
+                        | Outcome::TimedOut
+                        | Outcome::WorkerLost(_)
+                        | Outcome::Scheduler(_)
                 ) {
                     let name = record.task(task).map(|t| t.spec.name.clone());
                     let name = crate::model::shown(name.as_deref().unwrap_or_default(), 80);
