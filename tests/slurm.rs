@@ -552,31 +552,24 @@ fn a_run_whose_array_is_refused_says_why_for_each_task() {
     let Some(dir) = cluster("a_run_whose_array_is_refused_says_why_for_each_task") else {
         return;
     };
-    let out = common::poolscope()
-        .args(["run", "--backend", "slurm", "-j", "2"])
-        .args(["--partition", "no-such-partition", "--run-dir"])
-        .arg(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(b"echo a\necho b\n")?;
-            child.wait_with_output()
-        })
-        .expect("poolscope run");
+    let runs = dir.path().to_string_lossy().into_owned();
+    let out = common::run_with_input(
+        &[
+            "--backend",
+            "slurm",
+            "-j",
+            "2",
+            "--partition",
+            "no-such-partition",
+            "--run-dir",
+            &runs,
+        ],
+        "echo a\necho b\n",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     for task in ["task 1 (echo a)", "task 2 (echo b)"] {
-        let line = stderr
-            .lines()
-            .find(|l| l.contains(task))
-            .unwrap_or_else(|| panic!("{task} is not reported: {stderr}"));
+        let line = common::line_about(&stderr, task);
         assert!(
             line.contains("not submitted") && line.contains("partition"),
             "{line}"

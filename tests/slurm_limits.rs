@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
-
 const CONF: &str = "/etc/slurm/slurm.conf";
 
 /// The cluster's configuration with `MaxArraySize` lowered; put back when dropped.
@@ -58,27 +55,25 @@ fn a_list_longer_than_max_array_size_runs_as_several_arrays() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let joblog = dir.path().join("joblog");
-    let mut child = common::poolscope()
-        .args(["run", "--backend", "slurm", "-j", "4", "--run-dir"])
-        .arg(dir.path().join("runs"))
-        .arg("--joblog")
-        .arg(&joblog)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("poolscope run");
+    let runs = dir.path().join("runs").to_string_lossy().into_owned();
+    let joblog_arg = joblog.to_string_lossy().into_owned();
     let tasks = (1..=20)
         .map(|i| format!("echo task {i}"))
         .collect::<Vec<_>>()
         .join("\n");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(tasks.as_bytes())
-        .expect("tasks");
-    let out = child.wait_with_output().expect("wait");
+    let out = common::run_with_input(
+        &[
+            "--backend",
+            "slurm",
+            "-j",
+            "4",
+            "--run-dir",
+            &runs,
+            "--joblog",
+            &joblog_arg,
+        ],
+        &tasks,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use poolscope::executor::Outcome;
@@ -46,25 +46,19 @@ impl Drop for Run {
 
 /// `poolscope run --backend slurm --workers -j SIZE` in `dir/runs`, `tasks` on stdin.
 fn start(dir: &Path, size: usize, tasks: &str, more: &[&str]) -> Run {
-    let mut child = common::poolscope()
-        .args(["run", "--backend", "slurm", "--workers", "-j"])
-        .arg(size.to_string())
-        .arg("--run-dir")
-        .arg(dir.join("runs"))
-        .args(more)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("poolscope run");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(tasks.as_bytes())
-        .expect("tasks");
-    Run(Some(child))
+    let size = size.to_string();
+    let runs = dir.join("runs").to_string_lossy().into_owned();
+    let mut args = vec![
+        "--backend",
+        "slurm",
+        "--workers",
+        "-j",
+        &size,
+        "--run-dir",
+        &runs,
+    ];
+    args.extend_from_slice(more);
+    Run(Some(common::start_run(&args, tasks)))
 }
 
 fn finish(mut run: Run) -> (i32, String, String) {
@@ -312,10 +306,7 @@ fn a_refused_worker_job_fails_the_tasks_with_slurms_own_words() {
     assert_ne!(code, 0, "{stderr}");
     assert!(stdout.is_empty(), "nothing ran: {stdout}");
     for task in ["task 1 (echo a)", "task 2 (echo b)"] {
-        let line = stderr
-            .lines()
-            .find(|l| l.contains(task))
-            .unwrap_or_else(|| panic!("{task} is not reported: {stderr}"));
+        let line = common::line_about(&stderr, task);
         assert!(
             line.contains("worker jobs cannot start") && line.contains("partition"),
             "{line}"

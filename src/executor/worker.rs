@@ -615,6 +615,14 @@ static CURRENT_CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI3
 /// How long a cluster worker tries to reach its relay before it gives up.
 const CONNECT_FOR: Duration = Duration::from_mins(1);
 
+/// This machine's name (`uname -n`), as a cluster worker reports it and a relay offers it.
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Reach the relay, and the hello that proves this worker belongs to the run.
 fn connect(to: &ConnectTo) -> Result<(std::net::TcpStream, FromWorker), String> {
     let secret = std::fs::read_to_string(&to.secret_file).map_err(|e| {
@@ -639,14 +647,10 @@ fn connect(to: &ConnectTo) -> Result<(std::net::TcpStream, FromWorker), String> 
         }
     };
     let _ = stream.set_nodelay(true);
-    let host = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
     let hello = FromWorker::Hello {
         version: PROTOCOL_VERSION,
         pid: std::process::id(),
-        host: Some(host),
+        host: Some(host_name()),
         now_ns: Some(monotonic_ns()),
         secret: Some(secret.trim().to_owned()),
     };

@@ -232,6 +232,15 @@ pub fn start_run(args: &[&str], input: &str) -> std::process::Child {
     child
 }
 
+/// The line of `stderr` that reports `task` (as `task 1 (echo a)`), or a failure that
+/// says it is missing.
+pub fn line_about<'a>(stderr: &'a str, task: &str) -> &'a str {
+    stderr
+        .lines()
+        .find(|l| l.contains(task))
+        .unwrap_or_else(|| panic!("{task} is not reported: {stderr}"))
+}
+
 /// `poolscope run ARGS` with `input`, to its end.
 pub fn run_with_input(args: &[&str], input: &str) -> std::process::Output {
     start_run(args, input).wait_with_output().expect("wait")

@@ -213,7 +213,7 @@ impl WorkerBackend {
         };
         self.slot_of.insert(key, slot);
         // A relay is not the worker: the worker's life is drawn once it says hello.
-        if self.config.relay.is_none() {
+        if !self.on_cluster() {
             ctx.report(Report::Worker {
                 slot,
                 pid,
@@ -942,7 +942,7 @@ impl Backend for WorkerBackend {
     fn shutdown(&mut self, ctx: &mut Ctx<'_>) {
         self.stop_all(ctx);
         let mut grace = ctx.kill_grace();
-        if self.config.relay.is_some() {
+        if self.on_cluster() {
             // Relays cancel their worker's job on SIGTERM (a job still pending would
             // never hear the stop); `scancel` takes a moment of its own.
             for w in self.workers.values() {

@@ -140,12 +140,10 @@ impl Relay {
         let listener =
             TcpListener::bind(("0.0.0.0", 0)).map_err(|e| format!("cannot listen: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let host = plan.host.clone().unwrap_or_else(|| {
-            rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned()
-        });
+        let host = plan
+            .host
+            .clone()
+            .unwrap_or_else(crate::executor::worker::host_name);
         // A name this machine cannot resolve, the nodes most likely cannot either: said
         // now, rather than by each worker after a minute of trying.
         {
