@@ -878,3 +878,95 @@ fn a_run_whose_folder_was_removed_still_ends_on_sigterm() {
     assert!(status.is_some(), "the run hung after SIGTERM");
     assert!(wait_gone(pids[0]), "its task outlived it");
 }
+
+/// A stand-in worker that stops itself (SIGSTOP) after saying it started a task, just
+/// before (`STOP_AT=spawn`) or just after starting its command, before telling poolscope
+/// which process that is: moments a real worker can be stopped in. Anything but the
+/// worker role is the real poolscope (the orphan guard).
+const STOPS_BEFORE_NAMING_ITS_COMMAND: &str = r#"#!/usr/bin/env python3
+import json, os, signal, struct, subprocess, sys, time
+if sys.argv[1] != "__worker":
+    os.execv(os.environ["REAL_POOLSCOPE"], ["poolscope"] + sys.argv[1:])
+out, inp = sys.stdout.buffer, sys.stdin.buffer
+def frame(kind, body):
+    out.write(struct.pack("<IB", len(body) + 1, kind) + body)
+    out.flush()
+def read_frame():
+    (n,) = struct.unpack("<I", inp.read(4))
+    return inp.read(n)
+frame(0, json.dumps({"Hello": {"version": 2, "pid": os.getpid()}}).encode())
+job = json.loads(read_frame()[1:])["Run"][0]
+task, attempt = job["task"], job["attempt"]
+frame(2, struct.pack("<QIQ", task, attempt, time.monotonic_ns()))
+if os.environ["STOP_AT"] == "spawn":
+    os.kill(os.getpid(), signal.SIGSTOP)
+child = subprocess.Popen(["sh", "-c", job["invocation"]["Shell"]], process_group=0)
+if os.environ["STOP_AT"] == "naming":
+    os.kill(os.getpid(), signal.SIGSTOP)
+frame(0, json.dumps({"Child": {"task": task, "attempt": attempt, "pid": child.pid}}).encode())
+status = child.wait()
+how, value = (1, -status) if status < 0 else (0, status)
+frame(3, struct.pack("<QIQBi", task, attempt, time.monotonic_ns(), how, value))
+read_frame()
+"#;
+
+#[test]
+fn a_signal_reaches_a_command_its_stopped_worker_had_not_named_yet() {
+    use nix::sys::signal::Signal;
+    use std::os::unix::fs::PermissionsExt;
+    for (sig, stop_at) in [
+        (Signal::SIGTERM, "naming"),
+        (Signal::SIGINT, "naming"),
+        (Signal::SIGTERM, "spawn"),
+        (Signal::SIGHUP, "spawn"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = dir.path().join("poolscope-stopping-worker");
+        std::fs::write(&fake, STOPS_BEFORE_NAMING_ITS_COMMAND).expect("write");
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let d = dir.path().display();
+        let mut child = common::poolscope()
+            .args(["run", "--workers", "-j", "1"])
+            .env("POOLSCOPE_HELPER", &fake)
+            .env("REAL_POOLSCOPE", env!("CARGO_BIN_EXE_poolscope"))
+            .env("STOP_AT", stop_at)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("poolscope run");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            writeln!(stdin, "echo $$ > {d}/pid.1; exec sleep 600").expect("write");
+        }
+        let worker = workers_of(child.id(), 1)[0];
+        let deadline = std::time::Instant::now() + common::WAIT;
+        while !common::is_stopped(worker as u32) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker never stopped"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let task = (stop_at == "naming").then(|| common::started_pids(dir.path(), 1)[0]);
+        signal(child.id() as i32, sig);
+        let status = ended_within(&mut child, std::time::Duration::from_secs(10));
+        assert!(status.is_some(), "{sig} ({stop_at}): the run did not end");
+        // Stopped before its command started, the worker may start it as it is let go.
+        let task = task.or_else(|| {
+            let file = dir.path().join("pid.1");
+            file.exists().then(|| common::written_pid(&file))
+        });
+        if let Some(task) = task {
+            assert!(
+                wait_gone(task),
+                "{sig} ({stop_at}): the command {task} outlived the run"
+            );
+        }
+        assert!(
+            wait_gone(worker as u32),
+            "{sig}: the worker outlived the run"
+        );
+    }
+}

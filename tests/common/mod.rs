@@ -89,20 +89,28 @@ pub fn peak_rss_kib(pid: &str) -> Option<u64> {
 
 /// Whether a process is gone: no /proc entry, or a zombie waiting for someone else
 /// (a reparented grandchild); bounded poll because no event exists for a non-child.
+/// A process's state letter in /proc (`R`, `S`, `T`, `Z`…), if it exists.
+pub fn state_of(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses and may hold any
+    // character: read after the last ')'.
+    stat.rsplit(')')
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .map(str::to_owned)
+}
+
+/// Whether a process is stopped (SIGSTOP).
+pub fn is_stopped(pid: u32) -> bool {
+    state_of(pid).is_some_and(|s| s == "T")
+}
+
 pub fn wait_gone(pid: u32) -> bool {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return true,
-            Ok(stat) => {
-                let state = stat
-                    .rsplit(')')
-                    .next()
-                    .and_then(|s| s.split_whitespace().next());
-                if state == Some("Z") || state == Some("X") {
-                    return true;
-                }
-            }
+        match state_of(pid).as_deref() {
+            None | Some("Z" | "X") => return true,
+            Some(_) => {}
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -23,7 +23,7 @@ use crate::executor::command::CommandError;
 use crate::executor::event::{WorkerChange, signal_name};
 use crate::executor::reactor::Interest;
 use crate::executor::scheduler::Slot;
-use crate::executor::task::{AttemptMap, AttemptSet, StdinMode, TaskId};
+use crate::executor::task::{AttemptMap, AttemptSet, Invocation, StdinMode, TaskId};
 use crate::executor::worker::{
     FromWorker, Job, PROTOCOL_VERSION, ReportReader, ToWorker, WORKER_ROLE, WorkerConfig,
     WorkerExit, encode, monotonic_ns,
@@ -106,6 +106,9 @@ struct Worker {
     child: Option<i32>,
     /// A task on it was ended by signalling the worker itself (an in-process job).
     signalled_for: Option<(TaskId, u32)>,
+    /// A signal for its command, asked for before the worker said which group that is
+    /// (sent when it does: signalling the worker would orphan the command).
+    pending_signal: Option<Signal>,
     retiring: bool,
     /// Seen stopped (`T` in /proc) since then, while it held tasks.
     stopped_since: Option<Instant>,
@@ -237,6 +240,7 @@ impl WorkerBackend {
                 running: None,
                 child: None,
                 signalled_for: None,
+                pending_signal: None,
                 retiring: false,
                 stopped_since: None,
                 lost: None,
@@ -393,6 +397,9 @@ impl WorkerBackend {
             } => {
                 w.child = Some(child as i32);
                 ctx.guard().add(child as i32);
+                if let Some(signal) = w.pending_signal.take() {
+                    let _ = killpg(Pid::from_raw(child as i32), signal);
+                }
                 ctx.report(Report::CommandStarted {
                     task: TaskId(task),
                     attempt,
@@ -442,6 +449,7 @@ impl WorkerBackend {
         };
         w.running = Some((task, attempt));
         w.started_ns = at_ns;
+        w.pending_signal = None;
         if !void {
             let host = w.remote.as_ref().map(|(_, host)| host.clone());
             ctx.report(Report::Started {
@@ -861,14 +869,30 @@ impl Backend for WorkerBackend {
             .ok_or(CommandError::NotRunning(task))?;
         if w.running == Some((task, attempt)) {
             // An external command leads its own group; an in-process job is the worker.
+            let in_process = w.assigned.iter().any(|j| {
+                (TaskId(j.task), j.attempt) == (task, attempt)
+                    && matches!(j.invocation, Invocation::Builtin(_))
+            });
             let target = if let Some(child) = w.child {
-                child
-            } else {
+                Some(child)
+            } else if in_process || w.remote.is_some() {
+                // A cluster worker's command is signalled by ending its relay.
                 w.signalled_for = Some((task, attempt));
-                w.pid as i32
+                Some(w.pid as i32)
+            } else {
+                // Started, but not reported yet (the worker may be stopped between the
+                // two): the command may already be its child; if not, it gets the
+                // signal when the worker names it.
+                let spawned = children_of(w.pid);
+                if spawned.is_empty() {
+                    w.pending_signal = Some(signal);
+                }
+                spawned.first().copied()
             };
-            let sent = killpg(Pid::from_raw(target), signal)
-                .map_err(|e| CommandError::Signal(task, e.to_string()));
+            let sent = target.map_or(Ok(()), |target| {
+                killpg(Pid::from_raw(target), signal)
+                    .map_err(|e| CommandError::Signal(task, e.to_string()))
+            });
             // A stopped worker cannot see its command end: ending a task continues it.
             if matches!(signal, Signal::SIGTERM | Signal::SIGKILL | Signal::SIGCONT) {
                 let _ = killpg(Pid::from_raw(w.pid as i32), Signal::SIGCONT);
@@ -1106,7 +1130,17 @@ impl Backend for WorkerPool {
 /// was stopped, or killed, between starting a command and saying so): each leads its
 /// own group, found among the worker's children before the worker goes.
 fn kill_worker(pid: u32, reported_child: Option<i32>) {
-    let mut groups: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+    let mut groups = children_of(pid);
+    groups.extend(reported_child);
+    for group in groups {
+        let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+    }
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// A local process's children (each command a worker starts leads its own group).
+fn children_of(pid: u32) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
         .flatten()
@@ -1116,12 +1150,7 @@ fn kill_worker(pid: u32, reported_child: Option<i32>) {
                 .filter_map(|c| c.parse().ok())
                 .collect::<Vec<i32>>()
         })
-        .collect();
-    groups.extend(reported_child);
-    for group in groups {
-        let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
-    }
-    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        .collect()
 }
 
 /// Whether a process is stopped (`T`, or `t` under a debugger) by its /proc entry.
