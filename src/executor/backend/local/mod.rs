@@ -4,15 +4,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
-use std::process::Stdio;
 use std::time::Instant;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use process_wrap::std::{CommandWrap, ProcessGroup};
 use rustix::process::PidfdFlags;
 
 mod pty;
+mod spawn;
 
 use super::{Backend, Control, Ctx, LaunchError, LaunchRequest};
 use crate::executor::command::CommandError;
@@ -43,7 +42,8 @@ pub struct LocalBackend {
     /// Process groups whose leader ended its task (`background = "kill"`) but which
     /// still had members: SIGKILL is due at this time.
     lingering: Vec<(Pid, Instant)>,
-    dev_null: Option<OwnedFd>,
+    /// Made at the first start (it reads the environment then).
+    spawner: Option<spawn::Spawner>,
 }
 
 /// Builtins and keywords whose meaning in `sh` differs from (or has no) program on `PATH`.
@@ -122,17 +122,6 @@ impl LocalBackend {
         runnable.then(|| words.iter().map(|w| (*w).to_owned()).collect())
     }
 
-    fn dev_null(&mut self) -> Result<&OwnedFd, LaunchError> {
-        if self.dev_null.is_none() {
-            let file = std::fs::File::open("/dev/null")
-                .map_err(|e| LaunchError::from_io("cannot open /dev/null", &e))?;
-            self.dev_null = Some(OwnedFd::from(file));
-        }
-        self.dev_null
-            .as_ref()
-            .ok_or_else(|| LaunchError::Failed("cannot open /dev/null".to_owned()))
-    }
-
     /// Start a pipe-connected child; returns it with its pipes.
     fn spawn_piped(
         &mut self,
@@ -163,39 +152,39 @@ impl LocalBackend {
                 )
             }
         };
-        let stdin = match spec.stdin {
-            // A dup of one /dev/null opened once: no path lookup per task.
-            StdinMode::Null => match self.dev_null()?.try_clone() {
-                Ok(fd) => Stdio::from(fd),
-                Err(_) => Stdio::null(),
-            },
-            StdinMode::Pipe | StdinMode::Preset(_) => Stdio::piped(),
-        };
-        let mut command = CommandWrap::with_new(program, |c| {
-            c.args(&args)
-                .stdin(stdin)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .env("POOLSCOPE_SLOT", request.slot.to_string())
-                .env("POOLSCOPE_TASK_ID", request.task.0.to_string())
-                .envs(guard_token.map(|token| (crate::executor::watchdog::TOKEN_VAR, token)))
-                .envs(spec.env.iter().map(|(k, v)| (k, v)));
-            if let Some(dir) = &spec.cwd {
-                c.current_dir(dir);
-            }
-        });
-        // `ProcessGroup` sets the group with `Command::process_group`, which keeps std on
-        // the posix_spawn path (no fork of a large parent).
-        command.wrap(ProcessGroup::leader());
-        let mut child = command.spawn().map_err(|e| LaunchError::from_io("", &e))?;
-        let pid = child.id();
-        let stdout = child.stdout().take().map(OwnedFd::from);
-        let stderr = child.stderr().take().map(OwnedFd::from);
-        let stdin = child.stdin().take().map(OwnedFd::from);
-        // The child is reaped through its pidfd; the std handle is only dropped.
-        drop(child);
+        if self.spawner.is_none() {
+            let spawner = spawn::Spawner::new()
+                .map_err(|e| LaunchError::from_io("cannot prepare to start tasks", &e))?;
+            self.spawner = Some(spawner);
+        }
+        let spawner = self
+            .spawner
+            .as_mut()
+            .ok_or_else(|| LaunchError::Failed("cannot prepare to start tasks".to_owned()))?;
+        let slot = request.slot.to_string();
+        let task = request.task.0.to_string();
+        let mut env: Vec<(&str, &str)> = Vec::with_capacity(3 + spec.env.len());
+        env.push(("POOLSCOPE_SLOT", &slot));
+        env.push(("POOLSCOPE_TASK_ID", &task));
+        env.extend(guard_token.map(|token| (crate::executor::watchdog::TOKEN_VAR, token)));
+        env.extend(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let child = spawner
+            .spawn(&spawn::Plan {
+                program,
+                args: &args,
+                env: &env,
+                cwd: spec.cwd.as_deref(),
+                stdin_piped: !matches!(spec.stdin, StdinMode::Null),
+            })
+            .map_err(|e| LaunchError::from_io("", &e))?;
+        let pid = child.pid;
+        let stdout = Some(child.stdout);
+        let stderr = Some(child.stderr);
+        let stdin = child.stdin;
+        let pidfd = Some(child.pidfd);
         Ok(Spawned {
             pid,
+            pidfd,
             out: [stdout, stderr],
             stdin,
             terminal: None,
@@ -212,7 +201,10 @@ impl LocalBackend {
     ) -> std::io::Result<Proc> {
         let pid = rustix::process::Pid::from_raw(spawned.pid as i32)
             .ok_or_else(|| std::io::Error::other("the child has no process id"))?;
-        let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
+        let pidfd = match spawned.pidfd.take() {
+            Some(pidfd) => pidfd,
+            None => rustix::process::pidfd_open(pid, PidfdFlags::empty())?,
+        };
         let mut out: [Option<OutPipe>; 2] = [None, None];
         for (i, fd) in spawned.out.iter_mut().enumerate() {
             if let Some(fd) = fd.take() {
@@ -474,6 +466,8 @@ impl LocalBackend {
 /// A child just started, with the descriptors to watch.
 struct Spawned {
     pid: u32,
+    /// From the spawn itself; a terminal's child gets one after.
+    pidfd: Option<OwnedFd>,
     out: [Option<OwnedFd>; 2],
     stdin: Option<OwnedFd>,
     terminal: Option<pty::Terminal>,
@@ -549,6 +543,7 @@ impl Backend for LocalBackend {
             pty::spawn(request, ctx.helper(), token)
                 .map(|t| Spawned {
                     pid: t.pid,
+                    pidfd: None,
                     out: [Some(t.reader), None],
                     stdin: Some(t.writer),
                     terminal: Some(t.terminal),
