@@ -7,8 +7,9 @@
 //! Here the environment is read once, `/dev/null` is opened once, the child's stack is
 //! kept, a program found on `PATH` is remembered, and `clone(CLONE_VM | CLONE_VFORK |
 //! CLONE_PIDFD)` returns the pidfd with the child. The child then does what glibc's
-//! `posix_spawn` child does: its own process group, signal handlers back to default,
-//! nothing blocked, the three descriptors, the directory, `execve`.
+//! `posix_spawn` child does: its own process group, signal handlers back to default
+//! (those that have one, known once per pool), nothing blocked, the three descriptors,
+//! the directory, `execve`.
 
 use std::collections::HashMap;
 use std::ffi::{CString, c_char, c_int, c_void};
@@ -49,6 +50,8 @@ pub struct Spawner {
     dev_null: OwnedFd,
     /// Where a bare program name was found on the pool's `PATH`.
     found: HashMap<String, CString>,
+    /// The signals the child puts back to their default (see [`signals_to_reset`]).
+    reset: Vec<c_int>,
 }
 
 impl Spawner {
@@ -73,6 +76,7 @@ impl Spawner {
             path,
             dev_null,
             found: HashMap::new(),
+            reset: signals_to_reset(),
         })
     }
 
@@ -138,6 +142,8 @@ impl Spawner {
             envp: envp.as_ptr(),
             cwd: cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             fds: [stdin_fd, stdout_write.as_raw_fd(), stderr_write.as_raw_fd()],
+            reset: self.reset.as_ptr(),
+            reset_len: self.reset.len(),
             error: 0,
         };
         let (pid, pidfd) = clone_child(&mut self.stack, &mut child)?;
@@ -195,6 +201,34 @@ impl Spawner {
     }
 }
 
+/// The signals a child must not leave to this process's handlers before its exec:
+/// those handled when the pool starts, the ones `poolscope run` handles (it may set
+/// them up after), and SIGPIPE. glibc's `posix_spawn` asks the kernel about all 64
+/// in every child (two system calls each, about 14 µs a task here, with the parent
+/// waiting); a handler set up later for another signal could only run in a child if
+/// that signal reached the child in the microseconds before its exec, when nothing
+/// outside knows its PID yet.
+#[allow(unsafe_code)]
+fn signals_to_reset() -> Vec<c_int> {
+    let mut reset = vec![libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || reset.contains(&sig) {
+            continue;
+        }
+        // SAFETY: a query only: the kernel writes the current action into `action`.
+        let handled = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &raw mut action) == 0
+                && action.sa_sigaction != libc::SIG_DFL
+                && action.sa_sigaction != libc::SIG_IGN
+        };
+        if handled {
+            reset.push(sig);
+        }
+    }
+    reset
+}
+
 /// Everything the child needs, prepared by the parent: the child may not allocate or
 /// take a lock (it shares the parent's memory, and another thread may hold one).
 #[repr(C)]
@@ -205,6 +239,9 @@ struct ChildPlan {
     cwd: *const c_char,
     /// What becomes the child's stdin, stdout, stderr.
     fds: [c_int; 3],
+    /// Signals to put back to their default if they have a handler.
+    reset: *const c_int,
+    reset_len: usize,
     /// Set by the child when it could not exec: the errno.
     error: c_int,
 }
@@ -265,11 +302,8 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         // An ignored signal stays ignored, as across exec, but SIGPIPE, which a Rust
         // parent ignores, is the default again (as std gives its children).
         let mut action: libc::sigaction = std::mem::zeroed();
-        for sig in 1..=64 {
-            if sig == libc::SIGKILL
-                || sig == libc::SIGSTOP
-                || libc::sigaction(sig, std::ptr::null(), &raw mut action) != 0
-            {
+        for &sig in std::slice::from_raw_parts(plan.reset, plan.reset_len) {
+            if libc::sigaction(sig, std::ptr::null(), &raw mut action) != 0 {
                 continue;
             }
             let handled =
