@@ -285,7 +285,7 @@ pub fn main(token: Option<&str>) -> u8 {
         .write_all(HELLO)
         .and_then(|()| out.lock().flush());
     wait_until_unread(&out);
-    let Some((spawning, mut groups)) = read_table(&io::stdin()) else {
+    let Some((spawning, mut groups)) = read_table(io::stdin()) else {
         return 1;
     };
     if spawning > 0
@@ -303,7 +303,7 @@ pub fn main(token: Option<&str>) -> u8 {
 
 /// The table poolscope left: its count of unfinished spawns and the groups registered.
 /// Only the pages it wrote hold anything (the rest of the 4 MiB are holes): they are
-/// found with SEEK_DATA/SEEK_HOLE and read alone. Reading it whole cost the guard
+/// found with `SEEK_DATA`/`SEEK_HOLE` and read alone. Reading it whole cost the guard
 /// about 5 ms of CPU at the end of every run.
 fn read_table(memfd: impl std::os::fd::AsFd) -> Option<(u32, Vec<i32>)> {
     use rustix::fs::{SeekFrom, seek};
