@@ -279,9 +279,6 @@ impl LocalBackend {
     }
 
     fn read_output(&mut self, key: u64, index: usize, ctx: &mut Ctx<'_>) {
-        if self.buf.len() < READ_CHUNK {
-            self.buf.resize(READ_CHUNK, 0);
-        }
         let Some(proc) = self.procs.get_mut(&key) else {
             return;
         };
@@ -290,12 +287,13 @@ impl LocalBackend {
             let Some(pipe) = proc.out[index].as_mut() else {
                 break;
             };
-            match rustix::io::read(&pipe.fd, &mut self.buf[..]) {
-                Ok(0) => {
+            match read_into(&pipe.fd, &mut self.buf) {
+                Ok([]) => {
                     close_output(proc, index, ctx);
                     break;
                 }
-                Ok(n) => {
+                Ok(bytes) => {
+                    let n = bytes.len();
                     // A pipe that filled its default 64 KiB: grow it, so a fast producer
                     // is read in large pieces. Refused (a per-user limit) is harmless.
                     if !pipe.grown && n >= 64 * 1024 {
@@ -306,7 +304,7 @@ impl LocalBackend {
                         task: proc.task,
                         attempt: proc.attempt,
                         stream: pipe.stream,
-                        bytes: self.buf[..n].to_vec(),
+                        bytes: bytes.to_vec(),
                     });
                     if !ctx.output_allowed() {
                         over_budget = true;
@@ -494,20 +492,27 @@ fn drain_now(proc: &Proc, index: usize, buf: &mut Vec<u8>, ctx: &mut Ctx<'_>) {
     let Some(pipe) = proc.out[index].as_ref() else {
         return;
     };
-    if buf.len() < READ_CHUNK {
-        buf.resize(READ_CHUNK, 0);
-    }
-    while let Ok(n) = rustix::io::read(&pipe.fd, &mut buf[..]) {
-        if n == 0 {
+    while let Ok(bytes) = read_into(&pipe.fd, buf) {
+        if bytes.is_empty() {
             break;
         }
         ctx.report(Report::Output {
             task: proc.task,
             attempt: proc.attempt,
             stream: pipe.stream,
-            bytes: buf[..n].to_vec(),
+            bytes: bytes.to_vec(),
         });
     }
+}
+
+/// Read what `fd` has into `buf` (cleared first), up to [`READ_CHUNK`]. The buffer is
+/// never zeroed: zeroing a megabyte cost every pool 256 page faults, however little its
+/// tasks wrote.
+fn read_into<'b>(fd: &OwnedFd, buf: &'b mut Vec<u8>) -> rustix::io::Result<&'b [u8]> {
+    buf.clear();
+    buf.reserve_exact(READ_CHUNK);
+    let (filled, _) = rustix::io::read(fd, &mut buf.spare_capacity_mut()[..READ_CHUNK])?;
+    Ok(filled)
 }
 
 fn on_path(program: &str) -> bool {
