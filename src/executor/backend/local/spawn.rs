@@ -85,11 +85,28 @@ impl Spawner {
         let remembered = !plan.program.contains('/')
             && !plan.env.iter().any(|(k, _)| *k == "PATH")
             && self.found.contains_key(plan.program);
-        match self.spawn_once(plan) {
+        let result = match self.spawn_once(plan) {
             // Found here before, gone since: look again.
             Err(e) if remembered && e.raw_os_error() == Some(libc::ENOENT) => {
                 self.found.remove(plan.program);
                 self.spawn_once(plan)
+            }
+            other => other,
+        };
+        match result {
+            // An executable file without `#!`: a shell script, as execvp and every shell
+            // run it (`sh FILE ARGS…`).
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+                let file = self.executable(plan)?;
+                let file = file.to_str().map_err(|_| e)?;
+                let args: Vec<&str> = std::iter::once(file)
+                    .chain(plan.args.iter().copied())
+                    .collect();
+                self.spawn_once(&Plan {
+                    program: "/bin/sh",
+                    args: &args,
+                    ..*plan
+                })
             }
             other => other,
         }
@@ -476,6 +493,19 @@ mod tests {
             let error = spawner.spawn(&plan).err().expect("an error");
             assert_eq!(error.raw_os_error(), Some(errno), "{}", plan.program);
         }
+    }
+
+    #[test]
+    fn an_executable_without_a_shebang_runs_as_a_shell_script() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let script = dir.path().join("no-shebang");
+        std::fs::write(&script, "echo \"$0 got $*\"\n").expect("write");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let script = script.to_str().expect("utf-8");
+        let mut spawner = Spawner::new().expect("spawner");
+        let (code, out, _) = run(&mut spawner, &plan(script, &["a", "b c"], &[]));
+        assert_eq!((code, out), (0, format!("{script} got a b c\n")));
     }
 
     #[test]
