@@ -426,33 +426,32 @@ fn parallel_style_resume_skips_what_the_joblog_has() {
 
 #[test]
 fn a_script_without_a_shebang_runs_as_a_shell_runs_it() {
-    use std::os::unix::fs::PermissionsExt;
     // A shell (and so GNU parallel and xargs with `sh -c`) runs an executable text file
     // without `#!` as a shell script; a command line that poolscope starts without a
     // shell must too, given as a line or as a command and its arguments.
     let dir = tempfile::tempdir().expect("dir");
     let script = dir.path().join("no-shebang");
-    std::fs::write(&script, "echo \"$0 got $*\"\n").expect("write");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    common::write_executable(&script, "echo \"$0 got $*\"\n");
     let script = script.to_str().expect("utf-8");
-    let out = run_with_stdin(&["run", "-j", "1"], &format!("{script} a b\n"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("{script} got a b\n")
-    );
-    let out = run_with_stdin(&["run", "-k", script, ":::", "x", "y"], "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("{script} got x\n{script} got y\n")
-    );
+    let as_line = format!("{script} a b\n");
+    for (args, stdin, expected) in [
+        (
+            vec!["run", "-j", "1"],
+            as_line.as_str(),
+            format!("{script} got a b\n"),
+        ),
+        (
+            vec!["run", "-k", script, ":::", "x", "y"],
+            "",
+            format!("{script} got x\n{script} got y\n"),
+        ),
+    ] {
+        let out = run_with_stdin(&args, stdin);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    }
 }

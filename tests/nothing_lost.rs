@@ -913,7 +913,6 @@ read_frame()
 #[test]
 fn a_signal_reaches_a_command_its_stopped_worker_had_not_named_yet() {
     use nix::sys::signal::Signal;
-    use std::os::unix::fs::PermissionsExt;
     for (sig, stop_at) in [
         (Signal::SIGTERM, "naming"),
         (Signal::SIGINT, "naming"),
@@ -922,8 +921,7 @@ fn a_signal_reaches_a_command_its_stopped_worker_had_not_named_yet() {
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let fake = dir.path().join("poolscope-stopping-worker");
-        std::fs::write(&fake, STOPS_BEFORE_NAMING_ITS_COMMAND).expect("write");
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        common::write_executable(&fake, STOPS_BEFORE_NAMING_ITS_COMMAND);
         let d = dir.path().display();
         let mut child = common::poolscope()
             .args(["run", "--workers", "-j", "1"])

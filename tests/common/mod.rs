@@ -89,6 +89,13 @@ pub fn peak_rss_kib(pid: &str) -> Option<u64> {
 
 /// Whether a process is gone: no /proc entry, or a zombie waiting for someone else
 /// (a reparented grandchild); bounded poll because no event exists for a non-child.
+/// Write `text` to `path` as an executable file (a script, a stand-in program).
+pub fn write_executable(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
 /// A process's state letter in /proc (`R`, `S`, `T`, `Z`…), if it exists.
 pub fn state_of(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -31,8 +31,6 @@ const READS_PER_TURN: usize = 4;
 /// Runs tasks as local child processes.
 #[derive(Default)]
 pub struct LocalBackend {
-    /// Whether a bare program name resolves on `PATH` (looked up once per name).
-    on_path: HashMap<String, bool>,
     procs: HashMap<u64, Proc>,
     by_attempt: crate::executor::task::AttemptMap<u64>,
     next_key: u64,
@@ -111,15 +109,20 @@ impl LocalBackend {
         {
             return None;
         }
-        let runnable = if program.contains('/') {
-            true
-        } else {
-            *self
-                .on_path
-                .entry(program.to_owned())
-                .or_insert_with(|| on_path(program))
-        };
+        let runnable = program.contains('/') || self.spawner().ok()?.on_path(program);
         runnable.then(|| words.iter().map(|w| (*w).to_owned()).collect())
+    }
+
+    /// What starts the pool's children, made at the first need (it reads the
+    /// environment then).
+    fn spawner(&mut self) -> Result<&mut spawn::Spawner, LaunchError> {
+        match &mut self.spawner {
+            Some(spawner) => Ok(spawner),
+            none => Ok(none.insert(
+                spawn::Spawner::new()
+                    .map_err(|e| LaunchError::from_io("cannot prepare to start tasks", &e))?,
+            )),
+        }
     }
 
     /// Start a pipe-connected child; returns it with its pipes.
@@ -152,15 +155,7 @@ impl LocalBackend {
                 )
             }
         };
-        if self.spawner.is_none() {
-            let spawner = spawn::Spawner::new()
-                .map_err(|e| LaunchError::from_io("cannot prepare to start tasks", &e))?;
-            self.spawner = Some(spawner);
-        }
-        let spawner = self
-            .spawner
-            .as_mut()
-            .ok_or_else(|| LaunchError::Failed("cannot prepare to start tasks".to_owned()))?;
+        let spawner = self.spawner()?;
         let slot = request.slot.to_string();
         let task = request.task.0.to_string();
         let mut env: Vec<(&str, &str)> = Vec::with_capacity(3 + spec.env.len());
@@ -177,16 +172,11 @@ impl LocalBackend {
                 stdin_piped: !matches!(spec.stdin, StdinMode::Null),
             })
             .map_err(|e| LaunchError::from_io("", &e))?;
-        let pid = child.pid;
-        let stdout = Some(child.stdout);
-        let stderr = Some(child.stderr);
-        let stdin = child.stdin;
-        let pidfd = Some(child.pidfd);
         Ok(Spawned {
-            pid,
-            pidfd,
-            out: [stdout, stderr],
-            stdin,
+            pid: child.pid,
+            pidfd: Some(child.pidfd),
+            out: [Some(child.stdout), Some(child.stderr)],
+            stdin: child.stdin,
             terminal: None,
         })
     }
@@ -513,16 +503,6 @@ fn read_into<'b>(fd: &OwnedFd, buf: &'b mut Vec<u8>) -> rustix::io::Result<&'b [
     buf.reserve_exact(READ_CHUNK);
     let (filled, _) = rustix::io::read(fd, &mut buf.spare_capacity_mut()[..READ_CHUNK])?;
     Ok(filled)
-}
-
-fn on_path(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(program))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
 }
 
 fn describe_write_error(e: rustix::io::Errno) -> String {

@@ -49,8 +49,8 @@ pub struct Spawner {
     /// `PATH` as the pool started (the children's, unless a task sets its own).
     path: Vec<u8>,
     dev_null: OwnedFd,
-    /// Where a bare program name was found on the pool's `PATH`.
-    found: HashMap<String, CString>,
+    /// Where a bare program name was found on the pool's `PATH`, or that it was not.
+    found: HashMap<String, Option<CString>>,
     /// The signals the child puts back to their default (see [`signals_to_reset`]).
     reset: Vec<c_int>,
 }
@@ -84,7 +84,7 @@ impl Spawner {
     pub fn spawn(&mut self, plan: &Plan<'_>) -> io::Result<Child> {
         let remembered = !plan.program.contains('/')
             && !plan.env.iter().any(|(k, _)| *k == "PATH")
-            && self.found.contains_key(plan.program);
+            && matches!(self.found.get(plan.program), Some(Some(_)));
         let result = match self.spawn_once(plan) {
             // Found here before, gone since: look again.
             Err(e) if remembered && e.raw_os_error() == Some(libc::ENOENT) => {
@@ -176,47 +176,64 @@ impl Spawner {
         })
     }
 
+    /// Whether a bare program name is on the pool's `PATH` (remembered, found or not):
+    /// whether a plain command line can be started without `sh`.
+    pub fn on_path(&mut self, program: &str) -> bool {
+        if let Some(found) = self.found.get(program) {
+            return found.is_some();
+        }
+        let found = search_path(&self.path, program).ok();
+        let on_path = found.is_some();
+        self.found.insert(program.to_owned(), found);
+        on_path
+    }
+
     /// The file to exec: a path as given; a bare name searched on `PATH` as execvp
-    /// does (the first executable regular file), remembered while `PATH` is the pool's.
+    /// does, remembered while `PATH` is the pool's (a name not found before is looked
+    /// for again: it may have been installed since).
     fn executable(&mut self, plan: &Plan<'_>) -> io::Result<CString> {
         if plan.program.contains('/') {
             return Ok(CString::new(plan.program)?);
         }
-        let own_path = plan.env.iter().find(|(k, _)| *k == "PATH").map(|(_, v)| v);
-        if own_path.is_none()
-            && let Some(found) = self.found.get(plan.program)
-        {
+        if let Some((_, own_path)) = plan.env.iter().find(|(k, _)| *k == "PATH") {
+            return search_path(own_path.as_bytes(), plan.program);
+        }
+        if let Some(Some(found)) = self.found.get(plan.program) {
             return Ok(found.clone());
         }
-        let search = own_path.map_or(self.path.as_slice(), |p| p.as_bytes());
-        let mut denied = false;
-        for dir in search.split(|&b| b == b':') {
-            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
-            let mut candidate = dir.to_vec();
-            candidate.push(b'/');
-            candidate.extend_from_slice(plan.program.as_bytes());
-            let candidate = CString::new(candidate)?;
-            let is_file = rustix::fs::stat(candidate.as_c_str())
-                .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file());
-            if !is_file {
-                continue;
-            }
-            if rustix::fs::access(candidate.as_c_str(), rustix::fs::Access::EXEC_OK).is_err() {
-                denied = true;
-                continue;
-            }
-            if own_path.is_none() {
-                self.found
-                    .insert(plan.program.to_owned(), candidate.clone());
-            }
-            return Ok(candidate);
-        }
-        Err(io::Error::from_raw_os_error(if denied {
-            libc::EACCES
-        } else {
-            libc::ENOENT
-        }))
+        let found = search_path(&self.path, plan.program)?;
+        self.found
+            .insert(plan.program.to_owned(), Some(found.clone()));
+        Ok(found)
     }
+}
+
+/// Where `program` is on `path` as execvp finds it: the first executable regular file;
+/// else why not (`EACCES` if one was there but not executable).
+fn search_path(path: &[u8], program: &str) -> io::Result<CString> {
+    let mut denied = false;
+    for dir in path.split(|&b| b == b':') {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        let mut candidate = dir.to_vec();
+        candidate.push(b'/');
+        candidate.extend_from_slice(program.as_bytes());
+        let candidate = CString::new(candidate)?;
+        let is_file = rustix::fs::stat(candidate.as_c_str())
+            .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file());
+        if !is_file {
+            continue;
+        }
+        if rustix::fs::access(candidate.as_c_str(), rustix::fs::Access::EXEC_OK).is_err() {
+            denied = true;
+            continue;
+        }
+        return Ok(candidate);
+    }
+    Err(io::Error::from_raw_os_error(if denied {
+        libc::EACCES
+    } else {
+        libc::ENOENT
+    }))
 }
 
 /// The signals a child must not leave to this process's handlers before its exec:
@@ -405,6 +422,12 @@ mod tests {
         (code, out, err)
     }
 
+    fn write_executable(path: &Path, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, text).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
     fn plan<'a>(program: &'a str, args: &'a [&'a str], env: &'a [(&'a str, &'a str)]) -> Plan<'a> {
         Plan {
             program,
@@ -451,10 +474,10 @@ mod tests {
             tempfile::tempdir().expect("dir"),
         ];
         for (i, dir) in dirs.iter().enumerate() {
-            let tool = dir.path().join("poolscope-spawn-tool");
-            std::fs::write(&tool, format!("#!/bin/sh\necho {i}\n")).expect("write");
-            std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .expect("chmod");
+            write_executable(
+                &dir.path().join("poolscope-spawn-tool"),
+                &format!("#!/bin/sh\necho {i}\n"),
+            );
         }
         let mut spawner = Spawner::new().expect("spawner");
         spawner.path =
@@ -497,11 +520,9 @@ mod tests {
 
     #[test]
     fn an_executable_without_a_shebang_runs_as_a_shell_script() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("dir");
         let script = dir.path().join("no-shebang");
-        std::fs::write(&script, "echo \"$0 got $*\"\n").expect("write");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        write_executable(&script, "echo \"$0 got $*\"\n");
         let script = script.to_str().expect("utf-8");
         let mut spawner = Spawner::new().expect("spawner");
         let (code, out, _) = run(&mut spawner, &plan(script, &["a", "b c"], &[]));
