@@ -102,7 +102,8 @@ for _ in $(seq 100); do
   [ -n "$run" ] && [ "$(grep -c -e '"Started"' -e '^\["s",' "$run/journal.jsonl" 2>/dev/null)" -ge 3 ] && break
   sleep 0.1
 done
-window=$(pgrep -f "^$bin $out/cut.toml" | head -1)
+# The oldest: the window, not its orphan guard (which shares its command line).
+window=$(pgrep -o -f "^$bin $out/cut.toml")
 [ -n "$window" ] || fail "the window's process not found"
 kill -KILL "$window"
 # The guard ends them within its grace (1 s): polled, at most 10 s.

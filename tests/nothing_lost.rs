@@ -777,19 +777,22 @@ fn finding_12_messages_are_short_escaped_and_name_what_they_mean() {
     assert!(!stderr.contains("Is a directory"), "{stderr}");
 }
 
-/// The orphan guard of the poolscope with PID `pid` (polled, bounded: it starts aside).
+/// The orphan guard of the poolscope with PID `pid`: its child named `poolscope-guard`
+/// (polled, bounded: it starts aside).
 fn guard_of(pid: u32) -> u32 {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let token = format!("{pid}.");
     loop {
         for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
-            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-            if args.get(1) == Some(&&b"__guard"[..])
-                && args.get(2).is_some_and(|t| t.starts_with(token.as_bytes()))
-            {
+            // "PID (COMM) STATE PPID ..."
+            let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") "))
+            else {
+                continue;
+            };
+            let parent = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+            if name == "poolscope-guard" && parent == Some(pid) {
                 return entry.file_name().to_string_lossy().parse().expect("pid");
             }
         }
@@ -839,6 +842,53 @@ fn a_stopped_orphan_guard_does_not_stall_the_pool() {
     let loaded = journal::load(&run).expect("journal");
     assert_eq!(loaded.record.task_count(), 6002);
     assert_eq!(loaded.record.succeeded(), 6002);
+}
+
+#[test]
+fn a_killed_poolscope_s_output_ends_with_it_whatever_its_guard_does() {
+    // The guard is a copy of poolscope: had it kept poolscope's descriptors, a reader of
+    // poolscope's output (`poolscope run … | cat`) would wait for the guard, and a
+    // stopped guard would hold it for ever.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let mut child = start_run(
+        &["-j", "1", "--run-dir", &path_arg(&dir.path().join("runs"))],
+        &format!("echo $$ > {d}/pid.1; exec sleep 60\n"),
+    );
+    let pids = common::started_pids(dir.path(), 1);
+    let guard = guard_of(child.id());
+    // Its table and the pipe that tells it poolscope is gone, nothing else.
+    let held: Vec<String> = std::fs::read_dir(format!("/proc/{guard}/fd"))
+        .expect("the guard's descriptors")
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect();
+    assert_eq!(held.len(), 2, "the guard holds {held:?}");
+    let guard_pid = nix::unistd::Pid::from_raw(guard as i32);
+    nix::sys::signal::kill(guard_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut sink = Vec::new();
+        let _ = out.read_to_end(&mut sink);
+        let _ = err.read_to_end(&mut sink);
+        let _ = tx.send(());
+    });
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let ended = rx.recv_timeout(common::WAIT).is_ok();
+    let _ = nix::sys::signal::kill(guard_pid, nix::sys::signal::Signal::SIGCONT);
+    assert!(ended, "poolscope's output stayed open after it was killed");
+    assert!(
+        wait_gone(pids[0]),
+        "task {} outlived its poolscope",
+        pids[0]
+    );
 }
 
 #[test]

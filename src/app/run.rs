@@ -628,17 +628,10 @@ impl PoolscopeApp {
         match crate::watch::start_with(&argv, &dir, Some(Arc::new(waker)), true) {
             Ok((watch, events)) => {
                 // The guard ends the program and all it started if the window is killed.
-                let helper = self
-                    .options
-                    .helper
-                    .clone()
-                    .or_else(|| std::env::current_exe().ok());
-                let guarded = helper
-                    .and_then(|helper| crate::executor::watchdog::shared(&helper))
-                    .map(|guard| {
-                        guard.track(watch.group().as_raw());
-                        (guard, watch.group().as_raw())
-                    });
+                let guarded = crate::executor::watchdog::shared().map(|guard| {
+                    guard.track(watch.group().as_raw());
+                    (guard, watch.group().as_raw())
+                });
                 self.kept = None;
                 self.rows.clear();
                 self.lazy = LazyRows::Made;

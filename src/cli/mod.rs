@@ -315,12 +315,6 @@ pub fn main() -> ExitCode {
                 }
             });
         }
-        Some(crate::executor::watchdog::GUARD_ROLE) => {
-            let token = role_args.next();
-            return ExitCode::from(crate::executor::watchdog::main(
-                token.as_ref().and_then(|t| t.to_str()),
-            ));
-        }
         _ => {}
     }
     if std::env::args_os()
@@ -342,6 +336,13 @@ pub fn main() -> ExitCode {
         && let Some(argv) = task_file_first(args)
     {
         cli = Cli::parse_from(argv);
+    }
+    if matches!(
+        cli.command,
+        None | Some(Command::Run(_) | Command::Watch(_) | Command::View { .. })
+    ) {
+        // The orphan guard starts before anything that may start a task.
+        crate::executor::watchdog::start();
     }
     // `run` fails as GNU parallel does, with 255 ("other error"); 1 to 101 count
     // failed tasks.

@@ -36,9 +36,7 @@ fn watch_in(args: &WatchArgs, dir: &Path) -> Result<u8> {
     let mut joblog_out = JoblogOut::create(args.joblog.as_deref())?;
     let trace_out = TraceOut::create(args.trace.as_deref())?;
     // The guard first: from the program's first instant, a killed poolscope takes it along.
-    let guard = std::env::current_exe()
-        .ok()
-        .and_then(|exe| crate::executor::watchdog::shared(&exe));
+    let guard = crate::executor::watchdog::start();
     let (mut watched, events) = crate::watch::start(&args.program, dir, None)?;
     let group = watched.group();
     if let Some(guard) = guard {

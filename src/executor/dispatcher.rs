@@ -253,7 +253,7 @@ impl<B: Backend> Dispatcher<B> {
             reactor,
             remote,
             remote_reports,
-            guard: GroupGuard::watched(&helper),
+            guard: GroupGuard::watched(),
             usage,
             reports: Vec::new(),
             helper,

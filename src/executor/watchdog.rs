@@ -1,44 +1,44 @@
 //! The orphan guard: a small process that outlives poolscope just long enough to end every
 //! task poolscope leaves behind, however poolscope ends (even by SIGKILL).
 //!
-//! Every process group the executor starts is registered with it through memory they
-//! share (a memfd, the guard's stdin): one counter per possible group id, raised when a
-//! group starts and lowered when it is gone. A change costs no system call, never wakes
-//! the guard, and never waits for it (a stopped guard cannot stall the pool). A task runs
-//! the moment it is spawned, before its group can be registered: so a spawn is counted
-//! first, and each task carries the guard's token in its environment (`POOLSCOPE_GUARD`);
-//! a guard that finds a spawn counted and never finished when poolscope is gone looks for
-//! the token in every process of this user and ends their groups too.
+//! Every process group the executor starts is counted in a table poolscope and the guard
+//! share (a memfd): one counter per possible group id, raised when a group starts and
+//! lowered when it is gone. A change costs no system call, never wakes the guard, and never
+//! waits for it (a stopped guard cannot stall the pool). A task runs the moment it is
+//! spawned, before its group can be counted: so a spawn is counted first, and each task
+//! carries the guard's token in its environment (`POOLSCOPE_GUARD`); a guard that finds a
+//! spawn counted and never finished when poolscope is gone looks for the token in every
+//! process of this user and ends their groups too.
 //!
-//! The guard is this binary in the hidden `__guard` role, one per poolscope process, in a
-//! process group of its own and deaf to terminal signals. Its stdout is a pipe whose
-//! reading end poolscope holds for its whole life: when that end closes (poll reports an
-//! error on ours), poolscope is gone. It then reads the table, sends SIGTERM (and SIGCONT,
-//! for paused tasks) to every group still registered, waits up to [`GRACE`] for them to
-//! go, SIGKILLs the rest, and exits.
+//! The guard is a process that shares poolscope's memory (`clone(CLONE_VM)`, as a thread
+//! is made, but a process of its own, so it lives on when poolscope is killed): named
+//! `poolscope-guard`, in a process group of its own, every signal but KILL and STOP
+//! blocked, holding nothing open but the table and the writing end of a pipe whose
+//! reading end poolscope holds for its whole life. When that end closes (poll reports an
+//! error on ours), poolscope is gone: the guard reads the table, sends SIGTERM (and
+//! SIGCONT, for paused tasks) to every group still counted, waits up to [`GRACE`] for them
+//! to go, SIGKILLs the rest, and exits. Starting it costs what a thread costs; starting
+//! this binary again as the guard cost about 1 ms of every run (loading 20 MB of code),
+//! and a fork about 0.5 ms (copying, then faulting in again, poolscope's written pages).
+//! Sharing memory means the guard may only make system calls (through rustix, which
+//! touches no `errno`): no allocation, nothing that can panic; everything it needs is
+//! made before it starts and never freed.
 //!
-//! Tasks are still started by poolscope itself with `posix_spawn`: `PR_SET_PDEATHSIG` would
-//! need a `pre_exec` hook, and so a fork of a large parent, for every task.
+//! The binary starts its guard ([`start`]) before its first task; a library host that
+//! wants one calls [`start`] too.
+//!
+//! Tasks are still started by poolscope itself: `PR_SET_PDEATHSIG` would need code run in
+//! every child between fork and exec.
 //!
 //! Not reachable: a process that left its task's group (`setsid` or `setpgid`, as a daemon
 //! that double-forks does) is not in any group the guard knows.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-
-/// The hidden role: `poolscope __guard`.
-pub const GUARD_ROLE: &str = "__guard";
-/// What the guard writes once it runs, so poolscope knows a real guard listens.
-const HELLO: &[u8; 8] = b"psguard2";
 /// The environment variable each task carries: this guard's token.
 pub const TOKEN_VAR: &str = "POOLSCOPE_GUARD";
 /// How long tasks get to end on SIGTERM before SIGKILL.
@@ -55,19 +55,19 @@ pub struct Watchdog {
     table: SharedTable,
     /// What tasks carry in [`TOKEN_VAR`].
     token: String,
-    /// The reading end of the guard's stdout, open for this process's whole life: its
+    /// The reading end of the guard's pipe, open for this process's whole life: its
     /// closing is how the guard learns poolscope is gone.
     _alive: OwnedFd,
 }
 
 static SHARED: OnceLock<Option<Watchdog>> = OnceLock::new();
 
-/// The process's guard, started on first use with `helper` (this binary). `None` when it
-/// cannot start (a test binary as helper): tasks are then ended only by a living
-/// poolscope, and a warning says so once.
-pub fn shared(helper: &Path) -> Option<&'static Watchdog> {
+/// Start this process's guard (once; later calls give the same). `None` when it cannot
+/// start (no process to spare): tasks are then ended only by a living poolscope, and a
+/// warning says so.
+pub fn start() -> Option<&'static Watchdog> {
     SHARED
-        .get_or_init(|| match Watchdog::start(helper) {
+        .get_or_init(|| match Watchdog::new() {
             Ok(dog) => Some(dog),
             Err(e) => {
                 log::warn!(
@@ -79,60 +79,20 @@ pub fn shared(helper: &Path) -> Option<&'static Watchdog> {
         .as_ref()
 }
 
+/// The guard [`start`] started, if any: a library host that started none has none.
+pub fn shared() -> Option<&'static Watchdog> {
+    SHARED.get().and_then(Option::as_ref)
+}
+
 impl Watchdog {
-    fn start(helper: &Path) -> io::Result<Self> {
-        use std::os::unix::process::CommandExt;
-        // Only poolscope itself knows the `__guard` role. Any other binary (a test or a
-        // bench as its own helper) would run its main again, start an executor, and so a
-        // guard of its own: a fork bomb.
-        let is_poolscope = helper
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(|name| name.starts_with("poolscope"));
-        if !is_poolscope {
-            return Err(io::Error::other(format!(
-                "{} is not poolscope, so it cannot be the guard",
-                helper.display()
-            )));
-        }
+    fn new() -> io::Result<Self> {
         let (table, memfd) = SharedTable::create()?;
-        // Started before any task (a poolscope killed at once still has its guard), but
-        // nobody waits for it to run: what is registered meanwhile is in the table, which
-        // it reads once poolscope is gone, whenever it runs. Whether it answers is checked
-        // aside.
         let token = format!("{}.{}", std::process::id(), next_token());
-        let mut child = Command::new(helper)
-            .arg(GUARD_ROLE)
-            .arg(&token)
-            .stdin(Stdio::from(memfd))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()?;
-        let alive = OwnedFd::from(
-            child
-                .stdout
-                .take()
-                .ok_or_else(|| io::Error::other("the guard has no stdout"))?,
-        );
-        let hello = alive.try_clone()?;
-        let helper = helper.to_owned();
-        let check = move || {
-            if !answers(File::from(hello)) {
-                log::warn!(
-                    "no orphan guard ({} does not answer as one): if poolscope is killed, \
-                     its tasks are not ended",
-                    helper.display()
-                );
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            // A guard that answered is not waited for: it ends when this process does.
-        };
-        // No thread to spare (`ulimit -u`): the guard goes unchecked.
-        let _ = std::thread::Builder::new()
-            .name("poolscope-guard".into())
-            .spawn(check);
+        let (alive, held) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        let plan = GuardPlan::new(&memfd, &held, &token);
+        start_guard(plan)?;
+        // The guard has its own copies of both descriptors.
+        drop((memfd, held));
         Ok(Self {
             table,
             token,
@@ -231,116 +191,186 @@ impl SharedTable {
     }
 }
 
-/// Whether the guard wrote its hello within a couple of seconds (a helper that is not
-/// poolscope may say something else, or nothing).
-fn answers(mut out: File) -> bool {
-    use rustix::event::{PollFd, PollFlags, Timespec};
-    let mut hello = [0u8; HELLO.len()];
-    let mut got = 0;
-    let until = Instant::now() + Duration::from_secs(2);
-    while got < hello.len() {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        let wait = Timespec::try_from(left).unwrap_or(Timespec {
-            tv_sec: 2,
-            tv_nsec: 0,
-        });
-        let mut fds = [PollFd::new(&out, PollFlags::IN)];
-        if rustix::event::poll(&mut fds, Some(&wait)).unwrap_or(0) == 0 {
-            return false;
-        }
-        match out.read(&mut hello[got..]) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => got += n,
-        }
-    }
-    &hello == HELLO
-}
-
 /// A number no other guard of this process has (with its PID, the token).
 fn next_token() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The guard's own main: wait until poolscope is gone, then end every group in the table
-/// (and, if a spawn was cut short, every process that carries `token`).
-pub fn main(token: Option<&str>) -> u8 {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-    // It ends when poolscope does, never on a terminal's or a `pkill`'s signal first:
-    // these signals are caught (and never read), which leaves them without effect.
-    let Ok(_caught) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
-    else {
-        return 1;
-    };
-    // `pkill -x poolscope` (a user ending poolscope) must not hit the guard first.
-    let _ = nix::sys::prctl::set_name(c"poolscope-guard");
-    let out = io::stdout();
-    // Poolscope may be gone already (the hello then has no reader): its tasks are still
-    // to be ended.
-    let _ = out
-        .lock()
-        .write_all(HELLO)
-        .and_then(|()| out.lock().flush());
-    wait_until_unread(&out);
-    let Some((spawning, mut groups)) = read_table(io::stdin()) else {
-        return 1;
-    };
-    if spawning > 0
-        && let Some(token) = token
-    {
-        // Poolscope died between a spawn and its group's registration: find the task by
-        // its token (it may have been running for a moment already).
-        groups.extend(carrying(token));
-        groups.sort_unstable();
-        groups.dedup();
-    }
-    end_groups(groups, GRACE);
-    0
+/// Everything the guard uses, made before it starts and never freed: it shares this
+/// process's memory, so it must not allocate, and what it reads must outlive poolscope's
+/// own frees.
+struct GuardPlan {
+    memfd: RawFd,
+    held: RawFd,
+    /// `POOLSCOPE_GUARD=TOKEN`, as a task's environment holds it.
+    carried: &'static [u8],
+    /// For the table's pages, directory entries and environments.
+    buf: &'static mut [u8],
+    /// Groups found by their token (a spawn cut short): a handful at most.
+    found: [i32; FOUND_MAX],
+    found_len: usize,
 }
 
-/// The table poolscope left: its count of unfinished spawns and the groups registered.
-/// Only the pages it wrote hold anything (the rest of the 4 MiB are holes): they are
-/// found with `SEEK_DATA`/`SEEK_HOLE` and read alone. Reading it whole cost the guard
-/// about 5 ms of CPU at the end of every run.
-fn read_table(memfd: impl std::os::fd::AsFd) -> Option<(u32, Vec<i32>)> {
-    use rustix::fs::{SeekFrom, seek};
-    let memfd = memfd.as_fd();
-    let mut header = [0u8; HEADER];
-    if rustix::io::pread(memfd, &mut header, 0).ok()? < HEADER {
-        return None;
+const FOUND_MAX: usize = 64;
+/// The guard's stack: a few frames of system calls.
+const GUARD_STACK: usize = 128 << 10;
+const GUARD_BUF: usize = 64 << 10;
+
+impl GuardPlan {
+    fn new(memfd: &OwnedFd, held: &OwnedFd, token: &str) -> &'static mut Self {
+        use std::os::fd::AsRawFd;
+        Box::leak(Box::new(Self {
+            memfd: memfd.as_raw_fd(),
+            held: held.as_raw_fd(),
+            carried: format!("{TOKEN_VAR}={token}").into_bytes().leak(),
+            buf: vec![0u8; GUARD_BUF].leak(),
+            found: [0; FOUND_MAX],
+            found_len: 0,
+        }))
     }
-    let spawning = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]);
-    let mut groups = Vec::new();
-    let mut buf = Vec::new();
-    let mut at = 0u64;
-    // A file system without SEEK_DATA reports all of it as data: read it all then.
-    while let Ok(start) = seek(memfd, SeekFrom::Data(at)) {
-        let end = seek(memfd, SeekFrom::Hole(start)).unwrap_or(TABLE_LEN as u64);
-        buf.resize(usize::try_from(end - start).ok()?, 0);
-        let read = rustix::io::pread(memfd, &mut buf, start).ok()?;
-        for (i, &count) in buf[..read].iter().enumerate() {
-            let offset = start as usize + i;
-            if count > 0 && offset >= HEADER {
-                groups.extend(i32::try_from(offset - HEADER).ok());
+}
+
+/// Start the guard on a stack of its own, sharing this process's memory.
+#[allow(unsafe_code)]
+fn start_guard(plan: &'static mut GuardPlan) -> io::Result<()> {
+    // Not written here: only the pages the guard's frames reach ever take memory.
+    let stack = Box::leak(Box::<[u128]>::new_uninit_slice(GUARD_STACK / 16));
+    // SAFETY: the guard runs `guard_main` on its own stack, with `plan`, both leaked and
+    // so never freed or touched by this process again; the signal masks are restored
+    // before returning.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&raw mut all);
+        // The guard starts with every signal blocked (and keeps them so): no handler of
+        // poolscope's runs in it, and neither Ctrl-C nor a `pkill` ends it first.
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut before);
+        let top = stack.as_mut_ptr().add(stack.len()).cast::<libc::c_void>();
+        let pid = libc::clone(
+            guard_main,
+            top,
+            libc::CLONE_VM | libc::SIGCHLD,
+            std::ptr::from_mut(plan).cast::<libc::c_void>(),
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const before, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_error);
+        }
+    }
+    Ok(())
+}
+
+/// The guard's life: wait until poolscope is gone, then end every group in the table
+/// (and, if a spawn was cut short, every process that carries the token). It shares
+/// poolscope's memory and thread-local storage: only system calls through rustix (which
+/// touch no `errno`), no allocation, nothing that can panic.
+#[allow(unsafe_code)]
+extern "C" fn guard_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the leaked `GuardPlan`, this process's alone from now on.
+    let plan = unsafe { &mut *arg.cast::<GuardPlan>() };
+    // Only the table and the pipe stay open: a descriptor of poolscope's held here (a
+    // task's pipe, a socket, a lock) would outlive poolscope.
+    // SAFETY: the descriptors are this process's copies; none is used after it closes.
+    unsafe {
+        for fd in 0..plan.memfd.max(plan.held) {
+            if fd != plan.memfd && fd != plan.held {
+                rustix::io::close(fd);
             }
         }
-        if read == 0 || end >= TABLE_LEN as u64 {
+    }
+    close_from(plan.memfd.max(plan.held) + 1);
+    let _ = rustix::process::setpgid(None, None);
+    // `pkill -x poolscope` (a user ending poolscope) must not hit the guard first.
+    let _ = rustix::thread::set_name(c"poolscope-guard");
+    // SAFETY: both descriptors stay open for the guard's life.
+    let (table, held) = unsafe {
+        (
+            BorrowedFd::borrow_raw(plan.memfd),
+            BorrowedFd::borrow_raw(plan.held),
+        )
+    };
+    wait_until_unread(held);
+    if spawning(table) > 0 {
+        // Poolscope died between a spawn and its group's registration: find the task by
+        // its token (it may have been running for a moment already).
+        carrying(plan);
+    }
+    end_groups(plan, table, GRACE);
+    // SAFETY: ends the guard alone (its own thread group), running nothing on the way.
+    unsafe { libc::_exit(0) }
+}
+
+/// Close every descriptor from `first` up (`close_range`, or one by one where the
+/// kernel is older than 5.9).
+#[allow(unsafe_code)]
+fn close_from(first: RawFd) {
+    let Ok(first) = u32::try_from(first) else {
+        return;
+    };
+    // SAFETY: a system call on this process's own descriptor table, none of them used
+    // afterwards; it sets `errno` only when it fails, which it does only on old kernels.
+    if unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) } != 0 {
+        for fd in first..4096 {
+            // SAFETY: as above.
+            unsafe { rustix::io::close(fd.cast_signed()) };
+        }
+    }
+}
+
+/// The count of spawns poolscope had begun and not finished.
+fn spawning(table: BorrowedFd<'_>) -> u32 {
+    let mut header = [0u8; 4];
+    match rustix::io::pread(table, &mut header, 0) {
+        Ok(4) => u32::from_ne_bytes(header),
+        _ => 0,
+    }
+}
+
+/// Every group registered in the table poolscope left. Only the pages it wrote hold
+/// anything (the rest of the 4 MiB are holes): they are found with `SEEK_DATA` and
+/// `SEEK_HOLE` and read alone (reading it whole cost about 5 ms of CPU a run).
+fn for_each_group(table: BorrowedFd<'_>, buf: &mut [u8], mut each: impl FnMut(i32)) {
+    use rustix::fs::{SeekFrom, seek};
+    let mut at = HEADER as u64;
+    // A file system without SEEK_DATA reports all of it as data: read it all then.
+    while let Ok(start) = seek(table, SeekFrom::Data(at)) {
+        let end = seek(table, SeekFrom::Hole(start))
+            .unwrap_or(TABLE_LEN as u64)
+            .min(TABLE_LEN as u64);
+        let mut offset = start.max(HEADER as u64);
+        while offset < end {
+            let want = usize::try_from(end - offset).map_or(buf.len(), |n| n.min(buf.len()));
+            let Some(chunk) = buf.get_mut(..want) else {
+                return;
+            };
+            let read = match rustix::io::pread(table, &mut *chunk, offset) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            };
+            for (i, &count) in chunk.iter().take(read).enumerate() {
+                if count > 0
+                    && let Ok(group) = i32::try_from(offset as usize + i - HEADER)
+                {
+                    each(group);
+                }
+            }
+            offset += read as u64;
+        }
+        if end >= TABLE_LEN as u64 {
             break;
         }
         at = end;
     }
-    Some((spawning, groups))
 }
 
 /// Block until nobody can read what we write to `out` (poolscope held the only reader).
-fn wait_until_unread(out: &io::Stdout) {
+fn wait_until_unread(out: BorrowedFd<'_>) {
     use rustix::event::{PollFd, PollFlags};
     loop {
         // No events asked for: an error or hang-up is always reported, nothing else is.
-        let mut fds = [PollFd::new(out, PollFlags::empty())];
+        let mut fds = [PollFd::new(&out, PollFlags::empty())];
         match rustix::event::poll(&mut fds, None) {
             Ok(_)
                 if fds[0]
@@ -356,46 +386,144 @@ fn wait_until_unread(out: &io::Stdout) {
     }
 }
 
-/// The process groups of every process whose environment has `POOLSCOPE_GUARD=token`.
-fn carrying(token: &str) -> Vec<i32> {
-    let wanted = format!("{TOKEN_VAR}={token}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
+/// The process groups of every process whose environment has `POOLSCOPE_GUARD=token`,
+/// into `plan.found`.
+fn carrying(plan: &mut GuardPlan) {
+    use rustix::fs::{Mode, OFlags, RawDir, openat};
+    let Ok(proc) = openat(
+        rustix::fs::CWD,
+        c"/proc",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    // Directory entries go in the first half of the buffer, an environment in the rest.
+    let (entries, environ) = plan.buf.split_at_mut(GUARD_BUF / 2);
+    // SAFETY: the same bytes seen as possibly uninitialised, which they are not.
+    #[allow(unsafe_code)]
+    let entries = unsafe {
+        std::slice::from_raw_parts_mut(
+            entries.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(),
+            entries.len(),
+        )
+    };
+    let mut dir = RawDir::new(&proc, entries);
+    while let Some(Ok(entry)) = dir.next() {
+        let name = entry.file_name().to_bytes();
+        let Some(pid) = parse_pid(name) else {
             continue;
         };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+        // "PID/environ", NUL-terminated, on the stack.
+        let mut path = [0u8; 32];
+        let suffix = b"/environ\0";
+        let Some(room) = path.get_mut(..name.len() + suffix.len()) else {
             continue;
         };
-        if environ
-            .split(|&b| b == 0)
-            .any(|var| var == wanted.as_bytes())
-            && let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+        room[..name.len()].copy_from_slice(name);
+        room[name.len()..].copy_from_slice(suffix);
+        let Ok(path) = std::ffi::CStr::from_bytes_until_nul(&path) else {
+            continue;
+        };
+        if environ_has(&proc, path, environ, plan.carried)
+            && let Ok(group) = rustix::process::getpgid(rustix::process::Pid::from_raw(pid))
+            && let Some(slot) = plan.found.get_mut(plan.found_len)
         {
-            found.push(pgid.as_raw());
+            *slot = group.as_raw_nonzero().get();
+            plan.found_len += 1;
         }
     }
-    found
 }
 
-/// SIGTERM every group, wait up to `grace` for them to empty, SIGKILL what is left.
-fn end_groups(mut groups: Vec<i32>, grace: Duration) {
-    let send = |pgid: i32, signal: Option<Signal>| killpg(Pid::from_raw(pgid), signal).is_ok();
-    groups.retain(|&g| send(g, Some(Signal::SIGTERM)));
-    for &g in &groups {
-        send(g, Some(Signal::SIGCONT));
+fn parse_pid(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    let until = Instant::now() + grace;
-    while !groups.is_empty() && Instant::now() < until {
+    name.iter().try_fold(0i32, |n, &d| {
+        n.checked_mul(10)?.checked_add(i32::from(d - b'0'))
+    })
+}
+
+/// Whether the environment at `path` (under `/proc`) holds the variable `wanted`
+/// exactly, read through `buf` a piece at a time.
+fn environ_has(proc: &OwnedFd, path: &std::ffi::CStr, buf: &mut [u8], wanted: &[u8]) -> bool {
+    use rustix::fs::{Mode, OFlags, openat};
+    let Ok(file) = openat(proc, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
+        return false;
+    };
+    // Whether the bytes so far are the start of a variable, and how much of `wanted`
+    // they matched.
+    let mut at_start = true;
+    let mut matched: Option<usize> = None;
+    loop {
+        let read = match rustix::io::read(&file, &mut *buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => read,
+        };
+        for &byte in buf.iter().take(read) {
+            if byte == 0 {
+                if matched == Some(wanted.len()) {
+                    return true;
+                }
+                at_start = true;
+                matched = None;
+                continue;
+            }
+            if at_start {
+                matched = Some(0);
+                at_start = false;
+            }
+            matched = matched
+                .filter(|&m| wanted.get(m) == Some(&byte))
+                .map(|m| m + 1);
+        }
+    }
+}
+
+/// SIGTERM (and SIGCONT) every group poolscope left, wait up to `grace` for them to
+/// empty, SIGKILL what is left. The table does not change any more: each round reads it
+/// again instead of keeping a list.
+fn end_groups(plan: &mut GuardPlan, table: BorrowedFd<'_>, grace: Duration) {
+    use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
+    let (found, found_len) = (plan.found, plan.found_len);
+    let every = |buf: &mut [u8], each: &mut dyn FnMut(Pid)| {
+        let mut one = |group: i32| {
+            if let Some(group) = Pid::from_raw(group) {
+                each(group);
+            }
+        };
+        for_each_group(table, buf, &mut one);
+        found.iter().take(found_len).for_each(|&g| one(g));
+    };
+    every(plan.buf, &mut |g| {
+        let _ = kill_process_group(g, Signal::TERM);
+        let _ = kill_process_group(g, Signal::CONT);
+    });
+    let until = monotonic().saturating_add(grace);
+    while monotonic() < until {
+        let mut alive = false;
+        every(plan.buf, &mut |g| {
+            alive |= test_kill_process_group(g).is_ok();
+        });
+        if !alive {
+            return;
+        }
         // Polling is fine here: this runs once, after poolscope is gone.
-        std::thread::sleep(Duration::from_millis(20));
-        groups.retain(|&g| send(g, None));
+        let _ = rustix::thread::nanosleep(&rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 20_000_000,
+        });
     }
-    for g in groups {
-        send(g, Some(Signal::SIGKILL));
-    }
+    every(plan.buf, &mut |g| {
+        let _ = kill_process_group(g, Signal::KILL);
+    });
+}
+
+/// The monotonic clock, read without `std` (which may touch thread-local state).
+fn monotonic() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
 }

@@ -139,11 +139,11 @@ pub struct GroupGuard {
 }
 
 impl GroupGuard {
-    /// A guard whose groups the orphan guard also knows (started with `helper`).
-    pub fn watched(helper: &std::path::Path) -> Self {
+    /// A guard whose groups the process's orphan guard also knows (if it has one).
+    pub fn watched() -> Self {
         Self {
             groups: Arc::default(),
-            dog: super::watchdog::shared(helper),
+            dog: super::watchdog::shared(),
         }
     }
 
