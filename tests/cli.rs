@@ -455,3 +455,68 @@ fn a_script_without_a_shebang_runs_as_a_shell_runs_it() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
     }
 }
+
+/// The run folders under `runs` (none before it exists), oldest first.
+fn run_folders(runs: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("run-"))
+        .collect();
+    names.sort_by_key(|name| {
+        name.trim_start_matches("run-")
+            .split('-')
+            .next()
+            .and_then(|stamp| stamp.parse::<u128>().ok())
+    });
+    names
+}
+
+#[test]
+fn old_runs_beyond_keep_runs_go_and_the_new_one_stays() {
+    // Old runs are removed while the new run starts (not before it): the new one must
+    // never count among the old, and each run ends with the newest kept.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = dir.path().join("runs");
+    let runs_arg = runs.to_str().expect("utf-8 path");
+    for round in 1..=4 {
+        let before = run_folders(&runs);
+        let out = common::run_with_input(&["--keep-runs", "2", "--run-dir", runs_arg], "true\n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let after = run_folders(&runs);
+        let made: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
+        assert_eq!(made.len(), 1, "round {round}: {before:?} -> {after:?}");
+        assert_eq!(after.len(), round.min(2), "round {round}: {after:?}");
+        // The newest of the old runs stays beside the new one.
+        if let Some(newest_before) = before.last() {
+            assert!(
+                after.contains(newest_before),
+                "round {round}: {before:?} -> {after:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_run_root_that_cannot_be_written_is_refused_before_any_task_runs() {
+    // /proc is a folder nobody can make a run folder in, root included.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("ran");
+    let out = common::run_with_input(
+        &["--run-dir", "/proc"],
+        &format!("touch {}\n", marker.display()),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    assert!(
+        stderr.contains("/proc"),
+        "the error names the run root: {stderr}"
+    );
+    assert!(!marker.exists(), "a task ran without a run folder");
+}

@@ -188,6 +188,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         mut joblog_out,
         unaccounted,
         stream,
+        pruning: _pruning,
     } = match &run_folder {
         Some(dir) => resume_session(args, dir)?,
         None => new_session(args, gnu_resume)?,
@@ -763,6 +764,37 @@ struct Session {
     unaccounted: u64,
     /// Tasks come from stdin as they are read.
     stream: Option<input::Streamed>,
+    /// Old runs being removed meanwhile.
+    pruning: Pruning,
+}
+
+/// Old runs removed beside the run's start: before, their removal stood between
+/// poolscope's start and its first task (0.2 ms on tmpfs, 0.6 ms on a disk here). Joined
+/// when dropped, so poolscope never leaves a folder half removed.
+struct Pruning(Option<std::thread::JoinHandle<()>>);
+
+impl Pruning {
+    fn aside(root: &RunRoot, keep: usize, max_bytes: Option<u64>, made: &Path) -> Self {
+        let (thread_root, thread_made) = (root.clone(), made.to_owned());
+        let spawned = std::thread::Builder::new()
+            .name("poolscope-prune".into())
+            .spawn(move || thread_root.prune_except(keep, max_bytes, Some(&thread_made)));
+        if let Ok(thread) = spawned {
+            Self(Some(thread))
+        } else {
+            // No thread to spare (`ulimit -u`): done here, as before.
+            root.prune_except(keep, max_bytes, Some(made));
+            Self(None)
+        }
+    }
+}
+
+impl Drop for Pruning {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A new run: its tasks from the file or stdin (less those a GNU-style `--resume` skips),
@@ -796,6 +828,7 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         }
         _ => (specs, JoblogOut::create(args.joblog.as_deref())?),
     };
+    let mut pruning = Pruning(None);
     let journal = if args.no_journal {
         None
     } else {
@@ -804,13 +837,15 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
             None => runs::default_root()?,
         };
         let root = RunRoot::open(&root)?;
-        // Room for this run first: the newest `keep_runs` - 1 stay.
-        root.prune(
-            args.keep_runs.saturating_sub(1),
-            args.max_runs_size.map(|mb| mb << 20),
-        );
         let lock = root.new_run()?;
         let dir = lock.dir().to_owned();
+        // Room for this run: the newest `keep_runs` - 1 others stay.
+        pruning = Pruning::aside(
+            &root,
+            args.keep_runs.saturating_sub(1),
+            args.max_runs_size.map(|mb| mb << 20),
+            &dir,
+        );
         let about = crate::model::store::journal::RunAbout {
             source: Some(source),
             workers: config.workers.clone(),
@@ -844,6 +879,7 @@ fn new_session(args: &RunArgs, gnu_resume: bool) -> Result<Session> {
         joblog_out,
         unaccounted: 0,
         stream,
+        pruning,
     })
 }
 
@@ -933,6 +969,7 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
         resumption,
         joblog_out,
         stream: None,
+        pruning: Pruning(None),
     })
 }
 

@@ -17,7 +17,6 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunRootError {
@@ -85,7 +84,6 @@ impl RunRoot {
         let meta = checked_folder(path, true)?;
         let shared = meta.mode() & 0o022 != 0;
         if meta.uid() == me && !shared {
-            probe_writable(path)?;
             return Ok(Self {
                 path: path.to_owned(),
             });
@@ -110,7 +108,6 @@ impl RunRoot {
                 mode: meta.mode() & 0o7777,
             });
         }
-        probe_writable(&private)?;
         Ok(Self { path: private })
     }
 
@@ -161,7 +158,13 @@ impl RunRoot {
     /// the newest ones kept take at most that much room (the user's policy:
     /// `--keep-runs`, `--max-runs-size`).
     pub fn prune(&self, keep: usize, max_bytes: Option<u64>) {
-        let runs = self.runs();
+        self.prune_except(keep, max_bytes, None);
+    }
+
+    /// [`RunRoot::prune`] as if the run folder `except` (one just made) were not there.
+    pub fn prune_except(&self, keep: usize, max_bytes: Option<u64>, except: Option<&Path>) {
+        let mut runs = self.runs();
+        runs.retain(|run| Some(run.as_path()) != except);
         let mut used = 0u64;
         let mut kept = 0usize;
         // Newest first: a run stays while both limits allow it.
@@ -222,7 +225,13 @@ impl RunRoot {
                 Ok(()) => return RunLock::acquire(&dir),
                 // Two runs of this process in one millisecond (two windows' threads).
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => stamp += 1,
-                Err(source) => return Err(RunRootError::Io { path: dir, source }),
+                // Not writable: said of the root, before any task starts.
+                Err(source) => {
+                    return Err(RunRootError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
             }
         }
     }
@@ -259,26 +268,6 @@ fn checked_folder(path: &Path, create: bool) -> Result<std::fs::Metadata, RunRoo
         });
     }
     Ok(meta)
-}
-
-/// Writable? Found now, before any task starts, not at the first output. The probe's
-/// name is unique in this process too: two windows open one root at once.
-fn probe_writable(path: &Path) -> Result<(), RunRootError> {
-    static PROBES: AtomicU64 = AtomicU64::new(0);
-    let probe = path.join(format!(
-        ".poolscope-probe-{}-{}",
-        std::process::id(),
-        PROBES.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&probe)
-        .map_err(|source| RunRootError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-    let _ = std::fs::remove_dir(&probe);
-    Ok(())
 }
 
 /// The name of the lock file in each run's folder.
