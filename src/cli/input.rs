@@ -295,8 +295,12 @@ pub const STDIN_BATCH: usize = 4096;
 /// Read the input (stdin, or a file: a fifo, `/dev/stdin`, an endless producer) on a
 /// thread of its own, one argument (or command) per line, as a stream: a batch goes out
 /// as soon as no more input is waiting, so a slow producer's first line runs at once;
-/// the channel's bound holds the reader back when the run is behind.
-pub fn stream_input(streamed: Streamed) -> Result<mpsc::Receiver<FromStdin>> {
+/// the channel's bound holds the reader back when the run is behind. `wake` is called
+/// after each batch (and the end), for a reader waiting on something else.
+pub fn stream_input(
+    streamed: Streamed,
+    wake: impl Fn() + Send + 'static,
+) -> Result<mpsc::Receiver<FromStdin>> {
     let Streamed { maker, file } = streamed;
     let (input, what) = open_input(&file)?;
     let input = io::BufReader::with_capacity(256 * 1024, input);
@@ -312,10 +316,11 @@ pub fn stream_input(streamed: Streamed) -> Result<mpsc::Receiver<FromStdin>> {
                 |spec, waiting| {
                     batch.push(spec);
                     let full = !waiting || batch.len() >= STDIN_BATCH;
-                    !full
-                        || tx
-                            .send(FromStdin::Tasks(std::mem::take(&mut batch)))
-                            .is_ok()
+                    !full || {
+                        let sent = tx.send(FromStdin::Tasks(std::mem::take(&mut batch)));
+                        wake();
+                        sent.is_ok()
+                    }
                 },
             );
             let _ = tx.send(FromStdin::Tasks(batch));
@@ -323,6 +328,7 @@ pub fn stream_input(streamed: Streamed) -> Result<mpsc::Receiver<FromStdin>> {
                 Ok(()) => FromStdin::End,
                 Err(e) => FromStdin::Refused(e.to_string()),
             });
+            wake();
         })
         .context("starting the input reader")?;
     Ok(rx)

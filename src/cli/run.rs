@@ -214,13 +214,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         config.output_dir = Some(dir.clone());
     }
     let output_dir = config.output_dir.clone();
-    let mut from_stdin = stream.map(input::stream_input).transpose()?;
-    if from_stdin.is_none() {
+    if stream.is_none() {
         record.reserve_tasks(specs.len());
     }
     // The list goes to the pool as it runs, in whole chunks, enough to keep every worker
     // busy with one chunk waiting: at most that many tasks are made at once.
-    let mut from_list = from_stdin.is_none().then(|| {
+    let mut from_list = stream.is_none().then(|| {
         let len = specs.len();
         ListFeeder::new(
             Arc::new(specs),
@@ -238,6 +237,13 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     // The pool numbers the run's own list 1 to N; what clients add follows it.
     let listed = from_list.as_ref().map_or(0, ListFeeder::len);
     let (executor, events) = Executor::start(config, None);
+    // Each batch read wakes this thread (it waited up to 2 ms for it, polling).
+    let mut from_stdin = stream
+        .map(|stream| {
+            let nudge = events.nudge();
+            input::stream_input(stream, move || nudge.nudge())
+        })
+        .transpose()?;
     let interrupted = watch_signals(&executor)?;
     // Clients (`poolscope add`, `status`, `follow` …) reach the run through a socket in
     // its folder; a run without a folder (--no-journal) is not reachable.
@@ -299,9 +305,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     let mut save_failed = None;
     let mut drained = false;
     // The journal gets what arrived in one batch whenever no more is at hand, and the
-    // joblog its lines once the journal has them; then the next event is awaited (at
-    // most `wait`, when stdin is to be looked at again).
-    let next = |wait: Option<Duration>, joblog_out: &mut JoblogOut| -> Result<Waited> {
+    // joblog its lines once the journal has them; then the next event (or a nudge: a
+    // batch read, a client's request) is awaited.
+    let next = |joblog_out: &mut JoblogOut| -> Result<Waited> {
         if let Some(event) = events.try_recv() {
             return Ok(Waited::Event(event));
         }
@@ -313,7 +319,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 journal.send();
             }
         }
-        Ok(events.wait(wait.unwrap_or(Duration::MAX)))
+        Ok(events.wait(Duration::MAX))
     };
     loop {
         if let Some(control) = &mut control {
@@ -421,9 +427,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 executor.close();
             }
         }
-        // While stdin is read, it is polled between events: a line waits at most 2 ms.
-        let reading = from_stdin.is_some();
-        let event = match next(reading.then_some(Duration::from_millis(2)), &mut joblog_out)? {
+        let event = match next(&mut joblog_out)? {
             Waited::Event(event) => event,
             Waited::TimedOut | Waited::Nudged => continue,
             Waited::Closed => break,

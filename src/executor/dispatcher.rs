@@ -323,7 +323,15 @@ impl<B: Backend> Dispatcher<B> {
             if self.sink.budget().take_reopened() {
                 self.with_ctx(B::resume_output);
             }
-            self.sink.flush_if_due();
+            // Events wait to be handed over in batches while tasks run; the last task's
+            // end goes at once (its consumer is likely waiting for it, to end the run or
+            // to give it more).
+            if self.active.is_empty() && self.sched.queued() == 0 && self.sink.flush_due().is_some()
+            {
+                self.sink.flush();
+            } else {
+                self.sink.flush_if_due();
+            }
             let timeout = self
                 .next_timer()
                 .into_iter()
