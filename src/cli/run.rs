@@ -591,6 +591,15 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         }
     }
     bar.finish_and_clear();
+    // The end marker goes to the disk and the pool's thread ends while the socket
+    // closes.
+    if drained
+        && journal_failed.is_none()
+        && let Some((_, journal)) = &journal
+    {
+        journal.end_soon(&record);
+    }
+    executor.shut_down_soon();
     // Clients are told the run ended; its socket goes.
     drop(control);
     drop(executor);
@@ -607,7 +616,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     }
     let dir = match journal {
         Some((dir, journal)) => {
-            if drained && let Err(e) = journal.end(&record) {
+            if drained && let Err(e) = journal.finish() {
                 bail!("cannot finish the run's journal in {}: {e}", dir.display());
             }
             Some(dir)

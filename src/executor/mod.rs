@@ -522,6 +522,14 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// Begin ending the pool (as dropping it does) without waiting: its thread winds
+    /// down while the caller closes other things; dropping the executor then waits.
+    pub fn shut_down_soon(&self) {
+        self.handle.tell(Msg::Shutdown);
+    }
+}
+
 impl std::ops::Deref for Executor {
     type Target = Handle;
     fn deref(&self) -> &Handle {

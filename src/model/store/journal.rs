@@ -552,20 +552,19 @@ impl JournalWriter {
             .clone()
     }
 
-    /// The run ended cleanly: write the end marker (with `record`'s counts), sync, and
-    /// wait for the writer. An error names the journal and what failed.
-    pub fn end(mut self, record: &RunRecord) -> Result<(), String> {
-        self.send();
-        let _ = self.tx.send(Msg::End(End::of(record)));
-        self.join();
-        self.error().map_or(Ok(()), Err)
-    }
-
-    /// [`JournalWriter::end`] without waiting (the window's thread never waits for the
-    /// disk): the writer finishes on its own, and dropping this waits for it.
+    /// The run ended cleanly: the end marker (with `record`'s counts) goes to the writer,
+    /// which writes and syncs it on its own; [`JournalWriter::finish`] (or dropping this)
+    /// waits for it, and the window's thread never does.
     pub fn end_soon(&self, record: &RunRecord) {
         self.send();
         let _ = self.tx.send(Msg::End(End::of(record)));
+    }
+
+    /// Wait for the writer to have written (and, after [`JournalWriter::end_soon`],
+    /// synced) everything; an error names the journal and what failed.
+    pub fn finish(mut self) -> Result<(), String> {
+        self.join();
+        self.error().map_or(Ok(()), Err)
     }
 
     fn join(&mut self) {
@@ -580,7 +579,7 @@ impl JournalWriter {
 }
 
 impl Drop for JournalWriter {
-    /// Without [`JournalWriter::end`] the journal has no end marker: the run reads as one
+    /// Without [`JournalWriter::end_soon`] the journal has no end marker: the run reads as one
     /// that did not end cleanly.
     fn drop(&mut self) {
         self.join();
