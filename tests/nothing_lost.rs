@@ -892,6 +892,35 @@ fn a_killed_poolscope_s_output_ends_with_it_whatever_its_guard_does() {
 }
 
 #[test]
+fn killing_every_process_with_poolscope_s_command_line_still_ends_its_tasks() {
+    // `pkill -KILL -f 'poolscope run …'`: the guard must not answer to poolscope's
+    // command line, or it dies with poolscope and the tasks run on.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let (child, pids) = long_run(&dir.path().join("runs"), dir.path());
+    let guard = guard_of(child.id());
+    let cmdline = |pid: u32| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let own = cmdline(child.id());
+    assert_ne!(
+        cmdline(guard),
+        own,
+        "the guard shows poolscope's command line"
+    );
+    let same: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&pid| cmdline(pid) == own)
+        .collect();
+    assert_eq!(
+        same,
+        vec![child.id()],
+        "{d}: more than poolscope answers to its command line"
+    );
+    stop(child, &pids);
+}
+
+#[test]
 fn tasks_start_with_no_signal_blocked() {
     // Tasks inherit the mask of the thread that spawns them (std no longer resets it):
     // poolscope must never block a signal there (blocking SIGCHLD to spare wake-ups was

@@ -331,18 +331,21 @@ pub fn main() -> ExitCode {
             }
         };
     }
+    if std::env::args_os().nth(1).is_none_or(|w| {
+        !matches!(
+            w.to_str(),
+            Some("completions" | "manpage" | "help" | "-h" | "--help" | "-V" | "--version")
+        )
+    }) {
+        // The orphan guard starts before anything that may start a task, and before
+        // this process has threads or more than a few pages of its own (it is a copy).
+        crate::executor::watchdog::start();
+    }
     let mut cli = Cli::parse();
     if let Some(Command::Run(args)) = &cli.command
         && let Some(argv) = task_file_first(args)
     {
         cli = Cli::parse_from(argv);
-    }
-    if matches!(
-        cli.command,
-        None | Some(Command::Run(_) | Command::Watch(_) | Command::View { .. })
-    ) {
-        // The orphan guard starts before anything that may start a task.
-        crate::executor::watchdog::start();
     }
     // `run` fails as GNU parallel does, with 255 ("other error"); 1 to 101 count
     // failed tasks.

@@ -10,22 +10,23 @@
 //! spawn counted and never finished when poolscope is gone looks for the token in every
 //! process of this user and ends their groups too.
 //!
-//! The guard is a process that shares poolscope's memory (`clone(CLONE_VM)`, as a thread
-//! is made, but a process of its own, so it lives on when poolscope is killed): named
-//! `poolscope-guard`, in a process group of its own, every signal but KILL and STOP
-//! blocked, holding nothing open but the table and the writing end of a pipe whose
-//! reading end poolscope holds for its whole life. When that end closes (poll reports an
-//! error on ours), poolscope is gone: the guard reads the table, sends SIGTERM (and
-//! SIGCONT, for paused tasks) to every group still counted, waits up to [`GRACE`] for them
-//! to go, SIGKILLs the rest, and exits. Starting it costs what a thread costs; starting
-//! this binary again as the guard cost about 1 ms of every run (loading 20 MB of code),
-//! and a fork about 0.5 ms (copying, then faulting in again, poolscope's written pages).
-//! Sharing memory means the guard may only make system calls (through rustix, which
-//! touches no `errno`): no allocation, nothing that can panic; everything it needs is
-//! made before it starts and never freed.
+//! The guard is a copy of poolscope forked as it starts, before it has threads or more
+//! than a few pages of its own (`poolscope-guard` in `ps`, `poolscope __guard TOKEN` as
+//! its command line, so `pkill -f 'poolscope run'` spares it), in a process group of its
+//! own, every signal but KILL and STOP blocked, holding nothing open but the table and
+//! the writing end of a pipe whose reading end poolscope holds for its whole life. When
+//! that end closes (poll reports an error on ours), poolscope is gone: the guard reads
+//! the table, sends SIGTERM (and SIGCONT, for paused tasks) to every group still counted,
+//! waits up to [`GRACE`] for them to go, SIGKILLs the rest, and exits. Forked that early
+//! it costs about 0.35 ms of a run (the fork, and poolscope's first writes to the few
+//! pages they share); starting this binary again as the guard cost about 1 ms (loading
+//! 20 MB of code). A process sharing poolscope's memory (`CLONE_VM`) cost 0.1 ms, but
+//! shared its command line too: `pkill -KILL -f 'poolscope run'` took the guard along.
+//! The guard makes only system calls (through rustix): it may be the copy of a process
+//! that had threads (a library host's), whose locks a copy must not touch.
 //!
-//! The binary starts its guard ([`start`]) before its first task; a library host that
-//! wants one calls [`start`] too.
+//! The binary starts its guard ([`start`]) first thing; a library host that wants one
+//! calls [`start`] too.
 //!
 //! Tasks are still started by poolscope itself: `PR_SET_PDEATHSIG` would need code run in
 //! every child between fork and exec.
@@ -62,9 +63,9 @@ pub struct Watchdog {
 
 static SHARED: OnceLock<Option<Watchdog>> = OnceLock::new();
 
-/// Start this process's guard (once; later calls give the same). `None` when it cannot
-/// start (no process to spare): tasks are then ended only by a living poolscope, and a
-/// warning says so.
+/// Start this process's guard (once; later calls give the same), best while the process
+/// is small and has no threads. `None` when it cannot start (no process to spare): tasks
+/// are then ended only by a living poolscope, and a warning says so.
 pub fn start() -> Option<&'static Watchdog> {
     SHARED
         .get_or_init(|| match Watchdog::new() {
@@ -197,14 +198,14 @@ fn next_token() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Everything the guard uses, made before it starts and never freed: it shares this
-/// process's memory, so it must not allocate, and what it reads must outlive poolscope's
-/// own frees.
+/// Everything the guard uses, made before it starts (it allocates nothing).
 struct GuardPlan {
     memfd: RawFd,
     held: RawFd,
     /// `POOLSCOPE_GUARD=TOKEN`, as a task's environment holds it.
     carried: &'static [u8],
+    /// `poolscope __guard TOKEN`: its command line in `ps`.
+    title: &'static [u8],
     /// For the table's pages, directory entries and environments.
     buf: &'static mut [u8],
     /// Groups found by their token (a spawn cut short): a handful at most.
@@ -224,6 +225,7 @@ impl GuardPlan {
             memfd: memfd.as_raw_fd(),
             held: held.as_raw_fd(),
             carried: format!("{TOKEN_VAR}={token}").into_bytes().leak(),
+            title: format!("poolscope __guard {token}").into_bytes().leak(),
             buf: vec![0u8; GUARD_BUF].leak(),
             found: [0; FOUND_MAX],
             found_len: 0,
@@ -231,14 +233,14 @@ impl GuardPlan {
     }
 }
 
-/// Start the guard on a stack of its own, sharing this process's memory.
+/// Start the guard: a copy of this process (a fork, on a stack of its own) that runs
+/// `guard_main`.
 #[allow(unsafe_code)]
 fn start_guard(plan: &'static mut GuardPlan) -> io::Result<()> {
     // Not written here: only the pages the guard's frames reach ever take memory.
     let stack = Box::leak(Box::<[u128]>::new_uninit_slice(GUARD_STACK / 16));
-    // SAFETY: the guard runs `guard_main` on its own stack, with `plan`, both leaked and
-    // so never freed or touched by this process again; the signal masks are restored
-    // before returning.
+    // SAFETY: the guard runs `guard_main` on its own stack, with its copy of `plan`
+    // (leaked, never freed); the signal masks are restored before returning.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut before: libc::sigset_t = std::mem::zeroed();
@@ -250,7 +252,7 @@ fn start_guard(plan: &'static mut GuardPlan) -> io::Result<()> {
         let pid = libc::clone(
             guard_main,
             top,
-            libc::CLONE_VM | libc::SIGCHLD,
+            libc::SIGCHLD,
             std::ptr::from_mut(plan).cast::<libc::c_void>(),
         );
         let clone_error = io::Error::last_os_error();
@@ -263,9 +265,9 @@ fn start_guard(plan: &'static mut GuardPlan) -> io::Result<()> {
 }
 
 /// The guard's life: wait until poolscope is gone, then end every group in the table
-/// (and, if a spawn was cut short, every process that carries the token). It shares
-/// poolscope's memory and thread-local storage: only system calls through rustix (which
-/// touch no `errno`), no allocation, nothing that can panic.
+/// (and, if a spawn was cut short, every process that carries the token). It is a copy of
+/// a process that may have had threads (a library host's): only system calls through
+/// rustix, no allocation, nothing that can panic.
 #[allow(unsafe_code)]
 extern "C" fn guard_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the leaked `GuardPlan`, this process's alone from now on.
@@ -282,8 +284,10 @@ extern "C" fn guard_main(arg: *mut libc::c_void) -> libc::c_int {
     }
     close_from(plan.memfd.max(plan.held) + 1);
     let _ = rustix::process::setpgid(None, None);
-    // `pkill -x poolscope` (a user ending poolscope) must not hit the guard first.
+    // `pkill -x poolscope` or `pkill -f 'poolscope run'` (a user ending poolscope) must
+    // not hit the guard first.
     let _ = rustix::thread::set_name(c"poolscope-guard");
+    retitle(plan.title, plan.buf);
     // SAFETY: both descriptors stay open for the guard's life.
     let (table, held) = unsafe {
         (
@@ -300,6 +304,72 @@ extern "C" fn guard_main(arg: *mut libc::c_void) -> libc::c_int {
     end_groups(plan, table, GRACE);
     // SAFETY: ends the guard alone (its own thread group), running nothing on the way.
     unsafe { libc::_exit(0) }
+}
+
+/// Show `title` as this process's command line (`ps`, `pgrep -f`), written over the
+/// arguments (and, if they are too short, the environment) this copy of poolscope
+/// holds, as `setproctitle` does; `buf` holds `/proc/self/stat`.
+#[allow(unsafe_code)]
+fn retitle(title: &[u8], buf: &mut [u8]) {
+    use rustix::fs::{Mode, OFlags, openat};
+    let Ok(stat) = openat(
+        rustix::fs::CWD,
+        c"/proc/self/stat",
+        OFlags::RDONLY,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let Ok(len) = rustix::io::read(&stat, &mut *buf) else {
+        return;
+    };
+    let Some(stat) = buf.get(..len) else {
+        return;
+    };
+    // The fields after the command's name (which may hold spaces and parentheses).
+    let Some(after_name) = stat.iter().rposition(|&b| b == b')') else {
+        return;
+    };
+    let mut fields = stat
+        .get(after_name + 2..)
+        .unwrap_or_default()
+        .split(|&b| b == b' ');
+    // Fields 48 to 51 (counted from 1): arg_start, arg_end, env_start, env_end; the
+    // state, field 3, comes first here.
+    let mut field = |skip: usize| {
+        fields.nth(skip).and_then(|f| {
+            f.iter().try_fold(0usize, |n, &d| {
+                d.is_ascii_digit()
+                    .then(|| n.checked_mul(10)?.checked_add(usize::from(d - b'0')))
+                    .flatten()
+            })
+        })
+    };
+    let (Some(arg_start), Some(arg_end), Some(_), Some(env_end)) =
+        (field(45), field(0), field(0), field(0))
+    else {
+        return;
+    };
+    if arg_start == 0 || arg_end <= arg_start || env_end <= arg_end {
+        return;
+    }
+    let args_len = arg_end - arg_start;
+    // Within the arguments: words apart by NULs, the rest NUL (the kernel shows the whole
+    // area). Longer: one string over the environment too, up to its first NUL.
+    let fits = title.len() < args_len;
+    let area_len = if fits { args_len } else { env_end - arg_start };
+    let shown = title.len().min(area_len - 1);
+    // SAFETY: [arg_start, env_end) is this process's own copy of its argument and
+    // environment strings (writable, as the kernel reports them), which nothing in the
+    // guard reads.
+    let area = unsafe { std::slice::from_raw_parts_mut(arg_start as *mut u8, area_len) };
+    for (i, byte) in area.iter_mut().enumerate() {
+        *byte = match title.get(i) {
+            Some(b' ') if fits => 0,
+            Some(&b) if i < shown => b,
+            _ => 0,
+        };
+    }
 }
 
 /// Close every descriptor from `first` up (`close_range`, or one by one where the
