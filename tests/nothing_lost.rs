@@ -37,20 +37,22 @@ fn stop(mut child: Child, pids: &[u32]) {
     }
 }
 
+/// A run of one task that writes its PID in `dir` and sleeps; returned once it runs.
+fn one_sleeping_task(dir: &Path) -> (Child, Vec<u32>) {
+    let child = start_run(
+        &["-j", "1", "--run-dir", &path_arg(&dir.join("runs"))],
+        &format!("echo $$ > {}/pid.1; exec sleep 60\n", dir.display()),
+    );
+    (child, common::started_pids(dir, 1))
+}
+
 #[test]
 fn a_run_killed_the_moment_its_first_task_starts_leaves_nothing_running() {
-    // The first task starts without waiting for the orphan guard to run: what the guard
-    // must end waits in its pipe, and it ends it even when poolscope is gone first.
+    // The task's group is counted in the table the guard reads once poolscope is gone,
+    // and it ends it even when poolscope dies the moment the task starts.
     for round in 0..5 {
         let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path().display();
-        let input = format!("echo $$ > {d}/pid.1; exec sleep 60\n");
-        let child = start_run(
-            &["-j", "1", "--run-dir", &path_arg(&dir.path().join("runs"))],
-            &input,
-        );
-        let pids = common::started_pids(dir.path(), 1);
-        let mut child = child;
+        let (mut child, pids) = one_sleeping_task(dir.path());
         child.kill().expect("SIGKILL");
         child.wait().expect("wait");
         assert!(
@@ -850,12 +852,7 @@ fn a_killed_poolscope_s_output_ends_with_it_whatever_its_guard_does() {
     // poolscope's output (`poolscope run … | cat`) would wait for the guard, and a
     // stopped guard would hold it for ever.
     let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().display();
-    let mut child = start_run(
-        &["-j", "1", "--run-dir", &path_arg(&dir.path().join("runs"))],
-        &format!("echo $$ > {d}/pid.1; exec sleep 60\n"),
-    );
-    let pids = common::started_pids(dir.path(), 1);
+    let (mut child, pids) = one_sleeping_task(dir.path());
     let guard = guard_of(child.id());
     // Its table and the pipe that tells it poolscope is gone, nothing else.
     let held: Vec<String> = std::fs::read_dir(format!("/proc/{guard}/fd"))
@@ -865,8 +862,7 @@ fn a_killed_poolscope_s_output_ends_with_it_whatever_its_guard_does() {
         .map(|target| target.display().to_string())
         .collect();
     assert_eq!(held.len(), 2, "the guard holds {held:?}");
-    let guard_pid = nix::unistd::Pid::from_raw(guard as i32);
-    nix::sys::signal::kill(guard_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    signal(guard as i32, nix::sys::signal::Signal::SIGSTOP);
     let (mut out, mut err) = (
         child.stdout.take().expect("stdout"),
         child.stderr.take().expect("stderr"),
@@ -882,7 +878,7 @@ fn a_killed_poolscope_s_output_ends_with_it_whatever_its_guard_does() {
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
     let ended = rx.recv_timeout(common::WAIT).is_ok();
-    let _ = nix::sys::signal::kill(guard_pid, nix::sys::signal::Signal::SIGCONT);
+    signal(guard as i32, nix::sys::signal::Signal::SIGCONT);
     assert!(ended, "poolscope's output stayed open after it was killed");
     assert!(
         wait_gone(pids[0]),

@@ -520,9 +520,7 @@ impl Executor {
     pub fn started_at(&self) -> Instant {
         self.start
     }
-}
 
-impl Executor {
     /// Begin ending the pool (as dropping it does) without waiting: its thread winds
     /// down while the caller closes other things; dropping the executor then waits.
     pub fn shut_down_soon(&self) {

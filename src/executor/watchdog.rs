@@ -90,10 +90,10 @@ impl Watchdog {
         let (table, memfd) = SharedTable::create()?;
         let token = format!("{}.{}", std::process::id(), next_token());
         let (alive, held) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        let plan = GuardPlan::new(&memfd, &held, &token);
-        start_guard(plan)?;
-        // The guard has its own copies of both descriptors.
-        drop((memfd, held));
+        let mut plan = GuardPlan::new(&memfd, &held, &token);
+        start_guard(&mut plan)?;
+        // The guard has its own copies of both descriptors, and of the plan.
+        drop((memfd, held, plan));
         Ok(Self {
             table,
             token,
@@ -198,49 +198,44 @@ fn next_token() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Everything the guard uses, made before it starts (it allocates nothing).
+/// Everything the guard uses, made before the fork (it allocates nothing).
 struct GuardPlan {
     memfd: RawFd,
     held: RawFd,
     /// `POOLSCOPE_GUARD=TOKEN`, as a task's environment holds it.
-    carried: &'static [u8],
+    carried: Vec<u8>,
     /// `poolscope __guard TOKEN`: its command line in `ps`.
-    title: &'static [u8],
+    title: Vec<u8>,
     /// For the table's pages, directory entries and environments.
-    buf: &'static mut [u8],
+    buf: Vec<u8>,
     /// Groups found by their token (a spawn cut short): a handful at most.
     found: [i32; FOUND_MAX],
     found_len: usize,
 }
 
 const FOUND_MAX: usize = 64;
-/// The guard's stack: a few frames of system calls.
-const GUARD_STACK: usize = 128 << 10;
 const GUARD_BUF: usize = 64 << 10;
 
 impl GuardPlan {
-    fn new(memfd: &OwnedFd, held: &OwnedFd, token: &str) -> &'static mut Self {
+    fn new(memfd: &OwnedFd, held: &OwnedFd, token: &str) -> Self {
         use std::os::fd::AsRawFd;
-        Box::leak(Box::new(Self {
+        Self {
             memfd: memfd.as_raw_fd(),
             held: held.as_raw_fd(),
-            carried: format!("{TOKEN_VAR}={token}").into_bytes().leak(),
-            title: format!("poolscope __guard {token}").into_bytes().leak(),
-            buf: vec![0u8; GUARD_BUF].leak(),
+            carried: format!("{TOKEN_VAR}={token}").into_bytes(),
+            title: format!("poolscope __guard {token}").into_bytes(),
+            buf: vec![0u8; GUARD_BUF],
             found: [0; FOUND_MAX],
             found_len: 0,
-        }))
+        }
     }
 }
 
-/// Start the guard: a copy of this process (a fork, on a stack of its own) that runs
-/// `guard_main`.
+/// Start the guard: a fork of this process that runs `guard_main` with its copy of `plan`.
 #[allow(unsafe_code)]
-fn start_guard(plan: &'static mut GuardPlan) -> io::Result<()> {
-    // Not written here: only the pages the guard's frames reach ever take memory.
-    let stack = Box::leak(Box::<[u128]>::new_uninit_slice(GUARD_STACK / 16));
-    // SAFETY: the guard runs `guard_main` on its own stack, with its copy of `plan`
-    // (leaked, never freed); the signal masks are restored before returning.
+fn start_guard(plan: &mut GuardPlan) -> io::Result<()> {
+    // SAFETY: the child runs only `guard_main` (system calls, no allocation) and never
+    // returns; the signal masks are restored before returning here.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut before: libc::sigset_t = std::mem::zeroed();
@@ -248,20 +243,13 @@ fn start_guard(plan: &'static mut GuardPlan) -> io::Result<()> {
         // The guard starts with every signal blocked (and keeps them so): no handler of
         // poolscope's runs in it, and neither Ctrl-C nor a `pkill` ends it first.
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut before);
-        let top = stack.as_mut_ptr().add(stack.len()).cast::<libc::c_void>();
-        let pid = libc::clone(
-            guard_main,
-            top,
-            libc::SIGCHLD,
-            std::ptr::from_mut(plan).cast::<libc::c_void>(),
-        );
-        let clone_error = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const before, std::ptr::null_mut());
-        if pid < 0 {
-            return Err(clone_error);
+        let forked = nix::unistd::fork();
+        if let Ok(nix::unistd::ForkResult::Child) = forked {
+            guard_main(plan);
         }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const before, std::ptr::null_mut());
+        forked.map(drop).map_err(io::Error::from)
     }
-    Ok(())
 }
 
 /// The guard's life: wait until poolscope is gone, then end every group in the table
@@ -269,9 +257,7 @@ fn start_guard(plan: &'static mut GuardPlan) -> io::Result<()> {
 /// a process that may have had threads (a library host's): only system calls through
 /// rustix, no allocation, nothing that can panic.
 #[allow(unsafe_code)]
-extern "C" fn guard_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the leaked `GuardPlan`, this process's alone from now on.
-    let plan = unsafe { &mut *arg.cast::<GuardPlan>() };
+fn guard_main(plan: &mut GuardPlan) -> ! {
     // Only the table and the pipe stay open: a descriptor of poolscope's held here (a
     // task's pipe, a socket, a lock) would outlive poolscope.
     // SAFETY: the descriptors are this process's copies; none is used after it closes.
@@ -287,7 +273,7 @@ extern "C" fn guard_main(arg: *mut libc::c_void) -> libc::c_int {
     // `pkill -x poolscope` or `pkill -f 'poolscope run'` (a user ending poolscope) must
     // not hit the guard first.
     let _ = rustix::thread::set_name(c"poolscope-guard");
-    retitle(plan.title, plan.buf);
+    retitle(&plan.title, &mut plan.buf);
     // SAFETY: both descriptors stay open for the guard's life.
     let (table, held) = unsafe {
         (
@@ -495,7 +481,7 @@ fn carrying(plan: &mut GuardPlan) {
         let Ok(path) = std::ffi::CStr::from_bytes_until_nul(&path) else {
             continue;
         };
-        if environ_has(&proc, path, environ, plan.carried)
+        if environ_has(&proc, path, environ, &plan.carried)
             && let Ok(group) = rustix::process::getpgid(rustix::process::Pid::from_raw(pid))
             && let Some(slot) = plan.found.get_mut(plan.found_len)
         {
@@ -565,14 +551,14 @@ fn end_groups(plan: &mut GuardPlan, table: BorrowedFd<'_>, grace: Duration) {
         for_each_group(table, buf, &mut one);
         found.iter().take(found_len).for_each(|&g| one(g));
     };
-    every(plan.buf, &mut |g| {
+    every(&mut plan.buf, &mut |g| {
         let _ = kill_process_group(g, Signal::TERM);
         let _ = kill_process_group(g, Signal::CONT);
     });
     let until = monotonic().saturating_add(grace);
     while monotonic() < until {
         let mut alive = false;
-        every(plan.buf, &mut |g| {
+        every(&mut plan.buf, &mut |g| {
             alive |= test_kill_process_group(g).is_ok();
         });
         if !alive {
@@ -584,7 +570,7 @@ fn end_groups(plan: &mut GuardPlan, table: BorrowedFd<'_>, grace: Duration) {
             tv_nsec: 20_000_000,
         });
     }
-    every(plan.buf, &mut |g| {
+    every(&mut plan.buf, &mut |g| {
         let _ = kill_process_group(g, Signal::KILL);
     });
 }
