@@ -191,6 +191,49 @@ fn the_timeout_clock_starts_when_the_backend_says_started() {
 }
 
 #[test]
+fn a_task_handed_out_but_not_started_when_the_pool_ends_is_cancelled_not_killed() {
+    let (fake, pool, events) = start(config(2));
+    let running = pool.submit_one(TaskSpec::shell("runs")).expect("submit");
+    let waiting = pool.submit_one(TaskSpec::shell("waits")).expect("submit");
+    let mut record = RunRecord::default();
+    until(&events, &mut record, "both handed out", |_, r| {
+        [running, waiting].iter().all(|&id| {
+            r.task(id)
+                .is_some_and(|t| matches!(t.state, TaskState::Waiting(_)))
+        })
+    });
+    fake.report(Report::Started {
+        task: running,
+        attempt: 1,
+        pid: Some(4242),
+        at: None,
+        slot: None,
+        host: None,
+    });
+    until(&events, &mut record, "one started", |e, _| {
+        matches!(e.kind, EventKind::Started { .. })
+    });
+    pool.terminate();
+    drain(&events, &mut record);
+    assert_eq!(
+        record.task(running).and_then(|t| t.outcome().cloned()),
+        Some(Outcome::Killed),
+        "what ran was killed"
+    );
+    // What never ran is left for a resume, as a queued task is.
+    assert_eq!(
+        record.task(waiting).map(|t| t.state.clone()),
+        Some(TaskState::Cancelled)
+    );
+    assert!(record.task(waiting).expect("task").outcome().is_none());
+    assert_eq!(
+        fake.seen().signals.len(),
+        2,
+        "both were ended where they were"
+    );
+}
+
+#[test]
 fn a_lost_worker_is_its_own_outcome_and_is_retried() {
     let (fake, pool, events) = start(PoolConfig {
         retries: 1,

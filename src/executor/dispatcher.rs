@@ -1122,6 +1122,14 @@ impl<B: Backend> Dispatcher<B> {
                 None => ran,
             });
         }
+        if !active.started && matches!(active.kill, Some(KillReason::User)) {
+            // Handed out (to a worker's queue, to a cluster's) and ended before it
+            // started: it never ran, so it is cancelled as a queued task is, and a resume
+            // runs it.
+            let at = self.stamp(at);
+            self.sink.send_at(at, EventKind::Cancelled { task });
+            return;
+        }
         let outcome = match (active.kill, exit) {
             (Some(KillReason::User), _) => Outcome::Killed,
             (Some(KillReason::Timeout), _) | (None, RawExit::TimedOut) => Outcome::TimedOut,
