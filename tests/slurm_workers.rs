@@ -84,25 +84,27 @@ fn the_run(dir: &Path) -> PathBuf {
     common::the_run(&dir.join("runs"))
 }
 
-/// The worker jobs the run's relays submitted.
-fn worker_jobs(run: &Path) -> Vec<u64> {
+/// The worker jobs the run's relays submitted, as Slurm names them (`J`, or `J_i` for an
+/// element of the pool's first array).
+fn worker_jobs(run: &Path) -> Vec<String> {
     std::fs::read_to_string(run.join("slurm/workers.jobs"))
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
         .collect()
 }
 
 /// Which of `jobs` Slurm still lists as pending or running.
-fn queued(jobs: &[u64]) -> Vec<u64> {
-    let list: Vec<String> = jobs.iter().map(u64::to_string).collect();
+fn queued(jobs: &[String]) -> Vec<String> {
     let out = std::process::Command::new("squeue")
-        .args(["-h", "-o", "%i", "-j", &list.join(",")])
+        .args(["-h", "-o", "%i", "-j", &jobs.join(",")])
         .output()
         .expect("squeue");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
         .collect()
 }
 
@@ -133,7 +135,12 @@ fn fifteen_hundred_tasks_run_on_four_worker_jobs_each_once() {
     seqs.dedup();
     assert_eq!(seqs.len(), 1500, "each task once");
     let run = the_run(dir.path());
-    assert_eq!(worker_jobs(&run).len(), 4, "one job per worker");
+    // The four first workers went as one job array: `J_0` … `J_3`.
+    let mut jobs = worker_jobs(&run);
+    jobs.sort();
+    let array = jobs[0].split('_').next().expect("an id").to_owned();
+    let elements: Vec<String> = (0..4).map(|i| format!("{array}_{i}")).collect();
+    assert_eq!(jobs, elements, "one job array of four elements");
     let record = journal::load(&run).expect("journal").record;
     let worker_pids: Vec<u32> = record.workers.iter().map(|w| w.pid).collect();
     assert!((1..=4).contains(&worker_pids.len()), "{worker_pids:?}");
@@ -161,9 +168,13 @@ fn a_worker_job_cancelled_mid_task_loses_only_that_task_and_is_replaced() {
         dir.path().join("started.1").exists() && dir.path().join("started.2").exists()
     });
     let run = the_run(dir.path());
-    let first = worker_jobs(&run)[0];
+    let first = worker_jobs(&run)[0].clone();
+    assert!(
+        first.contains('_'),
+        "an element of the workers' array: {first}"
+    );
     let cancelled = std::process::Command::new("scancel")
-        .arg(first.to_string())
+        .arg(&first)
         .status()
         .expect("scancel");
     assert!(cancelled.success());
@@ -188,14 +199,18 @@ fn a_connection_without_the_runs_secret_is_refused() {
     let task = format!("while [ ! -e {d}/stop ]; do sleep 0.1; done; echo finished\n");
     let child = start(dir.path(), 1, &task, &[]);
     let run = the_run(dir.path());
-    // The relay's address is in the job script it submitted.
+    // The relay's address is in its worker's configuration: in the job script it
+    // submitted, or (an element of the first array) in the file the element reads.
     let mut address = None;
-    wait_until("the worker's job script", || {
+    wait_until("the worker's configuration", || {
         address = std::fs::read_dir(run.join("slurm"))
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".sh"))
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with(".sh") || name.ends_with(".json")
+            })
             .find_map(|e| {
                 let text = std::fs::read_to_string(e.path()).ok()?;
                 let at = text.find("\"address\":\"")? + 11;

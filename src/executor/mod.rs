@@ -424,7 +424,8 @@ impl Executor {
     /// [`PoolConfig::workers`] is set; with [`PoolConfig::slurm`], on the cluster.
     pub fn start(config: PoolConfig, waker: Option<Waker>) -> (Self, Events) {
         match (config.slurm.clone(), config.workers.clone()) {
-            // Workers on the cluster: each slot's relay brings its worker up as a job.
+            // Workers on the cluster: each slot's relay brings its worker up (the first ones
+            // as one job array, replacements as jobs of their own).
             (Some(slurm), Some(workers)) => {
                 // Made once, before any relay starts (they would race to make it).
                 if let Err(e) = backend::slurm::relay::ensure_secret(&slurm.folder) {
@@ -435,6 +436,7 @@ impl Executor {
                         folder: slurm.folder.clone(),
                         sbatch: slurm.options.sbatch_args(),
                         host: slurm.options.workers_host.clone(),
+                        array: None,
                     }),
                     ..workers
                 };

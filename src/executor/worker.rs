@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -69,6 +69,21 @@ pub struct RelayPlan {
     pub sbatch: Vec<String>,
     /// The host workers connect to (default: this machine's name).
     pub host: Option<String>,
+    /// One of the pool's first relays, whose workers go to the cluster as one job array:
+    /// which element is this relay's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArrayPlace>,
+}
+
+/// A relay's element of the job array that brings up the pool's first workers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrayPlace {
+    /// Names this pool's array files in the Slurm folder (one pool's relays from another's).
+    pub cohort: String,
+    /// Elements in the array (the relays started with the pool).
+    pub size: u32,
+    /// This relay's element; relay 0 submits the array.
+    pub index: u32,
 }
 
 /// Where a cluster worker connects, and the file that holds the run's secret.
@@ -378,11 +393,33 @@ impl Write for TaskOutput<'_> {
 
 /// `poolscope __worker CONFIG`: the worker process. Returns its exit status.
 /// The configuration a worker (or relay) was started with: its second argument.
+/// The worker's configuration: its JSON, or `@FILE` naming the file that holds it (an
+/// element of a job array, whose relay writes it as it starts: waited for as long as a
+/// worker tries to reach its relay).
 pub fn config_from_args() -> Result<WorkerConfig, String> {
-    std::env::args()
+    let arg = std::env::args()
         .nth(2)
-        .ok_or_else(|| "missing configuration".to_owned())
-        .and_then(|a| serde_json::from_str(&a).map_err(|e| format!("bad configuration: {e}")))
+        .ok_or_else(|| "missing configuration".to_owned())?;
+    let text = match arg.strip_prefix('@') {
+        Some(path) => config_file(Path::new(path))?,
+        None => arg,
+    };
+    serde_json::from_str(&text).map_err(|e| format!("bad configuration: {e}"))
+}
+
+fn config_file(path: &Path) -> Result<String, String> {
+    let until = Instant::now() + CONNECT_FOR;
+    loop {
+        match std::fs::read_to_string(path) {
+            Ok(text) => return Ok(text),
+            Err(e) if e.kind() != io::ErrorKind::NotFound || Instant::now() >= until => {
+                return Err(format!("{}: {e}", path.display()));
+            }
+            // Written by a relay on another machine, seen through the shared filesystem:
+            // no event says when it appears.
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 pub fn main(config: &WorkerConfig) -> u8 {

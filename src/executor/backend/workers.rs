@@ -25,8 +25,8 @@ use crate::executor::reactor::Interest;
 use crate::executor::scheduler::Slot;
 use crate::executor::task::{AttemptMap, AttemptSet, Invocation, StdinMode, TaskId};
 use crate::executor::worker::{
-    FromWorker, Job, PROTOCOL_VERSION, ReportReader, ToWorker, WORKER_ROLE, WorkerConfig,
-    WorkerExit, encode, monotonic_ns,
+    ArrayPlace, FromWorker, Job, PROTOCOL_VERSION, RelayPlan, ReportReader, ToWorker, WORKER_ROLE,
+    WorkerConfig, WorkerExit, encode, monotonic_ns,
 };
 
 /// Tasks a cluster worker holds at once when they are short: enough that it never waits
@@ -163,7 +163,28 @@ fn instant((base, base_ns): (Instant, u64), ns: u64) -> Instant {
 
 impl WorkerBackend {
     fn spawn(&mut self, slot: Slot, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
-        let config = serde_json::to_string(&self.config).map_err(|e| e.to_string())?;
+        self.spawn_placed(slot, None, ctx)
+    }
+
+    /// Start `slot`'s worker; on a cluster, `array` makes its relay's worker an element of
+    /// the pool's first job array rather than a job of its own.
+    fn spawn_placed(
+        &mut self,
+        slot: Slot,
+        array: Option<ArrayPlace>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), LaunchError> {
+        let config = match (array, &self.config.relay) {
+            (Some(place), Some(plan)) => serde_json::to_string(&WorkerConfig {
+                relay: Some(RelayPlan {
+                    array: Some(place),
+                    ..plan.clone()
+                }),
+                ..self.config.clone()
+            }),
+            _ => serde_json::to_string(&self.config),
+        }
+        .map_err(|e| e.to_string())?;
         let mut command = Command::new(ctx.helper());
         command
             .arg(WORKER_ROLE)
@@ -771,8 +792,17 @@ impl WorkerBackend {
 impl Backend for WorkerBackend {
     fn start(&mut self, size: usize, ctx: &mut Ctx<'_>) -> Result<(), String> {
         self.size = size;
-        for slot in 0..size.min(EAGER_WORKERS) {
-            match self.spawn(slot, ctx) {
+        let eager = size.min(EAGER_WORKERS);
+        // One submission (one job array) for the first workers on a cluster: its elements
+        // are told apart from another pool's by the cohort.
+        let cohort = format!("{}-{}", std::process::id(), monotonic_ns());
+        for slot in 0..eager {
+            let array = self.on_cluster().then(|| ArrayPlace {
+                cohort: cohort.clone(),
+                size: eager as u32,
+                index: slot as u32,
+            });
+            match self.spawn_placed(slot, array, ctx) {
                 Ok(()) => {}
                 // The machine allows fewer workers for now: the rest start when a task
                 // is handed to their slot, and wait for room then.

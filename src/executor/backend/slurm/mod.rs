@@ -382,17 +382,27 @@ pub fn submit(args: &[String]) -> Result<u64, SlurmError> {
 
 /// Every element of array `job` that Slurm still knows.
 pub fn show_job(job: u64) -> Result<Vec<Element>, SlurmError> {
+    show(job, None)
+}
+
+/// `scontrol show job J` (every element Slurm still knows) or `J_i` (one element, or
+/// the pending remainder it is still part of).
+pub fn show(job: u64, index: Option<u64>) -> Result<Vec<Element>, SlurmError> {
     run(
         "scontrol",
-        &["-o".into(), "show".into(), "job".into(), job.to_string()],
+        &["-o".into(), "show".into(), "job".into(), target(job, index)],
     )
     .map(|text| parse_show_job(&text))
 }
 
 /// `scancel J` (the whole array) or `scancel J_i` (one element).
 pub fn cancel(job: u64, index: Option<u64>) -> Result<(), SlurmError> {
-    let target = index.map_or_else(|| job.to_string(), |i| format!("{job}_{i}"));
-    run("scancel", &[target]).map(drop)
+    run("scancel", &[target(job, index)]).map(drop)
+}
+
+/// How Slurm names a job (`J`) or one element of an array (`J_i`).
+pub fn target(job: u64, index: Option<u64>) -> String {
+    index.map_or_else(|| job.to_string(), |i| format!("{job}_{i}"))
 }
 
 /// How many elements may run at once from now on.

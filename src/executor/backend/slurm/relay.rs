@@ -28,13 +28,14 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::executor::worker::{
-    ConnectTo, FromWorker, PROTOCOL_VERSION, ReportReader, WorkerConfig, encode_report,
+    ArrayPlace, ConnectTo, FromWorker, PROTOCOL_VERSION, ReportReader, WorkerConfig, encode_report,
     monotonic_ns,
 };
 
 /// The run's secret, in its Slurm folder.
 pub const SECRET_FILE: &str = "workers.secret";
-/// Every worker job a relay submitted, one id per line (to find them after a crash).
+/// Every worker job the relays submitted, one per line (`J`, or `J_i` for an element of
+/// the pool's first array), to find them after a crash.
 pub const JOBS_FILE: &str = "workers.jobs";
 /// How often the worker's job is looked at while it has not connected, and while it runs.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -119,7 +120,15 @@ pub fn main(config: &WorkerConfig) -> u8 {
 }
 
 struct Relay {
-    job: u64,
+    /// The job that runs this relay's worker; `None` while the array it is an element of
+    /// has not been submitted by relay 0 yet.
+    job: Option<WorkerJob>,
+    /// Where relay 0 says which array it submitted (relays other than 0).
+    array_job_file: Option<PathBuf>,
+    /// This relay's element of that array.
+    array_index: Option<u64>,
+    folder: PathBuf,
+    started: Instant,
     listener: TcpListener,
     secret: String,
     stop: Arc<AtomicUsize>,
@@ -160,9 +169,43 @@ impl Relay {
             }),
             ..config.clone()
         };
-        let job = submit(&plan.folder, &plan.sbatch, &worker)?;
+        let mut array_job_file = None;
+        let job = match &plan.array {
+            None => Some(WorkerJob {
+                job: submit(&plan.folder, &plan.sbatch, &worker)?,
+                index: None,
+            }),
+            Some(place) => {
+                // The element finds its configuration (where to connect) in the folder.
+                let config = serde_json::to_string(&worker).map_err(|e| e.to_string())?;
+                write_whole(&array_file(&plan.folder, place, Some(place.index)), &config)?;
+                let job_file = array_file(&plan.folder, place, None);
+                if place.index == 0 {
+                    let submitted = submit_array(&plan.folder, &plan.sbatch, place);
+                    let said = match &submitted {
+                        Ok(job) => job.to_string(),
+                        Err(e) => format!("error: {e}"),
+                    };
+                    write_whole(&job_file, &said)?;
+                    Some(WorkerJob {
+                        job: submitted?,
+                        index: Some(0),
+                    })
+                } else {
+                    array_job_file = Some(job_file);
+                    None
+                }
+            }
+        };
+        if let Some(job) = job {
+            note_job(&plan.folder, job);
+        }
         Ok(Self {
             job,
+            array_job_file,
+            array_index: plan.array.as_ref().map(|place| u64::from(place.index)),
+            folder: plan.folder.clone(),
+            started: Instant::now(),
             listener,
             secret,
             stop,
@@ -175,8 +218,45 @@ impl Relay {
         self.stop.load(Ordering::Relaxed) != 0
     }
 
-    fn cancel(&self) {
-        let _ = super::cancel(self.job, None);
+    fn cancel(&mut self) {
+        // A relay ending before it learnt its element still ends it, if it can now.
+        let _ = self.learn_job();
+        if let Some(job) = self.job {
+            let _ = super::cancel(job.job, job.index);
+        }
+    }
+
+    /// Relays other than 0: find the array relay 0 submitted (`Ok(None)`: not yet).
+    fn learn_job(&mut self) -> Result<Option<WorkerJob>, String> {
+        if self.job.is_some() {
+            return Ok(self.job);
+        }
+        let Some(file) = &self.array_job_file else {
+            return Ok(None);
+        };
+        let Ok(text) = std::fs::read_to_string(file) else {
+            if self.started.elapsed() >= ARRAY_WITHIN {
+                return Err(format!(
+                    "no worker job array was submitted within {} s",
+                    ARRAY_WITHIN.as_secs()
+                ));
+            }
+            return Ok(None);
+        };
+        let text = text.trim();
+        if let Some(why) = text.strip_prefix("error: ") {
+            return Err(why.to_owned());
+        }
+        let job = text
+            .parse()
+            .map_err(|_| format!("{}: not a job id: {text}", file.display()))?;
+        let job = WorkerJob {
+            job,
+            index: self.array_index,
+        };
+        self.job = Some(job);
+        note_job(&self.folder, job);
+        Ok(Some(job))
     }
 
     /// Wait for the worker, then relay until one side is done; the exit code.
@@ -186,7 +266,7 @@ impl Relay {
             // Poolscope is done with this slot before its worker came.
             Ok(None) => return 0,
             Err(why) => {
-                say_lost(&format!("its job {why}"));
+                say_lost(&why);
                 return 3;
             }
         };
@@ -248,6 +328,12 @@ impl Relay {
             if self.stopped() {
                 return Ok(None);
             }
+            // Until relay 0 says which array it submitted, look for its word often.
+            let wait = if self.learn_job()?.is_some() {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_millis(20)
+            };
             let (listen_ready, stdin_ready) = {
                 let stdin = io::stdin();
                 let mut fds = [
@@ -259,7 +345,7 @@ impl Relay {
                 } else {
                     &mut fds[..]
                 };
-                poll(fds, Duration::from_millis(200));
+                poll(fds, wait);
                 (
                     !fds[0].revents().is_empty(),
                     fds.len() > 1 && !fds[1].revents().is_empty(),
@@ -279,8 +365,8 @@ impl Relay {
             }
             if checked.elapsed() >= CHECK_EVERY {
                 checked = Instant::now();
-                if let Some(end) = job_end(self.job) {
-                    return Err(format!("ended ({end}) before it connected"));
+                if let Some(end) = self.job.and_then(job_end) {
+                    return Err(format!("its job ended ({end}) before it connected"));
                 }
             }
         }
@@ -419,7 +505,7 @@ impl Relay {
             if checked.elapsed() >= CHECK_EVERY {
                 checked = Instant::now();
                 // A node that failed never closes the connection: Slurm says it.
-                if let Some(end) = job_end(self.job) {
+                if let Some(end) = self.learn_job().ok().flatten().and_then(job_end) {
                     return Err(end);
                 }
             }
@@ -428,7 +514,7 @@ impl Relay {
 
     /// The worker's connection ended: by itself (it retired, or was told to stop), or
     /// because Slurm ended its job.
-    fn worker_gone(&self) -> Result<(), String> {
+    fn worker_gone(&mut self) -> Result<(), String> {
         if self.stdin_closed {
             // Poolscope is done with it: its leaving is expected.
             return Ok(());
@@ -437,7 +523,7 @@ impl Relay {
         // moment to settle one that is still being torn down.
         let until = Instant::now() + Duration::from_secs(2);
         loop {
-            match job_end(self.job) {
+            match self.learn_job().ok().flatten().and_then(job_end) {
                 Some(end) if end != "COMPLETED" => return Err(end),
                 Some(_) => return Ok(()),
                 None if Instant::now() >= until => return Err("its connection closed".to_owned()),
@@ -510,43 +596,103 @@ fn poll(fds: &mut [PollFd<'_>], timeout: Duration) {
     let _ = rustix::event::poll(fds, Some(&timeout));
 }
 
-/// Submit one worker as a job; its id (also written down in the folder's job list).
+/// Submit one worker as a job; its id.
 fn submit(folder: &Path, options: &[String], worker: &WorkerConfig) -> Result<u64, String> {
-    let helper = crate::executor::helper_program();
     let config = serde_json::to_string(worker).map_err(|e| e.to_string())?;
     let script = folder.join(format!("worker-{}.sh", std::process::id()));
+    let log = folder.join("worker-%j.log");
+    submit_script(&script, &shell_word(&config), &log, &[], options)
+}
+
+/// Submit the pool's first workers as one job array (`%` throttled to its size): element
+/// `i` reads the configuration relay `i` wrote. The array's id.
+fn submit_array(folder: &Path, options: &[String], place: &ArrayPlace) -> Result<u64, String> {
+    // `array_file(folder, place, Some(i))` as the shell spells it for the element's `i`.
+    let prefix = folder.join(format!("array-{}-", place.cohort));
+    let config = format!(
+        "{}\"$SLURM_ARRAY_TASK_ID\"{}",
+        shell_word(&format!("@{}", prefix.display())),
+        shell_word(".json")
+    );
+    let script = folder.join(format!("workers-{}.sh", place.cohort));
+    let log = folder.join("worker-%A_%a.log");
+    let last = place.size.max(1) - 1;
+    let array = [format!("--array=0-{last}%{}", place.size.max(1))];
+    submit_script(&script, &config, &log, &array, options)
+}
+
+/// Write the job script that starts a worker with `config` (a shell word), and submit it.
+fn submit_script(
+    script: &Path,
+    config: &str,
+    log: &Path,
+    extra: &[String],
+    options: &[String],
+) -> Result<u64, String> {
+    let helper = crate::executor::helper_program();
     let text = format!(
-        "#!/bin/sh\n# A poolscope worker: it connects back to its relay.\nexec {} {} {}\n",
+        "#!/bin/sh\n# A poolscope worker: it connects back to its relay.\nexec {} {} {config}\n",
         shell_word(&helper.to_string_lossy()),
         crate::executor::worker::WORKER_ROLE,
-        shell_word(&config)
     );
-    std::fs::write(&script, text).map_err(|e| format!("{}: {e}", script.display()))?;
+    std::fs::write(script, text).map_err(|e| format!("{}: {e}", script.display()))?;
     let mut args = vec![
         "--parsable".to_owned(),
         "--job-name=poolscope-worker".to_owned(),
-        format!("--output={}", folder.join("worker-%j.log").display()),
+        format!("--output={}", log.display()),
         format!(
             "--chdir={}",
             std::env::current_dir().unwrap_or_default().display()
         ),
     ];
+    args.extend(extra.iter().cloned());
     args.extend(options.iter().cloned());
     args.push(script.display().to_string());
-    let job = super::submit(&args).map_err(|e| e.to_string())?;
+    super::submit(&args).map_err(|e| e.to_string())
+}
+
+/// The job that runs a relay's worker: a job of its own, or one element of an array.
+#[derive(Clone, Copy, Debug)]
+struct WorkerJob {
+    job: u64,
+    index: Option<u64>,
+}
+
+/// How long relays other than 0 wait to hear which array relay 0 submitted.
+const ARRAY_WITHIN: Duration = Duration::from_mins(1);
+
+/// A pool's array files in the Slurm folder: element `index`'s configuration
+/// (`array-COHORT-I.json`), or with `None` the array's job id (`array-COHORT.job`).
+fn array_file(folder: &Path, place: &ArrayPlace, index: Option<u32>) -> PathBuf {
+    match index {
+        Some(i) => folder.join(format!("array-{}-{i}.json", place.cohort)),
+        None => folder.join(format!("array-{}.job", place.cohort)),
+    }
+}
+
+/// Write `text` to `path` so that a reader (on another machine, too) sees all or none.
+fn write_whole(path: &Path, text: &str) -> Result<(), String> {
+    let draft = path.with_extension("draft");
+    std::fs::write(&draft, text)
+        .and_then(|()| std::fs::rename(&draft, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Add a worker's job to the folder's list (`J`, or `J_i` for an array's element).
+fn note_job(folder: &Path, job: WorkerJob) {
     // One write of the whole line: relays append at once.
+    let line = format!("{}\n", super::target(job.job, job.index));
     let _ = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(folder.join(JOBS_FILE))
-        .and_then(|mut f| f.write_all(format!("{job}\n").as_bytes()));
-    Ok(job)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
 }
 
-/// How job `job` ended, in Slurm's word (`TIMEOUT`, `NODE_FAIL`, `CANCELLED`…); `None`
+/// How `job` ended, in Slurm's word (`TIMEOUT`, `NODE_FAIL`, `CANCELLED`…); `None`
 /// while it waits or runs (or Slurm cannot be asked).
-fn job_end(job: u64) -> Option<String> {
-    let element = super::show_job(job).ok()?.into_iter().next()?;
+fn job_end(job: WorkerJob) -> Option<String> {
+    let element = super::show(job.job, job.index).ok()?.into_iter().next()?;
     super::end_of(&element)?;
     Some(
         element
