@@ -600,3 +600,51 @@ fn tasks_of_their_own_process_on_a_worker_pool_keep_the_pool_size() {
         .max();
     assert_eq!(most, Some(2), "never more than the pool size at once");
 }
+
+#[test]
+fn tasks_a_worker_held_but_never_started_run_when_the_interrupted_run_is_resumed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = dir.path().join("runs");
+    let runs_arg = runs.to_string_lossy().into_owned();
+    let d = dir.path().display();
+    // One worker takes the four tasks as one chunk; the first runs until poolscope is
+    // interrupted, so the other three are held by the worker and never start.
+    let tasks = format!("echo $$ > {d}/pid.1; exec sleep 60\necho b\necho c\necho d\n");
+    let child = common::start_run(
+        &[
+            "--workers",
+            "-j",
+            "1",
+            "--chunksize",
+            "4",
+            "--run-dir",
+            &runs_arg,
+        ],
+        &tasks,
+    );
+    let first: u32 = common::written_pid(&dir.path().join("pid.1"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let interrupted = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&interrupted.stderr);
+    assert_eq!(interrupted.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("(3 of them never started)"), "{stderr}");
+    assert!(wait_gone(first), "the running task outlived poolscope");
+    // The three held tasks are not counted as killed: a plain resume runs them.
+    let run = common::the_run(&runs);
+    let resumed = common::run_with_input(&["--resume", &run.to_string_lossy()], "");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&resumed.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["b", "c", "d"],
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+}

@@ -659,7 +659,18 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         return Ok(141);
     }
     if interrupted.load(Ordering::Acquire) {
-        eprintln!("poolscope: interrupted; {failed} of {total} tasks did not succeed");
+        // Those that never started are what a resume runs: said apart from the failures.
+        let never_ran = (0..record.task_count())
+            .filter(|&i| {
+                record
+                    .state_at(i)
+                    .is_some_and(|s| matches!(&*s, TaskState::Queued | TaskState::Cancelled))
+            })
+            .count();
+        eprintln!(
+            "poolscope: interrupted; {failed} of {total} tasks did not succeed ({never_ran} of \
+             them never started)"
+        );
         again();
         return Ok(130);
     }
