@@ -208,8 +208,10 @@ fn a_connection_without_the_runs_secret_is_refused() {
             .flatten()
             .flatten()
             .filter(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.ends_with(".sh") || name.ends_with(".json")
+                matches!(
+                    e.path().extension().and_then(|x| x.to_str()),
+                    Some("sh" | "json")
+                )
             })
             .find_map(|e| {
                 let text = std::fs::read_to_string(e.path()).ok()?;
