@@ -1,9 +1,13 @@
-//! Against a real Slurm whose limits this test lowers (its own binary, so no other test
-//! shares the cluster meanwhile): a task list longer than `MaxArraySize` still runs.
+//! Against a real Slurm whose limits these tests lower (their own binary, so no other
+//! test shares the cluster meanwhile; one at a time): a task list longer than
+//! `MaxArraySize` still runs, and so does a pool of workers larger than it.
 
 mod common;
 
 const CONF: &str = "/etc/slurm/slurm.conf";
+
+/// One test at a time changes the cluster's configuration.
+static CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The cluster's configuration with `MaxArraySize` lowered; put back when dropped.
 struct Lowered {
@@ -23,7 +27,7 @@ impl Lowered {
                 }
             })
             .collect();
-        std::fs::write(CONF, lowered).ok()?;
+        write_whole(&lowered).ok()?;
         let lowered = Self { original };
         reconfigure().then_some(lowered)
     }
@@ -31,9 +35,18 @@ impl Lowered {
 
 impl Drop for Lowered {
     fn drop(&mut self) {
-        let _ = std::fs::write(CONF, &self.original);
+        let _ = write_whole(&self.original);
         reconfigure();
     }
+}
+
+/// Replace the configuration whole: `slurmd` rereads it after `scontrol reconfigure`
+/// returns, and one that read it while the next test truncated it died ("ClusterName
+/// needs to be specified").
+fn write_whole(text: &str) -> std::io::Result<()> {
+    let draft = format!("{CONF}.poolscope-test");
+    std::fs::write(&draft, text)?;
+    std::fs::rename(&draft, CONF)
 }
 
 fn reconfigure() -> bool {
@@ -49,6 +62,9 @@ fn a_list_longer_than_max_array_size_runs_as_several_arrays() {
     if !common::slurm_answers(test) {
         return;
     }
+    let _one = CLUSTER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(_lowered) = Lowered::max_array_size(8) else {
         eprintln!("SKIPPED {test}: cannot change {CONF} (needs root)");
         return;
@@ -89,4 +105,52 @@ fn a_list_longer_than_max_array_size_runs_as_several_arrays() {
     }
     let log = std::fs::read_to_string(&joblog).expect("joblog");
     assert_eq!(log.lines().count(), 21, "{log}");
+}
+
+#[test]
+fn a_pool_of_workers_larger_than_max_array_size_gets_its_other_workers_as_jobs() {
+    let test = "a_pool_of_workers_larger_than_max_array_size_gets_its_other_workers_as_jobs";
+    if !common::slurm_answers(test) {
+        return;
+    }
+    let _one = CLUSTER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(_lowered) = Lowered::max_array_size(2) else {
+        eprintln!("SKIPPED {test}: cannot change {CONF} (needs root)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs = dir.path().join("runs");
+    let runs_arg = runs.to_string_lossy().into_owned();
+    let tasks = (1..=8)
+        .map(|i| format!("echo task {i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = common::run_with_input(
+        &[
+            "--backend",
+            "slurm",
+            "--workers",
+            "-j",
+            "4",
+            "--run-dir",
+            &runs_arg,
+        ],
+        &tasks,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for i in 1..=8 {
+        assert!(
+            stdout.contains(&format!("task {i}\n")),
+            "task {i}: {stdout}"
+        );
+    }
+    // Two workers as the array's elements (all it may hold), two as jobs of their own.
+    let run = common::the_run(&runs);
+    let jobs = std::fs::read_to_string(run.join("slurm/workers.jobs")).expect("jobs");
+    let elements = jobs.lines().filter(|j| j.contains('_')).count();
+    assert_eq!((elements, jobs.lines().count()), (2, 4), "{jobs}");
 }

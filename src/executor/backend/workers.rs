@@ -793,13 +793,19 @@ impl Backend for WorkerBackend {
     fn start(&mut self, size: usize, ctx: &mut Ctx<'_>) -> Result<(), String> {
         self.size = size;
         let eager = size.min(EAGER_WORKERS);
-        // One submission (one job array) for the first workers on a cluster: its elements
-        // are told apart from another pool's by the cohort.
+        // One submission (one job array) for the first workers on a cluster, as large as
+        // the cluster allows arrays (the rest go as jobs of their own); its elements are
+        // told apart from another pool's by the cohort.
+        let in_array = if self.on_cluster() {
+            eager.min(super::slurm::max_array_size())
+        } else {
+            0
+        };
         let cohort = format!("{}-{}", std::process::id(), monotonic_ns());
         for slot in 0..eager {
-            let array = self.on_cluster().then(|| ArrayPlace {
+            let array = (slot < in_array).then(|| ArrayPlace {
                 cohort: cohort.clone(),
-                size: eager as u32,
+                size: in_array as u32,
                 index: slot as u32,
             });
             match self.spawn_placed(slot, array, ctx) {
