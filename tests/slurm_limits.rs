@@ -41,8 +41,8 @@ impl Drop for Lowered {
 }
 
 /// Replace the configuration whole: `slurmd` rereads it after `scontrol reconfigure`
-/// returns, and one that read it while the next test truncated it died ("ClusterName
-/// needs to be specified").
+/// returns, and one that read it while the next test truncated it died (`ClusterName
+/// needs to be specified`).
 fn write_whole(text: &str) -> std::io::Result<()> {
     let draft = format!("{CONF}.poolscope-test");
     std::fs::write(&draft, text)?;
