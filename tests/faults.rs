@@ -332,6 +332,26 @@ fn a_task_that_closes_its_stdout_early_still_ends_with_its_stderr() {
 }
 
 #[test]
+fn a_task_that_closes_all_its_output_and_runs_on_ends_when_it_exits() {
+    // Its output closes long before its exit: the end is the exit's, with its code.
+    let (record, ids, went_on) = run_then_one_more(vec![TaskSpec::shell(
+        "echo bye; exec >&- 2>&-; sleep 0.3; exit 3",
+    )]);
+    assert!(went_on);
+    assert_eq!(outcome_of(&record, ids[0]), Outcome::Exited(3));
+    assert_eq!(stdout_of(&record, ids[0]), "bye\n");
+    let attempt = record.attempt(ids[0], 1).expect("attempt");
+    let ran = attempt
+        .ended
+        .expect("ended")
+        .saturating_sub(attempt.started);
+    assert!(
+        ran >= Duration::from_millis(300),
+        "ended at its exit: {ran:?}"
+    );
+}
+
+#[test]
 fn a_task_that_floods_stderr_is_counted_in_full_and_the_pool_goes_on() {
     let (record, ids, went_on) = run_then_one_more(vec![TaskSpec::shell(
         "head -c 50000000 /dev/zero | tr '\\0' x >&2",

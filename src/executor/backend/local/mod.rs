@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -27,6 +27,8 @@ pub const STDIN_QUEUE_LIMIT: usize = 1024 * 1024;
 /// Most bytes read from one stream in one readiness turn, so one flooding task cannot
 /// starve the others (or a kill) on the same loop.
 const READS_PER_TURN: usize = 4;
+/// How long a child whose output closed is waited for to finish its exit.
+const REAP_SOON_FOR: Duration = Duration::from_micros(200);
 
 /// Runs tasks as local child processes.
 #[derive(Default)]
@@ -371,6 +373,24 @@ impl LocalBackend {
         self.finish_if_done(key, ctx);
     }
 
+    /// Reap a child whose output just closed. Usually its exit closed it, and the exit
+    /// is then microseconds from done (a process closes its files before it tells its
+    /// parent; this thread, woken by the first pipe it closed, may have taken its CPU):
+    /// the CPU is given back (yield) and the child reaped, rather than sleeping until
+    /// its pidfd wakes this thread again. A child that closed its output and runs on is
+    /// left to the pidfd after a moment.
+    fn reap_soon(&mut self, key: u64, ctx: &mut Ctx<'_>) {
+        let since = Instant::now();
+        loop {
+            self.reap(key, ctx);
+            let reaped = self.procs.get(&key).is_none_or(|p| p.exit.is_some());
+            if reaped || since.elapsed() >= REAP_SOON_FOR {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// The attempt is over once the leader is reaped and its output is closed.
     fn finish_if_done(&mut self, key: u64, ctx: &mut Ctx<'_>) {
         let done = self
@@ -634,8 +654,7 @@ impl Backend for LocalBackend {
                     .get(&key)
                     .is_some_and(|p| p.exit.is_none() && p.out.iter().all(Option::is_none));
                 if outputs_closed {
-                    // Usually the exit itself closed them: reap now, if it is over.
-                    self.reap(key, ctx);
+                    self.reap_soon(key, ctx);
                 }
                 self.finish_if_done(key, ctx);
             }
