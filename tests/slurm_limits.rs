@@ -36,8 +36,45 @@ impl Lowered {
 impl Drop for Lowered {
     fn drop(&mut self) {
         let _ = write_whole(&self.original);
-        reconfigure();
+        restart_controller();
     }
+}
+
+/// Start `slurmctld` again on the restored configuration. `scontrol reconfigure` is not
+/// enough: after these tests' changes and restores, Slurm 22.05's controller went on
+/// refusing arrays above the lowered size while `scontrol show config` printed the
+/// restored one, and the tests after them failed ("Invalid job array specification").
+fn restart_controller() {
+    const PID_FILE: &str = "/run/slurmctld.pid";
+    let Some(pid) = std::fs::read_to_string(PID_FILE)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        // Not the test cluster of scripts/slurm_up.sh: the most that can be done.
+        reconfigure();
+        return;
+    };
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // No event tells when another process is gone: look again shortly.
+    while nix::sys::signal::kill(pid, None).is_ok() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::process::Command::new("/usr/sbin/slurmctld")
+        .arg("-i")
+        .status();
+    // Up, and its node taking jobs again.
+    while !node_idle() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn node_idle() -> bool {
+    std::process::Command::new("sinfo")
+        .args(["-h", "-o", "%t"])
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("idle"))
 }
 
 /// Replace the configuration whole: `slurmd` rereads it after `scontrol reconfigure`
