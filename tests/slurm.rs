@@ -341,10 +341,17 @@ fn kill_one_timeout_resize_and_terminate_act_on_the_cluster() {
     );
     pool.terminate();
     drain(&events, &mut record);
+    // What ran was ended; what still waited in the cluster's queue never ran, and is
+    // cancelled (a resume runs it), not killed.
+    assert!(record.tasks().all(|t| match t.outcome() {
+        Some(outcome) => !outcome.is_success(),
+        None => t.state == poolscope::model::TaskState::Cancelled,
+    }));
     assert!(
         record
             .tasks()
-            .all(|t| t.outcome().is_some_and(|o| !o.is_success()))
+            .any(|t| t.state == poolscope::model::TaskState::Cancelled),
+        "six tasks on three slots: some were still queued"
     );
     assert!(record.max_concurrency() <= 3);
 }
@@ -575,4 +582,49 @@ fn a_run_whose_array_is_refused_says_why_for_each_task() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn an_interrupted_run_with_elements_still_queued_ends_and_its_resume_runs_them() {
+    let Some(dir) =
+        cluster("an_interrupted_run_with_elements_still_queued_ends_and_its_resume_runs_them")
+    else {
+        return;
+    };
+    let runs = dir.path().join("runs");
+    let runs_arg = runs.to_string_lossy().into_owned();
+    let d = dir.path().display();
+    // One at a time: while task 2 runs, tasks 3 and 4 wait in the cluster's queue.
+    let tasks = (1..=4)
+        .map(|i| format!("echo $$ > {d}/pid.{i}; sleep 1; echo t{i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let child = common::start_run(
+        &["--backend", "slurm", "-j", "1", "--run-dir", &runs_arg],
+        &tasks,
+    );
+    let _: u32 = common::written_pid(&dir.path().join("pid.2"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    // It ends (it waited for ever for the two elements Slurm forgot when they were
+    // cancelled while pending), saying they never started.
+    let interrupted = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&interrupted.stderr);
+    assert_eq!(interrupted.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("(2 of them never started)"), "{stderr}");
+    // Resumed, they run (not followed as if still queued), each with its own output.
+    let run = common::the_run(&runs);
+    let resumed = common::run_with_input(&["--resume", &run.to_string_lossy()], "");
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        ["t3", "t4"],
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
 }

@@ -180,6 +180,9 @@ impl PoolscopeApp {
             return;
         };
         let (specs, resumption) = Resumption::plan(&loaded.record, ResumeWhat::Unfinished);
+        // Only what goes on as itself is followed on the cluster; the rest runs again.
+        let mut on_cluster = on_cluster;
+        on_cluster.retain(|task, _| resumption.goes_on(*task));
         let kept = kept_output(dir, &loaded.record);
         let count = specs.len();
         let resume_output = dir.join(format!(

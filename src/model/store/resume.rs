@@ -31,6 +31,9 @@ pub struct Resumption {
     /// a retry) is numbered after them, new task `K + j` being the run's `added_after +
     /// j` (K: the tasks resumed).
     added_after: u64,
+    /// The tasks whose last attempt may go on where it was handed (all but those
+    /// cancelled before they started).
+    goes_on: std::collections::HashSet<TaskId>,
 }
 
 impl Resumption {
@@ -43,16 +46,22 @@ impl Resumption {
             }
             _ => true,
         };
-        let (specs, tasks) = record
-            .tasks()
-            .filter(|t| again(&t.state))
-            .map(|t| {
-                let attempts = t.attempts.iter().map(|a| a.number).max().unwrap_or(0);
-                // An attempt still open (followed again where it runs) goes on as itself.
-                let open = t.attempts.last().is_some_and(|a| a.ended.is_none());
-                ((*t.spec).clone(), (t.id, attempts - u32::from(open)))
-            })
-            .unzip();
+        let mut specs = Vec::new();
+        let mut tasks = Vec::new();
+        let mut goes_on = std::collections::HashSet::new();
+        for t in record.tasks().filter(|t| again(&t.state)) {
+            let attempts = t.attempts.iter().map(|a| a.number).max().unwrap_or(0);
+            // An attempt still open (followed again where it runs) goes on as itself;
+            // one cancelled before it started (its element gone from the cluster's
+            // queue) is not followed: the task runs again.
+            let cancelled = t.state == TaskState::Cancelled;
+            let open = !cancelled && t.attempts.last().is_some_and(|a| a.ended.is_none());
+            if !cancelled {
+                goes_on.insert(t.id);
+            }
+            specs.push((*t.spec).clone());
+            tasks.push((t.id, attempts - u32::from(open)));
+        }
         let offset = record
             .wall_clock_start
             .and_then(|start| SystemTime::now().duration_since(start).ok())
@@ -66,8 +75,15 @@ impl Resumption {
                 tasks,
                 offset,
                 added_after,
+                goes_on,
             },
         )
+    }
+
+    /// Whether what the run's `task` was handed to (a cluster's queue) may still run it,
+    /// to be followed there: not when it was cancelled before it started.
+    pub fn goes_on(&self, task: TaskId) -> bool {
+        self.goes_on.contains(&task)
     }
 
     /// Not a resumption: the executor's tasks are the run's own.

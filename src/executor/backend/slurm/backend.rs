@@ -322,7 +322,13 @@ impl SlurmBackend {
         after: Option<u64>,
         ctx: &mut Ctx<'_>,
     ) -> Option<u64> {
-        let number = self.state().arrays.len();
+        // A resumed run's folder holds the arrays of the runs before it: a new array is
+        // numbered after them (the run's record of what went where reads them in order,
+        // and a reused folder gave a resubmitted task the output of an earlier one).
+        let mut number = self.state().arrays.len();
+        while self.root.join(format!("array-{number}")).exists() {
+            number += 1;
+        }
         let dir = ArrayDir(self.root.join(format!("array-{number}")));
         let scripts = batch.iter().map(|(_, _, script)| script.as_str());
         let submitted = dir.prepare(scripts).and_then(|()| {
@@ -562,8 +568,10 @@ fn happenings(state: &State, said: &[Option<Vec<super::Element>>]) -> Vec<Happen
 /// ran (cancelled while pending, a submission that failed on the node).
 fn waiting_or_gone(element: &mut Tracked, said: &[super::Element], reports: &mut Vec<Report>) {
     let mine = said.iter().find(|s| s.index == Some(element.index));
-    let gone = said
-        .is_empty()
+    // Cancelled while pending, an element leaves no record: neither its own nor a place
+    // in the pending remainder's (and a run terminated with two elements pending
+    // waited for theirs for ever).
+    let gone = (!said.iter().any(|s| s.covers(element.index)))
         .then(|| SlurmEnd::Scheduler("no longer on the cluster".into()));
     if let Some(end) = mine.and_then(super::end_of).or(gone) {
         element.over = true;

@@ -439,6 +439,8 @@ pub struct Element {
     pub array_job: u64,
     /// `Some(i)` for a single element; `None` for the pending remainder.
     pub index: Option<u64>,
+    /// The pending remainder's indices as Slurm writes them (`3-9%4`, `2,5-7`).
+    pub pending: Option<String>,
     pub state: String,
     pub reason: String,
     /// (exit code, signal) as Slurm reports them (`ExitCode=3:0`).
@@ -458,7 +460,9 @@ pub fn parse_show_job(text: &str) -> Vec<Element> {
             let array_job = field("ArrayJobId")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(job_id);
-            let index = field("ArrayTaskId").and_then(|v| v.parse().ok());
+            let task_ids = field("ArrayTaskId");
+            let index = task_ids.and_then(|v| v.parse().ok());
+            let pending = task_ids.filter(|_| index.is_none()).map(str::to_owned);
             let exit = field("ExitCode")
                 .and_then(|v| v.split_once(':'))
                 .and_then(|(c, s)| Some((c.parse().ok()?, s.parse().ok()?)))
@@ -468,6 +472,7 @@ pub fn parse_show_job(text: &str) -> Vec<Element> {
                 job_id,
                 array_job,
                 index,
+                pending,
                 state: field("JobState")?.to_owned(),
                 reason: field("Reason").unwrap_or("None").to_owned(),
                 exit,
@@ -475,6 +480,29 @@ pub fn parse_show_job(text: &str) -> Vec<Element> {
             })
         })
         .collect()
+}
+
+impl Element {
+    /// Whether this record speaks for element `index`: it is that element, or the pending
+    /// remainder holds it. A remainder written in a way not understood here is taken to
+    /// hold it (an element is never given up for a record not read).
+    pub fn covers(&self, index: u64) -> bool {
+        if let Some(own) = self.index {
+            return own == index;
+        }
+        let Some(ids) = &self.pending else {
+            return false;
+        };
+        let ids = ids.split('%').next().unwrap_or_default();
+        let holds = |part: &str| -> Option<bool> {
+            let (range, step) = part.split_once(':').unwrap_or((part, "1"));
+            let step: u64 = step.parse().ok()?;
+            let (first, last) = range.split_once('-').unwrap_or((range, range));
+            let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+            Some((first..=last).contains(&index) && (index - first).is_multiple_of(step.max(1)))
+        };
+        ids.split(',').any(|part| holds(part).unwrap_or(true))
+    }
 }
 
 /// How an element ended, in poolscope's terms; `None` while it waits or runs.
@@ -545,6 +573,23 @@ JobId=6 ArrayJobId=1 ArrayTaskId=5 JobState=FAILED Reason=NonZeroExitCode ExitCo
         assert_eq!(
             end_of(&other),
             Some(SlurmEnd::Scheduler("NODE_FAIL".into()))
+        );
+    }
+
+    #[test]
+    fn an_element_is_covered_by_its_own_record_or_by_the_pending_remainder_holding_it() {
+        let text = "JobId=9 ArrayJobId=9 ArrayTaskId=1,4-8:2%1 JobState=PENDING\n\
+                    JobId=10 ArrayJobId=9 ArrayTaskId=0 JobState=RUNNING\n";
+        let said = parse_show_job(text);
+        let covered: Vec<u64> = (0..10)
+            .filter(|&i| said.iter().any(|s| s.covers(i)))
+            .collect();
+        // 2 and 3 were cancelled while pending: no record speaks for them any more.
+        assert_eq!(covered, [0, 1, 4, 6, 8]);
+        let odd = parse_show_job("JobId=9 ArrayJobId=9 ArrayTaskId=what JobState=PENDING\n");
+        assert!(
+            odd[0].covers(3),
+            "a remainder not understood is taken to hold it"
         );
     }
 
