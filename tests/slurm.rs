@@ -604,27 +604,12 @@ fn an_interrupted_run_with_elements_still_queued_ends_and_its_resume_runs_them()
         &tasks,
     );
     let _: u32 = common::written_pid(&dir.path().join("pid.2"));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("signal");
     // It ends (it waited for ever for the two elements Slurm forgot when they were
     // cancelled while pending), saying they never started.
-    let interrupted = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&interrupted.stderr);
-    assert_eq!(interrupted.status.code(), Some(130), "{stderr}");
+    let (code, stderr) = common::interrupt(child);
+    assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("(2 of them never started)"), "{stderr}");
     // Resumed, they run (not followed as if still queued), each with its own output.
-    let run = common::the_run(&runs);
-    let resumed = common::run_with_input(&["--resume", &run.to_string_lossy()], "");
-    let stdout = String::from_utf8_lossy(&resumed.stdout);
-    let mut lines: Vec<&str> = stdout.lines().collect();
-    lines.sort_unstable();
-    assert_eq!(
-        lines,
-        ["t3", "t4"],
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    let (lines, stderr) = common::resume_sorted(&runs);
+    assert_eq!(lines, ["t3", "t4"], "{stderr}");
 }

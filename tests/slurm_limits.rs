@@ -9,28 +9,53 @@ const CONF: &str = "/etc/slurm/slurm.conf";
 /// One test at a time changes the cluster's configuration.
 static CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The cluster's configuration with `MaxArraySize` lowered; put back when dropped.
+/// The cluster's configuration with `MaxArraySize` lowered, this test alone changing it;
+/// put back when dropped (before the next test may change it).
 struct Lowered {
     original: String,
+    _one: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Lowered {
-    fn max_array_size(size: u32) -> Option<Self> {
-        let original = std::fs::read_to_string(CONF).ok()?;
-        let lowered: String = original
-            .lines()
-            .map(|line| {
-                if line.starts_with("MaxArraySize=") {
-                    format!("MaxArraySize={size}\n")
-                } else {
-                    format!("{line}\n")
-                }
-            })
-            .collect();
-        write_whole(&lowered).ok()?;
-        let lowered = Self { original };
-        reconfigure().then_some(lowered)
+    /// `None` (and the test says it is skipped) without a cluster, or without root.
+    fn max_array_size(test: &str, size: u32) -> Option<Self> {
+        if !common::slurm_answers(test) {
+            return None;
+        }
+        let one = CLUSTER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(original) = std::fs::read_to_string(CONF)
+            .ok()
+            .filter(|original| write_whole(&with_max_array_size(original, size)).is_ok())
+        else {
+            eprintln!("SKIPPED {test}: cannot change {CONF} (needs root)");
+            return None;
+        };
+        let lowered = Self {
+            original,
+            _one: one,
+        };
+        if !reconfigure() {
+            eprintln!("SKIPPED {test}: scontrol reconfigure failed");
+            return None;
+        }
+        Some(lowered)
     }
+}
+
+/// `original` with its `MaxArraySize` line set to `size`.
+fn with_max_array_size(original: &str, size: u32) -> String {
+    original
+        .lines()
+        .map(|line| {
+            if line.starts_with("MaxArraySize=") {
+                format!("MaxArraySize={size}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
 }
 
 impl Drop for Lowered {
@@ -81,9 +106,25 @@ fn node_idle() -> bool {
 /// returns, and one that read it while the next test truncated it died (`ClusterName
 /// needs to be specified`).
 fn write_whole(text: &str) -> std::io::Result<()> {
-    let draft = format!("{CONF}.poolscope-test");
-    std::fs::write(&draft, text)?;
-    std::fs::rename(&draft, CONF)
+    poolscope::model::formats::taskfile::save_atomic(std::path::Path::new(CONF), text)
+}
+
+/// `echo task 1` … `echo task N`, one per line.
+fn echo_tasks(n: u32) -> String {
+    (1..=n)
+        .map(|i| format!("echo task {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every one of `echo_tasks(n)` printed its line.
+fn assert_each_printed(stdout: &str, n: u32) {
+    for i in 1..=n {
+        assert!(
+            stdout.contains(&format!("task {i}\n")),
+            "task {i}: {stdout}"
+        );
+    }
 }
 
 fn reconfigure() -> bool {
@@ -96,24 +137,14 @@ fn reconfigure() -> bool {
 #[test]
 fn a_list_longer_than_max_array_size_runs_as_several_arrays() {
     let test = "a_list_longer_than_max_array_size_runs_as_several_arrays";
-    if !common::slurm_answers(test) {
-        return;
-    }
-    let _one = CLUSTER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(_lowered) = Lowered::max_array_size(8) else {
-        eprintln!("SKIPPED {test}: cannot change {CONF} (needs root)");
+    let Some(_lowered) = Lowered::max_array_size(test, 8) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let joblog = dir.path().join("joblog");
     let runs = dir.path().join("runs").to_string_lossy().into_owned();
     let joblog_arg = joblog.to_string_lossy().into_owned();
-    let tasks = (1..=20)
-        .map(|i| format!("echo task {i}"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let tasks = echo_tasks(20);
     let out = common::run_with_input(
         &[
             "--backend",
@@ -133,13 +164,7 @@ fn a_list_longer_than_max_array_size_runs_as_several_arrays() {
         stderr.contains("MaxArraySize (8)") && stderr.contains("3 job arrays"),
         "the run says why it split: {stderr}"
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for i in 1..=20 {
-        assert!(
-            stdout.contains(&format!("task {i}\n")),
-            "task {i}: {stdout}"
-        );
-    }
+    assert_each_printed(&String::from_utf8_lossy(&out.stdout), 20);
     let log = std::fs::read_to_string(&joblog).expect("joblog");
     assert_eq!(log.lines().count(), 21, "{log}");
 }
@@ -147,23 +172,13 @@ fn a_list_longer_than_max_array_size_runs_as_several_arrays() {
 #[test]
 fn a_pool_of_workers_larger_than_max_array_size_gets_its_other_workers_as_jobs() {
     let test = "a_pool_of_workers_larger_than_max_array_size_gets_its_other_workers_as_jobs";
-    if !common::slurm_answers(test) {
-        return;
-    }
-    let _one = CLUSTER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let Some(_lowered) = Lowered::max_array_size(2) else {
-        eprintln!("SKIPPED {test}: cannot change {CONF} (needs root)");
+    let Some(_lowered) = Lowered::max_array_size(test, 2) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let runs = dir.path().join("runs");
     let runs_arg = runs.to_string_lossy().into_owned();
-    let tasks = (1..=8)
-        .map(|i| format!("echo task {i}"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let tasks = echo_tasks(8);
     let out = common::run_with_input(
         &[
             "--backend",
@@ -178,13 +193,7 @@ fn a_pool_of_workers_larger_than_max_array_size_gets_its_other_workers_as_jobs()
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for i in 1..=8 {
-        assert!(
-            stdout.contains(&format!("task {i}\n")),
-            "task {i}: {stdout}"
-        );
-    }
+    assert_each_printed(&String::from_utf8_lossy(&out.stdout), 8);
     // Two workers as the array's elements (all it may hold), two as jobs of their own.
     let run = common::the_run(&runs);
     let jobs = std::fs::read_to_string(run.join("slurm/workers.jobs")).expect("jobs");

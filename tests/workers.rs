@@ -623,28 +623,11 @@ fn tasks_a_worker_held_but_never_started_run_when_the_interrupted_run_is_resumed
         &tasks,
     );
     let first: u32 = common::written_pid(&dir.path().join("pid.1"));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("signal");
-    let interrupted = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&interrupted.stderr);
-    assert_eq!(interrupted.status.code(), Some(130), "{stderr}");
+    let (code, stderr) = common::interrupt(child);
+    assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("(3 of them never started)"), "{stderr}");
     assert!(wait_gone(first), "the running task outlived poolscope");
     // The three held tasks are not counted as killed: a plain resume runs them.
-    let run = common::the_run(&runs);
-    let resumed = common::run_with_input(&["--resume", &run.to_string_lossy()], "");
-    let mut lines: Vec<String> = String::from_utf8_lossy(&resumed.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    lines.sort();
-    assert_eq!(
-        lines,
-        ["b", "c", "d"],
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    let (lines, stderr) = common::resume_sorted(&runs);
+    assert_eq!(lines, ["b", "c", "d"], "{stderr}");
 }

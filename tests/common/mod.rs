@@ -256,6 +256,34 @@ pub fn line_about<'a>(stderr: &'a str, task: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{task} is not reported: {stderr}"))
 }
 
+/// SIGTERM to a `poolscope run` started by [`start_run`], then its end: its exit code and
+/// its stderr.
+pub fn interrupt(child: std::process::Child) -> (Option<i32>, String) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `poolscope run --resume` of the one run under `runs`, to its end: its stdout's lines,
+/// sorted, and its stderr.
+pub fn resume_sorted(runs: &std::path::Path) -> (Vec<String>, String) {
+    let run = the_run(runs);
+    let out = run_with_input(&["--resume", &run.to_string_lossy()], "");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    (lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 /// `poolscope run ARGS` with `input`, to its end.
 pub fn run_with_input(args: &[&str], input: &str) -> std::process::Output {
     start_run(args, input).wait_with_output().expect("wait")
