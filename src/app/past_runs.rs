@@ -180,9 +180,6 @@ impl PoolscopeApp {
             return;
         };
         let (specs, resumption) = Resumption::plan(&loaded.record, ResumeWhat::Unfinished);
-        // Only what goes on as itself is followed on the cluster; the rest runs again.
-        let mut on_cluster = on_cluster;
-        on_cluster.retain(|task, _| resumption.goes_on(*task));
         let kept = kept_output(dir, &loaded.record);
         let count = specs.len();
         let resume_output = dir.join(format!(
@@ -210,6 +207,7 @@ impl PoolscopeApp {
                 dir,
                 on_cluster,
                 resumption.originals(),
+                |task| resumption.goes_on(task),
                 |task| kept.get(&task).copied().unwrap_or_default(),
             ),
             ..PoolConfig::default()

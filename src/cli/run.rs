@@ -970,13 +970,14 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
     // A run that went to Slurm goes on there, following what is still on the cluster.
     // Headless runs keep no output in the run folder: an attempt followed again is read
     // from its start, so this run's output has all of it.
-    let mut on_cluster = on_cluster;
-    on_cluster.retain(|task, _| resumption.goes_on(*task));
-    let slurm =
-        crate::executor::backend::slurm::resumed(dir, on_cluster, resumption.originals(), |_| {
-            [0, 0]
-        })
-        .filter(|_| args.backend != Some(BackendChoice::Local));
+    let slurm = crate::executor::backend::slurm::resumed(
+        dir,
+        on_cluster,
+        resumption.originals(),
+        |task| resumption.goes_on(task),
+        |_| [0, 0],
+    )
+    .filter(|_| args.backend != Some(BackendChoice::Local));
     Ok(Session {
         config: PoolConfig {
             size,

@@ -249,13 +249,16 @@ const ELEMENTS_FILE: &str = "elements";
 /// How a resumed run goes on, when the run went to Slurm (its folder has `slurm/`): with
 /// the same options, following the elements it submitted (`on_cluster`, as
 /// [`on_cluster`] read them) for the tasks it resumes (`originals`, in the resuming
-/// executor's order) rather than submitting them again. `already_read`: for an attempt
-/// that goes on, the stdout and stderr bytes its run already recorded.
+/// executor's order) and that may still run there (`goes_on`: not those cancelled
+/// before they started, whose elements are gone), rather than submitting them again.
+/// `already_read`: for an attempt that goes on, the stdout and stderr bytes its run
+/// already recorded.
 #[allow(clippy::implicit_hasher)] // the map becomes `SlurmSettings::reattach` as it is
 pub fn resumed(
     run_dir: &Path,
     mut on_cluster: std::collections::HashMap<super::super::TaskId, Submitted>,
     originals: Vec<super::super::TaskId>,
+    goes_on: impl Fn(super::super::TaskId) -> bool,
     already_read: impl Fn(super::super::TaskId) -> [u64; 2],
 ) -> Option<super::super::SlurmSettings> {
     if !went_to_cluster(run_dir) {
@@ -263,7 +266,7 @@ pub fn resumed(
     }
     let folder = folder_of(run_dir);
     let resuming: std::collections::HashSet<_> = originals.iter().collect();
-    on_cluster.retain(|task, _| resuming.contains(task));
+    on_cluster.retain(|task, _| resuming.contains(task) && goes_on(*task));
     for (task, element) in &mut on_cluster {
         element.read = already_read(*task);
     }
