@@ -234,6 +234,55 @@ fn a_missing_program_fails_to_spawn_and_the_pool_goes_on() {
 }
 
 #[test]
+fn a_program_removed_after_it_ran_fails_to_start_and_the_pool_goes_on() {
+    // Its first start is waited for; the later ones are not (they are found out when
+    // the process that was to run them exits).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = dir.path().join("tool");
+    common::write_executable(&program, "#!/bin/sh\necho ran $1\n");
+    let program = program.to_str().expect("utf-8").to_owned();
+    let (pool, events) = Executor::start(config(1), None);
+    let first = pool
+        .submit_one(TaskSpec::program(&program, ["first"]))
+        .expect("submit");
+    let remove = pool
+        .submit_one(TaskSpec::program("rm", [program.as_str()]))
+        .expect("submit");
+    let gone = pool
+        .submit_one(TaskSpec::program(&program, ["again"]))
+        .expect("submit");
+    let echo = pool
+        .submit_one(TaskSpec::program("/bin/echo", ["here"]))
+        .expect("submit");
+    let elsewhere = pool
+        .submit_one(
+            TaskSpec::program("/bin/echo", ["in a missing folder"])
+                .with_cwd(dir.path().join("nowhere")),
+        )
+        .expect("submit");
+    let next = pool
+        .submit_one(TaskSpec::shell("echo still here"))
+        .expect("submit");
+    pool.close();
+    let mut record = RunRecord::default();
+    drain(&events, &mut record);
+    assert_eq!(stdout_of(&record, first), "ran first\n");
+    assert_eq!(outcome(&record, remove), Outcome::Exited(0));
+    assert_eq!(stdout_of(&record, echo), "here\n");
+    for task in [gone, elsewhere] {
+        match outcome(&record, task) {
+            Outcome::FailedToSpawn(reason) => {
+                assert!(reason.contains("No such file"), "task {task}: {reason}");
+            }
+            other => panic!("task {task}: expected FailedToSpawn, got {other:?}"),
+        }
+        assert_eq!(stdout_of(&record, task), "");
+    }
+    assert_eq!(outcome(&record, next), Outcome::Exited(0));
+    assert_eq!(stdout_of(&record, next), "still here\n");
+}
+
+#[test]
 fn stdin_round_trip_through_cat() {
     let (pool, events) = Executor::start(config(1), None);
     let mut record = RunRecord::default();

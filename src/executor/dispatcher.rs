@@ -1133,7 +1133,9 @@ impl<B: Backend> Dispatcher<B> {
         let outcome = match (active.kill, exit) {
             (Some(KillReason::User), _) => Outcome::Killed,
             (Some(KillReason::Timeout), _) | (None, RawExit::TimedOut) => Outcome::TimedOut,
-            (Some(KillReason::Setup(reason)), _) => Outcome::FailedToSpawn(reason),
+            (Some(KillReason::Setup(reason)), _) | (None, RawExit::NotStarted(reason)) => {
+                Outcome::FailedToSpawn(reason)
+            }
             (None, RawExit::Code(code)) => Outcome::Exited(code),
             (None, RawExit::Signal(sig)) => Outcome::Signaled(sig),
             (None, RawExit::WorkerLost(reason)) => Outcome::WorkerLost(reason),

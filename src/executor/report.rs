@@ -21,6 +21,9 @@ pub enum RawExit {
     Scheduler(String),
     /// A cluster scheduler ended it at its time limit.
     TimedOut,
+    /// Its program could not be started after all (learnt once the process that was to
+    /// exec it had exited): why.
+    NotStarted(String),
 }
 
 /// What a backend tells the dispatcher about an attempt.

@@ -341,9 +341,20 @@ impl LocalBackend {
         let Some(status) = super::exited(pidfd, &format_args!("task {}", proc.task)) else {
             return;
         };
-        let exit = match (status.exit_status(), status.terminating_signal()) {
-            (Some(code), _) if status.exited() => RawExit::Code(code),
-            (_, Some(sig)) => RawExit::Signal(sig),
+        // A child not waited for until its exec (see `spawn`) may have failed it.
+        let not_started = self
+            .spawner
+            .as_mut()
+            .and_then(|s| s.settled(proc.pgid.as_raw().cast_unsigned()))
+            .and_then(Result::err);
+        let exit = match (
+            status.exit_status(),
+            status.terminating_signal(),
+            not_started,
+        ) {
+            (_, _, Some(e)) => RawExit::NotStarted(LaunchError::from_io("", &e).to_string()),
+            (Some(code), _, None) if status.exited() => RawExit::Code(code),
+            (_, Some(sig), None) => RawExit::Signal(sig),
             _ => RawExit::Code(-1),
         };
         // Off epoll before closing (see `close_output`: a new child may hold a copy).

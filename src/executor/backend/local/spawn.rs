@@ -11,12 +11,14 @@
 //! (those that have one, known once per pool), nothing blocked, the three descriptors,
 //! the directory, `execve`.
 
-use std::collections::HashMap;
+use std::cell::{Cell, UnsafeCell};
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 /// The child runs on this stack until it execs: a few frames of libc calls.
 const STACK_BYTES: usize = 256 * 1024;
@@ -32,7 +34,8 @@ pub struct Plan<'a> {
     pub stdin_piped: bool,
 }
 
-/// A started child: its pidfd and the parent's ends of its pipes.
+/// A started child: its pidfd and the parent's ends of its pipes. Whether it exec'd
+/// may be known only once it has exited: see [`Spawner::settled`].
 pub struct Child {
     pub pid: u32,
     pub pidfd: OwnedFd,
@@ -42,17 +45,104 @@ pub struct Child {
 }
 
 pub struct Spawner {
-    /// Never zeroed (the child only pushes onto it): zeroing it cost 64 page faults.
-    stack: Vec<u128>,
+    /// The memory of children started and perhaps not yet exec'd, and of free ones.
+    launches: Vec<Box<Launch>>,
+    /// Files that have exec'd once from here: later children of theirs are not waited
+    /// for (see [`Launch`]).
+    known: HashSet<CString>,
     /// `KEY=VALUE` of the environment when the pool started, with the key's length.
+    /// Never changed while a child may read it.
     env: Vec<(CString, usize)>,
-    /// `PATH` as the pool started (the children's, unless a task sets its own).
+    /// `PATH` as the pool started (the children's, unless a task sets its own). Never
+    /// changed while a child may read it.
     path: Vec<u8>,
     dev_null: OwnedFd,
     /// Where a bare program name was found on the pool's `PATH`, or that it was not.
     found: HashMap<String, Option<CString>>,
     /// The signals the child puts back to their default (see [`signals_to_reset`]).
     reset: Vec<c_int>,
+    /// What the spawning thread blocks while the child runs on its memory (see
+    /// [`blocked_while_spawning`]).
+    blocked: libc::sigset_t,
+}
+
+/// Longest file name the child execs (Linux's `PATH_MAX`).
+const FILE_BYTES: usize = 4096;
+
+/// The memory one child uses between its clone and its exec: the stack it runs on and
+/// what it reads. A file's first child is waited for until it has exec'd (as
+/// `posix_spawn` waits for every one), so that what cannot start says why at once. A
+/// known file's children are not: this thread goes on (to start the next task on
+/// another CPU) while the child execs, and reuses the launch only once the kernel says
+/// the child has left its memory; if that exec failed after all, the child's end says
+/// so. That wait was the pool's largest idle time: at `-j 2` the two children end
+/// together, and the second start waited for the first exec. Only the child writes a
+/// launch while it is in use, and only its atomics and `file`.
+struct Launch {
+    /// Nonzero while the child may still use this memory: the kernel zeroes it when the
+    /// child execs or exits (`CLONE_CHILD_CLEARTID`).
+    in_use: AtomicU32,
+    /// Why the child could not exec (an errno), set by the child before it exits.
+    error: AtomicI32,
+    /// Set by the child when the program was not where it had been found on `PATH`.
+    searched: AtomicBool,
+    /// The child's PID until [`Spawner::settled`] is told of its end; 0 when free.
+    pid: Cell<u32>,
+    /// Never zeroed (the child only pushes onto it): zeroing it cost 64 page faults.
+    stack: Vec<u128>,
+    /// The file found for the program (`file` as the launch began).
+    path: CString,
+    /// The file to exec, NUL-terminated; the child writes others there as it looks
+    /// along `PATH`.
+    file: UnsafeCell<[u8; FILE_BYTES]>,
+    args: Vec<CString>,
+    argv: Vec<*const c_char>,
+    /// `/bin/sh FILE ARGS…`: how a file without `#!` runs (as execvp runs it).
+    script_argv: Vec<*const c_char>,
+    extra_env: Vec<CString>,
+    envp: Vec<*const c_char>,
+    cwd: Option<CString>,
+    /// `PATH` to look along if the file is gone (for a bare name on the pool's `PATH`):
+    /// the spawner's, or empty.
+    search: (*const u8, usize),
+    /// What becomes the child's stdin, stdout, stderr.
+    fds: [c_int; 3],
+    /// Signals to put back to their default if they have a handler (the spawner's).
+    reset: (*const c_int, usize),
+}
+
+// SAFETY: the raw pointers point into this launch's own heap data or into the spawner
+// that owns it, which moves between threads with it; only the spawning thread and the
+// child use them.
+#[allow(unsafe_code)]
+unsafe impl Send for Launch {}
+
+impl Launch {
+    fn new() -> Box<Self> {
+        Box::new(Self {
+            in_use: AtomicU32::new(0),
+            error: AtomicI32::new(0),
+            searched: AtomicBool::new(false),
+            pid: Cell::new(0),
+            stack: Vec::with_capacity(STACK_BYTES / 16),
+            path: CString::default(),
+            file: UnsafeCell::new([0; FILE_BYTES]),
+            args: Vec::new(),
+            argv: Vec::new(),
+            script_argv: Vec::new(),
+            extra_env: Vec::new(),
+            envp: Vec::new(),
+            cwd: None,
+            search: (std::ptr::null(), 0),
+            fds: [-1; 3],
+            reset: (std::ptr::null(), 0),
+        })
+    }
+
+    /// Whether the child may still read or write this memory.
+    fn busy(&self) -> bool {
+        self.in_use.load(Ordering::Acquire) != 0
+    }
 }
 
 impl Spawner {
@@ -71,73 +161,78 @@ impl Spawner {
             || b"/bin:/usr/bin".to_vec(),
             |p| p.as_bytes().to_vec(),
         );
+        let reset = signals_to_reset();
         Ok(Self {
-            stack: Vec::with_capacity(STACK_BYTES / 16),
+            launches: Vec::new(),
+            known: HashSet::new(),
             env,
             path,
             dev_null,
             found: HashMap::new(),
-            reset: signals_to_reset(),
+            blocked: blocked_while_spawning(&reset),
+            reset,
         })
     }
 
+    /// Start a child. What keeps it from starting is returned, but for a known file,
+    /// whose child is not waited for: whether that one exec'd is
+    /// [`Spawner::settled`]'s to say.
     pub fn spawn(&mut self, plan: &Plan<'_>) -> io::Result<Child> {
-        let remembered = !plan.program.contains('/')
-            && !plan.env.iter().any(|(k, _)| *k == "PATH")
-            && matches!(self.found.get(plan.program), Some(Some(_)));
-        let result = match self.spawn_once(plan) {
-            // Found here before, gone since: look again.
-            Err(e) if remembered && e.raw_os_error() == Some(libc::ENOENT) => {
-                self.found.remove(plan.program);
-                self.spawn_once(plan)
-            }
-            other => other,
-        };
-        match result {
-            // An executable file without `#!`: a shell script, as execvp and every shell
-            // run it (`sh FILE ARGS…`).
-            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
-                let file = self.executable(plan)?;
-                let file = file.to_str().map_err(|_| e)?;
-                let args: Vec<&str> = std::iter::once(file)
-                    .chain(plan.args.iter().copied())
-                    .collect();
-                self.spawn_once(&Plan {
-                    program: "/bin/sh",
-                    args: &args,
-                    ..*plan
-                })
-            }
-            other => other,
-        }
-    }
-
-    fn spawn_once(&mut self, plan: &Plan<'_>) -> io::Result<Child> {
         let path = self.executable(plan)?;
-        let argv_owned = std::iter::once(plan.program)
-            .chain(plan.args.iter().copied())
-            .map(CString::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut argv: Vec<*const c_char> = argv_owned.iter().map(|a| a.as_ptr()).collect();
-        argv.push(std::ptr::null());
-        let extra = plan
-            .env
-            .iter()
-            .map(|(k, v)| CString::new(format!("{k}={v}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut envp: Vec<*const c_char> = Vec::with_capacity(self.env.len() + extra.len() + 1);
+        if path.as_bytes().len() >= FILE_BYTES {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
+        let search = !plan.program.contains('/') && !plan.env.iter().any(|(k, _)| *k == "PATH");
+        let wait = !ASYNC_SPAWN || !self.known.contains(&path);
+        let index = if let Some(free) = self.launches.iter().position(|l| l.pid.get() == 0) {
+            free
+        } else {
+            self.launches.push(Launch::new());
+            self.launches.len() - 1
+        };
+        let launch = &mut self.launches[index];
+        let file = launch.file.get_mut();
+        file[..path.as_bytes().len()].copy_from_slice(path.as_bytes());
+        file[path.as_bytes().len()] = 0;
+        launch.args.clear();
+        for arg in std::iter::once(plan.program).chain(plan.args.iter().copied()) {
+            launch.args.push(CString::new(arg)?);
+        }
+        launch.argv.clear();
+        launch.argv.extend(launch.args.iter().map(|a| a.as_ptr()));
+        launch.argv.push(std::ptr::null());
+        launch.script_argv.clear();
+        launch.script_argv.push(c"/bin/sh".as_ptr());
+        launch.script_argv.push(launch.file.get().cast::<c_char>());
+        launch.script_argv.extend_from_slice(&launch.argv[1..]);
+        launch.extra_env.clear();
+        for (k, v) in plan.env {
+            launch.extra_env.push(CString::new(format!("{k}={v}"))?);
+        }
+        launch.envp.clear();
         for (entry, key_len) in &self.env {
             let key = &entry.as_bytes()[..*key_len];
             if !plan.env.iter().any(|(k, _)| k.as_bytes() == key) {
-                envp.push(entry.as_ptr());
+                launch.envp.push(entry.as_ptr());
             }
         }
-        envp.extend(extra.iter().map(|e| e.as_ptr()));
-        envp.push(std::ptr::null());
-        let cwd = plan
+        launch
+            .envp
+            .extend(launch.extra_env.iter().map(|e| e.as_ptr()));
+        launch.envp.push(std::ptr::null());
+        launch.cwd = plan
             .cwd
             .map(|dir| CString::new(dir.as_os_str().as_bytes()))
             .transpose()?;
+        launch.search = if search {
+            (self.path.as_ptr(), self.path.len())
+        } else {
+            (std::ptr::null(), 0)
+        };
+        launch.reset = (self.reset.as_ptr(), self.reset.len());
+        launch.path = path;
+        launch.error.store(0, Ordering::Relaxed);
+        launch.searched.store(false, Ordering::Relaxed);
 
         // The parent's ends are close-on-exec (a later child must not hold them);
         // `dup2` in the child clears the flag on its copies.
@@ -154,19 +249,27 @@ impl Spawner {
         let stdin_fd = stdin_read
             .as_ref()
             .map_or(self.dev_null.as_raw_fd(), AsRawFd::as_raw_fd);
-        let mut child = ChildPlan {
-            path: path.as_ptr(),
-            argv: argv.as_ptr(),
-            envp: envp.as_ptr(),
-            cwd: cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-            fds: [stdin_fd, stdout_write.as_raw_fd(), stderr_write.as_raw_fd()],
-            reset: self.reset.as_ptr(),
-            reset_len: self.reset.len(),
-            error: 0,
-        };
-        let (pid, pidfd) = clone_child(self.stack.spare_capacity_mut(), &mut child)?;
-        // The child's ends now live in the child only.
+        launch.fds = [stdin_fd, stdout_write.as_raw_fd(), stderr_write.as_raw_fd()];
+        let (pid, pidfd) = clone_child(launch, &self.blocked, wait)?;
+        launch.pid.set(pid);
+        // The child has its own copies of its ends (its descriptor table is its own).
         drop((stdin_read, stdout_write, stderr_write));
+        if wait {
+            if let Some(Err(e)) = self.settled(pid) {
+                // It exited without exec'ing: reap it.
+                let _ = rustix::process::waitid(
+                    rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                    rustix::process::WaitIdOptions::EXITED,
+                );
+                return Err(e);
+            }
+        } else {
+            // The child makes its own group too; this makes it one before a kill of the
+            // group can come (after the exec it is refused, and needed no more).
+            if let Some(pid) = rustix::process::Pid::from_raw(pid.cast_signed()) {
+                let _ = rustix::process::setpgid(Some(pid), Some(pid));
+            }
+        }
         Ok(Child {
             pid,
             pidfd,
@@ -174,6 +277,35 @@ impl Spawner {
             stdout: stdout_read,
             stderr: stderr_read,
         })
+    }
+
+    /// Whether the child with this PID exec'd its program: `None` while it may still
+    /// be on its way (it has neither exec'd nor exited), the error that kept it from
+    /// exec'ing (it then exits with 127). Told once: the child's launch is then reused.
+    pub fn settled(&mut self, pid: u32) -> Option<io::Result<()>> {
+        let Some(launch) = self.launches.iter().find(|l| l.pid.get() == pid) else {
+            return Some(Ok(()));
+        };
+        if launch.busy() {
+            return None;
+        }
+        launch.pid.set(0);
+        let error = launch.error.load(Ordering::Acquire);
+        let searched = launch.searched.load(Ordering::Acquire);
+        if error == 0 && !searched {
+            self.known.insert(launch.path.clone());
+        } else {
+            // Waited for again next time.
+            self.known.remove(&launch.path);
+        }
+        if searched && let Ok(program) = launch.args[0].to_str() {
+            // Gone from where it was found: looked for again next time.
+            self.found.remove(program);
+        }
+        match error {
+            0 => Some(Ok(())),
+            errno => Some(Err(io::Error::from_raw_os_error(errno))),
+        }
     }
 
     /// Whether a bare program name is on the pool's `PATH` (remembered, found or not):
@@ -264,131 +396,361 @@ fn signals_to_reset() -> Vec<c_int> {
     reset
 }
 
-/// Everything the child needs, prepared by the parent: the child may not allocate or
-/// take a lock (it shares the parent's memory, and another thread may hold one).
-#[repr(C)]
-struct ChildPlan {
-    path: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-    cwd: *const c_char,
-    /// What becomes the child's stdin, stdout, stderr.
-    fds: [c_int; 3],
-    /// Signals to put back to their default if they have a handler.
-    reset: *const c_int,
-    reset_len: usize,
-    /// Set by the child when it could not exec: the errno.
-    error: c_int,
+/// Every signal but SIGCHLD, unless SIGCHLD has a handler (it has none in poolscope).
+/// The pool's other children exit while this thread waits for a new one to exec, and a
+/// SIGCHLD the kernel cannot drop at once (its target thread blocks it) is handed to
+/// another thread of the process, woken for nothing: 3000 `/bin/true` at `-j 2` woke
+/// the process's sleeping threads about 700 times.
+#[allow(unsafe_code)]
+fn blocked_while_spawning(reset: &[c_int]) -> libc::sigset_t {
+    // SAFETY: the sigset functions only write the set given.
+    unsafe {
+        let mut blocked: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&raw mut blocked);
+        if !reset.contains(&libc::SIGCHLD) {
+            libc::sigdelset(&raw mut blocked, libc::SIGCHLD);
+        }
+        blocked
+    }
 }
 
-/// Start the child on `stack`; returns once it has exec'd (or failed to, and exited).
+/// Whether children of known files start without waiting for their exec. It needs
+/// the child's system calls made without libc: the child shares this thread's memory,
+/// `errno` included, while this thread runs on.
+const ASYNC_SPAWN: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+/// Start the child on the launch's stack. With `wait`, returns once it has exec'd (or
+/// failed to, and exited); else at once, the launch in use until the kernel frees it.
 #[allow(unsafe_code)]
 fn clone_child(
-    stack: &mut [std::mem::MaybeUninit<u128>],
-    plan: &mut ChildPlan,
+    launch: &mut Launch,
+    blocked: &libc::sigset_t,
+    wait: bool,
 ) -> io::Result<(u32, OwnedFd)> {
-    // SAFETY: the sigset functions only write the sets given; the child entry point
-    // touches nothing but `plan` (see `child_main`), and CLONE_VFORK keeps this thread,
-    // and so `plan` and `stack`, where they are until the child has exec'd or exited.
-    // The pidfd is a new descriptor owned by nobody else.
+    // SAFETY: pthread_sigmask only writes the set given. The child entry point touches
+    // nothing but the launch (see `child_main`), which stays where it is, unchanged,
+    // until the child has exec'd or exited: the kernel clears `in_use` then
+    // (CLONE_CHILD_CLEARTID), and nothing reuses or drops the launch before (see
+    // `Spawner::settled` and `Spawner::drop`). The pidfd is a new descriptor owned by
+    // nobody else.
     unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
+        let top = {
+            let stack = launch.stack.spare_capacity_mut();
+            stack.as_mut_ptr().add(stack.len()).cast::<c_void>()
+        };
         let mut before: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&raw mut all);
         // No handler of ours may run in the child before it has reset them.
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut before);
-        let top = stack.as_mut_ptr().add(stack.len()).cast::<c_void>();
+        libc::pthread_sigmask(libc::SIG_SETMASK, blocked, &raw mut before);
         let mut pidfd: c_int = -1;
+        let vfork = if wait { libc::CLONE_VFORK } else { 0 };
+        let flags =
+            libc::CLONE_VM | libc::CLONE_PIDFD | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD | vfork;
+        launch.in_use.store(1, Ordering::Release);
+        let in_use = launch.in_use.as_ptr();
         let pid = libc::clone(
             child_main,
             top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
-            std::ptr::from_mut(plan).cast::<c_void>(),
+            flags,
+            std::ptr::from_mut(launch).cast::<c_void>(),
             &raw mut pidfd,
+            std::ptr::null_mut::<c_void>(),
+            in_use,
         );
         let clone_error = io::Error::last_os_error();
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const before, std::ptr::null_mut());
         if pid < 0 {
+            launch.in_use.store(0, Ordering::Release);
             return Err(clone_error);
         }
-        let pidfd = OwnedFd::from_raw_fd(pidfd);
-        let error = std::ptr::read_volatile(&raw const plan.error);
-        if error != 0 {
-            // It exited without exec'ing: reap it.
-            let _ = rustix::process::waitid(
-                rustix::process::WaitId::PidFd(pidfd.as_fd()),
-                rustix::process::WaitIdOptions::EXITED,
-            );
-            return Err(io::Error::from_raw_os_error(error));
-        }
-        Ok((pid.cast_unsigned(), pidfd))
+        Ok((pid.cast_unsigned(), OwnedFd::from_raw_fd(pidfd)))
     }
 }
 
-/// The child, between clone and exec: system calls only.
+/// The child, between clone and exec: raw system calls only (no `errno`, no lock, no
+/// allocation), on memory no one else uses meanwhile.
 #[allow(unsafe_code)]
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the parent's `ChildPlan`, alive and untouched while the parent
-    // is suspended (CLONE_VFORK); every pointer in it is valid and NUL-terminated. Only
-    // async-signal-safe calls follow.
+    // SAFETY: `arg` is the parent's `Launch`, alive and unchanged while the child may use
+    // it (see `clone_child`); every pointer in it is valid and NUL-terminated.
     unsafe {
-        let plan = &mut *arg.cast::<ChildPlan>();
-        if libc::setpgid(0, 0) != 0 {
-            fail(plan);
+        let launch = &*arg.cast::<Launch>();
+        let fail = |errno: usize| -> ! {
+            launch.error.store(errno as c_int, Ordering::Release);
+            raw::exit(127)
+        };
+        if let Err(errno) = raw::setpgid_self() {
+            fail(errno);
         }
         // Handlers are the parent's code: back to default before anything is unblocked.
         // An ignored signal stays ignored, as across exec, but SIGPIPE, which a Rust
         // parent ignores, is the default again (as std gives its children).
-        let mut action: libc::sigaction = std::mem::zeroed();
-        for &sig in std::slice::from_raw_parts(plan.reset, plan.reset_len) {
-            if libc::sigaction(sig, std::ptr::null(), &raw mut action) != 0 {
+        for &sig in std::slice::from_raw_parts(launch.reset.0, launch.reset.1) {
+            let Ok(action) = raw::signal_handler(sig) else {
                 continue;
-            }
-            let handled =
-                action.sa_sigaction != libc::SIG_DFL && action.sa_sigaction != libc::SIG_IGN;
-            if handled || (sig == libc::SIGPIPE && action.sa_sigaction == libc::SIG_IGN) {
-                action.sa_sigaction = libc::SIG_DFL;
-                action.sa_flags = 0;
-                libc::sigaction(sig, &raw const action, std::ptr::null_mut());
+            };
+            let handled = action != libc::SIG_DFL && action != libc::SIG_IGN;
+            if handled || (sig == libc::SIGPIPE && action == libc::SIG_IGN) {
+                let _ = raw::default_signal(sig);
             }
         }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&raw mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
+        let _ = raw::unblock_all_signals();
         // A source among 0..2 could be overwritten by an earlier dup2: move it up first.
-        let mut fds = plan.fds;
+        let mut fds = launch.fds;
         for fd in &mut fds {
             if *fd < 3 {
-                *fd = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3);
-                if *fd < 0 {
-                    fail(plan);
+                match raw::dup_above(*fd, 3) {
+                    Ok(moved) => *fd = moved,
+                    Err(errno) => fail(errno),
                 }
             }
         }
         for (target, fd) in (0..).zip(fds) {
-            if libc::dup2(fd, target) < 0 {
-                fail(plan);
+            if let Err(errno) = raw::dup_onto(fd, target) {
+                fail(errno);
             }
         }
-        if !plan.cwd.is_null() && libc::chdir(plan.cwd) != 0 {
-            fail(plan);
+        if let Some(cwd) = &launch.cwd
+            && let Err(errno) = raw::chdir(cwd.as_ptr())
+        {
+            fail(errno);
         }
-        libc::execve(plan.path, plan.argv, plan.envp);
-        fail(plan)
+        fail(exec(launch))
     }
 }
 
-/// Say why in the parent's memory, and exit as a shell does for a command not run.
+/// Exec the launch's file as execvp would: a file without `#!` through `/bin/sh`, and a
+/// bare name no longer where it was found looked for along `PATH` again. Returns only
+/// on failure: why.
 #[allow(unsafe_code)]
-unsafe fn fail(plan: &mut ChildPlan) -> ! {
-    // SAFETY: the child's errno is readable; `_exit` ends only the child.
+unsafe fn exec(launch: &Launch) -> usize {
+    // SAFETY: as in `child_main`; `file` is the child's to write while it runs.
     unsafe {
-        let errno = *libc::__errno_location();
-        std::ptr::write_volatile(
-            &raw mut plan.error,
-            if errno == 0 { libc::EIO } else { errno },
-        );
-        libc::_exit(127)
+        let file = launch.file.get().cast::<u8>();
+        let run = |file: *const u8| match raw::execve(
+            file.cast(),
+            launch.argv.as_ptr(),
+            launch.envp.as_ptr(),
+        ) {
+            errno if errno == libc::ENOEXEC as usize => raw::execve(
+                c"/bin/sh".as_ptr(),
+                launch.script_argv.as_ptr(),
+                launch.envp.as_ptr(),
+            ),
+            errno => errno,
+        };
+        let errno = run(file);
+        if errno != libc::ENOENT as usize || launch.search.1 == 0 {
+            return errno;
+        }
+        launch.searched.store(true, Ordering::Release);
+        let name = launch.args[0].as_bytes();
+        let mut denied = false;
+        for dir in
+            std::slice::from_raw_parts(launch.search.0, launch.search.1).split(|&b| b == b':')
+        {
+            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+            let len = dir.len() + 1 + name.len();
+            if len >= FILE_BYTES {
+                continue;
+            }
+            std::ptr::copy_nonoverlapping(dir.as_ptr(), file, dir.len());
+            *file.add(dir.len()) = b'/';
+            std::ptr::copy_nonoverlapping(name.as_ptr(), file.add(dir.len() + 1), name.len());
+            *file.add(len) = 0;
+            match run(file) {
+                errno if errno == libc::EACCES as usize => denied = true,
+                errno
+                    if [
+                        libc::ENOENT,
+                        libc::ENOTDIR,
+                        libc::ESTALE,
+                        libc::ENODEV,
+                        libc::ETIMEDOUT,
+                    ]
+                    .iter()
+                    .any(|&e| e as usize == errno) => {}
+                errno => return errno,
+            }
+        }
+        if denied {
+            libc::EACCES as usize
+        } else {
+            libc::ENOENT as usize
+        }
+    }
+}
+
+impl Drop for Spawner {
+    /// A child not yet exec'd still reads its launch: wait for it a while, and leave
+    /// its memory allocated if it still has not (a child stopped before its exec).
+    fn drop(&mut self) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self.launches.iter().any(|l| l.busy()) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        if self.launches.iter().any(|l| l.busy()) {
+            std::mem::forget(std::mem::take(&mut self.launches));
+            std::mem::forget(std::mem::take(&mut self.env));
+            std::mem::forget(std::mem::take(&mut self.reset));
+        }
+    }
+}
+
+/// The child's system calls, made without libc: in the child `errno` is the parent's
+/// thread's, which runs on meanwhile. Each returns the errno on failure.
+#[allow(unsafe_code)]
+mod raw {
+    use std::ffi::{c_char, c_int, c_long};
+
+    /// The kernel's `struct sigaction` (`x86_64` and `aarch64` alike).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+
+    /// SAFETY (for callers): the arguments are what system call `n` expects.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn syscall(n: c_long, a: [usize; 4]) -> Result<usize, usize> {
+        let ret: isize;
+        // SAFETY: the Linux x86_64 system call convention.
+        unsafe {
+            std::arch::asm!("syscall", inlateout("rax") n as isize => ret,
+                in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3],
+                lateout("rcx") _, lateout("r11") _, options(nostack));
+        }
+        if (-4095..0).contains(&ret) {
+            Err(ret.unsigned_abs())
+        } else {
+            Ok(ret.cast_unsigned())
+        }
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    unsafe fn syscall(n: c_long, a: [usize; 4]) -> Result<usize, usize> {
+        let ret: isize;
+        // SAFETY: the Linux aarch64 system call convention.
+        unsafe {
+            std::arch::asm!("svc 0", in("x8") n, inlateout("x0") a[0] as isize => ret,
+                in("x1") a[1], in("x2") a[2], in("x3") a[3], options(nostack));
+        }
+        if (-4095..0).contains(&ret) {
+            Err(ret.unsigned_abs())
+        } else {
+            Ok(ret.cast_unsigned())
+        }
+    }
+
+    /// Elsewhere through libc (and `errno`): children are then always waited for
+    /// (see `ASYNC_SPAWN`), so no thread of the parent runs meanwhile.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    unsafe fn syscall(n: c_long, a: [usize; 4]) -> Result<usize, usize> {
+        // SAFETY: as the caller's.
+        unsafe {
+            let ret = libc::syscall(n, a[0], a[1], a[2], a[3]);
+            if ret < 0 {
+                Err(*libc::__errno_location() as usize)
+            } else {
+                Ok(ret as usize)
+            }
+        }
+    }
+
+    pub unsafe fn setpgid_self() -> Result<(), usize> {
+        unsafe { syscall(libc::SYS_setpgid, [0; 4]).map(drop) }
+    }
+
+    pub unsafe fn signal_handler(sig: c_int) -> Result<libc::sighandler_t, usize> {
+        let mut old = KernelSigaction {
+            handler: 0,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        unsafe {
+            syscall(
+                libc::SYS_rt_sigaction,
+                [sig as usize, 0, (&raw mut old) as usize, 8],
+            )?;
+        }
+        Ok(old.handler)
+    }
+
+    pub unsafe fn default_signal(sig: c_int) -> Result<(), usize> {
+        let action = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        unsafe {
+            syscall(
+                libc::SYS_rt_sigaction,
+                [sig as usize, (&raw const action) as usize, 0, 8],
+            )
+            .map(drop)
+        }
+    }
+
+    pub unsafe fn unblock_all_signals() -> Result<(), usize> {
+        let none: u64 = 0;
+        unsafe {
+            syscall(
+                libc::SYS_rt_sigprocmask,
+                [libc::SIG_SETMASK as usize, (&raw const none) as usize, 0, 8],
+            )
+            .map(drop)
+        }
+    }
+
+    pub unsafe fn dup_above(fd: c_int, lowest: c_int) -> Result<c_int, usize> {
+        unsafe {
+            syscall(
+                libc::SYS_fcntl,
+                [
+                    fd as usize,
+                    libc::F_DUPFD_CLOEXEC as usize,
+                    lowest as usize,
+                    0,
+                ],
+            )
+            .map(|fd| fd as c_int)
+        }
+    }
+
+    /// `dup3(fd, target, 0)`: `fd` is never `target` here (sources were moved above 2).
+    pub unsafe fn dup_onto(fd: c_int, target: c_int) -> Result<(), usize> {
+        unsafe { syscall(libc::SYS_dup3, [fd as usize, target as usize, 0, 0]).map(drop) }
+    }
+
+    pub unsafe fn chdir(dir: *const c_char) -> Result<(), usize> {
+        unsafe { syscall(libc::SYS_chdir, [dir as usize, 0, 0, 0]).map(drop) }
+    }
+
+    /// Returns only if the exec failed: why.
+    pub unsafe fn execve(
+        path: *const c_char,
+        argv: *const *const c_char,
+        envp: *const *const c_char,
+    ) -> usize {
+        match unsafe {
+            syscall(
+                libc::SYS_execve,
+                [path as usize, argv as usize, envp as usize, 0],
+            )
+        } {
+            Err(errno) => errno,
+            Ok(_) => libc::EIO as usize,
+        }
+    }
+
+    pub unsafe fn exit(code: c_int) -> ! {
+        unsafe {
+            let _ = syscall(libc::SYS_exit_group, [code as usize, 0, 0, 0]);
+        }
+        unreachable!("exit_group returned")
     }
 }
 
@@ -397,9 +759,11 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    /// Run a plan to its end: (exit code or 128 + signal, stdout, stderr).
-    fn run(spawner: &mut Spawner, plan: &Plan<'_>) -> (i32, String, String) {
-        let child = spawner.spawn(plan).expect("spawn");
+    /// Run a plan to its end: (exit code or 128 + signal, stdout, stderr), or why it
+    /// could not start.
+    fn try_run(spawner: &mut Spawner, plan: &Plan<'_>) -> io::Result<(i32, String, String)> {
+        let child = spawner.spawn(plan)?;
+        let pid = child.pid;
         let mut out = String::new();
         let mut err = String::new();
         std::fs::File::from(child.stdout)
@@ -419,7 +783,12 @@ mod tests {
             .filter(|_| status.exited())
             .or_else(|| status.terminating_signal().map(|s| 128 + s))
             .expect("an end");
-        (code, out, err)
+        spawner.settled(pid).expect("settled once it has exited")?;
+        Ok((code, out, err))
+    }
+
+    fn run(spawner: &mut Spawner, plan: &Plan<'_>) -> (i32, String, String) {
+        try_run(spawner, plan).expect("started")
     }
 
     fn write_executable(path: &Path, text: &str) {
@@ -485,10 +854,15 @@ mod tests {
         let tool = plan("poolscope-spawn-tool", &[], &[]);
         assert_eq!(run(&mut spawner, &tool).1, "0\n");
         std::fs::remove_file(dirs[0].path().join("poolscope-spawn-tool")).expect("rm");
+        // The child looks along PATH itself, and the next start looks again.
+        assert_eq!(run(&mut spawner, &tool).1, "1\n");
         assert_eq!(run(&mut spawner, &tool).1, "1\n");
         std::fs::remove_file(dirs[1].path().join("poolscope-spawn-tool")).expect("rm");
-        let error = spawner.spawn(&tool).err().expect("an error");
+        let error = try_run(&mut spawner, &tool).expect_err("an error");
         assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
+        // Put back, without `#!`: run by sh, found again.
+        write_executable(&dirs[1].path().join("poolscope-spawn-tool"), "echo again\n");
+        assert_eq!(run(&mut spawner, &tool).1, "again\n");
     }
 
     #[test]
@@ -513,7 +887,7 @@ mod tests {
                 libc::ENOENT,
             ),
         ] {
-            let error = spawner.spawn(&plan).err().expect("an error");
+            let error = try_run(&mut spawner, &plan).expect_err("an error");
             assert_eq!(error.raw_os_error(), Some(errno), "{}", plan.program);
         }
     }
@@ -527,6 +901,34 @@ mod tests {
         let mut spawner = Spawner::new().expect("spawner");
         let (code, out, _) = run(&mut spawner, &plan(script, &["a", "b c"], &[]));
         assert_eq!((code, out), (0, format!("{script} got a b c\n")));
+    }
+
+    #[test]
+    fn children_started_back_to_back_each_run_their_own_command() {
+        // None is waited for until it has exec'd: each must still read its own launch.
+        let mut spawner = Spawner::new().expect("spawner");
+        let words: Vec<String> = (0..64).map(|i| format!("word-{i}")).collect();
+        let children: Vec<Child> = words
+            .iter()
+            .map(|w| {
+                let env = [("POOLSCOPE_WORD", w.as_str())];
+                let args = ["-c", "echo \"$0 $POOLSCOPE_WORD\"", w];
+                spawner.spawn(&plan("/bin/sh", &args, &env)).expect("spawn")
+            })
+            .collect();
+        for (child, word) in children.into_iter().zip(&words) {
+            let mut out = String::new();
+            std::fs::File::from(child.stdout)
+                .read_to_string(&mut out)
+                .expect("stdout");
+            assert_eq!(out, format!("{word} {word}\n"));
+            let _ = rustix::process::waitid(
+                rustix::process::WaitId::PidFd(child.pidfd.as_fd()),
+                rustix::process::WaitIdOptions::EXITED,
+            );
+            assert!(matches!(spawner.settled(child.pid), Some(Ok(()))));
+        }
+        assert!(spawner.launches.iter().all(|l| l.pid.get() == 0));
     }
 
     #[test]
