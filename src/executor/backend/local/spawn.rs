@@ -3,13 +3,14 @@
 //! std's `Command::spawn` (glibc's `posix_spawn` underneath) copies the whole environment
 //! into a fresh map for every child, opens `/dev/null` again, maps a new stack for the
 //! child and unmaps it after (which, in a process with several threads, costs a TLB flush
-//! on every CPU running one of them), and a pidfd then takes a system call of its own.
-//! Here the environment is read once, `/dev/null` is opened once, the child's stack is
-//! kept, a program found on `PATH` is remembered, and `clone(CLONE_VM | CLONE_VFORK |
-//! CLONE_PIDFD)` returns the pidfd with the child. The child then does what glibc's
-//! `posix_spawn` child does: its own process group, signal handlers back to default
-//! (those that have one, known once per pool), nothing blocked, the three descriptors,
-//! the directory, `execve`.
+//! on every CPU running one of them), a pidfd then takes a system call of its own, and
+//! the parent waits until the child has exec'd. Here the environment is read once,
+//! `/dev/null` is opened once, the children's stacks are kept, a program found on `PATH`
+//! is remembered, `clone(CLONE_VM | CLONE_PIDFD | CLONE_CHILD_CLEARTID)` returns the
+//! pidfd with the child, and only a file's first child is waited for (see [`Launch`]).
+//! The child then does what glibc's `posix_spawn` child does: its own process group,
+//! signal handlers back to default (those that have one, known once per pool), nothing
+//! blocked, the three descriptors, the directory, `execve` (as execvp does it).
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::{HashMap, HashSet};
