@@ -59,17 +59,14 @@ fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
         input::tasks_of(args)?
     };
     let source = tasks.source();
-    let (mut config, file_specs) = match &tasks {
+    let (mut config, file_specs, file_size) = match &tasks {
         input::Tasks::File(path) => {
             let file = taskfile::load(path)?;
             let mut config = PoolConfig {
                 retries: file.retries,
                 halt: file.halt,
-                ..PoolConfig::default()
+                ..PoolConfig::of_size(1)
             };
-            if let Some(size) = file.pool_size {
-                config.size = size;
-            }
             if let Some(grace) = file.kill_grace {
                 config.kill_grace = grace;
             }
@@ -82,13 +79,15 @@ fn plan(args: &RunArgs, may_stream: bool) -> Result<Plan> {
                     ..crate::executor::SlurmSettings::default()
                 });
             file_chunk = file.chunk_size;
-            (config, Some(file.tasks))
+            (config, Some(file.tasks), file.pool_size)
         }
-        input::Tasks::Line { .. } | input::Tasks::Clients => (PoolConfig::default(), None),
+        input::Tasks::Line { .. } | input::Tasks::Clients => (PoolConfig::of_size(1), None, None),
     };
-    if let Some(size) = input::pool_size_of(args)? {
-        config.size = size;
-    }
+    // -j over the file's pool size over the CPUs (counted only then).
+    config.size = match input::pool_size_of(args)? {
+        Some(size) => size,
+        None => file_size.unwrap_or_else(num_cpus::get),
+    };
     if let Some(retries) = args.retries {
         config.retries = retries;
     }
@@ -980,12 +979,11 @@ fn resume_session(args: &RunArgs, dir: &Path) -> Result<Session> {
     .filter(|_| args.backend != Some(BackendChoice::Local));
     Ok(Session {
         config: PoolConfig {
-            size,
             output_dir: args.results.clone(),
             slurm,
             // It goes on as it ran: on persistent workers, with their chunks, if so.
             workers: loaded.about.workers.clone(),
-            ..PoolConfig::default()
+            ..PoolConfig::of_size(size)
         },
         specs,
         chunk_size: loaded.about.chunk_size.unwrap_or(1),

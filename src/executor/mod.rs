@@ -171,9 +171,18 @@ pub struct SlurmSettings {
 }
 
 impl Default for PoolConfig {
+    /// As many slots as CPUs.
     fn default() -> Self {
+        Self::of_size(num_cpus::get())
+    }
+}
+
+impl PoolConfig {
+    /// The defaults with `size` slots (without counting the CPUs, which reads the
+    /// control groups' files: a tenth of a millisecond of a one-task run).
+    pub fn of_size(size: usize) -> Self {
         Self {
-            size: num_cpus::get(),
+            size,
             kill_grace: Duration::from_secs(1),
             retries: 0,
             halt: HaltPolicy::Never,
