@@ -801,7 +801,11 @@ impl Pruning {
         let (thread_root, thread_made) = (root.clone(), made.to_owned());
         let spawned = std::thread::Builder::new()
             .name("poolscope-prune".into())
-            .spawn(move || thread_root.prune_except(keep, max_bytes, Some(&thread_made)));
+            .spawn(move || {
+                // Behind the run's own start (the first task, its exec) for the CPU.
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+                thread_root.prune_except(keep, max_bytes, Some(&thread_made));
+            });
         if let Ok(thread) = spawned {
             Self(Some(thread))
         } else {

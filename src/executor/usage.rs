@@ -22,15 +22,29 @@ type Watched = HashMap<i32, (TaskId, u32)>;
 /// The sampling thread and the process groups it watches.
 pub(crate) struct Sampler {
     watched: Arc<Mutex<Watched>>,
-    /// Stopped and joined when the sampler is dropped.
-    _thread: Option<StoppableThread>,
+    /// Where the samples go; taken when the thread starts.
+    remote: Option<Remote>,
+    /// Started with the first group watched (not on a run's way to its first task);
+    /// stopped and joined when the sampler is dropped.
+    thread: Option<StoppableThread>,
 }
 
 impl Sampler {
-    /// Start sampling; each round's samples go to the dispatcher as a report.
+    /// Sample once there is something to watch; each round's samples go to the
+    /// dispatcher as a report.
     pub(crate) fn start(remote: Remote) -> Self {
-        let watched = Arc::new(Mutex::new(Watched::new()));
-        let thread_watched = Arc::clone(&watched);
+        Self {
+            watched: Arc::new(Mutex::new(Watched::new())),
+            remote: Some(remote),
+            thread: None,
+        }
+    }
+
+    fn start_thread(&mut self) {
+        let Some(remote) = self.remote.take() else {
+            return;
+        };
+        let thread_watched = Arc::clone(&self.watched);
         let thread = StoppableThread::spawn("poolscope-usage", move |rounds| {
             let clock = Clock::new();
             // A fixed pace (sampling is periodic), cut short when the pool ends.
@@ -50,13 +64,11 @@ impl Sampler {
         })
         .inspect_err(|e| log::warn!("no CPU and memory figures per task: {e}"))
         .ok();
-        Self {
-            watched,
-            _thread: thread,
-        }
+        self.thread = thread;
     }
 
-    pub(crate) fn watch(&self, pgid: i32, task: TaskId, attempt: u32) {
+    pub(crate) fn watch(&mut self, pgid: i32, task: TaskId, attempt: u32) {
+        self.start_thread();
         self.watched
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
