@@ -25,6 +25,9 @@ struct Seen {
     signals: Vec<(TaskId, u32, Signal)>,
     sizes: Vec<usize>,
     shut_down: bool,
+    /// The first task launched was ended (from the backend's own thread) as the first
+    /// task named `missing` failed to start.
+    ended_first: bool,
 }
 
 #[derive(Clone, Default)]
@@ -50,6 +53,23 @@ impl Backend for Fake {
     }
 
     fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
+        if request.spec.name == "missing" {
+            let mut seen = self.seen();
+            if let Some(&(task, attempt)) = seen.launched.first()
+                && !seen.ended_first
+            {
+                // The task running beside the failing ones ends meanwhile.
+                seen.ended_first = true;
+                ctx.remote().report(Report::Ended {
+                    task,
+                    attempt,
+                    exit: RawExit::Code(0),
+                    stdin_bytes: 0,
+                    at: None,
+                });
+            }
+            return Err(LaunchError::Failed("no such program".into()));
+        }
         self.seen().launched.push((request.task, request.attempt));
         ctx.report(Report::Waiting {
             task: request.task,
@@ -313,4 +333,44 @@ fn kill_reaches_only_the_attempt_it_names_and_resize_reaches_the_backend() {
         record.task(ids[0]).and_then(|t| t.outcome().cloned()),
         Some(Outcome::Killed)
     );
+}
+
+#[test]
+fn a_long_run_of_tasks_that_cannot_start_does_not_hold_up_the_end_of_a_running_one() {
+    let (fake, pool, events) = start(config(2));
+    let running = pool.submit_one(TaskSpec::shell("work")).expect("submit");
+    let mut record = RunRecord::default();
+    until(&events, &mut record, "the backend's PENDING", |e, _| {
+        matches!(e.kind, EventKind::Waiting { .. })
+    });
+    fake.report(Report::Started {
+        task: running,
+        attempt: 1,
+        pid: None,
+        at: None,
+        slot: None,
+        host: None,
+    });
+    until(&events, &mut record, "the start", |e, _| {
+        matches!(e.kind, EventKind::Started { .. })
+    });
+    // Its end comes in while these fail to start, one after the other.
+    let missing = pool
+        .submit((0..1000).map(|_| TaskSpec::shell("missing")).collect())
+        .expect("submit");
+    pool.close();
+    let mut finished = Vec::new();
+    until(&events, &mut record, "the end", |e, _| {
+        if let EventKind::Finished { task, .. } = e.kind {
+            finished.push(task);
+        }
+        matches!(e.kind, EventKind::Drained)
+    });
+    let at = |task| finished.iter().position(|&t| t == task).expect("finished");
+    assert!(
+        at(running) < at(*missing.last().expect("tasks")),
+        "the running task's end waited for {} failed starts",
+        at(running)
+    );
+    assert_eq!(finished.len(), 1001);
 }

@@ -540,7 +540,10 @@ unsafe fn exec(launch: &Launch) -> usize {
             errno => errno,
         };
         let errno = run(file);
-        if errno != libc::ENOENT as usize || launch.search.1 == 0 {
+        // What execvp passes by on `PATH` (a directory, a file no longer executable are
+        // refused with EACCES).
+        let passed = [libc::ENOENT, libc::EACCES, libc::ENOTDIR];
+        if launch.search.1 == 0 || !passed.iter().any(|&e| e as usize == errno) {
             return errno;
         }
         launch.searched.store(true, Ordering::Release);
@@ -864,6 +867,33 @@ mod tests {
         // Put back, without `#!`: run by sh, found again.
         write_executable(&dirs[1].path().join("poolscope-spawn-tool"), "echo again\n");
         assert_eq!(run(&mut spawner, &tool).1, "again\n");
+    }
+
+    #[test]
+    fn a_program_found_on_path_that_is_no_longer_executable_is_passed_by() {
+        use std::os::unix::fs::PermissionsExt;
+        let dirs = [
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        ];
+        for (i, dir) in dirs.iter().enumerate() {
+            write_executable(
+                &dir.path().join("poolscope-spawn-tool"),
+                &format!("#!/bin/sh\necho {i}\n"),
+            );
+        }
+        let mut spawner = Spawner::new().expect("spawner");
+        spawner.path =
+            format!("{}:{}", dirs[0].path().display(), dirs[1].path().display()).into_bytes();
+        let tool = plan("poolscope-spawn-tool", &[], &[]);
+        let first = dirs[0].path().join("poolscope-spawn-tool");
+        assert_eq!(run(&mut spawner, &tool).1, "0\n");
+        // As execvp: a file that cannot be run is passed by for the next on PATH.
+        std::fs::set_permissions(&first, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert_eq!(run(&mut spawner, &tool).1, "1\n");
+        std::fs::remove_file(&first).expect("rm");
+        std::fs::create_dir(&first).expect("mkdir");
+        assert_eq!(run(&mut spawner, &tool).1, "1\n");
     }
 
     #[test]
