@@ -87,6 +87,8 @@ struct Launch {
     error: AtomicI32,
     /// Set by the child when the program was not where it had been found on `PATH`.
     searched: AtomicBool,
+    /// Set by the child when what failed was entering the task's folder.
+    no_folder: AtomicBool,
     /// The child's PID until [`Spawner::settled`] is told of its end; 0 when free.
     pid: Cell<u32>,
     /// Never zeroed (the child only pushes onto it): zeroing it cost 64 page faults.
@@ -124,6 +126,7 @@ impl Launch {
             in_use: AtomicU32::new(0),
             error: AtomicI32::new(0),
             searched: AtomicBool::new(false),
+            no_folder: AtomicBool::new(false),
             pid: Cell::new(0),
             stack: Vec::with_capacity(STACK_BYTES / 16),
             path: CString::default(),
@@ -234,6 +237,7 @@ impl Spawner {
         launch.path = path;
         launch.error.store(0, Ordering::Relaxed);
         launch.searched.store(false, Ordering::Relaxed);
+        launch.no_folder.store(false, Ordering::Relaxed);
 
         // The parent's ends are close-on-exec (a later child must not hold them);
         // `dup2` in the child clears the flag on its copies.
@@ -303,9 +307,19 @@ impl Spawner {
             // Gone from where it was found: looked for again next time.
             self.found.remove(program);
         }
-        match error {
-            0 => Some(Ok(())),
-            errno => Some(Err(io::Error::from_raw_os_error(errno))),
+        match (error, &launch.cwd) {
+            (0, _) => Some(Ok(())),
+            (errno, Some(cwd)) if launch.no_folder.load(Ordering::Acquire) => {
+                let e = io::Error::from_raw_os_error(errno);
+                Some(Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot enter the task's folder {}: {e}",
+                        Path::new(std::ffi::OsStr::from_bytes(cwd.as_bytes())).display()
+                    ),
+                )))
+            }
+            (errno, _) => Some(Err(io::Error::from_raw_os_error(errno))),
         }
     }
 
@@ -315,7 +329,7 @@ impl Spawner {
         if let Some(found) = self.found.get(program) {
             return found.is_some();
         }
-        let found = search_path(&self.path, program).ok();
+        let found = search_path(&self.path, program, None).ok();
         let on_path = found.is_some();
         self.found.insert(program.to_owned(), found);
         on_path
@@ -329,21 +343,25 @@ impl Spawner {
             return Ok(CString::new(plan.program)?);
         }
         if let Some((_, own_path)) = plan.env.iter().find(|(k, _)| *k == "PATH") {
-            return search_path(own_path.as_bytes(), plan.program);
+            return search_path(own_path.as_bytes(), plan.program, plan.cwd);
         }
         if let Some(Some(found)) = self.found.get(plan.program) {
             return Ok(found.clone());
         }
-        let found = search_path(&self.path, plan.program)?;
-        self.found
-            .insert(plan.program.to_owned(), Some(found.clone()));
+        let found = search_path(&self.path, plan.program, plan.cwd)?;
+        // One in a relative folder of PATH (`.`) is the task's folder's: not remembered.
+        if found.as_bytes().starts_with(b"/") {
+            self.found
+                .insert(plan.program.to_owned(), Some(found.clone()));
+        }
         Ok(found)
     }
 }
 
-/// Where `program` is on `path` as execvp finds it: the first executable regular file;
+/// Where `program` is on `path` as execvp finds it in the child, in its folder `cwd`: the
+/// first executable regular file (a relative folder of `PATH` is the child's folder's);
 /// else why not (`EACCES` if one was there but not executable).
-fn search_path(path: &[u8], program: &str) -> io::Result<CString> {
+fn search_path(path: &[u8], program: &str, cwd: Option<&Path>) -> io::Result<CString> {
     let mut denied = false;
     for dir in path.split(|&b| b == b':') {
         let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
@@ -351,12 +369,20 @@ fn search_path(path: &[u8], program: &str) -> io::Result<CString> {
         candidate.push(b'/');
         candidate.extend_from_slice(program.as_bytes());
         let candidate = CString::new(candidate)?;
-        let is_file = rustix::fs::stat(candidate.as_c_str())
+        let there = match cwd {
+            Some(cwd) if !dir.starts_with(b"/") => CString::new(
+                cwd.join(std::ffi::OsStr::from_bytes(candidate.as_bytes()))
+                    .as_os_str()
+                    .as_bytes(),
+            )?,
+            _ => candidate.clone(),
+        };
+        let is_file = rustix::fs::stat(there.as_c_str())
             .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file());
         if !is_file {
             continue;
         }
-        if rustix::fs::access(candidate.as_c_str(), rustix::fs::Access::EXEC_OK).is_err() {
+        if rustix::fs::access(there.as_c_str(), rustix::fs::Access::EXEC_OK).is_err() {
             denied = true;
             continue;
         }
@@ -513,6 +539,7 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         if let Some(cwd) = &launch.cwd
             && let Err(errno) = raw::chdir(cwd.as_ptr())
         {
+            launch.no_folder.store(true, Ordering::Release);
             fail(errno);
         }
         fail(exec(launch))
@@ -910,17 +937,48 @@ mod tests {
                 libc::ENOENT,
             ),
             (plan(not_executable, &[], &[]), libc::EACCES),
-            (
-                Plan {
-                    cwd: Some(missing),
-                    ..plan("/bin/true", &[], &[])
-                },
-                libc::ENOENT,
-            ),
         ] {
             let error = try_run(&mut spawner, &plan).expect_err("an error");
             assert_eq!(error.raw_os_error(), Some(errno), "{}", plan.program);
         }
+        // The folder is named, whether the program's child is waited for or not.
+        for _ in 0..2 {
+            let in_missing = Plan {
+                cwd: Some(missing),
+                ..plan("/bin/true", &[], &[])
+            };
+            let error = try_run(&mut spawner, &in_missing).expect_err("an error");
+            assert_eq!(
+                error.to_string(),
+                "cannot enter the task's folder /nonexistent-poolscope-dir: No such file or \
+                 directory (os error 2)"
+            );
+            assert_eq!(run(&mut spawner, &plan("/bin/true", &[], &[])).0, 0);
+        }
+    }
+
+    #[test]
+    fn a_relative_folder_of_path_is_the_tasks_folder() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_executable(
+            &dir.path().join("poolscope-here-tool"),
+            "#!/bin/sh\necho here\n",
+        );
+        let mut spawner = Spawner::new().expect("spawner");
+        spawner.path = b".:/usr/bin:/bin".to_vec();
+        let in_dir = Plan {
+            cwd: Some(dir.path()),
+            ..plan("poolscope-here-tool", &[], &[])
+        };
+        for _ in 0..2 {
+            assert_eq!(run(&mut spawner, &in_dir).1, "here\n");
+        }
+        let own_path = [("PATH", ".:/usr/bin:/bin")];
+        let with_own_path = Plan {
+            cwd: Some(dir.path()),
+            ..plan("poolscope-here-tool", &[], &own_path)
+        };
+        assert_eq!(run(&mut spawner, &with_own_path).1, "here\n");
     }
 
     #[test]
