@@ -555,6 +555,9 @@ impl Backend for LocalBackend {
     fn launch(&mut self, request: LaunchRequest<'_>, ctx: &mut Ctx<'_>) -> Result<(), LaunchError> {
         let token = ctx.guard().token();
         ctx.guard().spawning();
+        // Its start is when it was asked for, not when this thread got back to it (a
+        // loaded machine can hold this thread up while the child runs on).
+        let asked_at = Instant::now();
         let spawned = if request.spec.pty {
             pty::spawn(request, ctx.helper(), token)
                 .map(|t| Spawned {
@@ -584,7 +587,7 @@ impl Backend for LocalBackend {
             task: request.task,
             attempt: request.attempt,
             pid: Some(spawned.pid),
-            at: None,
+            at: Some(asked_at),
             slot: None,
             host: None,
         });
