@@ -169,3 +169,40 @@ fn values_too_large_to_mean_anything_are_refused_in_one_line() {
     .expect("write");
     assert_refused(&["view", log.to_str().expect("utf8")], "1e300");
 }
+
+#[test]
+fn with_no_room_for_any_task_the_whole_queue_fails_after_one_wait() {
+    // `ulimit -n 18`: poolscope itself starts, no task's pipes fit beside it. Each task
+    // waited its own 10 s before (a minute for these six).
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "ulimit -n 18 && exec \"$0\" run -j 2",
+            env!("CARGO_BIN_EXE_poolscope"),
+        ])
+        .env("POOLSCOPE_RUN_DIR", root.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start poolscope");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"echo 1\necho 2\necho 3\necho 4\necho 5\necho 6\n")
+        .expect("write");
+    let (status, _) = wait_measuring(&mut child, WAIT);
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(6), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("failed to start: Too many open files")
+            .count(),
+        6,
+        "{stderr}"
+    );
+    assert!(stderr.contains("waited 10 s for room"), "{stderr}");
+}

@@ -211,8 +211,8 @@ struct MachineLimit {
 const LIMIT_PROBE: Duration = Duration::from_secs(1);
 /// With nothing of its own running, how soon the pool tries again.
 const LIMIT_RETRY: Duration = Duration::from_millis(100);
-/// With nothing of its own running, how long the pool waits for the machine before the
-/// task at the head of the queue fails.
+/// With nothing of its own running, how long the pool waits for the machine before what
+/// it has queued fails.
 const LIMIT_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// A slot is given ahead of time as many tasks as recently ran in this long.
@@ -1074,8 +1074,8 @@ impl<B: Backend> Dispatcher<B> {
 
     /// The machine refused one more task: run at what runs now, tell the user once,
     /// and try one more now and then. With
-    /// nothing of the pool running, the head of the queue fails if the machine stays
-    /// full for [`LIMIT_GIVE_UP`].
+    /// nothing of the pool running, the queue fails if the machine stays full for
+    /// [`LIMIT_GIVE_UP`].
     fn machine_limit(&mut self, reason: &str) {
         let now = Instant::now();
         let running = self.sched.running();
@@ -1101,16 +1101,19 @@ impl<B: Backend> Dispatcher<B> {
         }
         limit.probe_at = now + LIMIT_RETRY;
         let since = *limit.stuck_since.get_or_insert(now);
-        if now.duration_since(since) >= LIMIT_GIVE_UP
-            && let Some(head) = self.sched.take_next_if(|_| true)
-        {
-            limit.stuck_since = None;
-            let reason = format!("{reason} (waited {} s for room)", LIMIT_GIVE_UP.as_secs());
+        if now.duration_since(since) < LIMIT_GIVE_UP {
+            return;
+        }
+        // Nothing of the pool has run for that long and still nothing can start: what
+        // is queued fails now, each task saying why (failed one by one, a 500-task queue
+        // took 5000 s), and so does what comes while it lasts; a start ends it.
+        let reason = format!("{reason} (waited {} s for room)", LIMIT_GIVE_UP.as_secs());
+        while let Some(head) = self.sched.take_next_if(|_| true) {
             self.finish(
                 head.task,
                 head.attempt,
                 head.spec.made(),
-                Outcome::FailedToSpawn(reason),
+                Outcome::FailedToSpawn(reason.clone()),
                 0,
                 None,
             );
