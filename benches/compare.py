@@ -18,9 +18,9 @@ import tempfile
 import time
 
 
-def startup(rounds, binary):
-    """A process, the C loop's one task, and poolscope's parts: its start, a run of no
-    task and of one, each without and with its journal."""
+def scratch():
+    """A scratch folder with the C loop built in it, and an environment whose runs go
+    there."""
     here = os.path.dirname(os.path.abspath(__file__))
     work = tempfile.mkdtemp()
     loop = os.path.join(work, "spawnpool")
@@ -28,10 +28,32 @@ def startup(rounds, binary):
         ["gcc", "-O2", "-o", loop, os.path.join(here, "../../shared/bench/spawnpool.c")],
         check=True,
     )
+    env = dict(os.environ, POOLSCOPE_RUN_DIR=os.path.join(work, "runs"))
+    return work, loop, env
+
+
+def alternate(cases, rounds, env, sync):
+    """Each case's wall times, the cases run one after the other, ROUNDS times; a case
+    is (command, file on its stdin); `sync` first if asked (a run's journal is synced)."""
+    times = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, (cmd, stdin) in cases.items():
+            if sync:
+                subprocess.run(["sync"])
+            with open(stdin) as f:
+                start = time.perf_counter()
+                subprocess.run(cmd, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def startup(rounds, binary):
+    """A process, the C loop's one task, and poolscope's parts: its start, a run of no
+    task and of one, each without and with its journal."""
+    work, loop, env = scratch()
     one = os.path.join(work, "one.txt")
     with open(one, "w") as f:
         f.write("/bin/true\n")
-    env = dict(os.environ, POOLSCOPE_RUN_DIR=os.path.join(work, "runs"))
     run = [binary, "run", "-j", "1"]
     cases = {
         "/bin/true": (["/bin/true"], os.devnull),
@@ -42,13 +64,7 @@ def startup(rounds, binary):
         "run, no task": (run + ["--keep-runs", "3"], os.devnull),
         "run, one task": (run + ["--keep-runs", "3"], one),
     }
-    times = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, (cmd, stdin) in cases.items():
-            with open(stdin) as f:
-                start = time.perf_counter()
-                subprocess.run(cmd, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-                times[name].append(time.perf_counter() - start)
+    times = alternate(cases, rounds, env, sync=False)
     print(f"medians of {rounds} alternating rounds")
     for name, runs in times.items():
         print(f"  {name:32s} {statistics.median(runs) * 1000:6.2f} ms")
@@ -67,31 +83,17 @@ def main():
     jobs = "1" if one else args[1]
     binaries = args[1:] if one else args[2:]
     tasks = "1" if one else os.environ.get("TASKS", "3000")
-    here = os.path.dirname(os.path.abspath(__file__))
-    work = tempfile.mkdtemp()
-    loop = os.path.join(work, "spawnpool")
-    subprocess.run(
-        ["gcc", "-O2", "-o", loop, os.path.join(here, "../../shared/bench/spawnpool.c")],
-        check=True,
-    )
+    work, loop, env = scratch()
     listing = os.path.join(work, "tasks.txt")
     with open(listing, "w") as f:
         f.write("/bin/true\n" * int(tasks))
-    env = dict(os.environ, POOLSCOPE_RUN_DIR=os.path.join(work, "runs"))
     cases = {
-        "C loop": ([loop, jobs, tasks, "/bin/true"], None),
-        "C loop -c": ([loop, "-c", jobs, tasks, "/bin/true"], None),
+        "C loop": ([loop, jobs, tasks, "/bin/true"], os.devnull),
+        "C loop -c": ([loop, "-c", jobs, tasks, "/bin/true"], os.devnull),
     }
     for i, binary in enumerate(binaries):
         cases[f"{i + 1}: {binary}"] = ([binary, "run", "-j", jobs, "--keep-runs", "3"], listing)
-    times = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, (cmd, stdin) in cases.items():
-            subprocess.run(["sync"])
-            with open(stdin or os.devnull) as f:
-                start = time.perf_counter()
-                subprocess.run(cmd, stdin=f, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-                times[name].append(time.perf_counter() - start)
+    times = alternate(cases, rounds, env, sync=True)
     loop_s = statistics.median(times["C loop"])
     capturing_s = statistics.median(times["C loop -c"])
     print(f"{tasks} x /bin/true, -j {jobs}, medians of {rounds} alternating rounds")

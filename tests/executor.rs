@@ -211,6 +211,14 @@ fn timeout_gives_timed_out() {
     assert_eq!(outcome(&record, task), Outcome::TimedOut);
 }
 
+/// Why a task failed to start, or a failure naming its outcome.
+fn why_not_started(record: &RunRecord, task: TaskId) -> String {
+    match outcome(record, task) {
+        Outcome::FailedToSpawn(reason) => reason,
+        other => panic!("task {task}: expected FailedToSpawn, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_missing_program_fails_to_spawn_and_the_pool_goes_on() {
     let (pool, events) = Executor::start(config(1), None);
@@ -223,12 +231,8 @@ fn a_missing_program_fails_to_spawn_and_the_pool_goes_on() {
     pool.close();
     let mut record = RunRecord::default();
     drain(&events, &mut record);
-    match outcome(&record, missing) {
-        Outcome::FailedToSpawn(reason) => {
-            assert!(reason.contains("No such file"), "reason: {reason}");
-        }
-        other => panic!("expected FailedToSpawn, got {other:?}"),
-    }
+    let reason = why_not_started(&record, missing);
+    assert!(reason.contains("No such file"), "reason: {reason}");
     assert_eq!(outcome(&record, next), Outcome::Exited(0));
     assert_eq!(stdout_of(&record, next), "still here\n");
 }
@@ -270,12 +274,8 @@ fn a_program_removed_after_it_ran_fails_to_start_and_the_pool_goes_on() {
     assert_eq!(outcome(&record, remove), Outcome::Exited(0));
     assert_eq!(stdout_of(&record, echo), "here\n");
     for task in [gone, elsewhere] {
-        match outcome(&record, task) {
-            Outcome::FailedToSpawn(reason) => {
-                assert!(reason.contains("No such file"), "task {task}: {reason}");
-            }
-            other => panic!("task {task}: expected FailedToSpawn, got {other:?}"),
-        }
+        let reason = why_not_started(&record, task);
+        assert!(reason.contains("No such file"), "task {task}: {reason}");
         assert_eq!(stdout_of(&record, task), "");
     }
     assert_eq!(outcome(&record, next), Outcome::Exited(0));

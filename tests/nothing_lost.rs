@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use common::{SmallDisk, run_with_input, start_run, the_run, wait_gone};
+use common::{SmallDisk, WAIT, run_with_input, start_run, the_run, wait_gone};
 use poolscope::executor::{Outcome, TaskId};
 use poolscope::model::store::journal;
 
@@ -508,16 +508,28 @@ fn finding_4_a_worker_stopped_too_long_is_lost_and_a_new_one_takes_its_slot() {
     assert!(wait_gone(worker), "the stopped worker is gone");
 }
 
-/// `poolscope ARGS` under a shell's `ulimit` settings, `input` on its stdin; as the
-/// user `nobody` when `as_nobody` (root is not held to a process limit), in which case
-/// `None` where that cannot be done here. `{dir}` in an argument is a folder both can
-/// write (kept as long as the returned `TempDir`).
+/// `poolscope ARGS` under a shell's `ulimit` settings, `input` on its stdin, to its end;
+/// see [`limited_command`].
 fn limited_run(
     limits: &str,
     args: &[&str],
     input: &str,
     as_nobody: bool,
 ) -> Option<(std::process::Output, tempfile::TempDir)> {
+    let (mut command, dir) = limited_command(limits, args, input, as_nobody)?;
+    Some((command.output().expect("bash"), dir))
+}
+
+/// `poolscope ARGS` under a shell's `ulimit` settings, `input` on its stdin; as the
+/// user `nobody` when `as_nobody` (root is not held to a process limit), in which case
+/// `None` where that cannot be done here. `{dir}` in an argument is a folder both can
+/// write (kept as long as the returned `TempDir`).
+fn limited_command(
+    limits: &str,
+    args: &[&str],
+    input: &str,
+    as_nobody: bool,
+) -> Option<(std::process::Command, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("tempdir");
     // A folder the other user can write, for its run root.
     let shared = dir.path().join("shared");
@@ -561,13 +573,11 @@ fn limited_run(
         c.arg("-c");
         c
     };
-    let out = command
+    command
         .arg(script)
         .env("HOME", &shared)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("bash");
-    Some((out, dir))
+        .env("RUST_BACKTRACE", "1");
+    Some((command, dir))
 }
 
 fn joblog_rows(text: &str) -> Vec<Vec<String>> {
@@ -652,6 +662,39 @@ fn finding_6_no_panic_when_the_machine_refuses_threads_or_processes() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn with_no_room_for_any_task_the_whole_queue_fails_after_one_wait() {
+    // `ulimit -n 18`: poolscope itself starts, no task's pipes fit beside it. Each task
+    // waited its own 10 s before (a minute for these six).
+    let (mut command, _dir) = limited_command(
+        "ulimit -n 18",
+        &["-j", "2"],
+        "echo 1\necho 2\necho 3\necho 4\necho 5\necho 6\n",
+        false,
+    )
+    .expect("runs here");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bash");
+    let Some(status) = ended_within(&mut child, WAIT) else {
+        let _ = child.kill();
+        panic!("the queue was not given up after one wait");
+    };
+    let out = child.wait_with_output().expect("output");
+    let stderr = text(&out.stderr);
+    assert_eq!(status.code(), Some(6), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("failed to start: Too many open files")
+            .count(),
+        6,
+        "{stderr}"
+    );
+    assert!(stderr.contains("waited 10 s for room"), "{stderr}");
 }
 
 #[test]
@@ -822,17 +865,7 @@ fn a_stopped_orphan_guard_does_not_stall_the_pool() {
     let guard_pid = nix::unistd::Pid::from_raw(guard as i32);
     nix::sys::signal::kill(guard_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
     std::fs::write(dir.path().join("go"), "").expect("go");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(5);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            break None;
-        }
-        // A child's end is awaited by polling: std has no wait with a timeout.
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = ended_within(&mut child, std::time::Duration::from_mins(5));
     let _ = nix::sys::signal::kill(guard_pid, nix::sys::signal::Signal::SIGCONT);
     let Some(status) = status else {
         let _ = child.kill();

@@ -867,8 +867,9 @@ mod tests {
         assert_eq!((code, out.as_str()), (128 + libc::SIGPIPE, ""));
     }
 
-    #[test]
-    fn a_program_found_on_path_and_then_removed_is_looked_for_again() {
+    /// `poolscope-spawn-tool` (echoing 0, 1) in each of two folders, and a spawner whose
+    /// PATH is those two.
+    fn tool_in_two_folders() -> ([tempfile::TempDir; 2], Spawner) {
         let dirs = [
             tempfile::tempdir().expect("dir"),
             tempfile::tempdir().expect("dir"),
@@ -882,6 +883,12 @@ mod tests {
         let mut spawner = Spawner::new().expect("spawner");
         spawner.path =
             format!("{}:{}", dirs[0].path().display(), dirs[1].path().display()).into_bytes();
+        (dirs, spawner)
+    }
+
+    #[test]
+    fn a_program_found_on_path_and_then_removed_is_looked_for_again() {
+        let (dirs, mut spawner) = tool_in_two_folders();
         let tool = plan("poolscope-spawn-tool", &[], &[]);
         assert_eq!(run(&mut spawner, &tool).1, "0\n");
         std::fs::remove_file(dirs[0].path().join("poolscope-spawn-tool")).expect("rm");
@@ -899,19 +906,7 @@ mod tests {
     #[test]
     fn a_program_found_on_path_that_is_no_longer_executable_is_passed_by() {
         use std::os::unix::fs::PermissionsExt;
-        let dirs = [
-            tempfile::tempdir().expect("dir"),
-            tempfile::tempdir().expect("dir"),
-        ];
-        for (i, dir) in dirs.iter().enumerate() {
-            write_executable(
-                &dir.path().join("poolscope-spawn-tool"),
-                &format!("#!/bin/sh\necho {i}\n"),
-            );
-        }
-        let mut spawner = Spawner::new().expect("spawner");
-        spawner.path =
-            format!("{}:{}", dirs[0].path().display(), dirs[1].path().display()).into_bytes();
+        let (dirs, mut spawner) = tool_in_two_folders();
         let tool = plan("poolscope-spawn-tool", &[], &[]);
         let first = dirs[0].path().join("poolscope-spawn-tool");
         assert_eq!(run(&mut spawner, &tool).1, "0\n");
