@@ -298,7 +298,10 @@ impl Spawner {
         let error = launch.error.load(Ordering::Acquire);
         let searched = launch.searched.load(Ordering::Acquire);
         if error == 0 && !searched {
-            self.known.insert(launch.path.clone());
+            // Known after its first child: no copy of the name per task.
+            if !self.known.contains(&launch.path) {
+                self.known.insert(launch.path.clone());
+            }
         } else {
             // Waited for again next time.
             self.known.remove(&launch.path);
