@@ -245,28 +245,35 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         .transpose()?;
     let interrupted = watch_signals(&executor)?;
     // Clients (`poolscope add`, `status`, `follow` …) reach the run through a socket in
-    // its folder; a run without a folder (--no-journal) is not reachable.
-    let mut control = match &journal {
-        Some((dir, _)) => {
-            let nudge = events.nudge();
-            match crate::control::Control::start(dir, "headless", Arc::new(move || nudge.nudge())) {
-                Ok(control) => Some(control),
-                Err(e) if args.serve => {
-                    bail!("cannot listen for clients in {}: {e}", dir.display())
-                }
-                Err(e) => {
-                    eprintln!(
-                        "poolscope: this run cannot be driven from another terminal ({e}); it \
-                         runs on"
-                    );
-                    None
-                }
+    // its folder; a run without a folder (--no-journal) is not reachable. Its socket
+    // opens once the first tasks are handed to the pool (not between poolscope's start
+    // and its first task); a served run's at once.
+    let start_control = |dir: &Path| -> Result<Option<crate::control::Control>> {
+        let nudge = events.nudge();
+        match crate::control::Control::start(dir, "headless", Arc::new(move || nudge.nudge())) {
+            Ok(control) => Ok(Some(control)),
+            Err(e) if args.serve => bail!("cannot listen for clients in {}: {e}", dir.display()),
+            Err(e) => {
+                eprintln!(
+                    "poolscope: this run cannot be driven from another terminal ({e}); it runs \
+                     on"
+                );
+                Ok(None)
             }
         }
+    };
+    let mut control_due = match &journal {
+        Some((dir, _)) => Some(dir.clone()),
         None if args.serve => bail!("--serve needs the run's folder: drop --no-journal"),
         None => None,
     };
-    if control.is_some() {
+    let mut control = None;
+    if args.serve
+        && let Some(dir) = control_due.take()
+    {
+        control = start_control(&dir)?;
+    }
+    if control.is_some() || control_due.is_some() {
         // A task's own output, for the clients that read it (log, follow).
         record.keep_task_output(RUN_TAIL_BYTES, RUN_TAIL_BUDGET);
     }
@@ -417,7 +424,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         // closed it).
         let interrupted_now = interrupted.load(Ordering::Acquire);
         if input_over && !executor.is_closed() {
-            let clients_done = control.is_none()
+            let clients_done = (control.is_none() && control_due.is_none())
                 || interrupted_now
                 || (additions.held.is_empty()
                     && in_flight == 0
@@ -425,6 +432,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             if clients_done {
                 executor.close();
             }
+        }
+        // The first tasks are on their way: clients may come.
+        if let Some(dir) = control_due.take() {
+            control = start_control(&dir)?;
         }
         let event = match next(&mut joblog_out)? {
             Waited::Event(event) => event,

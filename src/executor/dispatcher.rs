@@ -1273,6 +1273,7 @@ impl<B: Backend> Dispatcher<B> {
             .flatten()
             .chain(self.backend.deadline())
             .chain(probe)
+            .chain(self.usage.due())
             .min()
     }
 
@@ -1317,6 +1318,7 @@ impl<B: Backend> Dispatcher<B> {
         if self.backend.deadline().is_some_and(|t| t <= now) {
             self.with_ctx(|b, ctx| b.on_deadline(now, ctx));
         }
+        self.usage.start_if_due(now);
         self.process_reports();
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::TaskId;
 use super::event::UsageSample;
@@ -24,9 +24,11 @@ pub(crate) struct Sampler {
     watched: Arc<Mutex<Watched>>,
     /// Where the samples go; taken when the thread starts.
     remote: Option<Remote>,
-    /// Started with the first group watched (not on a run's way to its first task);
-    /// stopped and joined when the sampler is dropped.
+    /// Started once a group has been watched for a whole [`SAMPLE_EVERY`] (a run of
+    /// short tasks never pays for it); stopped and joined when the sampler is dropped.
     thread: Option<StoppableThread>,
+    /// When the thread is due to start: a round after the first group was watched.
+    due: Option<Instant>,
 }
 
 impl Sampler {
@@ -37,6 +39,28 @@ impl Sampler {
             watched: Arc::new(Mutex::new(Watched::new())),
             remote: Some(remote),
             thread: None,
+            due: None,
+        }
+    }
+
+    /// When the dispatcher should call [`Self::start_if_due`].
+    pub(crate) fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// Start sampling if a round has passed since a group was first watched and some
+    /// group still is; with none left, wait for the next.
+    pub(crate) fn start_if_due(&mut self, now: Instant) {
+        if self.due.is_some_and(|due| due <= now) {
+            self.due = None;
+            let watching = !self
+                .watched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty();
+            if watching {
+                self.start_thread();
+            }
         }
     }
 
@@ -47,18 +71,21 @@ impl Sampler {
         let thread_watched = Arc::clone(&self.watched);
         let thread = StoppableThread::spawn("poolscope-usage", move |rounds| {
             let clock = Clock::new();
-            // A fixed pace (sampling is periodic), cut short when the pool ends.
-            while rounds.wait(SAMPLE_EVERY) {
+            // At once (a round has passed since the first group came), then at a fixed
+            // pace, cut short when the pool ends.
+            loop {
                 let groups = thread_watched
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
-                if groups.is_empty() {
-                    continue;
+                if !groups.is_empty() {
+                    let samples = sample(&groups, &clock);
+                    if !samples.is_empty() {
+                        remote.report(Report::Usage { samples });
+                    }
                 }
-                let samples = sample(&groups, &clock);
-                if !samples.is_empty() {
-                    remote.report(Report::Usage { samples });
+                if !rounds.wait(SAMPLE_EVERY) {
+                    break;
                 }
             }
         })
@@ -68,7 +95,9 @@ impl Sampler {
     }
 
     pub(crate) fn watch(&mut self, pgid: i32, task: TaskId, attempt: u32) {
-        self.start_thread();
+        if self.remote.is_some() && self.due.is_none() {
+            self.due = Instant::now().checked_add(SAMPLE_EVERY);
+        }
         self.watched
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -615,29 +615,44 @@ fn reserve_room(path: &Path) -> std::io::Result<()> {
 const FLUSH_AT: usize = 64 * 1024;
 
 fn write_loop(writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
-    // Plans are synced by a thread of their own: the writer goes on writing the events
-    // that follow (a task's end, already shown to a client) while the disk syncs.
+    // Plans after the first are synced by a thread of their own: the writer goes on
+    // writing the events that follow (a task's end, already shown to a client) while the
+    // disk syncs. The first is synced here, while its tasks start: a run of one list
+    // needs no such thread.
     std::thread::scope(|scope| {
-        let plan_sync = writer.file.try_clone().ok().and_then(|file| {
-            let (tx, wake) = mpsc::channel::<()>();
-            let path = writer.path.clone();
-            std::thread::Builder::new()
-                .name("poolscope-journal-sync".into())
-                .spawn_scoped(scope, move || {
-                    while wake.recv().is_ok() {
-                        // One sync covers every plan written before it.
-                        while wake.try_recv().is_ok() {}
-                        if let Err(e) = file.sync_data() {
-                            keep_first(error, format!("{}: {e}", path.display()));
+        let mut file = writer.file.try_clone().ok();
+        let path = writer.path.clone();
+        let mut plans = 0u64;
+        let mut plan_sync: Option<mpsc::Sender<()>> = None;
+        let mut sync_aside = move || -> bool {
+            plans += 1;
+            if plans == 1 {
+                return false;
+            }
+            if plan_sync.is_none()
+                && let Some(file) = file.take()
+            {
+                let (tx, wake) = mpsc::channel::<()>();
+                let path = path.clone();
+                plan_sync = std::thread::Builder::new()
+                    .name("poolscope-journal-sync".into())
+                    .spawn_scoped(scope, move || {
+                        while wake.recv().is_ok() {
+                            // One sync covers every plan written before it.
+                            while wake.try_recv().is_ok() {}
+                            if let Err(e) = file.sync_data() {
+                                keep_first(error, format!("{}: {e}", path.display()));
+                            }
                         }
-                    }
-                })
-                .ok()
-                .map(|_| tx)
-        });
-        write_events(writer, rx, error, plan_sync.as_ref());
+                    })
+                    .ok()
+                    .map(|_| tx);
+            }
+            plan_sync.as_ref().is_some_and(|tx| tx.send(()).is_ok())
+        };
+        write_events(writer, rx, error, &mut sync_aside);
         // The sync thread ends once its channel closes: the scope waits for it.
-        drop(plan_sync);
+        drop(sync_aside);
     });
 }
 
@@ -645,7 +660,7 @@ fn write_events(
     mut writer: Writer,
     rx: &Receiver<Msg>,
     error: &Mutex<Option<String>>,
-    plan_sync: Option<&mpsc::Sender<()>>,
+    sync_aside: &mut dyn FnMut() -> bool,
 ) {
     let mut synced = Instant::now();
     let mut dirty = false;
@@ -701,7 +716,7 @@ fn write_events(
             // meanwhile has them in the file already (the OS holds what was written),
             // and only a crash of the machine within this moment could lose them.
             // Handed to the sync thread, or synced here if there is none.
-            if planned && plan_sync.is_none_or(|tx| tx.send(()).is_err()) {
+            if planned && !sync_aside() {
                 let result = writer.sync();
                 failed = give_up(&writer, result);
             }
