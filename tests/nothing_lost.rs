@@ -508,17 +508,64 @@ fn finding_4_a_worker_stopped_too_long_is_lost_and_a_new_one_takes_its_slot() {
     assert!(wait_gone(worker), "the stopped worker is gone");
 }
 
-/// `poolscope ARGS` under a shell's `ulimit` settings, `input` on its stdin, to its end;
-/// see [`limited_command`].
+/// `poolscope ARGS` under a shell's `ulimit` settings, `input` on its stdin, to its end
+/// (a run that does not end within [`LIMITED_RUN_ENDS`] fails the test, its processes
+/// killed); see [`limited_command`].
 fn limited_run(
     limits: &str,
     args: &[&str],
     input: &str,
     as_nobody: bool,
 ) -> Option<(std::process::Output, tempfile::TempDir)> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
     let (mut command, dir) = limited_command(limits, args, input, as_nobody)?;
-    Some((command.output().expect("bash"), dir))
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("bash");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let Some(status) = ended_within(&mut child, LIMITED_RUN_ENDS) else {
+        let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
+        panic!(
+            "poolscope {args:?} under `{limits}` did not end within {LIMITED_RUN_ENDS:?}: {}",
+            String::from_utf8_lossy(&stderr.join().expect("stderr"))
+        );
+    };
+    let output = std::process::Output {
+        status,
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    };
+    Some((output, dir))
 }
+
+/// Long enough for the slowest limited run (a queue that fails after one 10 s wait).
+const LIMITED_RUN_ENDS: std::time::Duration = std::time::Duration::from_mins(2);
 
 /// `poolscope ARGS` under a shell's `ulimit` settings, `input` on its stdin; as the
 /// user `nobody` when `as_nobody` (root is not held to a process limit), in which case

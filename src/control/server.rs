@@ -115,7 +115,7 @@ pub struct Server {
     clients: Arc<Mutex<Clients>>,
     listener: Option<JoinHandle<()>>,
     /// The listening socket, to wake its thread at the end.
-    waker: Option<UnixListener>,
+    waker: Arc<UnixListener>,
 }
 
 /// The connected clients: their sockets (to hang up on them) and threads.
@@ -138,14 +138,16 @@ impl Server {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let listener = UnixListener::bind(&super::SocketAddress::of(dir)?.path)?;
+        let listener = Arc::new(UnixListener::bind(&super::SocketAddress::of(dir)?.path)?);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         let (tx, rx) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
         let clients = Arc::new(Mutex::new(Clients::default()));
-        // A handle to wake the listener at the end (a connection to its path would not
-        // reach it if the run's folder was removed meanwhile).
-        let waker = listener.try_clone().ok();
+        // The listener itself, to wake its thread at the end: a connection to its path
+        // would not reach it if the run's folder was removed meanwhile, and would need a
+        // descriptor (a copy of the listener too), which a run short of them may not have
+        // then.
+        let waker = Arc::clone(&listener);
         let thread = {
             let stopping = Arc::clone(&stopping);
             let clients = Arc::clone(&clients);
@@ -175,10 +177,7 @@ impl Drop for Server {
         self.stopping.store(true, Ordering::Release);
         // The listener waits in accept: shutting the socket down wakes it (accept fails),
         // wherever its path is now; else a connection of our own does.
-        let woken = self
-            .waker
-            .as_ref()
-            .is_some_and(|l| rustix::net::shutdown(l, rustix::net::Shutdown::Read).is_ok());
+        let woken = rustix::net::shutdown(&*self.waker, rustix::net::Shutdown::Read).is_ok();
         if !woken
             && let Some(dir) = self.path.parent()
             && let Ok(address) = super::SocketAddress::of(dir)
