@@ -333,7 +333,11 @@ pub struct JournalWriter {
     tx: Sender<Msg>,
     pending: Mutex<Vec<Msg>>,
     error: Arc<Mutex<Option<String>>>,
-    thread: Option<JoinHandle<()>>,
+    /// The writer until its thread starts, with the first event handed over: the plans
+    /// before it (a run's list) are written by the caller, with no thread to start and
+    /// wait for between poolscope's start and its first task.
+    idle: Mutex<Option<Idle>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
     /// Last: released only after the writer has finished.
     _lock: RunLock,
@@ -399,7 +403,6 @@ impl JournalWriter {
         })?;
         let (tx, rx) = mpsc::channel();
         let error = Arc::new(Mutex::new(None));
-        let thread_error = Arc::clone(&error);
         let writer = Writer {
             file,
             buf: Vec::with_capacity(FLUSH_AT),
@@ -411,18 +414,50 @@ impl JournalWriter {
             planned: Vec::new(),
             urgent: false,
         };
-        let thread = std::thread::Builder::new()
-            .name("poolscope-journal".into())
-            .spawn(move || write_loop(writer, &rx, &thread_error))
-            .map_err(|e| JournalError::Write(format!("cannot start the journal's thread: {e}")))?;
         Ok(Self {
             tx,
             pending: Mutex::new(Vec::new()),
             error,
-            thread: Some(thread),
+            idle: Mutex::new(Some(Idle {
+                writer,
+                rx,
+                planned: false,
+            })),
+            thread: Mutex::new(None),
             path,
             _lock: lock,
         })
+    }
+
+    /// The writer's thread, started if it was not; what it cannot start is the
+    /// journal's error (the run stops as on a full disk).
+    fn started(&self) -> &Sender<Msg> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(Idle {
+            writer,
+            rx,
+            planned,
+        }) = idle
+        {
+            let error = Arc::clone(&self.error);
+            let spawned = std::thread::Builder::new()
+                .name("poolscope-journal".into())
+                .spawn(move || write_loop(writer, &rx, &error, planned));
+            match spawned {
+                Ok(thread) => {
+                    *self.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
+                }
+                Err(e) => keep_first(
+                    &self.error,
+                    format!("cannot start the journal's thread: {e}"),
+                ),
+            }
+        }
+        &self.tx
     }
 
     pub fn path(&self) -> &Path {
@@ -454,10 +489,30 @@ impl JournalWriter {
             first: first.0,
             count: specs.len() as u64,
         };
+        if let Some(idle) = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            // Nothing else is on its way to the file: written here, synced by the
+            // writer's thread as it starts (while the tasks start).
+            return match idle.writer.plan(plan, queued) {
+                Ok(()) => {
+                    idle.planned = true;
+                    Ok(())
+                }
+                Err(PlanError::Refused(why)) => Err(JournalError::Write(why)),
+                Err(PlanError::Broken(e)) => {
+                    keep_first(&self.error, e.describe(&idle.writer.path));
+                    Err(JournalError::Write(error_text(&self.error)))
+                }
+            };
+        }
         let (reply, answer) = mpsc::channel();
         let stopped =
             || JournalError::Write(format!("{}: its writer has stopped", self.path.display()));
-        self.tx
+        self.started()
             .send(Msg::Plan {
                 plan,
                 queued,
@@ -528,7 +583,7 @@ impl JournalWriter {
         let batch =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
         if !batch.is_empty() {
-            let _ = self.tx.send(Msg::Batch(batch));
+            let _ = self.started().send(Msg::Batch(batch));
         }
     }
 
@@ -537,7 +592,7 @@ impl JournalWriter {
     pub fn written(&self) {
         self.send();
         let (reply, answer) = mpsc::channel();
-        if self.tx.send(Msg::Barrier(reply)).is_ok() {
+        if self.started().send(Msg::Barrier(reply)).is_ok() {
             let _ = answer.recv();
         }
     }
@@ -557,7 +612,7 @@ impl JournalWriter {
     /// waits for it, and the window's thread never does.
     pub fn end_soon(&self, record: &RunRecord) {
         self.send();
-        let _ = self.tx.send(Msg::End(End::of(record)));
+        let _ = self.started().send(Msg::End(End::of(record)));
     }
 
     /// Wait for the writer to have written (and, after [`JournalWriter::end_soon`],
@@ -569,7 +624,14 @@ impl JournalWriter {
 
     fn join(&mut self) {
         self.send();
-        if let Some(thread) = self.thread.take() {
+        // A journal nothing was handed to still ends as one: its reserve goes.
+        self.started();
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
             // Closing the channel ends the loop once what was sent is written.
             let (dead, _) = mpsc::channel();
             drop(std::mem::replace(&mut self.tx, dead));
@@ -614,7 +676,15 @@ fn reserve_room(path: &Path) -> std::io::Result<()> {
 /// Lines wait in memory until this many bytes (or a state change) are at hand.
 const FLUSH_AT: usize = 64 * 1024;
 
-fn write_loop(writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>) {
+/// A journal's writer before its thread starts.
+struct Idle {
+    writer: Writer,
+    rx: Receiver<Msg>,
+    /// A plan was written meanwhile (and is not synced yet).
+    planned: bool,
+}
+
+fn write_loop(writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>, planned: bool) {
     // Plans after the first are synced by a thread of their own: the writer goes on
     // writing the events that follow (a task's end, already shown to a client) while the
     // disk syncs. The first is synced here, while its tasks start: a run of one list
@@ -622,7 +692,7 @@ fn write_loop(writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>)
     std::thread::scope(|scope| {
         let mut file = writer.file.try_clone().ok();
         let path = writer.path.clone();
-        let mut plans = 0u64;
+        let mut plans = u64::from(planned);
         let mut plan_sync: Option<mpsc::Sender<()>> = None;
         let mut sync_aside = move || -> bool {
             plans += 1;
@@ -650,7 +720,7 @@ fn write_loop(writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>)
             }
             plan_sync.as_ref().is_some_and(|tx| tx.send(()).is_ok())
         };
-        write_events(writer, rx, error, &mut sync_aside);
+        write_events(writer, rx, error, planned, &mut sync_aside);
         // The sync thread ends once its channel closes: the scope waits for it.
         drop(sync_aside);
     });
@@ -660,6 +730,7 @@ fn write_events(
     mut writer: Writer,
     rx: &Receiver<Msg>,
     error: &Mutex<Option<String>>,
+    planned: bool,
     sync_aside: &mut dyn FnMut() -> bool,
 ) {
     let mut synced = Instant::now();
@@ -668,14 +739,17 @@ fn write_events(
     // Whether nothing more can be written: the error is kept (the first one), and the
     // writer goes on only while the lines it holds could still be written (the reserve).
     let give_up = |writer: &Writer, result: Result<(), WriteError>| -> bool {
-        let why = match result {
-            Ok(()) => return false,
-            Err(WriteError::Serialize(e)) => format!("{}: {e}", writer.path.display()),
-            Err(WriteError::Disk(e)) => e,
+        let Err(e) = result else {
+            return false;
         };
-        keep_first(error, why);
+        keep_first(error, e.describe(&writer.path));
         !writer.buf.is_empty()
     };
+    // The plans written before this thread started.
+    if planned {
+        let result = writer.sync();
+        failed = give_up(&writer, result);
+    }
     loop {
         let msg = match rx.recv_timeout(SYNC_EVERY) {
             Ok(msg) => msg,
@@ -793,6 +867,16 @@ enum WriteError {
     Serialize(serde_json::Error),
     /// What failed, naming the file.
     Disk(String),
+}
+
+impl WriteError {
+    /// What failed, naming the journal.
+    fn describe(self, path: &Path) -> String {
+        match self {
+            Self::Serialize(e) => format!("{}: {e}", path.display()),
+            Self::Disk(e) => e,
+        }
+    }
 }
 
 impl From<serde_json::Error> for WriteError {
