@@ -245,33 +245,41 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         .transpose()?;
     let interrupted = watch_signals(&executor)?;
     // Clients (`poolscope add`, `status`, `follow` …) reach the run through a socket in
-    // its folder; a run without a folder (--no-journal) is not reachable. Its socket
-    // opens once the first tasks are handed to the pool (not between poolscope's start
-    // and its first task); a served run's at once.
-    let start_control = |dir: &Path| -> Result<Option<crate::control::Control>> {
-        let nudge = events.nudge();
-        match crate::control::Control::start(dir, "headless", Arc::new(move || nudge.nudge())) {
-            Ok(control) => Ok(Some(control)),
-            Err(e) if args.serve => bail!("cannot listen for clients in {}: {e}", dir.display()),
-            Err(e) => {
-                eprintln!(
-                    "poolscope: this run cannot be driven from another terminal ({e}); it runs \
-                     on"
-                );
-                Ok(None)
-            }
+    // its folder; a run without a folder (--no-journal) is not reachable. The socket is
+    // made here (its descriptor taken while the run has some to spare), and answered
+    // once the first tasks are handed to the pool (not between poolscope's start and its
+    // first task; clients wait in its backlog meanwhile), a served run's at once.
+    let unreachable = |dir: &Path, e: io::Error| -> Result<()> {
+        if args.serve {
+            bail!("cannot listen for clients in {}: {e}", dir.display());
         }
+        eprintln!("poolscope: this run cannot be driven from another terminal ({e}); it runs on");
+        Ok(())
     };
     let mut control_due = match &journal {
-        Some((dir, _)) => Some(dir.clone()),
+        Some((dir, _)) => match crate::control::Control::bind(dir) {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                unreachable(dir, e)?;
+                None
+            }
+        },
         None if args.serve => bail!("--serve needs the run's folder: drop --no-journal"),
         None => None,
     };
+    let start_control = |bound: crate::control::BoundControl| -> Result<_> {
+        let nudge = events.nudge();
+        let dir = bound.dir().to_owned();
+        match bound.start("headless", Arc::new(move || nudge.nudge())) {
+            Ok(control) => Ok(Some(control)),
+            Err(e) => unreachable(&dir, e).map(|()| None),
+        }
+    };
     let mut control = None;
     if args.serve
-        && let Some(dir) = control_due.take()
+        && let Some(bound) = control_due.take()
     {
-        control = start_control(&dir)?;
+        control = start_control(bound)?;
     }
     if control.is_some() || control_due.is_some() {
         // A task's own output, for the clients that read it (log, follow).
@@ -434,8 +442,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             }
         }
         // The first tasks are on their way: clients may come.
-        if let Some(dir) = control_due.take() {
-            control = start_control(&dir)?;
+        if let Some(bound) = control_due.take() {
+            control = start_control(bound)?;
         }
         let event = match next(&mut joblog_out)? {
             Waited::Event(event) => event,

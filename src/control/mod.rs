@@ -12,7 +12,7 @@ pub mod protocol;
 pub mod serve;
 pub mod server;
 
-pub use serve::{Control, Owner, PoolCommand, Shape};
+pub use serve::{BoundControl, Control, Owner, PoolCommand, Shape};
 
 /// A run's socket as `bind` and `connect` can take it. A socket's path holds at most
 /// 107 bytes (`sun_path`); a run folder deeper than that is reached through a

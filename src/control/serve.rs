@@ -13,7 +13,7 @@ use crate::model::{Channel, RunRecord, TaskState};
 use super::protocol::{
     Counts, NewStdin, NewTask, OutputChunk, Reply, Request, RunInfo, TaskStatus,
 };
-use super::server::{Incoming, Responder, Server, Wake};
+use super::server::{Bound, Incoming, Responder, Server, Wake};
 
 /// Output bytes a follower may fall behind by (its client reads slower than the task
 /// prints): the run never holds more for a slow reader. Past it, a follower of a run
@@ -145,19 +145,47 @@ fn reads_tasks(request: &Request) -> bool {
     )
 }
 
-impl Control {
-    /// Listen in the run's folder `dir`.
-    pub fn start(dir: &Path, place: &'static str, wake: Wake) -> std::io::Result<Self> {
-        // Clients in other folders read this path from `ls`: it must not be relative.
-        let dir = &std::path::absolute(dir)?;
-        let (server, incoming) = Server::start(dir, wake)?;
-        Ok(Self {
+/// A run's socket, bound and listening, not answered yet: clients that come meanwhile
+/// wait in its backlog.
+pub struct BoundControl {
+    bound: Bound,
+    dir: PathBuf,
+}
+
+impl BoundControl {
+    /// The run's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Answer the clients from now on.
+    pub fn start(self, place: &'static str, wake: Wake) -> std::io::Result<Control> {
+        let (server, incoming) = self.bound.serve(wake)?;
+        Ok(Control {
             server,
             incoming,
             followers: HashMap::new(),
             place,
-            dir: dir.to_owned(),
+            dir: self.dir,
             deferred: Vec::new(),
+        })
+    }
+}
+
+impl Control {
+    /// Listen in the run's folder `dir`.
+    pub fn start(dir: &Path, place: &'static str, wake: Wake) -> std::io::Result<Self> {
+        Self::bind(dir)?.start(place, wake)
+    }
+
+    /// The socket in the run's folder `dir`, with no thread to answer it yet (its
+    /// descriptor taken while the run has them to spare).
+    pub fn bind(dir: &Path) -> std::io::Result<BoundControl> {
+        // Clients in other folders read this path from `ls`: it must not be relative.
+        let dir = std::path::absolute(dir)?;
+        Ok(BoundControl {
+            bound: Server::bind(&dir)?,
+            dir,
         })
     }
 

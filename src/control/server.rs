@@ -132,14 +132,48 @@ impl Server {
     /// Listen in `dir` (a run's private folder, which this process holds). Requests
     /// arrive on the returned channel; `wake` is called after each.
     pub fn start(dir: &Path, wake: Wake) -> std::io::Result<(Self, Receiver<Incoming>)> {
+        Self::bind(dir)?.serve(wake)
+    }
+
+    /// The socket in `dir`, bound and listening; its clients wait in its backlog until
+    /// [`Bound::serve`] answers them.
+    pub fn bind(dir: &Path) -> std::io::Result<Bound> {
         let path = dir.join(SOCKET_FILE);
         // One left by a poolscope that was killed: the folder is ours now (its lock).
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let listener = Arc::new(UnixListener::bind(&super::SocketAddress::of(dir)?.path)?);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let listener = UnixListener::bind(&super::SocketAddress::of(dir)?.path)?;
+        let bound = Bound {
+            path,
+            listener: Some(listener),
+        };
+        std::fs::set_permissions(&bound.path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(bound)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A run's socket, listening, that nobody answers yet (see [`Server::bind`]). Dropped,
+/// it is removed.
+pub struct Bound {
+    path: PathBuf,
+    /// Taken by [`Bound::serve`].
+    listener: Option<UnixListener>,
+}
+
+impl Bound {
+    /// Answer the clients on a thread of their own: requests arrive on the returned
+    /// channel; `wake` is called after each.
+    pub fn serve(mut self, wake: Wake) -> std::io::Result<(Server, Receiver<Incoming>)> {
+        let Some(listener) = self.listener.take() else {
+            return Err(std::io::Error::other("the socket is served already"));
+        };
+        let listener = Arc::new(listener);
         let (tx, rx) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
         let clients = Arc::new(Mutex::new(Clients::default()));
@@ -153,11 +187,18 @@ impl Server {
             let clients = Arc::clone(&clients);
             std::thread::Builder::new()
                 .name("poolscope-control".into())
-                .spawn(move || listen(&listener, &tx, &wake, &stopping, &clients))?
+                .spawn(move || listen(&listener, &tx, &wake, &stopping, &clients))
+        };
+        let thread = match thread {
+            Ok(thread) => thread,
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.path);
+                return Err(e);
+            }
         };
         Ok((
-            Self {
-                path,
+            Server {
+                path: std::mem::take(&mut self.path),
                 stopping,
                 clients,
                 listener: Some(thread),
@@ -166,9 +207,13 @@ impl Server {
             rx,
         ))
     }
+}
 
-    pub fn path(&self) -> &Path {
-        &self.path
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if self.listener.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
