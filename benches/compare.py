@@ -99,10 +99,20 @@ def main():
     print(f"{tasks} x /bin/true, -j {jobs}, medians of {rounds} alternating rounds")
     for name, runs in times.items():
         m = statistics.median(runs)
+        spread = f"[{min(runs) * 1000:.1f}-{max(runs) * 1000:.1f}]"
         if one:
-            print(f"  {name:40s} {m * 1000:8.2f} ms  (+{(m - loop_s) * 1000:.2f} ms over the loop)")
+            print(f"  {name:40s} {m * 1000:8.2f} ms {spread}  (+{(m - loop_s) * 1000:.2f} ms over the loop)")
         else:
-            print(f"  {name:40s} {m * 1000:8.1f} ms  {loop_s / m:.3f}x the loop  {capturing_s / m:.3f}x capturing")
+            # Each round's ratio to the loops run beside it: the machine's drift between
+            # rounds cancels out.
+            paired = [
+                statistics.median(a / b for a, b in zip(times[peer], runs))
+                for peer in ("C loop", "C loop -c")
+            ]
+            print(
+                f"  {name:40s} {m * 1000:8.1f} ms {spread}  {loop_s / m:.3f}x the loop  "
+                f"{capturing_s / m:.3f}x capturing  (paired {paired[0]:.3f}x / {paired[1]:.3f}x)"
+            )
     subprocess.run(["rm", "-rf", work])
 
 

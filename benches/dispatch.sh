@@ -34,17 +34,29 @@ if __name__ == "__main__":
 EOF
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# time_cmd INPUT CMD...: median wall seconds of CMD with INPUT on stdin, output discarded.
-time_cmd() {
-  local input=$1; shift
-  for _ in $(seq "$runs"); do
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$@" <"$input" >/dev/null
-    t1=$(date +%s.%N)
-    echo "$t1 - $t0" | bc -l
-  done | median
+# The cases of a section run in turn, one round after another ($rounds rounds), so a
+# drift of the machine's speed (10-20% between quarter hours here) falls on all of them
+# alike. case NAME INPUT CMD...: adds a case; measure: runs them; then med NAME gives the
+# median wall seconds of NAME and paired A B the median over rounds of A's time / B's.
+names=()
+case_() { local name=$1 input=$2; shift 2; names+=("$name"); printf '%s\n' "$input" >"$work/case.$name.in"; printf '%q ' "$@" >"$work/case.$name.cmd"; : >"$work/case.$name.t"; }
+measure() {
+  for _ in $(seq "$rounds"); do
+    for name in "${names[@]}"; do
+      local t0 t1 cmd input
+      cmd=$(cat "$work/case.$name.cmd")
+      input=$(cat "$work/case.$name.in")
+      # bash's own clock: no process started inside the timing.
+      t0=$EPOCHREALTIME
+      eval "$cmd" <"$input" >/dev/null
+      t1=$EPOCHREALTIME
+      echo "$t1 - $t0" | bc -l >>"$work/case.$name.t"
+    done
+  done
+  names=()
 }
+med() { median <"$work/case.$1.t"; }
+paired() { paste "$work/case.$1.t" "$work/case.$2.t" | awk '{print $1 / $2}' | median; }
 ratio() { echo "$1 / $2" | bc -l; }
 # Each section starts on a settled disk: the runs before it leave their journals'
 # writeback behind, and a run's own sync (poolscope's journal is made durable) would
@@ -56,57 +68,65 @@ row() { printf '  %-34s %7.3f s  %6.0f tasks/s\n' "$1" "$2" "$(ratio "$3" "$2")"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for _ in $(seq "$tasks"); do echo /bin/true; done >"$work/true.txt"
 have_parallel=$(command -v parallel >/dev/null && echo yes || echo no)
+rounds=$runs
 for jobs in 2 8; do
   settle
-  echo "== $tasks x /bin/true, pool of $jobs (median of $runs)"
-  lp=$(time_cmd /dev/null "$work/spawnpool" "$jobs" "$tasks" /bin/true)
-  lc=$(time_cmd /dev/null "$work/spawnpool" -c "$jobs" "$tasks" /bin/true)
-  ps=$(time_cmd "$work/true.txt" "$bin" run -j "$jobs")
-  pn=$(time_cmd "$work/true.txt" "$bin" run -j "$jobs" --no-journal)
-  xa=$(time_cmd "$work/true.txt" xargs -P "$jobs" -n 1 -d '\n' /bin/true)
-  py=$(time_cmd "$work/true.txt" python3 "$work/pool.py" "$jobs")
-  row "C posix_spawn loop" "$lp" "$tasks"
-  row "C loop capturing stdout (-c)" "$lc" "$tasks"
-  row "poolscope run -j $jobs" "$ps" "$tasks"
-  row "poolscope run -j $jobs --no-journal" "$pn" "$tasks"
-  row "xargs -P $jobs /bin/true" "$xa" "$tasks"
-  row "Python Pool($jobs) + subprocess.run" "$py" "$tasks"
+  echo "== $tasks x /bin/true, pool of $jobs (median of $runs rounds, the cases in turn)"
+  case_ loop /dev/null "$work/spawnpool" "$jobs" "$tasks" /bin/true
+  case_ capturing /dev/null "$work/spawnpool" -c "$jobs" "$tasks" /bin/true
+  case_ poolscope "$work/true.txt" "$bin" run -j "$jobs"
+  case_ nojournal "$work/true.txt" "$bin" run -j "$jobs" --no-journal
+  case_ xargs "$work/true.txt" xargs -P "$jobs" -n 1 -d '\n' /bin/true
+  case_ python "$work/true.txt" python3 "$work/pool.py" "$jobs"
+  [ "$have_parallel" = yes ] && case_ parallel "$work/true.txt" parallel -j "$jobs"
+  measure
+  row "C posix_spawn loop" "$(med loop)" "$tasks"
+  row "C loop capturing stdout (-c)" "$(med capturing)" "$tasks"
+  row "poolscope run -j $jobs" "$(med poolscope)" "$tasks"
+  row "poolscope run -j $jobs --no-journal" "$(med nojournal)" "$tasks"
+  row "xargs -P $jobs /bin/true" "$(med xargs)" "$tasks"
+  row "Python Pool($jobs) + subprocess.run" "$(med python)" "$tasks"
+  [ "$have_parallel" = yes ] && row "parallel -j $jobs" "$(med parallel)" "$tasks"
+  # Throughput ratios: a peer's time over poolscope's in the same round, the median of
+  # the rounds (the ratio of the medians in brackets).
+  both() { printf '%.2f (%.2f)' "$(paired "$1" poolscope)" "$(ratio "$(med "$1")" "$(med poolscope)")"; }
+  printf '  poolscope throughput / loop:   %s  (target >= 0.90)\n' "$(both loop)"
+  printf '  poolscope throughput / capturing loop: %s  (target >= 0.97)\n' "$(both capturing)"
+  printf '  poolscope throughput / xargs:  %s  (target >= 1.15)\n' "$(both xargs)"
+  printf '  poolscope throughput / Python: %s  (target >= 1.3)\n' "$(both python)"
+  printf '  the journal adds: %.1f%%  (target <= 5%%)\n' "$(echo "($(paired poolscope nojournal) - 1) * 100" | bc -l)"
   if [ "$have_parallel" = yes ]; then
-    gp=$(time_cmd "$work/true.txt" parallel -j "$jobs")
-    row "parallel -j $jobs" "$gp" "$tasks"
-  fi
-  printf '  poolscope throughput / loop:   %.2f  (target >= 0.90)\n' "$(ratio "$lp" "$ps")"
-  printf '  poolscope throughput / capturing loop: %.2f  (target >= 0.97)\n' "$(ratio "$lc" "$ps")"
-  printf '  poolscope throughput / xargs:  %.2f  (target >= 1.15)\n' "$(ratio "$xa" "$ps")"
-  printf '  poolscope throughput / Python: %.2f\n' "$(ratio "$py" "$ps")"
-  printf '  the journal adds: %.1f%%  (target <= 5%%)\n' "$(echo "($ps / $pn - 1) * 100" | bc -l)"
-  if [ "$have_parallel" = yes ]; then
-    printf '  poolscope throughput / GNU parallel: %.2f  (target >= 5)\n' "$(ratio "$gp" "$ps")"
+    printf '  poolscope throughput / GNU parallel: %s  (target >= 5)\n' "$(both parallel)"
   else
     echo "  GNU parallel not installed (apt-get install parallel): skipped"
   fi
 done
 
-settle
-echo "== latency at P=1: 200 x sleep 0.01 (median of $runs)"
-for _ in $(seq 200); do echo /bin/sleep 0.01; done >"$work/sleep.txt"
-lp=$(time_cmd /dev/null "$work/spawnpool" 1 200 /bin/sleep 0.01)
-ps=$(time_cmd "$work/sleep.txt" "$bin" run -j 1)
-for _ in $(seq 200); do echo 0.01; done >"$work/secs.txt"
-xa=$(time_cmd "$work/secs.txt" xargs -P 1 -n 1 /bin/sleep)
-row "C posix_spawn loop" "$lp" 200
-row "poolscope run -j 1" "$ps" 200
-row "xargs -P 1" "$xa" 200
-printf '  poolscope per-task overhead above the loop: %.3f ms  (target <= 0.1)\n' \
-  "$(echo "($ps - $lp) * 1000 / 200" | bc -l)"
+# The median over rounds of A's time minus B's, in ms (per task: divided by $3).
+paired_ms() { paste "$work/case.$1.t" "$work/case.$2.t" | awk -v n="${3:-1}" '{print ($1 - $2) * 1000 / n}' | median; }
 
 settle
-echo "== one task, start to exit (median of $((runs * 4)))"
+echo "== latency at P=1: 200 x sleep 0.01 (median of $runs rounds)"
+for _ in $(seq 200); do echo /bin/sleep 0.01; done >"$work/sleep.txt"
+for _ in $(seq 200); do echo 0.01; done >"$work/secs.txt"
+case_ loop1 /dev/null "$work/spawnpool" 1 200 /bin/sleep 0.01
+case_ poolscope1 "$work/sleep.txt" "$bin" run -j 1
+case_ xargs1 "$work/secs.txt" xargs -P 1 -n 1 /bin/sleep
+measure
+row "C posix_spawn loop" "$(med loop1)" 200
+row "poolscope run -j 1" "$(med poolscope1)" 200
+row "xargs -P 1" "$(med xargs1)" 200
+printf '  poolscope per-task overhead above the loop: %.3f ms  (target <= 0.1)\n' \
+  "$(paired_ms poolscope1 loop1 200)"
+
+settle
+rounds=$((runs * 4))
+echo "== one task, start to exit (median of $rounds rounds)"
 echo /bin/true >"$work/one.txt"
-runs=$((runs * 4))
-lp=$(time_cmd /dev/null "$work/spawnpool" 1 1 /bin/true)
-ps=$(time_cmd "$work/one.txt" "$bin" run -j 1)
-printf '  C posix_spawn loop       %7.2f ms\n' "$(echo "$lp * 1000" | bc -l)"
+case_ loop_one /dev/null "$work/spawnpool" 1 1 /bin/true
+case_ poolscope_one "$work/one.txt" "$bin" run -j 1
+measure
+printf '  C posix_spawn loop       %7.2f ms\n' "$(echo "$(med loop_one) * 1000" | bc -l)"
 printf '  poolscope run            %7.2f ms  (+%.2f ms; target <= +3)\n' \
-  "$(echo "$ps * 1000" | bc -l)" "$(echo "($ps - $lp) * 1000" | bc -l)"
+  "$(echo "$(med poolscope_one) * 1000" | bc -l)" "$(paired_ms poolscope_one loop_one)"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
