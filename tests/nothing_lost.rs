@@ -716,10 +716,12 @@ fn finding_6_no_panic_when_the_machine_refuses_threads_or_processes() {
 
 #[test]
 fn with_no_room_for_any_task_the_whole_queue_fails_after_one_wait() {
-    // `ulimit -n 18`: poolscope itself starts, no task's pipes fit beside it. Each task
-    // waited its own 10 s before (a minute for these six).
+    // `ulimit -n 15`: poolscope itself starts (it needs 13 descriptors here), no task's
+    // pipes and pidfd fit beside it (one does at 18): two to spare either way as
+    // poolscope's own count changes. Each task waited its own 10 s before (a minute for
+    // these six).
     let (mut command, _dir) = limited_command(
-        "ulimit -n 18",
+        "ulimit -n 15",
         &["-j", "2"],
         "echo 1\necho 2\necho 3\necho 4\necho 5\necho 6\n",
         false,
