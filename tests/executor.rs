@@ -367,14 +367,7 @@ fn writing_to_a_null_stdin_is_refused() {
 
 #[test]
 fn sigint_reaches_the_task_and_is_reported_as_a_signal() {
-    // A task keeps what its parent ignores (as `nohup` relies on for SIGHUP): a test run
-    // started in the background by a script ignores SIGINT, and so would `sleep`. The
-    // default here, as in a terminal.
-    // SAFETY: sets this process's disposition of one signal, which no test handles.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-    }
+    common::sigint_at_its_default();
     let (pool, events) = Executor::start(config(1), None);
     let mut record = RunRecord::default();
     let task = pool

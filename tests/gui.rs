@@ -1006,6 +1006,7 @@ fn pause_resume_resize_and_terminate_act_on_the_running_pool() {
 
 #[test]
 fn a_row_can_be_interrupted_killed_and_retried() {
+    common::sigint_at_its_default();
     let mut h = harness(app_with(&[
         "trap 'echo caught; exit 7' INT; while :; do sleep 0.1; done",
         "sleep 30",

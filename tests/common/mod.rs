@@ -320,3 +320,15 @@ pub fn trace_events(path: &std::path::Path) -> Vec<serde_json::Value> {
         .expect("traceEvents")
         .clone()
 }
+
+/// SIGINT back to its default in this test process, for tests that interrupt a task: a
+/// task keeps what its parent ignores (as `nohup` relies on for SIGHUP), and a test run
+/// started in the background by a script ignores SIGINT, so its tasks would too (and
+/// `sh` cannot trap it).
+pub fn sigint_at_its_default() {
+    // SAFETY: sets this process's disposition of one signal, which no test handles.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
