@@ -129,14 +129,9 @@ struct Clients {
 const LAST_ANSWERS: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Server {
-    /// Listen in `dir` (a run's private folder, which this process holds). Requests
-    /// arrive on the returned channel; `wake` is called after each.
-    pub fn start(dir: &Path, wake: Wake) -> std::io::Result<(Self, Receiver<Incoming>)> {
-        Self::bind(dir)?.serve(wake)
-    }
-
-    /// The socket in `dir`, bound and listening; its clients wait in its backlog until
-    /// [`Bound::serve`] answers them.
+    /// The socket in `dir` (a run's private folder, which this process holds), bound
+    /// and listening; its clients wait in its backlog until [`Bound::serve`] answers
+    /// them.
     pub fn bind(dir: &Path) -> std::io::Result<Bound> {
         let path = dir.join(SOCKET_FILE);
         // One left by a poolscope that was killed: the folder is ours now (its lock).
@@ -147,7 +142,7 @@ impl Server {
         let listener = UnixListener::bind(&super::SocketAddress::of(dir)?.path)?;
         let bound = Bound {
             path,
-            listener: Some(listener),
+            listener: Arc::new(listener),
         };
         std::fs::set_permissions(&bound.path, std::fs::Permissions::from_mode(0o600))?;
         Ok(bound)
@@ -158,22 +153,18 @@ impl Server {
     }
 }
 
-/// A run's socket, listening, that nobody answers yet (see [`Server::bind`]). Dropped,
-/// it is removed.
+/// A run's socket, listening, that nobody answers yet (see [`Server::bind`]). Dropped
+/// unserved, it is removed.
 pub struct Bound {
+    /// Taken by the [`Server`] that [`Bound::serve`] makes (empty then).
     path: PathBuf,
-    /// Taken by [`Bound::serve`].
-    listener: Option<UnixListener>,
+    listener: Arc<UnixListener>,
 }
 
 impl Bound {
     /// Answer the clients on a thread of their own: requests arrive on the returned
     /// channel; `wake` is called after each.
     pub fn serve(mut self, wake: Wake) -> std::io::Result<(Server, Receiver<Incoming>)> {
-        let Some(listener) = self.listener.take() else {
-            return Err(std::io::Error::other("the socket is served already"));
-        };
-        let listener = Arc::new(listener);
         let (tx, rx) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
         let clients = Arc::new(Mutex::new(Clients::default()));
@@ -181,20 +172,13 @@ impl Bound {
         // would not reach it if the run's folder was removed meanwhile, and would need a
         // descriptor (a copy of the listener too), which a run short of them may not have
         // then.
-        let waker = Arc::clone(&listener);
+        let waker = Arc::clone(&self.listener);
         let thread = {
-            let stopping = Arc::clone(&stopping);
+            let (listener, stopping) = (Arc::clone(&self.listener), Arc::clone(&stopping));
             let clients = Arc::clone(&clients);
             std::thread::Builder::new()
                 .name("poolscope-control".into())
-                .spawn(move || listen(&listener, &tx, &wake, &stopping, &clients))
-        };
-        let thread = match thread {
-            Ok(thread) => thread,
-            Err(e) => {
-                let _ = std::fs::remove_file(&self.path);
-                return Err(e);
-            }
+                .spawn(move || listen(&listener, &tx, &wake, &stopping, &clients))?
         };
         Ok((
             Server {
@@ -211,7 +195,7 @@ impl Bound {
 
 impl Drop for Bound {
     fn drop(&mut self) {
-        if self.listener.is_some() {
+        if !self.path.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.path);
         }
     }
