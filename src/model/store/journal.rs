@@ -422,6 +422,7 @@ impl JournalWriter {
                 writer,
                 rx,
                 planned: false,
+                broken: false,
             })),
             thread: Mutex::new(None),
             path,
@@ -437,16 +438,11 @@ impl JournalWriter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(Idle {
-            writer,
-            rx,
-            planned,
-        }) = idle
-        {
+        if let Some(idle) = idle {
             let error = Arc::clone(&self.error);
             let spawned = std::thread::Builder::new()
                 .name("poolscope-journal".into())
-                .spawn(move || write_loop(writer, &rx, &error, planned));
+                .spawn(move || write_loop(idle, &error));
             match spawned {
                 Ok(thread) => {
                     *self.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
@@ -497,17 +493,11 @@ impl JournalWriter {
         {
             // Nothing else is on its way to the file: written here, synced by the
             // writer's thread as it starts (while the tasks start).
-            return match idle.writer.plan(plan, queued) {
-                Ok(()) => {
-                    idle.planned = true;
-                    Ok(())
-                }
-                Err(PlanError::Refused(why)) => Err(JournalError::Write(why)),
-                Err(PlanError::Broken(e)) => {
-                    keep_first(&self.error, e.describe(&idle.writer.path));
-                    Err(JournalError::Write(error_text(&self.error)))
-                }
-            };
+            let answer = idle
+                .writer
+                .plan_answer(plan, queued, &mut idle.broken, &self.error);
+            idle.planned |= answer.is_ok();
+            return answer.map_err(JournalError::Write);
         }
         let (reply, answer) = mpsc::channel();
         let stopped =
@@ -682,28 +672,35 @@ struct Idle {
     rx: Receiver<Msg>,
     /// A plan was written meanwhile (and is not synced yet).
     planned: bool,
+    /// A plan broke the journal meanwhile: nothing more is written.
+    broken: bool,
 }
 
-fn write_loop(writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>, planned: bool) {
+fn write_loop(idle: Idle, error: &Mutex<Option<String>>) {
+    let Idle {
+        writer,
+        rx,
+        planned,
+        broken,
+    } = idle;
     // Plans after the first are synced by a thread of their own: the writer goes on
     // writing the events that follow (a task's end, already shown to a client) while the
     // disk syncs. The first is synced here, while its tasks start: a run of one list
     // needs no such thread.
     std::thread::scope(|scope| {
-        let mut file = writer.file.try_clone().ok();
-        let path = writer.path.clone();
         let mut plans = u64::from(planned);
+        let mut tried = false;
         let mut plan_sync: Option<mpsc::Sender<()>> = None;
-        let mut sync_aside = move || -> bool {
+        let mut sync_aside = move |writer: &Writer| -> bool {
             plans += 1;
             if plans == 1 {
                 return false;
             }
-            if plan_sync.is_none()
-                && let Some(file) = file.take()
+            if !std::mem::replace(&mut tried, true)
+                && let Ok(file) = writer.file.try_clone()
             {
                 let (tx, wake) = mpsc::channel::<()>();
-                let path = path.clone();
+                let path = writer.path.clone();
                 plan_sync = std::thread::Builder::new()
                     .name("poolscope-journal-sync".into())
                     .spawn_scoped(scope, move || {
@@ -720,7 +717,7 @@ fn write_loop(writer: Writer, rx: &Receiver<Msg>, error: &Mutex<Option<String>>,
             }
             plan_sync.as_ref().is_some_and(|tx| tx.send(()).is_ok())
         };
-        write_events(writer, rx, error, planned, &mut sync_aside);
+        write_events(writer, &rx, error, (planned, broken), &mut sync_aside);
         // The sync thread ends once its channel closes: the scope waits for it.
         drop(sync_aside);
     });
@@ -730,12 +727,12 @@ fn write_events(
     mut writer: Writer,
     rx: &Receiver<Msg>,
     error: &Mutex<Option<String>>,
-    planned: bool,
-    sync_aside: &mut dyn FnMut() -> bool,
+    (planned, broken): (bool, bool),
+    sync_aside: &mut dyn FnMut(&Writer) -> bool,
 ) {
     let mut synced = Instant::now();
     let mut dirty = false;
-    let mut failed = false;
+    let mut failed = broken;
     // Whether nothing more can be written: the error is kept (the first one), and the
     // writer goes on only while the lines it holds could still be written (the reserve).
     let give_up = |writer: &Writer, result: Result<(), WriteError>| -> bool {
@@ -746,7 +743,7 @@ fn write_events(
         !writer.buf.is_empty()
     };
     // The plans written before this thread started.
-    if planned {
+    if planned && !failed {
         let result = writer.sync();
         failed = give_up(&writer, result);
     }
@@ -770,27 +767,14 @@ fn write_events(
             reply,
         } = msg
         {
-            let answer = if failed {
-                Err(error_text(error))
-            } else {
-                match writer.plan(plan, queued) {
-                    Ok(()) => Ok(()),
-                    // Cut back out: the run goes on, only these tasks are refused.
-                    Err(PlanError::Refused(why)) => Err(why),
-                    Err(PlanError::Broken(e)) => {
-                        give_up(&writer, Err(e));
-                        failed = true;
-                        Err(error_text(error))
-                    }
-                }
-            };
+            let answer = writer.plan_answer(plan, queued, &mut failed, error);
             let planned = answer.is_ok();
             let _ = reply.send(answer);
             // Synced right after the answer, while the tasks start: a poolscope killed
             // meanwhile has them in the file already (the OS holds what was written),
             // and only a crash of the machine within this moment could lose them.
             // Handed to the sync thread, or synced here if there is none.
-            if planned && !sync_aside() {
+            if planned && !sync_aside(&writer) {
                 let result = writer.sync();
                 failed = give_up(&writer, result);
             }
@@ -867,6 +851,32 @@ enum WriteError {
     Serialize(serde_json::Error),
     /// What failed, naming the file.
     Disk(String),
+}
+
+impl Writer {
+    /// Write a plan, as [`JournalWriter::plan`] answers it: refused, only these tasks
+    /// are (cut back out; the run goes on); a write that breaks the journal keeps its
+    /// error and sets `broken`, after which nothing more is written.
+    fn plan_answer(
+        &mut self,
+        plan: Plan,
+        queued: Vec<Event>,
+        broken: &mut bool,
+        error: &Mutex<Option<String>>,
+    ) -> Result<(), String> {
+        if *broken {
+            return Err(error_text(error));
+        }
+        match self.plan(plan, queued) {
+            Ok(()) => Ok(()),
+            Err(PlanError::Refused(why)) => Err(why),
+            Err(PlanError::Broken(e)) => {
+                keep_first(error, e.describe(&self.path));
+                *broken = true;
+                Err(error_text(error))
+            }
+        }
+    }
 }
 
 impl WriteError {
