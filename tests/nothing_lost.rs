@@ -517,7 +517,6 @@ fn limited_run(
     input: &str,
     as_nobody: bool,
 ) -> Option<(std::process::Output, tempfile::TempDir)> {
-    use std::io::Read;
     use std::os::unix::process::CommandExt;
     let (mut command, dir) = limited_command(limits, args, input, as_nobody)?;
     let mut child = command
@@ -526,27 +525,8 @@ fn limited_run(
         .process_group(0)
         .spawn()
         .expect("bash");
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let Some(status) = ended_within(&mut child, LIMITED_RUN_ENDS) else {
         let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
         let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
@@ -562,6 +542,17 @@ fn limited_run(
         stderr: stderr.join().expect("stderr"),
     };
     Some((output, dir))
+}
+
+/// All a child's pipe gives, read on a thread of its own.
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 /// Long enough for the slowest limited run (a queue that fails after one 10 s wait).
