@@ -29,6 +29,9 @@ pub const STDIN_QUEUE_LIMIT: usize = 1024 * 1024;
 const READS_PER_TURN: usize = 4;
 /// How long a child whose output closed is waited for to finish its exit.
 const REAP_SOON_FOR: Duration = Duration::from_micros(200);
+/// How often a child whose exit could not be watched (epoll refused its pidfd) is
+/// looked at instead.
+const EXIT_POLL_EVERY: Duration = Duration::from_millis(10);
 
 /// Runs tasks as local child processes.
 #[derive(Default)]
@@ -44,6 +47,8 @@ pub struct LocalBackend {
     lingering: Vec<(Pid, Instant)>,
     /// Made at the first start (it reads the environment then).
     spawner: Option<spawn::Spawner>,
+    /// Children whose exit epoll could not watch: looked at on this timer instead.
+    exit_polls: Vec<(u64, Instant)>,
 }
 
 /// Builtins and keywords whose meaning in `sh` differs from (or has no) program on `PATH`.
@@ -70,6 +75,11 @@ struct Proc {
     attempt: u32,
     pgid: Pid,
     pidfd: Option<OwnedFd>,
+    /// Whether epoll watches the pidfd. A task that waits for its output to close
+    /// (the default) is watched only once its output has closed and it has not exited
+    /// at once: its end usually comes as that end of file, which saves two epoll
+    /// changes per task and the exiting child's wake-up of this thread through it.
+    exit_watched: bool,
     exit: Option<RawExit>,
     /// stdout, stderr (a terminal has only the first).
     out: [Option<OutPipe>; 2],
@@ -237,11 +247,16 @@ impl LocalBackend {
             }
             _ => {}
         }
-        // Register last, all or nothing: a failure leaves nothing watched.
+        // Register last, all or nothing: a failure leaves nothing watched. The exit is
+        // watched now when it alone ends the task, or when no output will tell of it.
+        let exit_watched =
+            request.spec.background == Background::Kill || out.iter().all(Option::is_none);
         let mut watched: Vec<&OwnedFd> = Vec::new();
         let result = (|| {
-            ctx.watch(&pidfd, token(key, PIDFD), Interest::Read)?;
-            watched.push(&pidfd);
+            if exit_watched {
+                ctx.watch(&pidfd, token(key, PIDFD), Interest::Read)?;
+                watched.push(&pidfd);
+            }
             for (i, pipe) in out.iter().enumerate() {
                 if let Some(pipe) = pipe {
                     ctx.watch(&pipe.fd, token(key, OUT + i as u64), Interest::Read)?;
@@ -261,6 +276,7 @@ impl LocalBackend {
             attempt: request.attempt,
             pgid: Pid::from_raw(spawned.pid as i32),
             pidfd: Some(pidfd),
+            exit_watched,
             exit: None,
             out,
             stdin,
@@ -358,7 +374,9 @@ impl LocalBackend {
             _ => RawExit::Code(-1),
         };
         // Off epoll before closing (see `close_output`: a new child may hold a copy).
-        ctx.unwatch(pidfd);
+        if proc.exit_watched {
+            ctx.unwatch(pidfd);
+        }
         proc.pidfd = None;
         proc.exit = Some(exit);
         if proc.background == Background::Kill {
@@ -395,10 +413,39 @@ impl LocalBackend {
         loop {
             self.reap(key, ctx);
             let reaped = self.procs.get(&key).is_none_or(|p| p.exit.is_some());
-            if reaped || since.elapsed() >= REAP_SOON_FOR {
+            if reaped {
+                return;
+            }
+            if since.elapsed() >= REAP_SOON_FOR {
+                self.watch_exit(key, ctx);
                 return;
             }
             std::thread::yield_now();
+        }
+    }
+
+    /// From now on learn of the child's exit from its pidfd (or, if epoll refuses it,
+    /// from a timer).
+    fn watch_exit(&mut self, key: u64, ctx: &mut Ctx<'_>) {
+        let Some(proc) = self.procs.get_mut(&key) else {
+            return;
+        };
+        let Some(pidfd) = proc.pidfd.as_ref() else {
+            return;
+        };
+        if proc.exit_watched {
+            return;
+        }
+        match ctx.watch(pidfd, token(key, PIDFD), Interest::Read) {
+            Ok(()) => proc.exit_watched = true,
+            Err(e) => {
+                log::warn!(
+                    "task {}: cannot watch its exit ({e}); looking now and then",
+                    proc.task
+                );
+                self.exit_polls
+                    .push((key, Instant::now() + EXIT_POLL_EVERY));
+            }
         }
     }
 
@@ -686,10 +733,23 @@ impl Backend for LocalBackend {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.lingering.iter().map(|&(_, at)| at).min()
+        let lingering = self.lingering.iter().map(|&(_, at)| at);
+        lingering
+            .chain(self.exit_polls.iter().map(|&(_, at)| at))
+            .min()
     }
 
     fn on_deadline(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exit_polls)
+            .into_iter()
+            .partition(|&(_, at)| at <= now);
+        self.exit_polls = later;
+        for (key, _) in due {
+            self.reap(key, ctx);
+            if self.procs.get(&key).is_some_and(|p| p.exit.is_none()) {
+                self.exit_polls.push((key, now + EXIT_POLL_EVERY));
+            }
+        }
         self.lingering.retain(|&(pgid, at)| {
             if at > now {
                 return true;
