@@ -520,3 +520,64 @@ fn a_run_root_that_cannot_be_written_is_refused_before_any_task_runs() {
     );
     assert!(!marker.exists(), "a task ran without a run folder");
 }
+
+/// `poolscope run < tasks.txt`: a small file is read before the run starts (no reader
+/// thread), so it must give what a pipe gives: every task, in order, and a line that
+/// cannot be a command stops the reading there, named, after the tasks before it ran.
+#[test]
+fn a_task_list_redirected_from_a_file_runs_as_a_piped_one_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |text: &[u8], from_file: bool| -> Output {
+        let list = dir.path().join("tasks.txt");
+        std::fs::write(&list, text).expect("write the list");
+        let mut command = poolscope();
+        command.args(["run", "-j", "2", "--no-journal", "--keep-order"]);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if from_file {
+            command.stdin(Stdio::from(std::fs::File::open(&list).expect("open")));
+            command.output().expect("run poolscope")
+        } else {
+            command.stdin(Stdio::piped());
+            let mut child = command.spawn().expect("start poolscope");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text)
+                .expect("write");
+            child.wait_with_output().expect("wait")
+        }
+    };
+    // More than one batch of commands (4096), still a small file.
+    let numbers: Vec<String> = (1..=5000).map(|i| i.to_string()).collect();
+    let many: String = numbers
+        .iter()
+        .map(|i| ["echo ", i, "\n"].concat())
+        .collect();
+    let expected: String = numbers.iter().map(|i| [i, "\n"].concat()).collect();
+    for from_file in [true, false] {
+        let out = run(many.as_bytes(), from_file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            expected,
+            "from a file: {from_file}"
+        );
+        let out = run(b"echo a\n\xff\xfe\necho c\n", from_file);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "a\n",
+            "from a file: {from_file}"
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("stdin line 2 is not UTF-8"),
+            "from a file: {from_file}: {said}"
+        );
+        assert!(!out.status.success());
+    }
+}
