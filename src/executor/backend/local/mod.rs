@@ -1,6 +1,7 @@
 //! Local child processes, all served by the dispatcher's one readiness loop: each task
-//! leads its own process group; its pipes and a pidfd for its exit are watched by epoll,
-//! so an exit is noticed the moment it happens and no thread exists per task.
+//! leads its own process group; its pipes are watched by epoll, and so is a pidfd for
+//! its exit wherever the end of its output does not already tell of it, so an exit is
+//! noticed the moment it matters and no thread exists per task.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
