@@ -179,6 +179,42 @@ fn background_wait_keeps_the_task_until_its_output_closes() {
     );
 }
 
+/// A leader that exits while what it left behind holds its output open is reaped then,
+/// not left a zombie (holding a process of the user's) until that output closes.
+#[test]
+fn background_wait_reaps_the_leader_while_its_output_stays_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stop = dir.path().join("stop");
+    let (pool, events) = Executor::start(config(1), None);
+    let line = format!(
+        "echo $$; (until [ -e '{}' ]; do sleep 0.05; done) & exit 4",
+        stop.display()
+    );
+    let task = pool.submit_one(TaskSpec::shell(line)).expect("submit");
+    pool.close();
+    let mut record = RunRecord::default();
+    until(&events, &mut record, "the leader's PID", |e, record| {
+        matches!(e.kind, EventKind::Output { .. }) && stdout_of(record, task).ends_with('\n')
+    });
+    let leader: u32 = stdout_of(&record, task).trim().parse().expect("pid");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{leader}"));
+    let deadline = std::time::Instant::now() + WAIT;
+    while proc_dir.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let reaped = !proc_dir.exists();
+    std::fs::write(&stop, "").expect("let the background loop end");
+    drain(&events, &mut record);
+    assert!(
+        reaped,
+        "the leader {leader} was left a zombie while its output stayed open"
+    );
+    assert_eq!(
+        record.task(task).and_then(|t| t.outcome().cloned()),
+        Some(Outcome::Exited(4))
+    );
+}
+
 #[test]
 fn background_kill_ends_the_task_with_its_leader_and_kills_what_it_left() {
     let (pool, events) = Executor::start(config(1), None);

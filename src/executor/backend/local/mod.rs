@@ -33,6 +33,13 @@ const REAP_SOON_FOR: Duration = Duration::from_micros(200);
 /// How often a child whose exit could not be watched (epoll refused its pidfd) is
 /// looked at instead.
 const EXIT_POLL_EVERY: Duration = Duration::from_millis(10);
+/// A task still running this long after its start has its exit watched too, so that a
+/// leader whose output is held open by what it left behind is reaped when it exits (not
+/// left a zombie until that output closes). Shorter tasks never pay for the watch.
+const WATCH_EXIT_AFTER: Duration = Duration::from_millis(50);
+/// Exits that come due within this much of each other are set up together (one timer
+/// wake-up for many tasks).
+const WATCH_EXIT_SLACK: Duration = Duration::from_millis(10);
 
 /// Runs tasks as local child processes.
 #[derive(Default)]
@@ -50,6 +57,9 @@ pub struct LocalBackend {
     spawner: Option<spawn::Spawner>,
     /// Children whose exit epoll could not watch: looked at on this timer instead.
     exit_polls: Vec<(u64, Instant)>,
+    /// Children whose exit is not watched yet, in start order, with when it will be
+    /// ([`WATCH_EXIT_AFTER`]); those that ended meanwhile are passed over.
+    exit_watch_due: VecDeque<(u64, Instant)>,
 }
 
 /// Builtins and keywords whose meaning in `sh` differs from (or has no) program on `PATH`.
@@ -78,8 +88,9 @@ struct Proc {
     pidfd: Option<OwnedFd>,
     /// Whether epoll watches the pidfd. A task that waits for its output to close
     /// (the default) is watched only once its output has closed and it has not exited
-    /// at once: its end usually comes as that end of file, which saves two epoll
-    /// changes per task and the exiting child's wake-up of this thread through it.
+    /// at once, or once it has run [`WATCH_EXIT_AFTER`]: a short task's end comes as
+    /// that end of file, which saves two epoll changes per task and the exiting child's
+    /// wake-up of this thread through it.
     exit_watched: bool,
     exit: Option<RawExit>,
     /// stdout, stderr (a terminal has only the first).
@@ -644,6 +655,10 @@ impl Backend for LocalBackend {
             .stdin
             .as_ref()
             .is_some_and(|p| !p.queue.is_empty() || p.close_when_written);
+        if !proc.exit_watched {
+            self.exit_watch_due
+                .push_back((key, Instant::now() + WATCH_EXIT_AFTER));
+        }
         self.procs.insert(key, proc);
         if has_queue {
             self.flush_stdin(key, ctx);
@@ -735,12 +750,22 @@ impl Backend for LocalBackend {
 
     fn deadline(&self) -> Option<Instant> {
         let lingering = self.lingering.iter().map(|&(_, at)| at);
+        let watch = self.exit_watch_due.front().map(|&(_, at)| at);
         lingering
             .chain(self.exit_polls.iter().map(|&(_, at)| at))
+            .chain(watch)
             .min()
     }
 
     fn on_deadline(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        while let Some(&(key, at)) = self.exit_watch_due.front()
+            && at <= now + WATCH_EXIT_SLACK
+        {
+            self.exit_watch_due.pop_front();
+            if self.procs.get(&key).is_some_and(|p| p.exit.is_none()) {
+                self.watch_exit(key, ctx);
+            }
+        }
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.exit_polls)
             .into_iter()
             .partition(|&(_, at)| at <= now);
