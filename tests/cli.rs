@@ -9,7 +9,7 @@ use std::process::{Output, Stdio};
 use common::{poolscope, wait_gone};
 use poolscope::executor::Outcome;
 
-fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+fn run_with_stdin(args: &[&str], stdin: impl AsRef<[u8]>) -> Output {
     let mut child = poolscope()
         .args(args)
         .stdin(Stdio::piped())
@@ -21,7 +21,7 @@ fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(stdin.as_bytes())
+        .write_all(stdin.as_ref())
         .expect("write");
     child.wait_with_output().expect("wait")
 }
@@ -174,7 +174,7 @@ fn failures_make_the_exit_status_nonzero_and_retries_are_logged() {
 fn tag_prefixes_each_line_with_what_made_its_task() {
     // A whole command line is tagged with itself, as GNU parallel tags it.
     let printf = r"printf 'a\nb\n'";
-    let out = run_with_stdin(&["run", "-j", "1", "--tag"], &format!("{printf}\necho c\n"));
+    let out = run_with_stdin(&["run", "-j", "1", "--tag"], format!("{printf}\necho c\n"));
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -527,26 +527,18 @@ fn a_run_root_that_cannot_be_written_is_refused_before_any_task_runs() {
 #[test]
 fn a_task_list_redirected_from_a_file_runs_as_a_piped_one_does() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let args = ["run", "-j", "2", "--no-journal", "--keep-order"];
     let run = |text: &[u8], from_file: bool| -> Output {
+        if !from_file {
+            return run_with_stdin(&args, text);
+        }
         let list = dir.path().join("tasks.txt");
         std::fs::write(&list, text).expect("write the list");
-        let mut command = poolscope();
-        command.args(["run", "-j", "2", "--no-journal", "--keep-order"]);
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        if from_file {
-            command.stdin(Stdio::from(std::fs::File::open(&list).expect("open")));
-            command.output().expect("run poolscope")
-        } else {
-            command.stdin(Stdio::piped());
-            let mut child = command.spawn().expect("start poolscope");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(text)
-                .expect("write");
-            child.wait_with_output().expect("wait")
-        }
+        poolscope()
+            .args(args)
+            .stdin(Stdio::from(std::fs::File::open(&list).expect("open")))
+            .output()
+            .expect("run poolscope")
     };
     // More than one batch of commands (4096), still a small file.
     let numbers: Vec<String> = (1..=5000).map(|i| i.to_string()).collect();
