@@ -450,6 +450,8 @@ impl LocalBackend {
         }
         match ctx.watch(pidfd, token(key, PIDFD), Interest::Read) {
             Ok(()) => proc.exit_watched = true,
+            // Asked again (its output closed, then its 50 ms passed): one poll is enough.
+            Err(_) if self.exit_polls.iter().any(|&(k, _)| k == key) => {}
             Err(e) => {
                 log::warn!(
                     "task {}: cannot watch its exit ({e}); looking now and then",
